@@ -1,0 +1,52 @@
+"""JSON encoding of wire records that keeps unknown fields.
+
+msgspec drops fields a Struct does not declare; a mesh where an old service silently strips a
+newer producer's fields loses data. So decoding collects the undeclared keys into
+``extensions`` and encoding writes them back at the top level.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+import msgspec
+
+from schemas.records import Record
+
+R = TypeVar("R", bound=Record)
+
+_json_encoder = msgspec.json.Encoder()
+_raw_decoder = msgspec.json.Decoder(dict[str, Any])
+
+
+class DecodeError(ValueError):
+    """A record's bytes are not a valid instance of the expected type; the message says why."""
+
+
+def encode(record: Record) -> bytes:
+    """Encode a record to JSON, restoring its unknown fields at the top level."""
+    body = msgspec.to_builtins(record)
+    extras = body.pop("extensions")
+    return _json_encoder.encode({**extras, **body} if extras else body)
+
+
+def decode(data: bytes, record_type: type[R]) -> R:
+    """Decode and validate ``data``; raise :class:`DecodeError` naming the bad field."""
+    try:
+        raw = _raw_decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        raise DecodeError(f"not a JSON object: {exc}") from None
+    known = set(record_type.__struct_fields__)
+    extras = {k: v for k, v in raw.items() if k not in known}
+    body = {k: v for k, v in raw.items() if k in known}
+    if extras:
+        body["extensions"] = {**body.get("extensions", {}), **extras}
+    try:
+        return msgspec.convert(body, record_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise DecodeError(f"invalid {record_type.__name__}: {exc}") from None
+
+
+def to_json(value: Any) -> bytes:
+    """Encode any builtin-like value as JSON (state fields, payloads)."""
+    return _json_encoder.encode(value)

@@ -1,0 +1,224 @@
+"""Every record that travels on a Choreo Mesh topic.
+
+The structs here *are* the wire contract: JSON on the wire, one ``schema_version`` per record,
+and unknown fields kept in ``extensions`` so a newer producer never loses data by passing
+through an older service (see :mod:`schemas.codec`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+TraceStatus = Literal["running", "completed", "failed", "halted"]
+TerminalStatus = Literal["completed", "failed", "halted"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Record(msgspec.Struct, kw_only=True):
+    """Base of every wire record: a schema version and a bag for unknown fields."""
+
+    schema_version: int = SCHEMA_VERSION
+    extensions: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Budget(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Hard limits of one trace. ``None`` means unlimited; ``deadline`` is set on admission."""
+
+    max_hops: int | None = None
+    max_tokens: int | None = None
+    max_cost: float | None = None
+    max_seconds: float | None = None
+    deadline: datetime | None = None
+
+
+class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What one step (or one model call) consumed."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    latency_ms: float = 0.0
+    model: str | None = None
+    calls: int = 0
+
+
+class Totals(msgspec.Struct, kw_only=True):
+    """Running totals of a trace: exact, because the keeper adds each step exactly once."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    hops: int = 0
+
+
+class Task(Record, kw_only=True):
+    """A unit of work submitted to ``choreo.tasks`` by any Kafka client.
+
+    The smallest valid task is ``{"input": "..."}``. ``trace_id`` falls back to the record key,
+    then to an id derived from the record's position, so re-reading the log yields the same id.
+    """
+
+    input: str
+    trace_id: str | None = None
+    budget: Budget | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    parent_trace_id: str | None = None
+    initial_state: dict[str, Any] | None = None
+
+
+class Envelope(Record, kw_only=True):
+    """One step event: what an agent produced (on the outbox) or receives (on its topic).
+
+    On ``choreo.outbox``, ``state_version`` is the version the step read and ``delta`` what it
+    changes. On an agent topic, the keeper has folded the delta: ``state`` is the new snapshot's
+    fields and ``state_version`` its version.
+    """
+
+    event_id: str
+    trace_id: str
+    causation_id: str | None = None
+    type: str
+    source: str
+    hop: int = 0
+    budget: Budget = msgspec.field(default_factory=Budget)
+    state_version: int = 0
+    state: dict[str, Any] | None = None
+    delta: dict[str, Any] | None = None
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    usage: Usage = msgspec.field(default_factory=Usage)
+    created_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class FieldWrite(msgspec.Struct, kw_only=True):
+    """Who last wrote a state field, and at which version."""
+
+    version: int
+    agent: str
+
+
+class Snapshot(Record, kw_only=True):
+    """The folded state of one trace at one version, published to the compacted state topic."""
+
+    trace_id: str
+    version: int
+    status: TraceStatus = "running"
+    fields: dict[str, Any] = msgspec.field(default_factory=dict)
+    writes: dict[str, FieldWrite] = msgspec.field(default_factory=dict)
+    totals: Totals = msgspec.field(default_factory=Totals)
+    budget: Budget = msgspec.field(default_factory=Budget)
+    applied: list[str] = msgspec.field(default_factory=list)
+    parent_trace_id: str | None = None
+    admitted_at: datetime = msgspec.field(default_factory=utcnow)
+    updated_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class HopRecord(Record, kw_only=True):
+    """One record per applied step, with the trace's running totals after it."""
+
+    trace_id: str
+    event_id: str
+    causation_id: str | None = None
+    agent: str
+    hop: int
+    type: str
+    status: Literal["ok", "failed", "refused"] = "ok"
+    state_version: int
+    state_hash: str
+    input_fingerprint: str
+    output: str = ""
+    usage: Usage = msgspec.field(default_factory=Usage)
+    totals: Totals = msgspec.field(default_factory=Totals)
+    conflicts: int = 0
+    created_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class ControlVerdict(Record, kw_only=True):
+    """An instruction to the mesh about one trace: halt it, or shift an agent's persona."""
+
+    verdict_id: str
+    trace_id: str
+    action: Literal["halt", "persona_shift"]
+    reason: str
+    evidence: dict[str, Any] = msgspec.field(default_factory=dict)
+    agent: str | None = None
+    temperature: float | None = None
+    system_prompt: str | None = None
+    source: str = "operator"
+    created_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class TerminalResult(Record, kw_only=True):
+    """The one and only terminal record of a trace, on ``choreo.results``."""
+
+    trace_id: str
+    status: TerminalStatus
+    output: Any = None
+    reason: str | None = None
+    state_version: int = 0
+    usage: Totals = msgspec.field(default_factory=Totals)
+    parent_trace_id: str | None = None
+    finished_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class Escalation(Record, kw_only=True):
+    """A halted trace handed to a human, with the evidence that stopped it."""
+
+    escalation_id: str
+    trace_id: str
+    reason: str
+    evidence: dict[str, Any] = msgspec.field(default_factory=dict)
+    state_version: int = 0
+    status: Literal["open", "resumed", "closed"] = "open"
+    guidance: str | None = None
+    continuation_trace_id: str | None = None
+    created_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class StateConflict(Record, kw_only=True):
+    """Two steps built on the same version both wrote one ``replace`` field."""
+
+    trace_id: str
+    field: str
+    base_version: int
+    version: int
+    policy: Literal["last_writer_wins", "first_writer_wins", "reject"]
+    kept: FieldWrite
+    kept_value: Any = None
+    other: FieldWrite
+    other_value: Any = None
+    created_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+class DeadLetter(Record, kw_only=True):
+    """A record a consumer could not accept: where it came from, why, and its exact bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    reason: str
+    consumer: str
+    original: bytes
+    created_at: datetime = msgspec.field(default_factory=utcnow)
+
+
+#: Every record type by the name used in the JSON Schema export and the AsyncAPI document.
+RECORDS: dict[str, type[Record]] = {
+    "Task": Task,
+    "Envelope": Envelope,
+    "Snapshot": Snapshot,
+    "HopRecord": HopRecord,
+    "ControlVerdict": ControlVerdict,
+    "TerminalResult": TerminalResult,
+    "Escalation": Escalation,
+    "StateConflict": StateConflict,
+    "DeadLetter": DeadLetter,
+}

@@ -1,0 +1,1 @@
+"""Choreo Mesh services: the shared runtime and one package per service."""

@@ -1,0 +1,236 @@
+"""The mesh spec: agents, state schema, model tiers and budgets, loaded from YAML.
+
+An invalid spec fails at load time with a message naming the field, never at the first task.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from schemas import reducers
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
+TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
+
+ConflictPolicy = Literal["last_writer_wins", "first_writer_wins", "reject"]
+
+
+class SpecError(ValueError):
+    """The mesh spec is invalid; the message names the file and every bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelTier(_Strict):
+    """An OpenAI-compatible endpoint. ``script`` makes ``choreo up`` serve a scripted model."""
+
+    base_url: str | None = None
+    model: str
+    api_key_env: str | None = None
+    temperature: float = Field(0.2, ge=0, le=2)
+    price_in_per_mtok: float = Field(0.0, ge=0)
+    price_out_per_mtok: float = Field(0.0, ge=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=20)
+    concurrency: int = Field(8, ge=1)
+    script: Path | None = None
+
+    @model_validator(mode="after")
+    def _has_endpoint(self) -> ModelTier:
+        if self.base_url is None and self.script is None:
+            raise ValueError("a model tier needs base_url or script")
+        return self
+
+
+class Route(_Strict):
+    """Where a step's output goes: the first route whose ``when`` matches the output wins.
+
+    ``emit`` names the event type (and topic) to publish; ``finish`` ends the trace as
+    completed with state field ``output`` as its result; ``fail`` ends it as failed.
+    """
+
+    when: str | None = None
+    emit: str | None = Field(None, pattern=TOPIC_PATTERN)
+    finish: bool = False
+    fail: bool = False
+    output: str | None = None
+
+    @field_validator("when")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Route:
+        if sum([self.emit is not None, self.finish, self.fail]) != 1:
+            raise ValueError("a route needs exactly one of emit, finish, fail")
+        return self
+
+
+class AgentSpec(_Strict):
+    """One agent service: what it listens to, how it thinks, what it writes and emits."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    subscribe: list[str] = Field(min_length=1)
+    persona: str
+    model: str
+    reads: list[str] | None = None
+    writes: dict[str, Any] = Field(default_factory=dict)
+    routes: list[Route] = Field(min_length=1)
+    replicas: int = Field(1, ge=1, le=64)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+
+    @field_validator("subscribe")
+    @classmethod
+    def _topic_names(cls, topics: list[str]) -> list[str]:
+        for topic in topics:
+            if not re.match(TOPIC_PATTERN, topic):
+                raise ValueError(f"invalid topic name {topic!r}")
+        return topics
+
+
+class FieldSpec(_Strict):
+    """One state field: how concurrent writes merge, and what happens on a conflict."""
+
+    reducer: str = "replace"
+    default: Any = None
+    conflict: ConflictPolicy = "last_writer_wins"
+    scratch: bool = False
+
+    @field_validator("reducer")
+    @classmethod
+    def _resolvable(cls, name: str) -> str:
+        try:
+            reducers.resolve(name)
+        except reducers.ReducerError as exc:
+            raise ValueError(str(exc)) from None
+        return name
+
+
+class BudgetSpec(_Strict):
+    """Default hard limits per trace; a task may override them."""
+
+    max_hops: int | None = Field(25, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_cost: float | None = Field(None, ge=0)
+    max_seconds: float | None = Field(600.0, gt=0)
+
+
+class TopicsSpec(_Strict):
+    partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1)
+
+
+class MeshSpec(_Strict):
+    """A whole mesh. ``entry`` lists the event types a newly admitted task is sent to."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    entry: list[str] = Field(min_length=1)
+    state: dict[str, FieldSpec] = Field(default_factory=dict)
+    models: dict[str, ModelTier] = Field(min_length=1)
+    agents: list[AgentSpec] = Field(min_length=1)
+    budgets: BudgetSpec = Field(default_factory=BudgetSpec)
+    topics: TopicsSpec = Field(default_factory=TopicsSpec)
+    max_snapshot_bytes: int = Field(1_000_000, ge=1024)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MeshSpec:
+        names = [a.name for a in self.agents]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"agents: duplicate agent names {dupes}")
+        for i, agent in enumerate(self.agents):
+            if agent.model not in self.models:
+                raise ValueError(
+                    f"agents[{i}].model: unknown model tier {agent.model!r} "
+                    f"(declared: {sorted(self.models)})"
+                )
+        emitted = set(self.entry) | {r.emit for a in self.agents for r in a.routes if r.emit}
+        subscribed = {t for a in self.agents for t in a.subscribe}
+        for i, agent in enumerate(self.agents):
+            for topic in agent.subscribe:
+                if topic not in emitted:
+                    raise ValueError(
+                        f"agents[{i}].subscribe: nothing emits {topic!r} "
+                        "(not in entry nor in any route's emit)"
+                    )
+            for j, route in enumerate(agent.routes):
+                if route.emit and route.emit not in subscribed:
+                    raise ValueError(
+                        f"agents[{i}].routes[{j}].emit: no agent subscribes to {route.emit!r}"
+                    )
+        for topic in self.entry:
+            if topic not in subscribed:
+                raise ValueError(f"entry: no agent subscribes to {topic!r}")
+        return self
+
+    def agent(self, name: str) -> AgentSpec:
+        for agent in self.agents:
+            if agent.name == name:
+                return agent
+        raise SpecError(f"mesh {self.name!r} has no agent {name!r} (agents: "
+                        f"{', '.join(a.name for a in self.agents)})")
+
+    def field(self, name: str) -> FieldSpec:
+        """The declared spec of a state field; undeclared fields are ``replace``."""
+        return self.state.get(name, _UNDECLARED)
+
+    @property
+    def agent_topics(self) -> list[str]:
+        """Every event-type topic of the mesh, sorted."""
+        topics = set(self.entry) | {t for a in self.agents for t in a.subscribe}
+        return sorted(topics)
+
+
+_UNDECLARED = FieldSpec()
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid mesh spec"]
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        lines.append(f"  {loc}: {message}")
+    return "\n".join(lines)
+
+
+def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None) -> MeshSpec:
+    """Validate a mesh from builtins; relative script paths resolve against ``base_dir``."""
+    try:
+        spec = MeshSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_format_error(source, exc)) from None
+    if base_dir is None:
+        return spec
+    models = {
+        name: tier.model_copy(update={"script": (base_dir / tier.script).resolve()})
+        if tier.script is not None and not tier.script.is_absolute()
+        else tier
+        for name, tier in spec.models.items()
+    }
+    return spec.model_copy(update={"models": models})
+
+
+def load_mesh(path: str | Path) -> MeshSpec:
+    """Load and validate a mesh spec from a YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such mesh spec") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    return parse_mesh(data, str(path), path.parent)

@@ -1,0 +1,99 @@
+"""Topic names and topic creation: one place that knows every topic of a mesh."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.runtime.spec import MeshSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The system topics under one prefix, so several meshes can share a cluster."""
+
+    prefix: str = "choreo"
+
+    @property
+    def tasks(self) -> str:
+        return f"{self.prefix}.tasks"
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.prefix}.outbox"
+
+    @property
+    def state(self) -> str:
+        return f"{self.prefix}.state"
+
+    @property
+    def hops(self) -> str:
+        return f"{self.prefix}.hops"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}.control"
+
+    @property
+    def results(self) -> str:
+        return f"{self.prefix}.results"
+
+    @property
+    def escalations(self) -> str:
+        return f"{self.prefix}.escalations"
+
+    @property
+    def conflicts(self) -> str:
+        return f"{self.prefix}.conflicts"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    def system(self) -> list[str]:
+        return [
+            self.tasks, self.outbox, self.state, self.hops, self.control,
+            self.results, self.escalations, self.conflicts, self.dlq,
+        ]
+
+    def configs(self, topic: str) -> dict[str, str]:
+        """Per-topic configs: the state topic keeps only the latest snapshot per trace."""
+        if topic == self.state:
+            return {"cleanup.policy": "compact"}
+        return {}
+
+
+async def ensure_topics(bootstrap: str, topics: Topics, spec: MeshSpec) -> list[str]:
+    """Create every system and agent topic the mesh needs; return the ones created.
+
+    Every topic gets the same partition count, so a trace id (the key everywhere) lands on the
+    same partition number of every topic and one keeper owns a trace end to end.
+    """
+    names = topics.system() + spec.agent_topics
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=name,
+                num_partitions=spec.topics.partitions,
+                replication_factor=spec.topics.replication_factor,
+                topic_configs=topics.configs(name),
+            )
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                log.info("topics created concurrently by another process")
+        return [t.name for t in missing]
+    finally:
+        await admin.close()
