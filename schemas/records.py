@@ -18,6 +18,17 @@ TraceStatus = Literal["running", "completed", "failed", "halted"]
 TerminalStatus = Literal["completed", "failed", "halted"]
 
 
+#: Event types with a meaning to the keeper; every other event type names an agent topic.
+#: ``trace.admit`` and ``trace.halt`` are written to the outbox by the keeper itself, so the
+#: outbox alone is the ordered log of every transition of every trace.
+ADMIT = "trace.admit"
+HALT = "trace.halt"
+FINISH = "trace.finish"
+FAIL = "trace.fail"
+STEP_REFUSED = "step.refused"
+STEP_FAILED = "step.failed"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -115,6 +126,8 @@ class Snapshot(Record, kw_only=True):
     totals: Totals = msgspec.field(default_factory=Totals)
     budget: Budget = msgspec.field(default_factory=Budget)
     applied: list[str] = msgspec.field(default_factory=list)
+    origin: str | None = None
+    reason: str | None = None
     parent_trace_id: str | None = None
     admitted_at: datetime = msgspec.field(default_factory=utcnow)
     updated_at: datetime = msgspec.field(default_factory=utcnow)
@@ -134,6 +147,7 @@ class HopRecord(Record, kw_only=True):
     state_hash: str
     input_fingerprint: str
     output: str = ""
+    duration_ms: float = 0.0
     usage: Usage = msgspec.field(default_factory=Usage)
     totals: Totals = msgspec.field(default_factory=Totals)
     conflicts: int = 0

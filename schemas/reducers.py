@@ -107,7 +107,7 @@ def resolve(name: str) -> Reducer:
         raise ReducerError(f"cannot import reducer {name!r}: {exc}") from None
     if not callable(function):
         raise ReducerError(f"reducer {name!r} is not callable")
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def _as_list(value: Any) -> list[Any]:

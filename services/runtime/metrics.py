@@ -27,7 +27,8 @@ MODEL_RETRIES = Counter(
     "choreo_model_retries_total", "Model call attempts that were retried.",
     ["model", "status"],
 )
-TOKENS = Counter("choreo_tokens_total", "Model tokens by direction.", ["agent", "model", "direction"])
+TOKENS = Counter("choreo_tokens_total", "Model tokens by direction.",
+                 ["agent", "model", "direction"])
 COST = Counter("choreo_cost_usd_total", "Model cost in US dollars.", ["agent", "model"])
 TOOL_RUNS = Counter("choreo_tool_runs_total", "Tool runs by status.", ["tool", "status"])
 VERDICTS = Counter("choreo_verdicts_total", "Watchdog verdicts by action and reason.",

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from schemas import reducers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas import reducers
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
@@ -52,10 +53,12 @@ class Route(_Strict):
     """Where a step's output goes: the first route whose ``when`` matches the output wins.
 
     ``emit`` names the event type (and topic) to publish; ``finish`` ends the trace as
-    completed with state field ``output`` as its result; ``fail`` ends it as failed.
+    completed with state field ``output`` as its result; ``fail`` ends it as failed. ``writes``
+    adds to (and overrides) the agent's writes when this route is taken.
     """
 
     when: str | None = None
+    writes: dict[str, Any] = Field(default_factory=dict)
     emit: str | None = Field(None, pattern=TOPIC_PATTERN)
     finish: bool = False
     fail: bool = False

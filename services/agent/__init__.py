@@ -1,0 +1,1 @@
+"""The generic worker agent, configured entirely by its entry in the mesh spec."""

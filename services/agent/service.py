@@ -1,0 +1,167 @@
+"""The agent service: one consumer group per agent, so its replicas share the work.
+
+Each record is decoded and validated (bad ones go to the dead-letter topic), checked against
+the hop budget, turned into one model call and one outbox record, and committed only after
+that record is acknowledged. Several records are worked on at once, since model calls are
+slow; commits advance only over a finished prefix of each partition (see OffsetTracker). On
+SIGTERM, or when partitions are revoked, in-flight steps finish and commit before letting go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from schemas import DecodeError, Envelope, Usage, decode, encode
+from schemas.records import STEP_FAILED, STEP_REFUSED
+from services.agent import step as steps
+from services.runtime import metrics
+from services.runtime.kafka import DeadLetters, headers_of, make_consumer, make_producer
+from services.runtime.llm import ModelClient, ModelError
+from services.runtime.offsets import OffsetTracker
+from services.runtime.settings import Settings
+from services.runtime.spec import AgentSpec, MeshSpec
+from services.runtime.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+class _Drain(ConsumerRebalanceListener):
+    """Finish and commit a revoked partition's in-flight steps before it moves elsewhere."""
+
+    def __init__(self, service: AgentService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        await self.service.drain(set(revoked))
+        self.service.offsets.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+class AgentService:
+    def __init__(self, spec: MeshSpec, agent_name: str, bootstrap: str,
+                 settings: Settings) -> None:
+        self.spec = spec
+        self.agent: AgentSpec = spec.agent(agent_name)
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        client_id = f"choreo-agent-{agent_name}"
+        self.producer: AIOKafkaProducer = make_producer(bootstrap, client_id)
+        self.consumer: AIOKafkaConsumer = make_consumer(
+            bootstrap, settings, group_id=f"{self.topics.prefix}.agent.{agent_name}",
+            client_id=client_id)
+        self.model = ModelClient.for_tier(self.agent.model, spec.models[self.agent.model])
+        self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
+        self.offsets = OffsetTracker()
+        self._slots = asyncio.Semaphore(settings.max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._idle = asyncio.Condition()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.producer.start()
+        self.consumer.subscribe(self.agent.subscribe, listener=_Drain(self))
+        await self.consumer.start()
+        log.info("agent started", extra={"agent": self.agent.name,
+                                          "topics": self.agent.subscribe})
+        try:
+            while not stop.is_set():
+                await self._slots.acquire()  # fetch only when a step can start
+                self._slots.release()
+                batch = await self.consumer.getmany(timeout_ms=200,
+                                                    max_records=self.settings.max_in_flight)
+                for records in batch.values():
+                    for record in records:
+                        await self._slots.acquire()
+                        self._start(record)
+                await self._commit()
+            await asyncio.wait_for(self.drain(None), self.settings.shutdown_grace_s)
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+            await self.model.aclose()
+
+    def _start(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        tp = TopicPartition(record.topic, record.partition)
+        self.offsets.started(tp, record.offset)
+        task = asyncio.create_task(self._handle(record))
+        self._tasks.add(task)
+        task.add_done_callback(lambda t: self._finished(t, tp, record.offset))
+
+    def _finished(self, task: asyncio.Task[None], tp: TopicPartition, offset: int) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if task.cancelled() or task.exception() is not None:
+            # Not done: leave the offset in flight, so it is never committed past. The
+            # record is redelivered to whoever owns the partition next.
+            log.error("step crashed", extra={"offset": offset, "topic": tp.topic},
+                      exc_info=None if task.cancelled() else task.exception())
+            return
+        self.offsets.done(tp, offset)
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        async with self._idle:
+            self._idle.notify_all()
+
+    async def drain(self, partitions: set[TopicPartition] | None) -> None:
+        """Wait until no step of ``partitions`` (all when None) is in flight, then commit."""
+        async with self._idle:
+            await self._idle.wait_for(lambda: self.offsets.in_flight(partitions) == 0
+                                      or not self._tasks)
+        await self._commit()
+
+    async def _commit(self) -> None:
+        offsets = self.offsets.committable()
+        if offsets:
+            await self.consumer.commit(offsets)
+            self.offsets.mark_committed(offsets)
+
+    async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        try:
+            event = decode(record.value or b"", Envelope)
+        except DecodeError as exc:
+            await self.dead_letters.send(record, str(exc))
+            return
+        started = time.perf_counter()
+        out = await self._step(event)
+        out.payload["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        await self.producer.send_and_wait(self.topics.outbox, encode(out),
+                                          key=event.trace_id.encode(),
+                                          headers=headers_of(record))
+        metrics.STEP_DURATION.labels(agent=self.agent.name).observe(
+            time.perf_counter() - started)
+        status = {STEP_REFUSED: "refused", STEP_FAILED: "failed"}.get(out.type, "ok")
+        metrics.STEPS.labels(agent=self.agent.name, status=status).inc()
+
+    async def _step(self, event: Envelope) -> Envelope:
+        refusal = steps.over_budget(event, datetime.now(UTC))
+        if refusal is not None:
+            return steps.step_event(self.agent, event, STEP_REFUSED,
+                                    payload={"reason": f"{self.agent.name}: {refusal}"})
+        messages = steps.render_messages(self.agent, event)
+        try:
+            completion = await self.model.complete(
+                messages, agent=self.agent.name, temperature=self.agent.temperature,
+                max_tokens=self.agent.max_tokens)
+        except ModelError as exc:
+            return steps.step_event(
+                self.agent, event, STEP_FAILED,
+                payload={"reason": f"{self.agent.name}: model call failed: {exc}"},
+                usage=Usage(model=self.model.model))
+        return steps.outcome(self.agent, event, completion.text, completion.usage, messages)
+
+
+def run(spec: MeshSpec, agent_name: str, bootstrap: str, settings: Settings) -> None:
+    from services.runtime.service import run_service
+
+    async def main(stop: asyncio.Event) -> None:
+        await AgentService(spec, agent_name, bootstrap, settings).run(stop)  # needs a loop
+
+    run_service(f"agent:{agent_name}", settings, main)

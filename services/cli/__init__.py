@@ -1,0 +1,1 @@
+"""The ``choreo`` command line: run services, start meshes, submit tasks, inspect traces."""

@@ -1,0 +1,56 @@
+"""Starting a whole mesh as OS processes: topics, scripted models, keeper, agents, watchdog."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from pathlib import Path
+
+from services.cli.processes import ProcessGroup
+from services.runtime.broker import free_port, wait_for_port
+from services.runtime.settings import Settings
+from services.runtime.spec import MeshSpec
+from services.runtime.topics import Topics, ensure_topics
+
+
+def model_env_name(tier: str) -> str:
+    """The variable that overrides a tier's base URL (see services.runtime.llm)."""
+    return f"CHOREO_MODEL_{tier.upper().replace('-', '_')}_BASE_URL"
+
+
+def create_topics(spec: MeshSpec, bootstrap: str, settings: Settings) -> list[str]:
+    return asyncio.run(ensure_topics(bootstrap, Topics(settings.topic_prefix), spec))
+
+
+def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settings,
+               log_dir: Path, *, watchdog: bool = True) -> ProcessGroup:
+    """Start every service of ``spec`` as its own process; return the running group."""
+    create_topics(spec, bootstrap, settings)
+    group = ProcessGroup(log_dir, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    try:
+        for tier_name, tier in sorted(spec.models.items()):
+            variable = model_env_name(tier_name)
+            if tier.script is None or os.environ.get(variable):
+                continue
+            port = free_port()
+            child = group.start_choreo(f"model-{tier_name}",
+                                       ["model-server", str(tier.script), "--port", str(port)])
+            wait_for_port("127.0.0.1", port, 30.0, child.process)
+            group.env[variable] = f"http://127.0.0.1:{port}/v1"
+        mesh = ["--mesh", str(mesh_path)]
+        group.start_choreo("keeper", ["run", "keeper", *mesh])
+        for agent in spec.agents:
+            for replica in range(1, agent.replicas + 1):
+                group.start_choreo(f"{agent.name}-{replica}",
+                                   ["run", "agent", *mesh, "--agent", agent.name])
+        if watchdog and watchdog_available():
+            group.start_choreo("watchdog", ["run", "watchdog", *mesh])
+    except BaseException:
+        group.stop()
+        raise
+    return group
+
+
+def watchdog_available() -> bool:
+    return importlib.util.find_spec("services.watchdog.app") is not None

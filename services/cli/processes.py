@@ -1,0 +1,96 @@
+"""A group of child processes started together and stopped together, cleanly.
+
+Each service of a mesh runs as its own OS process, exactly as it would in its own container;
+this group only starts them, reports their status and stops them (SIGTERM, then SIGKILL after
+a grace period) so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def status(self) -> str:
+        if self.process is None:
+            return "not started"
+        code = self.process.poll()
+        if code is None:
+            return "running"
+        return "stopped" if code in (0, -signal.SIGTERM) else f"exited ({code})"
+
+
+@dataclass
+class ProcessGroup:
+    """Children of one mesh; logs go to ``log_dir/<name>.log``."""
+
+    log_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str],
+              extra_env: Mapping[str, str] | None = None) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        child = Child(name, list(argv), self.log_dir / f"{name}.log")
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        with child.log_path.open("ab") as log:
+            child.process = subprocess.Popen(
+                child.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, start_new_session=True)
+        child.started_at = time.monotonic()
+        self.children.append(child)
+        return child
+
+    def start_choreo(self, name: str, args: Sequence[str],
+                     extra_env: Mapping[str, str] | None = None) -> Child:
+        """Start ``choreo ARGS`` with this interpreter, whatever PATH says."""
+        return self.start(name, [sys.executable, "-m", "services.cli.main", *args], extra_env)
+
+    def find(self, name: str) -> Child:
+        for child in self.children:
+            if child.name == name:
+                return child
+        raise KeyError(name)
+
+    def failed(self) -> list[Child]:
+        return [c for c in self.children if c.status.startswith("exited")]
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM every child (newest first), wait up to ``grace``, SIGKILL the rest."""
+        for child in reversed(self.children):
+            if child.process and child.process.poll() is None:
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for child in reversed(self.children):
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.process.pid, signal.SIGKILL)
+                child.process.wait()
+
+    def __enter__(self) -> ProcessGroup:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,102 @@
+"""Reading and writing one trace's records on Kafka, for the CLI and the tests.
+
+The trace id is the key on every topic, so everything about a trace sits on one partition
+number of each topic; these helpers read only that partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TypeVar
+
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from schemas import HopRecord, Record, Snapshot, Task, TerminalResult, decode, encode
+from schemas.ids import new_id
+from services.runtime.kafka import make_consumer, make_producer, partition_for, read_to_end
+from services.runtime.settings import Settings
+
+R = TypeVar("R", bound=Record)
+
+
+class TraceNotFound(LookupError):
+    """No record of this trace exists on the topic."""
+
+
+async def submit(bootstrap: str, tasks_topic: str, task: Task) -> str:
+    """Publish a task keyed by its trace id (assigned here if missing); return the id."""
+    if task.trace_id is None:
+        task.trace_id = new_id()
+    producer = make_producer(bootstrap, "choreo-cli")
+    await producer.start()
+    try:
+        await producer.send_and_wait(tasks_topic, encode(task), key=task.trace_id.encode())
+    finally:
+        await producer.stop()
+    return task.trace_id
+
+
+async def trace_records(bootstrap: str, settings: Settings, topic: str,
+                        trace_id: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record keyed ``trace_id`` on ``topic``, in log order."""
+    consumer = make_consumer(bootstrap, settings, group_id=None, client_id="choreo-cli")
+    await consumer.start()
+    try:
+        await consumer.topics()
+        count = len(consumer.partitions_for_topic(topic) or ())
+        if count == 0:
+            raise TraceNotFound(f"topic {topic!r} does not exist")
+        tp = TopicPartition(topic, partition_for(trace_id, count))
+        key = trace_id.encode()
+        return [r async for r in read_to_end(consumer, [tp]) if r.key == key]
+    finally:
+        await consumer.stop()
+
+
+async def trace_typed(bootstrap: str, settings: Settings, topic: str, trace_id: str,
+                      record_type: type[R]) -> list[R]:
+    records = await trace_records(bootstrap, settings, topic, trace_id)
+    return [decode(r.value, record_type) for r in records if r.value]
+
+
+async def hops(bootstrap: str, settings: Settings, topic: str, trace_id: str) -> list[HopRecord]:
+    return await trace_typed(bootstrap, settings, topic, trace_id, HopRecord)
+
+
+async def latest_snapshot(bootstrap: str, settings: Settings, topic: str,
+                          trace_id: str) -> Snapshot:
+    snapshots = await trace_typed(bootstrap, settings, topic, trace_id, Snapshot)
+    if not snapshots:
+        raise TraceNotFound(f"no snapshot of trace {trace_id!r} on {topic}")
+    return max(snapshots, key=lambda s: (s.version, s.status != "running"))
+
+
+async def wait_for_result(bootstrap: str, settings: Settings, topic: str, trace_id: str,
+                          within_s: float) -> TerminalResult | None:
+    """The trace's terminal record, waiting up to ``within_s`` seconds for it to appear."""
+    consumer = make_consumer(bootstrap, settings, group_id=None, client_id="choreo-cli")
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + within_s
+        count = 0
+        while count == 0:
+            await consumer.topics()
+            count = len(consumer.partitions_for_topic(topic) or ())
+            if time.monotonic() > deadline:
+                return None
+            if count == 0:
+                await asyncio.sleep(0.2)  # polling metadata for a topic not created yet
+        tp = TopicPartition(topic, partition_for(trace_id, count))
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        key = trace_id.encode()
+        while (left := deadline - time.monotonic()) > 0:
+            batch = await consumer.getmany(tp, timeout_ms=int(min(left, 0.5) * 1000))
+            for record in batch.get(tp, []):
+                if record.key == key and record.value:
+                    return decode(record.value, TerminalResult)
+        return None
+    finally:
+        await consumer.stop()

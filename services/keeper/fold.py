@@ -1,0 +1,160 @@
+"""Pure state transitions of a trace: admit a task, fold a step's delta, finish.
+
+The live keeper and every replay run these same functions over the same log, with timestamps
+taken from the log records themselves, so a replay reproduces the live snapshots exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from schemas import (
+    Budget,
+    Envelope,
+    FieldWrite,
+    Snapshot,
+    StateConflict,
+    Task,
+    TerminalResult,
+    Totals,
+)
+from schemas.ids import fingerprint
+from schemas.reducers import ReducerError, resolve
+from services.runtime.spec import MeshSpec
+
+TASK_SOURCE = "task"
+_sorted_json = msgspec.json.Encoder(order="sorted")
+
+
+class FoldError(ValueError):
+    """A delta cannot be folded (it does not fit a field's reducer); the trace fails."""
+
+
+@dataclass
+class Folded:
+    """The outcome of folding one step: the new snapshot and every conflict it met."""
+
+    snapshot: Snapshot
+    conflicts: list[StateConflict] = field(default_factory=list)
+    rejected: bool = False
+
+
+def state_hash(fields: dict[str, Any]) -> str:
+    """Content hash of a state, independent of key order: the watchdog's notion of progress."""
+    return fingerprint(_sorted_json.encode(fields))
+
+
+def resolve_budget(spec: MeshSpec, override: Budget | None, admitted_at: datetime) -> Budget:
+    """The mesh's budgets with the task's overrides, and the wall-clock deadline fixed."""
+    base = spec.budgets
+    chosen = override or Budget()
+    max_seconds = chosen.max_seconds if chosen.max_seconds is not None else base.max_seconds
+    return Budget(
+        max_hops=chosen.max_hops if chosen.max_hops is not None else base.max_hops,
+        max_tokens=chosen.max_tokens if chosen.max_tokens is not None else base.max_tokens,
+        max_cost=chosen.max_cost if chosen.max_cost is not None else base.max_cost,
+        max_seconds=max_seconds,
+        deadline=admitted_at + timedelta(seconds=max_seconds) if max_seconds else None,
+    )
+
+
+def admit(spec: MeshSpec, task: Task, trace_id: str, origin: str, at: datetime) -> Snapshot:
+    """Version 1 of a trace: declared defaults, the task's initial state, and its input."""
+    fields: dict[str, Any] = {name: f.default for name, f in spec.state.items()
+                              if f.default is not None}
+    fields.update(task.initial_state or {})
+    fields["input"] = task.input
+    if task.metadata:
+        fields["metadata"] = task.metadata
+    return Snapshot(
+        trace_id=trace_id,
+        version=1,
+        fields=fields,
+        writes={name: FieldWrite(version=1, agent=TASK_SOURCE) for name in fields},
+        budget=resolve_budget(spec, task.budget, at),
+        origin=origin,
+        parent_trace_id=task.parent_trace_id,
+        admitted_at=at,
+        updated_at=at,
+    )
+
+
+def fold(spec: MeshSpec, snapshot: Snapshot, step: Envelope, at: datetime) -> Folded:
+    """Fold one step's delta into ``snapshot``; the input snapshot is left untouched.
+
+    A ``replace`` field written since the version the step read, by another agent, is a
+    conflict: the field's policy decides, and the conflict is returned to be published.
+    ``reject`` refuses the whole step, so a step's delta applies atomically or not at all.
+    """
+    version = snapshot.version + 1
+    fields = dict(snapshot.fields)
+    writes = dict(snapshot.writes)
+    conflicts: list[StateConflict] = []
+    rejected = False
+    for name, value in (step.delta or {}).items():
+        field_spec = spec.field(name)
+        last = writes.get(name)
+        if (field_spec.reducer == "replace" and last is not None
+                and last.version > step.state_version and last.agent != step.source):
+            policy = field_spec.conflict
+            incoming = (FieldWrite(version=version, agent=step.source), value)
+            current = (last, fields.get(name))
+            kept, other = (incoming, current) if policy == "last_writer_wins" else (current,
+                                                                                     incoming)
+            conflicts.append(StateConflict(
+                trace_id=snapshot.trace_id, field=name, base_version=step.state_version,
+                version=version, policy=policy, kept=kept[0], kept_value=kept[1],
+                other=other[0], other_value=other[1], created_at=at,
+            ))
+            rejected = rejected or policy == "reject"
+            if policy != "last_writer_wins":
+                continue
+        try:
+            fields[name] = resolve(field_spec.reducer)(fields.get(name), value)
+        except (ReducerError, TypeError, ValueError) as exc:
+            raise FoldError(f"field {name!r} ({field_spec.reducer}): {exc}") from None
+        writes[name] = FieldWrite(version=version, agent=step.source)
+    if rejected:
+        return Folded(charge(snapshot, step, at), conflicts, rejected=True)
+    charged = charge(snapshot, step, at)
+    return Folded(msgspec.structs.replace(charged, fields=fields, writes=writes), conflicts)
+
+
+def charge(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
+    """A new version that records the step as applied and counts its usage, state unchanged."""
+    return msgspec.structs.replace(
+        snapshot, version=snapshot.version + 1, applied=[*snapshot.applied, step.event_id],
+        totals=add_usage(snapshot.totals, step), updated_at=at)
+
+
+def add_usage(totals: Totals, step: Envelope) -> Totals:
+    """Running totals after one more step: each step is counted exactly once."""
+    return Totals(
+        tokens_in=totals.tokens_in + step.usage.tokens_in,
+        tokens_out=totals.tokens_out + step.usage.tokens_out,
+        cost=round(totals.cost + step.usage.cost, 12),
+        hops=totals.hops + 1,
+    )
+
+
+def finish(spec: MeshSpec, snapshot: Snapshot, status: str, reason: str | None,
+           output: Any, at: datetime) -> tuple[Snapshot, TerminalResult]:
+    """Close a trace: drop per-step scratch fields and build its one terminal record."""
+    fields = {k: v for k, v in snapshot.fields.items() if not spec.field(k).scratch}
+    closed = msgspec.structs.replace(snapshot, status=status, reason=reason, fields=fields,
+                                     updated_at=at)
+    result = TerminalResult(
+        trace_id=snapshot.trace_id,
+        status=status,  # type: ignore[arg-type]
+        output=output,
+        reason=reason,
+        state_version=snapshot.version,
+        usage=snapshot.totals,
+        parent_trace_id=snapshot.parent_trace_id,
+        finished_at=at,
+    )
+    return closed, result

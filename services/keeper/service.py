@@ -1,0 +1,361 @@
+"""The keeper service: admits tasks, folds steps, forwards events, ends traces exactly once.
+
+One consumer group reads tasks, the outbox and control verdicts. All topics share a partition
+count and the trace id is the key everywhere, so the keeper that owns partition *p* owns every
+trace on it: it is the single writer of those traces' state, and no two writers ever race.
+
+Per batch the keeper produces forwards, hop records, results and conflicts, waits for their
+acks, then publishes the touched traces' snapshots, waits again, and only then commits. After a
+crash it restores each partition from the latest snapshots plus the results already written,
+and re-reads the outbox from the committed offset; the event ids in each snapshot make that
+re-read idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from schemas import (
+    ControlVerdict,
+    DecodeError,
+    Envelope,
+    HopRecord,
+    Record,
+    Snapshot,
+    Task,
+    TerminalResult,
+    decode,
+    encode,
+)
+from schemas.ids import derive_event_id, task_trace_id
+from schemas.records import ADMIT, FAIL, FINISH, HALT, STEP_FAILED, STEP_REFUSED
+from services.keeper import fold as transitions
+from services.keeper.fold import TASK_SOURCE, FoldError, state_hash
+from services.runtime import metrics
+from services.runtime.kafka import (
+    DeadLetters,
+    Headers,
+    headers_of,
+    key_of,
+    make_consumer,
+    make_producer,
+    read_to_end,
+)
+from services.runtime.settings import Settings
+from services.runtime.spec import MeshSpec
+from services.runtime.topics import Topics
+
+log = logging.getLogger(__name__)
+
+OUTPUT_LIMIT = 4096
+
+
+def record_time(record: ConsumerRecord[bytes, bytes]) -> datetime:
+    """The log's own timestamp, so replays reproduce the live timestamps exactly."""
+    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+
+
+@dataclass
+class Batch:
+    """Everything one batch of input produces, sent in two acknowledged phases."""
+
+    sends: list[tuple[str, str, bytes, Headers]] = field(default_factory=list)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+
+    def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> None:
+        self.sends.append((topic, key, encode(record), headers or []))
+
+
+class Keeper:
+    """In-memory traces of the owned partitions, and the transitions that change them.
+
+    Tasks and verdicts are not applied where they arrive: the keeper turns each into an
+    outbox record (``trace.admit``, ``trace.halt``) keyed by the trace id, and applies it when
+    it reads it back. So the outbox alone holds every transition in the order it happened, on
+    the trace's own partition, and replaying it rebuilds every trace exactly.
+    """
+
+    def __init__(self, spec: MeshSpec, topics: Topics, name: str = "keeper") -> None:
+        self.spec = spec
+        self.topics = topics
+        self.name = name
+        self.traces: dict[str, Snapshot] = {}
+
+    # -- intake: tasks and verdicts become outbox records --------------------------------
+
+    def intake(self, record: ConsumerRecord[bytes, bytes], batch: Batch) -> str | None:
+        """Validate a task and log its admission; return a dead-letter reason if invalid."""
+        try:
+            task = decode(record.value or b"", Task)
+        except DecodeError as exc:
+            return str(exc)
+        trace_id = task.trace_id or key_of(record) or task_trace_id(
+            record.topic, record.partition, record.offset)
+        origin = f"{record.topic}/{record.partition}/{record.offset}"
+        batch.send(self.topics.outbox, trace_id, Envelope(
+            event_id=derive_event_id(origin, TASK_SOURCE), trace_id=trace_id, type=ADMIT,
+            source=TASK_SOURCE, payload={"task": msgspec.to_builtins(task), "origin": origin},
+        ), headers_of(record))
+        return None
+
+    def control(self, record: ConsumerRecord[bytes, bytes], batch: Batch) -> str | None:
+        """Log a halt verdict as the trace's next transition."""
+        try:
+            verdict = decode(record.value or b"", ControlVerdict)
+        except DecodeError as exc:
+            return str(exc)
+        if verdict.action == "halt":
+            batch.send(self.topics.outbox, verdict.trace_id, Envelope(
+                event_id=derive_event_id(verdict.verdict_id, "control"),
+                trace_id=verdict.trace_id, type=HALT, source=verdict.source,
+                payload={"reason": verdict.reason, "verdict_id": verdict.verdict_id},
+            ))
+        return None
+
+    # -- apply: the outbox, in order ------------------------------------------------------
+
+    def apply(self, record: ConsumerRecord[bytes, bytes], batch: Batch) -> str | None:
+        """Apply one outbox record; return a dead-letter reason when it is unusable."""
+        try:
+            step = decode(record.value or b"", Envelope)
+        except DecodeError as exc:
+            return str(exc)
+        if step.type == ADMIT:
+            return self._admit(step, record, batch)
+        snapshot = self.traces.get(step.trace_id)
+        if snapshot is None:
+            return f"step {step.event_id} belongs to unknown trace {step.trace_id!r}"
+        if snapshot.status != "running":
+            metrics.FOLDS.labels(outcome="after_finish").inc()
+            return None
+        if step.event_id in snapshot.applied:
+            metrics.FOLDS.labels(outcome="duplicate").inc()
+            return None
+        at = record_time(record)
+        if step.type == HALT:
+            halted = transitions.charge(snapshot, step, at)
+            self._finish(halted, "halted", str(step.payload.get("reason")), None, batch)
+            return None
+        try:
+            folded = transitions.fold(self.spec, snapshot, step, at)
+        except FoldError as exc:
+            failed = transitions.charge(snapshot, step, at)
+            self._hop(step, failed, "failed", batch)
+            self._finish(failed, "failed", f"step {step.source}#{step.hop}: {exc}", None, batch)
+            return f"delta does not fit the state schema: {exc}"
+        new = folded.snapshot
+        for conflict in folded.conflicts:
+            batch.send(self.topics.conflicts, step.trace_id, conflict)
+            metrics.CONFLICTS.labels(field=conflict.field, policy=conflict.policy).inc()
+        status = "refused" if step.type == STEP_REFUSED else "failed" \
+            if step.type == STEP_FAILED or folded.rejected else "ok"
+        self._hop(step, new, status, batch, conflicts=len(folded.conflicts))
+        metrics.FOLDS.labels(outcome="rejected" if folded.rejected else "applied").inc()
+        reason = str(step.payload.get("reason") or step.type)
+        if step.type == STEP_REFUSED:
+            self._finish(new, "halted", reason, None, batch)
+        elif step.type in (STEP_FAILED, FAIL):
+            self._finish(new, "failed", reason, None, batch)
+        elif folded.rejected:
+            fields = ", ".join(c.field for c in folded.conflicts)
+            self._finish(new, "failed", f"conflicting write rejected on {fields}", None, batch)
+        elif step.type == FINISH:
+            self._finish(new, "completed", None, self._output(new, step), batch)
+        else:
+            self._store(new, batch)
+            forwarded = msgspec.structs.replace(
+                step, state=new.fields, state_version=new.version, delta=None)
+            batch.send(step.type, step.trace_id, forwarded, headers_of(record))
+        return None
+
+    def _admit(self, admit: Envelope, record: ConsumerRecord[bytes, bytes],
+               batch: Batch) -> str | None:
+        existing = self.traces.get(admit.trace_id)
+        if existing is not None:
+            if admit.event_id in existing.applied:
+                return None  # the same task, redelivered
+            return (f"trace id {admit.trace_id!r} was already admitted "
+                    f"(from {existing.origin})")
+        task = msgspec.convert(admit.payload["task"], Task)
+        at = record_time(record)
+        snapshot = transitions.admit(self.spec, task, admit.trace_id,
+                                     str(admit.payload["origin"]), at)
+        snapshot.applied.append(admit.event_id)
+        self._store(snapshot, batch)
+        metrics.TRACES_ADMITTED.inc()
+        metrics.TRACES_IN_FLIGHT.inc()
+        for index, event_type in enumerate(self.spec.entry):
+            batch.send(event_type, admit.trace_id, Envelope(
+                event_id=derive_event_id(admit.event_id, TASK_SOURCE, index),
+                trace_id=admit.trace_id, causation_id=admit.event_id, type=event_type,
+                source=TASK_SOURCE, hop=0, budget=snapshot.budget,
+                state_version=snapshot.version, state=snapshot.fields,
+                payload={"input": task.input}, created_at=at,
+            ), headers_of(record))
+        return None
+
+    # -- outputs ------------------------------------------------------------------------
+
+    def _store(self, snapshot: Snapshot, batch: Batch) -> None:
+        self.traces[snapshot.trace_id] = snapshot
+        batch.snapshots[snapshot.trace_id] = snapshot
+
+    def _finish(self, snapshot: Snapshot, status: str, reason: str | None, output: Any,
+                batch: Batch) -> None:
+        closed, result = transitions.finish(self.spec, snapshot, status, reason, output,
+                                            snapshot.updated_at)
+        self._store(closed, batch)
+        batch.send(self.topics.results, snapshot.trace_id, result)
+        metrics.TRACES_FINISHED.labels(status=status).inc()
+        metrics.TRACES_IN_FLIGHT.dec()
+
+    def _hop(self, step: Envelope, snapshot: Snapshot, status: str, batch: Batch,
+             conflicts: int = 0) -> None:
+        batch.send(self.topics.hops, step.trace_id, HopRecord(
+            trace_id=step.trace_id, event_id=step.event_id, causation_id=step.causation_id,
+            agent=step.source, hop=step.hop, type=step.type, status=status,  # type: ignore[arg-type]
+            state_version=snapshot.version, state_hash=state_hash(snapshot.fields),
+            input_fingerprint=str(step.payload.get("input_fingerprint", "")),
+            output=str(step.payload.get("text", ""))[:OUTPUT_LIMIT],
+            duration_ms=float(step.payload.get("duration_ms", 0.0)),
+            usage=step.usage, totals=snapshot.totals, conflicts=conflicts,
+            created_at=snapshot.updated_at,
+        ))
+
+    @staticmethod
+    def _output(snapshot: Snapshot, step: Envelope) -> Any:
+        field_name = step.payload.get("output_field")
+        if field_name:
+            return snapshot.fields.get(field_name)
+        return step.payload.get("output", step.payload.get("text"))
+
+    # -- recovery -----------------------------------------------------------------------
+
+    def restore(self, snapshot: Snapshot) -> None:
+        current = self.traces.get(snapshot.trace_id)
+        if current is None or snapshot.version >= current.version:
+            self.traces[snapshot.trace_id] = snapshot
+
+    def mark_finished(self, result: TerminalResult) -> None:
+        """A terminal record already exists: never write a second one for this trace."""
+        snapshot = self.traces.get(result.trace_id)
+        if snapshot is not None and snapshot.status == "running":
+            self.traces[result.trace_id] = msgspec.structs.replace(
+                snapshot, status=result.status, reason=result.reason)
+
+
+class _Rebuild(ConsumerRebalanceListener):
+    """Restores a partition's traces before the keeper reads a single record of it."""
+
+    def __init__(self, service: KeeperService) -> None:
+        self.service = service
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        numbers = sorted({tp.partition for tp in assigned})
+        await self.service.rebuild(numbers)
+
+
+class KeeperService:
+    """The keeper's Kafka loop: read a batch, transition, produce in two phases, commit."""
+
+    def __init__(self, spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
+        self.spec = spec
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.keeper = Keeper(spec, self.topics)
+        self.producer: AIOKafkaProducer = make_producer(bootstrap, "choreo-keeper")
+        self.consumer: AIOKafkaConsumer = make_consumer(
+            bootstrap, settings, group_id=f"{self.topics.prefix}.keeper",
+            client_id="choreo-keeper", max_records=500)
+        self.dead_letters = DeadLetters(self.producer, self.topics.dlq, "keeper")
+        self._rebuilt: set[int] = set()
+
+    async def rebuild(self, partitions: list[int]) -> None:
+        """Load the latest snapshots and the written results of newly owned partitions."""
+        fresh = [p for p in partitions if p not in self._rebuilt]
+        if not fresh:
+            return
+        reader = make_consumer(self.bootstrap, self.settings, group_id=None,
+                               client_id="choreo-keeper-rebuild")
+        await reader.start()
+        try:
+            parts = [TopicPartition(self.topics.state, p) for p in fresh]
+            async for rec in read_to_end(reader, parts):
+                if rec.value:
+                    self.keeper.restore(decode(rec.value, Snapshot))
+            parts = [TopicPartition(self.topics.results, p) for p in fresh]
+            async for rec in read_to_end(reader, parts):
+                if rec.value:
+                    self.keeper.mark_finished(decode(rec.value, TerminalResult))
+        finally:
+            await reader.stop()
+        self._rebuilt.update(fresh)
+        running = sum(1 for s in self.keeper.traces.values() if s.status == "running")
+        metrics.TRACES_IN_FLIGHT.set(running)
+        log.info("partitions restored", extra={"partitions": fresh, "traces": running})
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.producer.start()
+        self.consumer.subscribe(
+            [self.topics.tasks, self.topics.outbox, self.topics.control],
+            listener=_Rebuild(self))
+        await self.consumer.start()
+        handlers = {
+            self.topics.tasks: self.keeper.intake,
+            self.topics.outbox: self.keeper.apply,
+            self.topics.control: self.keeper.control,
+        }
+        try:
+            while not stop.is_set():
+                records = await self.consumer.getmany(timeout_ms=200)
+                if records:
+                    await self._process(records, handlers)
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    async def _process(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+                       handlers: dict[str, Any]) -> None:
+        batch = Batch()
+        for tp, partition_records in records.items():
+            for record in partition_records:
+                try:
+                    reason = handlers[tp.topic](record, batch)
+                except Exception as exc:  # a bug must not wedge the partition: park the record
+                    log.exception("keeper failed on a record", extra={"topic": tp.topic})
+                    reason = f"keeper error: {type(exc).__name__}: {exc}"
+                if reason:
+                    await self.dead_letters.send(record, reason)
+        await _acked(self.producer.send(t, v, key=k.encode(), headers=h)
+                     for t, k, v, h in batch.sends)
+        await _acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())
+                     for s in batch.snapshots.values())
+        await self.consumer.commit({tp: recs[-1].offset + 1 for tp, recs in records.items()})
+
+
+async def _acked(sends: Any) -> None:
+    """Wait until every send of a phase is acknowledged by the broker."""
+    futures: list[Awaitable[Any]] = [await send for send in sends]
+    await asyncio.gather(*futures)
+
+
+def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
+    from services.runtime.service import run_service
+
+    async def main(stop: asyncio.Event) -> None:
+        await KeeperService(spec, bootstrap, settings).run(stop)  # clients need a running loop
+
+    run_service("keeper", settings, main)

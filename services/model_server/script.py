@@ -1,0 +1,114 @@
+"""The model script: ordered reply rules plus fault switches, validated before serving.
+
+A script is data, not code, so the demo and the tests get the same answer for the same
+conversation on every run; a bad script fails at load time with the offending field named.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ScriptError(ValueError):
+    """The model script is missing or invalid; the message names the file and each bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class When(_Strict):
+    """Regexes searched in the conversation; every one given must match (``re.search``)."""
+
+    system: str | None = None
+    user: str | None = None
+    model: str | None = None
+
+    @field_validator("system", "user", "model")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+    def matches(self, system: str, user: str, model: str) -> bool:
+        pairs = ((self.system, system), (self.user, user), (self.model, model))
+        return all(pattern is None or re.search(pattern, text) for pattern, text in pairs)
+
+
+class Rule(_Strict):
+    when: When = Field(default_factory=When)
+    reply: str
+
+
+class RateLimit(_Strict):
+    """Answer 429 to every ``every``-th chat request, asking the client to wait."""
+
+    every: int = Field(ge=1)
+    retry_after: float = Field(1.0, ge=0)
+
+
+class Faults(_Strict):
+    rate_limit: RateLimit | None = None
+    down: bool = False
+
+
+class Script(_Strict):
+    """A whole script. ``model`` is a label: replies say ``scripted:<model>``."""
+
+    model: str = Field(min_length=1, pattern=r"^\S+$")
+    latency_ms: float = Field(0.0, ge=0)
+    api_key: str | None = None
+    rules: list[Rule] = Field(default_factory=list)
+    faults: Faults = Field(default_factory=Faults)
+
+    @property
+    def label(self) -> str:
+        return f"scripted:{self.model}"
+
+    def reply(self, system: str, user: str, model: str) -> str:
+        """The first matching rule's reply, or a reply that says plainly that none matched."""
+        for rule in self.rules:
+            if rule.when.matches(system, user, model):
+                return rule.reply
+        return (
+            f"[{self.label}] no scripted rule matched this conversation "
+            f"(model {model!r}; {len(self.rules)} rules)."
+        )
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    lines = [f"{source}: invalid model script"]
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
+
+
+def parse_script(data: Any, source: str = "<script>") -> Script:
+    try:
+        return Script.model_validate(data)
+    except ValidationError as exc:
+        raise ScriptError(_format_error(source, exc)) from None
+
+
+def load_script(path: str | Path) -> Script:
+    """Load and validate a model script from a YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ScriptError(f"{path}: no such model script") from None
+    except OSError as exc:
+        raise ScriptError(f"{path}: cannot read the model script: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ScriptError(f"{path}: not valid YAML: {exc}") from None
+    return parse_script(data, str(path))

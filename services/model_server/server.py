@@ -1,0 +1,200 @@
+"""An OpenAI-compatible chat endpoint that answers from a script, for demos and tests.
+
+It speaks the same HTTP API as a real model server, so the client, its retries and its
+accounting are exercised for real; every answer is labelled scripted (``model``,
+``system_fingerprint`` and the ``X-Choreo-Scripted`` header) so it is never mistaken for a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import signal
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from services.model_server.script import Script, load_script
+
+log = logging.getLogger(__name__)
+
+SCRIPTED_HEADER = "X-Choreo-Scripted"
+FINGERPRINT = "choreo-scripted"
+
+
+class BadRequest(ValueError):
+    """The request body is not a chat-completions request."""
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    """Holds the script and the only state there is: the request counter for fault injection."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], script: Script) -> None:
+        super().__init__(address, _Handler)
+        self.script = script
+        self._lock = threading.Lock()
+        self._chat_requests = 0
+
+    def next_request_number(self) -> int:
+        with self._lock:
+            self._chat_requests += 1
+            return self._chat_requests
+
+
+def _text(content: Any) -> str:
+    """Message content as text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"] for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    raise BadRequest("message content must be a string or a list of content parts")
+
+
+def _parse_chat(body: bytes) -> tuple[str, list[tuple[str, str]]]:
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise BadRequest("body must be a JSON object")
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty list")
+    parsed = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequest(f"messages[{i}] needs a string 'role'")
+        parsed.append((message["role"], _text(message.get("content", ""))))
+    model = request.get("model")
+    return (model if isinstance(model, str) else ""), parsed
+
+
+def _tokens(text: str) -> int:
+    return len(text.split())
+
+
+def completion(script: Script, body: bytes) -> dict[str, Any]:
+    """The chat-completions response to ``body``: a pure function of the script and request."""
+    model, messages = _parse_chat(body)
+    system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
+    user = "\n\n".join(text for role, text in messages if role not in ("system", "developer"))
+    reply = script.reply(system, user, model)
+    prompt_tokens = sum(_tokens(text) for _, text in messages)
+    completion_tokens = _tokens(reply)
+    return {
+        "id": "chatcmpl-scripted-" + hashlib.sha256(body).hexdigest()[:24],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": script.label,
+        "system_fingerprint": FINGERPRINT,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": reply},
+            "finish_reason": "stop",
+        }],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ScriptedServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        if self._down():
+            return
+        script = self.server.script
+        if self.path == "/healthz":
+            self._json(HTTPStatus.OK, {"status": "ok", "model": script.label, "scripted": True})
+        elif self.path == "/v1/models":
+            self._json(HTTPStatus.OK, {"object": "list", "data": [
+                {"id": script.label, "object": "model", "created": 0, "owned_by": FINGERPRINT},
+            ]})
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self._down():
+            return
+        if self.path != "/v1/chat/completions":
+            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
+            return
+        script = self.server.script
+        if script.api_key is not None and (
+            self.headers.get("Authorization") != f"Bearer {script.api_key}"
+        ):
+            self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong API key", "invalid_api_key")
+            return
+        limit = script.faults.rate_limit
+        if limit is not None and self.server.next_request_number() % limit.every == 0:
+            self._error(HTTPStatus.TOO_MANY_REQUESTS, "scripted rate limit", "rate_limit_exceeded",
+                        {"Retry-After": f"{limit.retry_after:g}"})
+            return
+        try:
+            response = completion(script, body)
+        except BadRequest as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
+            return
+        if script.latency_ms:
+            time.sleep(script.latency_ms / 1000)  # simulated model latency
+        self._json(HTTPStatus.OK, response)
+
+    def _down(self) -> bool:
+        if not self.server.script.faults.down:
+            return False
+        self._error(HTTPStatus.SERVICE_UNAVAILABLE, "scripted outage", "server_down")
+        return True
+
+    def _error(self, status: HTTPStatus, message: str, kind: str,
+               headers: dict[str, str] | None = None) -> None:
+        self._json(status, {"error": {"message": message, "type": kind}}, headers)
+
+    def _json(self, status: HTTPStatus, payload: dict[str, Any],
+              headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header(SCRIPTED_HEADER, "true")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("request", extra={"client": self.address_string(), "line": format % args})
+
+
+def serve(script: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve ``script`` until SIGTERM or SIGINT; announce the bound URL on one stdout line.
+
+    The script is validated before binding, so a bad one fails without ever listening.
+    """
+    server = ScriptedServer((host, port), load_script(script))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="model-server", daemon=True)
+    worker.start()
+    bound_host, bound_port = server.server_address[:2]
+    print(f"listening on http://{bound_host!s}:{bound_port}/v1", flush=True)
+    try:
+        stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()
