@@ -36,7 +36,7 @@ def decode(data: bytes, record_type: type[R]) -> R:
         raw = _raw_decoder.decode(data)
     except msgspec.DecodeError as exc:
         raise DecodeError(f"not a JSON object: {exc}") from None
-    known = set(record_type.__struct_fields__)
+    known = set(record_type.__struct_fields__) - {"extensions"}
     extras = {k: v for k, v in raw.items() if k not in known}
     body = {k: v for k, v in raw.items() if k in known}
     if extras:

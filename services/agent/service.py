@@ -66,7 +66,8 @@ class AgentService:
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()
-        self.consumer.subscribe(self.agent.subscribe, listener=_Drain(self))
+        self.consumer.subscribe([self.topics.event(t) for t in self.agent.subscribe],
+                                listener=_Drain(self))
         await self.consumer.start()
         log.info("agent started", extra={"agent": self.agent.name,
                                           "topics": self.agent.subscribe})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from services.cli.processes import ProcessGroup
@@ -24,10 +25,14 @@ def create_topics(spec: MeshSpec, bootstrap: str, settings: Settings) -> list[st
 
 
 def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settings,
-               log_dir: Path, *, watchdog: bool = True) -> ProcessGroup:
-    """Start every service of ``spec`` as its own process; return the running group."""
+               log_dir: Path, *, watchdog: bool = True,
+               env: Mapping[str, str] | None = None) -> ProcessGroup:
+    """Start every service of ``spec`` as its own process; return the running group.
+
+    ``env`` is added to every child's environment (e.g. a topic prefix or tuning knobs).
+    """
     create_topics(spec, bootstrap, settings)
-    group = ProcessGroup(log_dir, env={"KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    group = ProcessGroup(log_dir, env={**(env or {}), "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     try:
         for tier_name, tier in sorted(spec.models.items()):
             variable = model_env_name(tier_name)

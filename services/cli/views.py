@@ -71,10 +71,12 @@ def _hop_label(hop: HopRecord) -> Text:
     )
 
 
-def state_table(snapshot: Snapshot) -> Table:
-    """Each field with its value and who wrote it at which version."""
-    table = Table(title=f"trace {snapshot.trace_id} at version {snapshot.version} "
-                        f"({snapshot.status})")
+def state_table(snapshot: Snapshot) -> Group:
+    """A heading, then each field with its value and who wrote it at which version."""
+    heading = Text.assemble(("trace ", "bold"), snapshot.trace_id, f" at version "
+                            f"{snapshot.version} ", (snapshot.status,
+                                                     _STATUS_STYLE.get(snapshot.status, "")))
+    table = Table()
     table.add_column("field", style="bold")
     table.add_column("value")
     table.add_column("version", justify="right")
@@ -83,4 +85,4 @@ def state_table(snapshot: Snapshot) -> Table:
         write = snapshot.writes.get(name)
         table.add_row(name, short(snapshot.fields[name]),
                       str(write.version) if write else "", write.agent if write else "")
-    return table
+    return Group(heading, table)

@@ -174,7 +174,8 @@ class Keeper:
             self._store(new, batch)
             forwarded = msgspec.structs.replace(
                 step, state=new.fields, state_version=new.version, delta=None)
-            batch.send(step.type, step.trace_id, forwarded, headers_of(record))
+            batch.send(self.topics.event(step.type), step.trace_id, forwarded,
+                       headers_of(record))
         return None
 
     def _admit(self, admit: Envelope, record: ConsumerRecord[bytes, bytes],
@@ -194,7 +195,7 @@ class Keeper:
         metrics.TRACES_ADMITTED.inc()
         metrics.TRACES_IN_FLIGHT.inc()
         for index, event_type in enumerate(self.spec.entry):
-            batch.send(event_type, admit.trace_id, Envelope(
+            batch.send(self.topics.event(event_type), admit.trace_id, Envelope(
                 event_id=derive_event_id(admit.event_id, TASK_SOURCE, index),
                 trace_id=admit.trace_id, causation_id=admit.event_id, type=event_type,
                 source=TASK_SOURCE, hop=0, budget=snapshot.budget,

@@ -55,6 +55,10 @@ class Topics:
     def dlq(self) -> str:
         return f"{self.prefix}.dlq"
 
+    def event(self, event_type: str) -> str:
+        """The topic an event type travels on: under the prefix, so meshes never cross."""
+        return f"{self.prefix}.events.{event_type}"
+
     def system(self) -> list[str]:
         return [
             self.tasks, self.outbox, self.state, self.hops, self.control,
@@ -74,7 +78,7 @@ async def ensure_topics(bootstrap: str, topics: Topics, spec: MeshSpec) -> list[
     Every topic gets the same partition count, so a trace id (the key everywhere) lands on the
     same partition number of every topic and one keeper owns a trace end to end.
     """
-    names = topics.system() + spec.agent_topics
+    names = topics.system() + [topics.event(t) for t in spec.agent_topics]
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:

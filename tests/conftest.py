@@ -1,0 +1,127 @@
+"""Shared fixtures: one real broker per test session, meshes started as real processes.
+
+The broker comes from the project's one resolution order: ``KAFKA_BOOTSTRAP_SERVERS``, else a
+testcontainers Kafka where a Docker engine answers, else the embedded broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from schemas import Task, TerminalResult
+from services.cli import queries
+from services.cli.launch import start_mesh
+from services.cli.processes import ProcessGroup
+from services.runtime.broker import BrokerHandle, resolve_broker
+from services.runtime.settings import Settings
+from services.runtime.spec import MeshSpec, load_mesh
+from services.runtime.topics import Topics
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+T = TypeVar("T")
+_prefixes = itertools.count(1)
+
+
+def wait_until(condition: Callable[[], T], timeout: float, interval: float = 0.2,
+               message: str = "condition") -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[BrokerHandle]:
+    handle = resolve_broker()
+    yield handle
+    handle.stop()
+
+
+@dataclass
+class RunningMesh:
+    """A mesh whose services run as processes, with its own topic prefix on the broker."""
+
+    spec: MeshSpec
+    path: Path
+    bootstrap: str
+    settings: Settings
+    group: ProcessGroup
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.topic_prefix)
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run(coro)
+
+    def submit(self, text: str, **fields: Any) -> str:
+        return self.run(queries.submit(self.bootstrap, self.topics.tasks,
+                                       Task(input=text, **fields)))
+
+    def result(self, trace_id: str, timeout: float = 90.0) -> TerminalResult:
+        result = self.run(queries.wait_for_result(
+            self.bootstrap, self.settings, self.topics.results, trace_id, timeout))
+        if result is None:
+            failed = [f"{c.name}: {c.log_path.read_text()[-2000:]}" for c in self.group.failed()]
+            raise AssertionError(f"no result for {trace_id} within {timeout}s; "
+                                 f"exited services: {failed}")
+        return result
+
+    def results(self, trace_id: str) -> list[TerminalResult]:
+        return self.run(queries.trace_typed(self.bootstrap, self.settings, self.topics.results,
+                                            trace_id, TerminalResult))
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "CHOREO_TOPIC_PREFIX": self.settings.topic_prefix}
+
+
+@pytest.fixture(scope="session")
+def start_mesh_processes(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
+                         ) -> Iterator[Callable[..., RunningMesh]]:
+    """Start a mesh (path, or a spec dict written next to its scripts) under a fresh prefix."""
+    groups: list[ProcessGroup] = []
+
+    def start(mesh: Path | dict[str, Any], *, base_dir: Path | None = None,
+              env: dict[str, str] | None = None) -> RunningMesh:
+        prefix = f"t{os.getpid()}x{next(_prefixes)}"
+        if isinstance(mesh, dict):
+            assert base_dir is not None
+            path = base_dir / f"mesh-{prefix}.yaml"
+            path.write_text(yaml.safe_dump(mesh))
+        else:
+            path = mesh
+        settings = Settings(topic_prefix=prefix, session_timeout_ms=6000)
+        child_env = {"CHOREO_TOPIC_PREFIX": prefix, "CHOREO_SESSION_TIMEOUT_MS": "6000",
+                     "CHOREO_LOG_LEVEL": "INFO", **(env or {})}
+        log_dir = tmp_path_factory.mktemp(f"logs-{prefix}")
+        spec = load_mesh(path)
+        group = start_mesh(spec, path, broker.bootstrap, settings, log_dir, watchdog=False,
+                           env=child_env)
+        groups.append(group)
+        return RunningMesh(spec, path, broker.bootstrap, settings, group)
+
+    yield start
+    for group in groups:
+        group.stop()
+
+
+@pytest.fixture(scope="module")
+def writer_editor(start_mesh_processes: Callable[..., RunningMesh]) -> RunningMesh:
+    return start_mesh_processes(EXAMPLES / "writer-editor" / "mesh.yaml")

@@ -1,0 +1,148 @@
+"""The spine end to end: real broker, keeper and agents as processes, the scripted model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+
+import msgspec
+import pytest
+from kafka import KafkaProducer
+
+from schemas import DeadLetter, Snapshot, decode
+from schemas.ids import task_trace_id
+from services.cli import queries
+from services.keeper.replay import replay
+from services.runtime.kafka import read_topic
+from tests.conftest import RunningMesh, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def foreign_producer(mesh: RunningMesh) -> KafkaProducer:
+    """A Kafka client this project does not use, as any other team would."""
+    return KafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
+
+
+def test_the_editor_asks_for_two_revisions_then_the_draft_is_the_result(
+        writer_editor: RunningMesh) -> None:
+    trace_id = writer_editor.submit("Write about event-driven systems.")
+    result = writer_editor.result(trace_id)
+    assert result.status == "completed"
+    assert "[draft 3]" in result.output
+    assert result.usage.hops == 6  # writer, editor, writer, editor, writer, editor
+    snapshot = writer_editor.run(queries.latest_snapshot(
+        writer_editor.bootstrap, writer_editor.settings, writer_editor.topics.state, trace_id))
+    assert snapshot.fields["revisions"] == 2
+    assert snapshot.fields["review"].startswith("APPROVED")
+
+
+def test_plain_json_from_a_foreign_client_gets_exactly_one_terminal_record(
+        writer_editor: RunningMesh) -> None:
+    producer = foreign_producer(writer_editor)
+    keyed = f"foreign-{uuid.uuid4()}"
+    producer.send(writer_editor.topics.tasks, key=keyed.encode(),
+                  value=json.dumps({"input": "keyed task"}).encode()).get(timeout=30)
+    sent = producer.send(writer_editor.topics.tasks,
+                         value=json.dumps({"input": "task with no key and no id"}).encode())
+    meta = sent.get(timeout=30)
+    producer.close()
+    keyless = task_trace_id(writer_editor.topics.tasks, meta.partition, meta.offset)
+
+    for trace_id in (keyed, keyless):
+        assert writer_editor.result(trace_id).status == "completed"
+    barrier = writer_editor.submit("a later task, finished after both")
+    writer_editor.result(barrier)
+    for trace_id in (keyed, keyless):
+        assert len(writer_editor.results(trace_id)) == 1
+
+
+def _dead_letters(mesh: RunningMesh) -> list[DeadLetter]:
+    records = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.dlq))
+    return [decode(r.value, DeadLetter) for r in records if r.value]
+
+
+def test_garbage_goes_to_the_dead_letter_topic_and_the_mesh_keeps_working(
+        writer_editor: RunningMesh) -> None:
+    producer = foreign_producer(writer_editor)
+    not_json = b"\x00this is not json"
+    not_a_task = json.dumps({"inptu": "typo in the field name"}).encode()
+    not_an_event = b'{"event_id": 42}'
+    producer.send(writer_editor.topics.tasks, key=b"junk-1", value=not_json).get(timeout=30)
+    producer.send(writer_editor.topics.tasks, key=b"junk-2", value=not_a_task).get(timeout=30)
+    producer.send(writer_editor.topics.event("draft.ready"), key=b"junk-3",
+                  value=not_an_event).get(timeout=30)
+    producer.close()
+
+    def parked() -> dict[bytes, DeadLetter] | None:
+        letters = {d.original: d for d in _dead_letters(writer_editor)}
+        wanted = (not_json, not_a_task, not_an_event)
+        return letters if all(w in letters for w in wanted) else None
+
+    letters = wait_until(parked, 60, message="three dead letters")
+    assert "not a JSON object" in letters[not_json].reason
+    assert "input" in letters[not_a_task].reason
+    assert letters[not_a_task].topic == writer_editor.topics.tasks
+    assert letters[not_an_event].topic == writer_editor.topics.event("draft.ready")
+    assert letters[not_an_event].consumer == "agent:editor"
+
+    later = writer_editor.submit("after the garbage")
+    assert writer_editor.result(later).status == "completed"
+    assert writer_editor.group.failed() == []
+
+
+def test_replaying_the_outbox_rebuilds_every_live_snapshot_exactly(
+        writer_editor: RunningMesh) -> None:
+    trace_id = writer_editor.submit("replay me")
+    writer_editor.result(trace_id)
+    mesh = writer_editor
+    outbox = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.outbox))
+    rebuilt = replay(mesh.spec, mesh.topics, outbox)
+    snapshots = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.state))
+    live: dict[str, Snapshot] = {}
+    for record in snapshots:
+        snapshot = decode(record.value, Snapshot)
+        live[snapshot.trace_id] = snapshot  # log order: the last one is the newest
+    assert trace_id in live
+    assert len(live) >= 1
+    for tid, snapshot in live.items():
+        assert msgspec.to_builtins(rebuilt.traces[tid]) == msgspec.to_builtins(snapshot), tid
+
+
+def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> None:
+    trace_id = writer_editor.submit("time travel")
+    result = writer_editor.result(trace_id)
+    final = result.state_version
+    assert final == 7  # admission + six steps
+    outputs = []
+    for version in (1, 2, final):
+        out = subprocess.run(
+            [sys.executable, "-m", "services.cli.main", "state", trace_id, "--at", str(version),
+             "--mesh", str(writer_editor.path)],
+            env={**writer_editor.env(), "COLUMNS": "200"}, capture_output=True, text=True,
+            timeout=60, check=True)
+        assert f"at version {version}" in out.stdout
+        outputs.append(out.stdout)
+    assert "│ draft" not in outputs[0]  # version 1: the task only, no draft yet
+    assert "why they matter" in outputs[1]  # the first draft
+    assert "APPROVED" in outputs[2]
+    beyond = subprocess.run(
+        [sys.executable, "-m", "services.cli.main", "state", trace_id, "--at", str(final + 1),
+         "--mesh", str(writer_editor.path)],
+        env=writer_editor.env(), capture_output=True, text=True, timeout=60)
+    assert beyond.returncode == 2
+    assert f"versions 1..{final}" in beyond.stderr
+
+
+def test_trace_command_prints_the_tree_of_steps(writer_editor: RunningMesh) -> None:
+    trace_id = writer_editor.submit("show me the tree")
+    writer_editor.result(trace_id)
+    out = subprocess.run([sys.executable, "-m", "services.cli.main", "trace", trace_id],
+                         env={**writer_editor.env(), "COLUMNS": "200"}, capture_output=True,
+                         text=True, timeout=60, check=True)
+    lines = out.stdout.splitlines()
+    assert trace_id in lines[0] and "completed" in lines[0]
+    agents = [name for line in lines[1:] for name in ("writer", "editor") if f"{name}  hop" in line]
+    assert agents == ["writer", "editor"] * 3
