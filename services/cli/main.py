@@ -265,6 +265,21 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
                                 group=group)
 
 
+def cmd_bench_hop(args: argparse.Namespace, settings: Settings) -> int:
+    from services.bench import hop
+    from services.bench.stats import write_section
+
+    with broker_session() as broker:
+        result = hop.run(broker.bootstrap, args.traces, args.chain)
+        kind = broker.kind
+    command = f"choreo bench hop --traces {args.traces} --chain {args.chain}"
+    body = hop.report(result, command, kind)
+    write_section(Path(args.out), "Hop", body)
+    print(body)
+    console.print(f"written to {args.out}")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -328,6 +343,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("trace", cmd_trace, "show a trace as a tree of steps")
     p.add_argument("trace")
+
+    bench = sub.add_parser("bench", help="measure the mesh on a real broker",
+                           description="measure the mesh on a real broker")
+    bench_sub = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    p = bench_sub.add_parser("hop", help="per-step overhead vs a raw Kafka relay")
+    p.set_defaults(func=cmd_bench_hop)
+    p.add_argument("--traces", type=int, default=200)
+    p.add_argument("--chain", type=int, default=4)
+    p.add_argument("--out", default=str(REPO_ROOT / "docs" / "BENCHMARKS.md"))
 
     p = add("demo", cmd_demo, "broker + writer-editor mesh + one task, printed")
     p.add_argument("--mesh", default=str(DEMO_MESH))

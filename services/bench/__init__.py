@@ -1,0 +1,1 @@
+"""Benchmarks behind ``choreo bench``: measured on real processes and a real broker."""
