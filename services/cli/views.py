@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.panel import Panel
@@ -11,8 +12,11 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from schemas import HopRecord, Snapshot, TerminalResult
+from schemas import HopRecord, Snapshot, StateConflict, TerminalResult
 from schemas.codec import to_json
+
+if TYPE_CHECKING:
+    from services.keeper.replay import Comparison
 
 _STATUS_STYLE = {"ok": "green", "completed": "green", "failed": "red", "refused": "yellow",
                  "halted": "yellow", "running": "cyan"}
@@ -39,8 +43,10 @@ def result_panel(result: TerminalResult) -> Panel:
     return Panel(body, title=f"result of trace {result.trace_id}", border_style=style)
 
 
-def trace_tree(trace_id: str, hops: list[HopRecord], result: TerminalResult | None) -> Tree:
-    """Steps nested under the step that caused them; the root is the task."""
+def trace_tree(trace_id: str, hops: list[HopRecord], result: TerminalResult | None,
+               conflicts: Sequence[StateConflict] = ()) -> Tree:
+    """Steps nested under the step that caused them; the root is the task. State conflicts
+    follow, each with both writers, both values and the policy that chose between them."""
     status = result.status if result else "running"
     root = Tree(Text.assemble(("trace ", "bold"), trace_id, "  ",
                               (status, _STATUS_STYLE.get(status, "white"))))
@@ -55,6 +61,10 @@ def trace_tree(trace_id: str, hops: list[HopRecord], result: TerminalResult | No
             grow(node.add(_hop_label(hop)), hop.event_id)
 
     grow(root, None)
+    if conflicts:
+        branch = root.add(Text(f"{len(conflicts)} state conflicts", style="bold yellow"))
+        for conflict in sorted(conflicts, key=lambda c: (c.version, c.field)):
+            branch.add(_conflict_label(conflict))
     if result is not None and result.reason:
         root.add(Text(f"reason: {result.reason}", style="italic"))
     return root
@@ -67,7 +77,19 @@ def _hop_label(hop: HopRecord) -> Text:
         (hop.status, _STATUS_STYLE.get(hop.status, "white")),
         f"  {hop.duration_ms:.0f} ms  {usage.tokens_in}→{usage.tokens_out} tok  "
         f"${usage.cost:.6f}  v{hop.state_version}  → {hop.type}",
+        (f"  [{usage.model}]" if usage.model else "", "dim"),
         ("  " + short(hop.output, 60)) if hop.output else "",
+    )
+
+
+def _conflict_label(conflict: StateConflict) -> Text:
+    return Text.assemble(
+        (conflict.field, "bold"), f"  v{conflict.version} (read v{conflict.base_version})  ",
+        (conflict.policy, "yellow"), "  kept ",
+        (f"{conflict.kept.agent}@v{conflict.kept.version}", "green"),
+        f" {short(conflict.kept_value, 30)}  over ",
+        (f"{conflict.other.agent}@v{conflict.other.version}", "red"),
+        f" {short(conflict.other_value, 30)}",
     )
 
 
@@ -86,3 +108,46 @@ def state_table(snapshot: Snapshot) -> Group:
         table.add_row(name, short(snapshot.fields[name]),
                       str(write.version) if write else "", write.agent if write else "")
     return Group(heading, table)
+
+
+def state_diff(before: Snapshot, after: Snapshot) -> Group:
+    """Each field that changed between two versions: its values and who wrote it since."""
+    heading = Text.assemble(("trace ", "bold"), after.trace_id,
+                            f": version {before.version} → {after.version}")
+    table = Table()
+    for column in ("field", "change", f"at v{before.version}", f"at v{after.version}",
+                   "written by"):
+        table.add_column(column)
+    for name in sorted(before.fields.keys() | after.fields.keys()):
+        old, new = before.fields.get(name, _ABSENT), after.fields.get(name, _ABSENT)
+        if old == new:
+            continue
+        change = "added" if old is _ABSENT else "removed" if new is _ABSENT else "changed"
+        write = after.writes.get(name)
+        table.add_row(name, change, "" if old is _ABSENT else short(old, 40),
+                      "" if new is _ABSENT else short(new, 40),
+                      f"{write.agent}@v{write.version}" if write else "")
+    lines: list[Any] = [heading, table]
+    if before.status != after.status:
+        lines.append(Text(f"status: {before.status} → {after.status}"))
+    return Group(*lines)
+
+
+def replay_table(comparisons: Sequence[Comparison], records: int) -> Group:
+    """One row per trace: live and rebuilt versions, and what differs (nothing, ideally)."""
+    differing = sum(1 for c in comparisons if c.differences)
+    table = Table(title=f"replay of {records} outbox records: {len(comparisons)} traces, "
+                        f"{differing} differ")
+    for column in ("trace", "status", "live", "rebuilt", "result"):
+        table.add_column(column)
+    for c in comparisons:
+        verdict = Text(", ".join(c.differences), style="red") if c.differences \
+            else Text("identical", style="green")
+        snapshot = c.live or c.rebuilt
+        table.add_row(c.trace_id, snapshot.status if snapshot else "",
+                      f"v{c.live.version}" if c.live else "-",
+                      f"v{c.rebuilt.version}" if c.rebuilt else "-", verdict)
+    return Group(table)
+
+
+_ABSENT = object()
