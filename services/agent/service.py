@@ -131,6 +131,8 @@ class AgentService:
             await self.dead_letters.send(record, str(exc))
             return
         started = time.perf_counter()
+        log.info("step started", extra={"trace_id": event.trace_id, "type": event.type,
+                                        "hop": event.hop + 1})
         out = await self._step(event)
         out.payload["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
         await self.producer.send_and_wait(self.topics.outbox, encode(out),
@@ -140,6 +142,8 @@ class AgentService:
             time.perf_counter() - started)
         status = {STEP_REFUSED: "refused", STEP_FAILED: "failed"}.get(out.type, "ok")
         metrics.STEPS.labels(agent=self.agent.name, status=status).inc()
+        log.info("step done", extra={"trace_id": event.trace_id, "emitted": out.type,
+                                     "status": status})
 
     async def _step(self, event: Envelope) -> Envelope:
         refusal = steps.over_budget(event, datetime.now(UTC))

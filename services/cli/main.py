@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from schemas import Budget, Task
+from schemas import Budget, StateConflict, Task
 from services.cli import queries, views
 from services.cli.launch import create_topics, start_mesh
 from services.cli.processes import ProcessGroup
@@ -104,9 +104,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.service == "sandbox":
         from services.sandbox.__main__ import main as sandbox_main
 
-        argv = [*(["--socket", args.socket] if args.socket else []),
-                *(["--port", str(args.port)] if args.port is not None else [])]
-        return sandbox_main(argv)
+        sandbox_main([*(["--socket", args.socket] if args.socket else []),
+                      *(["--port", str(args.port)] if args.port is not None else [])])
+        return 0
     if args.mesh is None:
         raise UsageError(f"choreo run {args.service}: --mesh is required")
     spec = load_mesh(args.mesh)
@@ -214,13 +214,14 @@ def cmd_result(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = _bootstrap(settings)
     topics = Topics(settings.topic_prefix)
-    if args.at is None:
+    if args.at is None and args.diff is None:
         snapshot = asyncio.run(queries.latest_snapshot(bootstrap, settings, topics.state,
                                                        args.trace))
         console.print(views.state_table(snapshot))
         return 0
+    option = "--at" if args.at is not None else "--diff"
     if args.mesh is None:
-        raise UsageError("choreo state --at: --mesh is required to replay the outbox")
+        raise UsageError(f"choreo state {option}: --mesh is required to replay the outbox")
     from services.keeper.replay import history
 
     spec = load_mesh(args.mesh)
@@ -228,10 +229,16 @@ def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
     versions = history(spec, topics, records, args.trace)
     if not versions:
         raise queries.TraceNotFound(f"no outbox record of trace {args.trace!r}")
-    if not 1 <= args.at <= len(versions):
-        raise UsageError(f"--at: trace {args.trace} has versions 1..{len(versions)}, "
-                         f"not {args.at}")
-    console.print(views.state_table(versions[args.at - 1]))
+    wanted = [args.at] if args.at is not None else args.diff
+    for version in wanted:
+        if not 1 <= version <= len(versions):
+            raise UsageError(f"{option}: trace {args.trace} has versions 1..{len(versions)}, "
+                             f"not {version}")
+    if args.diff is not None:
+        before, after = (versions[v - 1] for v in args.diff)
+        console.print(views.state_diff(before, after))
+    else:
+        console.print(views.state_table(versions[args.at - 1]))
     return 0
 
 
@@ -243,8 +250,27 @@ def cmd_trace(args: argparse.Namespace, settings: Settings) -> int:
                                                  args.trace, 1.0))
     if not hops and result is None:
         raise queries.TraceNotFound(f"no hop or result record of trace {args.trace!r}")
-    console.print(views.trace_tree(args.trace, hops, result))
+    conflicts = asyncio.run(queries.trace_typed(bootstrap, settings, topics.conflicts,
+                                                args.trace, StateConflict))
+    console.print(views.trace_tree(args.trace, hops, result, conflicts))
     return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    """Rebuild every trace from the outbox in a fresh keeper; exit 1 on any difference."""
+    from schemas import Snapshot, decode
+    from services.keeper.replay import compare, latest
+    from services.runtime.kafka import read_topic
+
+    spec = load_mesh(args.mesh)
+    bootstrap = _bootstrap(settings)
+    topics = Topics(settings.topic_prefix)
+    states = asyncio.run(read_topic(bootstrap, settings, topics.state))  # before the outbox
+    live = latest(decode(r.value, Snapshot) for r in states if r.value)
+    outbox = asyncio.run(read_topic(bootstrap, settings, topics.outbox))
+    comparisons = compare(spec, topics, outbox, live)
+    console.print(views.replay_table(comparisons, len(outbox)))
+    return 1 if any(c.differences for c in comparisons) else 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -275,6 +301,21 @@ def cmd_bench_hop(args: argparse.Namespace, settings: Settings) -> int:
     command = f"choreo bench hop --traces {args.traces} --chain {args.chain}"
     body = hop.report(result, command, kind)
     write_section(Path(args.out), "Hop", body)
+    print(body)
+    console.print(f"written to {args.out}")
+    return 0
+
+
+def cmd_bench_state(args: argparse.Namespace, settings: Settings) -> int:
+    from services.bench import state
+    from services.bench.stats import write_section
+
+    with broker_session() as broker:
+        result = state.run(broker.bootstrap, settings, args.folds, args.traces)
+        kind = broker.kind
+    command = f"choreo bench state --folds {args.folds} --traces {args.traces}"
+    body = state.report(result, command, kind)
+    write_section(Path(args.out), "State", body)
     print(body)
     console.print(f"written to {args.out}")
     return 0
@@ -338,11 +379,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("state", cmd_state, "show a trace's state, now or at any version")
     p.add_argument("trace")
-    p.add_argument("--at", type=int, default=None, help="version to show (replays the outbox)")
-    p.add_argument("--mesh", default=None, help="mesh spec, needed with --at")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--at", type=int, default=None,
+                      help="version to show (replays the outbox)")
+    when.add_argument("--diff", type=int, nargs=2, default=None, metavar=("A", "B"),
+                      help="what changed from version A to version B (replays the outbox)")
+    p.add_argument("--mesh", default=None, help="mesh spec, needed with --at and --diff")
 
-    p = add("trace", cmd_trace, "show a trace as a tree of steps")
+    p = add("trace", cmd_trace, "show a trace as a tree of steps, with its state conflicts")
     p.add_argument("trace")
+
+    p = add("replay", cmd_replay,
+            "rebuild every trace from the outbox and compare with the live snapshots")
+    p.add_argument("--mesh", required=True)
 
     bench = sub.add_parser("bench", help="measure the mesh on a real broker",
                            description="measure the mesh on a real broker")
@@ -351,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_hop)
     p.add_argument("--traces", type=int, default=200)
     p.add_argument("--chain", type=int, default=4)
+    p.add_argument("--out", default=str(REPO_ROOT / "docs" / "BENCHMARKS.md"))
+    p = bench_sub.add_parser("state", help="folds per second and outbox replay rate")
+    p.set_defaults(func=cmd_bench_state)
+    p.add_argument("--folds", type=int, default=50_000, help="deltas folded in-process")
+    p.add_argument("--traces", type=int, default=200, help="traces written to a real outbox")
     p.add_argument("--out", default=str(REPO_ROOT / "docs" / "BENCHMARKS.md"))
 
     p = add("demo", cmd_demo, "broker + writer-editor mesh + one task, printed")

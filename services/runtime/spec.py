@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas import reducers
+from services.watchdog.config import WatchdogSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
@@ -122,6 +123,22 @@ class FieldSpec(_Strict):
         return name
 
 
+class JoinSpec(_Strict):
+    """Fan-in: once ``count`` steps of event type ``wait_for`` are folded into a trace, the
+    keeper emits one ``emit`` event carrying the state they built (see docs/ARCHITECTURE.md).
+    Arrivals are recorded in the state field ``join.<name>``, so the join survives restarts and
+    replays exactly like any other state."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    wait_for: str = Field(pattern=TOPIC_PATTERN)
+    count: int = Field(ge=1, le=10_000)
+    emit: str = Field(pattern=TOPIC_PATTERN)
+
+    @property
+    def field(self) -> str:
+        return f"join.{self.name}"
+
+
 class BudgetSpec(_Strict):
     """Default hard limits per trace; a task may override them."""
 
@@ -148,6 +165,8 @@ class MeshSpec(_Strict):
     budgets: BudgetSpec = Field(default_factory=BudgetSpec)
     topics: TopicsSpec = Field(default_factory=TopicsSpec)
     max_snapshot_bytes: int = Field(1_000_000, ge=1024)
+    watchdog: WatchdogSpec = Field(default_factory=WatchdogSpec)
+    joins: list[JoinSpec] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> MeshSpec:
@@ -161,8 +180,18 @@ class MeshSpec(_Strict):
                     f"agents[{i}].model: unknown model tier {agent.model!r} "
                     f"(declared: {sorted(self.models)})"
                 )
-        emitted = set(self.entry) | {r.emit for a in self.agents for r in a.routes if r.emit}
+        routed = {r.emit for a in self.agents for r in a.routes if r.emit}
+        emitted = set(self.entry) | routed | {j.emit for j in self.joins}
         subscribed = {t for a in self.agents for t in a.subscribe}
+        joined = {j.wait_for for j in self.joins}
+        join_names = [j.name for j in self.joins]
+        for i, join in enumerate(self.joins):
+            if join_names.count(join.name) > 1:
+                raise ValueError(f"joins[{i}].name: duplicate join name {join.name!r}")
+            if join.wait_for not in routed:
+                raise ValueError(f"joins[{i}].wait_for: no route emits {join.wait_for!r}")
+            if join.emit not in subscribed:
+                raise ValueError(f"joins[{i}].emit: no agent subscribes to {join.emit!r}")
         for i, agent in enumerate(self.agents):
             for topic in agent.subscribe:
                 if topic not in emitted:
@@ -171,9 +200,10 @@ class MeshSpec(_Strict):
                         "(not in entry nor in any route's emit)"
                     )
             for j, route in enumerate(agent.routes):
-                if route.emit and route.emit not in subscribed:
+                if route.emit and route.emit not in subscribed | joined:
                     raise ValueError(
-                        f"agents[{i}].routes[{j}].emit: no agent subscribes to {route.emit!r}"
+                        f"agents[{i}].routes[{j}].emit: no agent nor join subscribes to "
+                        f"{route.emit!r}"
                     )
         for topic in self.entry:
             if topic not in subscribed:
@@ -190,6 +220,10 @@ class MeshSpec(_Strict):
     def field(self, name: str) -> FieldSpec:
         """The declared spec of a state field; undeclared fields are ``replace``."""
         return self.state.get(name, _UNDECLARED)
+
+    def joins_on(self, event_type: str) -> list[JoinSpec]:
+        """The joins that count steps of ``event_type``."""
+        return [j for j in self.joins if j.wait_for == event_type]
 
     @property
     def agent_topics(self) -> list[str]:

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 import yaml
 
-from schemas import Snapshot, decode
+from schemas import Envelope, Snapshot, decode
 from services.cli import queries
 from services.keeper.replay import replay
 from services.runtime.kafka import read_topic
@@ -95,3 +95,25 @@ def test_sigkill_of_the_keeper_mid_stream_then_restart_rebuilds_exact_state(
     for trace_id in traces:
         assert msgspec.to_builtins(rebuilt.traces[trace_id]) == \
             msgspec.to_builtins(live[trace_id])
+
+
+def test_sigterm_drains_the_in_flight_step_and_exits_cleanly(
+        start_mesh_processes: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    mesh = start_mesh_processes(slow_writer_editor(tmp_path, 1500, writer_replicas=1),
+                                base_dir=tmp_path)
+    trace_id = mesh.submit("drain me", trace_id="drain-1")
+    writer = mesh.group.find("writer-1")
+    assert writer.process is not None
+
+    def writer_busy() -> bool:  # the writer has the task and is waiting on its model
+        return '"msg": "step started"' in writer.log_path.read_text()
+
+    wait_until(writer_busy, 60, message="the writer's model call")
+    writer.process.send_signal(signal.SIGTERM)
+    assert writer.process.wait(timeout=30) == 0
+    steps = mesh.run(queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.outbox,
+                                         trace_id, Envelope))
+    assert [s.source for s in steps if s.source != "task"] == ["writer"]  # finished, not lost
+    mesh.group.start_choreo("writer-2", ["run", "agent", "--mesh", str(mesh.path),
+                                         "--agent", "writer"])
+    assert_each_delta_applied_once(mesh, trace_id)

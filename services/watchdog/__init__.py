@@ -1,0 +1,1 @@
+"""The watchdog: hard budgets, loop detection and the verdicts that stop runaway traces."""

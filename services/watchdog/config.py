@@ -1,0 +1,42 @@
+"""The watchdog's knobs: loop thresholds and what the mesh does when a loop shows up.
+
+The mesh spec carries them as its optional ``watchdog:`` section; every field has a default,
+so a mesh that says nothing still gets loop protection.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEBUGGER_PROMPT = (
+    "You are repeating yourself: your recent outputs did not move the task forward. "
+    "Act as a debugger of your own work. State in one sentence why the previous attempts "
+    "failed, then produce one materially different attempt. Do not restate earlier output."
+)
+
+
+class WatchdogSpec(BaseModel):
+    """Thresholds of the loop detectors and the verdict policy. Budgets live in ``budgets:``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ngram: int = Field(3, ge=1, le=8, description="character n-gram size of the stuck detector")
+    similarity: float = Field(
+        0.95, gt=0, le=1, description="cosine similarity at or above which two outputs match"
+    )
+    stuck_repeats: int = Field(
+        3, ge=1, description="matching successive outputs in a row that make an agent stuck"
+    )
+    ping_pong_rounds: int = Field(
+        3, ge=2, description="A->B rounds with no new state that make a ping-pong"
+    )
+    shift_temperature: float = Field(
+        0.9, ge=0, le=2, description="temperature of a persona-shifted agent"
+    )
+    shift_system_prompt: str = Field(
+        DEBUGGER_PROMPT, min_length=1, description="system prompt of a persona-shifted agent"
+    )
+    halt_after_shift: int = Field(
+        2, ge=1, description="hops of an agent still showing loop evidence after its shift "
+        "that halt the trace",
+    )

@@ -1,0 +1,200 @@
+"""The watchdog's rules: pure functions over one trace's detector state.
+
+Nothing here does I/O or reads a clock, so every rule is replayable from the hop log and
+testable with literal records. Each rule returns :class:`Evidence` (what matched, at which hops,
+with which numbers) or ``None``; the policy in :mod:`services.watchdog.policy` turns evidence
+into verdicts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+
+from schemas import Budget, Totals
+
+
+class Evidence(msgspec.Struct, kw_only=True):
+    """Why a rule fired: the rule, the agent it is about, the hops involved and the numbers."""
+
+    rule: str
+    agent: str | None = None
+    hops: list[int] = msgspec.field(default_factory=list)
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Step(msgspec.Struct, array_like=True):
+    """What the ping-pong rule remembers of one recent hop."""
+
+    hop: int
+    agent: str
+    state_hash: str
+
+
+class Match(msgspec.Struct, array_like=True):
+    """One output of an agent that matched its previous output."""
+
+    hop: int
+    similarity: float
+
+
+class AgentWatch(msgspec.Struct, kw_only=True):
+    """Per agent in a trace: its last output, its run of matching outputs, its shift."""
+
+    last_output: str | None = None
+    last_hop: int | None = None
+    streak: list[Match] = msgspec.field(default_factory=list)
+    shifted_at: int | None = None
+    evidence_after_shift: list[int] = msgspec.field(default_factory=list)
+
+
+class TraceWatch(msgspec.Struct, kw_only=True):
+    """Everything the watchdog keeps about one trace; one JSON value in the faust table.
+
+    ``budget`` and ``admitted_at`` come from the trace's snapshots when one has been seen;
+    until then the mesh defaults apply from the first hop record's time.
+    """
+
+    trace_id: str
+    budget: Budget | None = None
+    admitted_at: datetime | None = None
+    first_seen_at: datetime | None = None
+    totals: Totals = msgspec.field(default_factory=Totals)
+    last_at: datetime | None = None
+    state_version: int = 0
+    event_ids: list[str] = msgspec.field(default_factory=list)
+    meetings: dict[str, int] = msgspec.field(default_factory=dict)
+    recent: list[Step] = msgspec.field(default_factory=list)
+    agents: dict[str, AgentWatch] = msgspec.field(default_factory=dict)
+    verdicts: list[str] = msgspec.field(default_factory=list)
+    halted: bool = False
+    finished: bool = False
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(TraceWatch)
+
+
+def dump_watch(watch: TraceWatch) -> bytes:
+    return _encoder.encode(watch)
+
+
+def load_watch(data: bytes) -> TraceWatch:
+    return _decoder.decode(data)
+
+
+# -- similarity ------------------------------------------------------------------------------
+
+
+def ngrams(text: str, n: int = 3) -> Counter[str]:
+    """Character n-gram counts; a text shorter than ``n`` is its own single gram."""
+    if len(text) < n:
+        return Counter([text]) if text else Counter()
+    return Counter(text[i : i + n] for i in range(len(text) - n + 1))
+
+
+def cosine(a: str, b: str, n: int = 3) -> float:
+    """Cosine similarity of the n-gram count vectors of ``a`` and ``b``; 0.0 if either is empty.
+
+    The norm is ``sqrt(|a|²·|b|²)`` over integer counts, so identical texts score exactly 1.0.
+    """
+    va, vb = ngrams(a, n), ngrams(b, n)
+    if not va or not vb:
+        return 0.0
+    dot = sum(count * vb[gram] for gram, count in va.items())
+    norms = sum(c * c for c in va.values()) * sum(c * c for c in vb.values())
+    return dot / math.sqrt(norms)
+
+
+# -- loop rules ------------------------------------------------------------------------------
+
+
+def meeting_key(agent: str, input_fingerprint: str, state_hash: str) -> str:
+    return f"{agent}|{input_fingerprint}|{state_hash}"
+
+
+def cycle(
+    meetings: dict[str, int], agent: str, hop: int, input_fingerprint: str, state_hash: str
+) -> Evidence | None:
+    """The agent met this input and produced this state before, at an earlier hop."""
+    first = meetings.get(meeting_key(agent, input_fingerprint, state_hash))
+    if first is None or first == hop:
+        return None
+    return Evidence(
+        rule="cycle",
+        agent=agent,
+        hops=[first, hop],
+        details={"input_fingerprint": input_fingerprint, "state_hash": state_hash},
+    )
+
+
+def ping_pong(recent: list[Step], rounds: int) -> Evidence | None:
+    """The last ``rounds`` A→B rounds alternate two agents and after the first round no hop
+    reaches a state the first round did not already reach: the pair is going nowhere."""
+    window = recent[-2 * rounds :]
+    if len(window) < 2 * rounds:
+        return None
+    pair = (window[0].agent, window[1].agent)
+    if pair[0] == pair[1] or any(s.agent != pair[i % 2] for i, s in enumerate(window)):
+        return None
+    reached = {window[0].state_hash, window[1].state_hash}
+    if any(s.state_hash not in reached for s in window[2:]):
+        return None
+    return Evidence(
+        rule="ping_pong",
+        agent=window[-1].agent,
+        hops=[s.hop for s in window],
+        details={"agents": list(pair), "rounds": rounds, "state_hashes": sorted(reached)},
+    )
+
+
+def stuck(agent: str, streak: list[Match], repeats: int, threshold: float) -> Evidence | None:
+    """The agent's last ``repeats`` outputs each matched the one before (streak kept by caller)."""
+    if len(streak) < repeats:
+        return None
+    recent = streak[-repeats:]
+    return Evidence(
+        rule="stuck",
+        agent=agent,
+        hops=[m.hop for m in recent],
+        details={"similarities": [round(m.similarity, 6) for m in recent],
+                 "threshold": threshold},
+    )
+
+
+# -- budgets ---------------------------------------------------------------------------------
+
+
+def deadline_of(budget: Budget, started_at: datetime | None) -> datetime | None:
+    """The trace's wall-clock deadline: the admission-set one, else start + ``max_seconds``."""
+    if budget.deadline is not None:
+        return budget.deadline
+    if budget.max_seconds is None or started_at is None:
+        return None
+    return started_at + timedelta(seconds=budget.max_seconds)
+
+
+def over_budget(
+    budget: Budget, totals: Totals, deadline: datetime | None, at: datetime | None
+) -> Evidence | None:
+    """Every limit ``totals`` went over (or the deadline ``at`` passed), first one as the rule.
+
+    A limit is the most a trace may use, so reaching it is fine and going over it is not.
+    """
+    over: dict[str, dict[str, Any]] = {}
+    if budget.max_hops is not None and totals.hops > budget.max_hops:
+        over["hops"] = {"used": totals.hops, "limit": budget.max_hops}
+    tokens = totals.tokens_in + totals.tokens_out
+    if budget.max_tokens is not None and tokens > budget.max_tokens:
+        over["tokens"] = {"used": tokens, "limit": budget.max_tokens}
+    if budget.max_cost is not None and totals.cost > budget.max_cost:
+        over["cost"] = {"used": totals.cost, "limit": budget.max_cost}
+    if deadline is not None and at is not None and at > deadline:
+        over["wall_clock"] = {"at": at.isoformat(), "deadline": deadline.isoformat()}
+    if not over:
+        return None
+    return Evidence(rule=f"budget.{next(iter(over))}", hops=[totals.hops], details=over)

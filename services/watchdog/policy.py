@@ -1,0 +1,214 @@
+"""From evidence to verdicts: what the watchdog says about a trace, and when.
+
+Budgets are hard: going over one halts the trace at once and escalates it. Loops are soft
+first: the first loop evidence about an agent shifts that agent's persona (new temperature, a
+restricted debugger prompt); if the evidence keeps coming on ``halt_after_shift`` more of its
+hops, the trace is halted and escalated. Every verdict has a deterministic id and is emitted
+at most once per trace and key (``persona_shift:<agent>``, ``halt``), and a hop record seen twice
+(at-least-once delivery) is ignored, so replays and redeliveries say nothing new.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from schemas import Budget, ControlVerdict, Escalation, HopRecord, Totals
+from schemas.ids import derive_event_id
+from schemas.records import TraceStatus
+from services.watchdog.config import WatchdogSpec
+from services.watchdog.detectors import (
+    AgentWatch,
+    Evidence,
+    Match,
+    Step,
+    TraceWatch,
+    cosine,
+    cycle,
+    deadline_of,
+    meeting_key,
+    over_budget,
+    ping_pong,
+    stuck,
+)
+
+SOURCE = "watchdog"
+
+Answer = ControlVerdict | Escalation
+
+
+class SnapshotHead(msgspec.Struct, kw_only=True):
+    """The part of a state snapshot the watchdog needs: its budget, start, totals and status."""
+
+    trace_id: str
+    version: int = 0
+    status: TraceStatus = "running"
+    budget: Budget = msgspec.field(default_factory=Budget)
+    totals: Totals = msgspec.field(default_factory=Totals)
+    admitted_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class Watchdog:
+    """The verdict policy over :class:`TraceWatch` states; mutates the state it is given."""
+
+    def __init__(self, spec: WatchdogSpec, default_budget: Budget) -> None:
+        self.spec = spec
+        self.default_budget = default_budget
+
+    def on_hop(self, watch: TraceWatch, hop: HopRecord, now: datetime) -> list[Answer]:
+        """Account one hop record; return the verdicts (and escalation) it calls for."""
+        if watch.finished or watch.halted or hop.event_id in watch.event_ids:
+            return []
+        watch.event_ids.append(hop.event_id)
+        watch.first_seen_at = watch.first_seen_at or hop.created_at
+        watch.state_version = max(watch.state_version, hop.state_version)
+        self._advance(watch, hop.totals, hop.created_at)
+        if (exhausted := self._over_budget(watch)) is not None:
+            return self._halt(watch, exhausted, {"hop": hop.hop}, now)
+        found = self._observe(watch, hop)
+        return self._answer_loop(watch, hop, found, now) if found else []
+
+    def on_snapshot(self, watch: TraceWatch, snap: SnapshotHead, now: datetime) -> list[Answer]:
+        """Learn the trace's admitted budget and start; a finished trace is forgotten."""
+        if watch.finished:
+            return []
+        watch.budget = snap.budget
+        watch.admitted_at = snap.admitted_at
+        if snap.status != "running":
+            watch.finished = True
+            _retire(watch)
+            return []
+        if watch.halted:
+            return []
+        watch.state_version = max(watch.state_version, snap.version)
+        self._advance(watch, snap.totals, snap.updated_at)
+        if (exhausted := self._over_budget(watch)) is not None:
+            return self._halt(watch, exhausted, {"state_version": snap.version}, now)
+        return []
+
+    # -- budgets -------------------------------------------------------------------------
+
+    @staticmethod
+    def _advance(watch: TraceWatch, totals: Totals, at: datetime | None) -> None:
+        """Keep the latest exact totals (most hops) and the latest event time."""
+        if totals.hops >= watch.totals.hops:
+            watch.totals = totals
+        if at is not None and (watch.last_at is None or at > watch.last_at):
+            watch.last_at = at
+
+    def _over_budget(self, watch: TraceWatch) -> Evidence | None:
+        budget = watch.budget or self.default_budget
+        deadline = deadline_of(budget, watch.admitted_at or watch.first_seen_at)
+        return over_budget(budget, watch.totals, deadline, watch.last_at)
+
+    # -- loops ---------------------------------------------------------------------------
+
+    def _observe(self, watch: TraceWatch, hop: HopRecord) -> list[Evidence]:
+        """Feed one hop to every loop rule; return the evidence found, all about ``hop.agent``."""
+        spec = self.spec
+        found = [cycle(watch.meetings, hop.agent, hop.hop, hop.input_fingerprint, hop.state_hash)]
+        watch.meetings.setdefault(
+            meeting_key(hop.agent, hop.input_fingerprint, hop.state_hash), hop.hop
+        )
+        watch.recent.append(Step(hop.hop, hop.agent, hop.state_hash))
+        del watch.recent[: -2 * spec.ping_pong_rounds]
+        found.append(ping_pong(watch.recent, spec.ping_pong_rounds))
+        agent = watch.agents.setdefault(hop.agent, AgentWatch())
+        similarity = (
+            cosine(agent.last_output, hop.output, spec.ngram) if agent.last_output else 0.0
+        )
+        if similarity >= spec.similarity:
+            agent.streak.append(Match(hop.hop, similarity))
+            del agent.streak[: -spec.stuck_repeats]
+        else:
+            agent.streak.clear()
+        agent.last_output, agent.last_hop = hop.output, hop.hop
+        found.append(stuck(hop.agent, agent.streak, spec.stuck_repeats, spec.similarity))
+        return [e for e in found if e is not None]
+
+    def _answer_loop(
+        self, watch: TraceWatch, hop: HopRecord, found: list[Evidence], now: datetime
+    ) -> list[Answer]:
+        agent = watch.agents[hop.agent]
+        reason = f"loop.{found[0].rule}"
+        evidence: dict[str, Any] = {
+            "hop": hop.hop,
+            "trace_hops": hop.totals.hops,
+            "matched": [msgspec.to_builtins(e) for e in found],
+        }
+        if agent.shifted_at is None:
+            agent.shifted_at = hop.hop
+            return self._shift(watch, hop.agent, reason, evidence, now)
+        agent.evidence_after_shift.append(hop.hop)
+        if len(agent.evidence_after_shift) < self.spec.halt_after_shift:
+            return []
+        evidence |= {"shifted_at": agent.shifted_at, "after_shift": agent.evidence_after_shift}
+        return self._halt(watch, Evidence(rule=found[0].rule, agent=hop.agent), evidence, now)
+
+    # -- verdicts ------------------------------------------------------------------------
+
+    def _shift(
+        self, watch: TraceWatch, agent: str, reason: str, evidence: dict[str, Any], now: datetime
+    ) -> list[Answer]:
+        verdict = self._verdict(watch, "persona_shift", reason, evidence, now, agent)
+        if verdict is None:
+            return []
+        verdict.temperature = self.spec.shift_temperature
+        verdict.system_prompt = self.spec.shift_system_prompt
+        return [verdict]
+
+    def _halt(
+        self, watch: TraceWatch, cause: Evidence, evidence: dict[str, Any], now: datetime
+    ) -> list[Answer]:
+        reason = cause.rule if cause.rule.startswith("budget.") else f"loop.{cause.rule}"
+        evidence = {**msgspec.to_builtins(cause), **evidence}
+        verdict = self._verdict(watch, "halt", reason, evidence, now, cause.agent)
+        watch.halted = True
+        _retire(watch)
+        if verdict is None:
+            return []
+        escalation = Escalation(
+            escalation_id=derive_event_id(watch.trace_id, SOURCE, 1),
+            trace_id=watch.trace_id,
+            reason=reason,
+            evidence=evidence,
+            state_version=watch.state_version,
+            created_at=now,
+        )
+        return [verdict, escalation]
+
+    @staticmethod
+    def _verdict(
+        watch: TraceWatch,
+        action: Literal["halt", "persona_shift"],
+        reason: str,
+        evidence: dict[str, Any],
+        now: datetime,
+        agent: str | None,
+    ) -> ControlVerdict | None:
+        """A verdict with a deterministic id, or ``None`` if this trace already had it."""
+        key = "halt" if action == "halt" else f"persona_shift:{agent}"
+        if key in watch.verdicts:
+            return None
+        watch.verdicts.append(key)
+        return ControlVerdict(
+            verdict_id=derive_event_id(watch.trace_id, f"{SOURCE}/{key}"),
+            trace_id=watch.trace_id,
+            action=action,
+            reason=reason,
+            evidence=evidence,
+            agent=agent,
+            source=SOURCE,
+            created_at=now,
+        )
+
+
+def _retire(watch: TraceWatch) -> None:
+    """Drop the loop history of a trace that can no longer loop, to keep the table small."""
+    watch.meetings.clear()
+    watch.recent.clear()
+    watch.agents.clear()
+    watch.event_ids.clear()
