@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from schemas import DecodeError, Envelope, Usage, decode, encode
+from schemas import DecodeError, Envelope, decode, encode
 from schemas.records import STEP_FAILED, STEP_REFUSED
 from services.agent import step as steps
+from services.agent.behaviour import Behaviour, ModelAgent
 from services.runtime import metrics
 from services.runtime.kafka import DeadLetters, headers_of, make_consumer, make_producer
-from services.runtime.llm import ModelClient, ModelError
 from services.runtime.offsets import OffsetTracker
 from services.runtime.settings import Settings
 from services.runtime.spec import AgentSpec, MeshSpec
@@ -47,7 +47,7 @@ class _Drain(ConsumerRebalanceListener):
 
 class AgentService:
     def __init__(self, spec: MeshSpec, agent_name: str, bootstrap: str,
-                 settings: Settings) -> None:
+                 settings: Settings, behaviour: Behaviour | None = None) -> None:
         self.spec = spec
         self.agent: AgentSpec = spec.agent(agent_name)
         self.settings = settings
@@ -57,7 +57,7 @@ class AgentService:
         self.consumer: AIOKafkaConsumer = make_consumer(
             bootstrap, settings, group_id=f"{self.topics.prefix}.agent.{agent_name}",
             client_id=client_id)
-        self.model = ModelClient.for_tier(self.agent.model, spec.models[self.agent.model])
+        self.behaviour: Behaviour = behaviour or ModelAgent(spec, self.agent)
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
         self.offsets = OffsetTracker()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
@@ -86,7 +86,7 @@ class AgentService:
         finally:
             await self.consumer.stop()
             await self.producer.stop()
-            await self.model.aclose()
+            await self.behaviour.aclose()
 
     def _start(self, record: ConsumerRecord[bytes, bytes]) -> None:
         tp = TopicPartition(record.topic, record.partition)
@@ -133,34 +133,27 @@ class AgentService:
         started = time.perf_counter()
         log.info("step started", extra={"trace_id": event.trace_id, "type": event.type,
                                         "hop": event.hop + 1})
-        out = await self._step(event)
-        out.payload["duration_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        await self.producer.send_and_wait(self.topics.outbox, encode(out),
-                                          key=event.trace_id.encode(),
-                                          headers=headers_of(record))
-        metrics.STEP_DURATION.labels(agent=self.agent.name).observe(
-            time.perf_counter() - started)
-        status = {STEP_REFUSED: "refused", STEP_FAILED: "failed"}.get(out.type, "ok")
+        outputs = await self._step(event)
+        duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        sends = []
+        for out in outputs:
+            out.payload["duration_ms"] = duration_ms
+            sends.append(await self.producer.send(self.topics.outbox, encode(out),
+                                                  key=event.trace_id.encode(),
+                                                  headers=headers_of(record)))
+        await asyncio.gather(*sends)  # every output acknowledged before the offset may move
+        metrics.STEP_DURATION.labels(agent=self.agent.name).observe(duration_ms / 1000)
+        status = {STEP_REFUSED: "refused", STEP_FAILED: "failed"}.get(outputs[0].type, "ok")
         metrics.STEPS.labels(agent=self.agent.name, status=status).inc()
-        log.info("step done", extra={"trace_id": event.trace_id, "emitted": out.type,
-                                     "status": status})
+        log.info("step done", extra={"trace_id": event.trace_id, "status": status,
+                                     "emitted": [out.type for out in outputs]})
 
-    async def _step(self, event: Envelope) -> Envelope:
+    async def _step(self, event: Envelope) -> list[Envelope]:
         refusal = steps.over_budget(event, datetime.now(UTC))
         if refusal is not None:
-            return steps.step_event(self.agent, event, STEP_REFUSED,
-                                    payload={"reason": f"{self.agent.name}: {refusal}"})
-        messages = steps.render_messages(self.agent, event)
-        try:
-            completion = await self.model.complete(
-                messages, agent=self.agent.name, temperature=self.agent.temperature,
-                max_tokens=self.agent.max_tokens)
-        except ModelError as exc:
-            return steps.step_event(
-                self.agent, event, STEP_FAILED,
-                payload={"reason": f"{self.agent.name}: model call failed: {exc}"},
-                usage=Usage(model=self.model.model))
-        return steps.outcome(self.agent, event, completion.text, completion.usage, messages)
+            return [steps.step_event(self.agent, event, STEP_REFUSED,
+                                     payload={"reason": f"{self.agent.name}: {refusal}"})]
+        return await self.behaviour.step(event)
 
 
 def run(spec: MeshSpec, agent_name: str, bootstrap: str, settings: Settings) -> None:

@@ -57,10 +57,14 @@ def build_delta(agent: AgentSpec, route: Route, text: str, event: Envelope) -> d
 
 def step_event(agent: AgentSpec, event: Envelope, event_type: str, *,
                delta: dict[str, Any] | None = None, payload: dict[str, Any] | None = None,
-               usage: Usage | None = None) -> Envelope:
-    """The outbox record of a step. Its id derives from the cause, so a rerun repeats it."""
+               usage: Usage | None = None, index: int = 0) -> Envelope:
+    """Output ``index`` of a step. Its id derives from the cause, so a rerun repeats it.
+
+    A step with several outputs (a supervisor's parallel assignments) numbers them, and only
+    one of them should carry the step's usage, so totals count each model call once.
+    """
     return Envelope(
-        event_id=derive_event_id(event.event_id, agent.name, 0),
+        event_id=derive_event_id(event.event_id, agent.name, index),
         trace_id=event.trace_id,
         causation_id=event.event_id,
         type=event_type,
