@@ -16,13 +16,14 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from opentelemetry.trace import Span, StatusCode
 
 from schemas import DecodeError, Envelope, decode, encode
 from schemas.records import STEP_FAILED, STEP_REFUSED
 from services.agent import step as steps
 from services.agent.behaviour import Behaviour, ModelAgent
-from services.runtime import metrics
-from services.runtime.kafka import DeadLetters, headers_of, make_consumer, make_producer
+from services.runtime import metrics, telemetry
+from services.runtime.kafka import DeadLetters, forward_headers, make_consumer, make_producer
 from services.runtime.offsets import OffsetTracker
 from services.runtime.settings import Settings
 from services.runtime.spec import AgentSpec, MeshSpec
@@ -53,11 +54,15 @@ class AgentService:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         client_id = f"choreo-agent-{agent_name}"
+        self.group = f"{self.topics.prefix}.agent.{agent_name}"
         self.producer: AIOKafkaProducer = make_producer(bootstrap, client_id)
         self.consumer: AIOKafkaConsumer = make_consumer(
-            bootstrap, settings, group_id=f"{self.topics.prefix}.agent.{agent_name}",
-            client_id=client_id)
+            bootstrap, settings, group_id=self.group, client_id=client_id)
+        self.lag = metrics.ConsumerLag(self.consumer, self.group)
         self.behaviour: Behaviour = behaviour or ModelAgent(spec, self.agent)
+        models = [self.behaviour.model.model] if isinstance(self.behaviour, ModelAgent) else []
+        metrics.prime_agent(agent_name, models,
+                            [self.topics.event(t) for t in self.agent.subscribe])
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
         self.offsets = OffsetTracker()
         self._slots = asyncio.Semaphore(settings.max_in_flight)
@@ -82,6 +87,7 @@ class AgentService:
                         await self._slots.acquire()
                         self._start(record)
                 await self._commit()
+                await self.lag.update()
             await asyncio.wait_for(self.drain(None), self.settings.shutdown_grace_s)
         finally:
             await self.consumer.stop()
@@ -125,26 +131,40 @@ class AgentService:
             self.offsets.mark_committed(offsets)
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """One step inside one span that continues the trace of the record's producer."""
+        with telemetry.consume_span(record, group=self.group, agent=self.agent.name) as span:
+            await self._traced(record, span)
+
+    async def _traced(self, record: ConsumerRecord[bytes, bytes], span: Span) -> None:
         try:
             event = decode(record.value or b"", Envelope)
         except DecodeError as exc:
+            span.set_status(StatusCode.ERROR, "undecodable record")
             await self.dead_letters.send(record, str(exc))
             return
+        span.set_attributes({"choreo.trace_id": event.trace_id, "choreo.hop": event.hop + 1,
+                             "messaging.message.id": event.event_id})
         started = time.perf_counter()
         log.info("step started", extra={"trace_id": event.trace_id, "type": event.type,
                                         "hop": event.hop + 1})
         outputs = await self._step(event)
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
+        headers = forward_headers(record)  # the outbox records continue this step's span
         sends = []
         for out in outputs:
             out.payload["duration_ms"] = duration_ms
             sends.append(await self.producer.send(self.topics.outbox, encode(out),
                                                   key=event.trace_id.encode(),
-                                                  headers=headers_of(record)))
+                                                  headers=headers))
         await asyncio.gather(*sends)  # every output acknowledged before the offset may move
         metrics.STEP_DURATION.labels(agent=self.agent.name).observe(duration_ms / 1000)
         status = {STEP_REFUSED: "refused", STEP_FAILED: "failed"}.get(outputs[0].type, "ok")
         metrics.STEPS.labels(agent=self.agent.name, status=status).inc()
+        span.set_attributes({"choreo.step.status": status,
+                             "choreo.step.emitted": [out.type for out in outputs],
+                             "choreo.cost_usd": sum(out.usage.cost for out in outputs)})
+        if status == "failed":  # a refusal (over budget) is the mesh working, not an error
+            span.set_status(StatusCode.ERROR, str(outputs[0].payload.get("reason", status)))
         log.info("step done", extra={"trace_id": event.trace_id, "status": status,
                                      "emitted": [out.type for out in outputs]})
 

@@ -1,4 +1,5 @@
-"""Starting a whole mesh as OS processes: topics, scripted models, keeper, agents, watchdog."""
+"""Starting a whole mesh as OS processes: topics, scripted models, sandbox, keeper, agents,
+watchdog."""
 
 from __future__ import annotations
 
@@ -13,6 +14,9 @@ from services.runtime.broker import free_port, wait_for_port
 from services.runtime.settings import Settings
 from services.runtime.spec import MeshSpec
 from services.runtime.topics import Topics, ensure_topics
+
+#: Where agents reach the sandbox service (see services.agent.tools).
+SANDBOX_URL = "CHOREO_SANDBOX_URL"
 
 
 def model_env_name(tier: str) -> str:
@@ -43,6 +47,11 @@ def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settin
                                        ["model-server", str(tier.script), "--port", str(port)])
             wait_for_port("127.0.0.1", port, 30.0, child.process)
             group.env[variable] = f"http://127.0.0.1:{port}/v1"
+        if uses_sandbox(spec) and not os.environ.get(SANDBOX_URL):
+            port = free_port()
+            child = group.start_choreo("sandbox", ["run", "sandbox", "--port", str(port)])
+            wait_for_port("127.0.0.1", port, 60.0, child.process)
+            group.env[SANDBOX_URL] = f"http://127.0.0.1:{port}"
         mesh = ["--mesh", str(mesh_path)]
         group.start_choreo("keeper", ["run", "keeper", *mesh])
         for agent in spec.agents:
@@ -55,6 +64,11 @@ def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settin
         group.stop()
         raise
     return group
+
+
+def uses_sandbox(spec: MeshSpec) -> bool:
+    """True when an agent runs the sandbox tool: the mesh then needs a sandbox service."""
+    return any(tool.name == "sandbox" for agent in spec.agents for tool in agent.tools)
 
 
 def watchdog_available() -> bool:

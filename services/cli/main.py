@@ -13,22 +13,24 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from aiokafka.errors import KafkaConnectionError
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from schemas import Budget, StateConflict, Task
+from services.agent.behaviour import Behaviour, ModelAgent
 from services.cli import queries, views
 from services.cli.launch import create_topics, start_mesh
 from services.cli.processes import ProcessGroup
 from services.runtime.broker import BrokerError, EmbeddedBroker, broker_session
 from services.runtime.llm import ModelConfigError
 from services.runtime.settings import Settings, get_settings
-from services.runtime.spec import MeshSpec, SpecError, load_mesh
+from services.runtime.spec import AgentSpec, MeshSpec, SpecError, load_mesh
 from services.runtime.topics import Topics
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEMO_MESH = REPO_ROOT / "examples" / "writer-editor" / "mesh.yaml"
 DEMO_TASK = "Write a short piece on why event-driven agents need shared, versioned state."
@@ -110,6 +112,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.mesh is None:
         raise UsageError(f"choreo run {args.service}: --mesh is required")
     spec = load_mesh(args.mesh)
+    if args.service == "agent":  # a bad name fails before any broker is contacted
+        if not args.agent:
+            raise UsageError("choreo run agent: --agent NAME is required (agents: "
+                             f"{', '.join(a.name for a in spec.agents)})")
+        spec.agent(args.agent)
     bootstrap = _bootstrap(settings)
     create_topics(spec, bootstrap, settings)
     if args.service == "keeper":
@@ -117,18 +124,42 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
         run_keeper(spec, bootstrap, settings)
     elif args.service == "agent":
-        if not args.agent:
-            raise UsageError("choreo run agent: --agent NAME is required (agents: "
-                             f"{', '.join(a.name for a in spec.agents)})")
-        spec.agent(args.agent)
-        from services.agent.service import run as run_agent
-
-        run_agent(spec, args.agent, bootstrap, settings)
+        _run_agent(spec, spec.agent(args.agent), bootstrap, settings)
     elif args.service == "watchdog":
         from services.watchdog.app import run as run_watchdog
 
         run_watchdog(spec, bootstrap, settings)
     return 0
+
+
+def _behaviour(spec: MeshSpec, agent: AgentSpec) -> Behaviour:
+    """The step logic an agent's kind calls for (docs/ORCHESTRATION.md)."""
+    if agent.kind == "router":
+        from services.router.behaviour import Router
+
+        return Router(spec, agent)
+    if agent.kind == "supervisor":
+        from services.supervisor.behaviour import Supervisor
+
+        return Supervisor(spec, agent)
+    if agent.tools:
+        from services.agent.tools import ToolAgent
+
+        return ToolAgent(agent, ModelAgent(spec, agent))
+    return ModelAgent(spec, agent)
+
+
+def _run_agent(spec: MeshSpec, agent: AgentSpec, bootstrap: str, settings: Settings) -> None:
+    """Any agent in the one consumer loop; its kind only chooses the behaviour."""
+    from services.agent.service import AgentService
+    from services.runtime.service import run_service
+
+    async def main(stop: asyncio.Event) -> None:  # clients need a running loop
+        service = AgentService(spec, agent.name, bootstrap, settings,
+                               behaviour=_behaviour(spec, agent))
+        await service.run(stop)
+
+    run_service(f"agent:{agent.name}", settings, main)
 
 
 def _status_table(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> Table:
@@ -273,6 +304,27 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     return 1 if any(c.differences for c in comparisons) else 0
 
 
+def cmd_escalations(args: argparse.Namespace, settings: Settings) -> int:
+    from services.cli import escalations
+
+    bootstrap = _bootstrap(settings)
+    if args.action == "list":
+        console.print(views.escalation_table(asyncio.run(escalations.current(bootstrap,
+                                                                             settings))))
+        return 0
+    if not args.id or (args.resume is None) == (not args.close):
+        raise UsageError("choreo escalations resolve ID: give exactly one of "
+                         "--resume GUIDANCE or --close")
+    updated = asyncio.run(escalations.resolve(bootstrap, settings, args.id,
+                                              guidance=args.resume))
+    if updated.continuation_trace_id:
+        console.print(f"resumed: continuation trace [cyan]{updated.continuation_trace_id}[/] "
+                      f"starts from {updated.trace_id}'s last state")
+    else:
+        console.print(f"closed escalation {updated.escalation_id}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     mesh_path = Path(args.mesh)
     spec = load_mesh(mesh_path)
@@ -404,8 +456,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = bench_sub.add_parser("state", help="folds per second and outbox replay rate")
     p.set_defaults(func=cmd_bench_state)
     p.add_argument("--folds", type=int, default=50_000, help="deltas folded in-process")
-    p.add_argument("--traces", type=int, default=200, help="traces written to a real outbox")
+    p.add_argument("--traces", type=int, default=1000, help="traces written to a real outbox")
     p.add_argument("--out", default=str(REPO_ROOT / "docs" / "BENCHMARKS.md"))
+
+    p = add("escalations", cmd_escalations, "list halted traces handed to a human, resolve them")
+    p.add_argument("action", nargs="?", choices=["list", "resolve"], default="list")
+    p.add_argument("id", nargs="?", help="escalation id (with resolve)")
+    p.add_argument("--resume", default=None, metavar="GUIDANCE",
+                   help="continue in a new trace from the halted state, with this guidance")
+    p.add_argument("--close", action="store_true", help="end the escalation without resuming")
 
     p = add("demo", cmd_demo, "broker + writer-editor mesh + one task, printed")
     p.add_argument("--mesh", default=str(DEMO_MESH))
@@ -425,8 +484,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SpecError, UsageError, ModelConfigError) as exc:
         err.print(f"[red]error:[/] {exc}")
         return 2
-    except (BrokerError, queries.TraceNotFound) as exc:
+    except (BrokerError, LookupError) as exc:  # missing traces, escalations
         err.print(f"[red]error:[/] {exc}")
+        return 1
+    except KafkaConnectionError as exc:
+        err.print(f"[red]error:[/] no broker answers at {get_settings().bootstrap_servers}: "
+                  f"{exc}")
         return 1
 
 

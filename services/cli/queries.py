@@ -15,6 +15,7 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas import HopRecord, Record, Snapshot, Task, TerminalResult, decode, encode
 from schemas.ids import new_id
+from services.runtime import telemetry
 from services.runtime.kafka import make_consumer, make_producer, partition_for, read_to_end
 from services.runtime.settings import Settings
 
@@ -26,13 +27,22 @@ class TraceNotFound(LookupError):
 
 
 async def submit(bootstrap: str, tasks_topic: str, task: Task) -> str:
-    """Publish a task keyed by its trace id (assigned here if missing); return the id."""
+    """Publish a task keyed by its trace id (assigned here if missing); return the id.
+
+    The send is the root span of the task's OpenTelemetry trace (or a child of the caller's
+    current span): its ``traceparent`` header is what every later step continues.
+    """
     if task.trace_id is None:
         task.trace_id = new_id()
     producer = make_producer(bootstrap, "choreo-cli")
     await producer.start()
     try:
-        await producer.send_and_wait(tasks_topic, encode(task), key=task.trace_id.encode())
+        with telemetry.produce_span(tasks_topic, task.trace_id) as span:
+            sent = await producer.send_and_wait(tasks_topic, encode(task),
+                                                key=task.trace_id.encode(),
+                                                headers=telemetry.inject())
+            span.set_attributes({"messaging.destination.partition.id": str(sent.partition),
+                                 "messaging.kafka.offset": sent.offset})
     finally:
         await producer.stop()
     return task.trace_id

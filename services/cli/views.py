@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from schemas import HopRecord, Snapshot, StateConflict, TerminalResult
+from schemas import Escalation, HopRecord, Snapshot, StateConflict, TerminalResult
 from schemas.codec import to_json
 
 if TYPE_CHECKING:
@@ -91,6 +91,17 @@ def _conflict_label(conflict: StateConflict) -> Text:
         (f"{conflict.other.agent}@v{conflict.other.version}", "red"),
         f" {short(conflict.other_value, 30)}",
     )
+
+
+def escalation_table(escalations: list[Escalation]) -> Table:
+    table = Table(title="escalations")
+    for column in ("id", "trace", "status", "reason", "continuation", "raised"):
+        table.add_column(column)
+    for e in escalations:
+        style = {"open": "yellow", "resumed": "green", "closed": "dim"}[e.status]
+        table.add_row(e.escalation_id, e.trace_id, f"[{style}]{e.status}[/]", short(e.reason, 60),
+                      e.continuation_trace_id or "", e.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+    return table
 
 
 def state_table(snapshot: Snapshot) -> Group:

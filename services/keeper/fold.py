@@ -22,9 +22,10 @@ from schemas import (
     TerminalResult,
     Totals,
 )
+from schemas.codec import encode
 from schemas.ids import fingerprint
 from schemas.reducers import ReducerError, resolve
-from services.runtime.spec import MeshSpec
+from services.runtime.spec import ConflictPolicy, JoinSpec, MeshSpec
 
 TASK_SOURCE = "task"
 _sorted_json = msgspec.json.Encoder(order="sorted")
@@ -36,11 +37,13 @@ class FoldError(ValueError):
 
 @dataclass
 class Folded:
-    """The outcome of folding one step: the new snapshot and every conflict it met."""
+    """The outcome of folding one step: the new snapshot, every conflict it met, and the
+    event types of the joins it completed (each emitted once, by the keeper)."""
 
     snapshot: Snapshot
     conflicts: list[StateConflict] = field(default_factory=list)
     rejected: bool = False
+    joined: list[JoinSpec] = field(default_factory=list)
 
 
 def state_hash(fields: dict[str, Any]) -> str:
@@ -86,42 +89,75 @@ def admit(spec: MeshSpec, task: Task, trace_id: str, origin: str, at: datetime) 
 def fold(spec: MeshSpec, snapshot: Snapshot, step: Envelope, at: datetime) -> Folded:
     """Fold one step's delta into ``snapshot``; the input snapshot is left untouched.
 
-    A ``replace`` field written since the version the step read, by another agent, is a
-    conflict: the field's policy decides, and the conflict is returned to be published.
-    ``reject`` refuses the whole step, so a step's delta applies atomically or not at all.
+    A ``replace`` field last written after the version the step read is a conflict: the step
+    never saw that write. The field's policy decides, and the conflict is returned to be
+    published. ``reject`` refuses the whole step, so a step's delta applies atomically or not
+    at all. A fold whose snapshot would exceed ``spec.max_snapshot_bytes`` raises FoldError.
     """
     version = snapshot.version + 1
     fields = dict(snapshot.fields)
     writes = dict(snapshot.writes)
     conflicts: list[StateConflict] = []
-    rejected = False
     for name, value in (step.delta or {}).items():
         field_spec = spec.field(name)
         last = writes.get(name)
         if (field_spec.reducer == "replace" and last is not None
-                and last.version > step.state_version and last.agent != step.source):
-            policy = field_spec.conflict
-            incoming = (FieldWrite(version=version, agent=step.source), value)
-            current = (last, fields.get(name))
-            kept, other = (incoming, current) if policy == "last_writer_wins" else (current,
-                                                                                     incoming)
-            conflicts.append(StateConflict(
-                trace_id=snapshot.trace_id, field=name, base_version=step.state_version,
-                version=version, policy=policy, kept=kept[0], kept_value=kept[1],
-                other=other[0], other_value=other[1], created_at=at,
-            ))
-            rejected = rejected or policy == "reject"
-            if policy != "last_writer_wins":
+                and last.version > step.state_version):
+            conflict = _conflict(snapshot, step, name, value, last, field_spec.conflict, at)
+            conflicts.append(conflict)
+            if conflict.policy != "last_writer_wins":
                 continue
         try:
             fields[name] = resolve(field_spec.reducer)(fields.get(name), value)
         except (ReducerError, TypeError, ValueError) as exc:
             raise FoldError(f"field {name!r} ({field_spec.reducer}): {exc}") from None
         writes[name] = FieldWrite(version=version, agent=step.source)
-    if rejected:
-        return Folded(charge(snapshot, step, at), conflicts, rejected=True)
     charged = charge(snapshot, step, at)
-    return Folded(msgspec.structs.replace(charged, fields=fields, writes=writes), conflicts)
+    if any(c.policy == "reject" for c in conflicts):
+        return Folded(charged, conflicts, rejected=True)
+    joined = _arrive(spec, step, fields, writes, version)
+    new = msgspec.structs.replace(charged, fields=fields, writes=writes)
+    check_size(spec, new)
+    return Folded(new, conflicts, joined=joined)
+
+
+def _conflict(snapshot: Snapshot, step: Envelope, name: str, value: Any, last: FieldWrite,
+              policy: ConflictPolicy, at: datetime) -> StateConflict:
+    """Both writes of a collision, ordered as the policy decides which one stays."""
+    incoming = (FieldWrite(version=snapshot.version + 1, agent=step.source), value)
+    current = (last, snapshot.fields.get(name))
+    kept, other = (incoming, current) if policy == "last_writer_wins" else (current, incoming)
+    return StateConflict(
+        trace_id=snapshot.trace_id, field=name, base_version=step.state_version,
+        version=snapshot.version + 1, policy=policy, kept=kept[0], kept_value=kept[1],
+        other=other[0], other_value=other[1], created_at=at)
+
+
+def _arrive(spec: MeshSpec, step: Envelope, fields: dict[str, Any],
+            writes: dict[str, FieldWrite], version: int) -> list[JoinSpec]:
+    """Count the step in every join waiting for its type; return the joins it completes.
+
+    Arrivals live in the state field ``join.<name>`` (the sources, in fold order), so a join
+    is restored and replayed with the state, and a redelivered step, dropped before the fold,
+    is never counted twice. A join fires exactly once: on its ``count``-th arrival.
+    """
+    completed: list[JoinSpec] = []
+    for join in spec.joins_on(step.type):
+        arrivals = [*fields.get(join.field, []), step.source]
+        fields[join.field] = arrivals
+        writes[join.field] = FieldWrite(version=version, agent=step.source)
+        if len(arrivals) == join.count:
+            completed.append(join)
+    return completed
+
+
+def check_size(spec: MeshSpec, snapshot: Snapshot) -> None:
+    """Refuse a snapshot over the mesh's limit: it would clog the state topic and every event."""
+    size = len(encode(snapshot))
+    if size > spec.max_snapshot_bytes:
+        raise FoldError(f"snapshot would be {size} bytes, over the mesh's max_snapshot_bytes "
+                        f"({spec.max_snapshot_bytes}); keep large data out of the state, or "
+                        "mark per-step fields as scratch and keep a running summary")
 
 
 def charge(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
@@ -143,7 +179,12 @@ def add_usage(totals: Totals, step: Envelope) -> Totals:
 
 def finish(spec: MeshSpec, snapshot: Snapshot, status: str, reason: str | None,
            output: Any, at: datetime) -> tuple[Snapshot, TerminalResult]:
-    """Close a trace: drop per-step scratch fields and build its one terminal record."""
+    """Close a trace: drop per-step scratch fields and build its one terminal record.
+
+    What stays is the durable state: by convention a ``summary`` field that agents keep
+    current (a ``replace`` field), so a finished trace's snapshot is small and still says
+    what happened.
+    """
     fields = {k: v for k, v in snapshot.fields.items() if not spec.field(k).scratch}
     closed = msgspec.structs.replace(snapshot, status=status, reason=reason, fields=fields,
                                      updated_at=at)

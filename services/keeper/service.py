@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from opentelemetry.trace import StatusCode
 
 from schemas import (
     ControlVerdict,
@@ -40,7 +41,7 @@ from schemas.ids import derive_event_id, task_trace_id
 from schemas.records import ADMIT, FAIL, FINISH, HALT, STEP_FAILED, STEP_REFUSED
 from services.keeper import fold as transitions
 from services.keeper.fold import TASK_SOURCE, FoldError, state_hash
-from services.runtime import metrics
+from services.runtime import metrics, telemetry
 from services.runtime.kafka import (
     DeadLetters,
     Headers,
@@ -51,7 +52,7 @@ from services.runtime.kafka import (
     read_to_end,
 )
 from services.runtime.settings import Settings
-from services.runtime.spec import MeshSpec
+from services.runtime.spec import JoinSpec, MeshSpec
 from services.runtime.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class Batch:
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
 
     def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> None:
-        self.sends.append((topic, key, encode(record), headers or []))
+        # Sent while a record's span is current: the output continues that record's trace.
+        self.sends.append((topic, key, encode(record), telemetry.inject(headers or ())))
 
 
 class Keeper:
@@ -89,6 +91,9 @@ class Keeper:
         self.topics = topics
         self.name = name
         self.traces: dict[str, Snapshot] = {}
+        #: Traces whose terminal record is already on the results topic (see mark_finished).
+        self.finished: set[str] = set()
+        self._subscribed = {t for agent in spec.agents for t in agent.subscribe}
 
     # -- intake: tasks and verdicts become outbox records --------------------------------
 
@@ -151,7 +156,7 @@ class Keeper:
             failed = transitions.charge(snapshot, step, at)
             self._hop(step, failed, "failed", batch)
             self._finish(failed, "failed", f"step {step.source}#{step.hop}: {exc}", None, batch)
-            return f"delta does not fit the state schema: {exc}"
+            return f"step not folded, trace failed: {exc}"
         new = folded.snapshot
         for conflict in folded.conflicts:
             batch.send(self.topics.conflicts, step.trace_id, conflict)
@@ -172,11 +177,25 @@ class Keeper:
             self._finish(new, "completed", None, self._output(new, step), batch)
         else:
             self._store(new, batch)
-            forwarded = msgspec.structs.replace(
-                step, state=new.fields, state_version=new.version, delta=None)
-            batch.send(self.topics.event(step.type), step.trace_id, forwarded,
-                       headers_of(record))
+            if step.type in self._subscribed:  # a type only joins wait for has no topic
+                forwarded = msgspec.structs.replace(
+                    step, state=new.fields, state_version=new.version, delta=None)
+                batch.send(self.topics.event(step.type), step.trace_id, forwarded,
+                           headers_of(record))
+            for join in folded.joined:
+                self._join(join, step, new, batch, headers_of(record))
         return None
+
+    def _join(self, join: JoinSpec, cause: Envelope, snapshot: Snapshot, batch: Batch,
+              headers: Headers) -> None:
+        """The one event of a completed join; its id derives from the step that completed it."""
+        batch.send(self.topics.event(join.emit), cause.trace_id, Envelope(
+            event_id=derive_event_id(cause.event_id, join.field), trace_id=cause.trace_id,
+            causation_id=cause.event_id, type=join.emit, source=join.field, hop=cause.hop,
+            budget=snapshot.budget, state_version=snapshot.version, state=snapshot.fields,
+            payload={"join": join.name, "arrivals": snapshot.fields[join.field]},
+            created_at=snapshot.updated_at,
+        ), headers)
 
     def _admit(self, admit: Envelope, record: ConsumerRecord[bytes, bytes],
                batch: Batch) -> str | None:
@@ -215,6 +234,9 @@ class Keeper:
         closed, result = transitions.finish(self.spec, snapshot, status, reason, output,
                                             snapshot.updated_at)
         self._store(closed, batch)
+        if snapshot.trace_id in self.finished:
+            return  # written before a crash: the state is rebuilt, the record is not repeated
+        self.finished.add(snapshot.trace_id)
         batch.send(self.topics.results, snapshot.trace_id, result)
         metrics.TRACES_FINISHED.labels(status=status).inc()
         metrics.TRACES_IN_FLIGHT.dec()
@@ -247,11 +269,13 @@ class Keeper:
             self.traces[snapshot.trace_id] = snapshot
 
     def mark_finished(self, result: TerminalResult) -> None:
-        """A terminal record already exists: never write a second one for this trace."""
-        snapshot = self.traces.get(result.trace_id)
-        if snapshot is not None and snapshot.status == "running":
-            self.traces[result.trace_id] = msgspec.structs.replace(
-                snapshot, status=result.status, reason=result.reason)
+        """A terminal record already exists: never write a second one for this trace.
+
+        The trace's state is not touched: if its final snapshot was lost in a crash, the
+        outbox records re-read after the committed offset finish it again, exactly as before,
+        and only the terminal record is left out.
+        """
+        self.finished.add(result.trace_id)
 
 
 class _Rebuild(ConsumerRebalanceListener):
@@ -277,10 +301,15 @@ class KeeperService:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.keeper = Keeper(spec, self.topics)
+        self.group = f"{self.topics.prefix}.keeper"
         self.producer: AIOKafkaProducer = make_producer(bootstrap, "choreo-keeper")
         self.consumer: AIOKafkaConsumer = make_consumer(
-            bootstrap, settings, group_id=f"{self.topics.prefix}.keeper",
+            bootstrap, settings, group_id=self.group,
             client_id="choreo-keeper", max_records=500)
+        self.lag = metrics.ConsumerLag(self.consumer, self.group)
+        metrics.prime_keeper(
+            [self.topics.tasks, self.topics.outbox, self.topics.control],
+            [(name, f.conflict) for name, f in spec.state.items() if f.reducer == "replace"])
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, "keeper")
         self._rebuilt: set[int] = set()
 
@@ -304,7 +333,8 @@ class KeeperService:
         finally:
             await reader.stop()
         self._rebuilt.update(fresh)
-        running = sum(1 for s in self.keeper.traces.values() if s.status == "running")
+        running = sum(1 for s in self.keeper.traces.values()
+                      if s.status == "running" and s.trace_id not in self.keeper.finished)
         metrics.TRACES_IN_FLIGHT.set(running)
         log.info("partitions restored", extra={"partitions": fresh, "traces": running})
 
@@ -324,6 +354,7 @@ class KeeperService:
                 records = await self.consumer.getmany(timeout_ms=200)
                 if records:
                     await self._process(records, handlers)
+                await self.lag.update()
         finally:
             await self.consumer.stop()
             await self.producer.stop()
@@ -333,13 +364,16 @@ class KeeperService:
         batch = Batch()
         for tp, partition_records in records.items():
             for record in partition_records:
-                try:
-                    reason = handlers[tp.topic](record, batch)
-                except Exception as exc:  # a bug must not wedge the partition: park the record
-                    log.exception("keeper failed on a record", extra={"topic": tp.topic})
-                    reason = f"keeper error: {type(exc).__name__}: {exc}"
-                if reason:
-                    await self.dead_letters.send(record, reason)
+                with telemetry.consume_span(record, group=self.group) as span:
+                    try:
+                        reason = handlers[tp.topic](record, batch)
+                    except Exception as exc:  # a bug must not wedge the partition: park it
+                        log.exception("keeper failed on a record", extra={"topic": tp.topic})
+                        span.record_exception(exc)
+                        reason = f"keeper error: {type(exc).__name__}: {exc}"
+                    if reason:
+                        span.set_status(StatusCode.ERROR, reason)
+                        await self.dead_letters.send(record, reason)
         await _acked(self.producer.send(t, v, key=k.encode(), headers=h)
                      for t, k, v, h in batch.sends)
         await _acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())

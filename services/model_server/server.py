@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from services.model_server.script import Script, load_script
+from services.runtime import metrics
+from services.runtime.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,8 @@ def serve(script: Path, host: str = "127.0.0.1", port: int = 0) -> None:
     """Serve ``script`` until SIGTERM or SIGINT; announce the bound URL on one stdout line.
 
     The script is validated before binding, so a bad one fails without ever listening.
+    Prometheus metrics are served on ``CHOREO_METRICS_PORT`` when it is set, as by every
+    service of the mesh (the process metrics; model calls are counted by the agents).
     """
     server = ScriptedServer((host, port), load_script(script))
     stop = threading.Event()
@@ -194,7 +198,8 @@ def serve(script: Path, host: str = "127.0.0.1", port: int = 0) -> None:
     bound_host, bound_port = server.server_address[:2]
     print(f"listening on http://{bound_host!s}:{bound_port}/v1", flush=True)
     try:
-        stop.wait()
+        with metrics.expose(get_settings().metrics_port, "model-server"):
+            stop.wait()
     finally:
         server.shutdown()
         server.server_close()

@@ -16,10 +16,9 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas import DeadLetter, encode
 from services.runtime.settings import Settings
+from services.runtime.telemetry import Headers, inject
 
 log = logging.getLogger(__name__)
-
-Headers = list[tuple[str, bytes]]
 
 
 def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
@@ -72,6 +71,12 @@ def headers_of(record: ConsumerRecord[bytes, bytes]) -> Headers:
     return list(record.headers or ())
 
 
+def forward_headers(record: ConsumerRecord[bytes, bytes]) -> Headers:
+    """Headers for a record produced because of ``record``: its headers, with the current
+    span's trace context in place of the one it carried (see services.runtime.telemetry)."""
+    return inject(headers_of(record))
+
+
 class DeadLetters:
     """Sends records a consumer cannot accept to the dead-letter topic, bytes intact."""
 
@@ -94,7 +99,7 @@ class DeadLetters:
             original=record.value or b"",
         )
         await self._producer.send_and_wait(
-            self._topic, encode(letter), key=record.key, headers=headers_of(record)
+            self._topic, encode(letter), key=record.key, headers=forward_headers(record)
         )
         metrics.DEAD_LETTERS.labels(consumer=self._consumer, topic=record.topic).inc()
         log.warning(

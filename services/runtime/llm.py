@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import os
 import random
@@ -27,6 +28,7 @@ from pydantic import ValidationError
 
 from schemas import Usage
 from services.model_server.server import SCRIPTED_HEADER
+from services.runtime import telemetry
 from services.runtime.metrics import (
     COST,
     MODEL_CALL_DURATION,
@@ -41,6 +43,7 @@ _tracer = trace.get_tracer(__name__)
 
 Message = dict[str, str]
 
+SCRIPTED_PROVIDER = "choreo.scripted"
 _OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERATURE"}
 
 
@@ -117,6 +120,11 @@ def parse_retry_after(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _provider(host: str) -> str:
+    """``gen_ai.provider.name``: OpenAI's own API by its host, else any OpenAI-compatible one."""
+    return "openai" if host == "api.openai.com" else "openai_compatible"
 
 
 def _status_reason(status: int) -> str:
@@ -218,11 +226,15 @@ class ModelClient:
         }
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        endpoint = httpx.URL(self.url)
         attributes = {
             "gen_ai.operation.name": "chat",
+            "gen_ai.provider.name": _provider(endpoint.host),
             "gen_ai.request.model": self.model,
             "gen_ai.request.temperature": body["temperature"],
             "gen_ai.agent.name": agent,
+            "server.address": endpoint.host,
+            "server.port": endpoint.port or (443 if endpoint.scheme == "https" else 80),
         }
         started = time.perf_counter()
         with _tracer.start_as_current_span(
@@ -240,6 +252,14 @@ class ModelClient:
                 MODEL_CALL_DURATION.labels(agent, self.model).observe(
                     time.perf_counter() - started)
             usage = completion.usage
+            if completion.scripted:
+                span.set_attribute("gen_ai.provider.name", SCRIPTED_PROVIDER)
+            if telemetry.record_content():
+                span.set_attributes({
+                    "gen_ai.input.messages": json.dumps(messages),
+                    "gen_ai.output.messages": json.dumps(
+                        [{"role": "assistant", "content": completion.text}]),
+                })
             span.set_attributes({
                 "gen_ai.response.model": usage.model or self.model,
                 "gen_ai.usage.input_tokens": usage.tokens_in,

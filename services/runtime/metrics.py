@@ -1,12 +1,35 @@
 """Prometheus metrics of every service: one registry, named by Prometheus conventions.
 
 Labels are bounded (agent, model, topic, status, reason: all from the mesh spec or fixed
-enums), never trace ids. ``serve`` exposes ``/metrics`` on the port from the settings.
+enums), never trace ids. ``expose`` serves ``/metrics`` on the port from the settings; the
+``prime_*`` functions create the series whose labels are known at start at zero, so that
+``increase()`` and ``rate()`` see the first event; ``ConsumerLag`` keeps the lag gauge current.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import get_args
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import IllegalStateError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from schemas.records import TerminalStatus
+
+log = logging.getLogger(__name__)
+
+#: A folder where each service announces its metrics address as a Prometheus file_sd target
+#: file (``<service>-<pid>.json``), so a local Prometheus finds services on any port.
+TARGETS_DIR_ENV = "CHOREO_METRICS_TARGETS_DIR"
+STEP_STATUSES = ("ok", "failed", "refused")
+FOLD_OUTCOMES = ("applied", "rejected", "duplicate", "after_finish")
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
@@ -53,3 +76,102 @@ def serve(port: int | None) -> int | None:
     server, _thread = start_http_server(port, addr="127.0.0.1" if port == 0 else "0.0.0.0")
     bound: int = server.server_port
     return bound
+
+
+@contextmanager
+def expose(port: int | None, service: str) -> Iterator[int | None]:
+    """Serve ``/metrics`` on ``port`` (None: not at all) for the life of the block.
+
+    With ``CHOREO_METRICS_TARGETS_DIR`` set, the bound address is also written there as a
+    file_sd target (labelled ``service``) and removed on exit: how tests and local runs with
+    ``CHOREO_METRICS_PORT=0`` tell Prometheus where each process listens.
+    """
+    bound = serve(port)
+    target: Path | None = None
+    if bound is not None:
+        log.info("metrics served", extra={"port": bound})
+        folder = os.environ.get(TARGETS_DIR_ENV)
+        if folder:
+            target = _announce(Path(folder), service, bound)
+    try:
+        yield bound
+    finally:
+        if target is not None:
+            target.unlink(missing_ok=True)
+
+
+def _announce(folder: Path, service: str, port: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{service.replace(':', '-')}-{os.getpid()}"
+    entry = [{"targets": [f"127.0.0.1:{port}"], "labels": {"service": service}}]
+    staging = folder / f".{name}.tmp"  # Prometheus reads *.json: never a half-written file
+    staging.write_text(json.dumps(entry))
+    return staging.replace(folder / f"{name}.json")
+
+
+# -- series known at start ----------------------------------------------------------------
+
+def prime_agent(agent: str, models: Iterable[str], topics: Iterable[str]) -> None:
+    """Zero series for an agent: its steps, its models' calls and tokens, its dead letters."""
+    STEP_DURATION.labels(agent=agent)
+    for status in STEP_STATUSES:
+        STEPS.labels(agent=agent, status=status)
+    for model in models:
+        MODEL_CALL_DURATION.labels(agent=agent, model=model)
+        COST.labels(agent=agent, model=model)
+        for direction in ("in", "out"):
+            TOKENS.labels(agent=agent, model=model, direction=direction)
+    for topic in topics:
+        DEAD_LETTERS.labels(consumer=f"agent:{agent}", topic=topic)
+
+
+def prime_keeper(topics: Iterable[str], conflict_fields: Iterable[tuple[str, str]]) -> None:
+    """Zero series for the keeper: terminal statuses, fold outcomes, conflicts, dead letters."""
+    for status in get_args(TerminalStatus):
+        TRACES_FINISHED.labels(status=status)
+    for outcome in FOLD_OUTCOMES:
+        FOLDS.labels(outcome=outcome)
+    for field, policy in conflict_fields:
+        CONFLICTS.labels(field=field, policy=policy)
+    for topic in topics:
+        DEAD_LETTERS.labels(consumer="keeper", topic=topic)
+
+
+# -- consumer lag -------------------------------------------------------------------------
+
+class ConsumerLag:
+    """``choreo_consumer_lag_records`` for one consumer: per topic, the sum over the
+    partitions it owns of high watermark minus position.
+
+    The high watermark comes from fetch responses (correct on every broker, unlike
+    ``end_offsets``), so a partition shows up once a fetch has returned for it. ``update``
+    is cheap to call on every loop turn: it measures at most once per ``every_s``.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, group: str, every_s: float = 1.0) -> None:
+        self._consumer = consumer
+        self._group = group
+        self._every_s = every_s
+        self._due = 0.0
+        self._reported: set[str] = set()
+
+    async def update(self) -> None:
+        now = time.monotonic()
+        if now < self._due:
+            return
+        self._due = now + self._every_s
+        lag: dict[str, int] = {}
+        for tp in self._consumer.assignment():
+            high = self._consumer.highwater(tp)
+            if high is None:
+                continue
+            try:
+                position = await self._consumer.position(tp)
+            except IllegalStateError:  # revoked by a rebalance meanwhile
+                continue
+            lag[tp.topic] = lag.get(tp.topic, 0) + max(0, high - position)
+        for topic in self._reported - set(lag):  # partitions moved away: nothing owed here
+            CONSUMER_LAG.labels(group=self._group, topic=topic).set(0)
+        for topic, records in lag.items():
+            CONSUMER_LAG.labels(group=self._group, topic=topic).set(records)
+        self._reported |= set(lag)

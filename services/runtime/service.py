@@ -1,4 +1,4 @@
-"""Process plumbing every service shares: logging, signals, the metrics endpoint."""
+"""Process plumbing every service shares: logging, tracing, signals, the metrics endpoint."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from services.runtime import metrics
+from services.runtime import metrics, telemetry
 from services.runtime.settings import Settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
@@ -44,11 +44,12 @@ def configure_logging(settings: Settings, service: str) -> None:
 
 def run_service(name: str, settings: Settings,
                 main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)`` until it returns; SIGTERM and SIGINT set ``stop`` for a clean drain."""
+    """Run ``main(stop)`` until it returns; SIGTERM and SIGINT set ``stop`` for a clean drain.
+
+    Spans still buffered when ``main`` returns are flushed before the process exits.
+    """
     configure_logging(settings, name)
-    port = metrics.serve(settings.metrics_port)
-    if port is not None:
-        logging.getLogger(name).info("metrics served", extra={"port": port})
+    telemetry.configure(name)
 
     async def _run() -> None:
         stop = asyncio.Event()
@@ -57,4 +58,8 @@ def run_service(name: str, settings: Settings,
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(_run())
+    try:
+        with metrics.expose(settings.metrics_port, name):
+            asyncio.run(_run())
+    finally:
+        telemetry.shutdown()

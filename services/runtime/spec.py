@@ -6,6 +6,7 @@ An invalid spec fails at load time with a message naming the field, never at the
 from __future__ import annotations
 
 import re
+import string
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,12 +14,34 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas import reducers
+from services.supervisor.config import PlanSpec
 from services.watchdog.config import WatchdogSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
 
 ConflictPolicy = Literal["last_writer_wins", "first_writer_wins", "reject"]
+AgentKind = Literal["model", "router", "supervisor"]
+
+
+#: The placeholders a ``writes`` template may use (see services.agent.step.build_delta).
+TEMPLATE_FIELDS = frozenset({"output", "agent", "hop"})
+
+
+def _check_templates(writes: dict[str, Any]) -> dict[str, Any]:
+    """Reject a template typo at load time: at run time it would fail every step."""
+    for name, template in writes.items():
+        if not isinstance(template, str):
+            continue
+        try:
+            used = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        except ValueError as exc:
+            raise ValueError(f"{name}: bad template {template!r}: {exc}") from None
+        unknown = sorted(used - TEMPLATE_FIELDS)
+        if unknown:
+            raise ValueError(f"{name}: unknown placeholder {unknown} in {template!r} (use "
+                             "{output}, {agent}, {hop}; double a brace to write it literally)")
+    return writes
 
 
 class SpecError(ValueError):
@@ -64,6 +87,9 @@ class Route(_Strict):
     finish: bool = False
     fail: bool = False
     output: str | None = None
+    label: str | None = Field(None, pattern=NAME_PATTERN)
+
+    _writes = field_validator("writes")(_check_templates)
 
     @field_validator("when")
     @classmethod
@@ -82,6 +108,18 @@ class Route(_Strict):
         return self
 
 
+class ToolSpec(_Strict):
+    """A tool run on the model's output before routing (see services.agent.tools).
+
+    ``sandbox`` runs the output's Python code blocks in the sandbox service; ``files`` puts
+    state fields (their code block, else their text) next to the code, by file name.
+    """
+
+    name: Literal["sandbox"]
+    files: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(10.0, gt=0, le=60)
+
+
 class AgentSpec(_Strict):
     """One agent service: what it listens to, how it thinks, what it writes and emits."""
 
@@ -91,10 +129,18 @@ class AgentSpec(_Strict):
     model: str
     reads: list[str] | None = None
     writes: dict[str, Any] = Field(default_factory=dict)
-    routes: list[Route] = Field(min_length=1)
+    routes: list[Route] = Field(default_factory=list)
     replicas: int = Field(1, ge=1, le=64)
     temperature: float | None = Field(None, ge=0, le=2)
     max_tokens: int | None = Field(None, ge=1)
+    # Orchestration (docs/ORCHESTRATION.md): a router picks one route per task, by its rules
+    # or by a model's label; a supervisor follows a plan; tools run on a model agent's output.
+    kind: AgentKind = "model"
+    classify: Literal["rules", "model"] = "rules"
+    plan: PlanSpec | None = None
+    tools: list[ToolSpec] = Field(default_factory=list)
+
+    _writes = field_validator("writes")(_check_templates)
 
     @field_validator("subscribe")
     @classmethod
@@ -103,6 +149,28 @@ class AgentSpec(_Strict):
             if not re.match(TOPIC_PATTERN, topic):
                 raise ValueError(f"invalid topic name {topic!r}")
         return topics
+
+    @model_validator(mode="after")
+    def _fits_kind(self) -> AgentSpec:
+        if (self.plan is not None) != (self.kind == "supervisor"):
+            raise ValueError("plan: a supervisor needs a plan, and only a supervisor has one")
+        if self.kind != "supervisor" and not self.routes:
+            raise ValueError("routes: an agent needs at least one route")
+        if self.kind == "router":
+            if any(r.emit is None for r in self.routes):
+                raise ValueError("routes: a router's routes each emit an event type")
+            if self.classify == "model" and any(r.label is None for r in self.routes):
+                raise ValueError("routes: a router that classifies with a model needs a "
+                                 "label on every route (the answer that picks it)")
+        if self.tools and self.kind != "model":
+            raise ValueError("tools: only a model agent runs tools")
+        return self
+
+    @property
+    def emits(self) -> set[str]:
+        """Every event type this agent may emit: its routes', or its plan's assignments."""
+        assigned = {s.assign for s in self.plan.stages} if self.plan else set()
+        return {r.emit for r in self.routes if r.emit} | assigned
 
 
 class FieldSpec(_Strict):
@@ -180,7 +248,7 @@ class MeshSpec(_Strict):
                     f"agents[{i}].model: unknown model tier {agent.model!r} "
                     f"(declared: {sorted(self.models)})"
                 )
-        routed = {r.emit for a in self.agents for r in a.routes if r.emit}
+        routed = {t for a in self.agents for t in a.emits}
         emitted = set(self.entry) | routed | {j.emit for j in self.joins}
         subscribed = {t for a in self.agents for t in a.subscribe}
         joined = {j.wait_for for j in self.joins}
@@ -205,6 +273,8 @@ class MeshSpec(_Strict):
                         f"agents[{i}].routes[{j}].emit: no agent nor join subscribes to "
                         f"{route.emit!r}"
                     )
+            if agent.plan is not None:
+                _check_plan(i, agent, agent.plan, subscribed)
         for topic in self.entry:
             if topic not in subscribed:
                 raise ValueError(f"entry: no agent subscribes to {topic!r}")
@@ -233,6 +303,17 @@ class MeshSpec(_Strict):
 
 
 _UNDECLARED = FieldSpec()
+
+
+def _check_plan(index: int, agent: AgentSpec, plan: PlanSpec, subscribed: set[str]) -> None:
+    """Every assignment has a worker, and every answer comes back to the supervisor."""
+    for j, stage in enumerate(plan.stages):
+        where = f"agents[{index}].plan.stages[{j}]"
+        if stage.assign not in subscribed:
+            raise ValueError(f"{where}.assign: no agent subscribes to {stage.assign!r}")
+        if stage.returns not in agent.subscribe:
+            raise ValueError(f"{where}.returns: the supervisor must subscribe to "
+                             f"{stage.returns!r}")
 
 
 def _format_error(source: str, exc: ValidationError) -> str:

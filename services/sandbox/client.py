@@ -1,4 +1,8 @@
-"""What agents call to run code: one HTTP request to the sandbox service."""
+"""What agents call to run code: one HTTP request to the sandbox service.
+
+Each call is an ``execute_tool sandbox`` span and one ``choreo_tool_runs_total`` count on the
+caller's side: agents are scraped everywhere, the sandbox (no network) is not.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,16 @@ from pathlib import Path
 
 import httpx
 import msgspec
+from opentelemetry.trace import StatusCode
 
+from services.runtime import telemetry
+from services.runtime.metrics import TOOL_RUNS
 from services.sandbox.protocol import RunRequest, SandboxResult
 from services.sandbox.settings import SandboxLimits
 
 # The service needs time around the run itself: starting the sandbox, tearing it down.
 OVERHEAD_S = 10.0
+TOOL = "sandbox"
 
 
 class SandboxError(RuntimeError):
@@ -28,6 +36,31 @@ async def run_code(code: str, *, language: str = "python", timeout_s: float = 5.
     ``socket_path`` (default: ``CHOREO_SANDBOX_SOCKET``). A refused run (isolation
     unavailable) is a result with ``status="refused"``, not an exception.
     """
+    with telemetry.tool_span(TOOL) as span:
+        span.set_attribute("choreo.tool.language", language)
+        if telemetry.record_content():
+            span.set_attribute("gen_ai.tool.call.arguments", code)
+        try:
+            result = await _post(code, language, timeout_s, stdin, files, socket_path, base_url)
+        except SandboxError as exc:
+            TOOL_RUNS.labels(tool=TOOL, status="unreachable").inc()
+            span.set_attribute("error.type", "unreachable")
+            span.set_status(StatusCode.ERROR, str(exc))
+            raise
+        TOOL_RUNS.labels(tool=TOOL, status=result.status).inc()
+        span.set_attribute("choreo.tool.status", result.status)
+        if result.exit_code is not None:
+            span.set_attribute("choreo.tool.exit_code", result.exit_code)
+        if telemetry.record_content():
+            span.set_attribute("gen_ai.tool.call.result", result.stdout)
+        if result.status != "ok":
+            span.set_status(StatusCode.ERROR, result.reason or result.status)
+        return result
+
+
+async def _post(code: str, language: str, timeout_s: float, stdin: str,
+                files: dict[str, str] | None, socket_path: Path | str | None,
+                base_url: str | None) -> SandboxResult:
     if base_url is None:
         path = socket_path or SandboxLimits().socket
         transport = httpx.AsyncHTTPTransport(uds=str(path))

@@ -1,0 +1,113 @@
+"""Tools an agent runs on its model's output, before the output is routed.
+
+A tool's result is appended to the output as a short transcript, so the agent's routes can
+match on it (``\\[sandbox: ok``) and its writes carry it (``{output}``) to the next agent; the
+structured result goes in the step's payload. The only tool is ``sandbox``: the output's
+Python code blocks run in the sandbox service, never on the host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from schemas import Envelope
+from schemas.records import STEP_FAILED
+from services.agent import step as steps
+from services.agent.behaviour import Behaviour
+from services.runtime import metrics
+from services.runtime.spec import AgentSpec, ToolSpec
+from services.sandbox.client import SandboxError, run_code
+
+_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
+#: Characters of stdout and of stderr kept in the transcript: enough for a traceback.
+TRANSCRIPT_CHARS = 2000
+
+
+def code_blocks(text: str) -> list[str]:
+    """The fenced code blocks of a text, in order."""
+    return [block.strip("\n") for block in _BLOCK.findall(text)]
+
+
+def as_code(value: Any) -> str:
+    """A state field as a file: its code blocks when it has some, else its text."""
+    text = value if isinstance(value, str) else "" if value is None else str(value)
+    return "\n\n".join(code_blocks(text)) or text
+
+
+class SandboxTool:
+    """Runs the output's code blocks (joined, as one program) in the sandbox service.
+
+    The service is reached at ``CHOREO_SANDBOX_URL`` when set, else over the Unix socket
+    ``CHOREO_SANDBOX_SOCKET`` (the client's default).
+    """
+
+    name = "sandbox"
+
+    def __init__(self, spec: ToolSpec) -> None:
+        self.spec = spec
+        self.base_url = os.environ.get("CHOREO_SANDBOX_URL") or None
+
+    async def run(self, text: str, event: Envelope) -> tuple[str, dict[str, Any]]:
+        code = "\n\n".join(code_blocks(text))
+        if not code:
+            return self._report("skipped", "no code block in the output", {})
+        state = event.state or {}
+        files = {name: as_code(state.get(field)) for name, field in self.spec.files.items()}
+        try:
+            result = await run_code(code, files=files, timeout_s=self.spec.timeout_s,
+                                    base_url=self.base_url)
+        except SandboxError as exc:
+            return self._report("unavailable", str(exc), {})
+        detail = {"exit_code": result.exit_code, "duration_ms": result.duration_ms,
+                  "stdout": result.stdout[-TRANSCRIPT_CHARS:],
+                  "stderr": result.stderr[-TRANSCRIPT_CHARS:], "reason": result.reason}
+        return self._report(result.status, result.reason, detail)
+
+    def _report(self, status: str, reason: str | None,
+                detail: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        metrics.TOOL_RUNS.labels(tool=self.name, status=status).inc()
+        head = f"[sandbox: {status}"
+        if detail.get("exit_code") is not None:
+            head += f", exit {detail['exit_code']}"
+        lines = [head + "]"]
+        if reason and status != "error":
+            lines.append(reason)
+        for stream in ("stdout", "stderr"):
+            if detail.get(stream):
+                lines.append(f"--- {stream}\n{detail[stream].rstrip()}")
+        return "\n".join(lines), {"tool": self.name, "status": status, "reason": reason,
+                                  **detail}
+
+
+class ToolAgent:
+    """Wraps an agent's behaviour: its output runs through the tools, then is routed again.
+
+    The wrapped behaviour keeps its model call, retries and accounting; only a successful
+    output is re-routed, with the tools' transcripts appended to its text.
+    """
+
+    def __init__(self, agent: AgentSpec, inner: Behaviour) -> None:
+        self.agent = agent
+        self.inner = inner
+        self.tools = [SandboxTool(spec) for spec in agent.tools]
+
+    async def step(self, event: Envelope) -> list[Envelope]:
+        outputs = await self.inner.step(event)
+        first = outputs[0]
+        text = first.payload.get("text")
+        if first.type == STEP_FAILED or not isinstance(text, str):
+            return outputs
+        transcripts, results = [text], []
+        for tool in self.tools:
+            transcript, result = await tool.run(text, event)
+            transcripts.append(transcript)
+            results.append(result)
+        routed = steps.outcome(self.agent, event, "\n\n".join(transcripts), first.usage, [])
+        routed.payload["input_fingerprint"] = first.payload.get("input_fingerprint", "")
+        routed.payload["tools"] = results
+        return [routed]
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()

@@ -1,0 +1,67 @@
+"""Human escalations: list them, resume a halted trace with guidance, or close it.
+
+An escalation's history is a series of records with one ``escalation_id`` on the
+escalations topic (``open`` from the watchdog, then ``resumed`` or ``closed`` from an
+operator); the latest record is its current state. Resuming never reopens the halted trace:
+a new trace starts from its last state, with the guidance added and a fresh budget, and
+points back to it, so every trace id keeps exactly one terminal record.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from schemas import Escalation, Task, decode, encode
+from schemas.ids import derive_event_id
+from services.cli import queries
+from services.runtime.kafka import make_producer, read_topic
+from services.runtime.settings import Settings
+from services.runtime.topics import Topics
+
+
+class EscalationError(LookupError):
+    """The escalation does not exist or is no longer open."""
+
+
+async def current(bootstrap: str, settings: Settings) -> list[Escalation]:
+    """Every escalation in its latest state, oldest first."""
+    topics = Topics(settings.topic_prefix)
+    latest: dict[str, Escalation] = {}
+    for record in await read_topic(bootstrap, settings, topics.escalations):
+        if record.value:
+            escalation = decode(record.value, Escalation)
+            latest[escalation.escalation_id] = escalation
+    return sorted(latest.values(), key=lambda e: (e.created_at, e.escalation_id))
+
+
+async def resolve(bootstrap: str, settings: Settings, escalation_id: str, *,
+                  guidance: str | None) -> Escalation:
+    """Resume (with ``guidance``) or close (without) an open escalation."""
+    topics = Topics(settings.topic_prefix)
+    found = {e.escalation_id: e for e in await current(bootstrap, settings)}
+    escalation = found.get(escalation_id)
+    if escalation is None:
+        raise EscalationError(f"no escalation {escalation_id!r}")
+    if escalation.status != "open":
+        raise EscalationError(f"escalation {escalation_id} is already {escalation.status}")
+    if guidance is None:
+        updated = msgspec.structs.replace(escalation, status="closed")
+    else:
+        snapshot = await queries.latest_snapshot(bootstrap, settings, topics.state,
+                                                 escalation.trace_id)
+        continuation = derive_event_id(escalation_id, "resume")
+        state = {k: v for k, v in snapshot.fields.items() if k != "input"}
+        task = Task(input=str(snapshot.fields.get("input", "")), trace_id=continuation,
+                    parent_trace_id=escalation.trace_id,
+                    initial_state={**state, "guidance": guidance})
+        await queries.submit(bootstrap, topics.tasks, task)
+        updated = msgspec.structs.replace(escalation, status="resumed", guidance=guidance,
+                                          continuation_trace_id=continuation)
+    producer = make_producer(bootstrap, "choreo-cli")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.escalations, encode(updated),
+                                     key=escalation.trace_id.encode())
+    finally:
+        await producer.stop()
+    return updated

@@ -1,0 +1,47 @@
+"""How a router picks its one route, apart from Kafka and models: rules, and model labels."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from schemas import Envelope
+from schemas.codec import to_json
+from services.agent import step as steps
+from services.runtime.spec import AgentSpec, Route
+
+_WORD = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+def subject(agent: AgentSpec, event: Envelope) -> str:
+    """The text a router classifies: the fields it reads (default: the task's input)."""
+    state = event.state or {}
+    return "\n\n".join(_text(state[name]) for name in agent.reads or ["input"]
+                       if state.get(name) not in (None, ""))
+
+
+def by_rules(agent: AgentSpec, text: str) -> Route | None:
+    """The first route whose pattern matches the subject; a route with none matches all."""
+    return steps.choose_route(agent, text)
+
+
+def by_label(agent: AgentSpec, answer: str) -> Route | None:
+    """The route named by the model's answer: its first word must be one of the labels.
+
+    Anything else (a sentence, an unknown label, an empty answer) is no answer at all, so the
+    rules decide instead of a guess.
+    """
+    words = _WORD.findall(answer.lower())
+    if not words:
+        return None
+    return next((r for r in agent.routes if r.label == words[0]), None)
+
+
+def instructions(agent: AgentSpec) -> str:
+    """The persona plus the one-word answer format the labels call for."""
+    labels = ", ".join(r.label for r in agent.routes if r.label)
+    return f"{agent.persona}\n\nAnswer with exactly one word, one of: {labels}."
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else to_json(value).decode()
