@@ -23,6 +23,7 @@ from services.agent.behaviour import Behaviour, ModelAgent
 from services.cli import queries, views
 from services.cli.launch import create_topics, start_mesh
 from services.cli.processes import ProcessGroup
+from services.runtime import telemetry
 from services.runtime.broker import BrokerError, EmbeddedBroker, broker_session
 from services.runtime.llm import ModelConfigError
 from services.runtime.settings import Settings, get_settings
@@ -205,7 +206,11 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = _bootstrap(settings)
     create_topics(spec, bootstrap, settings)
     topics = Topics(settings.topic_prefix)
-    trace_id = asyncio.run(queries.submit(bootstrap, topics.tasks, _task_from_args(args)))
+    telemetry.configure("cli")  # the submit's span starts the task's trace
+    try:
+        trace_id = asyncio.run(queries.submit(bootstrap, topics.tasks, _task_from_args(args)))
+    finally:
+        telemetry.shutdown()
     console.print(f"submitted trace [cyan]{trace_id}[/]")
     if not args.wait:
         return 0
@@ -373,6 +378,20 @@ def cmd_bench_state(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_bench_watchdog(args: argparse.Namespace, settings: Settings) -> int:
+    from services.bench import watchdog
+    from services.bench.stats import write_section
+
+    with broker_session() as broker:
+        rows = watchdog.run(broker.bootstrap, Path(args.log_dir), Path(args.mesh))
+        kind = broker.kind
+    body = watchdog.report(rows, "choreo bench watchdog", kind)
+    write_section(Path(args.out), "Watchdog", body)
+    print(body)
+    console.print(f"written to {args.out}")
+    return 0
+
+
 # -- parser ------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -457,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench_state)
     p.add_argument("--folds", type=int, default=50_000, help="deltas folded in-process")
     p.add_argument("--traces", type=int, default=1000, help="traces written to a real outbox")
+    p.add_argument("--out", default=str(REPO_ROOT / "docs" / "BENCHMARKS.md"))
+
+    p = bench_sub.add_parser("watchdog",
+                             help="steps a loop still runs before each verdict, per scenario")
+    p.set_defaults(func=cmd_bench_watchdog)
+    p.add_argument("--mesh", default=str(REPO_ROOT / "tests" / "scenarios" / "mesh.yaml"))
+    p.add_argument("--log-dir", default=".choreo/logs/bench-watchdog")
     p.add_argument("--out", default=str(REPO_ROOT / "docs" / "BENCHMARKS.md"))
 
     p = add("escalations", cmd_escalations, "list halted traces handed to a human, resolve them")

@@ -24,6 +24,7 @@ from schemas import (
 )
 from schemas.codec import encode
 from schemas.ids import fingerprint
+from schemas.records import Persona
 from schemas.reducers import ReducerError, resolve
 from services.runtime.spec import ConflictPolicy, JoinSpec, MeshSpec
 
@@ -158,6 +159,19 @@ def check_size(spec: MeshSpec, snapshot: Snapshot) -> None:
         raise FoldError(f"snapshot would be {size} bytes, over the mesh's max_snapshot_bytes "
                         f"({spec.max_snapshot_bytes}); keep large data out of the state, or "
                         "mark per-step fields as scratch and keep a running summary")
+
+
+def shift_persona(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
+    """A new version with ``step``'s persona override for its agent in this trace.
+
+    Not a step: the totals stay, so a verdict never counts against the trace's budgets, but
+    the version moves on and the record is marked applied, so replay and dedupe see it.
+    """
+    agent = str(step.payload["agent"])
+    persona = msgspec.convert(step.payload["persona"], Persona)
+    return msgspec.structs.replace(
+        snapshot, version=snapshot.version + 1, applied=[*snapshot.applied, step.event_id],
+        personas={**snapshot.personas, agent: persona}, updated_at=at)
 
 
 def charge(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:

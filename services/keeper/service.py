@@ -38,7 +38,16 @@ from schemas import (
     encode,
 )
 from schemas.ids import derive_event_id, task_trace_id
-from schemas.records import ADMIT, FAIL, FINISH, HALT, STEP_FAILED, STEP_REFUSED
+from schemas.records import (
+    ADMIT,
+    FAIL,
+    FINISH,
+    HALT,
+    PERSONA,
+    STEP_FAILED,
+    STEP_REFUSED,
+    Persona,
+)
 from services.keeper import fold as transitions
 from services.keeper.fold import TASK_SOURCE, FoldError, state_hash
 from services.runtime import metrics, telemetry
@@ -81,9 +90,10 @@ class Keeper:
     """In-memory traces of the owned partitions, and the transitions that change them.
 
     Tasks and verdicts are not applied where they arrive: the keeper turns each into an
-    outbox record (``trace.admit``, ``trace.halt``) keyed by the trace id, and applies it when
-    it reads it back. So the outbox alone holds every transition in the order it happened, on
-    the trace's own partition, and replaying it rebuilds every trace exactly.
+    outbox record (``trace.admit``, ``trace.halt``, ``trace.persona``) keyed by the trace id,
+    and applies it when it reads it back. So the outbox alone holds every transition in the
+    order it happened, on the trace's own partition, and replaying it rebuilds every trace
+    exactly.
     """
 
     def __init__(self, spec: MeshSpec, topics: Topics, name: str = "keeper") -> None:
@@ -113,17 +123,23 @@ class Keeper:
         return None
 
     def control(self, record: ConsumerRecord[bytes, bytes], batch: Batch) -> str | None:
-        """Log a halt verdict as the trace's next transition."""
+        """Log a verdict (halt, persona shift) as the trace's next transition."""
         try:
             verdict = decode(record.value or b"", ControlVerdict)
         except DecodeError as exc:
             return str(exc)
-        if verdict.action == "halt":
-            batch.send(self.topics.outbox, verdict.trace_id, Envelope(
-                event_id=derive_event_id(verdict.verdict_id, "control"),
-                trace_id=verdict.trace_id, type=HALT, source=verdict.source,
-                payload={"reason": verdict.reason, "verdict_id": verdict.verdict_id},
-            ))
+        payload: dict[str, Any] = {"reason": verdict.reason, "verdict_id": verdict.verdict_id}
+        if verdict.action == "persona_shift":
+            if not verdict.agent:
+                return f"persona_shift verdict {verdict.verdict_id} names no agent"
+            payload |= {"agent": verdict.agent, "persona": msgspec.to_builtins(Persona(
+                temperature=verdict.temperature, system_prompt=verdict.system_prompt,
+                reason=verdict.reason))}
+        batch.send(self.topics.outbox, verdict.trace_id, Envelope(
+            event_id=derive_event_id(verdict.verdict_id, "control"), trace_id=verdict.trace_id,
+            type=HALT if verdict.action == "halt" else PERSONA, source=verdict.source,
+            payload=payload,
+        ))
         return None
 
     # -- apply: the outbox, in order ------------------------------------------------------
@@ -149,6 +165,9 @@ class Keeper:
         if step.type == HALT:
             halted = transitions.charge(snapshot, step, at)
             self._finish(halted, "halted", str(step.payload.get("reason")), None, batch)
+            return None
+        if step.type == PERSONA:
+            self._store(transitions.shift_persona(snapshot, step, at), batch)
             return None
         try:
             folded = transitions.fold(self.spec, snapshot, step, at)
@@ -179,7 +198,8 @@ class Keeper:
             self._store(new, batch)
             if step.type in self._subscribed:  # a type only joins wait for has no topic
                 forwarded = msgspec.structs.replace(
-                    step, state=new.fields, state_version=new.version, delta=None)
+                    step, state=new.fields, state_version=new.version, delta=None,
+                    personas=new.personas)
                 batch.send(self.topics.event(step.type), step.trace_id, forwarded,
                            headers_of(record))
             for join in folded.joined:
@@ -193,6 +213,7 @@ class Keeper:
             event_id=derive_event_id(cause.event_id, join.field), trace_id=cause.trace_id,
             causation_id=cause.event_id, type=join.emit, source=join.field, hop=cause.hop,
             budget=snapshot.budget, state_version=snapshot.version, state=snapshot.fields,
+            personas=snapshot.personas,
             payload={"join": join.name, "arrivals": snapshot.fields[join.field]},
             created_at=snapshot.updated_at,
         ), headers)

@@ -3,6 +3,8 @@
 It speaks the same HTTP API as a real model server, so the client, its retries and its
 accounting are exercised for real; every answer is labelled scripted (``model``,
 ``system_fingerprint`` and the ``X-Choreo-Scripted`` header) so it is never mistaken for a model.
+``GET /v1/stats`` reports what the server answered (requests, rate limits, outages, and tokens
+per requested model), so a test can hold the client's accounting against the server's.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class BadRequest(ValueError):
 
 
 class ScriptedServer(ThreadingHTTPServer):
-    """Holds the script and the only state there is: the request counter for fault injection."""
+    """Holds the script and the only state there is: the request counter for fault injection
+    and the counts ``/v1/stats`` reports."""
 
     daemon_threads = True
 
@@ -42,11 +45,35 @@ class ScriptedServer(ThreadingHTTPServer):
         self.script = script
         self._lock = threading.Lock()
         self._chat_requests = 0
+        self._counts = {"requests": 0, "completions": 0, "rate_limited": 0, "unavailable": 0}
+        self._models: dict[str, dict[str, int]] = {}
 
     def next_request_number(self) -> int:
         with self._lock:
             self._chat_requests += 1
             return self._chat_requests
+
+    def count(self, outcome: str) -> None:
+        """Count one chat request answered with ``outcome`` (a key of ``/v1/stats``)."""
+        with self._lock:
+            self._counts["requests"] += 1
+            if outcome in self._counts:
+                self._counts[outcome] += 1
+
+    def count_completion(self, response: dict[str, Any], requested: str) -> None:
+        with self._lock:
+            self._counts["requests"] += 1
+            self._counts["completions"] += 1
+            model = self._models.setdefault(
+                requested, {"completions": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            model["completions"] += 1
+            model["prompt_tokens"] += response["usage"]["prompt_tokens"]
+            model["completion_tokens"] += response["usage"]["completion_tokens"]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self._counts,
+                    "models": {name: dict(c) for name, c in sorted(self._models.items())}}
 
 
 def _text(content: Any) -> str:
@@ -78,6 +105,12 @@ def _parse_chat(body: bytes) -> tuple[str, list[tuple[str, str]]]:
         parsed.append((message["role"], _text(message.get("content", ""))))
     model = request.get("model")
     return (model if isinstance(model, str) else ""), parsed
+
+
+def _requested_model(body: bytes) -> str:
+    """The ``model`` a (valid) chat request asked for."""
+    model = json.loads(body).get("model")
+    return model if isinstance(model, str) else ""
 
 
 def _tokens(text: str) -> int:
@@ -116,6 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
+        if self.path == "/v1/stats":  # the server's own accounting, answered even when "down"
+            self._json(HTTPStatus.OK, self.server.stats())
+            return
         if self._down():
             return
         script = self.server.script
@@ -131,6 +167,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self._down():
+            if self.path == "/v1/chat/completions":
+                self.server.count("unavailable")
             return
         if self.path != "/v1/chat/completions":
             self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
@@ -139,20 +177,24 @@ class _Handler(BaseHTTPRequestHandler):
         if script.api_key is not None and (
             self.headers.get("Authorization") != f"Bearer {script.api_key}"
         ):
+            self.server.count("unauthorized")
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong API key", "invalid_api_key")
             return
         limit = script.faults.rate_limit
         if limit is not None and self.server.next_request_number() % limit.every == 0:
+            self.server.count("rate_limited")
             self._error(HTTPStatus.TOO_MANY_REQUESTS, "scripted rate limit", "rate_limit_exceeded",
                         {"Retry-After": f"{limit.retry_after:g}"})
             return
         try:
             response = completion(script, body)
         except BadRequest as exc:
+            self.server.count("bad_request")
             self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
             return
         if script.latency_ms:
             time.sleep(script.latency_ms / 1000)  # simulated model latency
+        self.server.count_completion(response, _requested_model(body))
         self._json(HTTPStatus.OK, response)
 
     def _down(self) -> bool:

@@ -1,10 +1,13 @@
-"""OpenAI-compatible chat client: retries, concurrency limits, token and cost accounting.
+"""OpenAI-compatible chat client: retries, rate limits, a circuit breaker, token and cost
+accounting.
 
-One client per model tier per process, shared by every agent in it: the tier's concurrency limit
-is a property of the provider, not of an agent. Rate limits and outages are retried with
-exponential backoff (seeded jitter, so a run is reproducible) and ``Retry-After`` is honoured;
-anything else fails fast as a ``ModelError`` whose ``reason`` is a short, bounded label fit for
-metrics and terminal records.
+One client per model tier per process, shared by every agent in it: the tier's concurrency
+limit, token buckets and circuit are properties of the provider, not of an agent. Rate limits
+and outages are retried with exponential backoff (seeded jitter, so a run is reproducible);
+a ``Retry-After`` is honoured by every caller of the tier, not only the one that got it. After
+``circuit_failures`` consecutive failed requests the tier's circuit opens and calls fail fast
+until a probe succeeds (see services.runtime.ratelimit). Anything else fails fast as a
+``ModelError`` whose ``reason`` is a short, bounded label fit for metrics and terminal records.
 """
 
 from __future__ import annotations
@@ -29,13 +32,16 @@ from pydantic import ValidationError
 from schemas import Usage
 from services.model_server.server import SCRIPTED_HEADER
 from services.runtime import telemetry
+from services.runtime.context import estimate_tokens
 from services.runtime.metrics import (
     COST,
     MODEL_CALL_DURATION,
     MODEL_CALL_ERRORS,
+    MODEL_CIRCUIT_STATE,
     MODEL_RETRIES,
     TOKENS,
 )
+from services.runtime.ratelimit import TierGate
 from services.runtime.spec import ModelTier
 
 log = logging.getLogger(__name__)
@@ -60,7 +66,8 @@ class ModelError(RuntimeError):
     """A model call failed for good: retries exhausted, or an error that retrying cannot fix.
 
     ``reason`` is a bounded label: ``rate_limited``, ``http_<status>``, ``timeout``,
-    ``connection`` or ``bad_response``. ``attempts`` counts the requests made.
+    ``connection``, ``bad_response`` or ``circuit_open`` (the tier's circuit refused the
+    request). ``attempts`` counts the requests made.
     """
 
     def __init__(self, reason: str, message: str, attempts: int) -> None:
@@ -167,6 +174,8 @@ class ModelClient:
         self._max_retry_after_s = max_retry_after_s
         self._rng = random.Random(name if seed is None else seed)
         self._slots = asyncio.Semaphore(tier.concurrency)
+        self.gate = TierGate(tier)
+        self._report_circuit()
         headers = {"User-Agent": "choreo-mesh"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -236,12 +245,13 @@ class ModelClient:
             "server.address": endpoint.host,
             "server.port": endpoint.port or (443 if endpoint.scheme == "https" else 80),
         }
+        estimated = estimate_tokens(messages) + (max_tokens or 0)
         started = time.perf_counter()
         with _tracer.start_as_current_span(
             f"chat {self.model}", kind=trace.SpanKind.CLIENT, attributes=attributes,
         ) as span:
             try:
-                response, attempts = await self._post(body)
+                response, attempts = await self._post(body, estimated)
                 completion = self._parse(response, attempts, started)
             except ModelError as exc:
                 MODEL_CALL_ERRORS.labels(agent, self.model, exc.reason).inc()
@@ -252,6 +262,7 @@ class ModelClient:
                 MODEL_CALL_DURATION.labels(agent, self.model).observe(
                     time.perf_counter() - started)
             usage = completion.usage
+            self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
             if completion.scripted:
                 span.set_attribute("gen_ai.provider.name", SCRIPTED_PROVIDER)
             if telemetry.record_content():
@@ -273,12 +284,17 @@ class ModelClient:
         COST.labels(agent, self.model).inc(usage.cost)
         return completion
 
-    async def _post(self, body: dict[str, Any]) -> tuple[httpx.Response, int]:
-        """POST with retries on 429, 5xx, timeouts and connection errors."""
+    async def _post(self, body: dict[str, Any], estimated: int) -> tuple[httpx.Response, int]:
+        """POST through the tier's gate, with retries on 429, 5xx, timeouts and connection
+        errors. Failures of the tier (not 429s, the provider's flow control, nor 4xx, the
+        request's own fault) count towards opening its circuit."""
         attempts = 0
         while True:
             attempts += 1
+            self._check_circuit(attempts)
+            await self.gate.admit(estimated)
             wait: float | None = None
+            status = 0
             try:
                 async with self._slots:
                     response = await self._http.post(self.url, json=body)
@@ -288,11 +304,18 @@ class ModelClient:
                 reason, detail = "connection", f"{type(exc).__name__}: {exc}"
             else:
                 if response.is_success:
+                    self.gate.breaker.success()
+                    self._report_circuit()
                     return response, attempts
-                reason, detail = _status_reason(response.status_code), _error_detail(response)
-                if response.status_code != 429 and response.status_code < 500:
-                    raise ModelError(reason, self._failure(detail, attempts), attempts)
+                status = response.status_code
+                reason, detail = _status_reason(status), _error_detail(response)
                 wait = parse_retry_after(response.headers.get("Retry-After"))
+            self.gate.settle(estimated, 0)  # a refused request used no tokens
+            if status != 429 and 400 <= status < 500:
+                raise ModelError(reason, self._failure(detail, attempts), attempts)
+            if status != 429:
+                self.gate.breaker.failure()
+                self._report_circuit()
             if attempts > self.tier.max_retries:
                 raise ModelError(reason, self._failure(detail, attempts), attempts)
             if wait is None:
@@ -301,10 +324,27 @@ class ModelClient:
                 raise ModelError(reason, self._failure(
                     f"{detail} (asks to wait {wait:g}s, more than {self._max_retry_after_s:g}s)",
                     attempts), attempts)
+            elif reason == "rate_limited":
+                self.gate.pause(wait)
             MODEL_RETRIES.labels(self.model, reason).inc()
             log.info("model call retried", extra={
                 "model": self.model, "reason": reason, "attempt": attempts, "wait_s": wait})
             await asyncio.sleep(wait)
+
+    def _check_circuit(self, attempts: int) -> None:
+        """Fail fast while the tier's circuit is open (or another caller holds its probe)."""
+        breaker = self.gate.breaker
+        allowed = breaker.allow()
+        self._report_circuit()
+        if not allowed:
+            raise ModelError("circuit_open", (
+                f"model {self.model!r} at {self.url} not called: the circuit of tier "
+                f"{self.name!r} is open after {breaker.consecutive_failures} consecutive "
+                f"failures (next probe in {breaker.retry_in():.1f}s; {attempts - 1} attempts "
+                "made by this call)"), attempts - 1)
+
+    def _report_circuit(self) -> None:
+        MODEL_CIRCUIT_STATE.labels(self.name).set(self.gate.breaker.state)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with 'equal jitter': half fixed, half seeded-random."""

@@ -50,6 +50,11 @@ MODEL_RETRIES = Counter(
     "choreo_model_retries_total", "Model call attempts that were retried.",
     ["model", "status"],
 )
+MODEL_CIRCUIT_STATE = Gauge(
+    "choreo_model_circuit_state",
+    "Circuit breaker of a model tier in this process: 0 closed, 1 half-open, 2 open.",
+    ["tier"],
+)
 TOKENS = Counter("choreo_tokens_total", "Model tokens by direction.",
                  ["agent", "model", "direction"])
 COST = Counter("choreo_cost_usd_total", "Model cost in US dollars.", ["agent", "model"])

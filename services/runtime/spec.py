@@ -22,6 +22,12 @@ TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
 
 ConflictPolicy = Literal["last_writer_wins", "first_writer_wins", "reject"]
 AgentKind = Literal["model", "router", "supervisor"]
+#: What kind of work an agent's steps are; ``auto`` tiers route by it (docs/MODELS.md).
+TaskKind = Literal["classification", "validation", "formatting", "summarization", "reasoning"]
+CHEAP_KINDS: frozenset[str] = frozenset(
+    {"classification", "validation", "formatting", "summarization"})
+#: The tier name an agent gives to let the mesh's ``routing`` pick its tier per step.
+AUTO_TIER = "auto"
 
 
 #: The placeholders a ``writes`` template may use (see services.agent.step.build_delta).
@@ -65,6 +71,12 @@ class ModelTier(_Strict):
     max_retries: int = Field(4, ge=0, le=20)
     concurrency: int = Field(8, ge=1)
     script: Path | None = None
+    # Rate limits and the circuit breaker of the tier (services.runtime.ratelimit).
+    requests_per_s: float | None = Field(None, gt=0)
+    burst: int | None = Field(None, ge=1)
+    tokens_per_min: int | None = Field(None, ge=1)
+    circuit_failures: int = Field(5, ge=1)
+    circuit_cooldown_s: float = Field(30.0, gt=0)
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> ModelTier:
@@ -120,6 +132,46 @@ class ToolSpec(_Strict):
     timeout_s: float = Field(10.0, gt=0, le=60)
 
 
+class RoutingSpec(_Strict):
+    """Which tiers ``model: auto`` agents use: the deterministic rule of docs/MODELS.md.
+
+    A step of a cheap kind (classification, validation, formatting, summarization) goes to
+    ``cheap``; ``reasoning`` goes to ``premium``. An agent that declares no ``task_kind`` is
+    routed by the size of its rendered input: at most ``cheap_max_input_tokens`` (estimated)
+    goes to ``cheap``, anything larger to ``premium``.
+    """
+
+    cheap: str
+    premium: str
+    cheap_max_input_tokens: int = Field(2000, ge=1)
+
+    def tier_for(self, task_kind: TaskKind | None, input_tokens: int) -> str:
+        if task_kind is not None:
+            return self.cheap if task_kind in CHEAP_KINDS else self.premium
+        return self.cheap if input_tokens <= self.cheap_max_input_tokens else self.premium
+
+
+class ContextSpec(_Strict):
+    """An agent's input-token budget (services.runtime.context).
+
+    When the rendered prompt would exceed ``max_input_tokens``, the older items of the
+    ``history`` list fields (all but the last ``keep_recent``) are folded by a summarizer step
+    on ``tier`` (default: the routing's cheap tier, else the agent's own) into the state field
+    ``summary_field``, and only that summary plus the recent items are sent.
+    """
+
+    max_input_tokens: int = Field(ge=1)
+    history: list[str] = Field(min_length=1)
+    keep_recent: int = Field(3, ge=0)
+    summary_field: str = "summary"
+    tier: str | None = None
+
+    @property
+    def cursor_field(self) -> str:
+        """The state field counting, per history field, the leading items already folded."""
+        return f"{self.summary_field}.folded"
+
+
 class AgentSpec(_Strict):
     """One agent service: what it listens to, how it thinks, what it writes and emits."""
 
@@ -139,6 +191,9 @@ class AgentSpec(_Strict):
     classify: Literal["rules", "model"] = "rules"
     plan: PlanSpec | None = None
     tools: list[ToolSpec] = Field(default_factory=list)
+    # Model tiers (docs/MODELS.md): with ``model: auto`` the mesh's routing picks the tier.
+    task_kind: TaskKind | None = None
+    context: ContextSpec | None = None
 
     _writes = field_validator("writes")(_check_templates)
 
@@ -235,6 +290,7 @@ class MeshSpec(_Strict):
     max_snapshot_bytes: int = Field(1_000_000, ge=1024)
     watchdog: WatchdogSpec = Field(default_factory=WatchdogSpec)
     joins: list[JoinSpec] = Field(default_factory=list)
+    routing: RoutingSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> MeshSpec:
@@ -243,7 +299,7 @@ class MeshSpec(_Strict):
         if dupes:
             raise ValueError(f"agents: duplicate agent names {dupes}")
         for i, agent in enumerate(self.agents):
-            if agent.model not in self.models:
+            if agent.model != AUTO_TIER and agent.model not in self.models:
                 raise ValueError(
                     f"agents[{i}].model: unknown model tier {agent.model!r} "
                     f"(declared: {sorted(self.models)})"
@@ -279,6 +335,43 @@ class MeshSpec(_Strict):
             if topic not in subscribed:
                 raise ValueError(f"entry: no agent subscribes to {topic!r}")
         return self
+
+    @model_validator(mode="after")
+    def _tiers_exist(self) -> MeshSpec:
+        """``auto``, the routing's tiers and summarizer tiers name declared tiers."""
+        declared = sorted(self.models)
+        if self.routing is not None:
+            for role in ("cheap", "premium"):
+                if getattr(self.routing, role) not in self.models:
+                    raise ValueError(f"routing.{role}: unknown model tier "
+                                     f"{getattr(self.routing, role)!r} (declared: {declared})")
+        for i, agent in enumerate(self.agents):
+            if agent.model == AUTO_TIER:
+                if self.routing is None:
+                    raise ValueError(f"agents[{i}].model: 'auto' needs a routing section "
+                                     "naming the cheap and premium tiers")
+                if agent.kind != "model":
+                    raise ValueError(f"agents[{i}].model: only a model agent may use 'auto'")
+            tier = agent.context.tier if agent.context else None
+            if tier is not None and tier not in self.models:
+                raise ValueError(f"agents[{i}].context.tier: unknown model tier {tier!r} "
+                                 f"(declared: {declared})")
+        return self
+
+    def tier_for(self, agent: AgentSpec, input_tokens: int = 0) -> str:
+        """The tier of one of ``agent``'s steps: its own, or the routing's choice for ``auto``."""
+        if agent.model != AUTO_TIER:
+            return agent.model
+        assert self.routing is not None  # checked at load time
+        return self.routing.tier_for(agent.task_kind, input_tokens)
+
+    def summary_tier(self, agent: AgentSpec) -> str:
+        """The tier of ``agent``'s summarizer steps: its context's, else the cheapest known."""
+        if agent.context is not None and agent.context.tier is not None:
+            return agent.context.tier
+        if self.routing is not None:
+            return self.routing.cheap
+        return agent.model
 
     def agent(self, name: str) -> AgentSpec:
         for agent in self.agents:

@@ -45,7 +45,8 @@ def service_name(name: str) -> str:
     return "choreo-" + name.replace(":", "-")
 
 
-def _exporting(environ: Mapping[str, str]) -> bool:
+def exporting(environ: Mapping[str, str]) -> bool:
+    """Whether the ``OTEL_*`` settings in ``environ`` ask for spans to be exported."""
     exporters = {e.strip().lower() for e in environ.get("OTEL_TRACES_EXPORTER", "").split(",")}
     if "none" in exporters or environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
         return False
@@ -63,7 +64,7 @@ def configure(name: str) -> TracerProvider | None:
     """
     global _provider, _record_content
     _record_content = os.environ.get(CONTENT_ENV, "").lower() in ("1", "true", "yes")
-    if _provider is not None or not _exporting(os.environ):
+    if _provider is not None or not exporting(os.environ):
         return _provider
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 

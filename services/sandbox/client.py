@@ -1,7 +1,7 @@
 """What agents call to run code: one HTTP request to the sandbox service.
 
-Each call is an ``execute_tool sandbox`` span and one ``choreo_tool_runs_total`` count on the
-caller's side: agents are scraped everywhere, the sandbox (no network) is not.
+Each call is an ``execute_tool {tool}`` span in the caller's trace (the agent step's); the
+agent's tool counts the run in ``choreo_tool_runs_total``.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ import msgspec
 from opentelemetry.trace import StatusCode
 
 from services.runtime import telemetry
-from services.runtime.metrics import TOOL_RUNS
 from services.sandbox.protocol import RunRequest, SandboxResult
 from services.sandbox.settings import SandboxLimits
 
 # The service needs time around the run itself: starting the sandbox, tearing it down.
 OVERHEAD_S = 10.0
-TOOL = "sandbox"
 
 
 class SandboxError(RuntimeError):
@@ -29,25 +27,24 @@ class SandboxError(RuntimeError):
 async def run_code(code: str, *, language: str = "python", timeout_s: float = 5.0,
                    stdin: str = "", files: dict[str, str] | None = None,
                    socket_path: Path | str | None = None,
-                   base_url: str | None = None) -> SandboxResult:
+                   base_url: str | None = None, tool: str = "sandbox") -> SandboxResult:
     """Run ``code`` in the sandbox and return its result.
 
     The service is reached at ``base_url`` when given, else over the Unix socket
     ``socket_path`` (default: ``CHOREO_SANDBOX_SOCKET``). A refused run (isolation
-    unavailable) is a result with ``status="refused"``, not an exception.
+    unavailable) is a result with ``status="refused"``, not an exception. ``tool`` names
+    the span: the name the agent knows the tool by.
     """
-    with telemetry.tool_span(TOOL) as span:
+    with telemetry.tool_span(tool) as span:
         span.set_attribute("choreo.tool.language", language)
         if telemetry.record_content():
             span.set_attribute("gen_ai.tool.call.arguments", code)
         try:
             result = await _post(code, language, timeout_s, stdin, files, socket_path, base_url)
         except SandboxError as exc:
-            TOOL_RUNS.labels(tool=TOOL, status="unreachable").inc()
-            span.set_attribute("error.type", "unreachable")
+            span.set_attribute("error.type", "unavailable")
             span.set_status(StatusCode.ERROR, str(exc))
             raise
-        TOOL_RUNS.labels(tool=TOOL, status=result.status).inc()
         span.set_attribute("choreo.tool.status", result.status)
         if result.exit_code is not None:
             span.set_attribute("choreo.tool.exit_code", result.exit_code)

@@ -81,7 +81,7 @@ try:
         hog.append(bytearray(16 * 1024 * 1024))
 except MemoryError:
     print("refused after", len(hog) * 16, "MiB")
-""", timeout_s=60)  # generous wall clock: the memory limit, not the clock, must stop it
+""", timeout_s=30)  # generous wall clock: the memory limit, not the clock, must stop it
     assert result.status == "ok", result.stderr
     refused_at = int(result.stdout.split()[2])
     assert refused_at < 256  # CHOREO_SANDBOX_MEMORY_MB
@@ -96,7 +96,7 @@ def test_sleeping_forever_is_killed_by_the_wall_clock(sandbox: Service) -> None:
 
 
 def test_busy_loop_is_killed_by_the_cpu_limit(sandbox: Service) -> None:
-    result = sandbox.run("while True:\n    pass", timeout_s=60)  # CPU limit (2 s) fires first
+    result = sandbox.run("while True:\n    pass", timeout_s=30)  # CPU limit (2 s) fires first
     assert result.status == "killed"
     assert result.signal == signal.SIGXCPU
     assert "CPU time limit" in (result.reason or "")
