@@ -7,13 +7,15 @@ router and supervisor services plug in their own.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from schemas import Envelope, Usage
 from schemas.records import STEP_FAILED
 from services.agent import step as steps
+from services.runtime import context
+from services.runtime.context import estimate_tokens
 from services.runtime.llm import ModelClient, ModelError
-from services.runtime.spec import AgentSpec, MeshSpec
+from services.runtime.spec import AUTO_TIER, AgentSpec, MeshSpec
 
 
 class Behaviour(Protocol):
@@ -25,24 +27,139 @@ class Behaviour(Protocol):
 
 
 class ModelAgent:
-    """Prompt from state, one model call, the first matching route, one delta."""
+    """Prompt from state (fitted to the agent's context budget), one model call on the tier the
+    spec names or ``auto`` picks, the first matching route, one delta.
+
+    Holds one client per tier it may use, so the tier's limits and circuit are shared by every
+    step of the process. When the context budget makes a summarizer call, its usage is added to
+    the step's and its writes (the summary and the fold counts) join the step's delta.
+    """
 
     def __init__(self, spec: MeshSpec, agent: AgentSpec) -> None:
+        self.spec = spec
         self.agent = agent
-        self.model = ModelClient.for_tier(agent.model, spec.models[agent.model])
+        self.clients = {name: ModelClient.for_tier(name, spec.models[name])
+                        for name in sorted(_tiers(spec, agent))}
+        self.model = self.clients[spec.tier_for(agent)]
+
+    @property
+    def models(self) -> list[str]:
+        """The model names of every tier this agent may call (for metrics)."""
+        return sorted({client.model for client in self.clients.values()})
 
     async def step(self, event: Envelope) -> list[Envelope]:
-        messages = steps.render_messages(self.agent, event)
         try:
-            completion = await self.model.complete(
-                messages, agent=self.agent.name, temperature=self.agent.temperature,
+            messages, writes, spent = await self._fit(event)
+        except ModelError as exc:
+            client = self.clients[self.spec.summary_tier(self.agent)]
+            return [self._failed(event, "summarizer", exc, client, Usage())]
+        estimated = estimate_tokens(messages)
+        client = self.clients[self.spec.tier_for(self.agent, estimated)]
+        try:
+            completion = await client.complete(
+                messages, agent=self.agent.name, temperature=temperature(self.agent, event),
                 max_tokens=self.agent.max_tokens)
         except ModelError as exc:
-            return [steps.step_event(
-                self.agent, event, STEP_FAILED,
-                payload={"reason": f"{self.agent.name}: model call failed: {exc}"},
-                usage=Usage(model=self.model.model, calls=exc.attempts))]
-        return [steps.outcome(self.agent, event, completion.text, completion.usage, messages)]
+            return [self._failed(event, "model", exc, client, spent)]
+        out = steps.outcome(self.agent, event, completion.text,
+                            _plus(spent, completion.usage), messages)
+        if writes and out.delta is not None:
+            out.delta = {**writes, **out.delta}  # the agent's own writes win
+            out.payload["context"] = {"summarized": True, "estimated_tokens": estimated}
+        return [out]
+
+    async def _fit(self, event: Envelope
+                   ) -> tuple[list[dict[str, str]], dict[str, Any], Usage]:
+        """The step's messages within the context budget, the summary writes (if a fold was
+        needed) and the summarizer's usage."""
+        ctx = self.agent.context
+        if ctx is None:
+            return steps.render_messages(self.agent, event, system_prompt(self.agent, event)), \
+                {}, Usage()
+        state = event.state or {}
+        visible = context.visible_state(ctx, state)
+        names = context.reads(ctx, steps.read_names(self.agent, visible))
+        messages = steps.render_fields(system_prompt(self.agent, event), names, visible)
+        older = context.older_items(ctx, visible)
+        if estimate_tokens(messages) <= ctx.max_input_tokens or not older:
+            return messages, {}, Usage()  # within budget, or nothing old enough to fold
+        summarizer = self.clients[self.spec.summary_tier(self.agent)]
+        completion = await summarizer.complete(
+            context.summarizer_messages(ctx, visible, older), agent=self.agent.name,
+            temperature=0.0)
+        visible, writes = context.fold(ctx, state, visible, older, completion.text.strip())
+        messages = steps.render_fields(system_prompt(self.agent, event), names, visible)
+        return messages, writes, completion.usage
+
+    def _failed(self, event: Envelope, call: str, exc: ModelError, client: ModelClient,
+                spent: Usage) -> Envelope:
+        """A failed step: the trace ends ``failed`` with why, and what was spent is counted."""
+        return steps.step_event(
+            self.agent, event, STEP_FAILED,
+            payload={"reason": f"{self.agent.name}: {call} call failed ({exc.reason}): {exc}"},
+            usage=_plus(spent, Usage(model=client.model, calls=exc.attempts)))
 
     async def aclose(self) -> None:
-        await self.model.aclose()
+        for client in self.clients.values():
+            await client.aclose()
+
+
+def system_prompt(agent: AgentSpec, event: Envelope) -> str:
+    """The agent's persona, led by the trace's shifted prompt when a verdict set one.
+
+    The persona stays after the shift prompt: it defines the output format the agent's routes
+    match, so a shifted agent can still end or hand on the work.
+    """
+    shifted = event.personas.get(agent.name)
+    if shifted is None or not shifted.system_prompt:
+        return agent.persona
+    return f"{shifted.system_prompt}\n\n{agent.persona}"
+
+
+def temperature(agent: AgentSpec, event: Envelope) -> float | None:
+    """The trace's shifted temperature for this agent, else the spec's."""
+    shifted = event.personas.get(agent.name)
+    if shifted is None or shifted.temperature is None:
+        return agent.temperature
+    return shifted.temperature
+
+
+def _tiers(spec: MeshSpec, agent: AgentSpec) -> set[str]:
+    """Every tier one of the agent's steps may call."""
+    if agent.model != AUTO_TIER:
+        tiers = {agent.model}
+    elif agent.task_kind is not None:
+        tiers = {spec.tier_for(agent)}
+    else:
+        assert spec.routing is not None  # checked at load time
+        tiers = {spec.routing.cheap, spec.routing.premium}
+    if agent.context is not None:
+        tiers.add(spec.summary_tier(agent))
+    return tiers
+
+
+def _plus(first: Usage, second: Usage) -> Usage:
+    """Two calls' usage as one step's: sums, and the later call's model."""
+    return Usage(tokens_in=first.tokens_in + second.tokens_in,
+                 tokens_out=first.tokens_out + second.tokens_out,
+                 cost=first.cost + second.cost,
+                 latency_ms=first.latency_ms + second.latency_ms,
+                 model=second.model or first.model,
+                 calls=first.calls + second.calls)
+
+
+def for_agent(spec: MeshSpec, agent: AgentSpec) -> Behaviour:
+    """The behaviour an agent's ``kind`` (and tools) call for; see docs/ORCHESTRATION.md."""
+    if agent.kind == "router":
+        from services.router.behaviour import Router
+
+        return Router(spec, agent)
+    if agent.kind == "supervisor":
+        from services.supervisor.behaviour import Supervisor
+
+        return Supervisor(spec, agent)
+    if agent.tools:
+        from services.agent.tools import ToolAgent
+
+        return ToolAgent(agent, ModelAgent(spec, agent))
+    return ModelAgent(spec, agent)

@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, StatusCode
 from schemas import DecodeError, Envelope, decode, encode
 from schemas.records import STEP_FAILED, STEP_REFUSED
 from services.agent import step as steps
-from services.agent.behaviour import Behaviour, ModelAgent
+from services.agent.behaviour import Behaviour, ModelAgent, for_agent
 from services.runtime import metrics, telemetry
 from services.runtime.kafka import DeadLetters, forward_headers, make_consumer, make_producer
 from services.runtime.offsets import OffsetTracker
@@ -59,7 +59,7 @@ class AgentService:
         self.consumer: AIOKafkaConsumer = make_consumer(
             bootstrap, settings, group_id=self.group, client_id=client_id)
         self.lag = metrics.ConsumerLag(self.consumer, self.group)
-        self.behaviour: Behaviour = behaviour or ModelAgent(spec, self.agent)
+        self.behaviour: Behaviour = behaviour or for_agent(spec, self.agent)
         models = [self.behaviour.model.model] if isinstance(self.behaviour, ModelAgent) else []
         metrics.prime_agent(agent_name, models,
                             [self.topics.event(t) for t in self.agent.subscribe])

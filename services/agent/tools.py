@@ -92,6 +92,8 @@ class ToolAgent:
         self.agent = agent
         self.inner = inner
         self.tools = [SandboxTool(spec) for spec in agent.tools]
+        #: Fields the routing decides; the wrapped step's other writes are kept as they are.
+        self._routed = set(agent.writes) | {k for r in agent.routes for k in r.writes}
 
     async def step(self, event: Envelope) -> list[Envelope]:
         outputs = await self.inner.step(event)
@@ -105,8 +107,13 @@ class ToolAgent:
             transcripts.append(transcript)
             results.append(result)
         routed = steps.outcome(self.agent, event, "\n\n".join(transcripts), first.usage, [])
-        routed.payload["input_fingerprint"] = first.payload.get("input_fingerprint", "")
+        if routed.delta is not None:  # keep what the step wrote besides its routes (a summary)
+            kept = {k: v for k, v in (first.delta or {}).items() if k not in self._routed}
+            routed.delta = {**kept, **routed.delta}
         routed.payload["tools"] = results
+        for key in ("input_fingerprint", "context"):  # what the model call saw, not the route
+            if key in first.payload:
+                routed.payload[key] = first.payload[key]
         return [routed]
 
     async def aclose(self) -> None:

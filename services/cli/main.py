@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,6 @@ from rich.live import Live
 from rich.table import Table
 
 from schemas import Budget, StateConflict, Task
-from services.agent.behaviour import Behaviour, ModelAgent
 from services.cli import queries, views
 from services.cli.launch import create_topics, start_mesh
 from services.cli.processes import ProcessGroup
@@ -27,7 +27,7 @@ from services.runtime import telemetry
 from services.runtime.broker import BrokerError, EmbeddedBroker, broker_session
 from services.runtime.llm import ModelConfigError
 from services.runtime.settings import Settings, get_settings
-from services.runtime.spec import AgentSpec, MeshSpec, SpecError, load_mesh
+from services.runtime.spec import MeshSpec, SpecError, load_mesh
 from services.runtime.topics import Topics
 
 console = Console()
@@ -125,42 +125,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
         run_keeper(spec, bootstrap, settings)
     elif args.service == "agent":
-        _run_agent(spec, spec.agent(args.agent), bootstrap, settings)
+        from services.agent.service import run as run_agent
+
+        run_agent(spec, args.agent, bootstrap, settings)
     elif args.service == "watchdog":
         from services.watchdog.app import run as run_watchdog
 
         run_watchdog(spec, bootstrap, settings)
     return 0
-
-
-def _behaviour(spec: MeshSpec, agent: AgentSpec) -> Behaviour:
-    """The step logic an agent's kind calls for (docs/ORCHESTRATION.md)."""
-    if agent.kind == "router":
-        from services.router.behaviour import Router
-
-        return Router(spec, agent)
-    if agent.kind == "supervisor":
-        from services.supervisor.behaviour import Supervisor
-
-        return Supervisor(spec, agent)
-    if agent.tools:
-        from services.agent.tools import ToolAgent
-
-        return ToolAgent(agent, ModelAgent(spec, agent))
-    return ModelAgent(spec, agent)
-
-
-def _run_agent(spec: MeshSpec, agent: AgentSpec, bootstrap: str, settings: Settings) -> None:
-    """Any agent in the one consumer loop; its kind only chooses the behaviour."""
-    from services.agent.service import AgentService
-    from services.runtime.service import run_service
-
-    async def main(stop: asyncio.Event) -> None:  # clients need a running loop
-        service = AgentService(spec, agent.name, bootstrap, settings,
-                               behaviour=_behaviour(spec, agent))
-        await service.run(stop)
-
-    run_service(f"agent:{agent.name}", settings, main)
 
 
 def _status_table(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> Table:
@@ -174,8 +146,13 @@ def _status_table(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> Table:
     return table
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     spec = load_mesh(args.mesh)
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is Ctrl-C: no orphans
     with broker_session() as broker:
         console.print(f"broker ({broker.kind}): [cyan]{broker.bootstrap}[/]   "
                       f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")

@@ -18,8 +18,8 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any, Protocol
 
-from aiokafka.structs import ConsumerRecord
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
@@ -120,6 +120,13 @@ def inject(headers: Iterable[tuple[str, bytes]] = ()) -> Headers:
     return carrier
 
 
+def _pairs(headers: Any) -> list[tuple[str, bytes]]:
+    """Header pairs from a list of tuples (aiokafka) or a mapping (some faust versions)."""
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    return list(headers or ())
+
+
 def extract(headers: Iterable[tuple[str, bytes]] | None) -> Context:
     """The trace context a record's producer injected (empty if none)."""
     return propagate.extract(list(headers or ()), getter=_HeaderGetter())
@@ -127,8 +134,17 @@ def extract(headers: Iterable[tuple[str, bytes]] | None) -> Context:
 
 # -- spans ------------------------------------------------------------------------------
 
+class Consumed(Protocol):
+    """What a consume span reads of a record: aiokafka's records and faust's messages fit."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    headers: Any
+
 @contextmanager
-def consume_span(record: ConsumerRecord[bytes, bytes], *, group: str,
+def consume_span(record: Consumed, *, group: str,
                  agent: str | None = None, operation: str = "process") -> Iterator[trace.Span]:
     """A CONSUMER span for handling ``record``, continuing the trace of whoever produced it.
 
@@ -151,7 +167,7 @@ def consume_span(record: ConsumerRecord[bytes, bytes], *, group: str,
     if agent is not None:
         attributes["gen_ai.agent.name"] = agent
     with _tracer.start_as_current_span(
-        f"{operation} {record.topic}", context=extract(record.headers),
+        f"{operation} {record.topic}", context=extract(_pairs(record.headers)),
         kind=trace.SpanKind.CONSUMER, attributes=attributes,
     ) as span:
         yield span

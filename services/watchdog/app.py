@@ -24,7 +24,7 @@ import faust
 import msgspec
 
 from schemas import Budget, ControlVerdict, DeadLetter, DecodeError, HopRecord, decode, encode
-from services.runtime import metrics
+from services.runtime import metrics, telemetry
 from services.runtime.settings import Settings
 from services.runtime.spec import MeshSpec
 from services.runtime.topics import Topics, ensure_topics
@@ -110,7 +110,9 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
 
     async def send(target: faust.TopicT, key: bytes | None, value: bytes,
                    headers: Any = None) -> None:
-        pending = await target.send(key=key, value=value, headers=headers)
+        # verdicts join the trace of the hop record that caused them
+        pending = await target.send(key=key, value=value,
+                                    headers=telemetry.inject(headers or ()))
         await pending
 
     async def answer(trace_id: str, answers: list[Answer]) -> None:
@@ -141,20 +143,28 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
         apply: Callable[[TraceWatch, R, datetime], list[Answer]],
     ) -> None:
         async for event in stream:
-            try:
-                record = parse(event.value)
-            except DecodeError as exc:
-                await dead_letter(event, str(exc))
-                continue
-            trace_id = record.trace_id
-            if event.key != trace_id.encode():
-                await dead_letter(event, f"record key is not its trace id {trace_id!r}")
-                continue
-            stored = table.get(event.key)
-            watch = load_watch(stored) if stored is not None else TraceWatch(trace_id=trace_id)
-            answers = apply(watch, record, datetime.now(UTC))
-            await answer(trace_id, answers)
-            table[event.key] = dump_watch(watch)
+            with telemetry.consume_span(event.message, group=app.conf.id):
+                await handle(event, parse, apply)
+
+    async def handle(
+        event: faust.EventT,
+        parse: Callable[[bytes], R],
+        apply: Callable[[TraceWatch, R, datetime], list[Answer]],
+    ) -> None:
+        try:
+            record = parse(event.value)
+        except DecodeError as exc:
+            await dead_letter(event, str(exc))
+            return
+        trace_id = record.trace_id
+        if event.key != trace_id.encode():
+            await dead_letter(event, f"record key is not its trace id {trace_id!r}")
+            return
+        stored = table.get(event.key)
+        watch = load_watch(stored) if stored is not None else TraceWatch(trace_id=trace_id)
+        answers = apply(watch, record, datetime.now(UTC))
+        await answer(trace_id, answers)
+        table[event.key] = dump_watch(watch)
 
     @app.agent(hops)
     async def on_hops(stream: faust.StreamT) -> None:
@@ -173,6 +183,7 @@ def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(bootstrap, Topics(settings.topic_prefix), spec))
     metrics.serve(settings.metrics_port)
+    telemetry.configure("watchdog")
     with tempfile.TemporaryDirectory(prefix="choreo-watchdog-") as datadir:
         worker = faust.Worker(
             build_app(spec, bootstrap, settings, datadir),
@@ -187,3 +198,5 @@ def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
         except SystemExit as exc:
             if exc.code not in (0, None):
                 raise
+        finally:
+            telemetry.shutdown()

@@ -31,7 +31,7 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
-def test_up_serves_tasks_and_ctrl_c_stops_every_service(broker: BrokerHandle,
+def test_up_serves_tasks_and_stopping_it_stops_every_service(broker: BrokerHandle,
                                                         tmp_path: Path) -> None:
     mesh_dir = tmp_path / "writer-editor"
     shutil.copytree(EXAMPLES / "writer-editor", mesh_dir)
@@ -52,7 +52,7 @@ def test_up_serves_tasks_and_ctrl_c_stops_every_service(broker: BrokerHandle,
         assert done.returncode == 0, done.stdout + done.stderr
         assert "completed" in done.stdout
     finally:
-        up.send_signal(signal.SIGINT)
+        up.send_signal(signal.SIGTERM)  # what a process supervisor sends; Ctrl-C is SIGINT
         output, _ = up.communicate(timeout=60)
     assert up.returncode == 0, output
     assert "all services stopped" in output
