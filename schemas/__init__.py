@@ -4,6 +4,7 @@ from schemas.codec import DecodeError, decode, encode
 from schemas.records import (
     RECORDS,
     SCHEMA_VERSION,
+    AgentTotals,
     Budget,
     ControlVerdict,
     DeadLetter,
@@ -23,6 +24,7 @@ from schemas.records import (
 __all__ = [
     "RECORDS",
     "SCHEMA_VERSION",
+    "AgentTotals",
     "Budget",
     "ControlVerdict",
     "DeadLetter",

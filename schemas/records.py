@@ -19,10 +19,11 @@ TerminalStatus = Literal["completed", "failed", "halted"]
 
 
 #: Event types with a meaning to the keeper; every other event type names an agent topic.
-#: ``trace.admit`` and ``trace.halt`` are written to the outbox by the keeper itself, so the
-#: outbox alone is the ordered log of every transition of every trace.
+#: ``trace.admit``, ``trace.halt`` and ``trace.persona`` are written to the outbox by the keeper
+#: itself, so the outbox alone is the ordered log of every transition of every trace.
 ADMIT = "trace.admit"
 HALT = "trace.halt"
+PERSONA = "trace.persona"
 FINISH = "trace.finish"
 FAIL = "trace.fail"
 STEP_REFUSED = "step.refused"
@@ -61,6 +62,16 @@ class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
     calls: int = 0
 
 
+class AgentTotals(msgspec.Struct, kw_only=True):
+    """One agent's share of a trace's totals: what it cost, and in how many steps."""
+
+    steps: int = 0
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+
+
 class Totals(msgspec.Struct, kw_only=True):
     """Running totals of a trace: exact, because the keeper adds each step exactly once."""
 
@@ -68,6 +79,7 @@ class Totals(msgspec.Struct, kw_only=True):
     tokens_out: int = 0
     cost: float = 0.0
     hops: int = 0
+    by_agent: dict[str, AgentTotals] = msgspec.field(default_factory=dict)
 
 
 class Task(Record, kw_only=True):
@@ -83,6 +95,14 @@ class Task(Record, kw_only=True):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     parent_trace_id: str | None = None
     initial_state: dict[str, Any] | None = None
+
+
+class Persona(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An agent's persona override in one trace, from a ``persona_shift`` verdict."""
+
+    temperature: float | None = None
+    system_prompt: str | None = None
+    reason: str | None = None
 
 
 class Envelope(Record, kw_only=True):
@@ -106,6 +126,8 @@ class Envelope(Record, kw_only=True):
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
     usage: Usage = msgspec.field(default_factory=Usage)
     created_at: datetime = msgspec.field(default_factory=utcnow)
+    #: Persona overrides of this trace by agent name, set by the keeper when it forwards.
+    personas: dict[str, Persona] = msgspec.field(default_factory=dict)
 
 
 class FieldWrite(msgspec.Struct, kw_only=True):
@@ -131,6 +153,8 @@ class Snapshot(Record, kw_only=True):
     parent_trace_id: str | None = None
     admitted_at: datetime = msgspec.field(default_factory=utcnow)
     updated_at: datetime = msgspec.field(default_factory=utcnow)
+    #: Persona overrides in force, by agent name (``trace.persona`` transitions).
+    personas: dict[str, Persona] = msgspec.field(default_factory=dict)
 
 
 class HopRecord(Record, kw_only=True):

@@ -60,7 +60,7 @@ class AgentService:
             bootstrap, settings, group_id=self.group, client_id=client_id)
         self.lag = metrics.ConsumerLag(self.consumer, self.group)
         self.behaviour: Behaviour = behaviour or for_agent(spec, self.agent)
-        models = [self.behaviour.model.model] if isinstance(self.behaviour, ModelAgent) else []
+        models = self.behaviour.models if isinstance(self.behaviour, ModelAgent) else []
         metrics.prime_agent(agent_name, models,
                             [self.topics.event(t) for t in self.agent.subscribe])
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")

@@ -7,6 +7,7 @@ writes state, it returns a delta and names the event type its output becomes.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +22,21 @@ def render_messages(agent: AgentSpec, event: Envelope,
                     system_prompt: str | None = None) -> list[dict[str, str]]:
     """The chat for this step: persona as system, then the state fields the agent reads."""
     state = event.state or {}
-    names = agent.reads if agent.reads is not None else list(state)
+    return render_fields(system_prompt or agent.persona, read_names(agent, state), state)
+
+
+def read_names(agent: AgentSpec, state: Mapping[str, Any]) -> list[str]:
+    """The state fields an agent's prompt shows: its ``reads``, else every field."""
+    return list(agent.reads) if agent.reads is not None else list(state)
+
+
+def render_fields(system: str, names: Iterable[str],
+                  state: Mapping[str, Any]) -> list[dict[str, str]]:
+    """A system message, then one section per named field that has a value, in that order."""
     sections = [f"## {name}\n{_text(state[name])}" for name in names
                 if state.get(name) not in (None, "", [], {})]
     return [
-        {"role": "system", "content": system_prompt or agent.persona},
+        {"role": "system", "content": system},
         {"role": "user", "content": "\n\n".join(sections) or "(empty state)"},
     ]
 

@@ -4,13 +4,11 @@ watchdog."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from services.cli.processes import ProcessGroup
-from services.runtime.broker import free_port, wait_for_port
 from services.runtime.settings import Settings
 from services.runtime.spec import MeshSpec
 from services.runtime.topics import Topics, ensure_topics
@@ -42,23 +40,19 @@ def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settin
             variable = model_env_name(tier_name)
             if tier.script is None or os.environ.get(variable):
                 continue
-            port = free_port()
             child = group.start_choreo(f"model-{tier_name}",
-                                       ["model-server", str(tier.script), "--port", str(port)])
-            wait_for_port("127.0.0.1", port, 30.0, child.process)
-            group.env[variable] = f"http://127.0.0.1:{port}/v1"
+                                       ["model-server", str(tier.script), "--port", "0"])
+            group.env[variable] = group.announced_url(child, 30.0)
         if uses_sandbox(spec) and not os.environ.get(SANDBOX_URL):
-            port = free_port()
-            child = group.start_choreo("sandbox", ["run", "sandbox", "--port", str(port)])
-            wait_for_port("127.0.0.1", port, 60.0, child.process)
-            group.env[SANDBOX_URL] = f"http://127.0.0.1:{port}"
+            child = group.start_choreo("sandbox", ["run", "sandbox", "--port", "0"])
+            group.env[SANDBOX_URL] = group.announced_url(child, 60.0)
         mesh = ["--mesh", str(mesh_path)]
         group.start_choreo("keeper", ["run", "keeper", *mesh])
         for agent in spec.agents:
             for replica in range(1, agent.replicas + 1):
                 group.start_choreo(f"{agent.name}-{replica}",
                                    ["run", "agent", *mesh, "--agent", agent.name])
-        if watchdog and watchdog_available():
+        if watchdog:
             group.start_choreo("watchdog", ["run", "watchdog", *mesh])
     except BaseException:
         group.stop()
@@ -70,6 +64,3 @@ def uses_sandbox(spec: MeshSpec) -> bool:
     """True when an agent runs the sandbox tool: the mesh then needs a sandbox service."""
     return any(tool.name == "sandbox" for agent in spec.agents for tool in agent.tools)
 
-
-def watchdog_available() -> bool:
-    return importlib.util.find_spec("services.watchdog.app") is not None

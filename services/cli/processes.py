@@ -8,6 +8,7 @@ a grace period) so nothing is left behind.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_ANNOUNCE = re.compile(r"listening on (http://\S+)")
 
 
 @dataclass
@@ -64,6 +67,22 @@ class ProcessGroup:
                      extra_env: Mapping[str, str] | None = None) -> Child:
         """Start ``choreo ARGS`` with this interpreter, whatever PATH says."""
         return self.start(name, [sys.executable, "-m", "services.cli.main", *args], extra_env)
+
+    def announced_url(self, child: Child, timeout: float) -> str:
+        """The ``listening on http://...`` URL a server child prints once it has bound.
+
+        Servers bind port 0 and announce what they got, so no port is chosen here and then
+        taken by someone else before the child binds it.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = _ANNOUNCE.search(child.log_path.read_text(errors="replace"))
+            if found:
+                return found.group(1)
+            if child.process is None or child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited before listening; see {child.log_path}")
+            time.sleep(0.05)
+        raise RuntimeError(f"{child.name} did not announce its address within {timeout:.0f}s")
 
     def find(self, name: str) -> Child:
         for child in self.children:

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from schemas import Escalation, HopRecord, Snapshot, StateConflict, TerminalResult
+from schemas import Escalation, HopRecord, Snapshot, StateConflict, TerminalResult, Totals
 from schemas.codec import to_json
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ def result_panel(result: TerminalResult) -> Panel:
     ]
     if result.reason:
         lines.append(Text.assemble(("reason  ", "bold"), result.reason))
+    if usage.by_agent:
+        lines.append(Text.assemble(("agents  ", "bold"), ", ".join(
+            f"{name} {t.steps} steps ${t.cost:.6f}" for name, t in sorted(usage.by_agent.items()))))
     output = result.output if isinstance(result.output, str) else to_json(result.output).decode()
     body = Group(*lines, Text(""), Text(output or "(no output)"))
     return Panel(body, title=f"result of trace {result.trace_id}", border_style=style)
@@ -67,7 +70,20 @@ def trace_tree(trace_id: str, hops: list[HopRecord], result: TerminalResult | No
             branch.add(_conflict_label(conflict))
     if result is not None and result.reason:
         root.add(Text(f"reason: {result.reason}", style="italic"))
+    latest = max(hops, key=lambda h: h.state_version, default=None)
+    totals = result.usage if result is not None else latest.totals if latest else None
+    if totals is not None:
+        root.add(totals_text(totals))
     return root
+
+
+def totals_text(totals: Totals) -> Text:
+    """The trace's totals, then each agent's share: who spent what."""
+    parts = [f"total: {totals.hops} steps, {totals.tokens_in}→{totals.tokens_out} tok, "
+             f"${totals.cost:.6f}"]
+    parts += [f"{name} {t.steps} steps ${t.cost:.6f}"
+              for name, t in sorted(totals.by_agent.items())]
+    return Text("  |  ".join(parts), style="bold")
 
 
 def _hop_label(hop: HopRecord) -> Text:

@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 
 from schemas import (
+    AgentTotals,
     Budget,
     Envelope,
     FieldWrite,
@@ -182,12 +183,19 @@ def charge(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
 
 
 def add_usage(totals: Totals, step: Envelope) -> Totals:
-    """Running totals after one more step: each step is counted exactly once."""
+    """Running totals after one more step, overall and per agent: each counted exactly once."""
+    usage = step.usage
+    mine = totals.by_agent.get(step.source, AgentTotals())
+    by_agent = {**totals.by_agent, step.source: AgentTotals(
+        steps=mine.steps + 1, calls=mine.calls + usage.calls,
+        tokens_in=mine.tokens_in + usage.tokens_in, tokens_out=mine.tokens_out + usage.tokens_out,
+        cost=round(mine.cost + usage.cost, 12))}
     return Totals(
-        tokens_in=totals.tokens_in + step.usage.tokens_in,
-        tokens_out=totals.tokens_out + step.usage.tokens_out,
-        cost=round(totals.cost + step.usage.cost, 12),
+        tokens_in=totals.tokens_in + usage.tokens_in,
+        tokens_out=totals.tokens_out + usage.tokens_out,
+        cost=round(totals.cost + usage.cost, 12),
         hops=totals.hops + 1,
+        by_agent=by_agent,
     )
 
 
