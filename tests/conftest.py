@@ -33,7 +33,7 @@ T = TypeVar("T")
 _prefixes = itertools.count(1)
 
 
-def wait_until(condition: Callable[[], T], timeout: float, interval: float = 0.2,
+def wait_until(condition: Callable[[], T | None], timeout: float, interval: float = 0.2,
                message: str = "condition") -> T:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -87,19 +87,36 @@ class RunningMesh:
         return self.run(queries.trace_typed(self.bootstrap, self.settings, self.topics.results,
                                             trace_id, TerminalResult))
 
+    def stop(self) -> None:
+        """Stop the mesh's processes: idle services still poll the broker and cost CPU."""
+        self.group.stop()
+
+    def __enter__(self) -> RunningMesh:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def env(self) -> dict[str, str]:
         return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
                 "CHOREO_TOPIC_PREFIX": self.settings.topic_prefix}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def start_mesh_processes(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
                          ) -> Iterator[Callable[..., RunningMesh]]:
-    """Start a mesh (path, or a spec dict written next to its scripts) under a fresh prefix."""
+    """Start a mesh (path, or a spec dict written next to its scripts) under a fresh prefix.
+
+    Stop a mesh when its tests are done (``mesh.stop()``, or ``with start(...) as mesh``);
+    whatever is still running when the test package ends is stopped then.
+
+    ``watchdog=True`` starts the mesh's watchdog too; on the embedded broker it takes about
+    30 s to join its group, so start as few watchdog meshes as a module can do with.
+    """
     groups: list[ProcessGroup] = []
 
     def start(mesh: Path | dict[str, Any], *, base_dir: Path | None = None,
-              env: dict[str, str] | None = None) -> RunningMesh:
+              env: dict[str, str] | None = None, watchdog: bool = False) -> RunningMesh:
         prefix = f"t{os.getpid()}x{next(_prefixes)}"
         if isinstance(mesh, dict):
             assert base_dir is not None
@@ -112,7 +129,7 @@ def start_mesh_processes(broker: BrokerHandle, tmp_path_factory: pytest.TempPath
                      "CHOREO_LOG_LEVEL": "INFO", **(env or {})}
         log_dir = tmp_path_factory.mktemp(f"logs-{prefix}")
         spec = load_mesh(path)
-        group = start_mesh(spec, path, broker.bootstrap, settings, log_dir, watchdog=False,
+        group = start_mesh(spec, path, broker.bootstrap, settings, log_dir, watchdog=watchdog,
                            env=child_env)
         groups.append(group)
         return RunningMesh(spec, path, broker.bootstrap, settings, group)
@@ -122,6 +139,22 @@ def start_mesh_processes(broker: BrokerHandle, tmp_path_factory: pytest.TempPath
         group.stop()
 
 
+@pytest.fixture
+def start_test_mesh(start_mesh_processes: Callable[..., RunningMesh]
+                    ) -> Iterator[Callable[..., RunningMesh]]:
+    """Like ``start_mesh_processes``, for one test: its meshes stop when the test ends."""
+    started: list[RunningMesh] = []
+
+    def start(*args: Any, **options: Any) -> RunningMesh:
+        started.append(start_mesh_processes(*args, **options))
+        return started[-1]
+
+    yield start
+    for mesh in started:
+        mesh.stop()
+
+
 @pytest.fixture(scope="module")
-def writer_editor(start_mesh_processes: Callable[..., RunningMesh]) -> RunningMesh:
-    return start_mesh_processes(EXAMPLES / "writer-editor" / "mesh.yaml")
+def writer_editor(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh_processes(EXAMPLES / "writer-editor" / "mesh.yaml") as mesh:
+        yield mesh

@@ -29,6 +29,7 @@ from schemas import (
     ControlVerdict,
     DecodeError,
     Envelope,
+    Escalation,
     HopRecord,
     Record,
     Snapshot,
@@ -187,6 +188,11 @@ class Keeper:
         reason = str(step.payload.get("reason") or step.type)
         if step.type == STEP_REFUSED:
             self._finish(new, "halted", reason, None, batch)
+            batch.send(self.topics.escalations, step.trace_id, Escalation(
+                escalation_id=derive_event_id(step.event_id, "escalation"),
+                trace_id=step.trace_id, reason=reason, state_version=new.version,
+                evidence={"agent": step.source, "hop": step.hop, "rule": "agent.refused"},
+                created_at=new.updated_at))
         elif step.type in (STEP_FAILED, FAIL):
             self._finish(new, "failed", reason, None, batch)
         elif folded.rejected:

@@ -143,8 +143,12 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
         apply: Callable[[TraceWatch, R, datetime], list[Answer]],
     ) -> None:
         async for event in stream:
+            # hops and snapshots of one trace share its table entry: one update at a time
             with telemetry.consume_span(event.message, group=app.conf.id):
-                await handle(event, parse, apply)
+                async with updating:
+                    await handle(event, parse, apply)
+
+    updating = asyncio.Lock()
 
     async def handle(
         event: faust.EventT,

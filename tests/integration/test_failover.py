@@ -64,8 +64,8 @@ def kill(mesh: RunningMesh, name: str) -> None:
 
 
 def test_sigkill_of_an_agent_replica_mid_task_loses_and_repeats_nothing(
-        start_mesh_processes: Callable[..., RunningMesh], tmp_path: Path) -> None:
-    mesh = start_mesh_processes(slow_writer_editor(tmp_path, 400, writer_replicas=2),
+        start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    mesh = start_test_mesh(slow_writer_editor(tmp_path, 400, writer_replicas=2),
                                 base_dir=tmp_path)
     traces = [mesh.submit(f"failover task {i}", trace_id=f"agent-kill-{i}") for i in range(6)]
     wait_until(lambda: hop_count(mesh, traces) >= 4, 90, message="the first steps")
@@ -75,8 +75,8 @@ def test_sigkill_of_an_agent_replica_mid_task_loses_and_repeats_nothing(
 
 
 def test_sigkill_of_the_keeper_mid_stream_then_restart_rebuilds_exact_state(
-        start_mesh_processes: Callable[..., RunningMesh], tmp_path: Path) -> None:
-    mesh = start_mesh_processes(slow_writer_editor(tmp_path, 150, writer_replicas=1),
+        start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    mesh = start_test_mesh(slow_writer_editor(tmp_path, 150, writer_replicas=1),
                                 base_dir=tmp_path)
     traces = [mesh.submit(f"keeper kill {i}", trace_id=f"keeper-kill-{i}") for i in range(6)]
     wait_until(lambda: hop_count(mesh, traces) >= 6, 90, message="the first steps")
@@ -114,8 +114,8 @@ def outcome(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def test_sigterm_drains_the_in_flight_step_and_exits_cleanly(
-        start_mesh_processes: Callable[..., RunningMesh], tmp_path: Path) -> None:
-    mesh = start_mesh_processes(slow_writer_editor(tmp_path, 1500, writer_replicas=1),
+        start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    mesh = start_test_mesh(slow_writer_editor(tmp_path, 1500, writer_replicas=1),
                                 base_dir=tmp_path)
     trace_id = mesh.submit("drain me", trace_id="drain-1")
     writer = mesh.group.find("writer-1")

@@ -4,7 +4,7 @@ the infinite audit loop. Real processes: broker, keeper, agents, sandbox, watchd
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from aiokafka import TopicPartition
@@ -26,8 +26,9 @@ TASK = ("Write slugify(title) in solution.py: lowercase words of letters and dig
 
 
 @pytest.fixture(scope="module")
-def code_fix(start_mesh_processes: Callable[..., RunningMesh]) -> RunningMesh:
-    return start_mesh_processes(EXAMPLES / "code-fix" / "mesh.yaml")
+def code_fix(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh_processes(EXAMPLES / "code-fix" / "mesh.yaml") as mesh:
+        yield mesh
 
 
 def test_the_tester_runs_the_code_in_the_sandbox_and_the_engineer_fixes_it(

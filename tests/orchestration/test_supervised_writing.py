@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -14,8 +14,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def supervised(start_mesh_processes: Callable[..., RunningMesh]) -> RunningMesh:
-    return start_mesh_processes(EXAMPLES / "supervised-writing" / "mesh.yaml")
+def supervised(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh_processes(EXAMPLES / "supervised-writing" / "mesh.yaml") as mesh:
+        yield mesh
 
 
 def test_supervisor_writer_supervisor_editor_supervisor_then_the_final_output(

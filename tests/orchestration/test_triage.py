@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -26,8 +26,9 @@ LABELLED = [
 
 
 @pytest.fixture(scope="module")
-def triage(start_mesh_processes: Callable[..., RunningMesh]) -> RunningMesh:
-    return start_mesh_processes(EXAMPLES / "triage" / "mesh.yaml")
+def triage(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh_processes(EXAMPLES / "triage" / "mesh.yaml") as mesh:
+        yield mesh
 
 
 def test_each_labelled_ticket_reaches_exactly_the_right_worker(triage: RunningMesh) -> None:

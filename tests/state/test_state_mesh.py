@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import msgspec
@@ -24,13 +24,15 @@ WRITERS = ("alpha", "beta", "gamma")
 
 
 @pytest.fixture(scope="module")
-def writers(start_mesh_processes: Callable[..., RunningMesh]) -> RunningMesh:
-    return start_mesh_processes(HERE / "concurrent" / "mesh.yaml")
+def writers(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh_processes(HERE / "concurrent" / "mesh.yaml") as mesh:
+        yield mesh
 
 
 @pytest.fixture(scope="module")
-def research(start_mesh_processes: Callable[..., RunningMesh]) -> RunningMesh:
-    return start_mesh_processes(EXAMPLES / "research" / "mesh.yaml")
+def research(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh_processes(EXAMPLES / "research" / "mesh.yaml") as mesh:
+        yield mesh
 
 
 @pytest.fixture(scope="module")

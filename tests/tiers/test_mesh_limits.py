@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,8 @@ def results(mesh: RunningMesh, trace_ids: list[str]) -> list[TerminalResult]:
 
 @pytest.fixture(scope="module")
 def storm(scripted: Callable[..., str], start_mesh_processes: Callable[..., RunningMesh],
-          tmp_path_factory: pytest.TempPathFactory) -> tuple[RunningMesh, str, Path]:
+          tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[RunningMesh, str, Path]]:
     """A triage → solver mesh on ``auto`` tiers whose server answers 429 to every 2nd call."""
     url = scripted(
         faults={"rate_limit": {"every": 2, "retry_after": 0.05}},
@@ -61,8 +62,8 @@ def storm(scripted: Callable[..., str], start_mesh_processes: Callable[..., Runn
         ],
     }
     targets = folder / "targets"
-    mesh = start_mesh_processes(spec, base_dir=folder, env=metrics_env(targets))
-    return mesh, url, targets
+    with start_mesh_processes(spec, base_dir=folder, env=metrics_env(targets)) as mesh:
+        yield mesh, url, targets
 
 
 def test_a_429_storm_is_absorbed_and_every_task_completes(
@@ -119,7 +120,7 @@ def test_hop_records_and_choreo_trace_show_each_agents_tokens_and_cost(
 
 
 def test_a_tier_that_stays_down_fails_the_tasks_with_the_reason_and_opens_its_circuit(
-        scripted: Callable[..., str], start_mesh_processes: Callable[..., RunningMesh],
+        scripted: Callable[..., str], start_test_mesh: Callable[..., RunningMesh],
         tmp_path: Path) -> None:
     url = scripted(faults={"down": True})
     spec = {
@@ -130,7 +131,7 @@ def test_a_tier_that_stays_down_fails_the_tasks_with_the_reason_and_opens_its_ci
                     "model": "premium", "routes": [{"finish": True, "output": "input"}]}],
     }
     targets = tmp_path / "targets"
-    mesh = start_mesh_processes(spec, base_dir=tmp_path, env=metrics_env(targets))
+    mesh = start_test_mesh(spec, base_dir=tmp_path, env=metrics_env(targets))
     trace_ids = [mesh.submit(f"ticket {i}") for i in range(3)]
     done = results(mesh, trace_ids)
 

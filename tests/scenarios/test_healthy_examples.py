@@ -1,0 +1,46 @@
+"""The healthy examples, watched: the watchdog reads every one of their hops and says nothing.
+
+Both meshes start with their watchdogs at once, so their slow group joins overlap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from schemas import ControlVerdict, Escalation
+from services.bench.watchdog import caught_up
+from services.runtime.kafka import read_topic
+from tests.conftest import EXAMPLES, RunningMesh, wait_until
+
+pytestmark = pytest.mark.integration
+
+TASKS = {
+    "writer-editor": "Write about event-driven systems.",
+    "research": "Should we move our batch jobs to event streams?",
+}
+
+
+@pytest.fixture(scope="module")
+def watched(start_mesh_processes: Callable[..., RunningMesh]
+            ) -> Iterator[dict[str, RunningMesh]]:
+    meshes = {name: start_mesh_processes(EXAMPLES / name / "mesh.yaml", watchdog=True)
+              for name in TASKS}
+    yield meshes
+    for mesh in meshes.values():
+        mesh.stop()
+
+
+@pytest.mark.parametrize("example", sorted(TASKS))
+def test_a_healthy_example_gets_no_verdict_and_no_escalation(
+        watched: dict[str, RunningMesh], example: str) -> None:
+    mesh = watched[example]
+    trace_id = mesh.submit(TASKS[example])
+    assert mesh.result(trace_id, timeout=120.0).status == "completed"
+    wait_until(lambda: mesh.run(caught_up(mesh.bootstrap, mesh.settings, trace_id)), 180.0,
+               interval=1.0, message=f"the watchdog of {example} to read every hop")
+    for topic, kind in ((mesh.topics.control, ControlVerdict),
+                        (mesh.topics.escalations, Escalation)):
+        records = mesh.run(read_topic(mesh.bootstrap, mesh.settings, topic))
+        assert records == [], f"{example}: {[r.value for r in records]} ({kind.__name__})"
