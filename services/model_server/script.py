@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.runtime.spec import Regex
 
 
 class ScriptError(ValueError):
@@ -25,19 +27,9 @@ class _Strict(BaseModel):
 class When(_Strict):
     """Regexes searched in the conversation; every one given must match (``re.search``)."""
 
-    system: str | None = None
-    user: str | None = None
-    model: str | None = None
-
-    @field_validator("system", "user", "model")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
+    system: Regex | None = None
+    user: Regex | None = None
+    model: Regex | None = None
 
     def matches(self, system: str, user: str, model: str) -> bool:
         pairs = ((self.system, system), (self.user, user), (self.model, model))

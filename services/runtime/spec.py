@@ -8,10 +8,18 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from schemas import reducers
 from services.supervisor.config import PlanSpec
@@ -48,6 +56,18 @@ def _check_templates(writes: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{name}: unknown placeholder {unknown} in {template!r} (use "
                              "{output}, {agent}, {hop}; double a brace to write it literally)")
     return writes
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a regular expression: {exc}") from None
+    return value
+
+
+#: A string that must compile as a regular expression (``re.search`` semantics).
+Regex = Annotated[str, AfterValidator(_regex)]
 
 
 class SpecError(ValueError):
@@ -93,7 +113,7 @@ class Route(_Strict):
     adds to (and overrides) the agent's writes when this route is taken.
     """
 
-    when: str | None = None
+    when: Regex | None = None
     writes: dict[str, Any] = Field(default_factory=dict)
     emit: str | None = Field(None, pattern=TOPIC_PATTERN)
     finish: bool = False
@@ -102,16 +122,6 @@ class Route(_Strict):
     label: str | None = Field(None, pattern=NAME_PATTERN)
 
     _writes = field_validator("writes")(_check_templates)
-
-    @field_validator("when")
-    @classmethod
-    def _compiles(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from None
-        return value
 
     @model_validator(mode="after")
     def _one_action(self) -> Route:

@@ -1,0 +1,201 @@
+"""Commands that run the mesh: the broker, topics, the contract, services, ``up``, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+from rich.live import Live
+from rich.table import Table
+
+from schemas import Task
+from services.cli import queries
+from services.cli.common import (
+    REPO_ROOT,
+    AddCommand,
+    UsageError,
+    bootstrap_of,
+    console,
+    err,
+    positive,
+)
+from services.cli.launch import create_topics, start_mesh
+from services.cli.processes import ProcessGroup
+from services.cli.traces import show_result
+from services.runtime.broker import EmbeddedBroker, broker_session
+from services.runtime.settings import Settings
+from services.runtime.spec import MeshSpec, load_mesh
+from services.runtime.topics import Topics
+
+DEMO_MESH = REPO_ROOT / "examples" / "writer-editor" / "mesh.yaml"
+DEMO_TASK = "Write a short piece on why event-driven agents need shared, versioned state."
+
+
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    broker = EmbeddedBroker(port=args.port).start()
+    console.print(f"[bold]embedded broker[/] listening on [cyan]{broker.bootstrap}[/]")
+    console.print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+    print(broker.bootstrap, file=sys.stderr, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        broker.stop()
+
+
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    spec = load_mesh(args.mesh)
+    created = create_topics(spec, bootstrap_of(settings), settings)
+    console.print(f"{len(created)} topics created" + (f": {', '.join(created)}" if created
+                                                        else " (all existed)"))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas import export
+
+    out = Path(args.out) if args.out else export.DEFAULT_OUT
+    if args.check:
+        stale = export.stale(out)
+        if stale:
+            err.print(f"stale schema files: {', '.join(stale)}; run `choreo schema export`")
+            return 1
+        console.print("schema files are current")
+        return 0
+    console.print(f"wrote {len(export.write(out))} files to {out}")
+    return 0
+
+
+def cmd_model_server(args: argparse.Namespace, settings: Settings) -> int:
+    from services.model_server.server import serve
+
+    serve(Path(args.script), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    """Run one service in the foreground: what a container runs."""
+    if args.service == "sandbox":
+        from services.sandbox.__main__ import main as sandbox_main
+
+        sandbox_main([*(["--socket", args.socket] if args.socket else []),
+                      *(["--port", str(args.port)] if args.port is not None else [])])
+        return 0
+    if args.mesh is None:
+        raise UsageError(f"choreo run {args.service}: --mesh is required")
+    spec = load_mesh(args.mesh)
+    if args.service == "agent":  # a bad name fails before any broker is contacted
+        if not args.agent:
+            raise UsageError("choreo run agent: --agent NAME is required (agents: "
+                             f"{', '.join(a.name for a in spec.agents)})")
+        spec.agent(args.agent)
+    bootstrap = bootstrap_of(settings)
+    create_topics(spec, bootstrap, settings)
+    if args.service == "keeper":
+        from services.keeper.service import run as run_keeper
+
+        run_keeper(spec, bootstrap, settings)
+    elif args.service == "agent":
+        from services.agent.service import run as run_agent
+
+        run_agent(spec, args.agent, bootstrap, settings)
+    elif args.service == "watchdog":
+        from services.watchdog.app import run as run_watchdog
+
+        run_watchdog(spec, bootstrap, settings)
+    return 0
+
+
+def _status_table(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> Table:
+    table = Table(title=f"mesh {spec.name} on {bootstrap}  (Ctrl-C stops everything)")
+    for column in ("service", "pid", "status", "log"):
+        table.add_column(column)
+    for child in group.children:
+        style = "green" if child.status == "running" else "red"
+        table.add_row(child.name, str(child.pid), f"[{style}]{child.status}[/]",
+                      str(child.log_path))
+    return table
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    spec = load_mesh(args.mesh)
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is Ctrl-C: no orphans
+    with broker_session() as broker:
+        console.print(f"broker ({broker.kind}): [cyan]{broker.bootstrap}[/]   "
+                      f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+        with start_mesh(spec, Path(args.mesh), broker.bootstrap, settings,
+                        Path(args.log_dir), watchdog=not args.no_watchdog) as group:
+            try:
+                with Live(_status_table(spec, broker.bootstrap, group), console=console,
+                          refresh_per_second=1) as live:
+                    while True:
+                        time.sleep(1)
+                        live.update(_status_table(spec, broker.bootstrap, group))
+            except KeyboardInterrupt:
+                console.print("stopping…")
+    console.print("all services stopped")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    mesh_path = Path(args.mesh)
+    spec = load_mesh(mesh_path)
+    console.rule(f"[bold]Choreo Mesh demo[/]: {spec.name} (scripted model, offline)")
+    with broker_session() as broker:
+        console.print(f"broker ({broker.kind}) at {broker.bootstrap}")
+        with console.status("starting keeper and agents…"):
+            group = start_mesh(spec, mesh_path, broker.bootstrap, settings, Path(args.log_dir),
+                               watchdog=False)
+        with group:
+            topics = Topics(settings.topic_prefix)
+            trace_id = asyncio.run(queries.submit(broker.bootstrap, topics.tasks,
+                                                  Task(input=args.text)))
+            console.print(f"task submitted as trace [cyan]{trace_id}[/]: {args.text}")
+            return show_result(broker.bootstrap, settings, trace_id, args.timeout, tree=True,
+                               group=group)
+
+
+def register(add: AddCommand) -> None:
+    p = add("broker", cmd_broker, "start the embedded Kafka-compatible broker")
+    p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+
+    p = add("topics", cmd_topics, "create every topic a mesh needs")
+    p.add_argument("--mesh", required=True)
+
+    p = add("schema", cmd_schema, "export the wire contract (JSON Schema + AsyncAPI)")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--out", default=None, help="folder (default: schemas/json)")
+    p.add_argument("--check", action="store_true", help="fail if the files are stale")
+
+    p = add("model-server", cmd_model_server, "serve a scripted model over the OpenAI API")
+    p.add_argument("script")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0)
+
+    p = add("run", cmd_run, "run one service in the foreground (what a container runs)")
+    p.add_argument("service", choices=["keeper", "agent", "watchdog", "sandbox"])
+    p.add_argument("--mesh", default=None)
+    p.add_argument("--agent", default=None)
+    p.add_argument("--socket", default=None, help="sandbox: Unix socket path")
+    p.add_argument("--port", type=int, default=None, help="sandbox: TCP port on loopback")
+
+    p = add("up", cmd_up, "start every service of a mesh as its own process")
+    p.add_argument("mesh")
+    p.add_argument("--log-dir", default=".choreo/logs")
+    p.add_argument("--no-watchdog", action="store_true")
+
+    p = add("demo", cmd_demo, "broker + writer-editor mesh + one task, printed")
+    p.add_argument("--mesh", default=str(DEMO_MESH))
+    p.add_argument("--text", default=DEMO_TASK)
+    p.add_argument("--timeout", type=positive, default=180.0)
+    p.add_argument("--log-dir", default=".choreo/logs")
