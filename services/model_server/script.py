@@ -10,9 +10,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from services.runtime import yamlfile
 from services.runtime.spec import Regex
 
 
@@ -77,30 +77,15 @@ class Script(_Strict):
         )
 
 
-def _format_error(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid model script"]
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        lines.append(f"  {loc}: {err['msg'].removeprefix('Value error, ')}")
-    return "\n".join(lines)
-
-
 def parse_script(data: Any, source: str = "<script>") -> Script:
     try:
         return Script.model_validate(data)
     except ValidationError as exc:
-        raise ScriptError(_format_error(source, exc)) from None
+        raise ScriptError(yamlfile.describe(source, "model script", exc)) from None
 
 
 def load_script(path: str | Path) -> Script:
     """Load and validate a model script from a YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ScriptError(f"{path}: no such model script") from None
-    except OSError as exc:
-        raise ScriptError(f"{path}: cannot read the model script: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ScriptError(f"{path}: not valid YAML: {exc}") from None
+    data = yamlfile.read(path, "model script", ScriptError)
     return parse_script(data, str(path))

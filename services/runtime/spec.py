@@ -10,7 +10,6 @@ import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from schemas import reducers
+from services.runtime import yamlfile
 from services.supervisor.config import PlanSpec
 from services.watchdog.config import WatchdogSpec
 
@@ -419,21 +419,12 @@ def _check_plan(index: int, agent: AgentSpec, plan: PlanSpec, subscribed: set[st
                              f"{stage.returns!r}")
 
 
-def _format_error(source: str, exc: ValidationError) -> str:
-    lines = [f"{source}: invalid mesh spec"]
-    for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        lines.append(f"  {loc}: {message}")
-    return "\n".join(lines)
-
-
 def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None) -> MeshSpec:
     """Validate a mesh from builtins; relative script paths resolve against ``base_dir``."""
     try:
         spec = MeshSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_format_error(source, exc)) from None
+        raise SpecError(yamlfile.describe(source, "mesh spec", exc)) from None
     if base_dir is None:
         return spec
     models = {
@@ -448,10 +439,4 @@ def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None) 
 def load_mesh(path: str | Path) -> MeshSpec:
     """Load and validate a mesh spec from a YAML file."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such mesh spec") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_mesh(data, str(path), path.parent)
+    return parse_mesh(yamlfile.read(path, "mesh spec", SpecError), str(path), path.parent)
