@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from services.runtime.spec import load_mesh
+from services.runtime.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -163,7 +164,9 @@ def test_keda_scales_each_agent_on_its_consumer_group_lag() -> None:
     for agent in spec.agents:
         obj = scaled[f"choreo-agent-{agent.name}"]
         triggers = [t["metadata"] for t in obj["spec"]["triggers"]]
-        assert sorted(t["topic"] for t in triggers) == sorted(agent.subscribe)
+        topics = Topics("choreo")  # the names the services consume, under the default prefix
+        assert sorted(t["topic"] for t in triggers) == sorted(topics.event(t)
+                                                              for t in agent.subscribe)
         assert {t["consumerGroup"] for t in triggers} == {f"choreo.agent.{agent.name}"}
         assert {t["bootstrapServers"] for t in triggers} == {bootstrap}
         assert obj["spec"]["maxReplicaCount"] <= spec.topics.partitions
