@@ -48,8 +48,9 @@ def result_panel(result: TerminalResult) -> Panel:
 
 def trace_tree(trace_id: str, hops: list[HopRecord], result: TerminalResult | None,
                conflicts: Sequence[StateConflict] = ()) -> Tree:
-    """Steps nested under the step that caused them; the root is the task. State conflicts
-    follow, each with both writers, both values and the policy that chose between them."""
+    """Steps in causal order; the flow nests only where a step caused several (fan-out), so a
+    chain reads as a list. State conflicts follow, each with both writers, both values and
+    the policy that chose between them."""
     status = result.status if result else "running"
     root = Tree(Text.assemble(("trace ", "bold"), trace_id, "  ",
                               (status, _STATUS_STYLE.get(status, "white"))))
@@ -60,7 +61,12 @@ def trace_tree(trace_id: str, hops: list[HopRecord], result: TerminalResult | No
         children[parent].append(hop)
 
     def grow(node: Tree, parent: str | None) -> None:
-        for hop in children.get(parent, []):
+        caused = children.get(parent, [])
+        if len(caused) == 1:  # a chain continues at the same depth
+            node.add(_hop_label(caused[0]))
+            grow(node, caused[0].event_id)
+            return
+        for hop in caused:  # a fork: one branch per step
             grow(node.add(_hop_label(hop)), hop.event_id)
 
     grow(root, None)
