@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -293,7 +293,20 @@ class Keeper:
     def restore(self, snapshot: Snapshot) -> None:
         current = self.traces.get(snapshot.trace_id)
         if current is None or snapshot.version >= current.version:
-            self.traces[snapshot.trace_id] = snapshot
+            self.traces[snapshot.trace_id] = tombstone(snapshot)
+
+    def settle(self, trace_ids: Iterable[str]) -> None:
+        """Shrink the traces that have ended, once their final snapshots are published.
+
+        A long-running keeper sees every trace of its partitions end; keeping each one's
+        whole state would grow without bound. What it still needs of an ended trace is that
+        it ended (later steps are dropped) and which admissions it applied (a redelivered
+        task is recognised); the full final state lives on the state topic.
+        """
+        for trace_id in trace_ids:
+            snapshot = self.traces.get(trace_id)
+            if snapshot is not None:
+                self.traces[trace_id] = tombstone(snapshot)
 
     def mark_finished(self, result: TerminalResult) -> None:
         """A terminal record already exists: never write a second one for this trace.
@@ -405,7 +418,15 @@ class KeeperService:
                      for t, k, v, h in batch.sends)
         await _acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())
                      for s in batch.snapshots.values())
+        self.keeper.settle(batch.snapshots)
         await self.consumer.commit({tp: recs[-1].offset + 1 for tp, recs in records.items()})
+
+
+def tombstone(snapshot: Snapshot) -> Snapshot:
+    """An ended trace without its state: enough to drop its later steps and repeat tasks."""
+    if snapshot.status == "running":
+        return snapshot
+    return msgspec.structs.replace(snapshot, fields={}, writes={}, personas={})
 
 
 async def _acked(sends: Any) -> None:

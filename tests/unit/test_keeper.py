@@ -186,6 +186,24 @@ def test_steps_after_the_end_are_dropped() -> None:
     assert harness.keeper.traces["t1"] == ended
 
 
+def test_an_ended_trace_is_kept_small_yet_still_drops_late_steps_and_repeat_tasks() -> None:
+    harness = Harness()
+    _, batch = harness.intake(encode(Task(input="x" * 10_000)), key="t1")
+    admit = sent(batch, TOPICS.outbox, Envelope)[0]
+    _, admitted = harness.apply(admit)
+    entry = sent(admitted, TOPICS.event("draft.requested"), Envelope)[0]
+    harness.apply(step_event(SPEC.agent("writer"), entry, STEP_REFUSED,
+                             payload={"reason": "budget"}))
+    harness.keeper.settle(["t1"])  # what the service does once the final snapshot is acked
+
+    ended = harness.keeper.traces["t1"]
+    assert ended.status == "halted" and ended.fields == {} and ended.writes == {}
+    late = msgspec.structs.replace(step("writer", entry, "late draft"), event_id="late-1")
+    for record in (late, admit):  # a late step, and the same task redelivered
+        reason, batch = harness.apply(record)
+        assert reason is None and batch.sends == [] and batch.snapshots == {}
+
+
 def test_finish_takes_its_output_from_the_routes_output_field() -> None:
     harness = Harness()
     draft = step("writer", harness.admitted(), "The final draft.")
