@@ -40,7 +40,6 @@ class ModelAgent:
         self.agent = agent
         self.clients = {name: ModelClient.for_tier(name, spec.models[name])
                         for name in sorted(_tiers(spec, agent))}
-        self.model = self.clients[spec.tier_for(agent)]
 
     @property
     def models(self) -> list[str]:
