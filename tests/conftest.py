@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from schemas import Task, TerminalResult
+from schemas import HopRecord, Snapshot, Task, TerminalResult
 from services.cli import queries
 from services.cli.launch import start_mesh
 from services.cli.processes import ProcessGroup
@@ -86,6 +86,17 @@ class RunningMesh:
     def results(self, trace_id: str) -> list[TerminalResult]:
         return self.run(queries.trace_typed(self.bootstrap, self.settings, self.topics.results,
                                             trace_id, TerminalResult))
+
+    def hops(self, trace_id: str) -> list[HopRecord]:
+        """The trace's hop records in step order."""
+        records = self.run(queries.hops(self.bootstrap, self.settings, self.topics.hops,
+                                        trace_id))
+        return sorted(records, key=lambda h: (h.hop, h.state_version))
+
+    def snapshot(self, trace_id: str) -> Snapshot:
+        """The trace's latest snapshot on the state topic."""
+        return self.run(queries.latest_snapshot(self.bootstrap, self.settings, self.topics.state,
+                                                trace_id))
 
     def stop(self) -> None:
         """Stop the mesh's processes: idle services still poll the broker and cost CPU."""

@@ -38,16 +38,14 @@ def slow_writer_editor(tmp_path: Path, latency_ms: int, writer_replicas: int) ->
 
 
 def hop_count(mesh: RunningMesh, trace_ids: list[str]) -> int:
-    return sum(len(mesh.run(queries.hops(mesh.bootstrap, mesh.settings, mesh.topics.hops, t)))
-               for t in trace_ids)
+    return sum(len(mesh.hops(t)) for t in trace_ids)
 
 
 def assert_each_delta_applied_once(mesh: RunningMesh, trace_id: str) -> None:
     result = mesh.result(trace_id, timeout=180)
     assert result.status == "completed", result.reason
     assert len(mesh.results(trace_id)) == 1
-    snapshot = mesh.run(queries.latest_snapshot(mesh.bootstrap, mesh.settings,
-                                                mesh.topics.state, trace_id))
+    snapshot = mesh.snapshot(trace_id)
     assert snapshot.version == 7
     assert snapshot.fields["revisions"] == 2
     authors = Counter(entry.split(":")[0] for entry in snapshot.fields["history"])
@@ -99,8 +97,7 @@ def test_sigkill_of_the_keeper_mid_stream_then_restart_rebuilds_exact_state(
     # the same task once more, with no kill: every killed-run trace ends in the same state
     reference = mesh.submit("keeper kill 0", trace_id="keeper-kill-reference")
     assert mesh.result(reference, timeout=180).status == "completed"
-    expected = outcome(mesh.run(queries.latest_snapshot(
-        mesh.bootstrap, mesh.settings, mesh.topics.state, reference)))
+    expected = outcome(mesh.snapshot(reference))
     for trace_id in traces:
         assert outcome(live[trace_id]) == expected, trace_id
 

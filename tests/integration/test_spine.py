@@ -13,7 +13,6 @@ from kafka import KafkaProducer
 
 from schemas import DeadLetter, Snapshot, decode
 from schemas.ids import task_trace_id
-from services.cli import queries
 from services.keeper.replay import replay
 from services.runtime.kafka import read_topic
 from tests.conftest import RunningMesh, wait_until
@@ -33,8 +32,7 @@ def test_the_editor_asks_for_two_revisions_then_the_draft_is_the_result(
     assert result.status == "completed"
     assert "[draft 3]" in result.output
     assert result.usage.hops == 6  # writer, editor, writer, editor, writer, editor
-    snapshot = writer_editor.run(queries.latest_snapshot(
-        writer_editor.bootstrap, writer_editor.settings, writer_editor.topics.state, trace_id))
+    snapshot = writer_editor.snapshot(trace_id)
     assert snapshot.fields["revisions"] == 2
     assert snapshot.fields["review"].startswith("APPROVED")
 

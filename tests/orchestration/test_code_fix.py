@@ -12,7 +12,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas import Budget
 from tests.conftest import EXAMPLES, RunningMesh, wait_until
-from tests.orchestration.support import hops
 
 pytestmark = [
     pytest.mark.integration,
@@ -38,7 +37,7 @@ def test_the_tester_runs_the_code_in_the_sandbox_and_the_engineer_fixes_it(
     assert result.status == "completed", result.reason
     assert 're.findall(r"[a-z0-9]+"' in result.output  # the fixed version is the result
 
-    steps = hops(code_fix, trace_id)
+    steps = code_fix.hops(trace_id)
     assert [(h.agent, h.type) for h in steps] == [
         ("engineer", "code.ready"), ("tester", "test.failed"),
         ("engineer", "code.ready"), ("tester", "trace.finish")]
@@ -68,7 +67,7 @@ def test_the_watchdog_halts_the_infinite_audit_loop(code_fix: RunningMesh) -> No
     # The watchdog joins its group slowly; a trace run before it is ready shows when it is.
     probe = code_fix.submit(TASK)
     assert code_fix.result(probe).status == "completed"
-    last = hops(code_fix, probe)[-1]
+    last = code_fix.hops(probe)[-1]
     partition = code_fix.run(_partition_of(code_fix, probe))
     wait_until(lambda: code_fix.run(_watchdog_caught_up(code_fix, partition, 1)), 120,
                interval=1.0, message=f"the watchdog to read hop records (last: {last.hop})")
@@ -78,7 +77,7 @@ def test_the_watchdog_halts_the_infinite_audit_loop(code_fix: RunningMesh) -> No
     assert result.status == "halted"
     assert result.reason is not None and result.reason.startswith("loop."), result.reason
     assert result.usage.hops < 40  # caught by the watchdog, not by the hop budget
-    agents = [h.agent for h in hops(code_fix, trace_id)]
+    agents = [h.agent for h in code_fix.hops(trace_id)]
     assert agents[:4] == ["engineer", "tester", "engineer", "tester"]
     assert len(code_fix.results(trace_id)) == 1
 

@@ -8,7 +8,6 @@ import pytest
 
 from schemas.records import FINISH
 from tests.conftest import EXAMPLES, RunningMesh
-from tests.orchestration.support import hops, snapshot
 
 pytestmark = pytest.mark.integration
 
@@ -26,7 +25,7 @@ def test_supervisor_writer_supervisor_editor_supervisor_then_the_final_output(
     assert result.status == "completed", result.reason
     assert result.output.rstrip().endswith("[final]")
 
-    steps = hops(supervised, trace_id)
+    steps = supervised.hops(trace_id)
     assert [(h.agent, h.type) for h in steps] == [
         ("supervisor", "draft.requested"),
         ("writer", "draft.done"),
@@ -39,7 +38,7 @@ def test_supervisor_writer_supervisor_editor_supervisor_then_the_final_output(
     assert steps[2].usage.calls == 1 and steps[4].usage.calls == 1
     assert result.usage.tokens_in == sum(h.usage.tokens_in for h in steps)
 
-    plan = snapshot(supervised, trace_id).fields["plan"]
+    plan = supervised.snapshot(trace_id).fields["plan"]
     assert plan["passed"] == ["draft", "edit"]
     assert [(v["stage"], v["passed"]) for v in plan["verdicts"]] == [("draft", True),
                                                                      ("edit", True)]
@@ -51,11 +50,11 @@ def test_a_failed_draft_goes_back_to_the_writer_with_the_judges_reasons(
     result = supervised.result(trace_id)
     assert result.status == "completed", result.reason
 
-    steps = hops(supervised, trace_id)
+    steps = supervised.hops(trace_id)
     assert [h.agent for h in steps] == ["supervisor", "writer", "supervisor", "writer",
                                         "supervisor", "editor", "supervisor"]
     assert "draft: FAIL (no numbers" in steps[2].output and steps[2].type == "draft.requested"
     assert "[revised]" in steps[3].output
-    state = snapshot(supervised, trace_id).fields
+    state = supervised.snapshot(trace_id).fields
     assert state["review"].startswith("no numbers")  # the reasons the writer revised against
     assert state["plan"]["attempts"] == {"draft": 2, "edit": 1}

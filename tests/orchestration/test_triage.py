@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import EXAMPLES, RunningMesh
-from tests.orchestration.support import hops
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +36,7 @@ def test_each_labelled_ticket_reaches_exactly_the_right_worker(triage: RunningMe
         result = triage.result(trace_id)
         assert result.status == "completed", result.reason
         assert result.output.startswith(f"{worker.upper()}:")
-        steps = hops(triage, trace_id)
+        steps = triage.hops(trace_id)
         assert [h.agent for h in steps] == ["triage", worker]
         how = "model" if method == "model" else "rules (model answered 'unsure')"
         assert steps[0].output.endswith(f"(by {how})"), steps[0].output

@@ -6,7 +6,8 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from sandbox_support import Service, processes_of, sandbox_host_uid, start_service
+
+from tests.sandbox.sandbox_support import Service, processes_of, sandbox_host_uid, start_service
 
 # RLIMIT_NPROC counts every task of the run's host uid, so leave room for what it already has.
 RUN_PROCESSES = 32

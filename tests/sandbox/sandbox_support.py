@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from services.sandbox import SandboxResult, run_code
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 
 requires_bwrap = pytest.mark.skipif(

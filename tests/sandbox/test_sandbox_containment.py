@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_support import Service, requires_bwrap, wait_until_no_sandbox_processes
+
+from tests.sandbox.sandbox_support import Service, requires_bwrap, wait_until_no_sandbox_processes
 
 pytestmark = [requires_bwrap, pytest.mark.integration]
 

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sandbox_support import start_service
+
+from tests.sandbox.sandbox_support import start_service
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,9 @@ request validation, health and metrics, and the TCP listener."""
 from __future__ import annotations
 
 import pytest
-from sandbox_support import Service, requires_bwrap, start_service
 
 from services.sandbox import SandboxError
+from tests.sandbox.sandbox_support import Service, requires_bwrap, start_service
 
 pytestmark = [requires_bwrap, pytest.mark.integration]
 

@@ -132,8 +132,7 @@ def test_the_persona_shift_fixes_a_loop_and_the_trace_completes(scenarios: Scena
     assert result.output.startswith("FIXED")
     assert not seen.escalations
     mesh = scenarios.mesh
-    snapshot = mesh.run(queries.latest_snapshot(mesh.bootstrap, mesh.settings,
-                                                mesh.topics.state, seen.trace_id))
+    snapshot = mesh.snapshot(seen.trace_id)
     persona = snapshot.personas["fixer"]
     assert persona.temperature == mesh.spec.watchdog.shift_temperature
     assert persona.system_prompt == mesh.spec.watchdog.shift_system_prompt

@@ -15,6 +15,7 @@ from schemas.ids import derive_event_id
 from services.keeper.service import Batch, Keeper
 from services.runtime.spec import MeshSpec, parse_mesh
 from services.runtime.topics import Topics
+from tests.unit.support import consumed
 
 TOPICS = Topics("unit")
 AGENTS = ("alpha", "beta", "gamma")
@@ -57,10 +58,7 @@ def mesh(**overrides: Any) -> MeshSpec:
 
 def record(topic: str, key: str, value: bytes, offset: int) -> ConsumerRecord[bytes, bytes]:
     """A record as a consumer returns it; each one a millisecond after the previous."""
-    return ConsumerRecord(topic=topic, partition=0, offset=offset, timestamp=START_MS + offset,
-                          timestamp_type=0, key=key.encode(), value=value, checksum=None,
-                          serialized_key_size=len(key), serialized_value_size=len(value),
-                          headers=[])
+    return consumed(topic, offset, value, key=key, timestamp_ms=START_MS + offset)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import msgspec
 import pytest
 from kafka import KafkaProducer
 
-from schemas import HopRecord, Snapshot, StateConflict, encode
+from schemas import StateConflict, encode
 from services.cli import queries
 from tests.conftest import EXAMPLES, RunningMesh
 
@@ -45,11 +45,6 @@ def finished(writers: RunningMesh) -> list[str]:
     return traces
 
 
-def snapshot(mesh: RunningMesh, trace_id: str) -> Snapshot:
-    return mesh.run(queries.latest_snapshot(mesh.bootstrap, mesh.settings, mesh.topics.state,
-                                            trace_id))
-
-
 def choreo(mesh: RunningMesh, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "services.cli.main", *args],
                           env={**mesh.env(), "COLUMNS": "220"}, capture_output=True, text=True,
@@ -59,7 +54,7 @@ def choreo(mesh: RunningMesh, *args: str) -> subprocess.CompletedProcess[str]:
 def test_three_concurrent_writers_lose_nothing_and_every_collision_is_reported(
         writers: RunningMesh, finished: list[str]) -> None:
     for trace_id in finished:
-        state = snapshot(writers, trace_id)
+        state = writers.snapshot(trace_id)
         fields = state.fields
         assert Counter(fields["log"]) == Counter(WRITERS)  # every append, exactly once
         assert fields["count"] == 3
@@ -83,8 +78,7 @@ def test_three_concurrent_writers_lose_nothing_and_every_collision_is_reported(
                     assert (conflict.kept.agent, conflict.other.agent) == (first_folded, loser)
                 else:
                     assert conflict.kept.agent == loser == conflict.kept_value
-        hops = writers.run(queries.trace_typed(writers.bootstrap, writers.settings,
-                                               writers.topics.hops, trace_id, HopRecord))
+        hops = writers.hops(trace_id)
         assert sum(h.conflicts for h in hops) == len(found) == 4
 
 
@@ -116,7 +110,7 @@ def test_the_research_example_meets_three_parallel_branches_in_one_synthesis(
     assert result.status == "completed", result.reason
     assert result.output.startswith("BRIEF: Move the jobs whose results people wait for")
     assert result.usage.hops == 4  # three researchers, one synthesizer
-    fields = snapshot(research, trace_id).fields
+    fields = research.snapshot(trace_id).fields
     authors = Counter(entry.split(":")[0] for entry in fields["findings"])
     assert authors == {"historian": 1, "engineer": 1, "economist": 1}
     assert fields["sources"] == 3
@@ -132,7 +126,7 @@ def test_replay_finds_every_trace_identical_then_names_a_forged_field(
     assert "0 differ" in clean.stdout
     assert all(t in clean.stdout for t in finished)
 
-    forged = snapshot(writers, finished[1])
+    forged = writers.snapshot(finished[1])
     forged = msgspec.structs.replace(forged, fields={**forged.fields, "count": 4})
     producer = KafkaProducer(bootstrap_servers=writers.bootstrap, acks="all")
     producer.send(writers.topics.state, key=forged.trace_id.encode(),

@@ -8,7 +8,6 @@ from functools import partial
 import pytest
 
 from schemas import HopRecord
-from services.cli import queries
 from tests.conftest import RunningMesh, wait_until
 from tests.telemetry.otlp import CLIENT, CONSUMER, PRODUCER, OtlpReceiver, Span
 
@@ -42,7 +41,7 @@ def test_each_task_is_one_connected_trace_through_keeper_writer_and_editor(
         assert mesh.result(trace_id).status == "completed"
     otel_ids = set()
     for trace_id in trace_ids:
-        hops = mesh.run(queries.hops(mesh.bootstrap, mesh.settings, mesh.topics.hops, trace_id))
+        hops = mesh.hops(trace_id)
         assert len(hops) == 6
         trace = wait_until(partial(_task_trace, receiver, mesh, trace_id, hops), 30,
                            message=f"every span of task {trace_id}")

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from schemas import TerminalResult
-from services.cli import queries
 from tests.conftest import RunningMesh
 from tests.tiers.support import cost_of, scrape, server_stats
 
@@ -100,7 +99,7 @@ def test_hop_records_and_choreo_trace_show_each_agents_tokens_and_cost(
     mesh, _url, _targets = storm
     trace_id = mesh.submit("one more ticket")
     result = mesh.result(trace_id)
-    hops = mesh.run(queries.hops(mesh.bootstrap, mesh.settings, mesh.topics.hops, trace_id))
+    hops = mesh.hops(trace_id)
     by_agent = {h.agent: h.usage for h in hops}
     assert sorted(by_agent) == ["solver", "triage"]
     assert sum(u.tokens_in for u in by_agent.values()) == result.usage.tokens_in

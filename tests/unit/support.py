@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
 from schemas import Budget, Envelope
+from tests.conftest import EXAMPLES
 
-REPO = Path(__file__).resolve().parents[2]
-WRITER_EDITOR = REPO / "examples" / "writer-editor" / "mesh.yaml"
+WRITER_EDITOR = EXAMPLES / "writer-editor" / "mesh.yaml"
 
 _MINIMAL: dict[str, Any] = {
     "name": "mini",

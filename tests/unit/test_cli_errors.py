@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 from services.runtime.broker import free_port
-from tests.unit.support import REPO, WRITER_EDITOR, minimal_mesh
+from tests.conftest import REPO
+from tests.unit.support import WRITER_EDITOR, minimal_mesh
 
 
 def choreo(*args: str, bootstrap: str | None = None) -> subprocess.CompletedProcess[str]:

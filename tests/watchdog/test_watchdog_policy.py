@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from schemas import Budget, ControlVerdict, Escalation, HopRecord, Totals
 from services.watchdog.config import WatchdogSpec
 from services.watchdog.detectors import TraceWatch
 from services.watchdog.policy import Answer, SnapshotHead, Watchdog
+from tests.watchdog.support import T0, hop
 
-T0 = datetime(2025, 1, 1, tzinfo=UTC)
 SPEC = WatchdogSpec()
-
-
-def hop(n: int, agent: str, *, state: str, fingerprint: str, output: str,
-        tokens: int = 0, trace: str = "t1") -> HopRecord:
-    return HopRecord(
-        trace_id=trace, event_id=f"{trace}-e{n}", agent=agent, hop=n, type=f"{agent}.done",
-        state_version=n, state_hash=state, input_fingerprint=fingerprint, output=output,
-        totals=Totals(hops=n, tokens_in=tokens * n, tokens_out=tokens * n),
-        created_at=T0 + timedelta(seconds=n),
-    )
 
 
 def feed(dog: Watchdog, watch: TraceWatch, hops: list[HopRecord]) -> list[tuple[int, Answer]]:

@@ -23,15 +23,16 @@ from schemas import (
     Escalation,
     HopRecord,
     Snapshot,
-    Totals,
     decode,
     encode,
 )
-from services.runtime.broker import EmbeddedBroker
+from services.runtime.broker import BrokerHandle
 from services.runtime.kafka import make_producer, read_topic
 from services.runtime.settings import Settings
 from services.runtime.spec import MeshSpec, load_mesh
 from services.runtime.topics import Topics, ensure_topics
+from services.watchdog.config import app_id
+from tests.watchdog.support import hop
 
 pytestmark = pytest.mark.integration
 
@@ -53,9 +54,11 @@ agents:
     routes: [{when: APPROVED, finish: true}, {emit: draft.requested}]
 budgets: {max_hops: 25, max_seconds: 3600}
 """
-TOPICS = Topics("choreo")
-SETTINGS = Settings(KAFKA_BOOTSTRAP_SERVERS=None)
-GROUP = "choreo-watchdog"
+# Its own prefix (and so its own group) on the session's broker.
+PREFIX = f"wd{os.getpid()}"
+TOPICS = Topics(PREFIX)
+SETTINGS = Settings(KAFKA_BOOTSTRAP_SERVERS=None, topic_prefix=PREFIX)
+GROUP = app_id(PREFIX)
 DEADLINE_S = 240.0
 
 
@@ -68,15 +71,16 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def watchdog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+def watchdog(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("watchdog")
     mesh = tmp / "mesh.yaml"
     mesh.write_text(MESH)
     spec = load_mesh(mesh)
-    broker = EmbeddedBroker(log_path=str(tmp / "broker.log")).start()
     asyncio.run(ensure_topics(broker.bootstrap, TOPICS, spec))
     log = tmp / "watchdog.log"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+           "CHOREO_TOPIC_PREFIX": PREFIX}
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "services.watchdog", "--mesh", str(mesh)],
@@ -91,22 +95,12 @@ def watchdog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        broker.stop()
     assert process.returncode == 0, log.read_text()[-4000:]
-
-
-def hop(trace: str, n: int, agent: str, *, state: str, fingerprint: str, output: str,
-        tokens: int = 0) -> HopRecord:
-    return HopRecord(
-        trace_id=trace, event_id=f"{trace}-e{n}", agent=agent, hop=n, type=f"{agent}.done",
-        state_version=n, state_hash=state, input_fingerprint=fingerprint, output=output,
-        totals=Totals(hops=n, tokens_in=tokens * n, tokens_out=tokens * n),
-    )
 
 
 def looping(trace: str) -> list[HopRecord]:
     """Writer and editor hand the same draft back and forth: same inputs, same states."""
-    return [hop(trace, n, "writer" if n % 2 else "editor", state=f"s{n % 2}",
+    return [hop(n, "writer" if n % 2 else "editor", trace=trace, state=f"s{n % 2}",
                 fingerprint=f"f{n % 2}", output=f"attempt {n}") for n in range(1, 10)]
 
 
@@ -114,15 +108,15 @@ def healthy(trace: str) -> list[HopRecord]:
     topics = ["partitions", "replication", "consumer groups", "offsets", "retention"]
     records = []
     for i, topic in enumerate(topics):
-        records.append(hop(trace, 2 * i + 1, "writer", state=f"w{i}", fingerprint=f"fw{i}",
+        records.append(hop(2 * i + 1, "writer", trace=trace, state=f"w{i}", fingerprint=f"fw{i}",
                            output=f"Draft {i}: a paragraph that now also explains {topic}."))
-        records.append(hop(trace, 2 * i + 2, "editor", state=f"e{i}", fingerprint=f"fe{i}",
+        records.append(hop(2 * i + 2, "editor", trace=trace, state=f"e{i}", fingerprint=f"fe{i}",
                            output=f"Review {i}: good, but say more about {topic}."))
     return records
 
 
 def overspending(trace: str) -> list[HopRecord]:
-    return [hop(trace, n, "writer", state=f"s{n}", fingerprint=f"f{n}",
+    return [hop(n, "writer", trace=trace, state=f"s{n}", fingerprint=f"f{n}",
                 output=f"version {n} " * n, tokens=100) for n in range(1, 6)]
 
 
