@@ -23,7 +23,13 @@ from schemas.records import STEP_FAILED, STEP_REFUSED
 from services.agent import step as steps
 from services.agent.behaviour import Behaviour, ModelAgent, for_agent
 from services.runtime import metrics, telemetry
-from services.runtime.kafka import DeadLetters, forward_headers, make_consumer, make_producer
+from services.runtime.kafka import (
+    DeadLetters,
+    acked,
+    forward_headers,
+    make_consumer,
+    make_producer,
+)
 from services.runtime.offsets import OffsetTracker
 from services.runtime.settings import Settings
 from services.runtime.spec import AgentSpec, MeshSpec
@@ -150,13 +156,12 @@ class AgentService:
         outputs = await self._step(event)
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         headers = forward_headers(record)  # the outbox records continue this step's span
-        sends = []
         for out in outputs:
             out.payload["duration_ms"] = duration_ms
-            sends.append(await self.producer.send(self.topics.outbox, encode(out),
-                                                  key=event.trace_id.encode(),
-                                                  headers=headers))
-        await asyncio.gather(*sends)  # every output acknowledged before the offset may move
+        # Every output acknowledged before the offset may move.
+        await acked(self.producer.send(self.topics.outbox, encode(out),
+                                       key=event.trace_id.encode(), headers=headers)
+                    for out in outputs)
         metrics.STEP_DURATION.labels(agent=self.agent.name).observe(duration_ms / 1000)
         status = {STEP_REFUSED: "refused", STEP_FAILED: "failed"}.get(outputs[0].type, "ok")
         metrics.STEPS.labels(agent=self.agent.name, status=status).inc()

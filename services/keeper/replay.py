@@ -10,6 +10,7 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas import Snapshot
 from services.keeper.service import Batch, Keeper
+from services.runtime.kafka import key_of
 from services.runtime.spec import MeshSpec
 from services.runtime.topics import Topics
 
@@ -29,7 +30,7 @@ def history(spec: MeshSpec, topics: Topics, records: Iterable[ConsumerRecord[byt
     keeper = Keeper(spec, topics)
     versions: list[Snapshot] = []
     for record in records:
-        if record.key is not None and record.key.decode() != trace_id:
+        if record.key is not None and key_of(record) != trace_id:
             continue
         keeper.apply(record, Batch())
         snapshot = keeper.traces.get(trace_id)
@@ -72,7 +73,7 @@ def compare(spec: MeshSpec, topics: Topics, records: Iterable[ConsumerRecord[byt
     at_live: dict[str, Snapshot] = {}
     for record in records:
         keeper.apply(record, Batch())
-        trace_id = record.key.decode() if record.key is not None else None
+        trace_id = key_of(record)
         rebuilt = keeper.traces.get(trace_id) if trace_id else None
         target = live.get(trace_id) if trace_id else None
         if rebuilt is not None and (target is None or rebuilt.version <= target.version):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -55,10 +55,12 @@ from services.runtime import metrics, telemetry
 from services.runtime.kafka import (
     DeadLetters,
     Headers,
+    acked,
     headers_of,
     key_of,
     make_consumer,
     make_producer,
+    partition_for,
     read_to_end,
 )
 from services.runtime.settings import Settings
@@ -87,6 +89,10 @@ class Batch:
         self.sends.append((topic, key, encode(record), telemetry.inject(headers or ())))
 
 
+#: What the keeper does with one consumed record: a dead-letter reason, or None.
+Handler = Callable[[ConsumerRecord[bytes, bytes], Batch], str | None]
+
+
 class Keeper:
     """In-memory traces of the owned partitions, and the transitions that change them.
 
@@ -97,10 +103,9 @@ class Keeper:
     exactly.
     """
 
-    def __init__(self, spec: MeshSpec, topics: Topics, name: str = "keeper") -> None:
+    def __init__(self, spec: MeshSpec, topics: Topics) -> None:
         self.spec = spec
         self.topics = topics
-        self.name = name
         self.traces: dict[str, Snapshot] = {}
         #: Traces whose terminal record is already on the results topic (see mark_finished).
         self.finished: set[str] = set()
@@ -347,15 +352,29 @@ class KeeperService:
             bootstrap, settings, group_id=self.group,
             client_id="choreo-keeper", max_records=500)
         self.lag = metrics.ConsumerLag(self.consumer, self.group)
+        #: The topics the keeper reads, each with what it does to one record.
+        self._handlers: dict[str, Handler] = {
+            self.topics.tasks: self.keeper.intake,
+            self.topics.outbox: self.keeper.apply,
+            self.topics.control: self.keeper.control,
+        }
         metrics.prime_keeper(
-            [self.topics.tasks, self.topics.outbox, self.topics.control],
+            list(self._handlers),
             [(name, f.conflict) for name, f in spec.state.items() if f.reducer == "replace"])
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, "keeper")
-        self._rebuilt: set[int] = set()
+        #: Partition numbers held and restored; a partition lost in a rebalance leaves it.
+        self._owned: set[int] = set()
 
     async def rebuild(self, partitions: list[int]) -> None:
-        """Load the latest snapshots and the written results of newly owned partitions."""
-        fresh = [p for p in partitions if p not in self._rebuilt]
+        """Load the latest snapshots and the written results of newly owned partitions.
+
+        A partition kept across a rebalance was read by no one else meanwhile, so it is not
+        read again; one lost and later regained is, since another keeper may have advanced
+        its traces in between (``restore`` keeps the newer version).
+        """
+        fresh = sorted(set(partitions) - self._owned)
+        self._forget(self._owned - set(partitions))
+        self._owned &= set(partitions)
         if not fresh:
             return
         reader = make_consumer(self.bootstrap, self.settings, group_id=None,
@@ -372,41 +391,44 @@ class KeeperService:
                     self.keeper.mark_finished(decode(rec.value, TerminalResult))
         finally:
             await reader.stop()
-        self._rebuilt.update(fresh)
+        self._owned.update(fresh)
         running = sum(1 for s in self.keeper.traces.values()
                       if s.status == "running" and s.trace_id not in self.keeper.finished)
         metrics.TRACES_IN_FLIGHT.set(running)
         log.info("partitions restored", extra={"partitions": fresh, "traces": running})
 
+    def _forget(self, lost: set[int]) -> None:
+        """Drop the traces of partitions now owned by another keeper: their copies here
+        would only go stale, and are read afresh if the partition comes back."""
+        if not lost:
+            return
+        count = len(self.consumer.partitions_for_topic(self.topics.outbox) or ())
+        for trace_id in [t for t in self.keeper.traces if partition_for(t, count) in lost]:
+            del self.keeper.traces[trace_id]
+            self.keeper.finished.discard(trace_id)
+
     async def run(self, stop: asyncio.Event) -> None:
         await self.producer.start()
-        self.consumer.subscribe(
-            [self.topics.tasks, self.topics.outbox, self.topics.control],
-            listener=_Rebuild(self))
+        self.consumer.subscribe(list(self._handlers), listener=_Rebuild(self))
         await self.consumer.start()
-        handlers = {
-            self.topics.tasks: self.keeper.intake,
-            self.topics.outbox: self.keeper.apply,
-            self.topics.control: self.keeper.control,
-        }
         try:
             while not stop.is_set():
                 records = await self.consumer.getmany(timeout_ms=200)
                 if records:
-                    await self._process(records, handlers)
+                    await self._process(records)
                 await self.lag.update()
         finally:
             await self.consumer.stop()
             await self.producer.stop()
 
-    async def _process(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
-                       handlers: dict[str, Any]) -> None:
+    async def _process(
+            self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
         batch = Batch()
         for tp, partition_records in records.items():
             for record in partition_records:
                 with telemetry.consume_span(record, group=self.group) as span:
                     try:
-                        reason = handlers[tp.topic](record, batch)
+                        reason = self._handlers[tp.topic](record, batch)
                     except Exception as exc:  # a bug must not wedge the partition: park it
                         log.exception("keeper failed on a record", extra={"topic": tp.topic})
                         span.record_exception(exc)
@@ -414,9 +436,9 @@ class KeeperService:
                     if reason:
                         span.set_status(StatusCode.ERROR, reason)
                         await self.dead_letters.send(record, reason)
-        await _acked(self.producer.send(t, v, key=k.encode(), headers=h)
+        await acked(self.producer.send(t, v, key=k.encode(), headers=h)
                      for t, k, v, h in batch.sends)
-        await _acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())
+        await acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())
                      for s in batch.snapshots.values())
         self.keeper.settle(batch.snapshots)
         await self.consumer.commit({tp: recs[-1].offset + 1 for tp, recs in records.items()})
@@ -427,12 +449,6 @@ def tombstone(snapshot: Snapshot) -> Snapshot:
     if snapshot.status == "running":
         return snapshot
     return msgspec.structs.replace(snapshot, fields={}, writes={}, personas={})
-
-
-async def _acked(sends: Any) -> None:
-    """Wait until every send of a phase is acknowledged by the broker."""
-    futures: list[Awaitable[Any]] = [await send for send in sends]
-    await asyncio.gather(*futures)
 
 
 def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:

@@ -7,14 +7,17 @@ rather than ``end_offsets`` to know where a partition ends.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
 from schemas import DeadLetter, encode
+from services.runtime import metrics
 from services.runtime.settings import Settings
 from services.runtime.telemetry import Headers, inject
 
@@ -57,6 +60,16 @@ def make_consumer(
     )
 
 
+async def acked(sends: Iterable[Awaitable[Awaitable[Any]]]) -> None:
+    """Queue every send, then wait until the broker has acknowledged them all.
+
+    ``producer.send`` returns once a record is queued, with a future for its ack; queueing
+    all of them before waiting lets the producer batch them.
+    """
+    futures = [await send for send in sends]
+    await asyncio.gather(*futures)
+
+
 def partition_for(key: str, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for ``key`` (murmur2, as in Java)."""
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
@@ -87,8 +100,6 @@ class DeadLetters:
 
     async def send(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         """Publish and wait for the ack, so the caller may commit past the record."""
-        from services.runtime import metrics
-
         letter = DeadLetter(
             topic=record.topic,
             partition=record.partition,
@@ -109,17 +120,16 @@ class DeadLetters:
 
 
 async def read_to_end(
-    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], from_beginning: bool = True
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Yield every record of ``partitions`` up to their high watermark at call time.
+    """Yield every record of ``partitions``, from the beginning to their first-seen high watermark.
 
     ``consumer`` must have no group (it is assigned here). The high watermark comes from fetch
     responses, which every broker reports correctly, unlike ``end_offsets`` on some.
     """
     parts = list(partitions)
     consumer.assign(parts)
-    if from_beginning:
-        await consumer.seek_to_beginning(*parts)
+    await consumer.seek_to_beginning(*parts)
     pending = set(parts)
     targets: dict[TopicPartition, int] = {}
     while pending:

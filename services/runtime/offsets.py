@@ -28,7 +28,7 @@ class OffsetTracker:
                    if partitions is None or tp in partitions)
 
     def committable(self) -> dict[TopicPartition, int]:
-        """Offsets that moved since the last call: the lowest in-flight, or one past the last."""
+        """Offsets past the last committed ones: the lowest in flight, or one past the last."""
         ready: dict[TopicPartition, int] = {}
         for tp, upto in self._next.items():
             pending = self._in_flight.get(tp)
