@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+#: How ``server.serve`` starts its one stdout line, the bound URL following it.
 ANNOUNCEMENT = "listening on "
 
 

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from services.model_server.process import ANNOUNCEMENT
 from services.model_server.script import Script, load_script
 from services.runtime import metrics
 from services.runtime.settings import get_settings
@@ -107,19 +108,14 @@ def _parse_chat(body: bytes) -> tuple[str, list[tuple[str, str]]]:
     return (model if isinstance(model, str) else ""), parsed
 
 
-def _requested_model(body: bytes) -> str:
-    """The ``model`` a (valid) chat request asked for."""
-    model = json.loads(body).get("model")
-    return model if isinstance(model, str) else ""
-
-
 def _tokens(text: str) -> int:
     return len(text.split())
 
 
-def completion(script: Script, body: bytes) -> dict[str, Any]:
-    """The chat-completions response to ``body``: a pure function of the script and request."""
-    model, messages = _parse_chat(body)
+def completion(script: Script, body: bytes, model: str,
+               messages: list[tuple[str, str]]) -> dict[str, Any]:
+    """The chat-completions response to ``body`` (parsed by ``_parse_chat`` into ``model`` and
+    ``messages``): a pure function of the script and request."""
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
     user = "\n\n".join(text for role, text in messages if role not in ("system", "developer"))
     reply = script.reply(system, user, model)
@@ -187,14 +183,15 @@ class _Handler(BaseHTTPRequestHandler):
                         {"Retry-After": f"{limit.retry_after:g}"})
             return
         try:
-            response = completion(script, body)
+            requested, messages = _parse_chat(body)
         except BadRequest as exc:
             self.server.count("bad_request")
             self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
             return
+        response = completion(script, body, requested, messages)
         if script.latency_ms:
             time.sleep(script.latency_ms / 1000)  # simulated model latency
-        self.server.count_completion(response, _requested_model(body))
+        self.server.count_completion(response, requested)
         self._json(HTTPStatus.OK, response)
 
     def _down(self) -> bool:
@@ -238,7 +235,7 @@ def serve(script: Path, host: str = "127.0.0.1", port: int = 0) -> None:
                               name="model-server", daemon=True)
     worker.start()
     bound_host, bound_port = server.server_address[:2]
-    print(f"listening on http://{bound_host!s}:{bound_port}/v1", flush=True)
+    print(f"{ANNOUNCEMENT}http://{bound_host!s}:{bound_port}/v1", flush=True)
     try:
         with metrics.expose(get_settings().metrics_port, "model-server"):
             stop.wait()

@@ -19,8 +19,8 @@ from services.runtime.spec import AgentSpec, MeshSpec, Route
 class Router:
     def __init__(self, spec: MeshSpec, agent: AgentSpec) -> None:
         self.agent = agent
-        tier = spec.tier_for(agent)  # its own tier, or the routing's choice for `auto`
-        self.model = (ModelClient.for_tier(tier, spec.models[tier])
+        # Only a model agent may use `auto` (checked by the spec): a router has its own tier.
+        self.model = (ModelClient.for_tier(agent.model, spec.models[agent.model])
                       if agent.classify == "model" else None)
 
     async def step(self, event: Envelope) -> list[Envelope]:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from schemas import Envelope
-from schemas.codec import to_json
+from schemas.codec import as_text
 from services.agent import step as steps
 from services.runtime.spec import AgentSpec, Route
 
@@ -16,7 +15,7 @@ _WORD = re.compile(r"[a-z][a-z0-9_-]*")
 def subject(agent: AgentSpec, event: Envelope) -> str:
     """The text a router classifies: the fields it reads (default: the task's input)."""
     state = event.state or {}
-    return "\n\n".join(_text(state[name]) for name in agent.reads or ["input"]
+    return "\n\n".join(as_text(state[name]) for name in agent.reads or ["input"]
                        if state.get(name) not in (None, ""))
 
 
@@ -42,6 +41,3 @@ def instructions(agent: AgentSpec) -> str:
     labels = ", ".join(r.label for r in agent.routes if r.label)
     return f"{agent.persona}\n\nAnswer with exactly one word, one of: {labels}."
 
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else to_json(value).decode()

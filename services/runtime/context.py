@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from schemas.codec import to_json
+from schemas.codec import as_text
 from services.runtime.spec import ContextSpec
 
 MESSAGE_OVERHEAD_TOKENS = 3
@@ -79,8 +79,8 @@ def summarizer_messages(ctx: ContextSpec, visible: Mapping[str, Any],
                         older: Mapping[str, list[Any]]) -> list[dict[str, str]]:
     """The summarizer's chat: the summary so far, then each field's older items in order."""
     summary = visible.get(ctx.summary_field)
-    sections = [f"## summary so far\n{_text(summary) if summary else '(none yet)'}"]
-    sections += [f"## older {name}\n" + "\n".join(f"- {_text(item)}" for item in items)
+    sections = [f"## summary so far\n{as_text(summary) if summary else '(none yet)'}"]
+    sections += [f"## older {name}\n" + "\n".join(f"- {as_text(item)}" for item in items)
                  for name, items in older.items()]
     return [{"role": "system", "content": SUMMARIZER_PERSONA},
             {"role": "user", "content": "\n\n".join(sections)}]
@@ -99,6 +99,3 @@ def fold(ctx: ContextSpec, state: Mapping[str, Any], visible: Mapping[str, Any],
         after[name] = visible[name][len(items):]
     return after, writes
 
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else to_json(value).decode()

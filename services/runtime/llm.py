@@ -169,6 +169,12 @@ class ModelClient:
         self.tier = tier
         self.name = name
         self.url = tier.base_url.rstrip("/") + "/chat/completions"
+        endpoint = httpx.URL(self.url)
+        self._server_attributes = {  # the span attributes every call to this endpoint shares
+            "gen_ai.provider.name": _provider(endpoint.host),
+            "server.address": endpoint.host,
+            "server.port": endpoint.port or (443 if endpoint.scheme == "https" else 80),
+        }
         self._backoff_s = backoff_s
         self._max_backoff_s = max_backoff_s
         self._max_retry_after_s = max_retry_after_s
@@ -235,15 +241,12 @@ class ModelClient:
         }
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
-        endpoint = httpx.URL(self.url)
         attributes = {
             "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": _provider(endpoint.host),
             "gen_ai.request.model": self.model,
             "gen_ai.request.temperature": body["temperature"],
             "gen_ai.agent.name": agent,
-            "server.address": endpoint.host,
-            "server.port": endpoint.port or (443 if endpoint.scheme == "https" else 80),
+            **self._server_attributes,
         }
         estimated = estimate_tokens(messages) + (max_tokens or 0)
         started = time.perf_counter()

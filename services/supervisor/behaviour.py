@@ -31,8 +31,8 @@ class Supervisor:
         assert agent.plan is not None, "a supervisor needs a plan (checked by the spec)"
         self.agent = agent
         self.plan: PlanSpec = agent.plan
-        tier = spec.tier_for(agent)  # its own tier, or the routing's choice for `auto`
-        self.model = (ModelClient.for_tier(tier, spec.models[tier])
+        # Only a model agent may use `auto` (checked by the spec): a supervisor has its own tier.
+        self.model = (ModelClient.for_tier(agent.model, spec.models[agent.model])
                       if any(s.judge for s in self.plan.stages) else None)
 
     async def step(self, event: Envelope) -> list[Envelope]:

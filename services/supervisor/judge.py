@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from schemas.codec import to_json
+from schemas.codec import as_text
 from services.runtime.spec import AgentSpec
 from services.supervisor.config import StageSpec
 from services.supervisor.plan import Verdict
@@ -35,4 +35,4 @@ def parse(stage: str, attempt: int, answer: str) -> Verdict:
 def _text(value: Any) -> str:
     if value is None:
         return "(missing)"
-    return value if isinstance(value, str) else to_json(value).decode()
+    return as_text(value)
