@@ -50,3 +50,8 @@ def decode(data: bytes, record_type: type[R]) -> R:
 def to_json(value: Any) -> bytes:
     """Encode any builtin-like value as JSON (state fields, payloads)."""
     return _json_encoder.encode(value)
+
+
+def as_text(value: Any) -> str:
+    """A state value as text for a person or a prompt: strings as they are, the rest as JSON."""
+    return value if isinstance(value, str) else to_json(value).decode()

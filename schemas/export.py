@@ -93,8 +93,7 @@ AGENT_CHANNEL_ID = "agentEvent"
 AGENT_CHANNEL = Channel(
     "Envelope",
     "One topic per event type of the mesh spec (its `entry` and every route's `emit`), named "
-    "by the event type alone, without the prefix. Each event carries the state its cause "
-    "produced.",
+    "`<prefix>.events.<type>`. Each event carries the state its cause produced.",
     ("keeper",), ("agent",), _TRACE_KEY,
 )
 
@@ -213,7 +212,7 @@ def asyncapi(topics: Topics | None = None) -> dict[str, Any]:
             "description": (
                 "The Kafka contract of a Choreo Mesh. Every record is a JSON object with a "
                 "`schema_version`; unknown top-level fields are kept. Topic names carry a "
-                f"configurable prefix (`{topics.prefix}` here); agent topics carry none."
+                f"configurable prefix (`{topics.prefix}` here), agent topics included."
             ),
         },
         "defaultContentType": "application/json",

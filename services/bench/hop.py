@@ -21,21 +21,19 @@ from typing import Any
 
 import yaml
 from aiokafka import TopicPartition
-from rich.console import Console
 from rich.progress import Progress
 
 from schemas import HopRecord, Task, TerminalResult, decode, encode
 from schemas.ids import new_id
 from services.bench.relay import leg_topic
 from services.bench.stats import Summary
+from services.cli.common import console
 from services.cli.launch import start_mesh
 from services.cli.processes import ProcessGroup
 from services.runtime.kafka import make_consumer, make_producer, read_topic
 from services.runtime.settings import Settings
-from services.runtime.spec import parse_mesh
+from services.runtime.spec import load_mesh
 from services.runtime.topics import Topics
-
-console = Console()
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,7 @@ def measure_mesh(bootstrap: str, traces: int, chain: int, workdir: Path,
                                       "rules": [{"reply": "relayed"}]}))
     mesh_path = workdir / "mesh.yaml"
     mesh_path.write_text(yaml.safe_dump(chain_spec(chain, script)))
-    spec = parse_mesh(yaml.safe_load(mesh_path.read_text()), str(mesh_path), workdir)
+    spec = load_mesh(mesh_path)
     prefix = f"bench{int(time.time())}"
     settings = Settings(topic_prefix=prefix)
     topics = Topics(prefix)

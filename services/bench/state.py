@@ -24,7 +24,7 @@ from schemas.records import ADMIT
 from services.keeper import fold as transitions
 from services.keeper.fold import TASK_SOURCE
 from services.keeper.replay import replay
-from services.runtime.kafka import make_producer, read_topic
+from services.runtime.kafka import acked, make_producer, read_topic
 from services.runtime.settings import Settings
 from services.runtime.spec import MeshSpec, parse_mesh
 from services.runtime.topics import Topics, ensure_topics
@@ -117,14 +117,11 @@ async def _write_outbox(bootstrap: str, topic: str, traces: int) -> int:
     producer = make_producer(bootstrap, "choreo-bench-state")
     await producer.start()
     try:
-        sent = []
-        for i in range(traces):
-            trace_id = f"replay-{i}"
-            for envelope in (admission(trace_id), *steps(trace_id, rnd)):
-                sent.append(await producer.send(topic, encode(envelope),
-                                                key=trace_id.encode()))
-        await asyncio.gather(*sent)
-        return len(sent)
+        records = [(trace_id, envelope) for trace_id in (f"replay-{i}" for i in range(traces))
+                   for envelope in (admission(trace_id), *steps(trace_id, rnd))]
+        await acked(producer.send(topic, encode(envelope), key=trace_id.encode())
+                    for trace_id, envelope in records)
+        return len(records)
     finally:
         await producer.stop()
 

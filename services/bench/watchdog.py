@@ -29,6 +29,7 @@ from services.cli.launch import start_mesh
 from services.runtime.settings import Settings
 from services.runtime.spec import load_mesh
 from services.runtime.topics import Topics
+from services.watchdog.config import app_id
 
 SCENARIO_MESH = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "mesh.yaml"
 #: A healthy task of the scenario mesh: once the watchdog has read its hops, it is reading.
@@ -50,11 +51,6 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("budget", "spend: notes on event streams", Budget(max_tokens=300)),
     Scenario("persona-fix", "fix: the input that will not parse"),
 )
-
-
-def watchdog_group(settings: Settings) -> str:
-    """The watchdog's consumer group: its faust app id (services.watchdog.app)."""
-    return f"{settings.topic_prefix}-watchdog"
 
 
 @dataclass(frozen=True)
@@ -100,7 +96,7 @@ async def caught_up(bootstrap: str, settings: Settings, trace_id: str) -> bool:
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(
-            watchdog_group(settings),
+            app_id(settings.topic_prefix),
             partitions=[TopicPartition(topics.hops, p) for p in sorted(ends)])
     finally:
         await admin.close()

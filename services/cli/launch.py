@@ -9,17 +9,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from services.cli.processes import ProcessGroup
+from services.runtime.llm import env_var
 from services.runtime.settings import Settings
 from services.runtime.spec import MeshSpec
 from services.runtime.topics import Topics, ensure_topics
 
 #: Where agents reach the sandbox service (see services.agent.tools).
 SANDBOX_URL = "CHOREO_SANDBOX_URL"
-
-
-def model_env_name(tier: str) -> str:
-    """The variable that overrides a tier's base URL (see services.runtime.llm)."""
-    return f"CHOREO_MODEL_{tier.upper().replace('-', '_')}_BASE_URL"
 
 
 def create_topics(spec: MeshSpec, bootstrap: str, settings: Settings) -> list[str]:
@@ -37,7 +33,7 @@ def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settin
     group = ProcessGroup(log_dir, env={**(env or {}), "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
     try:
         for tier_name, tier in sorted(spec.models.items()):
-            variable = model_env_name(tier_name)
+            variable = env_var(tier_name, "BASE_URL")
             if tier.script is None or os.environ.get(variable):
                 continue
             child = group.start_choreo(f"model-{tier_name}",

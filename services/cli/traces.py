@@ -22,9 +22,8 @@ from services.runtime.topics import Topics
 def _task_from_args(args: argparse.Namespace) -> Task:
     budget = Budget(max_hops=args.max_hops, max_tokens=args.max_tokens, max_cost=args.max_cost,
                     max_seconds=args.max_seconds)
-    has_budget = any(v is not None for v in (args.max_hops, args.max_tokens, args.max_cost,
-                                             args.max_seconds))
-    return Task(input=args.text, trace_id=args.trace_id, budget=budget if has_budget else None)
+    return Task(input=args.text, trace_id=args.trace_id,
+                budget=budget if budget != Budget() else None)
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:

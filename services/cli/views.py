@@ -13,7 +13,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from schemas import Escalation, HopRecord, Snapshot, StateConflict, TerminalResult, Totals
-from schemas.codec import to_json
+from schemas.codec import as_text
 
 if TYPE_CHECKING:
     from services.keeper.replay import Comparison
@@ -23,8 +23,7 @@ _STATUS_STYLE = {"ok": "green", "completed": "green", "failed": "red", "refused"
 
 
 def short(value: Any, width: int = 80) -> str:
-    text = value if isinstance(value, str) else to_json(value).decode()
-    text = " ".join(text.split())
+    text = " ".join(as_text(value).split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
@@ -41,8 +40,7 @@ def result_panel(result: TerminalResult) -> Panel:
     if usage.by_agent:
         lines.append(Text.assemble(("agents  ", "bold"), ", ".join(
             f"{name} {t.steps} steps ${t.cost:.6f}" for name, t in sorted(usage.by_agent.items()))))
-    output = result.output if isinstance(result.output, str) else to_json(result.output).decode()
-    body = Group(*lines, Text(""), Text(output or "(no output)"))
+    body = Group(*lines, Text(""), Text(as_text(result.output) or "(no output)"))
     return Panel(body, title=f"result of trace {result.trace_id}", border_style=style)
 
 

@@ -28,7 +28,7 @@ from services.runtime import metrics, telemetry
 from services.runtime.settings import Settings
 from services.runtime.spec import MeshSpec
 from services.runtime.topics import Topics, ensure_topics
-from services.watchdog.config import WatchdogSpec
+from services.watchdog.config import app_id
 from services.watchdog.detectors import TraceWatch, dump_watch, load_watch
 from services.watchdog.policy import Answer, SnapshotHead, Watchdog
 
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "watchdog"
 TABLE = "traces"
-
 
 
 class _Traced(Protocol):
@@ -47,11 +46,6 @@ class _Traced(Protocol):
 R = TypeVar("R", bound=_Traced)
 
 _snapshot_head = msgspec.json.Decoder(SnapshotHead)
-
-
-def watchdog_spec(spec: MeshSpec) -> WatchdogSpec:
-    """The mesh's ``watchdog:`` section (every field has a default)."""
-    return spec.watchdog
 
 
 def default_budget(spec: MeshSpec) -> Budget:
@@ -82,7 +76,7 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
     names = Topics(settings.topic_prefix)
     partitions = spec.topics.partitions
     app = faust.App(
-        f"{settings.topic_prefix}-watchdog",
+        app_id(settings.topic_prefix),
         broker=f"kafka://{bootstrap}",
         store="memory://",
         datadir=datadir,
@@ -106,7 +100,7 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
     hops, state = topic(names.hops), topic(names.state)
     control, escalations, dlq = topic(names.control), topic(names.escalations), topic(names.dlq)
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
-    policy = Watchdog(watchdog_spec(spec), default_budget(spec))
+    policy = Watchdog(spec.watchdog, default_budget(spec))
 
     async def send(target: faust.TopicT, key: bytes | None, value: bytes,
                    headers: Any = None) -> None:

@@ -15,6 +15,11 @@ DEBUGGER_PROMPT = (
 )
 
 
+def app_id(topic_prefix: str) -> str:
+    """The watchdog's faust app id, which is also its consumer group."""
+    return f"{topic_prefix}-watchdog"
+
+
 class WatchdogSpec(BaseModel):
     """Thresholds of the loop detectors and the verdict policy. Budgets live in ``budgets:``."""
 

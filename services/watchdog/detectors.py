@@ -46,7 +46,6 @@ class AgentWatch(msgspec.Struct, kw_only=True):
     """Per agent in a trace: its last output, its run of matching outputs, its shift."""
 
     last_output: str | None = None
-    last_hop: int | None = None
     streak: list[Match] = msgspec.field(default_factory=list)
     shifted_at: int | None = None
     evidence_after_shift: list[int] = msgspec.field(default_factory=list)

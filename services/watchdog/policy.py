@@ -125,7 +125,7 @@ class Watchdog:
             del agent.streak[: -spec.stuck_repeats]
         else:
             agent.streak.clear()
-        agent.last_output, agent.last_hop = hop.output, hop.hop
+        agent.last_output = hop.output
         found.append(stuck(hop.agent, agent.streak, spec.stuck_repeats, spec.similarity))
         return [e for e in found if e is not None]
 
