@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from schemas import Envelope, Usage
-from schemas.codec import to_json
+from schemas.codec import as_text, to_json
 from schemas.ids import derive_event_id, fingerprint
 from schemas.records import FAIL, FINISH, STEP_FAILED
 from services.runtime.spec import AgentSpec, Route
@@ -33,7 +33,7 @@ def read_names(agent: AgentSpec, state: Mapping[str, Any]) -> list[str]:
 def render_fields(system: str, names: Iterable[str],
                   state: Mapping[str, Any]) -> list[dict[str, str]]:
     """A system message, then one section per named field that has a value, in that order."""
-    sections = [f"## {name}\n{_text(state[name])}" for name in names
+    sections = [f"## {name}\n{as_text(state[name])}" for name in names
                 if state.get(name) not in (None, "", [], {})]
     return [
         {"role": "system", "content": system},
@@ -110,6 +110,3 @@ def outcome(agent: AgentSpec, event: Envelope, text: str, usage: Usage,
     return step_event(agent, event, event_type, delta=build_delta(agent, route, text, event),
                       payload=payload, usage=usage)
 
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else to_json(value).decode()
