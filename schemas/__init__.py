@@ -1,7 +1,7 @@
 """The Choreo Mesh wire contract: records, codec, deterministic ids and state reducers."""
 
-from schemas.codec import DecodeError, decode, encode
-from schemas.records import (
+from choreo.schemas.codec import DecodeError, decode, encode
+from choreo.schemas.records import (
     RECORDS,
     SCHEMA_VERSION,
     AgentTotals,

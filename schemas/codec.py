@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from schemas.records import Record
+from choreo.schemas.records import Record
 
 R = TypeVar("R", bound=Record)
 

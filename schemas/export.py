@@ -16,8 +16,8 @@ from typing import Any
 import msgspec
 import yaml
 
-from schemas.records import RECORDS, SCHEMA_VERSION, Record
-from services.runtime.topics import Topics
+from choreo.schemas.records import RECORDS, SCHEMA_VERSION, Record
+from choreo.services.runtime.topics import Topics
 
 #: Where the published files live: ``schemas/json`` next to this module.
 DEFAULT_OUT = Path(__file__).with_name("json")

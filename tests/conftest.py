@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from schemas import HopRecord, Snapshot, Task, TerminalResult
-from services.cli import queries
-from services.cli.launch import start_mesh
-from services.cli.processes import ProcessGroup
-from services.runtime.broker import BrokerHandle, resolve_broker
-from services.runtime.settings import Settings
-from services.runtime.spec import MeshSpec, load_mesh
-from services.runtime.topics import Topics
+from choreo.schemas import HopRecord, Snapshot, Task, TerminalResult
+from choreo.services.cli import queries
+from choreo.services.cli.launch import start_mesh
+from choreo.services.cli.processes import ProcessGroup
+from choreo.services.runtime.broker import BrokerHandle, resolve_broker
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import MeshSpec, load_mesh
+from choreo.services.runtime.topics import Topics
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -44,6 +44,21 @@ def wait_until(condition: Callable[[], T | None], timeout: float, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {message}")
         time.sleep(interval)
+
+
+def processes_mentioning(marker: str) -> list[int]:
+    """Pids of this machine's processes whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(int(entry.name))
+    return found
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from schemas import (
+from choreo.schemas import (
     Budget,
     ControlVerdict,
     DeadLetter,

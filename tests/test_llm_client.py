@@ -16,15 +16,15 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from services.model_server import model_server
-from services.runtime.llm import (
+from choreo.services.model_server import model_server
+from choreo.services.runtime.llm import (
     Completion,
     ModelClient,
     ModelConfigError,
     ModelError,
     parse_retry_after,
 )
-from services.runtime.spec import ModelTier
+from choreo.services.runtime.spec import ModelTier
 
 SYSTEM = {"role": "system", "content": "You are the tester."}
 RULES = [

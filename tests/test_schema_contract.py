@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import yaml
 
-from schemas import (
+from choreo.schemas import (
     RECORDS,
     DecodeError,
     Task,
@@ -23,8 +23,8 @@ from schemas import (
     decode,
     encode,
 )
-from schemas.export import ASYNCAPI_FILE, DEFAULT_OUT, render, stale, write
-from services.runtime.topics import Topics
+from choreo.schemas.export import ASYNCAPI_FILE, DEFAULT_OUT, render, stale, write
+from choreo.services.runtime.topics import Topics
 from tests.samples import SAMPLES
 
 AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -71,7 +71,7 @@ def test_stale_names_missing_changed_and_extra_files(tmp_path: Path) -> None:
 
 
 def test_render_does_not_depend_on_the_process() -> None:
-    script = ("import hashlib, sys; from schemas.export import render; "
+    script = ("import hashlib, sys; from choreo.schemas.export import render; "
               "sys.stdout.write(hashlib.sha256(b''.join(render().values())).hexdigest())")
     digests = {
         subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from schemas import Envelope, Usage
-from schemas.records import STEP_FAILED
-from services.agent import step as steps
-from services.runtime import context
-from services.runtime.context import estimate_tokens
-from services.runtime.llm import ModelClient, ModelError
-from services.runtime.spec import AUTO_TIER, AgentSpec, MeshSpec
+from choreo.schemas import Envelope, Usage
+from choreo.schemas.records import STEP_FAILED
+from choreo.services.agent import step as steps
+from choreo.services.runtime import context
+from choreo.services.runtime.context import estimate_tokens
+from choreo.services.runtime.llm import ModelClient, ModelError
+from choreo.services.runtime.spec import AUTO_TIER, AgentSpec, MeshSpec
 
 
 class Behaviour(Protocol):
@@ -150,15 +150,15 @@ def _plus(first: Usage, second: Usage) -> Usage:
 def for_agent(spec: MeshSpec, agent: AgentSpec) -> Behaviour:
     """The behaviour an agent's ``kind`` (and tools) call for; see docs/ORCHESTRATION.md."""
     if agent.kind == "router":
-        from services.router.behaviour import Router
+        from choreo.services.router.behaviour import Router
 
         return Router(spec, agent)
     if agent.kind == "supervisor":
-        from services.supervisor.behaviour import Supervisor
+        from choreo.services.supervisor.behaviour import Supervisor
 
         return Supervisor(spec, agent)
     if agent.tools:
-        from services.agent.tools import ToolAgent
+        from choreo.services.agent.tools import ToolAgent
 
         return ToolAgent(agent, ModelAgent(spec, agent))
     return ModelAgent(spec, agent)

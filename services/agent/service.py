@@ -18,22 +18,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span, StatusCode
 
-from schemas import DecodeError, Envelope, decode, encode
-from schemas.records import STEP_FAILED, STEP_REFUSED
-from services.agent import step as steps
-from services.agent.behaviour import Behaviour, ModelAgent, for_agent
-from services.runtime import metrics, telemetry
-from services.runtime.kafka import (
+from choreo.schemas import DecodeError, Envelope, decode, encode
+from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
+from choreo.services.agent import step as steps
+from choreo.services.agent.behaviour import Behaviour, ModelAgent, for_agent
+from choreo.services.runtime import metrics, telemetry
+from choreo.services.runtime.kafka import (
     DeadLetters,
     acked,
     forward_headers,
     make_consumer,
     make_producer,
 )
-from services.runtime.offsets import OffsetTracker
-from services.runtime.settings import Settings
-from services.runtime.spec import AgentSpec, MeshSpec
-from services.runtime.topics import Topics
+from choreo.services.runtime.offsets import OffsetTracker
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import AgentSpec, MeshSpec
+from choreo.services.runtime.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class AgentService:
 
 
 def run(spec: MeshSpec, agent_name: str, bootstrap: str, settings: Settings) -> None:
-    from services.runtime.service import run_service
+    from choreo.services.runtime.service import run_service
 
     async def main(stop: asyncio.Event) -> None:
         await AgentService(spec, agent_name, bootstrap, settings).run(stop)  # needs a loop

@@ -11,11 +11,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import Envelope, Usage
-from schemas.codec import as_text, to_json
-from schemas.ids import derive_event_id, fingerprint
-from schemas.records import FAIL, FINISH, STEP_FAILED
-from services.runtime.spec import AgentSpec, Route
+from choreo.schemas import Envelope, Usage
+from choreo.schemas.codec import as_text, to_json
+from choreo.schemas.ids import derive_event_id, fingerprint
+from choreo.schemas.records import FAIL, FINISH, STEP_FAILED
+from choreo.services.runtime.spec import AgentSpec, Route
 
 
 def render_messages(agent: AgentSpec, event: Envelope,

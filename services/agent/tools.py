@@ -12,13 +12,13 @@ import os
 import re
 from typing import Any
 
-from schemas import Envelope
-from schemas.records import STEP_FAILED
-from services.agent import step as steps
-from services.agent.behaviour import Behaviour
-from services.runtime import metrics
-from services.runtime.spec import AgentSpec, ToolSpec
-from services.sandbox.client import SandboxError, run_code
+from choreo.schemas import Envelope
+from choreo.schemas.records import STEP_FAILED
+from choreo.services.agent import step as steps
+from choreo.services.agent.behaviour import Behaviour
+from choreo.services.runtime import metrics
+from choreo.services.runtime.spec import AgentSpec, ToolSpec
+from choreo.services.sandbox.client import SandboxError, run_code
 
 _BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 #: Characters of stdout and of stderr kept in the transcript: enough for a traceback.

@@ -7,10 +7,10 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from services.bench.stats import write_section
-from services.cli.common import REPO_ROOT, console
-from services.runtime.broker import BrokerHandle, broker_session
-from services.runtime.settings import Settings
+from choreo.services.bench.stats import write_section
+from choreo.services.cli.common import REPO_ROOT, console
+from choreo.services.runtime.broker import BrokerHandle, broker_session
+from choreo.services.runtime.settings import Settings
 
 BENCHMARKS = REPO_ROOT / "docs" / "BENCHMARKS.md"
 
@@ -26,7 +26,7 @@ def _publish(title: str, out: str, measure: Callable[[BrokerHandle], str]) -> in
 
 
 def cmd_hop(args: argparse.Namespace, settings: Settings) -> int:
-    from services.bench import hop
+    from choreo.services.bench import hop
 
     command = f"choreo bench hop --traces {args.traces} --chain {args.chain}"
     return _publish("Hop", args.out, lambda broker: hop.report(
@@ -34,7 +34,7 @@ def cmd_hop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
-    from services.bench import state
+    from choreo.services.bench import state
 
     command = f"choreo bench state --folds {args.folds} --traces {args.traces}"
     return _publish("State", args.out, lambda broker: state.report(
@@ -42,7 +42,7 @@ def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_watchdog(args: argparse.Namespace, settings: Settings) -> int:
-    from services.bench import watchdog
+    from choreo.services.bench import watchdog
 
     return _publish("Watchdog", args.out, lambda broker: watchdog.report(
         watchdog.run(broker.bootstrap, Path(args.log_dir), Path(args.mesh)),

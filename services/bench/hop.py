@@ -23,17 +23,17 @@ import yaml
 from aiokafka import TopicPartition
 from rich.progress import Progress
 
-from schemas import HopRecord, Task, TerminalResult, decode, encode
-from schemas.ids import new_id
-from services.bench.relay import leg_topic
-from services.bench.stats import Summary
-from services.cli.common import console
-from services.cli.launch import start_mesh
-from services.cli.processes import ProcessGroup
-from services.runtime.kafka import make_consumer, make_producer, read_topic
-from services.runtime.settings import Settings
-from services.runtime.spec import load_mesh
-from services.runtime.topics import Topics
+from choreo.schemas import HopRecord, Task, TerminalResult, decode, encode
+from choreo.schemas.ids import new_id
+from choreo.services.bench.relay import leg_topic
+from choreo.services.bench.stats import Summary
+from choreo.services.cli.common import console
+from choreo.services.cli.launch import start_mesh
+from choreo.services.cli.processes import ProcessGroup
+from choreo.services.runtime.kafka import make_consumer, make_producer, read_topic
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import load_mesh
+from choreo.services.runtime.topics import Topics
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,7 @@ def measure_relay(bootstrap: str, legs: int, count: int, workdir: Path,
     asyncio.run(create())
     with ProcessGroup(workdir / "relay-logs") as group:
         for leg in range(legs):
-            group.start(f"relay-{leg}", [sys.executable, "-m", "services.bench.relay",
+            group.start(f"relay-{leg}", [sys.executable, "-P", "-m", "choreo.services.bench.relay",
                                          "--bootstrap", bootstrap, "--prefix", prefix,
                                          "--leg", str(leg)])
         return asyncio.run(_relay_round_trips(bootstrap, prefix, legs, count, progress))

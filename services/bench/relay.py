@@ -10,8 +10,8 @@ import argparse
 import asyncio
 import signal
 
-from services.runtime.kafka import make_consumer, make_producer
-from services.runtime.settings import Settings
+from choreo.services.runtime.kafka import make_consumer, make_producer
+from choreo.services.runtime.settings import Settings
 
 
 def leg_topic(prefix: str, index: int) -> str:

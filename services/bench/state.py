@@ -18,16 +18,16 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
-from schemas import Envelope, Task, encode
-from schemas.ids import derive_event_id, new_id
-from schemas.records import ADMIT
-from services.keeper import fold as transitions
-from services.keeper.fold import TASK_SOURCE
-from services.keeper.replay import replay
-from services.runtime.kafka import acked, make_producer, read_topic
-from services.runtime.settings import Settings
-from services.runtime.spec import MeshSpec, parse_mesh
-from services.runtime.topics import Topics, ensure_topics
+from choreo.schemas import Envelope, Task, encode
+from choreo.schemas.ids import derive_event_id, new_id
+from choreo.schemas.records import ADMIT
+from choreo.services.keeper import fold as transitions
+from choreo.services.keeper.fold import TASK_SOURCE
+from choreo.services.keeper.replay import replay
+from choreo.services.runtime.kafka import acked, make_producer, read_topic
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import MeshSpec, parse_mesh
+from choreo.services.runtime.topics import Topics, ensure_topics
 
 AGENTS = ("alpha", "beta", "gamma")
 STEPS_PER_TRACE = 10

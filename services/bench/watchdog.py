@@ -22,14 +22,14 @@ from pathlib import Path
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import Budget, ControlVerdict, Escalation, HopRecord, Task, TerminalResult
-from schemas.ids import new_id
-from services.cli import queries
-from services.cli.launch import start_mesh
-from services.runtime.settings import Settings
-from services.runtime.spec import load_mesh
-from services.runtime.topics import Topics
-from services.watchdog.config import app_id
+from choreo.schemas import Budget, ControlVerdict, Escalation, HopRecord, Task, TerminalResult
+from choreo.schemas.ids import new_id
+from choreo.services.cli import queries
+from choreo.services.cli.launch import start_mesh
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import load_mesh
+from choreo.services.runtime.topics import Topics
+from choreo.services.watchdog.config import app_id
 
 SCENARIO_MESH = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "mesh.yaml"
 #: A healthy task of the scenario mesh: once the watchdog has read its hops, it is reading.

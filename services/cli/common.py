@@ -8,10 +8,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from services.runtime.settings import Settings
+from choreo.services.runtime.settings import Settings
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)
+#: The checkout (or, installed, the `choreo` package): both hold `examples/`.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: A subcommand: parsed arguments and settings in, exit status out.

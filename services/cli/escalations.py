@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import msgspec
 
-from schemas import Escalation, Task, decode, encode
-from schemas.ids import derive_event_id
-from services.cli import queries
-from services.runtime.kafka import make_producer, read_topic
-from services.runtime.settings import Settings
-from services.runtime.topics import Topics
+from choreo.schemas import Escalation, Task, decode, encode
+from choreo.schemas.ids import derive_event_id
+from choreo.services.cli import queries
+from choreo.services.runtime.kafka import make_producer, read_topic
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.topics import Topics
 
 
 class EscalationError(LookupError):

@@ -8,11 +8,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from services.cli.processes import ProcessGroup
-from services.runtime.llm import env_var
-from services.runtime.settings import Settings
-from services.runtime.spec import MeshSpec
-from services.runtime.topics import Topics, ensure_topics
+from choreo.services.cli.processes import ProcessGroup
+from choreo.services.runtime.llm import env_var
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import MeshSpec
+from choreo.services.runtime.topics import Topics, ensure_topics
 
 #: Where agents reach the sandbox service (see services.agent.tools).
 SANDBOX_URL = "CHOREO_SANDBOX_URL"

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 
 from aiokafka.errors import KafkaConnectionError
 
-from services.bench import cli as bench
-from services.cli import operate, traces
-from services.cli.common import Command, UsageError, err
-from services.runtime.broker import BrokerError
-from services.runtime.llm import ModelConfigError
-from services.runtime.settings import get_settings
-from services.runtime.spec import SpecError
+from choreo.services.bench import cli as bench
+from choreo.services.cli import operate, traces
+from choreo.services.cli.common import Command, UsageError, err
+from choreo.services.runtime.broker import BrokerError
+from choreo.services.runtime.llm import ModelConfigError
+from choreo.services.runtime.settings import get_settings
+from choreo.services.runtime.spec import SpecError
 
 
 def build_parser() -> argparse.ArgumentParser:

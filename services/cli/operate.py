@@ -12,9 +12,9 @@ from pathlib import Path
 from rich.live import Live
 from rich.table import Table
 
-from schemas import Task
-from services.cli import queries
-from services.cli.common import (
+from choreo.schemas import Task
+from choreo.services.cli import queries
+from choreo.services.cli.common import (
     REPO_ROOT,
     AddCommand,
     UsageError,
@@ -23,13 +23,13 @@ from services.cli.common import (
     err,
     positive,
 )
-from services.cli.launch import create_topics, start_mesh
-from services.cli.processes import ProcessGroup
-from services.cli.traces import show_result
-from services.runtime.broker import EmbeddedBroker, broker_session
-from services.runtime.settings import Settings
-from services.runtime.spec import MeshSpec, load_mesh
-from services.runtime.topics import Topics
+from choreo.services.cli.launch import create_topics, start_mesh
+from choreo.services.cli.processes import ProcessGroup
+from choreo.services.cli.traces import show_result
+from choreo.services.runtime.broker import EmbeddedBroker, broker_session
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import MeshSpec, load_mesh
+from choreo.services.runtime.topics import Topics
 
 DEMO_MESH = REPO_ROOT / "examples" / "writer-editor" / "mesh.yaml"
 DEMO_TASK = "Write a short piece on why event-driven agents need shared, versioned state."
@@ -58,7 +58,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
-    from schemas import export
+    from choreo.schemas import export
 
     out = Path(args.out) if args.out else export.DEFAULT_OUT
     if args.check:
@@ -73,7 +73,7 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_model_server(args: argparse.Namespace, settings: Settings) -> int:
-    from services.model_server.server import serve
+    from choreo.services.model_server.server import serve
 
     serve(Path(args.script), host=args.host, port=args.port)
     return 0
@@ -82,7 +82,7 @@ def cmd_model_server(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one service in the foreground: what a container runs."""
     if args.service == "sandbox":
-        from services.sandbox.__main__ import main as sandbox_main
+        from choreo.services.sandbox.__main__ import main as sandbox_main
 
         sandbox_main([*(["--socket", args.socket] if args.socket else []),
                       *(["--port", str(args.port)] if args.port is not None else [])])
@@ -98,15 +98,15 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = bootstrap_of(settings)
     create_topics(spec, bootstrap, settings)
     if args.service == "keeper":
-        from services.keeper.service import run as run_keeper
+        from choreo.services.keeper.service import run as run_keeper
 
         run_keeper(spec, bootstrap, settings)
     elif args.service == "agent":
-        from services.agent.service import run as run_agent
+        from choreo.services.agent.service import run as run_agent
 
         run_agent(spec, args.agent, bootstrap, settings)
     elif args.service == "watchdog":
-        from services.watchdog.app import run as run_watchdog
+        from choreo.services.watchdog.app import run as run_watchdog
 
         run_watchdog(spec, bootstrap, settings)
     return 0

@@ -17,6 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+#: ``choreo`` run by this interpreter; ``-P`` keeps the current folder off the import path, so an
+#: application's own packages can never shadow ours.
+CHOREO_CLI = (sys.executable, "-P", "-m", "choreo.services.cli.main")
+
 _ANNOUNCE = re.compile(r"listening on (http://\S+)")
 
 
@@ -66,7 +70,7 @@ class ProcessGroup:
     def start_choreo(self, name: str, args: Sequence[str],
                      extra_env: Mapping[str, str] | None = None) -> Child:
         """Start ``choreo ARGS`` with this interpreter, whatever PATH says."""
-        return self.start(name, [sys.executable, "-m", "services.cli.main", *args], extra_env)
+        return self.start(name, [*CHOREO_CLI, *args], extra_env)
 
     def announced_url(self, child: Child, timeout: float) -> str:
         """The ``listening on http://...`` URL a server child prints once it has bound.

@@ -13,11 +13,11 @@ from typing import TypeVar
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from schemas import HopRecord, Record, Snapshot, Task, TerminalResult, decode, encode
-from schemas.ids import new_id
-from services.runtime import telemetry
-from services.runtime.kafka import make_consumer, make_producer, partition_for, read_to_end
-from services.runtime.settings import Settings
+from choreo.schemas import HopRecord, Record, Snapshot, Task, TerminalResult, decode, encode
+from choreo.schemas.ids import new_id
+from choreo.services.runtime import telemetry
+from choreo.services.runtime.kafka import make_consumer, make_producer, partition_for, read_to_end
+from choreo.services.runtime.settings import Settings
 
 R = TypeVar("R", bound=Record)
 

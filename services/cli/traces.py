@@ -7,16 +7,16 @@ import argparse
 import asyncio
 import time
 
-from schemas import Budget, Snapshot, StateConflict, Task, decode
-from services.cli import queries, views
-from services.cli.common import AddCommand, UsageError, bootstrap_of, console, err, positive
-from services.cli.launch import create_topics
-from services.cli.processes import ProcessGroup
-from services.runtime import telemetry
-from services.runtime.kafka import read_topic
-from services.runtime.settings import Settings
-from services.runtime.spec import load_mesh
-from services.runtime.topics import Topics
+from choreo.schemas import Budget, Snapshot, StateConflict, Task, decode
+from choreo.services.cli import queries, views
+from choreo.services.cli.common import AddCommand, UsageError, bootstrap_of, console, err, positive
+from choreo.services.cli.launch import create_topics
+from choreo.services.cli.processes import ProcessGroup
+from choreo.services.runtime import telemetry
+from choreo.services.runtime.kafka import read_topic
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import load_mesh
+from choreo.services.runtime.topics import Topics
 
 
 def _task_from_args(args: argparse.Namespace) -> Task:
@@ -83,7 +83,7 @@ def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
     option = "--at" if args.at is not None else "--diff"
     if args.mesh is None:
         raise UsageError(f"choreo state {option}: --mesh is required to replay the outbox")
-    from services.keeper.replay import history
+    from choreo.services.keeper.replay import history
 
     spec = load_mesh(args.mesh)
     records = asyncio.run(queries.trace_records(bootstrap, settings, topics.outbox, args.trace))
@@ -119,7 +119,7 @@ def cmd_trace(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild every trace from the outbox in a fresh keeper; exit 1 on any difference."""
-    from services.keeper.replay import compare, latest
+    from choreo.services.keeper.replay import compare, latest
 
     spec = load_mesh(args.mesh)
     bootstrap = bootstrap_of(settings)
@@ -133,7 +133,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_escalations(args: argparse.Namespace, settings: Settings) -> int:
-    from services.cli import escalations
+    from choreo.services.cli import escalations
 
     bootstrap = bootstrap_of(settings)
     if args.action == "list":

@@ -12,11 +12,11 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from schemas import Escalation, HopRecord, Snapshot, StateConflict, TerminalResult, Totals
-from schemas.codec import as_text
+from choreo.schemas import Escalation, HopRecord, Snapshot, StateConflict, TerminalResult, Totals
+from choreo.schemas.codec import as_text
 
 if TYPE_CHECKING:
-    from services.keeper.replay import Comparison
+    from choreo.services.keeper.replay import Comparison
 
 _STATUS_STYLE = {"ok": "green", "completed": "green", "failed": "red", "refused": "yellow",
                  "halted": "yellow", "running": "cyan"}

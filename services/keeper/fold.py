@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from schemas import (
+from choreo.schemas import (
     AgentTotals,
     Budget,
     Envelope,
@@ -23,11 +23,11 @@ from schemas import (
     TerminalResult,
     Totals,
 )
-from schemas.codec import encode
-from schemas.ids import fingerprint
-from schemas.records import Persona
-from schemas.reducers import ReducerError, resolve
-from services.runtime.spec import ConflictPolicy, JoinSpec, MeshSpec
+from choreo.schemas.codec import encode
+from choreo.schemas.ids import fingerprint
+from choreo.schemas.records import Persona
+from choreo.schemas.reducers import ReducerError, resolve
+from choreo.services.runtime.spec import ConflictPolicy, JoinSpec, MeshSpec
 
 TASK_SOURCE = "task"
 _sorted_json = msgspec.json.Encoder(order="sorted")

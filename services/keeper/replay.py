@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import msgspec
 from aiokafka.structs import ConsumerRecord
 
-from schemas import Snapshot
-from services.keeper.service import Batch, Keeper
-from services.runtime.kafka import key_of
-from services.runtime.spec import MeshSpec
-from services.runtime.topics import Topics
+from choreo.schemas import Snapshot
+from choreo.services.keeper.service import Batch, Keeper
+from choreo.services.runtime.kafka import key_of
+from choreo.services.runtime.spec import MeshSpec
+from choreo.services.runtime.topics import Topics
 
 
 def replay(spec: MeshSpec, topics: Topics,

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import StatusCode
 
-from schemas import (
+from choreo.schemas import (
     ControlVerdict,
     DecodeError,
     Envelope,
@@ -38,8 +38,8 @@ from schemas import (
     decode,
     encode,
 )
-from schemas.ids import derive_event_id, task_trace_id
-from schemas.records import (
+from choreo.schemas.ids import derive_event_id, task_trace_id
+from choreo.schemas.records import (
     ADMIT,
     FAIL,
     FINISH,
@@ -49,10 +49,10 @@ from schemas.records import (
     STEP_REFUSED,
     Persona,
 )
-from services.keeper import fold as transitions
-from services.keeper.fold import TASK_SOURCE, FoldError, state_hash
-from services.runtime import metrics, telemetry
-from services.runtime.kafka import (
+from choreo.services.keeper import fold as transitions
+from choreo.services.keeper.fold import TASK_SOURCE, FoldError, state_hash
+from choreo.services.runtime import metrics, telemetry
+from choreo.services.runtime.kafka import (
     DeadLetters,
     Headers,
     acked,
@@ -63,9 +63,9 @@ from services.runtime.kafka import (
     partition_for,
     read_to_end,
 )
-from services.runtime.settings import Settings
-from services.runtime.spec import JoinSpec, MeshSpec
-from services.runtime.topics import Topics
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import JoinSpec, MeshSpec
+from choreo.services.runtime.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -452,7 +452,7 @@ def tombstone(snapshot: Snapshot) -> Snapshot:
 
 
 def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
-    from services.runtime.service import run_service
+    from choreo.services.runtime.service import run_service
 
     async def main(stop: asyncio.Event) -> None:
         await KeeperService(spec, bootstrap, settings).run(stop)  # clients need a running loop

@@ -1,12 +1,12 @@
 """The offline scripted model: an OpenAI-compatible chat server answering from a YAML script."""
 
-from services.model_server.process import (
+from choreo.services.model_server.process import (
     model_server,
     start_model_server_process,
     stop_model_server_process,
 )
-from services.model_server.script import Script, ScriptError, load_script, parse_script
-from services.model_server.server import SCRIPTED_HEADER, serve
+from choreo.services.model_server.script import Script, ScriptError, load_script, parse_script
+from choreo.services.model_server.server import SCRIPTED_HEADER, serve
 
 __all__ = [
     "SCRIPTED_HEADER",

@@ -1,4 +1,4 @@
-"""``python -m services.model_server SCRIPT [--host H] [--port P]``: serve a model script."""
+"""``python -m choreo.services.model_server SCRIPT [--host H] [--port P]``: serve a model script."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from services.model_server.script import ScriptError
-from services.model_server.server import serve
+from choreo.services.model_server.script import ScriptError
+from choreo.services.model_server.server import serve
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m services.model_server",
+        prog="python -m choreo.services.model_server",
         description="Serve a scripted, offline model over the OpenAI-compatible chat API.",
     )
     parser.add_argument("script", type=Path, help="the model script (YAML)")

@@ -12,6 +12,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+#: ``-P`` keeps the current folder off the import path (see ``CHOREO_CLI``).
+_SERVER = (sys.executable, "-P", "-m", "choreo.services.model_server")
+
 #: How ``server.serve`` starts its one stdout line, the bound URL following it.
 ANNOUNCEMENT = "listening on "
 
@@ -19,7 +22,7 @@ ANNOUNCEMENT = "listening on "
 def start_model_server_process(
     script: Path, *, env: Mapping[str, str] | None = None, timeout_s: float = 15.0,
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start ``python -m services.model_server SCRIPT --port 0``; return it and its base URL.
+    """Start ``python -m choreo.services.model_server SCRIPT --port 0``; return it and its base URL.
 
     ``env`` replaces the child's environment (default: this process's). The caller owns the
     process: terminate and wait for it. Raises ``RuntimeError`` with the server's stderr if it
@@ -29,7 +32,7 @@ def start_model_server_process(
     # never fill up and block the child.
     with tempfile.TemporaryFile(mode="w+") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.model_server", str(script), "--port", "0"],
+            [*_SERVER, str(script), "--port", "0"],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
             env=dict(env) if env is not None else None,
         )

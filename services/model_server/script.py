@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.runtime import yamlfile
-from services.runtime.spec import Regex
+from choreo.services.runtime import yamlfile
+from choreo.services.runtime.spec import Regex
 
 
 class ScriptError(ValueError):

@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from services.model_server.process import ANNOUNCEMENT
-from services.model_server.script import Script, load_script
-from services.runtime import metrics
-from services.runtime.settings import get_settings
+from choreo.services.model_server.process import ANNOUNCEMENT
+from choreo.services.model_server.script import Script, load_script
+from choreo.services.runtime import metrics
+from choreo.services.runtime.settings import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -7,13 +7,13 @@ The choice and how it was made go in the step's payload and hop record.
 
 from __future__ import annotations
 
-from schemas import Envelope, Usage
-from schemas.ids import fingerprint
-from schemas.records import STEP_FAILED
-from services.agent import step as steps
-from services.router import classify
-from services.runtime.llm import ModelClient, ModelError
-from services.runtime.spec import AgentSpec, MeshSpec, Route
+from choreo.schemas import Envelope, Usage
+from choreo.schemas.ids import fingerprint
+from choreo.schemas.records import STEP_FAILED
+from choreo.services.agent import step as steps
+from choreo.services.router import classify
+from choreo.services.runtime.llm import ModelClient, ModelError
+from choreo.services.runtime.spec import AgentSpec, MeshSpec, Route
 
 
 class Router:

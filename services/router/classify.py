@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import re
 
-from schemas import Envelope
-from schemas.codec import as_text
-from services.agent import step as steps
-from services.runtime.spec import AgentSpec, Route
+from choreo.schemas import Envelope
+from choreo.schemas.codec import as_text
+from choreo.services.agent import step as steps
+from choreo.services.runtime.spec import AgentSpec, Route
 
 _WORD = re.compile(r"[a-z][a-z0-9_-]*")
 

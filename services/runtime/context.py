@@ -20,8 +20,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from schemas.codec import as_text
-from services.runtime.spec import ContextSpec
+from choreo.schemas.codec import as_text
+from choreo.services.runtime.spec import ContextSpec
 
 MESSAGE_OVERHEAD_TOKENS = 3
 CHARS_PER_TOKEN = 4

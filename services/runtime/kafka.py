@@ -16,10 +16,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
-from schemas import DeadLetter, encode
-from services.runtime import metrics
-from services.runtime.settings import Settings
-from services.runtime.telemetry import Headers, inject
+from choreo.schemas import DeadLetter, encode
+from choreo.services.runtime import metrics
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.telemetry import Headers, inject
 
 log = logging.getLogger(__name__)
 

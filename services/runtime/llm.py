@@ -29,11 +29,11 @@ import httpx
 from opentelemetry import trace
 from pydantic import ValidationError
 
-from schemas import Usage
-from services.model_server.server import SCRIPTED_HEADER
-from services.runtime import telemetry
-from services.runtime.context import estimate_tokens
-from services.runtime.metrics import (
+from choreo.schemas import Usage
+from choreo.services.model_server.server import SCRIPTED_HEADER
+from choreo.services.runtime import telemetry
+from choreo.services.runtime.context import estimate_tokens
+from choreo.services.runtime.metrics import (
     COST,
     MODEL_CALL_DURATION,
     MODEL_CALL_ERRORS,
@@ -41,8 +41,8 @@ from services.runtime.metrics import (
     MODEL_RETRIES,
     TOKENS,
 )
-from services.runtime.ratelimit import TierGate
-from services.runtime.spec import ModelTier
+from choreo.services.runtime.ratelimit import TierGate
+from choreo.services.runtime.spec import ModelTier
 
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from schemas.records import TerminalStatus
+from choreo.schemas.records import TerminalStatus
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from enum import IntEnum
 
-from services.runtime.spec import ModelTier
+from choreo.services.runtime.spec import ModelTier
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

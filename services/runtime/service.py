@@ -9,8 +9,8 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from services.runtime import metrics, telemetry
-from services.runtime.settings import Settings
+from choreo.services.runtime import metrics, telemetry
+from choreo.services.runtime.settings import Settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 

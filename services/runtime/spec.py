@@ -20,10 +20,10 @@ from pydantic import (
     model_validator,
 )
 
-from schemas import reducers
-from services.runtime import yamlfile
-from services.supervisor.config import PlanSpec
-from services.watchdog.config import WatchdogSpec
+from choreo.schemas import reducers
+from choreo.services.runtime import yamlfile
+from choreo.services.supervisor.config import PlanSpec
+from choreo.services.watchdog.config import WatchdogSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"

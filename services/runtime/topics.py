@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from services.runtime.spec import MeshSpec
+from choreo.services.runtime.spec import MeshSpec
 
 log = logging.getLogger(__name__)
 

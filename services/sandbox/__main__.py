@@ -1,4 +1,4 @@
-"""``python -m services.sandbox [--socket PATH] [--port N] [--host H]``."""
+"""``python -m choreo.services.sandbox [--socket PATH] [--port N] [--host H]``."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import argparse
 import logging
 from pathlib import Path
 
-from services.runtime.settings import get_settings
-from services.sandbox.server import serve
-from services.sandbox.settings import SandboxLimits
+from choreo.services.runtime.settings import get_settings
+from choreo.services.sandbox.server import serve
+from choreo.services.sandbox.settings import SandboxLimits
 
 
 def main(argv: list[str] | None = None) -> None:
     limits = SandboxLimits()
-    parser = argparse.ArgumentParser(prog="python -m services.sandbox",
+    parser = argparse.ArgumentParser(prog="python -m choreo.services.sandbox",
                                      description="Run generated code in isolation, over HTTP.")
     parser.add_argument("--socket", type=Path, default=None,
                         help=f"Unix socket to serve on (default {limits.socket}, "

@@ -12,9 +12,9 @@ import httpx
 import msgspec
 from opentelemetry.trace import StatusCode
 
-from services.runtime import telemetry
-from services.sandbox.protocol import RunRequest, SandboxResult
-from services.sandbox.settings import SandboxLimits
+from choreo.services.runtime import telemetry
+from choreo.services.sandbox.protocol import RunRequest, SandboxResult
+from choreo.services.sandbox.settings import SandboxLimits
 
 # The service needs time around the run itself: starting the sandbox, tearing it down.
 OVERHEAD_S = 10.0

@@ -13,8 +13,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.sandbox.seccomp import UnsupportedArch, compile_filter
-from services.sandbox.settings import MIB, SandboxLimits, default_python
+from choreo.services.sandbox.seccomp import UnsupportedArch, compile_filter
+from choreo.services.sandbox.settings import MIB, SandboxLimits, default_python
 
 SANDBOX_UID = 65534
 WORKDIR = "/tmp"

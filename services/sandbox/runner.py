@@ -18,9 +18,9 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from services.sandbox.isolation import RunFds, Toolchain, command
-from services.sandbox.protocol import RunRequest, SandboxResult
-from services.sandbox.settings import SandboxLimits
+from choreo.services.sandbox.isolation import RunFds, Toolchain, command
+from choreo.services.sandbox.protocol import RunRequest, SandboxResult
+from choreo.services.sandbox.settings import SandboxLimits
 
 PR_SET_CHILD_SUBREAPER = 36
 DRAIN_S = 5.0  # after the run ends, how long its pipes may take to close

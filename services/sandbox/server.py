@@ -25,12 +25,12 @@ from pathlib import Path
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from services.runtime import metrics
-from services.runtime.settings import get_settings
-from services.sandbox.protocol import RunRequest
-from services.sandbox.runner import become_subreaper
-from services.sandbox.service import SandboxService
-from services.sandbox.settings import SandboxLimits
+from choreo.services.runtime import metrics
+from choreo.services.runtime.settings import get_settings
+from choreo.services.sandbox.protocol import RunRequest
+from choreo.services.sandbox.runner import become_subreaper
+from choreo.services.sandbox.service import SandboxService
+from choreo.services.sandbox.settings import SandboxLimits
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import asyncio
 import logging
 from typing import Any
 
-from services.runtime.metrics import TOOL_RUNS
-from services.sandbox.isolation import SANDBOX_UID, IsolationUnavailable, Toolchain, locate
-from services.sandbox.protocol import RunRequest, SandboxResult, check_file_name
-from services.sandbox.runner import execute
-from services.sandbox.settings import MIB, SandboxLimits
+from choreo.services.runtime.metrics import TOOL_RUNS
+from choreo.services.sandbox.isolation import SANDBOX_UID, IsolationUnavailable, Toolchain, locate
+from choreo.services.sandbox.protocol import RunRequest, SandboxResult, check_file_name
+from choreo.services.sandbox.runner import execute
+from choreo.services.sandbox.settings import MIB, SandboxLimits
 
 log = logging.getLogger(__name__)
 

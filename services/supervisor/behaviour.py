@@ -11,15 +11,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from schemas import Envelope, Usage
-from schemas.codec import to_json
-from schemas.ids import fingerprint
-from schemas.records import FAIL, FINISH, STEP_FAILED
-from services.agent import step as steps
-from services.runtime.llm import ModelClient, ModelError
-from services.runtime.spec import AgentSpec, MeshSpec
-from services.supervisor import judge, plan
-from services.supervisor.config import PlanSpec
+from choreo.schemas import Envelope, Usage
+from choreo.schemas.codec import to_json
+from choreo.schemas.ids import fingerprint
+from choreo.schemas.records import FAIL, FINISH, STEP_FAILED
+from choreo.services.agent import step as steps
+from choreo.services.runtime.llm import ModelClient, ModelError
+from choreo.services.runtime.spec import AgentSpec, MeshSpec
+from choreo.services.supervisor import judge, plan
+from choreo.services.supervisor.config import PlanSpec
 
 #: The type of a step that only notes an answer while others of its round are still out.
 #: No agent subscribes to it: the keeper folds it (a hop record) and forwards nothing.

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from schemas.codec import as_text
-from services.runtime.spec import AgentSpec
-from services.supervisor.config import StageSpec
-from services.supervisor.plan import Verdict
+from choreo.schemas.codec import as_text
+from choreo.services.runtime.spec import AgentSpec
+from choreo.services.supervisor.config import StageSpec
+from choreo.services.supervisor.plan import Verdict
 
 _ANSWER = re.compile(r"^\W*(PASS|FAIL)\b\W*(.*)$", re.IGNORECASE | re.DOTALL)
 

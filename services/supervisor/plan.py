@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from services.supervisor.config import PlanSpec
+from choreo.services.supervisor.config import PlanSpec
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -1,4 +1,4 @@
-"""``python -m services.watchdog --mesh PATH``: run the watchdog of one mesh."""
+"""``python -m choreo.services.watchdog --mesh PATH``: run the watchdog of one mesh."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import logging
 import sys
 
-from services.runtime.settings import Settings
-from services.runtime.spec import SpecError, load_mesh
-from services.watchdog.app import run
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import SpecError, load_mesh
+from choreo.services.watchdog.app import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.watchdog", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m choreo.services.watchdog", description=__doc__)
     parser.add_argument("--mesh", required=True, help="path of the mesh spec (YAML)")
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from the env)")
     args = parser.parse_args(argv)

@@ -23,14 +23,22 @@ from typing import Any, Protocol, TypeVar
 import faust
 import msgspec
 
-from schemas import Budget, ControlVerdict, DeadLetter, DecodeError, HopRecord, decode, encode
-from services.runtime import metrics, telemetry
-from services.runtime.settings import Settings
-from services.runtime.spec import MeshSpec
-from services.runtime.topics import Topics, ensure_topics
-from services.watchdog.config import app_id
-from services.watchdog.detectors import TraceWatch, dump_watch, load_watch
-from services.watchdog.policy import Answer, SnapshotHead, Watchdog
+from choreo.schemas import (
+    Budget,
+    ControlVerdict,
+    DeadLetter,
+    DecodeError,
+    HopRecord,
+    decode,
+    encode,
+)
+from choreo.services.runtime import metrics, telemetry
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import MeshSpec
+from choreo.services.runtime.topics import Topics, ensure_topics
+from choreo.services.watchdog.config import app_id
+from choreo.services.watchdog.detectors import TraceWatch, dump_watch, load_watch
+from choreo.services.watchdog.policy import Answer, SnapshotHead, Watchdog
 
 log = logging.getLogger(__name__)
 

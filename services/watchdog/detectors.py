@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from schemas import Budget, Totals
+from choreo.schemas import Budget, Totals
 
 
 class Evidence(msgspec.Struct, kw_only=True):

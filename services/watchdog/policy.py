@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 import msgspec
 
-from schemas import Budget, ControlVerdict, Escalation, HopRecord, Totals
-from schemas.ids import derive_event_id
-from schemas.records import TraceStatus
-from services.watchdog.config import WatchdogSpec
-from services.watchdog.detectors import (
+from choreo.schemas import Budget, ControlVerdict, Escalation, HopRecord, Totals
+from choreo.schemas.ids import derive_event_id
+from choreo.schemas.records import TraceStatus
+from choreo.services.watchdog.config import WatchdogSpec
+from choreo.services.watchdog.detectors import (
     AgentWatch,
     Evidence,
     Match,

@@ -10,7 +10,7 @@ import re
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from services.runtime import metrics
+from choreo.services.runtime import metrics
 
 # Sample names a scrape exposes per metric type (prometheus_client drops `_total` from a
 # counter's family name and adds it back on the sample).

@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from services.runtime.spec import load_mesh
-from services.runtime.topics import Topics
+from choreo.services.runtime.spec import load_mesh
+from choreo.services.runtime.topics import Topics
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

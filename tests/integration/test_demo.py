@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-from services.runtime.broker import BrokerHandle
+from choreo.services.runtime.broker import BrokerHandle
+from tests.commands import CHOREO
 
 pytestmark = pytest.mark.integration
 
@@ -17,7 +17,7 @@ def test_demo_prints_the_approved_draft_and_its_trace_tree(broker: BrokerHandle,
                                                            tmp_path) -> None:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
            "CHOREO_TOPIC_PREFIX": "demo", "COLUMNS": "120"}
-    out = subprocess.run([sys.executable, "-m", "services.cli.main", "demo",
+    out = subprocess.run([*CHOREO, "demo",
                           "--log-dir", str(tmp_path / "logs")],
                          env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert out.returncode == 0, out.stdout + out.stderr

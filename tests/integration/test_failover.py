@@ -14,10 +14,10 @@ import msgspec
 import pytest
 import yaml
 
-from schemas import Envelope, Snapshot, decode
-from services.cli import queries
-from services.keeper.replay import replay
-from services.runtime.kafka import read_topic
+from choreo.schemas import Envelope, Snapshot, decode
+from choreo.services.cli import queries
+from choreo.services.keeper.replay import replay
+from choreo.services.runtime.kafka import read_topic
 from tests.conftest import EXAMPLES, RunningMesh, wait_until
 
 pytestmark = pytest.mark.integration

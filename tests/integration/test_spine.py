@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import uuid
 
 import msgspec
 import pytest
 from kafka import KafkaProducer
 
-from schemas import DeadLetter, Snapshot, decode
-from schemas.ids import task_trace_id
-from services.keeper.replay import replay
-from services.runtime.kafka import read_topic
+from choreo.schemas import DeadLetter, Snapshot, decode
+from choreo.schemas.ids import task_trace_id
+from choreo.services.keeper.replay import replay
+from choreo.services.runtime.kafka import read_topic
+from tests.commands import CHOREO
 from tests.conftest import RunningMesh, wait_until
 
 pytestmark = pytest.mark.integration
@@ -117,7 +117,7 @@ def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> No
     outputs = []
     for version in (1, 2, final):
         out = subprocess.run(
-            [sys.executable, "-m", "services.cli.main", "state", trace_id, "--at", str(version),
+            [*CHOREO, "state", trace_id, "--at", str(version),
              "--mesh", str(writer_editor.path)],
             env={**writer_editor.env(), "COLUMNS": "200"}, capture_output=True, text=True,
             timeout=60, check=True)
@@ -127,7 +127,7 @@ def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> No
     assert "why they matter" in outputs[1]  # the first draft
     assert "APPROVED" in outputs[2]
     beyond = subprocess.run(
-        [sys.executable, "-m", "services.cli.main", "state", trace_id, "--at", str(final + 1),
+        [*CHOREO, "state", trace_id, "--at", str(final + 1),
          "--mesh", str(writer_editor.path)],
         env=writer_editor.env(), capture_output=True, text=True, timeout=60)
     assert beyond.returncode == 2
@@ -137,7 +137,7 @@ def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> No
 def test_trace_command_prints_the_tree_of_steps(writer_editor: RunningMesh) -> None:
     trace_id = writer_editor.submit("show me the tree")
     writer_editor.result(trace_id)
-    out = subprocess.run([sys.executable, "-m", "services.cli.main", "trace", trace_id],
+    out = subprocess.run([*CHOREO, "trace", trace_id],
                          env={**writer_editor.env(), "COLUMNS": "200"}, capture_output=True,
                          text=True, timeout=60, check=True)
     lines = out.stdout.splitlines()

@@ -6,29 +6,15 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from services.runtime.broker import BrokerHandle
-from tests.conftest import EXAMPLES, wait_until
+from choreo.services.runtime.broker import BrokerHandle
+from tests.commands import CHOREO
+from tests.conftest import EXAMPLES, processes_mentioning, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def processes_mentioning(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if marker in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 #: Every example with a task it completes; each must run under ``choreo up`` as shipped.
@@ -52,7 +38,7 @@ def test_up_serves_tasks_and_stopping_it_stops_every_service(
     mesh = mesh_dir / "mesh.yaml"
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
            "CHOREO_TOPIC_PREFIX": f"up-{example}", "COLUMNS": "200"}
-    choreo = [sys.executable, "-m", "services.cli.main"]
+    choreo = CHOREO
     up = subprocess.Popen([*choreo, "up", str(mesh), "--no-watchdog", "--log-dir",
                            str(tmp_path / "logs")], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)

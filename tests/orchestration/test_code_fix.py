@@ -10,7 +10,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import Budget
+from choreo.schemas import Budget
 from tests.conftest import EXAMPLES, RunningMesh, wait_until
 
 pytestmark = [
@@ -83,7 +83,7 @@ def test_the_watchdog_halts_the_infinite_audit_loop(code_fix: RunningMesh) -> No
 
 
 async def _partition_of(mesh: RunningMesh, trace_id: str) -> int:
-    from services.runtime.kafka import read_topic
+    from choreo.services.runtime.kafka import read_topic
 
     for record in await read_topic(mesh.bootstrap, mesh.settings, mesh.topics.hops):
         if record.key == trace_id.encode():

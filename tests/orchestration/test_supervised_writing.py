@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from schemas.records import FINISH
+from choreo.schemas.records import FINISH
 from tests.conftest import EXAMPLES, RunningMesh
 
 pytestmark = pytest.mark.integration

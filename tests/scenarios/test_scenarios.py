@@ -9,18 +9,18 @@ The last test stops the watchdog, so it must stay last in this module.
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from schemas import Budget, Escalation, Snapshot, decode
-from services.bench.watchdog import HEALTHY, SCENARIOS, Observation, caught_up, observe
-from services.cli import queries
-from services.keeper.replay import compare, latest
-from services.runtime.kafka import read_topic
+from choreo.schemas import Budget, Escalation, Snapshot, decode
+from choreo.services.bench.watchdog import HEALTHY, SCENARIOS, Observation, caught_up, observe
+from choreo.services.cli import queries
+from choreo.services.keeper.replay import compare, latest
+from choreo.services.runtime.kafka import read_topic
+from tests.commands import CHOREO
 from tests.conftest import RunningMesh, wait_until
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ def scenarios(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[Scen
 
 def cli(mesh: RunningMesh, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**mesh.env(), "COLUMNS": "250"}  # wide enough that rich never shortens an id
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], env=env,
+    return subprocess.run([*CHOREO, *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

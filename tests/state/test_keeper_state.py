@@ -6,10 +6,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from schemas import Envelope, decode
-from schemas.records import FINISH
-from services.keeper.replay import compare, latest
-from services.runtime.spec import SpecError
+from choreo.schemas import Envelope, decode
+from choreo.schemas.records import FINISH
+from choreo.services.keeper.replay import compare, latest
+from choreo.services.runtime.spec import SpecError
 from tests.state.support import (
     AGENTS,
     TOPICS,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas import reducers
-from schemas.reducers import ReducerError, resolve
+from choreo.schemas import reducers
+from choreo.schemas.reducers import ReducerError, resolve
 
 
 def test_replace_keeps_the_write() -> None:

@@ -4,7 +4,6 @@ fan-out/fan-in example, and the state commands of the CLI (trace, state --diff, 
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,8 +12,9 @@ import msgspec
 import pytest
 from kafka import KafkaProducer
 
-from schemas import StateConflict, encode
-from services.cli import queries
+from choreo.schemas import StateConflict, encode
+from choreo.services.cli import queries
+from tests.commands import CHOREO
 from tests.conftest import EXAMPLES, RunningMesh
 
 pytestmark = pytest.mark.integration
@@ -46,7 +46,7 @@ def finished(writers: RunningMesh) -> list[str]:
 
 
 def choreo(mesh: RunningMesh, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args],
+    return subprocess.run([*CHOREO, *args],
                           env={**mesh.env(), "COLUMNS": "220"}, capture_output=True, text=True,
                           timeout=90)
 

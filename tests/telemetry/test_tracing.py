@@ -7,7 +7,7 @@ from functools import partial
 
 import pytest
 
-from schemas import HopRecord
+from choreo.schemas import HopRecord
 from tests.conftest import RunningMesh, wait_until
 from tests.telemetry.otlp import CLIENT, CONSUMER, PRODUCER, OtlpReceiver, Span
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from schemas import Envelope
-from schemas.records import STEP_FAILED
-from services.agent.behaviour import ModelAgent
-from services.runtime.spec import MeshSpec, RoutingSpec, SpecError, parse_mesh
+from choreo.schemas import Envelope
+from choreo.schemas.records import STEP_FAILED
+from choreo.services.agent.behaviour import ModelAgent
+from choreo.services.runtime.spec import MeshSpec, RoutingSpec, SpecError, parse_mesh
 from tests.tiers.support import cost_of, server_stats
 from tests.unit.support import event
 

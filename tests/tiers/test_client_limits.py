@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import REGISTRY
 
-from services.runtime.llm import ModelClient, ModelError
-from services.runtime.ratelimit import CircuitState
-from services.runtime.spec import ModelTier
+from choreo.services.runtime.llm import ModelClient, ModelError
+from choreo.services.runtime.ratelimit import CircuitState
+from choreo.services.runtime.spec import ModelTier
 from tests.tiers.support import server_stats
 
 

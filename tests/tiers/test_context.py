@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.runtime import context
-from services.runtime.spec import ContextSpec
+from choreo.services.runtime import context
+from choreo.services.runtime.spec import ContextSpec
 
 CTX = ContextSpec(max_input_tokens=100, history=["log", "tries"], keep_recent=2)
 

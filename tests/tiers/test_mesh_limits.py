@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from schemas import TerminalResult
+from choreo.schemas import TerminalResult
+from tests.commands import CHOREO
 from tests.conftest import RunningMesh
 from tests.tiers.support import cost_of, scrape, server_stats
 
@@ -110,7 +110,7 @@ def test_hop_records_and_choreo_trace_show_each_agents_tokens_and_cost(
         assert usage.cost == pytest.approx(
             (usage.tokens_in * PRICES[model][0] + usage.tokens_out * PRICES[model][1]) / 1e6)
 
-    out = subprocess.run([sys.executable, "-m", "services.cli.main", "trace", trace_id],
+    out = subprocess.run([*CHOREO, "trace", trace_id],
                          env={**mesh.env(), "COLUMNS": "200"}, capture_output=True, text=True,
                          timeout=60, check=True).stdout
     for agent, step in by_agent.items():

@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from services.runtime.ratelimit import CircuitBreaker, CircuitState, TierGate, TokenBucket
-from services.runtime.spec import ModelTier
+from choreo.services.runtime.ratelimit import CircuitBreaker, CircuitState, TierGate, TokenBucket
+from choreo.services.runtime.spec import ModelTier
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
-from schemas import Budget, Envelope
+from choreo.schemas import Budget, Envelope
 from tests.conftest import EXAMPLES
 
 WRITER_EDITOR = EXAMPLES / "writer-editor" / "mesh.yaml"

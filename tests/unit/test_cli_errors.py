@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
 
-from services.runtime.broker import free_port
+from choreo.services.runtime.broker import free_port
+from tests.commands import CHOREO
 from tests.conftest import REPO
 from tests.unit.support import WRITER_EDITOR, minimal_mesh
 
@@ -19,7 +19,7 @@ def choreo(*args: str, bootstrap: str | None = None) -> subprocess.CompletedProc
            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_BOOTSTRAP_SERVERS")}
     if bootstrap is not None:
         env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-    return subprocess.run([sys.executable, "-m", "services.cli.main", *args], cwd=REPO,
+    return subprocess.run([*CHOREO, *args], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -7,7 +7,7 @@ import json
 import msgspec
 import pytest
 
-from schemas import (
+from choreo.schemas import (
     RECORDS,
     SCHEMA_VERSION,
     DecodeError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from schemas import HopRecord, Totals
+from choreo.schemas import HopRecord, Totals
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 

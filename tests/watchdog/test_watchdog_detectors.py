@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from schemas import Budget, Totals
-from services.watchdog.detectors import (
+from choreo.schemas import Budget, Totals
+from choreo.services.watchdog.detectors import (
     Match,
     Step,
     TraceWatch,

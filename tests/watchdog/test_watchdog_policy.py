@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from schemas import Budget, ControlVerdict, Escalation, HopRecord, Totals
-from services.watchdog.config import WatchdogSpec
-from services.watchdog.detectors import TraceWatch
-from services.watchdog.policy import Answer, SnapshotHead, Watchdog
+from choreo.schemas import Budget, ControlVerdict, Escalation, HopRecord, Totals
+from choreo.services.watchdog.config import WatchdogSpec
+from choreo.services.watchdog.detectors import TraceWatch
+from choreo.services.watchdog.policy import Answer, SnapshotHead, Watchdog
 from tests.watchdog.support import T0, hop
 
 SPEC = WatchdogSpec()

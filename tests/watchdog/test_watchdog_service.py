@@ -16,7 +16,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from schemas import (
+from choreo.schemas import (
     Budget,
     ControlVerdict,
     DeadLetter,
@@ -26,12 +26,12 @@ from schemas import (
     decode,
     encode,
 )
-from services.runtime.broker import BrokerHandle
-from services.runtime.kafka import make_producer, read_topic
-from services.runtime.settings import Settings
-from services.runtime.spec import MeshSpec, load_mesh
-from services.runtime.topics import Topics, ensure_topics
-from services.watchdog.config import app_id
+from choreo.services.runtime.broker import BrokerHandle
+from choreo.services.runtime.kafka import make_producer, read_topic
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import MeshSpec, load_mesh
+from choreo.services.runtime.topics import Topics, ensure_topics
+from choreo.services.watchdog.config import app_id
 from tests.watchdog.support import hop
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ def watchdog(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
            "CHOREO_TOPIC_PREFIX": PREFIX}
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.watchdog", "--mesh", str(mesh)],
+            [sys.executable, "-m", "choreo.services.watchdog", "--mesh", str(mesh)],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
