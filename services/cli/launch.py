@@ -36,12 +36,11 @@ def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settin
             variable = env_var(tier_name, "BASE_URL")
             if tier.script is None or os.environ.get(variable):
                 continue
-            child = group.start_choreo(f"model-{tier_name}",
-                                       ["model-server", str(tier.script), "--port", "0"])
-            group.env[variable] = group.announced_url(child, 30.0)
+            _, group.env[variable] = group.start_server(
+                f"model-{tier_name}", ["model-server", str(tier.script), "--port", "0"], 30.0)
         if uses_sandbox(spec) and not os.environ.get(SANDBOX_URL):
-            child = group.start_choreo("sandbox", ["run", "sandbox", "--port", "0"])
-            group.env[SANDBOX_URL] = group.announced_url(child, 60.0)
+            _, group.env[SANDBOX_URL] = group.start_server(
+                "sandbox", ["run", "sandbox", "--port", "0"], 60.0)
         mesh = ["--mesh", str(mesh_path)]
         group.start_choreo("keeper", ["run", "keeper", *mesh])
         for agent in spec.agents:

@@ -12,10 +12,12 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 #: ``choreo`` run by this interpreter; ``-P`` keeps the current folder off the import path, so an
 #: application's own packages can never shadow ours.
@@ -55,14 +57,16 @@ class ProcessGroup:
     children: list[Child] = field(default_factory=list)
 
     def start(self, name: str, argv: Sequence[str],
-              extra_env: Mapping[str, str] | None = None) -> Child:
+              extra_env: Mapping[str, str] | None = None, *,
+              stdout: IO[bytes] | None = None) -> Child:
+        """Start ``argv``; its output is appended to its log (stdout to ``stdout`` if given)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         child = Child(name, list(argv), self.log_dir / f"{name}.log")
         env = {**os.environ, **self.env, **(extra_env or {})}
         with child.log_path.open("ab") as log:
             child.process = subprocess.Popen(
-                child.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=env, start_new_session=True)
+                child.argv, stdout=stdout or log, stderr=log if stdout else subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         child.started_at = time.monotonic()
         self.children.append(child)
         return child
@@ -72,21 +76,22 @@ class ProcessGroup:
         """Start ``choreo ARGS`` with this interpreter, whatever PATH says."""
         return self.start(name, [*CHOREO_CLI, *args], extra_env)
 
-    def announced_url(self, child: Child, timeout: float) -> str:
-        """The ``listening on http://...`` URL a server child prints once it has bound.
+    def start_server(self, name: str, args: Sequence[str], timeout: float,
+                     extra_env: Mapping[str, str] | None = None) -> tuple[Child, str]:
+        """Start a server ``choreo ARGS`` and return it with the URL it announces.
 
-        Servers bind port 0 and announce what they got, so no port is chosen here and then
-        taken by someone else before the child binds it.
+        Servers bind port 0 and print ``listening on URL`` on stdout once bound, so no port
+        is chosen here and then taken by someone else first. The child's stdout is a file
+        of this start alone (unnamed, gone when both ends close it): the URL read is this
+        run's, never an older run's line in a log that several runs append to. The line is
+        then copied to the log for people to read.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = _ANNOUNCE.search(child.log_path.read_text(errors="replace"))
-            if found:
-                return found.group(1)
-            if child.process is None or child.process.poll() is not None:
-                raise RuntimeError(f"{child.name} exited before listening; see {child.log_path}")
-            time.sleep(0.05)
-        raise RuntimeError(f"{child.name} did not announce its address within {timeout:.0f}s")
+        with tempfile.TemporaryFile() as announcements:
+            child = self.start(name, [*CHOREO_CLI, *args], extra_env, stdout=announcements)
+            url = _announced_url(child, announcements, timeout)
+        with child.log_path.open("a") as log:
+            log.write(f"listening on {url}\n")
+        return child, url
 
     def find(self, name: str) -> Child:
         for child in self.children:
@@ -117,3 +122,17 @@ class ProcessGroup:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _announced_url(child: Child, announcements: IO[bytes], timeout: float) -> str:
+    """The first ``listening on http://...`` URL in ``announcements``, waiting up to
+    ``timeout`` seconds; raises RuntimeError if the child exits or stays silent."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = os.pread(announcements.fileno(), 64 * 1024, 0).decode(errors="replace")
+        if found := _ANNOUNCE.search(text):
+            return found.group(1)
+        if child.process is None or child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} exited before listening; see {child.log_path}")
+        time.sleep(0.05)  # polling a file the child writes once, with a deadline
+    raise RuntimeError(f"{child.name} did not announce its address within {timeout:.0f}s")

@@ -7,19 +7,30 @@ number of each topic; these helpers read only that partition.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TypeVar
 
 from aiokafka import TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from choreo.schemas import HopRecord, Record, Snapshot, Task, TerminalResult, decode, encode
+from choreo.schemas import (
+    DecodeError,
+    HopRecord,
+    Record,
+    Snapshot,
+    Task,
+    TerminalResult,
+    decode,
+    encode,
+)
 from choreo.schemas.ids import new_id
 from choreo.services.runtime import telemetry
 from choreo.services.runtime.kafka import make_consumer, make_producer, partition_for, read_to_end
 from choreo.services.runtime.settings import Settings
 
 R = TypeVar("R", bound=Record)
+log = logging.getLogger(__name__)
 
 
 class TraceNotFound(LookupError):
@@ -65,10 +76,27 @@ async def trace_records(bootstrap: str, settings: Settings, topic: str,
         await consumer.stop()
 
 
+def decoded(record: ConsumerRecord[bytes, bytes], record_type: type[R]) -> R | None:
+    """The record as ``record_type``, or None (logged, with where it is) if it is not one.
+
+    A reader shows what it can: one record someone else wrote badly on a shared topic must
+    not make a trace unreadable.
+    """
+    if not record.value:
+        return None
+    try:
+        return decode(record.value, record_type)
+    except DecodeError as exc:
+        log.warning("skipped a record that does not decode", extra={
+            "topic": record.topic, "partition": record.partition, "offset": record.offset,
+            "reason": str(exc)})
+        return None
+
+
 async def trace_typed(bootstrap: str, settings: Settings, topic: str, trace_id: str,
                       record_type: type[R]) -> list[R]:
     records = await trace_records(bootstrap, settings, topic, trace_id)
-    return [decode(r.value, record_type) for r in records if r.value]
+    return [r for r in (decoded(record, record_type) for record in records) if r is not None]
 
 
 async def hops(bootstrap: str, settings: Settings, topic: str, trace_id: str) -> list[HopRecord]:
@@ -105,8 +133,8 @@ async def wait_for_result(bootstrap: str, settings: Settings, topic: str, trace_
         while (left := deadline - time.monotonic()) > 0:
             batch = await consumer.getmany(tp, timeout_ms=int(min(left, 0.5) * 1000))
             for record in batch.get(tp, []):
-                if record.key == key and record.value:
-                    return decode(record.value, TerminalResult)
+                if record.key == key and (result := decoded(record, TerminalResult)):
+                    return result
         return None
     finally:
         await consumer.stop()

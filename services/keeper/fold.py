@@ -30,6 +30,8 @@ from choreo.schemas.reducers import ReducerError, resolve
 from choreo.services.runtime.spec import ConflictPolicy, JoinSpec, MeshSpec
 
 TASK_SOURCE = "task"
+#: The outbox record type of the deadline sweep's decision to end a trace (see Keeper.sweep).
+EXPIRE = "trace.expire"
 _sorted_json = msgspec.json.Encoder(order="sorted")
 
 
@@ -173,6 +175,14 @@ def shift_persona(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
     return msgspec.structs.replace(
         snapshot, version=snapshot.version + 1, applied=[*snapshot.applied, step.event_id],
         personas={**snapshot.personas, agent: persona}, updated_at=at)
+
+
+def expire(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
+    """A new version that records the sweep's ``trace.expire`` as applied; not a step, so
+    nothing is charged."""
+    return msgspec.structs.replace(
+        snapshot, version=snapshot.version + 1, applied=[*snapshot.applied, step.event_id],
+        updated_at=at)
 
 
 def charge(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:

@@ -14,7 +14,9 @@ re-read idempotent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +24,7 @@ from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import StatusCode
 
@@ -38,6 +41,7 @@ from choreo.schemas import (
     decode,
     encode,
 )
+from choreo.schemas.codec import to_json
 from choreo.schemas.ids import derive_event_id, task_trace_id
 from choreo.schemas.records import (
     ADMIT,
@@ -50,11 +54,12 @@ from choreo.schemas.records import (
     Persona,
 )
 from choreo.services.keeper import fold as transitions
-from choreo.services.keeper.fold import TASK_SOURCE, FoldError, state_hash
+from choreo.services.keeper.fold import EXPIRE, TASK_SOURCE, FoldError, state_hash
 from choreo.services.runtime import metrics, telemetry
 from choreo.services.runtime.kafka import (
     DeadLetters,
     Headers,
+    Outage,
     acked,
     headers_of,
     key_of,
@@ -62,7 +67,9 @@ from choreo.services.runtime.kafka import (
     make_producer,
     partition_for,
     read_to_end,
+    transient,
 )
+from choreo.services.runtime.limits import HEADROOM, RecordLimit, RecordTooLarge, broker_limit
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import JoinSpec, MeshSpec
 from choreo.services.runtime.topics import Topics
@@ -79,14 +86,65 @@ def record_time(record: ConsumerRecord[bytes, bytes]) -> datetime:
 
 @dataclass
 class Batch:
-    """Everything one batch of input produces, sent in two acknowledged phases."""
+    """Everything one batch of input produces, sent in two acknowledged phases.
+
+    Nothing over ``limit`` is ever queued: :meth:`send` and :meth:`store` raise
+    :class:`RecordTooLarge` instead, and the keeper ends the trace that caused it.
+    """
 
     sends: list[tuple[str, str, bytes, Headers]] = field(default_factory=list)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    limit: RecordLimit = field(default_factory=RecordLimit)
 
     def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> None:
         # Sent while a record's span is current: the output continues that record's trace.
-        self.sends.append((topic, key, encode(record), telemetry.inject(headers or ())))
+        value = self.limit.check(f"the {type(record).__name__} for {topic}", encode(record))
+        self.sends.append((topic, key, value, telemetry.inject(headers or ())))
+
+    def store(self, snapshot: Snapshot) -> Snapshot:
+        """Queue ``snapshot`` for the state topic; return what is queued.
+
+        A running trace's snapshot over the limit raises :class:`RecordTooLarge` (the trace
+        then fails); an ended trace's is cut to fit (see :func:`fit_snapshot`), since its
+        terminal record must be written whatever its state holds.
+        """
+        if snapshot.status == "running":
+            self.limit.check("the state snapshot", encode(snapshot))
+        else:
+            snapshot = fit_snapshot(snapshot, self.limit)
+        self.snapshots[snapshot.trace_id] = snapshot
+        return snapshot
+
+    def mark(self, trace_id: str) -> tuple[int, Snapshot | None]:
+        """Where the batch stands for one trace, to :meth:`rollback` to."""
+        return len(self.sends), self.snapshots.get(trace_id)
+
+    def rollback(self, trace_id: str, mark: tuple[int, Snapshot | None]) -> None:
+        """Forget what was queued for ``trace_id`` since :meth:`mark`."""
+        count, snapshot = mark
+        del self.sends[count:]
+        if snapshot is None:
+            self.snapshots.pop(trace_id, None)
+        else:
+            self.snapshots[trace_id] = snapshot
+
+
+def fit_snapshot(snapshot: Snapshot, limit: RecordLimit) -> Snapshot:
+    """An ended trace's snapshot that fits ``limit``: its largest fields replaced, one by one,
+    by a note of their size, until it fits (or its state is empty)."""
+    try:
+        if limit.fits(encode(snapshot)):
+            return snapshot
+    except (TypeError, ValueError, UnicodeError):  # state that cannot be encoded is dropped
+        return msgspec.structs.replace(snapshot, fields={})
+    fields = dict(snapshot.fields)
+    sizes = sorted(((len(to_json(v)), k) for k, v in fields.items()), reverse=True)
+    for size, name in sizes:
+        fields[name] = f"[cut: {size} bytes, over the record limit of {limit.max_bytes} bytes]"
+        cut = msgspec.structs.replace(snapshot, fields=fields)
+        if limit.fits(encode(cut)):
+            return cut
+    return msgspec.structs.replace(snapshot, fields={})
 
 
 #: What the keeper does with one consumed record: a dead-letter reason, or None.
@@ -109,23 +167,97 @@ class Keeper:
         self.traces: dict[str, Snapshot] = {}
         #: Traces whose terminal record is already on the results topic (see mark_finished).
         self.finished: set[str] = set()
+        #: What each running trace last waited for (event types sent, by whom they are read),
+        #: for the deadline sweep's reason; lost on a restart, where the reason says less.
+        self.waiting: dict[str, str] = {}
         self._subscribed = {t for agent in spec.agents for t in agent.subscribe}
+        self._readers = {t: sorted(a.name for a in spec.agents if t in a.subscribe)
+                         for t in self._subscribed}
+
+    # -- one record, all or nothing -----------------------------------------------------
+
+    def handle(self, handler: Handler, record: ConsumerRecord[bytes, bytes],
+               batch: Batch) -> str | None:
+        """Run ``handler`` on one record; whatever it raises never leaves half its output.
+
+        What the record queued is rolled back and the trace (if it is known and running)
+        ends ``failed`` with the reason, so no trace waits for a record that was lost here;
+        the reason is also returned, for the dead-letter topic.
+        """
+        trace_id = key_of(record, strict=False) or ""
+        mark, before = batch.mark(trace_id), self.traces.get(trace_id)
+        try:
+            return handler(record, batch)
+        except Exception as exc:  # a bug or an odd record must not wedge the partition
+            batch.rollback(trace_id, mark)
+            if before is None:
+                self.traces.pop(trace_id, None)
+            else:
+                self.traces[trace_id] = before
+            if not isinstance(exc, RecordTooLarge):
+                log.exception("keeper failed on a record",
+                              extra={"topic": record.topic, "trace_id": trace_id})
+            reason = (str(exc) if isinstance(exc, RecordTooLarge)
+                      else f"keeper error: {type(exc).__name__}: {exc}")
+            self._end_on_error(trace_id, record, reason, batch)
+            return reason
+
+    def _end_on_error(self, trace_id: str, record: ConsumerRecord[bytes, bytes], reason: str,
+                      batch: Batch) -> None:
+        """End ``trace_id`` ``failed`` because of ``record``; a trace it admits is admitted
+        for that (its input cut if need be), so it still gets its one terminal record."""
+        if record.topic == self.topics.tasks:
+            return  # the task's admission is only logged here; its outbox record ends it
+        step = _envelope_or_none(record)
+        if step is None or step.trace_id != trace_id:
+            return
+        snapshot = self.traces.get(trace_id)
+        at = record_time(record)
+        if step.type == ADMIT and snapshot is None:
+            snapshot = self._admitted(step, at, cut=True)
+        if snapshot is None or snapshot.status != "running" or step.event_id in snapshot.applied:
+            return
+        mark = batch.mark(trace_id)
+        try:
+            failed = snapshot if step.type == ADMIT else transitions.charge(snapshot, step, at)
+            if step.type != ADMIT:
+                self._hop(step, failed, "failed", batch, reason=reason)
+            self._finish(failed, "failed", reason, None, batch)
+        except Exception:  # even the failure cannot be written: the deadline sweep ends it
+            batch.rollback(trace_id, mark)
+            log.exception("could not end the trace", extra={"trace_id": trace_id})
 
     # -- intake: tasks and verdicts become outbox records --------------------------------
 
     def intake(self, record: ConsumerRecord[bytes, bytes], batch: Batch) -> str | None:
-        """Validate a task and log its admission; return a dead-letter reason if invalid."""
+        """Validate a task and log its admission; return a dead-letter reason if invalid.
+
+        A key that is not UTF-8 is refused: the trace would run under other bytes than the
+        producer used, and its result would never be found under the producer's key. A task
+        whose admission record would be over the record limit is admitted with its input
+        cut, and its admission fails the trace with that reason (see ``_admit``).
+        """
+        try:
+            key = key_of(record, strict=True)
+        except UnicodeDecodeError as exc:
+            return f"the record key is not UTF-8 ({exc.reason} at byte {exc.start})"
         try:
             task = decode(record.value or b"", Task)
         except DecodeError as exc:
             return str(exc)
-        trace_id = task.trace_id or key_of(record) or task_trace_id(
+        trace_id = task.trace_id or key or task_trace_id(
             record.topic, record.partition, record.offset)
         origin = f"{record.topic}/{record.partition}/{record.offset}"
-        batch.send(self.topics.outbox, trace_id, Envelope(
+        admit = Envelope(
             event_id=derive_event_id(origin, TASK_SOURCE), trace_id=trace_id, type=ADMIT,
-            source=TASK_SOURCE, payload={"task": msgspec.to_builtins(task), "origin": origin},
-        ), headers_of(record))
+            source=TASK_SOURCE, payload={"task": msgspec.to_builtins(task), "origin": origin})
+        try:
+            batch.send(self.topics.outbox, trace_id, admit, headers_of(record))
+        except RecordTooLarge as exc:
+            cut = msgspec.structs.replace(task, input="", initial_state=None, metadata={})
+            admit.payload = {"task": msgspec.to_builtins(cut), "origin": origin,
+                             "refused": f"task too large to admit: {exc}"}
+            batch.send(self.topics.outbox, trace_id, admit, headers_of(record))
         return None
 
     def control(self, record: ConsumerRecord[bytes, bytes], batch: Batch) -> str | None:
@@ -172,6 +304,10 @@ class Keeper:
             halted = transitions.charge(snapshot, step, at)
             self._finish(halted, "halted", str(step.payload.get("reason")), None, batch)
             return None
+        if step.type == EXPIRE:
+            self._finish(transitions.expire(snapshot, step, at), "failed",
+                         str(step.payload.get("reason")), None, batch)
+            return None
         if step.type == PERSONA:
             self._store(transitions.shift_persona(snapshot, step, at), batch)
             return None
@@ -215,6 +351,8 @@ class Keeper:
                            headers_of(record))
             for join in folded.joined:
                 self._join(join, step, new, batch, headers_of(record))
+            self._await(step.trace_id, [t for t in [step.type, *(j.emit for j in folded.joined)]
+                                        if t in self._subscribed])
         return None
 
     def _join(self, join: JoinSpec, cause: Envelope, snapshot: Snapshot, batch: Batch,
@@ -237,44 +375,91 @@ class Keeper:
                 return None  # the same task, redelivered
             return (f"trace id {admit.trace_id!r} was already admitted "
                     f"(from {existing.origin})")
-        task = msgspec.convert(admit.payload["task"], Task)
         at = record_time(record)
-        snapshot = transitions.admit(self.spec, task, admit.trace_id,
-                                     str(admit.payload["origin"]), at)
-        snapshot.applied.append(admit.event_id)
-        self._store(snapshot, batch)
+        snapshot = self._admitted(admit, at, cut=False)
         metrics.TRACES_ADMITTED.inc()
         metrics.TRACES_IN_FLIGHT.inc()
+        refused = admit.payload.get("refused")
+        if refused:
+            self._finish(snapshot, "failed", str(refused), None, batch)
+            return None
+        self._store(snapshot, batch)
         for index, event_type in enumerate(self.spec.entry):
             batch.send(self.topics.event(event_type), admit.trace_id, Envelope(
                 event_id=derive_event_id(admit.event_id, TASK_SOURCE, index),
                 trace_id=admit.trace_id, causation_id=admit.event_id, type=event_type,
                 source=TASK_SOURCE, hop=0, budget=snapshot.budget,
                 state_version=snapshot.version, state=snapshot.fields,
-                payload={"input": task.input}, created_at=at,
+                created_at=at,
             ), headers_of(record))
+        self._await(admit.trace_id, self.spec.entry)
         return None
+
+    def _admitted(self, admit: Envelope, at: datetime, *, cut: bool) -> Snapshot:
+        """Version 1 of the trace ``admit`` logs; with ``cut``, without its input and initial
+        state (it is being failed because they are too large to carry)."""
+        task = msgspec.convert(admit.payload["task"], Task)
+        if cut:
+            task = msgspec.structs.replace(task, input="", initial_state=None, metadata={})
+        snapshot = transitions.admit(self.spec, task, admit.trace_id,
+                                     str(admit.payload["origin"]), at)
+        snapshot.applied.append(admit.event_id)
+        self.traces[snapshot.trace_id] = snapshot
+        return snapshot
+
+    def _await(self, trace_id: str, event_types: Iterable[str]) -> None:
+        """Note what the trace now waits for: the deadline sweep names it if it never comes."""
+        self.waiting[trace_id] = "; ".join(
+            f"{t} (read by {', '.join(self._readers.get(t, [])) or 'no agent'})"
+            for t in event_types)
+
+    # -- liveness: traces past their deadline ---------------------------------------------
+
+    def sweep(self, now: datetime, batch: Batch) -> int:
+        """Log the end of every running trace past its deadline; return how many.
+
+        The decision is an outbox record (``trace.expire``, id derived from the trace id) and
+        is applied when read back, like a halt: the trace's end then has the outbox record's
+        timestamp, so restarts and replays end it exactly as the live keeper did, and a
+        sweep repeated before that record is read back writes the same id, applied once.
+        """
+        count = 0
+        for snapshot in list(self.traces.values()):
+            deadline = snapshot.budget.deadline
+            if (snapshot.status != "running" or deadline is None or deadline > now
+                    or snapshot.trace_id in self.finished):
+                continue
+            waiting = self.waiting.get(snapshot.trace_id) or (
+                f"the step after version {snapshot.version} (not known since a restart)")
+            batch.send(self.topics.outbox, snapshot.trace_id, Envelope(
+                event_id=derive_event_id(snapshot.trace_id, EXPIRE), trace_id=snapshot.trace_id,
+                type=EXPIRE, source="keeper", state_version=snapshot.version,
+                payload={"reason": f"deadline {deadline.isoformat()} passed while waiting for "
+                                   f"{waiting}", "deadline": deadline.isoformat()},
+                created_at=now))
+            count += 1
+        return count
 
     # -- outputs ------------------------------------------------------------------------
 
     def _store(self, snapshot: Snapshot, batch: Batch) -> None:
-        self.traces[snapshot.trace_id] = snapshot
-        batch.snapshots[snapshot.trace_id] = snapshot
+        self.traces[snapshot.trace_id] = batch.store(snapshot)
 
     def _finish(self, snapshot: Snapshot, status: str, reason: str | None, output: Any,
                 batch: Batch) -> None:
         closed, result = transitions.finish(self.spec, snapshot, status, reason, output,
                                             snapshot.updated_at)
         self._store(closed, batch)
+        self.waiting.pop(snapshot.trace_id, None)
         if snapshot.trace_id in self.finished:
             return  # written before a crash: the state is rebuilt, the record is not repeated
-        self.finished.add(snapshot.trace_id)
         batch.send(self.topics.results, snapshot.trace_id, result)
+        self.finished.add(snapshot.trace_id)
         metrics.TRACES_FINISHED.labels(status=status).inc()
         metrics.TRACES_IN_FLIGHT.dec()
 
     def _hop(self, step: Envelope, snapshot: Snapshot, status: str, batch: Batch,
-             conflicts: int = 0) -> None:
+             conflicts: int = 0, reason: str | None = None) -> None:
         batch.send(self.topics.hops, step.trace_id, HopRecord(
             trace_id=step.trace_id, event_id=step.event_id, causation_id=step.causation_id,
             agent=step.source, hop=step.hop, type=step.type, status=status,  # type: ignore[arg-type]
@@ -283,7 +468,7 @@ class Keeper:
             output=str(step.payload.get("text", ""))[:OUTPUT_LIMIT],
             duration_ms=float(step.payload.get("duration_ms", 0.0)),
             usage=step.usage, totals=snapshot.totals, conflicts=conflicts,
-            created_at=snapshot.updated_at,
+            created_at=snapshot.updated_at, extensions={"reason": reason} if reason else {},
         ))
 
     @staticmethod
@@ -364,6 +549,11 @@ class KeeperService:
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, "keeper")
         #: Partition numbers held and restored; a partition lost in a rebalance leaves it.
         self._owned: set[int] = set()
+        self.limit = RecordLimit(settings.max_record_bytes - HEADROOM)
+        #: A broker error left output unacknowledged: rebuild before reading on.
+        self._stale = False
+        #: The broker refused a batch outright: handle records one by one to find which.
+        self._isolating = False
 
     async def rebuild(self, partitions: list[int]) -> None:
         """Load the latest snapshots and the written results of newly owned partitions.
@@ -406,42 +596,131 @@ class KeeperService:
         for trace_id in [t for t in self.keeper.traces if partition_for(t, count) in lost]:
             del self.keeper.traces[trace_id]
             self.keeper.finished.discard(trace_id)
+            self.keeper.waiting.pop(trace_id, None)
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Read, transition, produce, commit until ``stop``; sweep deadlines on a timer.
+
+        A broker error (a produce or commit that timed out, a leader change, a lost
+        connection) is retried with back-off: the owned partitions are rebuilt from what the
+        broker holds and re-read from their committed offsets, exactly as after a restart,
+        so nothing is lost and no terminal record is written twice. The keeper gives up,
+        saying why, only once the broker has failed for ``broker_outage_s``.
+        """
+        self.limit = await broker_limit(self.bootstrap, list(self._handlers),
+                                        self.settings.max_record_bytes)
+        self.dead_letters.limit = self.limit
         await self.producer.start()
         self.consumer.subscribe(list(self._handlers), listener=_Rebuild(self))
         await self.consumer.start()
+        outage = Outage(self.settings.broker_outage_s, "keeper")
+        next_sweep = time.monotonic()
         try:
             while not stop.is_set():
-                records = await self.consumer.getmany(timeout_ms=200)
-                if records:
-                    await self._process(records)
-                await self.lag.update()
+                try:
+                    if self._stale:
+                        await self._recover()
+                    records = await self.consumer.getmany(timeout_ms=200)
+                    if records:
+                        await self._process(records)
+                    if time.monotonic() >= next_sweep:
+                        await self._sweep()
+                        next_sweep = time.monotonic() + self.settings.deadline_sweep_s
+                    await self.lag.update()
+                    outage.ok()
+                except KafkaError as exc:
+                    self._stale = True
+                    if not transient(exc):
+                        self._isolating = True  # one of these records makes the broker refuse
+                    await _wait(stop, outage.failed(exc))
+                except (OSError, TimeoutError) as exc:
+                    self._stale = True
+                    await _wait(stop, outage.failed(exc))
         finally:
             await self.consumer.stop()
             await self.producer.stop()
 
+    async def _recover(self) -> None:
+        """Forget what was not acknowledged: rebuild the owned partitions, seek back to
+        their committed offsets."""
+        owned = sorted({tp.partition for tp in self.consumer.assignment()})
+        self._forget(set(owned))
+        self._owned.clear()
+        await self.rebuild(owned)
+        for tp in self.consumer.assignment():
+            committed = await self.consumer.committed(tp)
+            if committed is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, committed)
+        self._stale = False
+        log.warning("partitions rebuilt after a broker error", extra={"partitions": owned})
+
     async def _process(
             self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        batch = Batch()
+        if not self._isolating:
+            await self._transition(records)
+            return
+        # After the broker refused a batch outright, each record goes alone: the one it
+        # refuses again is dead-lettered and the partition moves on, instead of a crash loop.
+        for tp, partition_records in records.items():
+            for record in partition_records:
+                try:
+                    await self._transition({tp: [record]})
+                except KafkaError as exc:
+                    if transient(exc):
+                        raise
+                    await self._recover()
+                    await self.dead_letters.send(
+                        record, f"the broker refused the keeper's output for this record: "
+                                f"{type(exc).__name__}: {exc}")
+                    await self.consumer.commit({tp: record.offset + 1})
+            self.consumer.seek(tp, partition_records[-1].offset + 1)
+        self._isolating = False
+
+    async def _transition(
+            self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """Handle a batch, produce everything it caused, then commit past it."""
+        batch = Batch(limit=self.limit)
+        letters: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         for tp, partition_records in records.items():
             for record in partition_records:
                 with telemetry.consume_span(record, group=self.group) as span:
-                    try:
-                        reason = self._handlers[tp.topic](record, batch)
-                    except Exception as exc:  # a bug must not wedge the partition: park it
-                        log.exception("keeper failed on a record", extra={"topic": tp.topic})
-                        span.record_exception(exc)
-                        reason = f"keeper error: {type(exc).__name__}: {exc}"
+                    reason = self.keeper.handle(self._handlers[tp.topic], record, batch)
                     if reason:
                         span.set_status(StatusCode.ERROR, reason)
-                        await self.dead_letters.send(record, reason)
-        await acked(self.producer.send(t, v, key=k.encode(), headers=h)
-                     for t, k, v, h in batch.sends)
-        await acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())
-                     for s in batch.snapshots.values())
-        self.keeper.settle(batch.snapshots)
+                        letters.append((record, reason))
+        await self._flush(batch)
+        await asyncio.gather(*(self.dead_letters.send(r, why) for r, why in letters))
         await self.consumer.commit({tp: recs[-1].offset + 1 for tp, recs in records.items()})
+
+    async def _flush(self, batch: Batch) -> None:
+        """Produce a batch in its two acknowledged phases: records, then snapshots."""
+        await acked(self.producer.send(t, v, key=k.encode(), headers=h)
+                    for t, k, v, h in batch.sends)
+        await acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())
+                    for s in batch.snapshots.values())
+        self.keeper.settle(batch.snapshots)
+
+    async def _sweep(self) -> None:
+        """End traces past their deadline: log each decision to the outbox (see Keeper.sweep)."""
+        batch = Batch(limit=self.limit)
+        if self.keeper.sweep(datetime.now(UTC), batch):
+            await self._flush(batch)
+            log.warning("deadline sweep ends traces", extra={"traces": len(batch.sends)})
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _envelope_or_none(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+    try:
+        return decode(record.value or b"", Envelope)
+    except DecodeError:
+        return None
 
 
 def tombstone(snapshot: Snapshot) -> Snapshot:

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+)
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
-from choreo.schemas import DeadLetter, encode
+from choreo.schemas import DeadLetter
 from choreo.services.runtime import metrics
+from choreo.services.runtime.limits import RecordLimit
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.telemetry import Headers, inject
 
@@ -75,8 +83,12 @@ def partition_for(key: str, partitions: int) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
-def key_of(record: ConsumerRecord[bytes, bytes]) -> str | None:
-    return record.key.decode("utf-8", "replace") if record.key is not None else None
+def key_of(record: ConsumerRecord[bytes, bytes], *, strict: bool = False) -> str | None:
+    """The record's key as text; ``strict`` raises UnicodeDecodeError on bytes that are not
+    UTF-8, else they read as U+FFFD (for logs and dead letters, never for a trace id)."""
+    if record.key is None:
+        return None
+    return record.key.decode("utf-8", "strict" if strict else "replace")
 
 
 def headers_of(record: ConsumerRecord[bytes, bytes]) -> Headers:
@@ -93,10 +105,13 @@ def forward_headers(record: ConsumerRecord[bytes, bytes]) -> Headers:
 class DeadLetters:
     """Sends records a consumer cannot accept to the dead-letter topic, bytes intact."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, consumer: str) -> None:
+    def __init__(self, producer: AIOKafkaProducer, topic: str, consumer: str,
+                 limit: RecordLimit | None = None) -> None:
         self._producer = producer
         self._topic = topic
         self._consumer = consumer
+        #: Over it, the letter's copy of the original is cut (see RecordLimit.dead_letter).
+        self.limit = limit or RecordLimit()
 
     async def send(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         """Publish and wait for the ack, so the caller may commit past the record."""
@@ -110,7 +125,8 @@ class DeadLetters:
             original=record.value or b"",
         )
         await self._producer.send_and_wait(
-            self._topic, encode(letter), key=record.key, headers=forward_headers(record)
+            self._topic, self.limit.dead_letter(letter), key=record.key,
+            headers=forward_headers(record)
         )
         metrics.DEAD_LETTERS.labels(consumer=self._consumer, topic=record.topic).inc()
         log.warning(
@@ -162,3 +178,56 @@ async def read_topic(
         return [r async for r in read_to_end(consumer, [TopicPartition(topic, p) for p in numbers])]
     finally:
         await consumer.stop()
+
+
+class BrokerOutage(RuntimeError):
+    """The broker has not answered for longer than the configured outage; the service exits."""
+
+
+def transient(exc: BaseException) -> bool:
+    """True for a broker error worth retrying: a timeout, a leader change, a lost connection.
+
+    aiokafka marks retriable protocol errors (RequestTimedOutError, NotLeaderForPartition,
+    ...) with ``retriable``; a commit refused because the group rebalanced is retried too
+    (the records are read again from the committed offset).
+    """
+    return isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, CommitFailedError,
+                            asyncio.TimeoutError, ConnectionError)) or (
+        isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False)))
+
+
+class Outage:
+    """Back-off for a run of broker failures, and the point at which to give up.
+
+    ``failed`` returns how long to wait before the next try (0.5 s doubling to 10 s) and
+    raises :class:`BrokerOutage` once failures have lasted ``limit_s`` seconds; ``ok`` ends
+    the run. The clock is monotonic: wall-clock jumps neither extend nor cut an outage.
+    """
+
+    def __init__(self, limit_s: float, service: str) -> None:
+        self.limit_s = limit_s
+        self.service = service
+        self._since: float | None = None
+        self._delay = 0.0
+
+    def failed(self, exc: BaseException) -> float:
+        now = time.monotonic()
+        if self._since is None:
+            self._since, self._delay = now, 0.5
+        else:
+            self._delay = min(10.0, self._delay * 2)
+        lasted = now - self._since
+        if lasted >= self.limit_s:
+            raise BrokerOutage(f"{self.service}: the broker has not answered for {lasted:.0f}s "
+                               f"(limit {self.limit_s:g}s, CHOREO_BROKER_OUTAGE_S); last error: "
+                               f"{type(exc).__name__}: {exc}") from exc
+        log.warning("broker error, retrying", extra={
+            "service": self.service, "error": f"{type(exc).__name__}: {exc}",
+            "retry_in_s": self._delay, "outage_s": round(lasted, 1)})
+        return self._delay
+
+    def ok(self) -> None:
+        if self._since is not None:
+            log.warning("broker answers again", extra={
+                "service": self.service, "outage_s": round(time.monotonic() - self._since, 1)})
+        self._since = None

@@ -25,6 +25,15 @@ class Settings(BaseSettings):
     log_level: str = "WARNING"
     log_format: str = Field("json", pattern=r"^(json|console)$")
     shutdown_grace_s: float = Field(30.0, gt=0)
+    #: The largest record value a service produces, in bytes, when the broker does not report
+    #: its topics' ``max.message.bytes`` (see services.runtime.limits); at most the producer's
+    #: own 1 MiB request cap.
+    max_record_bytes: int = Field(1024 * 1024, ge=64 * 1024, le=1024 * 1024)
+    #: How long a service keeps retrying a broker that does not answer (produce or commit
+    #: timeouts, no leader, connection refused) before it exits and says why, in seconds.
+    broker_outage_s: float = Field(300.0, gt=0)
+    #: How often the keeper looks for running traces past their deadline, in seconds.
+    deadline_sweep_s: float = Field(1.0, gt=0)
 
 
 @lru_cache(maxsize=1)

@@ -86,10 +86,16 @@ class SandboxService:
         return None
 
     async def run(self, request: RunRequest) -> SandboxResult:
-        """Run a validated request, or refuse it when isolation is unavailable."""
+        """Run a validated request, or refuse it when isolation is unavailable or setting up
+        the run fails (the reason says why); never raises."""
         timeout_s = request.timeout_s or self.limits.default_timeout_s
         async with self._slots:
-            result = await self._run_isolated(request, timeout_s)
+            try:
+                result = await self._run_isolated(request, timeout_s)
+            except Exception as exc:  # one request's failure is its answer, never the server's
+                log.exception("sandbox run failed")
+                result = SandboxResult(status="refused",
+                                       reason=f"sandbox error: {type(exc).__name__}: {exc}")
         TOOL_RUNS.labels(tool="sandbox", status=result.status).inc()
         log.info("sandbox run", extra={"status": result.status, "exit_code": result.exit_code,
                                        "duration_ms": result.duration_ms})

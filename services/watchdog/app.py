@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 import faust
 import msgspec
+from aiokafka.errors import KafkaError
 
 from choreo.schemas import (
     Budget,
@@ -33,6 +34,7 @@ from choreo.schemas import (
     encode,
 )
 from choreo.services.runtime import metrics, telemetry
+from choreo.services.runtime.limits import HEADROOM, RecordLimit
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import MeshSpec
 from choreo.services.runtime.topics import Topics, ensure_topics
@@ -134,7 +136,7 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
             key=msg.key.decode("utf-8", "replace") if msg.key is not None else None,
             reason=reason, consumer=CONSUMER, original=msg.value or b"",
         )
-        await send(dlq, msg.key, encode(letter), list(msg.headers or ()))
+        await send(dlq, msg.key, limit.dead_letter(letter), list(msg.headers or ()))
         metrics.DEAD_LETTERS.labels(consumer=CONSUMER, topic=msg.topic).inc()
         log.warning("dead-lettered record", extra={"topic": msg.topic, "offset": msg.offset,
                                                    "reason": reason})
@@ -151,8 +153,24 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
                     await handle(event, parse, apply)
 
     updating = asyncio.Lock()
+    limit = RecordLimit(settings.max_record_bytes - HEADROOM)
 
     async def handle(
+        event: faust.EventT,
+        parse: Callable[[bytes], R],
+        apply: Callable[[TraceWatch, R, datetime], list[Answer]],
+    ) -> None:
+        """One record; whatever it raises (other than the broker's own errors, which faust
+        retries) parks it on the dead-letter topic and the stream moves on."""
+        try:
+            await check(event, parse, apply)
+        except KafkaError:
+            raise
+        except Exception as exc:
+            log.exception("watchdog failed on a record", extra={"topic": event.message.topic})
+            await dead_letter(event, f"watchdog error: {type(exc).__name__}: {exc}")
+
+    async def check(
         event: faust.EventT,
         parse: Callable[[bytes], R],
         apply: Callable[[TraceWatch, R, datetime], list[Answer]],

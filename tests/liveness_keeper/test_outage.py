@@ -1,0 +1,81 @@
+"""A broker that stalls mid-flight: every service waits it out and every task ends exactly once.
+
+The broker is stopped (SIGSTOP) for longer than a produce request's timeout while tasks are in
+flight, then resumed (SIGCONT). Before, the keeper's first unacknowledged produce raised out
+of its loop, the keeper exited for good and the tasks in flight never ended.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from choreo.schemas import Task, encode
+from choreo.services.cli.launch import start_mesh
+from choreo.services.runtime.broker import EmbeddedBroker
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import load_mesh
+from tests.conftest import RunningMesh
+from tests.liveness_keeper.support import WRITER_EDITOR
+
+pytestmark = pytest.mark.integration
+
+#: Well past aiokafka's request timeout (40 s): produces and commits time out for real.
+STALL_S = 60
+
+
+def submit_many(mesh: RunningMesh, count: int) -> list[str]:
+    """Submit ``count`` tasks at once, so many are in flight when the broker stalls."""
+    producer = KafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
+    traces = [f"stall-{uuid.uuid4()}" for _ in range(count)]
+    for n, trace_id in enumerate(traces):
+        producer.send(mesh.topics.tasks, key=trace_id.encode(),
+                      value=encode(Task(input=f"task {n}", trace_id=trace_id)))
+    producer.flush(timeout=60)
+    producer.close()
+    return traces
+
+
+@pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker]:
+    """A broker of this test's own, since it is stopped for a while."""
+    broker = EmbeddedBroker().start()
+    yield broker
+    broker.stop()
+
+
+def test_every_task_ends_once_across_a_broker_stall(own_broker: EmbeddedBroker,
+                                                    tmp_path: Path) -> None:
+    settings = Settings(topic_prefix="stall", session_timeout_ms=6000)
+    env = {"CHOREO_TOPIC_PREFIX": "stall", "CHOREO_SESSION_TIMEOUT_MS": "6000",
+           "CHOREO_LOG_LEVEL": "INFO", "CHOREO_BROKER_OUTAGE_S": "600"}
+    spec = load_mesh(WRITER_EDITOR)
+    group = start_mesh(spec, WRITER_EDITOR, own_broker.bootstrap, settings, tmp_path,
+                       watchdog=False, env=env)
+    with RunningMesh(spec, WRITER_EDITOR, own_broker.bootstrap, settings, group) as mesh:
+        first = mesh.submit("before the stall")
+        mesh.result(first, timeout=120)  # every service has joined its group
+        traces = submit_many(mesh, 150)  # the keeper is admitting them as the broker stops
+        assert own_broker._process is not None
+        pid = own_broker._process.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(STALL_S)  # the fault itself: the broker answers nothing for this long
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for trace_id in traces:
+            assert mesh.result(trace_id, timeout=300).status == "completed"
+        barrier = mesh.submit("after the stall")
+        mesh.result(barrier, timeout=120)
+        for trace_id in [first, *traces]:
+            assert len(mesh.results(trace_id)) == 1, trace_id
+        assert group.failed() == [], [c.name for c in group.failed()]
+        keeper_log = group.find("keeper").log_path.read_text()
+        assert "broker error, retrying" in keeper_log
