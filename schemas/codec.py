@@ -7,6 +7,7 @@ newer producer's fields loses data. So decoding collects the undeclared keys int
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
@@ -16,6 +17,7 @@ from choreo.schemas.records import Record
 R = TypeVar("R", bound=Record)
 
 _json_encoder = msgspec.json.Encoder()
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
@@ -55,3 +57,26 @@ def to_json(value: Any) -> bytes:
 def as_text(value: Any) -> str:
     """A state value as text for a person or a prompt: strings as they are, the rest as JSON."""
     return value if isinstance(value, str) else to_json(value).decode()
+
+
+def clean_text(text: str) -> str:
+    """``text`` with every lone UTF-16 surrogate replaced by U+FFFD, so it always encodes.
+
+    JSON may escape half a surrogate pair (``"\\ud83d"``, as some servers send for a cut
+    emoji); Python decodes it into a ``str`` that no UTF-8 encoder accepts. Every text that
+    enters the mesh from outside (model replies, tool output, task input) passes here.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _LONE_SURROGATE.sub("\ufffd", text)
+    return text
+
+
+def cut_text(text: str, limit_bytes: int) -> tuple[str, int]:
+    """``text`` cut to at most ``limit_bytes`` of UTF-8 (never inside a character), and its
+    full size in bytes. The text must be clean (see ``clean_text``)."""
+    data = text.encode("utf-8")
+    if len(data) <= limit_bytes:
+        return text, len(data)
+    return data[:limit_bytes].decode("utf-8", "ignore"), len(data)

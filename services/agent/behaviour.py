@@ -50,16 +50,15 @@ class ModelAgent:
         try:
             messages, writes, spent = await self._fit(event)
         except ModelError as exc:
-            client = self.clients[self.spec.summary_tier(self.agent)]
-            return [self._failed(event, "summarizer", exc, client, Usage())]
+            return [self._failed(event, "summarizer", exc, Usage())]
         estimated = estimate_tokens(messages)
         client = self.clients[self.spec.tier_for(self.agent, estimated)]
         try:
             completion = await client.complete(
                 messages, agent=self.agent.name, temperature=temperature(self.agent, event),
-                max_tokens=self.agent.max_tokens)
+                max_tokens=self.agent.max_tokens, deadline=event.budget.deadline)
         except ModelError as exc:
-            return [self._failed(event, "model", exc, client, spent)]
+            return [self._failed(event, "model", exc, spent)]
         out = steps.outcome(self.agent, event, completion.text,
                             _plus(spent, completion.usage), messages)
         if writes and out.delta is not None:
@@ -85,18 +84,18 @@ class ModelAgent:
         summarizer = self.clients[self.spec.summary_tier(self.agent)]
         completion = await summarizer.complete(
             context.summarizer_messages(ctx, visible, older), agent=self.agent.name,
-            temperature=0.0)
+            temperature=0.0, deadline=event.budget.deadline)
         visible, writes = context.fold(ctx, state, visible, older, completion.text.strip())
         messages = steps.render_fields(system_prompt(self.agent, event), names, visible)
         return messages, writes, completion.usage
 
-    def _failed(self, event: Envelope, call: str, exc: ModelError, client: ModelClient,
-                spent: Usage) -> Envelope:
-        """A failed step: the trace ends ``failed`` with why, and what was spent is counted."""
+    def _failed(self, event: Envelope, call: str, exc: ModelError, spent: Usage) -> Envelope:
+        """A failed step: the trace ends ``failed`` with why, and what was spent (the
+        failed call's billed tokens too) is counted."""
         return steps.step_event(
             self.agent, event, STEP_FAILED,
             payload={"reason": f"{self.agent.name}: {call} call failed ({exc.reason}): {exc}"},
-            usage=_plus(spent, Usage(model=client.model, calls=exc.attempts)))
+            usage=_plus(spent, exc.usage))
 
     async def aclose(self) -> None:
         for client in self.clients.values():
