@@ -15,6 +15,7 @@ from choreo.services.agent import step as steps
 from choreo.services.runtime import context
 from choreo.services.runtime.context import estimate_tokens
 from choreo.services.runtime.llm import ModelClient, ModelError
+from choreo.services.runtime.settings import get_settings
 from choreo.services.runtime.spec import AUTO_TIER, AgentSpec, MeshSpec
 
 
@@ -35,9 +36,13 @@ class ModelAgent:
     the step's and its writes (the summary and the fold counts) join the step's delta.
     """
 
-    def __init__(self, spec: MeshSpec, agent: AgentSpec) -> None:
+    def __init__(self, spec: MeshSpec, agent: AgentSpec,
+                 max_reply_bytes: int | None = None) -> None:
+        """``max_reply_bytes`` defaults to the process settings' (``CHOREO_MAX_REPLY_BYTES``)."""
         self.spec = spec
         self.agent = agent
+        self.max_reply_bytes = (get_settings().max_reply_bytes if max_reply_bytes is None
+                                else max_reply_bytes)
         self.clients = {name: ModelClient.for_tier(name, spec.models[name])
                         for name in sorted(_tiers(spec, agent))}
 
@@ -59,8 +64,9 @@ class ModelAgent:
                 max_tokens=self.agent.max_tokens, deadline=event.budget.deadline)
         except ModelError as exc:
             return [self._failed(event, "model", exc, spent)]
-        out = steps.outcome(self.agent, event, completion.text,
-                            _plus(spent, completion.usage), messages)
+        text, cut = steps.fit_reply(completion.text, self.max_reply_bytes)
+        out = steps.outcome(self.agent, event, text, _plus(spent, completion.usage), messages,
+                            cut)
         if writes and out.delta is not None:
             out.delta = {**writes, **out.delta}  # the agent's own writes win
             out.payload["context"] = {"summarized": True, "estimated_tokens": estimated}
