@@ -32,6 +32,7 @@ from choreo.services.runtime.kafka import (
     make_consumer,
     make_producer,
 )
+from choreo.services.runtime.llm import tiers_down
 from choreo.services.runtime.offsets import OffsetTracker
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import AgentSpec, MeshSpec
@@ -82,6 +83,7 @@ class AgentService:
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Condition()
         self._fatal: BaseException | None = None
+        self._paused_for = False  # paused because a model tier is down
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop``; whatever was started is stopped, in reverse order."""
@@ -106,13 +108,28 @@ class AgentService:
             if self._fatal is not None:
                 raise self._fatal
             free = self.settings.max_in_flight - len(self._tasks)
-            self._hold(free <= 0)
+            self._hold(free <= 0 or self._model_down())
             batch = await self.consumer.getmany(timeout_ms=200, max_records=max(free, 1))
             for records in batch.values():
                 for record in records:
                     self._start(record)
             await self._commit()
             await self.lag.update()
+
+    def _model_down(self) -> bool:
+        """Back-pressure: while a tier this process calls is down (``on_outage: pause``), take
+        no new records. Steps already running wait for the tier inside their call, their
+        offsets uncommitted; records not yet fetched stay on the topic."""
+        down = tiers_down()
+        if bool(down) != self._paused_for:
+            self._paused_for = bool(down)
+            metrics.AGENT_PAUSED.labels(agent=self.agent.name).set(int(self._paused_for))
+            if down:
+                log.warning("agent paused: model tier down", extra={
+                    "agent": self.agent.name, "tiers": down})
+            else:
+                log.warning("agent resumed: model tiers answer", extra={"agent": self.agent.name})
+        return self._paused_for
 
     def _hold(self, paused: bool) -> None:
         """Pause (or resume) every partition owned now; a newly assigned one starts resumed."""

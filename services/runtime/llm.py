@@ -5,8 +5,10 @@ One client per model tier per process, shared by every agent in it: the tier's c
 limit, token buckets and circuit are properties of the provider, not of an agent. Rate limits
 and outages are retried with exponential backoff (seeded jitter, so a run is reproducible);
 a ``Retry-After`` is honoured by every caller of the tier, not only the one that got it. After
-``circuit_failures`` consecutive failed requests the tier's circuit opens and calls fail fast
-until a probe succeeds (see services.runtime.ratelimit). Anything else fails fast as a
+``circuit_failures`` consecutive failed requests the tier's circuit opens until a probe
+succeeds (see services.runtime.ratelimit): with ``on_outage: fail`` calls then fail fast;
+with ``pause`` (the default) they wait for the circuit, within their trace's deadline, and
+``tiers_down`` tells the agent loop to stop taking work meanwhile. Anything else fails fast as a
 ``ModelError`` whose ``reason`` is a short, bounded label fit for metrics and terminal records.
 
 Time is bounded twice: each attempt (connect, sending, every read of the body) by the tier's
@@ -25,6 +27,7 @@ import logging
 import os
 import random
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -49,7 +52,7 @@ from choreo.services.runtime.metrics import (
     MODEL_RETRIES,
     TOKENS,
 )
-from choreo.services.runtime.ratelimit import TierGate
+from choreo.services.runtime.ratelimit import CircuitState, TierGate
 from choreo.services.runtime.spec import ModelTier
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,17 @@ Message = dict[str, str]
 SCRIPTED_PROVIDER = "choreo.scripted"
 #: The most bytes of one response body the client reads (a guard against runaway replies).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Longest sleep of a call waiting for an open circuit before it looks again.
+CIRCUIT_POLL_S = 0.5
+
+#: Clients of this process whose tier pauses on an outage (``on_outage: pause``).
+_PAUSING: weakref.WeakSet[ModelClient] = weakref.WeakSet()
+
+
+def tiers_down() -> list[str]:
+    """Tiers of this process whose calls are held for an outage right now: the circuit is
+    open and cooling down, or its probe is in flight. An agent takes no work meanwhile."""
+    return sorted({client.name for client in _PAUSING if client.gate.breaker.holding()})
 _OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERATURE"}
 
 
@@ -215,6 +229,8 @@ class ModelClient:
         self._slots = asyncio.Semaphore(tier.concurrency)
         self.gate = TierGate(tier)
         self._report_circuit()
+        if tier.on_outage == "pause":
+            _PAUSING.add(self)
         headers = {"User-Agent": "choreo-mesh"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -367,7 +383,7 @@ class ModelClient:
         while True:
             tries.count += 1
             attempts = tries.count
-            self._check_circuit(attempts)
+            await self._through_circuit(attempts)
             await self.gate.admit(estimated)
             wait: float | None = None
             status = 0
@@ -398,6 +414,8 @@ class ModelClient:
             if status != 429:
                 self.gate.breaker.failure()
                 self._report_circuit()
+            if self._pausing():
+                continue  # the call now waits for the circuit, not for its retries
             if attempts > self.tier.max_retries:
                 raise ModelError(reason, self._failure(detail, attempts), attempts)
             if wait is None:
@@ -427,17 +445,33 @@ class ModelClient:
                     chunks.append(chunk)
         return response, b"".join(chunks)
 
-    def _check_circuit(self, attempts: int) -> None:
-        """Fail fast while the tier's circuit is open (or another caller holds its probe)."""
+    def _pausing(self) -> bool:
+        return self.tier.on_outage == "pause" and self.gate.breaker.state is not (
+            CircuitState.CLOSED)
+
+    async def _through_circuit(self, attempts: int) -> None:
+        """Pass the tier's circuit. While it is open (or another caller holds its probe),
+        fail fast, or with ``on_outage: pause`` wait until it lets this call through."""
         breaker = self.gate.breaker
-        allowed = breaker.allow()
+        waited = False
+        while not breaker.allow():
+            self._report_circuit()
+            if self.tier.on_outage == "fail":
+                raise self._circuit_open(attempts)
+            if not waited:
+                log.warning("model call held: tier is down", extra={
+                    "tier": self.name, "next_probe_s": round(breaker.retry_in(), 3)})
+                waited = True
+            await asyncio.sleep(min(max(breaker.retry_in(), 0.05), CIRCUIT_POLL_S))
         self._report_circuit()
-        if not allowed:
-            raise ModelError("circuit_open", (
-                f"model {self.model!r} at {self.url} not called: the circuit of tier "
-                f"{self.name!r} is open after {breaker.consecutive_failures} consecutive "
-                f"failures (next probe in {breaker.retry_in():.1f}s; {attempts - 1} attempts "
-                "made by this call)"), attempts - 1)
+
+    def _circuit_open(self, attempts: int) -> ModelError:
+        breaker = self.gate.breaker
+        return ModelError("circuit_open", (
+            f"model {self.model!r} at {self.url} not called: the circuit of tier "
+            f"{self.name!r} is open after {breaker.consecutive_failures} consecutive "
+            f"failures (next probe in {breaker.retry_in():.1f}s; {attempts - 1} attempts "
+            "made by this call)"), attempts - 1)
 
     def _report_circuit(self) -> None:
         MODEL_CIRCUIT_STATE.labels(self.name).set(self.gate.breaker.state)
