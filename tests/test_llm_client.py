@@ -228,3 +228,92 @@ def test_concurrency_limit_queues_calls_beyond_the_tier_limit(serve_script: Any)
     latencies = sorted(c.usage.latency_ms for c in asyncio.run(three_at_once()))
     # One request in flight at a time: the last caller waited for the two before it.
     assert latencies[-1] >= 3 * 150
+
+
+# -- answers broken the ways real servers break them ---------------------------------------
+
+BROKEN = [
+    {"when": {"user": "^surrogate"}, "reply": "half an emoji ", "fault": "lone_surrogate"},
+    {"when": {"user": "^gzip"}, "reply": "not compressed at all", "fault": "gzip_lie"},
+    {"when": {"user": "^trickle"}, "reply": "slowly " * 20, "fault": "trickle"},
+    {"when": {"user": "^null"}, "reply": "five words were billed here", "fault": "null_content"},
+    {"when": {"user": "^huge"}, "reply": "0123456789", "repeat": 60_000},
+]
+
+
+@pytest.fixture(scope="module")
+def broken_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    path = tmp_path_factory.mktemp("broken") / "model.yaml"
+    path.write_text(yaml.safe_dump({"model": "broken", "rules": BROKEN}))
+    with model_server(path) as base_url:
+        yield base_url
+
+
+def broken_client(base_url: str, **fields: Any) -> ModelClient:
+    return ModelClient.for_tier("broken", tier("broken-model", base_url, **fields), environ={},
+                                backoff_s=0.01)
+
+
+def test_a_lone_surrogate_in_the_answer_becomes_a_replacement_character(
+        broken_url: str) -> None:
+    text = complete(broken_client(broken_url), "surrogate please").text
+    assert text == "half an emoji \ufffd"
+    text.encode("utf-8")  # encodable: the step record can be written
+
+
+def test_a_body_that_cannot_be_decoded_is_a_model_error(broken_url: str) -> None:
+    with pytest.raises(ModelError) as caught:
+        complete(broken_client(broken_url), "gzip please")
+    assert caught.value.reason == "bad_response"
+    assert "DecodingError" in str(caught.value)
+
+
+def test_one_total_timeout_per_attempt_stops_a_trickling_answer(broken_url: str) -> None:
+    # ~140 bytes at one per 0.2 s: every read is quick, the whole answer takes ~30 s.
+    with pytest.raises(ModelError) as caught:
+        complete(broken_client(broken_url, timeout_s=1, max_retries=1), "trickle please")
+    assert (caught.value.reason, caught.value.attempts) == ("timeout", 2)
+
+
+def test_the_traces_deadline_bounds_the_whole_call_with_its_retries(broken_url: str) -> None:
+    client = broken_client(broken_url, timeout_s=1, max_retries=20)
+
+    async def call() -> Completion:
+        async with client:
+            return await client.complete(
+                [SYSTEM, {"role": "user", "content": "trickle please"}], agent="tester",
+                deadline=datetime.now(UTC) + timedelta(seconds=2.5))
+
+    with pytest.raises(ModelError) as caught:
+        asyncio.run(call())
+    assert caught.value.reason == "deadline"
+    assert 1 <= caught.value.attempts <= 3  # stopped long before its 21 attempts
+
+    past = broken_client(broken_url)
+
+    async def late() -> Completion:
+        async with past:
+            return await past.complete([SYSTEM], agent="tester",
+                                       deadline=datetime.now(UTC) - timedelta(seconds=1))
+
+    with pytest.raises(ModelError) as caught:
+        asyncio.run(late())
+    assert (caught.value.reason, caught.value.attempts) == ("deadline", 0)
+
+
+def test_an_answer_without_content_still_counts_its_billed_tokens(broken_url: str) -> None:
+    client = broken_client(broken_url, price_in_per_mtok=1.0, price_out_per_mtok=2.0)
+    before = metric("choreo_tokens_total", agent="billed", model="broken-model", direction="out")
+    with pytest.raises(ModelError) as caught:
+        complete(client, "null please", agent="billed")
+    error = caught.value
+    assert error.reason == "bad_response"
+    assert "NoneType" in str(error)
+    assert (error.usage.tokens_in, error.usage.tokens_out) == (6, 5)
+    assert error.usage.cost == pytest.approx((6 * 1.0 + 5 * 2.0) / 1e6)
+    assert metric("choreo_tokens_total", agent="billed", model="broken-model",
+                  direction="out") == before + 5
+
+
+def test_a_huge_answer_is_read_whole(broken_url: str) -> None:
+    assert len(complete(broken_client(broken_url), "huge please").text) == 600_000

@@ -15,6 +15,7 @@ from choreo.services.agent import step as steps
 from choreo.services.runtime import context
 from choreo.services.runtime.context import estimate_tokens
 from choreo.services.runtime.llm import ModelClient, ModelError
+from choreo.services.runtime.settings import get_settings
 from choreo.services.runtime.spec import AUTO_TIER, AgentSpec, MeshSpec
 
 
@@ -35,9 +36,13 @@ class ModelAgent:
     the step's and its writes (the summary and the fold counts) join the step's delta.
     """
 
-    def __init__(self, spec: MeshSpec, agent: AgentSpec) -> None:
+    def __init__(self, spec: MeshSpec, agent: AgentSpec,
+                 max_reply_bytes: int | None = None) -> None:
+        """``max_reply_bytes`` defaults to the process settings' (``CHOREO_MAX_REPLY_BYTES``)."""
         self.spec = spec
         self.agent = agent
+        self.max_reply_bytes = (get_settings().max_reply_bytes if max_reply_bytes is None
+                                else max_reply_bytes)
         self.clients = {name: ModelClient.for_tier(name, spec.models[name])
                         for name in sorted(_tiers(spec, agent))}
 
@@ -50,18 +55,18 @@ class ModelAgent:
         try:
             messages, writes, spent = await self._fit(event)
         except ModelError as exc:
-            client = self.clients[self.spec.summary_tier(self.agent)]
-            return [self._failed(event, "summarizer", exc, client, Usage())]
+            return [self._failed(event, "summarizer", exc, Usage())]
         estimated = estimate_tokens(messages)
         client = self.clients[self.spec.tier_for(self.agent, estimated)]
         try:
             completion = await client.complete(
                 messages, agent=self.agent.name, temperature=temperature(self.agent, event),
-                max_tokens=self.agent.max_tokens)
+                max_tokens=self.agent.max_tokens, deadline=event.budget.deadline)
         except ModelError as exc:
-            return [self._failed(event, "model", exc, client, spent)]
-        out = steps.outcome(self.agent, event, completion.text,
-                            _plus(spent, completion.usage), messages)
+            return [self._failed(event, "model", exc, spent)]
+        text, cut = steps.fit_reply(completion.text, self.max_reply_bytes)
+        out = steps.outcome(self.agent, event, text, _plus(spent, completion.usage), messages,
+                            cut)
         if writes and out.delta is not None:
             out.delta = {**writes, **out.delta}  # the agent's own writes win
             out.payload["context"] = {"summarized": True, "estimated_tokens": estimated}
@@ -85,18 +90,18 @@ class ModelAgent:
         summarizer = self.clients[self.spec.summary_tier(self.agent)]
         completion = await summarizer.complete(
             context.summarizer_messages(ctx, visible, older), agent=self.agent.name,
-            temperature=0.0)
+            temperature=0.0, deadline=event.budget.deadline)
         visible, writes = context.fold(ctx, state, visible, older, completion.text.strip())
         messages = steps.render_fields(system_prompt(self.agent, event), names, visible)
         return messages, writes, completion.usage
 
-    def _failed(self, event: Envelope, call: str, exc: ModelError, client: ModelClient,
-                spent: Usage) -> Envelope:
-        """A failed step: the trace ends ``failed`` with why, and what was spent is counted."""
+    def _failed(self, event: Envelope, call: str, exc: ModelError, spent: Usage) -> Envelope:
+        """A failed step: the trace ends ``failed`` with why, and what was spent (the
+        failed call's billed tokens too) is counted."""
         return steps.step_event(
             self.agent, event, STEP_FAILED,
             payload={"reason": f"{self.agent.name}: {call} call failed ({exc.reason}): {exc}"},
-            usage=_plus(spent, Usage(model=client.model, calls=exc.attempts)))
+            usage=_plus(spent, exc.usage))
 
     async def aclose(self) -> None:
         for client in self.clients.values():

@@ -10,6 +10,7 @@ SIGTERM, or when partitions are revoked, in-flight steps finish and commit befor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -18,7 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span, StatusCode
 
-from choreo.schemas import DecodeError, Envelope, decode, encode
+from choreo.schemas import DecodeError, Envelope, Usage, decode, encode
+from choreo.schemas.codec import clean_text
 from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
 from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour, ModelAgent, for_agent
@@ -30,12 +32,19 @@ from choreo.services.runtime.kafka import (
     make_consumer,
     make_producer,
 )
+from choreo.services.runtime.llm import tiers_down
 from choreo.services.runtime.offsets import OffsetTracker
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import AgentSpec, MeshSpec
 from choreo.services.runtime.topics import Topics
 
 log = logging.getLogger(__name__)
+
+#: Characters of an exception's text kept as a failed step's reason.
+REASON_CHARS = 2000
+#: Output index of the ``step.failed`` record that replaces a step that raised: its id differs
+#: from every output the step itself could have written, and is the same on every rerun.
+CRASH_INDEX = -1
 
 
 class _Drain(ConsumerRebalanceListener):
@@ -71,34 +80,77 @@ class AgentService:
                             [self.topics.event(t) for t in self.agent.subscribe])
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
         self.offsets = OffsetTracker()
-        self._slots = asyncio.Semaphore(settings.max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Condition()
+        self._fatal: BaseException | None = None
+        self._paused_for = False  # paused because a model tier is down
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.producer.start()
-        self.consumer.subscribe([self.topics.event(t) for t in self.agent.subscribe],
-                                listener=_Drain(self))
-        await self.consumer.start()
-        log.info("agent started", extra={"agent": self.agent.name,
-                                          "topics": self.agent.subscribe})
+        """Consume until ``stop``; whatever was started is stopped, in reverse order."""
+        async with contextlib.AsyncExitStack() as stack:
+            await self.producer.start()
+            stack.push_async_callback(self.producer.stop)
+            stack.push_async_callback(self.behaviour.aclose)
+            self.consumer.subscribe([self.topics.event(t) for t in self.agent.subscribe],
+                                    listener=_Drain(self))
+            await self.consumer.start()
+            stack.push_async_callback(self.consumer.stop)
+            log.info("agent started", extra={"agent": self.agent.name,
+                                              "topics": self.agent.subscribe})
+            await self._consume(stop)
+            await self._shutdown()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        """Poll without pause, whatever the steps are doing: a member that stops polling for
+        ``max_poll_interval_ms`` is evicted and its steps run twice. While every slot is busy
+        the partitions are paused, so polling keeps the membership and fetches nothing."""
+        while not stop.is_set():
+            if self._fatal is not None:
+                raise self._fatal
+            free = self.settings.max_in_flight - len(self._tasks)
+            self._hold(free <= 0 or self._model_down())
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=max(free, 1))
+            for records in batch.values():
+                for record in records:
+                    self._start(record)
+            await self._commit()
+            await self.lag.update()
+
+    def _model_down(self) -> bool:
+        """Back-pressure: while a tier this process calls is down (``on_outage: pause``), take
+        no new records. Steps already running wait for the tier inside their call, their
+        offsets uncommitted; records not yet fetched stay on the topic."""
+        down = tiers_down()
+        if bool(down) != self._paused_for:
+            self._paused_for = bool(down)
+            metrics.AGENT_PAUSED.labels(agent=self.agent.name).set(int(self._paused_for))
+            if down:
+                log.warning("agent paused: model tier down", extra={
+                    "agent": self.agent.name, "tiers": down})
+            else:
+                log.warning("agent resumed: model tiers answer", extra={"agent": self.agent.name})
+        return self._paused_for
+
+    def _hold(self, paused: bool) -> None:
+        """Pause (or resume) every partition owned now; a newly assigned one starts resumed."""
+        assigned = self.consumer.assignment()
+        if paused:
+            self.consumer.pause(*assigned)
+        else:
+            self.consumer.resume(*assigned)
+
+    async def _shutdown(self) -> None:
+        """Let in-flight steps finish within the grace period; steps still running then are
+        cancelled, uncommitted, and run again by the partition's next owner."""
         try:
-            while not stop.is_set():
-                await self._slots.acquire()  # fetch only when a step can start
-                self._slots.release()
-                batch = await self.consumer.getmany(timeout_ms=200,
-                                                    max_records=self.settings.max_in_flight)
-                for records in batch.values():
-                    for record in records:
-                        await self._slots.acquire()
-                        self._start(record)
-                await self._commit()
-                await self.lag.update()
             await asyncio.wait_for(self.drain(None), self.settings.shutdown_grace_s)
-        finally:
-            await self.consumer.stop()
-            await self.producer.stop()
-            await self.behaviour.aclose()
+        except TimeoutError:
+            running = list(self._tasks)
+            log.warning("steps cancelled at shutdown", extra={"steps": len(running)})
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await self._commit()
 
     def _start(self, record: ConsumerRecord[bytes, bytes]) -> None:
         tp = TopicPartition(record.topic, record.partition)
@@ -109,14 +161,16 @@ class AgentService:
 
     def _finished(self, task: asyncio.Task[None], tp: TopicPartition, offset: int) -> None:
         self._tasks.discard(task)
-        self._slots.release()
-        if task.cancelled() or task.exception() is not None:
-            # Not done: leave the offset in flight, so it is never committed past. The
-            # record is redelivered to whoever owns the partition next.
-            log.error("step crashed", extra={"offset": offset, "topic": tp.topic},
-                      exc_info=None if task.cancelled() else task.exception())
-            return
-        self.offsets.done(tp, offset)
+        if task.cancelled():
+            # Left in flight, never committed past: the next owner runs it again.
+            log.warning("step cancelled", extra={"offset": offset, "topic": tp.topic})
+        elif (exc := task.exception()) is not None:
+            # Neither a step record nor a dead letter could be written: the broker is gone.
+            log.error("record could not be handled", extra={"offset": offset, "topic": tp.topic},
+                      exc_info=exc)
+            self._fatal = exc
+        else:
+            self.offsets.done(tp, offset)
         asyncio.get_running_loop().create_task(self._notify())
 
     async def _notify(self) -> None:
@@ -137,41 +191,82 @@ class AgentService:
             self.offsets.mark_committed(offsets)
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        """One step inside one span that continues the trace of the record's producer."""
-        with telemetry.consume_span(record, group=self.group, agent=self.agent.name) as span:
-            await self._traced(record, span)
+        """One record inside one span that continues the trace of the record's producer.
 
-    async def _traced(self, record: ConsumerRecord[bytes, bytes], span: Span) -> None:
-        try:
-            event = decode(record.value or b"", Envelope)
-        except DecodeError as exc:
-            span.set_status(StatusCode.ERROR, "undecodable record")
-            await self.dead_letters.send(record, str(exc))
-            return
-        span.set_attributes({"choreo.trace_id": event.trace_id, "choreo.hop": event.hop + 1,
-                             "messaging.message.id": event.event_id})
+        Whatever goes wrong ends here: an undecodable record as a dead letter, any exception
+        of a decoded one's step as a ``step.failed`` record with its reason (else a dead
+        letter), so the offset always moves on. Only a broker that takes neither raises.
+        """
+        with telemetry.consume_span(record, group=self.group, agent=self.agent.name) as span:
+            try:
+                event = decode(record.value or b"", Envelope)
+            except DecodeError as exc:
+                span.set_status(StatusCode.ERROR, "undecodable record")
+                await self.dead_letters.send(record, str(exc))
+                return
+            span.set_attributes({"choreo.trace_id": event.trace_id,
+                                 "choreo.hop": event.hop + 1,
+                                 "messaging.message.id": event.event_id})
+            outputs: list[Envelope] = []
+            try:
+                await self._traced(record, event, span, outputs)
+            except Exception as exc:  # one record's failure ends its step
+                await self._crashed(record, event, span, exc,
+                                    outputs[0].usage if outputs else Usage())
+
+    async def _traced(self, record: ConsumerRecord[bytes, bytes], event: Envelope,
+                      span: Span, outputs: list[Envelope]) -> None:
+        """Run the step into ``outputs`` (kept by the caller: a step whose records cannot be
+        written still spent what they say) and write them."""
         started = time.perf_counter()
         log.info("step started", extra={"trace_id": event.trace_id, "type": event.type,
                                         "hop": event.hop + 1})
-        outputs = await self._step(event)
+        outputs.extend(await self._step(event))
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
-        headers = forward_headers(record)  # the outbox records continue this step's span
         for out in outputs:
             out.payload["duration_ms"] = duration_ms
-        # Every output acknowledged before the offset may move.
-        await acked(self.producer.send(self.topics.outbox, encode(out),
-                                       key=event.trace_id.encode(), headers=headers)
-                    for out in outputs)
-        metrics.STEP_DURATION.labels(agent=self.agent.name).observe(duration_ms / 1000)
+        await self._send(record, outputs)
         status = {STEP_REFUSED: "refused", STEP_FAILED: "failed"}.get(outputs[0].type, "ok")
-        metrics.STEPS.labels(agent=self.agent.name, status=status).inc()
-        span.set_attributes({"choreo.step.status": status,
-                             "choreo.step.emitted": [out.type for out in outputs],
+        self._count(span, status, duration_ms)
+        span.set_attributes({"choreo.step.emitted": [out.type for out in outputs],
                              "choreo.cost_usd": sum(out.usage.cost for out in outputs)})
         if status == "failed":  # a refusal (over budget) is the mesh working, not an error
             span.set_status(StatusCode.ERROR, str(outputs[0].payload.get("reason", status)))
         log.info("step done", extra={"trace_id": event.trace_id, "status": status,
                                      "emitted": [out.type for out in outputs]})
+
+    async def _send(self, record: ConsumerRecord[bytes, bytes], outputs: list[Envelope]
+                    ) -> None:
+        """Every output acknowledged before the offset may move; the outbox records continue
+        this step's span."""
+        headers = forward_headers(record)
+        await acked(self.producer.send(self.topics.outbox, encode(out),
+                                       key=out.trace_id.encode(), headers=headers)
+                    for out in outputs)
+
+    async def _crashed(self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span,
+                       exc: Exception, spent: Usage) -> None:
+        """End a step that raised as ``step.failed`` with why (and what it had spent); if even
+        that cannot be written, dead-letter the record with the same reason."""
+        reason = clean_text(f"{type(exc).__name__}: {exc}")[:REASON_CHARS]
+        log.error("step crashed", extra={"trace_id": event.trace_id, "reason": reason},
+                  exc_info=exc)
+        span.set_status(StatusCode.ERROR, reason)
+        failed = steps.step_event(self.agent, event, STEP_FAILED, index=CRASH_INDEX,
+                                  payload={"reason": f"{self.agent.name}: {reason}"},
+                                  usage=spent)
+        try:
+            await self._send(record, [failed])
+        except Exception as again:  # the dead letter is the last resort
+            await self.dead_letters.send(
+                record, f"{reason}; and its step.failed record: {type(again).__name__}: {again}")
+            return
+        self._count(span, "failed", 0.0)
+
+    def _count(self, span: Span, status: str, duration_ms: float) -> None:
+        metrics.STEP_DURATION.labels(agent=self.agent.name).observe(duration_ms / 1000)
+        metrics.STEPS.labels(agent=self.agent.name, status=status).inc()
+        span.set_attribute("choreo.step.status", status)
 
     async def _step(self, event: Envelope) -> list[Envelope]:
         refusal = steps.over_budget(event, datetime.now(UTC))

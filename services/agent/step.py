@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from choreo.schemas import Envelope, Usage
-from choreo.schemas.codec import as_text, to_json
+from choreo.schemas.codec import as_text, cut_text, to_json
 from choreo.schemas.ids import derive_event_id, fingerprint
 from choreo.schemas.records import FAIL, FINISH, STEP_FAILED
 from choreo.services.runtime.spec import AgentSpec, Route
@@ -90,11 +90,23 @@ def step_event(agent: AgentSpec, event: Envelope, event_type: str, *,
     )
 
 
+def fit_reply(text: str, limit_bytes: int) -> tuple[str, dict[str, int] | None]:
+    """The reply cut to ``limit_bytes`` of UTF-8 with a visible note at its end, and what was
+    cut (None when it fits): a reply too large for one record must not strand its trace."""
+    kept, size = cut_text(text, limit_bytes)
+    if size <= limit_bytes:
+        return text, None
+    note = {"reply_bytes": size, "kept_bytes": len(kept.encode("utf-8"))}
+    return f"{kept}\n[cut: the reply was {size} bytes, {note['kept_bytes']} kept]", note
+
+
 def outcome(agent: AgentSpec, event: Envelope, text: str, usage: Usage,
-            messages: list[dict[str, str]]) -> Envelope:
-    """Turn the model's text into the step's outbox record."""
+            messages: list[dict[str, str]], cut: dict[str, int] | None = None) -> Envelope:
+    """Turn the model's text into the step's outbox record; ``cut`` notes a cut reply."""
     payload: dict[str, Any] = {"text": text,
                                "input_fingerprint": fingerprint(to_json(messages))}
+    if cut is not None:
+        payload["cut"] = cut
     route = choose_route(agent, text)
     if route is None:
         payload["reason"] = f"{agent.name}: no route matched the output"

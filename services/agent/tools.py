@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from choreo.schemas import Envelope
+from choreo.schemas.codec import clean_text
 from choreo.schemas.records import STEP_FAILED
 from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour
@@ -59,11 +60,13 @@ class SandboxTool:
             result = await run_code(code, files=files, timeout_s=self.spec.timeout_s,
                                     base_url=self.base_url)
         except SandboxError as exc:
-            return self._report("unavailable", str(exc), {})
+            return self._report("unavailable", clean_text(str(exc)), {})
+        # Program output is foreign text: cleaned here, so the step record always encodes.
+        reason = None if result.reason is None else clean_text(result.reason)
         detail = {"exit_code": result.exit_code, "duration_ms": result.duration_ms,
-                  "stdout": result.stdout[-TRANSCRIPT_CHARS:],
-                  "stderr": result.stderr[-TRANSCRIPT_CHARS:], "reason": result.reason}
-        return self._report(result.status, result.reason, detail)
+                  "stdout": clean_text(result.stdout[-TRANSCRIPT_CHARS:]),
+                  "stderr": clean_text(result.stderr[-TRANSCRIPT_CHARS:]), "reason": reason}
+        return self._report(result.status, reason, detail)
 
     def _report(self, status: str, reason: str | None,
                 detail: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -111,7 +114,7 @@ class ToolAgent:
             kept = {k: v for k, v in (first.delta or {}).items() if k not in self._routed}
             routed.delta = {**kept, **routed.delta}
         routed.payload["tools"] = results
-        for key in ("input_fingerprint", "context"):  # what the model call saw, not the route
+        for key in ("input_fingerprint", "context", "cut"):  # of the model call, not the route
             if key in first.payload:
                 routed.payload[key] = first.payload[key]
         return [routed]

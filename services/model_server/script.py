@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -36,9 +36,29 @@ class When(_Strict):
         return all(pattern is None or re.search(pattern, text) for pattern, text in pairs)
 
 
+#: How a rule's answer can be broken, as real servers break them (see ``Rule.fault``).
+ReplyFault = Literal["lone_surrogate", "gzip_lie", "trickle", "null_content", "server_error"]
+
+
 class Rule(_Strict):
+    """A reply for conversations ``when`` matches: ``reply`` repeated ``repeat`` times, sent
+    as ``fault`` says.
+
+    Faults: ``lone_surrogate`` ends the text with the JSON escape of half an emoji
+    (``\\ud83d``); ``gzip_lie`` says ``Content-Encoding: gzip`` over a plain body;
+    ``trickle`` sends the body one byte every ``trickle_interval_s``; ``null_content`` answers
+    ``content: null`` with the usage still reported; ``server_error`` answers HTTP 500.
+    """
+
     when: When = Field(default_factory=When)
     reply: str
+    repeat: int = Field(1, ge=1)
+    fault: ReplyFault | None = None
+    trickle_interval_s: float = Field(0.2, gt=0)
+
+    @property
+    def text(self) -> str:
+        return self.reply * self.repeat
 
 
 class RateLimit(_Strict):
@@ -66,15 +86,13 @@ class Script(_Strict):
     def label(self) -> str:
         return f"scripted:{self.model}"
 
-    def reply(self, system: str, user: str, model: str) -> str:
-        """The first matching rule's reply, or a reply that says plainly that none matched."""
+    def rule(self, system: str, user: str, model: str) -> Rule:
+        """The first matching rule, or one whose reply says plainly that none matched."""
         for rule in self.rules:
             if rule.when.matches(system, user, model):
-                return rule.reply
-        return (
-            f"[{self.label}] no scripted rule matched this conversation "
-            f"(model {model!r}; {len(self.rules)} rules)."
-        )
+                return rule
+        return Rule(reply=(f"[{self.label}] no scripted rule matched this conversation "
+                           f"(model {model!r}; {len(self.rules)} rules)."))
 
 
 def parse_script(data: Any, source: str = "<script>") -> Script:

@@ -5,6 +5,8 @@ accounting are exercised for real; every answer is labelled scripted (``model``,
 ``system_fingerprint`` and the ``X-Choreo-Scripted`` header) so it is never mistaken for a model.
 ``GET /v1/stats`` reports what the server answered (requests, rate limits, outages, and tokens
 per requested model), so a test can hold the client's accounting against the server's.
+``PUT /v1/faults`` replaces the script's fault switches while it runs (an outage that starts
+and ends), and a rule can break its own answers the ways real servers do (``Rule.fault``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from choreo.services.model_server.process import ANNOUNCEMENT
-from choreo.services.model_server.script import Script, load_script
+from choreo.services.model_server.script import Faults, Rule, Script, load_script
 from choreo.services.runtime import metrics
 from choreo.services.runtime.settings import get_settings
 
@@ -47,9 +51,11 @@ class ScriptedServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], script: Script) -> None:
         super().__init__(address, _Handler)
         self.script = script
+        self.faults = script.faults  # replaced whole by PUT /v1/faults
         self._lock = threading.Lock()
         self._chat_requests = 0
-        self._counts = {"requests": 0, "completions": 0, "rate_limited": 0, "unavailable": 0}
+        self._counts = {"requests": 0, "completions": 0, "rate_limited": 0, "unavailable": 0,
+                        "server_error": 0}
         self._models: dict[str, dict[str, int]] = {}
 
     def next_request_number(self) -> int:
@@ -115,15 +121,25 @@ def _tokens(text: str) -> int:
     return len(text.split())
 
 
-def completion(script: Script, body: bytes, model: str,
-               messages: list[tuple[str, str]]) -> dict[str, Any]:
-    """The chat-completions response to ``body`` (parsed by ``_parse_chat`` into ``model`` and
-    ``messages``): a pure function of the script and request."""
+def matching_rule(script: Script, model: str, messages: list[tuple[str, str]]) -> Rule:
+    """The rule that answers a request (parsed by ``_parse_chat`` into model and messages)."""
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
     user = "\n\n".join(text for role, text in messages if role not in ("system", "developer"))
-    reply = script.reply(system, user, model)
+    return script.rule(system, user, model)
+
+
+def completion(script: Script, rule: Rule, body: bytes,
+               messages: list[tuple[str, str]]) -> dict[str, Any]:
+    """The chat-completions response to ``body`` that ``rule`` gives: a pure function of the
+    script and request. Usage counts the rule's text even when its fault drops the content."""
+    reply = rule.text
     prompt_tokens = sum(_tokens(text) for _, text in messages)
     completion_tokens = _tokens(reply)
+    content: str | None = reply
+    if rule.fault == "lone_surrogate":
+        content = reply + "\ud83d"  # json.dumps writes it as the escape \ud83d, alone
+    elif rule.fault == "null_content":
+        content = None
     return {
         "id": "chatcmpl-scripted-" + hashlib.sha256(body).hexdigest()[:24],
         "object": "chat.completion",
@@ -132,7 +148,7 @@ def completion(script: Script, body: bytes, model: str,
         "system_fingerprint": FINGERPRINT,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply},
+            "message": {"role": "assistant", "content": content},
             "finish_reason": "stop",
         }],
         "usage": {
@@ -163,6 +179,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
 
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path != "/v1/faults":
+            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
+            return
+        try:
+            self.server.faults = Faults.model_validate_json(body)
+        except ValidationError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
+            return
+        self._json(HTTPStatus.OK, self.server.faults.model_dump())
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self._down():
@@ -179,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.count("unauthorized")
             self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong API key", "invalid_api_key")
             return
-        limit = script.faults.rate_limit
+        limit = self.server.faults.rate_limit
         if limit is not None and self.server.next_request_number() % limit.every == 0:
             self.server.count("rate_limited")
             self._error(HTTPStatus.TOO_MANY_REQUESTS, "scripted rate limit", "rate_limit_exceeded",
@@ -191,14 +219,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.count("bad_request")
             self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
             return
-        response = completion(script, body, requested, messages)
+        rule = matching_rule(script, requested, messages)
+        if rule.fault == "server_error":
+            self.server.count("server_error")
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "scripted server error", "server_error")
+            return
+        response = completion(script, rule, body, messages)
         if script.latency_ms:
             time.sleep(script.latency_ms / 1000)  # simulated model latency
         self.server.count_completion(response, requested)
-        self._json(HTTPStatus.OK, response)
+        if rule.fault == "gzip_lie":
+            self._json(HTTPStatus.OK, response, {"Content-Encoding": "gzip"})
+        elif rule.fault == "trickle":
+            self._json(HTTPStatus.OK, response, trickle_s=rule.trickle_interval_s)
+        else:
+            self._json(HTTPStatus.OK, response)
 
     def _down(self) -> bool:
-        if not self.server.script.faults.down:
+        if not self.server.faults.down:
             return False
         self._error(HTTPStatus.SERVICE_UNAVAILABLE, "scripted outage", "server_down")
         return True
@@ -208,7 +246,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(status, {"error": {"message": message, "type": kind}}, headers)
 
     def _json(self, status: HTTPStatus, payload: dict[str, Any],
-              headers: dict[str, str] | None = None) -> None:
+              headers: dict[str, str] | None = None, trickle_s: float = 0.0) -> None:
+        """Send ``payload`` as JSON; with ``trickle_s``, one byte of the body at a time."""
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -217,7 +256,13 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(data)
+        if not trickle_s:
+            self.wfile.write(data)
+            return
+        for i in range(len(data)):
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
+            time.sleep(trickle_s)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("request", extra={"client": self.address_string(), "line": format % args})

@@ -47,10 +47,9 @@ class Router:
         try:
             completion = await self.model.complete(
                 messages, agent=self.agent.name, temperature=self.agent.temperature,
-                max_tokens=self.agent.max_tokens)
+                max_tokens=self.agent.max_tokens, deadline=event.budget.deadline)
         except ModelError as exc:
-            return None, f"rules (model failed: {exc.reason})", Usage(
-                model=self.model.model, calls=exc.attempts)
+            return None, f"rules (model failed: {exc.reason})", exc.usage
         route = classify.by_label(self.agent, completion.text)
         if route is None:
             return None, f"rules (model answered {completion.text.strip()[:40]!r})", \

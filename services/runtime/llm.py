@@ -5,9 +5,17 @@ One client per model tier per process, shared by every agent in it: the tier's c
 limit, token buckets and circuit are properties of the provider, not of an agent. Rate limits
 and outages are retried with exponential backoff (seeded jitter, so a run is reproducible);
 a ``Retry-After`` is honoured by every caller of the tier, not only the one that got it. After
-``circuit_failures`` consecutive failed requests the tier's circuit opens and calls fail fast
-until a probe succeeds (see services.runtime.ratelimit). Anything else fails fast as a
+``circuit_failures`` consecutive failed requests the tier's circuit opens until a probe
+succeeds (see services.runtime.ratelimit): with ``on_outage: fail`` calls then fail fast;
+with ``pause`` (the default) they wait for the circuit, within their trace's deadline, and
+``tiers_down`` tells the agent loop to stop taking work meanwhile. Anything else fails fast as a
 ``ModelError`` whose ``reason`` is a short, bounded label fit for metrics and terminal records.
+
+Time is bounded twice: each attempt (connect, sending, every read of the body) by the tier's
+``timeout_s`` as one total, since httpx's own timeouts are per read and a server that trickles
+its answer would never trip them; and the whole call, retries and waits included, by the
+trace's deadline. Every transport, protocol and decoding error becomes a ``ModelError``; an
+answer the provider billed but that is no chat completion still reports its usage.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import logging
 import os
 import random
 import time
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,10 +35,12 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
+import msgspec
 from opentelemetry import trace
 from pydantic import ValidationError
 
 from choreo.schemas import Usage
+from choreo.schemas.codec import clean_text
 from choreo.services.model_server.server import SCRIPTED_HEADER
 from choreo.services.runtime import telemetry
 from choreo.services.runtime.context import estimate_tokens
@@ -41,7 +52,7 @@ from choreo.services.runtime.metrics import (
     MODEL_RETRIES,
     TOKENS,
 )
-from choreo.services.runtime.ratelimit import TierGate
+from choreo.services.runtime.ratelimit import CircuitState, TierGate
 from choreo.services.runtime.spec import ModelTier
 
 log = logging.getLogger(__name__)
@@ -50,6 +61,19 @@ _tracer = trace.get_tracer(__name__)
 Message = dict[str, str]
 
 SCRIPTED_PROVIDER = "choreo.scripted"
+#: The most bytes of one response body the client reads (a guard against runaway replies).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Longest sleep of a call waiting for an open circuit before it looks again.
+CIRCUIT_POLL_S = 0.5
+
+#: Clients of this process whose tier pauses on an outage (``on_outage: pause``).
+_PAUSING: weakref.WeakSet[ModelClient] = weakref.WeakSet()
+
+
+def tiers_down() -> list[str]:
+    """Tiers of this process whose calls are held for an outage right now: the circuit is
+    open and cooling down, or its probe is in flight. An agent takes no work meanwhile."""
+    return sorted({client.name for client in _PAUSING if client.gate.breaker.holding()})
 _OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERATURE"}
 
 
@@ -65,15 +89,21 @@ class Completion:
 class ModelError(RuntimeError):
     """A model call failed for good: retries exhausted, or an error that retrying cannot fix.
 
-    ``reason`` is a bounded label: ``rate_limited``, ``http_<status>``, ``timeout``,
-    ``connection``, ``bad_response`` or ``circuit_open`` (the tier's circuit refused the
-    request). ``attempts`` counts the requests made.
+    ``reason`` is a bounded label: ``rate_limited``, ``http_<status>``, ``timeout`` (an
+    attempt took longer than the tier's ``timeout_s``), ``deadline`` (the trace's deadline
+    came first), ``connection`` (any transport error), ``protocol`` (any other HTTP client
+    error), ``bad_response`` (undecodable, too large, or not a chat completion) or
+    ``circuit_open`` (the tier's circuit refused the request). ``attempts`` counts the requests
+    made; ``usage`` is what the provider reported for them (an answer it billed but that
+    could not be used still cost its tokens).
     """
 
-    def __init__(self, reason: str, message: str, attempts: int) -> None:
+    def __init__(self, reason: str, message: str, attempts: int,
+                 usage: Usage | None = None) -> None:
         super().__init__(message)
         self.reason = reason
         self.attempts = attempts
+        self.usage = usage if usage is not None else Usage(calls=attempts)
 
 
 class ModelConfigError(ValueError):
@@ -138,13 +168,30 @@ def _status_reason(status: int) -> str:
     return "rate_limited" if status == 429 else f"http_{status}"
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(status: int, data: bytes) -> str:
     """The provider's error message when it sent one in the usual shape, else the status."""
     try:
-        message = response.json()["error"]["message"]
+        message = json.loads(data)["error"]["message"]
     except (ValueError, KeyError, TypeError):
         message = None
-    return f"HTTP {response.status_code}" + (f": {message}" if isinstance(message, str) else "")
+    detail = f": {clean_text(message)[:500]}" if isinstance(message, str) else ""
+    return f"HTTP {status}{detail}"
+
+
+def _count(value: Any) -> int:
+    """A token count from an answer: a non-negative int, else 0 (never an exception)."""
+    return value if isinstance(value, int) and value > 0 else 0
+
+
+class _TooLarge(Exception):
+    """The answer's body is over ``MAX_RESPONSE_BYTES``."""
+
+
+@dataclass
+class _Tries:
+    """Requests made so far by one call (read when its deadline interrupts it)."""
+
+    count: int = 0
 
 
 class ModelClient:
@@ -182,6 +229,8 @@ class ModelClient:
         self._slots = asyncio.Semaphore(tier.concurrency)
         self.gate = TierGate(tier)
         self._report_circuit()
+        if tier.on_outage == "pause":
+            _PAUSING.add(self)
         headers = {"User-Agent": "choreo-mesh"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -231,11 +280,17 @@ class ModelClient:
         agent: str,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        deadline: datetime | None = None,
     ) -> Completion:
-        """One chat completion; raises ``ModelError`` once retrying cannot help."""
+        """One chat completion, done by ``deadline`` (the trace's, if it has one).
+
+        Raises ``ModelError`` once retrying cannot help or the deadline has passed; its
+        ``usage`` counts what the provider billed. Lone surrogates in the answer are replaced
+        (see ``schemas.codec.clean_text``), so the text always encodes.
+        """
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": [{**m, "content": clean_text(m["content"])} for m in messages],
             "temperature": self.temperature if temperature is None else temperature,
             "stream": False,
         }
@@ -254,10 +309,12 @@ class ModelClient:
             f"chat {self.model}", kind=trace.SpanKind.CLIENT, attributes=attributes,
         ) as span:
             try:
-                response, attempts = await self._post(body, estimated)
-                completion = self._parse(response, attempts, started)
+                completion = await self._call(body, estimated, started, deadline)
             except ModelError as exc:
+                if not exc.usage.model:
+                    exc.usage = msgspec.structs.replace(exc.usage, model=self.model)
                 MODEL_CALL_ERRORS.labels(agent, self.model, exc.reason).inc()
+                self._charge(agent, exc.usage)
                 span.set_attribute("error.type", exc.reason)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                 raise
@@ -265,7 +322,6 @@ class ModelClient:
                 MODEL_CALL_DURATION.labels(agent, self.model).observe(
                     time.perf_counter() - started)
             usage = completion.usage
-            self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
             if completion.scripted:
                 span.set_attribute("gen_ai.provider.name", SCRIPTED_PROVIDER)
             if telemetry.record_content():
@@ -282,36 +338,75 @@ class ModelClient:
                 "choreo.model.calls": usage.calls,
                 "choreo.model.scripted": completion.scripted,
             })
+        self._charge(agent, usage)
+        return completion
+
+    def _charge(self, agent: str, usage: Usage) -> None:
         TOKENS.labels(agent, self.model, "in").inc(usage.tokens_in)
         TOKENS.labels(agent, self.model, "out").inc(usage.tokens_out)
         COST.labels(agent, self.model).inc(usage.cost)
-        return completion
 
-    async def _post(self, body: dict[str, Any], estimated: int) -> tuple[httpx.Response, int]:
-        """POST through the tier's gate, with retries on 429, 5xx, timeouts and connection
-        errors. Failures of the tier (not 429s, the provider's flow control, nor 4xx, the
-        request's own fault) count towards opening its circuit."""
-        attempts = 0
+    async def _call(self, body: dict[str, Any], estimated: int, started: float,
+                    deadline: datetime | None) -> Completion:
+        """The whole call, retries and waits included, within what is left of ``deadline``."""
+        tries = _Tries()
+        left = None if deadline is None else (deadline - datetime.now(UTC)).total_seconds()
+        try:
+            if left is not None and left <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(left):
+                data, scripted = await self._post(body, estimated, tries)
+        except TimeoutError:
+            raise ModelError("deadline", self._failure(
+                f"the trace's deadline {deadline} came first", tries.count), tries.count,
+            ) from None
+        usage, payload = self._usage(data, tries.count, started)
+        self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
+        try:
+            if payload is None:
+                raise ValueError("the body is not JSON")
+            text = payload["choices"][0]["message"]["content"]
+            if not isinstance(text, str):
+                raise TypeError(f"message content is {type(text).__name__}, not text")
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ModelError("bad_response", self._failure(
+                f"not a chat completion ({type(exc).__name__}: {exc})", tries.count),
+                tries.count, usage) from None
+        return Completion(text=clean_text(text), usage=usage, scripted=scripted)
+
+    async def _post(self, body: dict[str, Any], estimated: int,
+                    tries: _Tries) -> tuple[bytes, bool]:
+        """POST through the tier's gate, with retries on 429, 5xx, timeouts and transport
+        errors; returns the body of the first 2xx answer and whether it is scripted.
+        Failures of the tier (not 429s, the provider's flow control, nor 4xx, the request's
+        own fault) count towards opening its circuit."""
         while True:
-            attempts += 1
-            self._check_circuit(attempts)
+            tries.count += 1
+            attempts = tries.count
+            await self._through_circuit(attempts)
             await self.gate.admit(estimated)
             wait: float | None = None
             status = 0
             try:
                 async with self._slots:
-                    response = await self._http.post(self.url, json=body)
-            except httpx.TimeoutException:
-                reason, detail = "timeout", f"no answer within {self.tier.timeout_s:g}s"
+                    response, data = await self._attempt(body)
+            except (TimeoutError, httpx.TimeoutException):
+                reason, detail = "timeout", f"no whole answer within {self.tier.timeout_s:g}s"
             except httpx.TransportError as exc:
                 reason, detail = "connection", f"{type(exc).__name__}: {exc}"
+            except (httpx.HTTPError, _TooLarge) as exc:  # decoding, redirects: not retried
+                self.gate.settle(estimated, 0)
+                label = "bad_response" if isinstance(
+                    exc, httpx.DecodingError | _TooLarge) else "protocol"
+                raise ModelError(label, self._failure(
+                    f"{type(exc).__name__}: {exc}", attempts), attempts) from None
             else:
                 if response.is_success:
                     self.gate.breaker.success()
                     self._report_circuit()
-                    return response, attempts
+                    return data, response.headers.get(SCRIPTED_HEADER, "").lower() == "true"
                 status = response.status_code
-                reason, detail = _status_reason(status), _error_detail(response)
+                reason, detail = _status_reason(status), _error_detail(status, data)
                 wait = parse_retry_after(response.headers.get("Retry-After"))
             self.gate.settle(estimated, 0)  # a refused request used no tokens
             if status != 429 and 400 <= status < 500:
@@ -319,6 +414,8 @@ class ModelClient:
             if status != 429:
                 self.gate.breaker.failure()
                 self._report_circuit()
+            if self._pausing():
+                continue  # the call now waits for the circuit, not for its retries
             if attempts > self.tier.max_retries:
                 raise ModelError(reason, self._failure(detail, attempts), attempts)
             if wait is None:
@@ -334,17 +431,47 @@ class ModelClient:
                 "model": self.model, "reason": reason, "attempt": attempts, "wait_s": wait})
             await asyncio.sleep(wait)
 
-    def _check_circuit(self, attempts: int) -> None:
-        """Fail fast while the tier's circuit is open (or another caller holds its probe)."""
+    async def _attempt(self, body: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+        """One request and its whole body within ``timeout_s``, read at most
+        ``MAX_RESPONSE_BYTES`` (decoded, so a lying ``Content-Encoding`` fails here)."""
+        async with asyncio.timeout(self.tier.timeout_s):
+            async with self._http.stream("POST", self.url, json=body) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise _TooLarge(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
+                    chunks.append(chunk)
+        return response, b"".join(chunks)
+
+    def _pausing(self) -> bool:
+        return self.tier.on_outage == "pause" and self.gate.breaker.state is not (
+            CircuitState.CLOSED)
+
+    async def _through_circuit(self, attempts: int) -> None:
+        """Pass the tier's circuit. While it is open (or another caller holds its probe),
+        fail fast, or with ``on_outage: pause`` wait until it lets this call through."""
         breaker = self.gate.breaker
-        allowed = breaker.allow()
+        waited = False
+        while not breaker.allow():
+            self._report_circuit()
+            if self.tier.on_outage == "fail":
+                raise self._circuit_open(attempts)
+            if not waited:
+                log.warning("model call held: tier is down", extra={
+                    "tier": self.name, "next_probe_s": round(breaker.retry_in(), 3)})
+                waited = True
+            await asyncio.sleep(min(max(breaker.retry_in(), 0.05), CIRCUIT_POLL_S))
         self._report_circuit()
-        if not allowed:
-            raise ModelError("circuit_open", (
-                f"model {self.model!r} at {self.url} not called: the circuit of tier "
-                f"{self.name!r} is open after {breaker.consecutive_failures} consecutive "
-                f"failures (next probe in {breaker.retry_in():.1f}s; {attempts - 1} attempts "
-                "made by this call)"), attempts - 1)
+
+    def _circuit_open(self, attempts: int) -> ModelError:
+        breaker = self.gate.breaker
+        return ModelError("circuit_open", (
+            f"model {self.model!r} at {self.url} not called: the circuit of tier "
+            f"{self.name!r} is open after {breaker.consecutive_failures} consecutive "
+            f"failures (next probe in {breaker.retry_in():.1f}s; {attempts - 1} attempts "
+            "made by this call)"), attempts - 1)
 
     def _report_circuit(self) -> None:
         MODEL_CIRCUIT_STATE.labels(self.name).set(self.gate.breaker.state)
@@ -358,34 +485,31 @@ class ModelClient:
         tries = "attempt" if attempts == 1 else "attempts"
         return f"model {self.model!r} at {self.url} failed after {attempts} {tries}: {detail}"
 
-    def _parse(self, response: httpx.Response, attempts: int, started: float) -> Completion:
+    def _usage(self, data: bytes, attempts: int, started: float
+               ) -> tuple[Usage, dict[str, Any] | None]:
+        """What the answer says it used (zero where it says nothing usable), and the answer
+        as a JSON object (None when it is not one)."""
         try:
-            payload = response.json()
-            text = payload["choices"][0]["message"]["content"]
-            if not isinstance(text, str):
-                raise TypeError("message content is not text")
-            usage = payload.get("usage") or {}
-            tokens_in = int(usage.get("prompt_tokens") or 0)
-            tokens_out = int(usage.get("completion_tokens") or 0)
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ModelError("bad_response", self._failure(
-                f"not a chat completion ({type(exc).__name__}: {exc})", attempts), attempts
-            ) from None
-        answered_by = payload.get("model")
-        cost = (tokens_in * self.tier.price_in_per_mtok
-                + tokens_out * self.tier.price_out_per_mtok) / 1e6
-        return Completion(
-            text=text,
-            usage=Usage(
-                tokens_in=tokens_in,
-                tokens_out=tokens_out,
-                cost=cost,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                model=answered_by if isinstance(answered_by, str) else self.model,
-                calls=attempts,
-            ),
-            scripted=response.headers.get(SCRIPTED_HEADER, "").lower() == "true",
+            payload = json.loads(data)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            payload = None
+        if not isinstance(payload, dict):
+            payload = None
+        reported = (payload or {}).get("usage")
+        reported = reported if isinstance(reported, dict) else {}
+        tokens_in = _count(reported.get("prompt_tokens"))
+        tokens_out = _count(reported.get("completion_tokens"))
+        answered_by = (payload or {}).get("model")
+        usage = Usage(
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost=(tokens_in * self.tier.price_in_per_mtok
+                  + tokens_out * self.tier.price_out_per_mtok) / 1e6,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            model=clean_text(answered_by) if isinstance(answered_by, str) else self.model,
+            calls=attempts,
         )
+        return usage, payload
 
     async def aclose(self) -> None:
         await self._http.aclose()

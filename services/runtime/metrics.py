@@ -55,6 +55,12 @@ MODEL_CIRCUIT_STATE = Gauge(
     "Circuit breaker of a model tier in this process: 0 closed, 1 half-open, 2 open.",
     ["tier"],
 )
+AGENT_PAUSED = Gauge(
+    "choreo_agent_paused",
+    "1 while an agent takes no new records because a model tier it calls is down "
+    "(on_outage: pause), else 0.",
+    ["agent"],
+)
 TOKENS = Counter("choreo_tokens_total", "Model tokens by direction.",
                  ["agent", "model", "direction"])
 COST = Counter("choreo_cost_usd_total", "Model cost in US dollars.", ["agent", "model"])
@@ -119,6 +125,7 @@ def _announce(folder: Path, service: str, port: int) -> Path:
 def prime_agent(agent: str, models: Iterable[str], topics: Iterable[str]) -> None:
     """Zero series for an agent: its steps, its models' calls and tokens, its dead letters."""
     STEP_DURATION.labels(agent=agent)
+    AGENT_PAUSED.labels(agent=agent).set(0)
     for status in STEP_STATUSES:
         STEPS.labels(agent=agent, status=status)
     for model in models:

@@ -98,6 +98,10 @@ class CircuitBreaker:
             return 0.0
         return max(0.0, self._since + self.cooldown_s - self._clock())
 
+    def holding(self) -> bool:
+        """Is the tier treated as down now: open and cooling down, or a probe in flight?"""
+        return self._state is not CircuitState.CLOSED and self.retry_in() > 0
+
     def allow(self) -> bool:
         """May a request go out now? Grants the half-open probe to the first caller."""
         if self._state is CircuitState.CLOSED:

@@ -97,6 +97,9 @@ class ModelTier(_Strict):
     tokens_per_min: int | None = Field(None, ge=1)
     circuit_failures: int = Field(5, ge=1)
     circuit_cooldown_s: float = Field(30.0, gt=0)
+    # While the circuit is open: ``pause`` holds calls (and the agent its partitions) until a
+    # probe succeeds or the trace's deadline passes; ``fail`` fails them at once.
+    on_outage: Literal["pause", "fail"] = "pause"
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> ModelTier:

@@ -9,6 +9,7 @@ outputs; only the first carries the delta and the judge's usage.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 from choreo.schemas import Envelope, Usage
@@ -46,11 +47,11 @@ class Supervisor:
             return [steps.step_event(self.agent, event, WAITING, payload={
                 **seen, "text": f"{event.type} noted; waiting for {', '.join(out) or 'none'}"})]
         try:
-            verdicts, usage = await self._judge(back, progress, state)
+            verdicts, usage = await self._judge(back, progress, state, event.budget.deadline)
         except ModelError as exc:
             return [steps.step_event(self.agent, event, STEP_FAILED, payload={
                 **seen, "reason": f"{self.agent.name}: judge call failed: {exc}"},
-                usage=Usage(calls=exc.attempts))]
+                usage=exc.usage)]
         decision = plan.advance(self.plan, progress, verdicts, len(arrivals))
         delta: dict[str, Any] = {self.plan.state: plan.dump(decision.progress),
                                  **decision.feedback}
@@ -72,8 +73,8 @@ class Supervisor:
                                                       f"{decision.progress.attempts[name]})"]))})
             for i, name in enumerate(decision.assign)]
 
-    async def _judge(self, stages: list[str], progress: plan.Progress,
-                     state: dict[str, Any]) -> tuple[list[plan.Verdict], Usage]:
+    async def _judge(self, stages: list[str], progress: plan.Progress, state: dict[str, Any],
+                     deadline: datetime | None) -> tuple[list[plan.Verdict], Usage]:
         """Judge every returned stage at once; stages with no criteria pass as they are."""
         async def one(name: str) -> tuple[plan.Verdict, Usage]:
             stage = self.plan.stage(name)
@@ -82,7 +83,8 @@ class Supervisor:
                 return plan.Verdict(name, attempt, True, "accepted (no criteria)"), Usage()
             completion = await self.model.complete(
                 judge.messages(self.agent, stage, state), agent=self.agent.name,
-                temperature=self.agent.temperature, max_tokens=self.agent.max_tokens)
+                temperature=self.agent.temperature, max_tokens=self.agent.max_tokens,
+                deadline=deadline)
             return judge.parse(name, attempt, completion.text), completion.usage
 
         results = await asyncio.gather(*(one(name) for name in stages))

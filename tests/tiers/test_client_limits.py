@@ -18,7 +18,7 @@ def test_the_circuit_opens_after_consecutive_failures_and_then_fails_fast_unsent
         scripted: Callable[..., str]) -> None:
     url = scripted(faults={"down": True})
     tier = ModelTier(model="down-model", base_url=url, max_retries=0, circuit_failures=2,
-                     circuit_cooldown_s=300)
+                     circuit_cooldown_s=300, on_outage="fail")
     client = ModelClient.for_tier("fragile", tier, environ={})
 
     async def three_calls() -> list[ModelError]:

@@ -118,14 +118,14 @@ def test_hop_records_and_choreo_trace_show_each_agents_tokens_and_cost(
         assert f"{step.tokens_in}→{step.tokens_out} tok  ${step.cost:.6f}" in line
 
 
-def test_a_tier_that_stays_down_fails_the_tasks_with_the_reason_and_opens_its_circuit(
+def test_a_tier_set_to_fail_on_outage_fails_the_tasks_with_the_reason_and_opens_its_circuit(
         scripted: Callable[..., str], start_test_mesh: Callable[..., RunningMesh],
         tmp_path: Path) -> None:
     url = scripted(faults={"down": True})
     spec = {
         "name": "outage", "entry": ["ticket.received"],
         "models": {"premium": tier(url, "premium-model", max_retries=2, circuit_failures=3,
-                                   circuit_cooldown_s=300)},
+                                   circuit_cooldown_s=300, on_outage="fail")},
         "agents": [{"name": "solver", "subscribe": ["ticket.received"], "persona": "You solve.",
                     "model": "premium", "routes": [{"finish": True, "output": "input"}]}],
     }

@@ -153,3 +153,17 @@ def test_a_retry_after_pause_holds_every_caller_of_the_tier() -> None:
     assert clock.slept == [pytest.approx(2.5)]
     asyncio.run(gate.admit(estimated_tokens=10))
     assert clock.slept == [pytest.approx(2.5)]  # no limits declared: no more waiting
+
+
+def test_a_tier_is_held_while_open_or_probing_and_free_once_a_probe_may_go() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failures=1, cooldown_s=5, clock=clock)
+    assert not breaker.holding()
+    breaker.failure()
+    assert breaker.holding()  # open, cooling down
+    clock.advance(5)
+    assert not breaker.holding()  # a probe may go: an agent lets one record in for it
+    assert breaker.allow()
+    assert breaker.holding()  # the probe is in flight
+    breaker.success()
+    assert not breaker.holding()

@@ -1,0 +1,138 @@
+"""Replies that used to strand their trace, through real processes, the real broker and a
+scripted model server that breaks its answers over real HTTP: every trace ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterator
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from kafka import KafkaProducer
+
+from choreo.schemas import Envelope
+from choreo.services.cli import queries
+from tests.conftest import RunningMesh, wait_until
+from tests.liveness.support import model_url, one_agent_mesh
+from tests.tiers.support import server_stats
+
+pytestmark = pytest.mark.integration
+
+LIMIT = 256 * 1024  # the default max_reply_bytes
+
+
+@pytest.fixture(scope="module")
+def mesh(start_mesh_processes: Callable[..., RunningMesh],
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
+    folder = tmp_path_factory.mktemp("liveness")
+    with start_mesh_processes(one_agent_mesh(folder), base_dir=folder) as running:
+        yield running
+
+
+def steps_of(mesh: RunningMesh, trace_id: str) -> list[Envelope]:
+    """The trace's records on the outbox written by the agent."""
+    records = mesh.run(queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.outbox,
+                                           trace_id, Envelope))
+    return [r for r in records if r.source == "solo"]
+
+
+def test_a_huge_reply_is_cut_to_the_declared_limit_and_the_trace_completes(
+        mesh: RunningMesh) -> None:
+    trace_id = mesh.submit("huge please", trace_id="huge-1")
+    result = mesh.result(trace_id)
+    assert result.status == "completed", result.reason
+    assert result.output.startswith("0123456789")
+    assert result.output.endswith(f"[cut: the reply was 600000 bytes, {LIMIT} kept]")
+    assert len(result.output.encode()) < LIMIT + 100
+    (step,) = steps_of(mesh, trace_id)
+    assert step.payload["cut"] == {"reply_bytes": 600_000, "kept_bytes": LIMIT}
+    (hop,) = mesh.hops(trace_id)
+    assert hop.status == "ok"
+
+
+def test_a_lone_surrogate_in_the_task_or_the_reply_is_replaced_and_the_trace_completes(
+        mesh: RunningMesh) -> None:
+    producer = KafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
+    # Half an emoji escaped in the task itself, as a foreign client may send it.
+    raw = b'{"input": "surrogate in the task \\ud83d", "trace_id": "surrogate-1"}'
+    producer.send(mesh.topics.tasks, key=b"surrogate-1", value=raw).get(timeout=30)
+    producer.close()
+    result = mesh.result("surrogate-1")
+    assert result.status == "completed", result.reason
+    assert result.output == "half an emoji \ufffd"
+    assert mesh.snapshot("surrogate-1").fields["input"] == "surrogate in the task \ufffd"
+
+
+def test_a_body_that_cannot_be_decoded_fails_the_step_with_its_reason(
+        mesh: RunningMesh) -> None:
+    result = mesh.result(mesh.submit("gzip please", trace_id="gzip-1"))
+    assert result.status == "failed"
+    assert "model call failed (bad_response)" in result.reason
+    assert "DecodingError" in result.reason
+    assert len(mesh.results("gzip-1")) == 1
+
+
+def test_a_trickling_answer_is_cut_off_by_the_tiers_total_timeout(mesh: RunningMesh) -> None:
+    # ~330 bytes at one per 0.2 s would take a minute; the tier's timeout_s is 2.
+    result = mesh.result(mesh.submit("trickle please", trace_id="trickle-1"), timeout=60)
+    assert result.status == "failed"
+    assert "model call failed (timeout)" in result.reason
+
+
+def test_an_answer_without_content_fails_but_its_billed_tokens_count(
+        mesh: RunningMesh) -> None:
+    result = mesh.result(mesh.submit("null please", trace_id="null-1"))
+    assert result.status == "failed"
+    assert "(bad_response)" in result.reason
+    assert result.usage.tokens_out == 5  # "five words were billed here"
+    assert result.usage.tokens_in > 0
+    assert result.usage.cost == pytest.approx(
+        (result.usage.tokens_in * 1.0 + 5 * 2.0) / 1e6)
+
+
+def committed(mesh: RunningMesh, group: str, tp: TopicPartition) -> int:
+    """The offset ``group`` has committed on ``tp`` (-1 when none)."""
+    async def ask() -> int:
+        consumer = AIOKafkaConsumer(bootstrap_servers=mesh.bootstrap, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            return await consumer.committed(tp) or -1
+        finally:
+            await consumer.stop()
+
+    return int(mesh.run(ask()))
+
+
+def test_a_step_that_raises_ends_failed_and_never_pins_its_partition(
+        mesh: RunningMesh) -> None:
+    url = model_url(mesh)
+    tp = TopicPartition(mesh.topics.event("task.received"), 0)
+    group = f"{mesh.settings.topic_prefix}.agent.solo"
+    start = committed(mesh, group, tp)
+    # Cut to 256 KiB and written to four fields, this step's record is over 1 MiB: the
+    # producer refuses it, so the step raises.
+    crashed = mesh.submit("wide please", trace_id="wide-1")
+    later = [mesh.submit(f"whole task {i}", trace_id=f"after-wide-{i}") for i in range(5)]
+    result = mesh.result(crashed)
+    assert result.status == "failed"
+    assert "MessageSizeTooLargeError" in result.reason
+    for trace_id in later:
+        assert mesh.result(trace_id).status == "completed"
+    wait_until(lambda: committed(mesh, group, tp) >= start + 6, 30,
+               message="the agent's commit past all six records")
+    requests = server_stats(url)["requests"]
+
+    solo = mesh.group.find("solo-1")
+    assert solo.process is not None
+    os.kill(solo.process.pid, signal.SIGKILL)
+    solo.process.wait()
+    mesh.group.start_choreo("solo-2", ["run", "agent", "--mesh", str(mesh.path),
+                                       "--agent", "solo"])
+    barrier = mesh.submit("whole barrier", trace_id="after-restart")
+    assert mesh.result(barrier).status == "completed"
+    assert server_stats(url)["requests"] == requests + 1  # nothing finished was run again
+    for trace_id in [crashed, *later]:
+        assert len(mesh.results(trace_id)) == 1
+
