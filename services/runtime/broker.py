@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import functools
 import logging
 import os
 import shutil
@@ -306,17 +305,26 @@ _KRAFT_ONLY_API = 55
 BrokerKind = Literal["kafka", "embedded"]
 
 
-@functools.lru_cache(maxsize=16)
+_kinds: dict[str, BrokerKind] = {}
+
+
 def broker_kind(bootstrap: str) -> BrokerKind:
     """``"kafka"`` when the first answering address of ``bootstrap`` is Apache Kafka (it lists
-    DescribeQuorum among its APIs), else ``"embedded"``: the cautious tuning works on both."""
+    DescribeQuorum among its APIs), else ``"embedded"``, whose cautious tuning works on both.
+
+    One blocking request per process and address list (answers are remembered; no answer is
+    not, so a broker that comes up later is still asked).
+    """
+    if bootstrap in _kinds:
+        return _kinds[bootstrap]
     for address in bootstrap.split(","):
         host, _, port = address.strip().rpartition(":")
         try:
             apis = api_versions(host.strip("[]") or "127.0.0.1", int(port))
         except (OSError, ValueError, struct.error):
             continue
-        return "kafka" if _KRAFT_ONLY_API in apis else "embedded"
+        _kinds[bootstrap] = "kafka" if _KRAFT_ONLY_API in apis else "embedded"
+        return _kinds[bootstrap]
     return "embedded"
 
 
