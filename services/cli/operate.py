@@ -26,7 +26,11 @@ from choreo.services.cli.common import (
 from choreo.services.cli.launch import create_topics, start_mesh
 from choreo.services.cli.processes import ProcessGroup
 from choreo.services.cli.traces import show_result
-from choreo.services.runtime.broker import EmbeddedBroker, broker_session
+from choreo.services.runtime.broker import (
+    ApacheKafka,
+    EmbeddedBroker,
+    broker_session,
+)
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import MeshSpec, load_mesh
 from choreo.services.runtime.topics import Topics
@@ -36,11 +40,18 @@ DEMO_TASK = "Write a short piece on why event-driven agents need shared, version
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    broker = EmbeddedBroker(port=args.port).start()
-    console.print(f"[bold]embedded broker[/] listening on [cyan]{broker.bootstrap}[/]")
-    console.print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
-    print(broker.bootstrap, file=sys.stderr, flush=True)
+    """Run a broker in the foreground until Ctrl-C or SIGTERM; its address goes to stderr."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    broker: EmbeddedBroker | ApacheKafka
+    if args.kafka:
+        name, broker = "Apache Kafka", ApacheKafka(port=args.port, log_path=args.log)
+    else:
+        name, broker = "embedded broker", EmbeddedBroker(port=args.port, log_path=args.log)
+    broker.start()  # a BrokerError says what is missing and how to get it
     try:
+        console.print(f"[bold]{name}[/] listening on [cyan]{broker.bootstrap}[/]")
+        console.print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+        print(broker.bootstrap, file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
@@ -166,8 +177,11 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(add: AddCommand) -> None:
-    p = add("broker", cmd_broker, "start the embedded Kafka-compatible broker")
+    p = add("broker", cmd_broker, "start the embedded broker, or Apache Kafka with --kafka")
     p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    p.add_argument("--kafka", action="store_true",
+                   help="Apache Kafka (KRaft, one node) from its jars; needs Java 17")
+    p.add_argument("--log", default=None, help="append the broker's own log to this file")
 
     p = add("topics", cmd_topics, "create every topic a mesh needs")
     p.add_argument("--mesh", required=True)

