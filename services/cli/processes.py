@@ -31,6 +31,7 @@ class Child:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int | None:
@@ -57,15 +58,20 @@ class ProcessGroup:
     def start(self, name: str, argv: Sequence[str],
               extra_env: Mapping[str, str] | None = None) -> Child:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        child = Child(name, list(argv), self.log_dir / f"{name}.log")
-        env = {**os.environ, **self.env, **(extra_env or {})}
+        child = Child(name, list(argv), self.log_dir / f"{name}.log",
+                      extra_env=dict(extra_env or {}))
+        self.respawn(child)
+        self.children.append(child)
+        return child
+
+    def respawn(self, child: Child) -> None:
+        """Start ``child``'s command (again), its output appended to its log."""
+        env = {**os.environ, **self.env, **child.extra_env}
         with child.log_path.open("ab") as log:
             child.process = subprocess.Popen(
                 child.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, start_new_session=True)
         child.started_at = time.monotonic()
-        self.children.append(child)
-        return child
 
     def start_choreo(self, name: str, args: Sequence[str],
                      extra_env: Mapping[str, str] | None = None) -> Child:
