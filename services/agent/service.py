@@ -151,8 +151,8 @@ class AgentService:
         span.set_attributes({"choreo.trace_id": event.trace_id, "choreo.hop": event.hop + 1,
                              "messaging.message.id": event.event_id})
         started = time.perf_counter()
-        log.info("step started", extra={"trace_id": event.trace_id, "type": event.type,
-                                        "hop": event.hop + 1})
+        log.debug("step started", extra={"trace_id": event.trace_id, "type": event.type,
+                                         "hop": event.hop + 1})
         outputs = await self._step(event)
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         headers = forward_headers(record)  # the outbox records continue this step's span
@@ -170,8 +170,11 @@ class AgentService:
                              "choreo.cost_usd": sum(out.usage.cost for out in outputs)})
         if status == "failed":  # a refusal (over budget) is the mesh working, not an error
             span.set_status(StatusCode.ERROR, str(outputs[0].payload.get("reason", status)))
-        log.info("step done", extra={"trace_id": event.trace_id, "status": status,
-                                     "emitted": [out.type for out in outputs]})
+        # each step at debug; a refused or failed step is a verdict on the trace: info
+        log.log(logging.DEBUG if status == "ok" else logging.INFO, "step done",
+                extra={"trace_id": event.trace_id, "status": status,
+                       "emitted": [out.type for out in outputs],
+                       "reason": outputs[0].payload.get("reason")})
 
     async def _step(self, event: Envelope) -> list[Envelope]:
         refusal = steps.over_budget(event, datetime.now(UTC))

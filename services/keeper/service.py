@@ -243,6 +243,8 @@ class Keeper:
                                      str(admit.payload["origin"]), at)
         snapshot.applied.append(admit.event_id)
         self._store(snapshot, batch)
+        log.info("trace admitted", extra={"trace_id": admit.trace_id,
+                                          "origin": admit.payload["origin"]})
         metrics.TRACES_ADMITTED.inc()
         metrics.TRACES_IN_FLIGHT.inc()
         for index, event_type in enumerate(self.spec.entry):
@@ -270,6 +272,8 @@ class Keeper:
             return  # written before a crash: the state is rebuilt, the record is not repeated
         self.finished.add(snapshot.trace_id)
         batch.send(self.topics.results, snapshot.trace_id, result)
+        log.info("trace ended", extra={"trace_id": snapshot.trace_id, "status": status,
+                                       "reason": reason, "version": closed.version})
         metrics.TRACES_FINISHED.labels(status=status).inc()
         metrics.TRACES_IN_FLIGHT.dec()
 

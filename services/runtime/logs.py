@@ -22,8 +22,9 @@ from choreo.services.runtime.settings import Settings
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-#: Client libraries whose connection chatter repeats what the caller reports once, clearly.
-_CHATTY = ("aiokafka", "kafka", "asyncio")
+#: Libraries whose info lines are routine chatter (fetches, group joins, each HTTP request,
+#: unclosed clients at exit); a caller reports what matters once, in its own words.
+_CHATTY = ("aiokafka", "kafka", "asyncio", "httpx", "httpcore")
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -89,6 +90,9 @@ def configure(settings: Settings, service: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    for name in _CHATTY:  # their info is every fetch and group join: only problems, or all
+        logging.getLogger(name).setLevel(
+            logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)
 
 
 def configure_cli(settings: Settings) -> None:
