@@ -219,8 +219,8 @@ class AgentService:
         """Run the step into ``outputs`` (kept by the caller: a step whose records cannot be
         written still spent what they say) and write them."""
         started = time.perf_counter()
-        log.info("step started", extra={"trace_id": event.trace_id, "type": event.type,
-                                        "hop": event.hop + 1})
+        log.debug("step started", extra={"trace_id": event.trace_id, "type": event.type,
+                                         "hop": event.hop + 1})
         outputs.extend(await self._step(event))
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         for out in outputs:
@@ -232,8 +232,11 @@ class AgentService:
                              "choreo.cost_usd": sum(out.usage.cost for out in outputs)})
         if status == "failed":  # a refusal (over budget) is the mesh working, not an error
             span.set_status(StatusCode.ERROR, str(outputs[0].payload.get("reason", status)))
-        log.info("step done", extra={"trace_id": event.trace_id, "status": status,
-                                     "emitted": [out.type for out in outputs]})
+        # each step at debug; a refused or failed step is a verdict on the trace: info
+        log.log(logging.DEBUG if status == "ok" else logging.INFO, "step done",
+                extra={"trace_id": event.trace_id, "status": status,
+                       "emitted": [out.type for out in outputs],
+                       "reason": outputs[0].payload.get("reason")})
 
     async def _send(self, record: ConsumerRecord[bytes, bytes], outputs: list[Envelope]
                     ) -> None:

@@ -1,5 +1,6 @@
-"""``choreo bench``: each benchmark runs on a real broker and writes its section of
-docs/BENCHMARKS.md together with the command that produced it."""
+"""``choreo bench``: each benchmark runs on a real broker and prints its report section, with
+the command that produced it; ``--output FILE`` also writes the section into FILE (e.g.
+docs/BENCHMARKS.md in a checkout), replacing that section only."""
 
 from __future__ import annotations
 
@@ -8,20 +9,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from choreo.services.bench.stats import write_section
-from choreo.services.cli.common import REPO_ROOT, console
+from choreo.services.cli import output
+from choreo.services.cli.common import REPO_ROOT
 from choreo.services.runtime.broker import BrokerHandle, broker_session
 from choreo.services.runtime.settings import Settings
 
-BENCHMARKS = REPO_ROOT / "docs" / "BENCHMARKS.md"
 
-
-def _publish(title: str, out: str, measure: Callable[[BrokerHandle], str]) -> int:
-    """Measure against the resolved broker, then write and print the report section."""
+def _publish(title: str, out: str | None, measure: Callable[[BrokerHandle], str]) -> int:
+    """Measure against the resolved broker, print the report section, then write it to
+    ``out`` if given: the figures are on stdout before any file can fail."""
     with broker_session() as broker:
         body = measure(broker)
-    write_section(Path(out), title, body)
-    print(body)
-    console.print(f"written to {out}")
+    print(body, flush=True)
+    if out is not None:
+        write_section(Path(out), title, body)
+        output.warn(f"written to {out}")
     return 0
 
 
@@ -49,6 +51,12 @@ def cmd_watchdog(args: argparse.Namespace, settings: Settings) -> int:
         "choreo bench watchdog", broker.kind))
 
 
+def _output_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "--out", dest="out", default=None, metavar="FILE",
+                        help="also write the section into this Markdown file, replacing the "
+                        "section of the same title (default: stdout only)")
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="measure the mesh on a real broker",
                            description=__doc__.splitlines()[0])
@@ -56,19 +64,24 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = kinds.add_parser("hop", help="per-step overhead vs a raw Kafka relay")
     p.set_defaults(func=cmd_hop)
-    p.add_argument("--traces", type=int, default=200)
-    p.add_argument("--chain", type=int, default=4)
-    p.add_argument("--out", default=str(BENCHMARKS))
+    p.add_argument("--traces", type=int, default=200,
+                   help="traces sent through each path (default: 200)")
+    p.add_argument("--chain", type=int, default=4, help="steps per trace (default: 4)")
+    _output_option(p)
 
     p = kinds.add_parser("state", help="folds per second and outbox replay rate")
     p.set_defaults(func=cmd_state)
-    p.add_argument("--folds", type=int, default=50_000, help="deltas folded in-process")
-    p.add_argument("--traces", type=int, default=1000, help="traces written to a real outbox")
-    p.add_argument("--out", default=str(BENCHMARKS))
+    p.add_argument("--folds", type=int, default=50_000,
+                   help="deltas folded in-process (default: 50000)")
+    p.add_argument("--traces", type=int, default=1000,
+                   help="traces written to a real outbox (default: 1000)")
+    _output_option(p)
 
     p = kinds.add_parser("watchdog",
                          help="steps a loop still runs before each verdict, per scenario")
     p.set_defaults(func=cmd_watchdog)
-    p.add_argument("--mesh", default=str(REPO_ROOT / "tests" / "scenarios" / "mesh.yaml"))
-    p.add_argument("--log-dir", default=".choreo/logs/bench-watchdog")
-    p.add_argument("--out", default=str(BENCHMARKS))
+    p.add_argument("--mesh", default=str(REPO_ROOT / "tests" / "scenarios" / "mesh.yaml"),
+                   help="the scenario mesh (default: tests/scenarios/mesh.yaml of a checkout)")
+    p.add_argument("--log-dir", default=".choreo/logs/bench-watchdog",
+                   help="folder for the services' logs (default: .choreo/logs/bench-watchdog)")
+    _output_option(p)

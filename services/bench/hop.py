@@ -27,8 +27,8 @@ from choreo.schemas import HopRecord, Task, TerminalResult, decode, encode
 from choreo.schemas.ids import new_id
 from choreo.services.bench.relay import leg_topic
 from choreo.services.bench.stats import Summary
-from choreo.services.cli.common import console
 from choreo.services.cli.launch import start_mesh
+from choreo.services.cli.output import err
 from choreo.services.cli.processes import ProcessGroup
 from choreo.services.runtime.kafka import make_consumer, make_producer, read_topic
 from choreo.services.runtime.settings import Settings
@@ -187,7 +187,7 @@ def measure_relay(bootstrap: str, legs: int, count: int, workdir: Path,
 
 def run(bootstrap: str, traces: int, chain: int) -> HopBench:
     with tempfile.TemporaryDirectory(prefix="choreo-bench-") as tmp, Progress(
-            console=console, transient=True) as progress:
+            console=err, transient=True) as progress:
         workdir = Path(tmp)
         mesh = measure_mesh(bootstrap, traces, chain, workdir, progress)
         relay = measure_relay(bootstrap, chain, traces, workdir, progress)

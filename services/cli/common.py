@@ -1,4 +1,4 @@
-"""What every ``choreo`` command shares: the consoles, input errors, the broker address."""
+"""What every ``choreo`` command shares: input errors, argument types, the broker address."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from rich.console import Console
+from pydantic import ValidationError
 
 from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import BudgetSpec
 
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
 #: The checkout (or, installed, the `choreo` package): both hold `examples/`.
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,10 +25,14 @@ class UsageError(Exception):
 
 
 def bootstrap_of(settings: Settings) -> str:
-    """The broker address, or a usage error that says how to get one."""
+    """The broker address, or a usage error that says how to get one.
+
+    Commands that read or write a running mesh never start a broker of their own: a new
+    broker would hold none of the mesh's records.
+    """
     if not settings.bootstrap_servers:
-        raise UsageError("no broker address: set KAFKA_BOOTSTRAP_SERVERS "
-                         "(`choreo up` and `choreo broker` print it)")
+        raise UsageError("no broker address: set KAFKA_BOOTSTRAP_SERVERS to the broker the "
+                         "mesh runs on (`choreo up` and `choreo broker` print it)")
     return settings.bootstrap_servers
 
 
@@ -39,3 +42,21 @@ def positive(value: str) -> float:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return number
+
+
+def budget_limit(name: str) -> Callable[[str], float | int]:
+    """An argparse type for one budget limit, checked by the spec's own rule for ``name``
+    (``budgets.max_hops`` and its siblings), so the CLI and the spec never disagree."""
+    integer = BudgetSpec.model_fields[name].annotation == int | None
+
+    def parse(value: str) -> float | int:
+        try:
+            number = int(value) if integer else float(value)
+            checked = getattr(BudgetSpec.model_validate({name: number}), name)
+        except ValueError as exc:
+            reason = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError)
+                      else "not a whole number" if integer else "not a number")
+            raise argparse.ArgumentTypeError(f"{reason}, got {value}") from None
+        return checked
+
+    return parse

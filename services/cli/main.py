@@ -1,7 +1,8 @@
 """``choreo``: the command line of Choreo Mesh.
 
 Every subcommand fails fast with a message naming the bad argument or spec field, and exits
-non-zero: 2 for bad input, 1 when the mesh or broker did not do what was asked.
+non-zero: 2 for bad input, 1 when the mesh or broker did not do what was asked, 3 when a trace
+asked for has not ended yet.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaConnectionError
+from pydantic import ValidationError
 
 from choreo.services.bench import cli as bench
-from choreo.services.cli import operate, traces
-from choreo.services.cli.common import Command, UsageError, err
+from choreo.services.cli import letters, operate, output, traces
+from choreo.services.cli.common import Command, UsageError
+from choreo.services.runtime import logs
 from choreo.services.runtime.broker import BrokerError
 from choreo.services.runtime.llm import ModelConfigError
-from choreo.services.runtime.settings import get_settings
+from choreo.services.runtime.settings import Settings, get_settings, settings_error
 from choreo.services.runtime.spec import SpecError
 
 
@@ -34,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     operate.register(add)
     traces.register(add)
+    letters.register(add)
     bench.register(sub)
     return parser
 
@@ -41,17 +45,27 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        code: int = args.func(args, get_settings())
+        settings = get_settings()
+    except ValidationError as exc:
+        output.error(settings_error(exc))
+        return 2
+    logs.configure_cli(settings)
+    return _run(args, settings)
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        code: int = args.func(args, settings)
         return code
     except (SpecError, UsageError, ModelConfigError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        output.error(str(exc))
         return 2
-    except (BrokerError, LookupError) as exc:  # missing traces, escalations
-        err.print(f"[red]error:[/] {exc}")
+    except (BrokerError, LookupError) as exc:  # missing traces, escalations, meshes
+        output.error(str(exc))
         return 1
-    except KafkaConnectionError as exc:
-        err.print(f"[red]error:[/] no broker answers at {get_settings().bootstrap_servers}: "
-                  f"{exc}")
+    except KafkaConnectionError:
+        output.error(f"no broker answers at {settings.bootstrap_servers} (check "
+                     "KAFKA_BOOTSTRAP_SERVERS and that the broker is running)")
         return 1
 
 

@@ -9,22 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from rich.live import Live
-from rich.table import Table
-
 from choreo.schemas import Task
-from choreo.services.cli import queries
-from choreo.services.cli.common import (
-    REPO_ROOT,
-    AddCommand,
-    UsageError,
-    bootstrap_of,
-    console,
-    err,
-    positive,
-)
+from choreo.services.cli import output, queries
+from choreo.services.cli.common import REPO_ROOT, AddCommand, UsageError, bootstrap_of, positive
 from choreo.services.cli.launch import create_topics, start_mesh
 from choreo.services.cli.processes import ProcessGroup
+from choreo.services.cli.supervise import Supervisor
 from choreo.services.cli.traces import show_result
 from choreo.services.runtime.broker import (
     ApacheKafka,
@@ -41,16 +31,18 @@ DEMO_TASK = "Write a short piece on why event-driven agents need shared, version
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     """Run a broker in the foreground until Ctrl-C or SIGTERM; its address goes to stderr."""
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop ends the broker too
     broker: EmbeddedBroker | ApacheKafka
     if args.kafka:
         name, broker = "Apache Kafka", ApacheKafka(port=args.port, log_path=args.log)
+        keeps = " (data in a fresh storage folder of this run)"
     else:
         name, broker = "embedded broker", EmbeddedBroker(port=args.port, log_path=args.log)
+        keeps = " (data in memory only: gone when it stops)"
     broker.start()  # a BrokerError says what is missing and how to get it
     try:
-        console.print(f"[bold]{name}[/] listening on [cyan]{broker.bootstrap}[/]")
-        console.print(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+        output.say((name, "bold"), " listening on ", (broker.bootstrap, "cyan"), keeps)
+        output.say(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
         print(broker.bootstrap, file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
@@ -63,23 +55,25 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     spec = load_mesh(args.mesh)
     created = create_topics(spec, bootstrap_of(settings), settings)
-    console.print(f"{len(created)} topics created" + (f": {', '.join(created)}" if created
-                                                        else " (all existed)"))
+    output.say(f"{len(created)} topics created" + (f": {', '.join(created)}" if created
+                                                     else " (all existed)"))
     return 0
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.schemas import export
 
-    out = Path(args.out) if args.out else export.DEFAULT_OUT
     if args.check:
+        out = Path(args.out) if args.out else export.DEFAULT_OUT
         stale = export.stale(out)
         if stale:
-            err.print(f"stale schema files: {', '.join(stale)}; run `choreo schema export`")
+            output.error(f"stale schema files in {out}: {', '.join(stale)}; run "
+                         f"`choreo schema export --out {out}`")
             return 1
-        console.print("schema files are current")
+        output.say(f"schema files in {out} are current")
         return 0
-    console.print(f"wrote {len(export.write(out))} files to {out}")
+    out = Path(args.out) if args.out else Path("schemas") / "json"  # never into the package
+    output.say(f"wrote {len(export.write(out))} files to {out}")
     return 0
 
 
@@ -123,55 +117,65 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _status_table(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> Table:
-    table = Table(title=f"mesh {spec.name} on {bootstrap}  (Ctrl-C stops everything)")
-    for column in ("service", "pid", "status", "log"):
-        table.add_column(column)
+def _status_sheet(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> output.Sheet:
+    sheet = output.Sheet(["service", "pid", "status", "log"],
+                         title=f"mesh {spec.name} on {bootstrap}")
     for child in group.children:
         style = "green" if child.status == "running" else "red"
-        table.add_row(child.name, str(child.pid), f"[{style}]{child.status}[/]",
-                      str(child.log_path))
-    return table
+        sheet.add(child.name, str(child.pid), output.line((child.status, style)),
+                  str(child.log_path))
+    return sheet
 
 
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _event(message: str) -> None:
+    """One time-stamped line: reads the same in a terminal and in a log file."""
+    output.say((time.strftime("%H:%M:%S "), "dim"), message)
+
+
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     spec = load_mesh(args.mesh)
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is Ctrl-C: no orphans
     with broker_session() as broker:
-        console.print(f"broker ({broker.kind}): [cyan]{broker.bootstrap}[/]   "
-                      f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+        memory = " (data in memory only: gone when it stops)" if broker.kind == "embedded" \
+            else ""
+        output.say(f"broker ({broker.kind}): ", (broker.bootstrap, "cyan"), memory)
+        output.say(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
         with start_mesh(spec, Path(args.mesh), broker.bootstrap, settings,
                         Path(args.log_dir), watchdog=not args.no_watchdog) as group:
+            output.show_sheet(_status_sheet(spec, broker.bootstrap, group))
+            _event("mesh up; Ctrl-C stops every service")
+            supervisor = Supervisor(group)
             try:
-                with Live(_status_table(spec, broker.bootstrap, group), console=console,
-                          refresh_per_second=1) as live:
-                    while True:
-                        time.sleep(1)
-                        live.update(_status_table(spec, broker.bootstrap, group))
+                while True:
+                    time.sleep(0.5)
+                    for event in supervisor.check():
+                        _event(event)
             except KeyboardInterrupt:
-                console.print("stopping…")
-    console.print("all services stopped")
+                _event("stopping every service…")
+        output.show_sheet(_status_sheet(spec, broker.bootstrap, group))
+    _event("all services stopped")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     mesh_path = Path(args.mesh)
     spec = load_mesh(mesh_path)
-    console.rule(f"[bold]Choreo Mesh demo[/]: {spec.name} (scripted model, offline)")
+    output.console.rule(output.line(("Choreo Mesh demo", "bold"),
+                                    f": {spec.name} (scripted model, offline)"))
     with broker_session() as broker:
-        console.print(f"broker ({broker.kind}) at {broker.bootstrap}")
-        with console.status("starting keeper and agents…"):
+        output.say(f"broker ({broker.kind}) at {broker.bootstrap}")
+        with output.err.status("starting keeper and agents…"):
             group = start_mesh(spec, mesh_path, broker.bootstrap, settings, Path(args.log_dir),
                                watchdog=False)
         with group:
             topics = Topics(settings.topic_prefix)
             trace_id = asyncio.run(queries.submit(broker.bootstrap, topics.tasks,
                                                   Task(input=args.text)))
-            console.print(f"task submitted as trace [cyan]{trace_id}[/]: {args.text}")
+            output.say("task submitted as trace ", (trace_id, "cyan"), f": {args.text}")
             return show_result(broker.bootstrap, settings, trace_id, args.timeout, tree=True,
                                group=group)
 
@@ -188,8 +192,11 @@ def register(add: AddCommand) -> None:
 
     p = add("schema", cmd_schema, "export the wire contract (JSON Schema + AsyncAPI)")
     p.add_argument("action", choices=["export"])
-    p.add_argument("--out", default=None, help="folder (default: schemas/json)")
-    p.add_argument("--check", action="store_true", help="fail if the files are stale")
+    p.add_argument("--out", default=None, metavar="FOLDER",
+                   help="folder to write (default: schemas/json under the current folder); "
+                   "with --check, folder to check (default: the installed package's files)")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 if the files differ from the code instead of writing them")
 
     p = add("model-server", cmd_model_server, "serve a scripted model over the OpenAI API")
     p.add_argument("script")

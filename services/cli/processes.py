@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import urlsplit
 
 #: ``choreo`` run by this interpreter; ``-P`` keeps the current folder off the import path, so an
 #: application's own packages can never shadow ours.
@@ -33,6 +34,7 @@ class Child:
     log_path: Path
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def pid(self) -> int | None:
@@ -61,15 +63,21 @@ class ProcessGroup:
               stdout: IO[bytes] | None = None) -> Child:
         """Start ``argv``; its output is appended to its log (stdout to ``stdout`` if given)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        child = Child(name, list(argv), self.log_dir / f"{name}.log")
-        env = {**os.environ, **self.env, **(extra_env or {})}
+        child = Child(name, list(argv), self.log_dir / f"{name}.log",
+                      extra_env=dict(extra_env or {}))
+        self.respawn(child, stdout)
+        self.children.append(child)
+        return child
+
+    def respawn(self, child: Child, stdout: IO[bytes] | None = None) -> None:
+        """Start ``child``'s command (again), its output appended to its log (stdout to
+        ``stdout`` if given)."""
+        env = {**os.environ, **self.env, **child.extra_env}
         with child.log_path.open("ab") as log:
             child.process = subprocess.Popen(
                 child.argv, stdout=stdout or log, stderr=log if stdout else subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, env=env, start_new_session=True)
         child.started_at = time.monotonic()
-        self.children.append(child)
-        return child
 
     def start_choreo(self, name: str, args: Sequence[str],
                      extra_env: Mapping[str, str] | None = None) -> Child:
@@ -91,6 +99,10 @@ class ProcessGroup:
             url = _announced_url(child, announcements, timeout)
         with child.log_path.open("a") as log:
             log.write(f"listening on {url}\n")
+        # a restart must come back where its clients already point: the port it bound
+        port = urlsplit(url).port
+        if "--port" in child.argv and port is not None:
+            child.argv[child.argv.index("--port") + 1] = str(port)
         return child, url
 
     def find(self, name: str) -> Child:

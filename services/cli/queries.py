@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TypeVar
 
 from aiokafka import TopicPartition
@@ -38,7 +39,27 @@ class TraceNotFound(LookupError):
 
 
 async def submit(bootstrap: str, tasks_topic: str, task: Task) -> str:
-    """Publish a task keyed by its trace id (assigned here if missing); return the id.
+    """Publish a task keyed by its trace id (assigned here if missing); return the id."""
+    return (await send_task(bootstrap, tasks_topic, task)).trace_id
+
+
+@dataclass(frozen=True)
+class Sent:
+    """Where a submitted task landed: the keeper names this place as the trace's origin."""
+
+    trace_id: str
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def origin(self) -> str:
+        """``topic/partition/offset``, as the keeper writes it in the admitted snapshot."""
+        return f"{self.topic}/{self.partition}/{self.offset}"
+
+
+async def send_task(bootstrap: str, tasks_topic: str, task: Task) -> Sent:
+    """Publish a task keyed by its trace id (assigned here if missing); return where it landed.
 
     The send is the root span of the task's OpenTelemetry trace (or a child of the caller's
     current span): its ``traceparent`` header is what every later step continues.
@@ -56,7 +77,7 @@ async def submit(bootstrap: str, tasks_topic: str, task: Task) -> str:
                                  "messaging.kafka.offset": sent.offset})
     finally:
         await producer.stop()
-    return task.trace_id
+    return Sent(task.trace_id, tasks_topic, sent.partition, sent.offset)
 
 
 async def trace_records(bootstrap: str, settings: Settings, topic: str,

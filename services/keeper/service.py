@@ -405,6 +405,8 @@ class Keeper:
                                      str(admit.payload["origin"]), at)
         snapshot.applied.append(admit.event_id)
         self.traces[snapshot.trace_id] = snapshot
+        log.info("trace admitted", extra={"trace_id": admit.trace_id,
+                                          "origin": admit.payload["origin"]})
         return snapshot
 
     def _await(self, trace_id: str, event_types: Iterable[str]) -> None:
@@ -455,6 +457,8 @@ class Keeper:
             return  # written before a crash: the state is rebuilt, the record is not repeated
         batch.send(self.topics.results, snapshot.trace_id, result)
         self.finished.add(snapshot.trace_id)
+        log.info("trace ended", extra={"trace_id": snapshot.trace_id, "status": status,
+                                       "reason": reason, "version": closed.version})
         metrics.TRACES_FINISHED.labels(status=status).inc()
         metrics.TRACES_IN_FLIGHT.dec()
 

@@ -228,7 +228,8 @@ class DeadLetters:
         metrics.DEAD_LETTERS.labels(consumer=self._consumer, topic=record.topic).inc()
         log.warning(
             "dead-lettered record",
-            extra={"topic": record.topic, "offset": record.offset, "reason": reason},
+            extra={"trace_id": key_of(record), "topic": record.topic,
+                   "offset": record.offset, "reason": reason},
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -31,8 +31,10 @@ class Settings(BaseSettings):
     heartbeat_interval_ms: int = Field(1_000, ge=100)
     max_in_flight: int = Field(8, ge=1, le=1024)
     metrics_port: int | None = Field(None, ge=0, le=65535)
-    log_level: str = "WARNING"
-    log_format: str = Field("json", pattern=r"^(json|console)$")
+    #: ``INFO``: lifecycle and verdicts; ``DEBUG``: one line per step too (runtime/logs.py).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    #: ``json``, or ``keyvalue`` lines (``console`` is the same).
+    log_format: Literal["json", "keyvalue", "console"] = "json"
     shutdown_grace_s: float = Field(30.0, gt=0)
     #: The largest record value a service produces, in bytes, when the broker does not report
     #: its topics' ``max.message.bytes`` (see services.runtime.limits); at most the producer's
@@ -50,6 +52,21 @@ class Settings(BaseSettings):
     max_reply_bytes: int = Field(256 * 1024, ge=1024, description=(
         "bytes of model text one step keeps; a longer reply is cut and the cut noted, so a "
         "step record stays well under the broker's record size limit"))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+
+def settings_error(exc: ValidationError) -> str:
+    """One line per bad variable: its name, what it is set to, and what it must be."""
+    lines = []
+    for error in exc.errors():
+        name = str(error["loc"][0]) if error["loc"] else "settings"
+        variable = name if name.isupper() else f"CHOREO_{name.upper()}"
+        lines.append(f"{variable}={error.get('input')!s}: {error['msg']}")
+    return "bad environment: " + "; ".join(lines)
 
 
 @lru_cache(maxsize=1)

@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from choreo.schemas import reducers
-from choreo.services.runtime import yamlfile
+from choreo.services.runtime import speccheck, yamlfile
 from choreo.services.supervisor.config import PlanSpec
 from choreo.services.watchdog.config import WatchdogSpec
 
@@ -306,69 +306,12 @@ class MeshSpec(_Strict):
     routing: RoutingSpec | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> MeshSpec:
-        names = [a.name for a in self.agents]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"agents: duplicate agent names {dupes}")
-        for i, agent in enumerate(self.agents):
-            if agent.model != AUTO_TIER and agent.model not in self.models:
-                raise ValueError(
-                    f"agents[{i}].model: unknown model tier {agent.model!r} "
-                    f"(declared: {sorted(self.models)})"
-                )
-        routed = {t for a in self.agents for t in a.emits}
-        emitted = set(self.entry) | routed | {j.emit for j in self.joins}
-        subscribed = {t for a in self.agents for t in a.subscribe}
-        joined = {j.wait_for for j in self.joins}
-        join_names = [j.name for j in self.joins]
-        for i, join in enumerate(self.joins):
-            if join_names.count(join.name) > 1:
-                raise ValueError(f"joins[{i}].name: duplicate join name {join.name!r}")
-            if join.wait_for not in routed:
-                raise ValueError(f"joins[{i}].wait_for: no route emits {join.wait_for!r}")
-            if join.emit not in subscribed:
-                raise ValueError(f"joins[{i}].emit: no agent subscribes to {join.emit!r}")
-        for i, agent in enumerate(self.agents):
-            for topic in agent.subscribe:
-                if topic not in emitted:
-                    raise ValueError(
-                        f"agents[{i}].subscribe: nothing emits {topic!r} "
-                        "(not in entry nor in any route's emit)"
-                    )
-            for j, route in enumerate(agent.routes):
-                if route.emit and route.emit not in subscribed | joined:
-                    raise ValueError(
-                        f"agents[{i}].routes[{j}].emit: no agent nor join subscribes to "
-                        f"{route.emit!r}"
-                    )
-            if agent.plan is not None:
-                _check_plan(i, agent, agent.plan, subscribed)
-        for topic in self.entry:
-            if topic not in subscribed:
-                raise ValueError(f"entry: no agent subscribes to {topic!r}")
-        return self
-
-    @model_validator(mode="after")
-    def _tiers_exist(self) -> MeshSpec:
-        """``auto``, the routing's tiers and summarizer tiers name declared tiers."""
-        declared = sorted(self.models)
-        if self.routing is not None:
-            for role in ("cheap", "premium"):
-                if getattr(self.routing, role) not in self.models:
-                    raise ValueError(f"routing.{role}: unknown model tier "
-                                     f"{getattr(self.routing, role)!r} (declared: {declared})")
-        for i, agent in enumerate(self.agents):
-            if agent.model == AUTO_TIER:
-                if self.routing is None:
-                    raise ValueError(f"agents[{i}].model: 'auto' needs a routing section "
-                                     "naming the cheap and premium tiers")
-                if agent.kind != "model":
-                    raise ValueError(f"agents[{i}].model: only a model agent may use 'auto'")
-            tier = agent.context.tier if agent.context else None
-            if tier is not None and tier not in self.models:
-                raise ValueError(f"agents[{i}].context.tier: unknown model tier {tier!r} "
-                                 f"(declared: {declared})")
+    def _names_resolve(self) -> MeshSpec:
+        """Every name the spec uses names something it declares (services.runtime.speccheck);
+        all problems are raised together, each with its own path."""
+        found = speccheck.problems(self)
+        if found:
+            raise speccheck.SpecProblems(found)
         return self
 
     def tier_for(self, agent: AgentSpec, input_tokens: int = 0) -> str:
@@ -411,23 +354,15 @@ class MeshSpec(_Strict):
 _UNDECLARED = FieldSpec()
 
 
-def _check_plan(index: int, agent: AgentSpec, plan: PlanSpec, subscribed: set[str]) -> None:
-    """Every assignment has a worker, and every answer comes back to the supervisor."""
-    for j, stage in enumerate(plan.stages):
-        where = f"agents[{index}].plan.stages[{j}]"
-        if stage.assign not in subscribed:
-            raise ValueError(f"{where}.assign: no agent subscribes to {stage.assign!r}")
-        if stage.returns not in agent.subscribe:
-            raise ValueError(f"{where}.returns: the supervisor must subscribe to "
-                             f"{stage.returns!r}")
-
-
-def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None) -> MeshSpec:
-    """Validate a mesh from builtins; relative script paths resolve against ``base_dir``."""
+def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None,
+               document: yamlfile.Document | None = None) -> MeshSpec:
+    """Validate a mesh from builtins; relative script paths resolve against ``base_dir``, and
+    then each script must exist. ``document`` (the parsed file) puts line numbers in errors."""
+    document = document or yamlfile.Document(data)
     try:
         spec = MeshSpec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(yamlfile.describe(source, "mesh spec", exc)) from None
+        raise SpecError(yamlfile.describe(source, "mesh spec", exc, document)) from None
     if base_dir is None:
         return spec
     models = {
@@ -436,10 +371,16 @@ def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None) 
         else tier
         for name, tier in spec.models.items()
     }
+    missing = [(("models", name, "script"), f"no such model script: {tier.script}")
+               for name, tier in models.items()
+               if tier.script is not None and not tier.script.is_file()]
+    if missing:
+        raise SpecError(yamlfile.describe_problems(source, "mesh spec", missing, document))
     return spec.model_copy(update={"models": models})
 
 
 def load_mesh(path: str | Path) -> MeshSpec:
     """Load and validate a mesh spec from a YAML file."""
     path = Path(path)
-    return parse_mesh(yamlfile.read(path, "mesh spec", SpecError), str(path), path.parent)
+    document = yamlfile.load(path, "mesh spec", SpecError)
+    return parse_mesh(document.data, str(path), path.parent, document)

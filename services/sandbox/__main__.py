@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
+from choreo.services.runtime import logs
 from choreo.services.runtime.settings import get_settings
 from choreo.services.sandbox.server import serve
 from choreo.services.sandbox.settings import SandboxLimits
@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None, help="also or only serve TCP")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address (default loopback)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=get_settings().log_level.upper())
+    logs.configure(get_settings(), "sandbox")
     socket_path = args.socket if args.socket or args.port is not None else limits.socket
     serve(socket_path, args.host, args.port, limits)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from choreo.services.runtime.settings import Settings
@@ -17,7 +16,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", help="Kafka bootstrap servers (default: from the env)")
     args = parser.parse_args(argv)
     settings = Settings()
-    logging.basicConfig(level=settings.log_level)
     bootstrap = args.bootstrap or settings.bootstrap_servers
     if not bootstrap:
         parser.error("no broker: pass --bootstrap or set KAFKA_BOOTSTRAP_SERVERS")

@@ -33,7 +33,7 @@ from choreo.schemas import (
     decode,
     encode,
 )
-from choreo.services.runtime import metrics, telemetry
+from choreo.services.runtime import logs, metrics, telemetry
 from choreo.services.runtime.limits import HEADROOM, RecordLimit
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import MeshSpec
@@ -138,8 +138,8 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
         )
         await send(dlq, msg.key, limit.dead_letter(letter), list(msg.headers or ()))
         metrics.DEAD_LETTERS.labels(consumer=CONSUMER, topic=msg.topic).inc()
-        log.warning("dead-lettered record", extra={"topic": msg.topic, "offset": msg.offset,
-                                                   "reason": reason})
+        log.warning("dead-lettered record", extra={"trace_id": letter.key, "topic": msg.topic,
+                                                   "offset": msg.offset, "reason": reason})
 
     async def consume(
         stream: AsyncIterator[faust.EventT],
@@ -203,6 +203,8 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
 
 def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
     """Run the watchdog until SIGTERM or SIGINT; topics are created first if missing."""
+    logs.configure(settings, "watchdog")  # before faust, which keeps the root logger as set
+    log.info("watchdog starting", extra={"mesh": spec.name, "prefix": settings.topic_prefix})
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(bootstrap, Topics(settings.topic_prefix), spec))
@@ -217,6 +219,7 @@ def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
             redirect_stdouts=False,
             override_logging=False,
         )
+        worker.spinner = None  # its cursor codes would land in the log file
         try:
             worker.execute_from_commandline()
         except SystemExit as exc:
@@ -224,3 +227,4 @@ def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
                 raise
         finally:
             telemetry.shutdown()
+            log.info("watchdog stopped", extra={"mesh": spec.name})

@@ -39,6 +39,7 @@ def mesh(url: str, *agents: dict[str, Any], local: dict[str, Any] | None = None)
     models["local"].update(local or {})
     return parse_mesh({
         "name": "tiers", "entry": ["work.requested"], "models": models,
+        "state": {"notes": {"reducer": "append"}, "answer": {}},
         "routing": {"cheap": "local", "premium": "premium", "cheap_max_input_tokens": 50},
         "agents": [{"subscribe": ["work.requested"], "persona": f"You are {a['name']}.",
                     "routes": [{"finish": True, "output": "answer"}],

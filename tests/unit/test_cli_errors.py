@@ -72,7 +72,8 @@ def test_submit_with_an_invalid_spec_names_the_field(tmp_path: Path) -> None:
     assert done.returncode == 2
     message = _words(done.stderr)
     assert "invalid mesh spec" in message
-    assert "agents[0].model: unknown model tier 'huge'" in message
+    assert f"{path}:" in message  # the file and line of the mistake
+    assert "agents[worker].model: unknown model tier 'huge'" in message
 
 
 def test_state_without_a_broker_address_says_to_set_it() -> None:
@@ -93,3 +94,31 @@ def test_unreachable_broker_is_an_error_not_a_traceback() -> None:
     assert "Traceback" not in done.stderr
     assert done.returncode == 1
     assert "error:" in done.stderr and address in _words(done.stderr)
+
+
+def test_budgets_the_spec_would_reject_are_rejected_on_the_command_line() -> None:
+    for option, value in (("--max-hops", "-1"), ("--max-tokens", "0"), ("--max-cost", "-5"),
+                          ("--max-seconds", "0"), ("--max-hops", "2.5")):
+        done = choreo("submit", str(WRITER_EDITOR), "hello", option, value,
+                      bootstrap=_closed_port())
+        assert done.returncode == 2, (option, value)
+        assert f"argument {option}:" in _words(done.stderr) and value in done.stderr
+
+
+def test_a_bad_choreo_variable_is_one_clear_line() -> None:
+    env = {**os.environ, "CHOREO_MAX_IN_FLIGHT": "lots", "CHOREO_LOG_LEVEL": "loud"}
+    done = subprocess.run([*CHOREO, "state", "t"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "CHOREO_MAX_IN_FLIGHT=lots" in done.stderr
+    assert "CHOREO_LOG_LEVEL=LOUD" in done.stderr
+
+
+def test_an_unreachable_broker_is_one_message_without_client_noise() -> None:
+    address = _closed_port()
+    done = choreo("state", "some-trace", bootstrap=address)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"error: no broker answers at {address} (check KAFKA_BOOTSTRAP_SERVERS and that the "
+        "broker is running)"]

@@ -1,0 +1,94 @@
+"""What became of one submitted task, and whether the named mesh is the one running.
+
+A trace id names a trace, not a submission: a second task with a used id is dead-lettered by
+the keeper while the id's old result stays on the results topic. So the fate of a submission is
+read from where the keeper says it came from: the admitted snapshot's ``origin`` is the task's
+``topic/partition/offset``, and a refused task's dead letter carries that same place (the task
+record itself, or the admit envelope naming it in its payload).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from choreo.schemas import DeadLetter, Envelope, Snapshot, decode
+from choreo.schemas.codec import DecodeError
+from choreo.services.cli import queries
+from choreo.services.runtime.kafka import make_consumer
+from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.spec import MeshSpec
+from choreo.services.runtime.topics import Topics
+
+
+class MeshNotRunning(LookupError):
+    """The broker has no topics of the named mesh under the configured prefix."""
+
+
+@dataclass(frozen=True)
+class Fate:
+    """``admitted``, ``dead-lettered`` (with the keeper's reason) or ``unknown`` (no word yet)."""
+
+    status: str
+    reason: str | None = None
+
+
+async def check_running(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
+    """Raise MeshNotRunning unless every topic of ``spec`` exists under the prefix.
+
+    The CLI never creates a mesh's topics to submit to it: a task sent where no agent of that
+    mesh listens would wait forever, or be run by another mesh's agents.
+    """
+    topics = Topics(settings.topic_prefix)
+    wanted = {topics.tasks, topics.results} | {topics.event(t) for t in spec.agent_topics}
+    consumer = make_consumer(bootstrap, settings, group_id=None, client_id="choreo-cli")
+    await consumer.start()
+    try:
+        present = await consumer.topics()
+    finally:
+        await consumer.stop()
+    missing = sorted(wanted - present)
+    if missing:
+        raise MeshNotRunning(
+            f"mesh {spec.name!r} is not running under topic prefix {topics.prefix!r} on "
+            f"{bootstrap}: no topic {', '.join(missing)} (start it with `choreo up`, or set "
+            "CHOREO_TOPIC_PREFIX to the prefix it runs under)")
+
+
+def _names_origin(letter: DeadLetter, sent: queries.Sent) -> bool:
+    """True when ``letter`` is the refusal of the task ``sent``."""
+    if (letter.topic, letter.partition, letter.offset) == (sent.topic, sent.partition,
+                                                           sent.offset):
+        return True
+    try:
+        envelope = decode(letter.original, Envelope)
+    except DecodeError:
+        return False
+    return envelope.payload.get("origin") == sent.origin
+
+
+async def fate(bootstrap: str, settings: Settings, sent: queries.Sent,
+               within_s: float) -> Fate:
+    """Whether the keeper admitted or refused ``sent``, waiting up to ``within_s`` seconds."""
+    topics = Topics(settings.topic_prefix)
+    deadline = time.monotonic() + within_s
+    while True:
+        snapshots = await _typed(bootstrap, settings, topics.state, sent.trace_id, Snapshot)
+        if any(s.origin == sent.origin for s in snapshots):
+            return Fate("admitted")
+        for letter in await _typed(bootstrap, settings, topics.dlq, sent.trace_id, DeadLetter):
+            if _names_origin(letter, sent):
+                return Fate("dead-lettered", letter.reason)
+        if time.monotonic() > deadline:
+            return Fate("unknown")
+        await asyncio.sleep(0.3)  # the keeper admits within a poll; asking again is cheap
+
+
+async def _typed(bootstrap: str, settings: Settings, topic: str, trace_id: str,
+                 record_type: type[queries.R]) -> list[queries.R]:
+    """The trace's records of one type; none while the topic does not exist yet."""
+    try:
+        return await queries.trace_typed(bootstrap, settings, topic, trace_id, record_type)
+    except queries.TraceNotFound:
+        return []
