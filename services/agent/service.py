@@ -22,7 +22,7 @@ from choreo.schemas import DecodeError, Envelope, decode, encode
 from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
 from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour, ModelAgent, for_agent
-from choreo.services.runtime import metrics, telemetry
+from choreo.services.runtime import allowance, metrics, telemetry
 from choreo.services.runtime.kafka import (
     DeadLetters,
     acked,
@@ -178,7 +178,16 @@ class AgentService:
         if refusal is not None:
             return [steps.step_event(self.agent, event, STEP_REFUSED,
                                      payload={"reason": f"{self.agent.name}: {refusal}"})]
-        return await self.behaviour.step(event)
+        try:  # every model call of the step is capped by the keeper's allowance
+            with allowance.spending(event.allowance):
+                return await self.behaviour.step(event)
+        except allowance.OverBudget as exc:
+            log.warning("step refused: over budget", extra={"trace_id": event.trace_id,
+                                                            "rule": exc.rule})
+            return [steps.step_event(
+                self.agent, event, STEP_REFUSED, usage=exc.spent,
+                payload={"reason": f"{self.agent.name}: {exc}",
+                         "budget": {"rule": exc.rule, "details": exc.details}})]
 
 
 def run(spec: MeshSpec, agent_name: str, bootstrap: str, settings: Settings) -> None:

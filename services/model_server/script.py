@@ -51,6 +51,8 @@ class RateLimit(_Strict):
 class Faults(_Strict):
     rate_limit: RateLimit | None = None
     down: bool = False
+    #: Answer without a ``usage`` object, as some OpenAI-compatible servers do.
+    no_usage: bool = False
 
 
 class Script(_Strict):

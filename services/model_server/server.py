@@ -68,8 +68,9 @@ class ScriptedServer(ThreadingHTTPServer):
             model = self._models.setdefault(
                 requested, {"completions": 0, "prompt_tokens": 0, "completion_tokens": 0})
             model["completions"] += 1
-            model["prompt_tokens"] += response["usage"]["prompt_tokens"]
-            model["completion_tokens"] += response["usage"]["completion_tokens"]
+            usage = response.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0}
+            model["prompt_tokens"] += usage["prompt_tokens"]
+            model["completion_tokens"] += usage["completion_tokens"]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -118,10 +119,13 @@ def completion(script: Script, body: bytes, model: str,
     ``messages``): a pure function of the script and request."""
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
     user = "\n\n".join(text for role, text in messages if role not in ("system", "developer"))
-    reply = script.reply(system, user, model)
+    reply, finish = script.reply(system, user, model), "stop"
+    limit = json.loads(body).get("max_tokens")
+    if isinstance(limit, int) and _tokens(reply) > limit:  # a word is a token here
+        reply, finish = " ".join(reply.split()[:limit]), "length"
     prompt_tokens = sum(_tokens(text) for _, text in messages)
     completion_tokens = _tokens(reply)
-    return {
+    response: dict[str, Any] = {
         "id": "chatcmpl-scripted-" + hashlib.sha256(body).hexdigest()[:24],
         "object": "chat.completion",
         "created": int(time.time()),
@@ -130,14 +134,16 @@ def completion(script: Script, body: bytes, model: str,
         "choices": [{
             "index": 0,
             "message": {"role": "assistant", "content": reply},
-            "finish_reason": "stop",
+            "finish_reason": finish,
         }],
-        "usage": {
+    }
+    if not script.faults.no_usage:
+        response["usage"] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+        }
+    return response
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -31,8 +31,8 @@ from pydantic import ValidationError
 
 from choreo.schemas import Usage
 from choreo.services.model_server.server import SCRIPTED_HEADER
-from choreo.services.runtime import telemetry
-from choreo.services.runtime.context import estimate_tokens
+from choreo.services.runtime import allowance, telemetry
+from choreo.services.runtime.context import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
 from choreo.services.runtime.metrics import (
     COST,
     MODEL_CALL_DURATION,
@@ -40,6 +40,7 @@ from choreo.services.runtime.metrics import (
     MODEL_CIRCUIT_STATE,
     MODEL_RETRIES,
     TOKENS,
+    USAGE_ESTIMATED,
 )
 from choreo.services.runtime.ratelimit import TierGate
 from choreo.services.runtime.spec import ModelTier
@@ -232,7 +233,11 @@ class ModelClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
     ) -> Completion:
-        """One chat completion; raises ``ModelError`` once retrying cannot help."""
+        """One chat completion; raises ``ModelError`` once retrying cannot help, and
+        ``OverBudget`` (no request made) when the step's allowance cannot pay for it."""
+        spending = allowance.current()
+        if spending is not None:
+            max_tokens = spending.cap(messages, self.tier, max_tokens)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -255,7 +260,7 @@ class ModelClient:
         ) as span:
             try:
                 response, attempts = await self._post(body, estimated)
-                completion = self._parse(response, attempts, started)
+                completion = self._parse(response, attempts, started, messages)
             except ModelError as exc:
                 MODEL_CALL_ERRORS.labels(agent, self.model, exc.reason).inc()
                 span.set_attribute("error.type", exc.reason)
@@ -265,6 +270,8 @@ class ModelClient:
                 MODEL_CALL_DURATION.labels(agent, self.model).observe(
                     time.perf_counter() - started)
             usage = completion.usage
+            if spending is not None:
+                spending.spend(usage)
             self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
             if completion.scripted:
                 span.set_attribute("gen_ai.provider.name", SCRIPTED_PROVIDER)
@@ -358,15 +365,24 @@ class ModelClient:
         tries = "attempt" if attempts == 1 else "attempts"
         return f"model {self.model!r} at {self.url} failed after {attempts} {tries}: {detail}"
 
-    def _parse(self, response: httpx.Response, attempts: int, started: float) -> Completion:
+    def _parse(self, response: httpx.Response, attempts: int, started: float,
+               messages: list[Message]) -> Completion:
         try:
             payload = response.json()
             text = payload["choices"][0]["message"]["content"]
             if not isinstance(text, str):
                 raise TypeError("message content is not text")
-            usage = payload.get("usage") or {}
-            tokens_in = int(usage.get("prompt_tokens") or 0)
-            tokens_out = int(usage.get("completion_tokens") or 0)
+            usage = payload.get("usage")
+            estimated = not usage
+            if estimated:  # a silent endpoint must still count against the budgets
+                tokens_in = estimate_tokens(messages)
+                tokens_out = estimate_tokens([{"content": text}]) - MESSAGE_OVERHEAD_TOKENS
+                USAGE_ESTIMATED.labels(self.model).inc()
+                log.warning("model sent no usage; tokens estimated", extra={
+                    "model": self.model, "tokens_in": tokens_in, "tokens_out": tokens_out})
+            else:
+                tokens_in = int(usage.get("prompt_tokens") or 0)
+                tokens_out = int(usage.get("completion_tokens") or 0)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ModelError("bad_response", self._failure(
                 f"not a chat completion ({type(exc).__name__}: {exc})", attempts), attempts
@@ -383,6 +399,7 @@ class ModelClient:
                 latency_ms=(time.perf_counter() - started) * 1000,
                 model=answered_by if isinstance(answered_by, str) else self.model,
                 calls=attempts,
+                estimated=estimated,
             ),
             scripted=response.headers.get(SCRIPTED_HEADER, "").lower() == "true",
         )
