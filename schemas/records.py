@@ -187,8 +187,8 @@ class HopRecord(Record, kw_only=True):
 
     ``field_hashes`` hash each state field's value after the step with numbers, ids and
     timestamps normalised away; ``situation`` hashes, the same way, the fields the agent reads
-    as they were before the step; ``written`` names the fields the step's delta wrote. The
-    watchdog's progress-aware rules use them (docs/WATCHDOG.md).
+    as they were before the step. The watchdog's progress-aware rules use them
+    (docs/WATCHDOG.md).
     """
 
     trace_id: str
@@ -209,7 +209,8 @@ class HopRecord(Record, kw_only=True):
     created_at: datetime = msgspec.field(default_factory=utcnow)
     field_hashes: dict[str, str] = msgspec.field(default_factory=dict)
     situation: str = ""
-    written: list[str] = msgspec.field(default_factory=list)
+    #: The state version the step read (``state_version`` is the one it produced).
+    read_version: int = 0
     tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
 
 

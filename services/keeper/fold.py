@@ -29,7 +29,7 @@ from choreo.schemas.ids import derive_event_id, fingerprint
 from choreo.schemas.records import STEP_REFUSED, Persona, ToolCall
 from choreo.schemas.reducers import ReducerError, resolve
 from choreo.services.keeper import budget
-from choreo.services.runtime.shapes import shape_hash
+from choreo.services.runtime.shapes import field_shape, shape_hash
 from choreo.services.runtime.spec import ConflictPolicy, JoinSpec, MeshSpec
 
 TASK_SOURCE = "task"
@@ -59,8 +59,9 @@ def state_hash(fields: dict[str, Any]) -> str:
 
 
 def field_hashes(fields: dict[str, Any]) -> dict[str, str]:
-    """Each field's shape hash (numbers, ids, timestamps normalised away), for hop records."""
-    return {name: shape_hash(value) for name, value in fields.items()}
+    """Each field's shape hash (numbers, ids, timestamps normalised away; a list as the set of
+    its items' shapes), for hop records."""
+    return {name: field_shape(value) for name, value in fields.items()}
 
 
 def situation(spec: MeshSpec, agent: str, fields: dict[str, Any]) -> str:

@@ -314,7 +314,7 @@ class Keeper:
             created_at=snapshot.updated_at,
             # what the watchdog's progress-aware rules compare (services.keeper.fold)
             field_hashes=transitions.field_hashes(snapshot.fields), situation=situation,
-            written=sorted(step.delta or ()), tool_calls=transitions.tool_calls(step),
+            tool_calls=transitions.tool_calls(step), read_version=step.state_version,
         ))
 
     @staticmethod

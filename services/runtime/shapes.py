@@ -55,3 +55,15 @@ def shape(value: Any) -> Any:
 def shape_hash(value: Any) -> str:
     """A short hash of ``shape(value)``, independent of key order."""
     return fingerprint(_sorted_json.encode(shape(value)))
+
+
+def field_shape(value: Any) -> str:
+    """A state field's shape hash; a list's is the hash of the *set* of its items' shapes.
+
+    A list that grows with new kinds of items (a checklist) keeps changing shape; one that grows
+    with more of the same (a log of "attempt <n>: variant A/B") settles, so a loop that keeps
+    appending to a history is still seen going round.
+    """
+    if isinstance(value, list):
+        return fingerprint(_sorted_json.encode(sorted({shape_hash(item) for item in value})))
+    return shape_hash(value)

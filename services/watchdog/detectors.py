@@ -59,6 +59,8 @@ class AgentWatch(msgspec.Struct, kw_only=True):
     situations: list[str] = msgspec.field(default_factory=list)
     streak: list[Match] = msgspec.field(default_factory=list)
     shifted_at: int | None = None
+    #: The state version at which the keeper applied the shift (from the trace's snapshots).
+    shift_version: int | None = None
     evidence_after_shift: list[int] = msgspec.field(default_factory=list)
 
 

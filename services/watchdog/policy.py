@@ -60,6 +60,8 @@ class SnapshotHead(msgspec.Struct, kw_only=True):
     totals: Totals = msgspec.field(default_factory=Totals)
     admitted_at: datetime | None = None
     updated_at: datetime | None = None
+    #: Agents with a persona shift in force; only the names are read.
+    personas: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class Watchdog:
@@ -99,6 +101,10 @@ class Watchdog:
         if watch.halted:
             return []
         watch.state_version = max(watch.state_version, snap.version)
+        for name in snap.personas:  # the version a shift took effect at
+            shifted = watch.agents.get(name)
+            if shifted is not None and shifted.shift_version is None:
+                shifted.shift_version = snap.version
         self._advance(watch, snap.totals, snap.updated_at)
         if (exhausted := self._over_budget(watch)) is not None:
             return self._halt(watch, exhausted, {"state_version": snap.version}, now)
@@ -147,9 +153,9 @@ class Watchdog:
 
     def _stuck(self, watch: TraceWatch, hop: HopRecord) -> Evidence | None:
         """The progress-aware stuck rule: an output like one of the agent's recent outputs
-        extends its streak only when the hop *stalled*: it brought no new value to any field
-        (a field's value written by this very output does not count, a new field does) and
-        the agent either met a situation it had met before or repeated itself word for word.
+        extends its streak only when the hop *stalled*: it gave no state field a value shape
+        the trace had never seen, and the agent either met a situation it had met before or
+        repeated itself word for word.
         """
         spec = self.spec
         agent = watch.agents.setdefault(hop.agent, AgentWatch())
@@ -159,7 +165,7 @@ class Watchdog:
         exact = fingerprint(hop.output.encode())
         repeated = exact in agent.exact or (bool(hop.situation) and \
             hop.situation in agent.situations)
-        novel = self._novel(watch, hop, echo=matched)
+        novel = self._novel(watch, hop)
         if matched and repeated and not novel:
             agent.streak.append(Match(hop.hop, similarity))
             del agent.streak[: -spec.stuck_repeats]
@@ -172,17 +178,14 @@ class Watchdog:
         return stuck(hop.agent, agent.streak, spec.stuck_repeats, spec.similarity)
 
     @staticmethod
-    def _novel(watch: TraceWatch, hop: HopRecord, echo: bool) -> bool:
-        """Whether the hop gave some state field a value shape the trace had never seen; with
-        ``echo``, the fields the hop wrote (its output, already judged) count only when new."""
+    def _novel(watch: TraceWatch, hop: HopRecord) -> bool:
+        """Whether the hop gave some state field (or a new field) a value shape the trace had
+        never seen; remembers the shapes."""
         novel = False
         for name, shape in hop.field_hashes.items():
-            seen = watch.values.get(name)
-            if seen is None:
+            seen = watch.values.setdefault(name, [])
+            if shape not in seen:
                 novel = True
-                watch.values[name] = [shape]
-            elif shape not in seen:
-                novel = novel or not (echo and name in hop.written)
                 seen.append(shape)
                 del seen[:-VALUES_KEPT]
         return novel
@@ -200,6 +203,8 @@ class Watchdog:
         if agent.shifted_at is None:
             agent.shifted_at = hop.hop
             return self._shift(watch, hop.agent, reason, evidence, now)
+        if agent.shift_version is None or hop.read_version < agent.shift_version:
+            return []  # the step ran without the shifted persona: it says nothing of the shift
         agent.evidence_after_shift.append(hop.hop)
         if len(agent.evidence_after_shift) < self.spec.halt_after_shift:
             return []

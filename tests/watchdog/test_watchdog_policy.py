@@ -12,7 +12,16 @@ SPEC = WatchdogSpec()
 
 
 def feed(dog: Watchdog, watch: TraceWatch, hops: list[HopRecord]) -> list[tuple[int, Answer]]:
-    return [(h.hop, a) for h in hops for a in dog.on_hop(watch, h, T0)]
+    """Each hop in turn; a persona shift takes effect at once, as if the keeper applied it
+    before the next step read the state."""
+    answers = []
+    for h in hops:
+        for answer in dog.on_hop(watch, h, T0):
+            answers.append((h.hop, answer))
+            if answer.action == "persona_shift":
+                dog.on_snapshot(watch, SnapshotHead(trace_id=h.trace_id, version=h.state_version,
+                                                    personas={str(answer.agent): {}}), T0)
+    return answers
 
 
 def summary(answers: list[tuple[int, Answer]]) -> list[tuple[int, str, str, str | None]]:
@@ -165,8 +174,8 @@ def checklist() -> list[HopRecord]:
     """One agent, ten items, one new field per item, replies from one template."""
     return [hop(n, "checker", state=f"s{n}", fingerprint=f"f{n}", situation=f"sit{n}",
                 output=f"Checked item {n} of the list: present, labelled and in working order.",
-                fields={**{f"item_{i}": f"v{i}" for i in range(1, n + 1)}, "count": "n"},
-                written=[f"item_{n}", "count"]) for n in range(1, 11)]
+                fields={**{f"item_{i}": f"v{i}" for i in range(1, n + 1)}, "count": "n"})
+            for n in range(1, 11)]
 
 
 def test_a_checklist_of_similar_replies_that_moves_the_state_gets_no_verdict() -> None:
@@ -179,18 +188,17 @@ def test_a_revise_loop_that_converges_gets_no_persona_shift() -> None:
     for i in range(4):
         records.append(hop(2 * i + 1, "author", state=f"a{i}", fingerprint=f"fa{i}",
                            output=f"{base}{'.' * (i + 1)} Revision {i}.", situation=f"r{i}",
-                           fields={"draft": f"d{i}", "review": f"r{i}"}, written=["draft"]))
+                           fields={"draft": f"d{i}", "review": f"r{i}"}))
         records.append(hop(2 * i + 2, "critic", state=f"c{i}", fingerprint=f"fc{i}",
                            output="REVISE: tighten it." if i < 3 else "APPROVED",
-                           situation=f"d{i}", fields={"draft": f"d{i}", "review": f"r{i + 1}"},
-                           written=["review"]))
+                           situation=f"d{i}", fields={"draft": f"d{i}", "review": f"r{i + 1}"}))
     assert feed(Watchdog(SPEC, Budget()), TraceWatch(trace_id="t1"), records) == []
 
 
 def test_a_fix_that_flips_between_two_variants_beside_a_counter_is_a_loop() -> None:
     records = [hop(n, "fixer", state=f"s{n}", fingerprint=f"f{n}", situation=f"v{n % 2}",
                    output=["Use a lock around the cache.", "Use an atomic swap instead."][n % 2],
-                   fields={"fix": f"v{n % 2}", "attempts": "n"}, written=["fix", "attempts"])
+                   fields={"fix": f"v{n % 2}", "attempts": "n"})
               for n in range(1, 10)]
     answers = summary(feed(Watchdog(SPEC, Budget()), TraceWatch(trace_id="t1"), records))
     assert answers[0][:3] == (4, "persona_shift", "loop.revisit")
@@ -200,7 +208,7 @@ def test_a_fix_that_flips_between_two_variants_beside_a_counter_is_a_loop() -> N
 def test_one_line_replies_that_differ_by_a_number_are_stuck() -> None:
     records = [hop(n, "poller", state=f"s{n}", fingerprint=f"f{n}", situation="same",
                    output=f"Still waiting on job {1000 + n}, retry {n}.",
-                   fields={"status": "waiting", "tries": "n"}, written=["status", "tries"])
+                   fields={"status": "waiting", "tries": "n"})
                for n in range(1, 8)]
     answers = summary(feed(Watchdog(SPEC, Budget()), TraceWatch(trace_id="t1"), records))
     assert answers[:2] == [(4, "persona_shift", "loop.stuck", "poller"),
@@ -209,7 +217,7 @@ def test_one_line_replies_that_differ_by_a_number_are_stuck() -> None:
 
 def test_the_same_tool_call_again_and_again_is_a_loop() -> None:
     records = [hop(n, "coder", state=f"s{n}", fingerprint=f"f{n}", output=f"attempt {'x' * n}",
-                   situation=f"s{n}", fields={"log": f"l{n}"}, written=["log"],
+                   situation=f"s{n}", fields={"log": f"l{n}"},
                    tools=[("sandbox", "same-code"), ("search", f"q{n}")])
                for n in range(1, 4)]
     (shift,) = feed(Watchdog(SPEC, Budget()), TraceWatch(trace_id="t1"), records)
@@ -225,3 +233,15 @@ def test_the_hop_that_ends_a_trace_closes_its_watch() -> None:
     done = hop(3, "writer", state="s", fingerprint="f", output="same")
     done.type = "trace.finish"
     assert dog.on_hop(watch, done, T0) == [] and watch.finished
+
+
+def test_evidence_from_steps_that_ran_before_the_shift_took_effect_does_not_halt() -> None:
+    dog = Watchdog(SPEC, Budget())
+    watch = TraceWatch(trace_id="t1")
+    loop = [hop(n, "writer", state="s", fingerprint="f", output="same") for n in range(1, 7)]
+    answers = [(h.hop, a) for h in loop for a in dog.on_hop(watch, h, T0)]
+    assert summary(answers) == [(2, "persona_shift", "loop.cycle", "writer")]
+    # the keeper applies the shift at version 6: only steps that read it can halt the trace
+    dog.on_snapshot(watch, SnapshotHead(trace_id="t1", version=6, personas={"writer": {}}), T0)
+    later = [hop(n, "writer", state="s", fingerprint="f", output="same") for n in range(7, 10)]
+    assert summary(feed(dog, watch, later)) == [(8, "halt", "loop.cycle", "writer")]
