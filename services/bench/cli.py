@@ -42,11 +42,18 @@ def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_watchdog(args: argparse.Namespace, settings: Settings) -> int:
-    from choreo.services.bench import watchdog
+    from choreo.services.bench import corpus, watchdog
 
-    return _publish("Watchdog", args.out, lambda broker: watchdog.report(
-        watchdog.run(broker.bootstrap, Path(args.log_dir), Path(args.mesh)),
-        "choreo bench watchdog", broker.kind))
+    if args.live:
+        return _publish("Watchdog", args.out, lambda broker: watchdog.report(
+            watchdog.run(broker.bootstrap, Path(args.log_dir), Path(args.mesh)),
+            "choreo bench watchdog --live", broker.kind))
+    outcomes = corpus.run_corpus(corpus.load_cases(Path(args.corpus or corpus.CORPUS)))
+    body = watchdog.corpus_report(outcomes, "choreo bench watchdog")
+    write_section(Path(args.out), "Watchdog corpus", body)
+    print(body)
+    console.print(f"written to {args.out}")
+    return 0 if watchdog.calibration(outcomes).on_target else 1
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,9 +73,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--traces", type=int, default=1000, help="traces written to a real outbox")
     p.add_argument("--out", default=str(BENCHMARKS))
 
-    p = kinds.add_parser("watchdog",
-                         help="steps a loop still runs before each verdict, per scenario")
+    p = kinds.add_parser("watchdog", help="the watchdog's labelled corpus: loops caught, false "
+                         "halts and shifts, steps to verdict, overspend (--live: the scenario "
+                         "mesh on a broker)")
     p.set_defaults(func=cmd_watchdog)
+    p.add_argument("--corpus", default=None, help="folder of corpus cases (default: the "
+                   "installed corpus, services/bench/watchdog_corpus)")
+    p.add_argument("--live", action="store_true",
+                   help="instead, run the scenario mesh with its watchdog on a real broker and "
+                   "count the steps each verdict takes to land")
     p.add_argument("--mesh", default=str(REPO_ROOT / "tests" / "scenarios" / "mesh.yaml"))
     p.add_argument("--log-dir", default=".choreo/logs/bench-watchdog")
     p.add_argument("--out", default=str(BENCHMARKS))

@@ -39,6 +39,8 @@ class When(_Strict):
 class Rule(_Strict):
     when: When = Field(default_factory=When)
     reply: str
+    #: The reply is ``reply`` this many times over (a long answer without a long script).
+    repeat: int = Field(1, ge=1, le=1_000_000)
 
 
 class RateLimit(_Strict):
@@ -72,7 +74,7 @@ class Script(_Strict):
         """The first matching rule's reply, or a reply that says plainly that none matched."""
         for rule in self.rules:
             if rule.when.matches(system, user, model):
-                return rule.reply
+                return rule.reply * rule.repeat
         return (
             f"[{self.label}] no scripted rule matched this conversation "
             f"(model {model!r}; {len(self.rules)} rules)."
