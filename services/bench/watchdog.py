@@ -51,6 +51,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("same-code", "code: a function that sums a list"),
     Scenario("budget", "spend: notes on event streams", Budget(max_tokens=300)),
     Scenario("persona-fix", "fix: the input that will not parse"),
+    Scenario("checklist", "checklist: the pre-drive checks"),
+    Scenario("flip", "flip: the cache races under load"),
 )
 
 
