@@ -13,6 +13,8 @@ import re
 from typing import Any
 
 from choreo.schemas import Envelope
+from choreo.schemas.codec import to_json
+from choreo.schemas.ids import fingerprint
 from choreo.schemas.records import STEP_FAILED
 from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour
@@ -60,7 +62,9 @@ class SandboxTool:
                                     base_url=self.base_url)
         except SandboxError as exc:
             return self._report("unavailable", str(exc), {})
-        detail = {"exit_code": result.exit_code, "duration_ms": result.duration_ms,
+        # the call's identity, for the watchdog's repeated-tool-call rule (hop record tool_calls)
+        detail = {"args_hash": fingerprint(to_json({"code": code, "files": files})),
+                  "exit_code": result.exit_code, "duration_ms": result.duration_ms,
                   "stdout": result.stdout[-TRANSCRIPT_CHARS:],
                   "stderr": result.stderr[-TRANSCRIPT_CHARS:], "reason": result.reason}
         return self._report(result.status, result.reason, detail)
