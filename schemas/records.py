@@ -60,6 +60,8 @@ class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
     latency_ms: float = 0.0
     model: str | None = None
     calls: int = 0
+    #: True when the endpoint sent no ``usage`` and the tokens are the client's estimate.
+    estimated: bool = False
 
 
 class AgentTotals(msgspec.Struct, kw_only=True):
@@ -70,6 +72,17 @@ class AgentTotals(msgspec.Struct, kw_only=True):
     tokens_in: int = 0
     tokens_out: int = 0
     cost: float = 0.0
+
+
+class Allowance(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What one step may still spend, granted by the keeper when it forwards the step's event.
+
+    ``None`` means unlimited. The keeper reserves it against the trace's budget until the step
+    is folded, so steps running at once (fan-out) never share the same remainder.
+    """
+
+    tokens: int | None = None
+    cost: float | None = None
 
 
 class Totals(msgspec.Struct, kw_only=True):
@@ -128,6 +141,9 @@ class Envelope(Record, kw_only=True):
     created_at: datetime = msgspec.field(default_factory=utcnow)
     #: Persona overrides of this trace by agent name, set by the keeper when it forwards.
     personas: dict[str, Persona] = msgspec.field(default_factory=dict)
+    #: What the receiving step may spend, set by the keeper when it forwards; a step's outbox
+    #: records carry it back so the keeper can release the reservation.
+    allowance: Allowance | None = None
 
 
 class FieldWrite(msgspec.Struct, kw_only=True):
@@ -155,10 +171,25 @@ class Snapshot(Record, kw_only=True):
     updated_at: datetime = msgspec.field(default_factory=utcnow)
     #: Persona overrides in force, by agent name (``trace.persona`` transitions).
     personas: dict[str, Persona] = msgspec.field(default_factory=dict)
+    #: Allowances of steps forwarded and not folded yet, by ``<event id>/<agent>``.
+    reserved: dict[str, Allowance] = msgspec.field(default_factory=dict)
+
+
+class ToolCall(msgspec.Struct, kw_only=True, array_like=True):
+    """One tool call of a step: the tool's name and a hash of its arguments."""
+
+    name: str
+    args_hash: str
 
 
 class HopRecord(Record, kw_only=True):
-    """One record per applied step, with the trace's running totals after it."""
+    """One record per applied step, with the trace's running totals after it.
+
+    ``field_hashes`` hash each state field's value after the step with numbers, ids and
+    timestamps normalised away; ``situation`` hashes, the same way, the fields the agent reads
+    as they were before the step. The watchdog's progress-aware rules use them
+    (docs/WATCHDOG.md).
+    """
 
     trace_id: str
     event_id: str
@@ -176,6 +207,11 @@ class HopRecord(Record, kw_only=True):
     totals: Totals = msgspec.field(default_factory=Totals)
     conflicts: int = 0
     created_at: datetime = msgspec.field(default_factory=utcnow)
+    field_hashes: dict[str, str] = msgspec.field(default_factory=dict)
+    situation: str = ""
+    #: The state version the step read (``state_version`` is the one it produced).
+    read_version: int = 0
+    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
 
 
 class ControlVerdict(Record, kw_only=True):

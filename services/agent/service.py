@@ -24,7 +24,7 @@ from choreo.schemas.codec import clean_text
 from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
 from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour, ModelAgent, for_agent
-from choreo.services.runtime import metrics, telemetry
+from choreo.services.runtime import allowance, metrics, telemetry
 from choreo.services.runtime.kafka import (
     DeadLetters,
     acked,
@@ -272,11 +272,27 @@ class AgentService:
         span.set_attribute("choreo.step.status", status)
 
     async def _step(self, event: Envelope) -> list[Envelope]:
-        refusal = steps.over_budget(event, datetime.now(UTC))
-        if refusal is not None:
-            return [steps.step_event(self.agent, event, STEP_REFUSED,
-                                     payload={"reason": f"{self.agent.name}: {refusal}"})]
-        return await self.behaviour.step(event)
+        return await run_step(self.agent, self.behaviour, event)
+
+
+async def run_step(agent: AgentSpec, behaviour: Behaviour, event: Envelope) -> list[Envelope]:
+    """One step's outbox records: a refusal when a budget forbids the step (judged from the
+    event, so it holds with no watchdog), else the behaviour's, every model call capped by the
+    keeper's allowance (a call that cannot fit becomes a refusal with the figures)."""
+    refusal = steps.over_budget(event, datetime.now(UTC))
+    if refusal is not None:
+        return [steps.step_event(agent, event, STEP_REFUSED,
+                                 payload={"reason": f"{agent.name}: {refusal}"})]
+    try:
+        with allowance.spending(event.allowance):
+            return await behaviour.step(event)
+    except allowance.OverBudget as exc:
+        log.warning("step refused: over budget", extra={"trace_id": event.trace_id,
+                                                        "rule": exc.rule})
+        return [steps.step_event(
+            agent, event, STEP_REFUSED, usage=exc.spent,
+            payload={"reason": f"{agent.name}: {exc}",
+                     "budget": {"rule": exc.rule, "details": exc.details}})]
 
 
 def run(spec: MeshSpec, agent_name: str, bootstrap: str, settings: Settings) -> None:

@@ -13,7 +13,8 @@ import re
 from typing import Any
 
 from choreo.schemas import Envelope
-from choreo.schemas.codec import clean_text
+from choreo.schemas.codec import clean_text, to_json
+from choreo.schemas.ids import fingerprint
 from choreo.schemas.records import STEP_FAILED
 from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour
@@ -63,7 +64,9 @@ class SandboxTool:
             return self._report("unavailable", clean_text(str(exc)), {})
         # Program output is foreign text: cleaned here, so the step record always encodes.
         reason = None if result.reason is None else clean_text(result.reason)
-        detail = {"exit_code": result.exit_code, "duration_ms": result.duration_ms,
+        # the call's identity, for the watchdog's repeated-tool-call rule (hop record tool_calls)
+        detail = {"args_hash": fingerprint(to_json({"code": code, "files": files})),
+                  "exit_code": result.exit_code, "duration_ms": result.duration_ms,
                   "stdout": clean_text(result.stdout[-TRANSCRIPT_CHARS:]),
                   "stderr": clean_text(result.stderr[-TRANSCRIPT_CHARS:]), "reason": reason}
         return self._report(result.status, reason, detail)

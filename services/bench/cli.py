@@ -20,11 +20,15 @@ def _publish(title: str, out: str | None, measure: Callable[[BrokerHandle], str]
     ``out`` if given: the figures are on stdout before any file can fail."""
     with broker_session() as broker:
         body = measure(broker)
+    _emit(title, out, body)
+    return 0
+
+
+def _emit(title: str, out: str | None, body: str) -> None:
     print(body, flush=True)
     if out is not None:
         write_section(Path(out), title, body)
         output.warn(f"written to {out}")
-    return 0
 
 
 def cmd_hop(args: argparse.Namespace, settings: Settings) -> int:
@@ -44,11 +48,15 @@ def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_watchdog(args: argparse.Namespace, settings: Settings) -> int:
-    from choreo.services.bench import watchdog
+    from choreo.services.bench import corpus, watchdog
 
-    return _publish("Watchdog", args.out, lambda broker: watchdog.report(
-        watchdog.run(broker.bootstrap, Path(args.log_dir), Path(args.mesh)),
-        "choreo bench watchdog", broker.kind))
+    if args.live:
+        return _publish("Watchdog", args.out, lambda broker: watchdog.report(
+            watchdog.run(broker.bootstrap, Path(args.log_dir), Path(args.mesh)),
+            "choreo bench watchdog --live", broker.kind))
+    outcomes = corpus.run_corpus(corpus.load_cases(Path(args.corpus or corpus.CORPUS)))
+    _emit("Watchdog corpus", args.out, watchdog.corpus_report(outcomes, "choreo bench watchdog"))
+    return 0 if watchdog.calibration(outcomes).on_target else 1
 
 
 def _output_option(parser: argparse.ArgumentParser) -> None:
@@ -77,11 +85,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="traces written to a real outbox (default: 1000)")
     _output_option(p)
 
-    p = kinds.add_parser("watchdog",
-                         help="steps a loop still runs before each verdict, per scenario")
+    p = kinds.add_parser("watchdog", help="the watchdog's labelled corpus: loops caught, false "
+                         "halts and shifts, steps to verdict, overspend (--live: the scenario "
+                         "mesh on a broker)")
     p.set_defaults(func=cmd_watchdog)
+    p.add_argument("--corpus", default=None, help="folder of corpus cases (default: the "
+                   "installed corpus, services/bench/watchdog_corpus)")
+    p.add_argument("--live", action="store_true",
+                   help="instead, run the scenario mesh with its watchdog on a real broker and "
+                   "count the steps each verdict takes to land")
     p.add_argument("--mesh", default=str(REPO_ROOT / "tests" / "scenarios" / "mesh.yaml"),
-                   help="the scenario mesh (default: tests/scenarios/mesh.yaml of a checkout)")
+                   help="with --live, the scenario mesh (default: tests/scenarios/mesh.yaml "
+                   "of a checkout)")
     p.add_argument("--log-dir", default=".choreo/logs/bench-watchdog",
-                   help="folder for the services' logs (default: .choreo/logs/bench-watchdog)")
+                   help="with --live, folder for the services' logs "
+                   "(default: .choreo/logs/bench-watchdog)")
     _output_option(p)

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from choreo.schemas import Budget, ControlVerdict, Escalation, HopRecord, Task, TerminalResult
 from choreo.schemas.ids import new_id
+from choreo.services.bench.corpus import Outcome
 from choreo.services.cli import queries
 from choreo.services.cli.launch import start_mesh
 from choreo.services.runtime.settings import Settings
@@ -50,6 +51,8 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("same-code", "code: a function that sums a list"),
     Scenario("budget", "spend: notes on event streams", Budget(max_tokens=300)),
     Scenario("persona-fix", "fix: the input that will not parse"),
+    Scenario("checklist", "checklist: the pre-drive checks"),
+    Scenario("flip", "flip: the cache races under load"),
 )
 
 
@@ -229,4 +232,92 @@ def report(rows: list[Row], command: str, broker_kind: str) -> str:
             f"| {r.scenario} | {', '.join(r.actions) or 'none'} | {r.rule or '-'} "
             f"| {cell(r.evidence_hop)} | {cell(r.before_shift)} | {cell(r.before_halt)} "
             f"| {cell(r.before_end)} | {r.hops} | {r.status} |")
+    return "\n".join(lines)
+
+
+# -- the labelled corpus (services/bench/corpus.py) -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The corpus's figures against its targets (every loop caught, nothing else)."""
+
+    loops: int
+    caught: int
+    healthy: int
+    false_halts: int
+    false_shifts: int
+    worst_steps: int | None
+    overspend: dict[str, float]
+    wrong_escalations: int
+    notes: int
+
+    @property
+    def on_target(self) -> bool:
+        return (self.caught == self.loops and self.false_halts == self.false_shifts == 0
+                and not any(self.overspend.values()) and self.wrong_escalations == 0
+                and self.notes == 0 and (self.worst_steps or 0) <= 2)
+
+
+def calibration(outcomes: list[Outcome]) -> Calibration:
+    """Sum one corpus run up."""
+    loops = [o for o in outcomes if o.case.label == "loop"]
+    steps = [o.steps_to_verdict for o in outcomes if o.steps_to_verdict is not None]
+    return Calibration(
+        loops=len(loops), caught=sum(o.caught for o in loops),
+        healthy=len(outcomes) - len(loops),
+        false_halts=sum(o.false_halt for o in outcomes),
+        false_shifts=sum(o.false_shift for o in outcomes),
+        worst_steps=max(steps, default=None),
+        overspend={name: round(sum(o.overspend[name] for o in outcomes), 12)
+                   for name in ("hops", "tokens", "cost")},
+        wrong_escalations=sum(not o.escalations_right for o in outcomes),
+        notes=sum(len(o.notes) for o in outcomes))
+
+
+def corpus_report(outcomes: list[Outcome], command: str) -> str:
+    """The BENCHMARKS.md section of a corpus run: the totals, then one row per case."""
+    total = calibration(outcomes)
+
+    def cell(value: object) -> str:
+        return "-" if value is None else str(value)
+
+    lines = [
+        f"`{command}`: {len(outcomes)} labelled scenario meshes "
+        f"(services/bench/watchdog_corpus/), each run to its end through the keeper's "
+        "transitions, the agents' budget guard with real HTTP calls to scripted model "
+        "servers, and the watchdog's policy, in one process (services/bench/corpus.py).",
+        "",
+        f"- loops caught (halted, fixed by a shift, or stopped by a budget as labelled): "
+        f"**{total.caught} of {total.loops}**",
+        f"- false halts: **{total.false_halts}** of {total.healthy} healthy flows; "
+        f"false persona shifts: **{total.false_shifts}**",
+        f"- steps from the evidence to the first verdict (deepest hop folded meanwhile): "
+        f"at most **{cell(total.worst_steps)}**",
+        "- overspend, summed over every case (spent over the admitted limit): "
+        f"hops **{total.overspend['hops']}**, tokens **{total.overspend['tokens']}**, "
+        f"cost **${total.overspend['cost']}**",
+        f"- halted traces without exactly one escalation: **{total.wrong_escalations}**; "
+        f"other anomalies (terminal records, hop counts): **{total.notes}**",
+        "",
+        "*Steps → verdict*: hops (along one chain) the trace went past the evidence hop before "
+        "the keeper applied the first verdict, then all steps folded meanwhile. *Overspend*: "
+        "hops / tokens / dollars over the limit.",
+        "",
+        "| case | label | shape | terminal | verdicts | steps → verdict | overspend | judged |",
+        "| --- | --- | --- | --- | --- | ---: | --- | --- |",
+    ]
+    for o in outcomes:
+        verdicts = ", ".join(f"{v.action} {v.reason}" for v in o.verdicts) or "none"
+        steps = "-" if o.steps_to_verdict is None else \
+            f"{o.steps_to_verdict} / {o.folded_to_verdict}"
+        spent = " / ".join(cell(o.overspend[k]) for k in ("hops", "tokens", "cost"))
+        if o.case.label == "loop":
+            judged = "caught" if o.caught else "MISSED"
+        else:
+            judged = "false halt" if o.false_halt else "false shift" if o.false_shift else "ok"
+        terminal = o.status if o.continuation is None else \
+            f"{o.status}; resumed: {o.continuation}"
+        lines.append(f"| {o.case.name} | {o.case.label} | {o.case.shape} | {terminal} "
+                     f"| {verdicts} | {steps} | {spent} | {judged} |")
     return "\n".join(lines)

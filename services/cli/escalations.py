@@ -4,7 +4,9 @@ An escalation's history is a series of records with one ``escalation_id`` on the
 escalations topic (``open`` from the watchdog, then ``resumed`` or ``closed`` from an
 operator); the latest record is its current state. Resuming never reopens the halted trace:
 a new trace starts from its last state, with the guidance added and a fresh budget, and
-points back to it, so every trace id keeps exactly one terminal record.
+points back to it, so every trace id keeps exactly one terminal record. The continuation
+starts clean: the halted trace's bookkeeping (join arrivals; scratch fields are already gone
+from a finished trace) is not carried over, so its fan-outs and joins run again.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import msgspec
 from choreo.schemas import Escalation, Task, decode, encode
 from choreo.schemas.ids import derive_event_id
 from choreo.services.cli import queries
+from choreo.services.keeper.fold import carried_over
 from choreo.services.runtime.kafka import make_producer, read_topic
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.topics import Topics
@@ -43,14 +46,17 @@ async def resolve(bootstrap: str, settings: Settings, escalation_id: str, *,
     if escalation is None:
         raise EscalationError(f"no escalation {escalation_id!r}")
     if escalation.status != "open":
-        raise EscalationError(f"escalation {escalation_id} is already {escalation.status}")
+        follow = (f" (continuation trace {escalation.continuation_trace_id})"
+                  if escalation.continuation_trace_id else "")
+        raise EscalationError(f"escalation {escalation_id} is already {escalation.status}"
+                              f"{follow}; it can be resolved only once")
     if guidance is None:
         updated = msgspec.structs.replace(escalation, status="closed")
     else:
         snapshot = await queries.latest_snapshot(bootstrap, settings, topics.state,
                                                  escalation.trace_id)
         continuation = derive_event_id(escalation_id, "resume")
-        state = {k: v for k, v in snapshot.fields.items() if k != "input"}
+        state = carried_over(snapshot.fields)
         task = Task(input=str(snapshot.fields.get("input", "")), trace_id=continuation,
                     parent_trace_id=escalation.trace_id,
                     initial_state={**state, "guidance": guidance})

@@ -16,6 +16,7 @@ from choreo.schemas import (
     AgentTotals,
     Budget,
     Envelope,
+    Escalation,
     FieldWrite,
     Snapshot,
     StateConflict,
@@ -24,14 +25,18 @@ from choreo.schemas import (
     Totals,
 )
 from choreo.schemas.codec import encode
-from choreo.schemas.ids import fingerprint
-from choreo.schemas.records import Persona
+from choreo.schemas.ids import derive_event_id, fingerprint
+from choreo.schemas.records import STEP_REFUSED, Persona, ToolCall
 from choreo.schemas.reducers import ReducerError, resolve
+from choreo.services.keeper import budget
+from choreo.services.runtime.shapes import field_shape, shape_hash
 from choreo.services.runtime.spec import ConflictPolicy, JoinSpec, MeshSpec
 
 TASK_SOURCE = "task"
 #: The outbox record type of the deadline sweep's decision to end a trace (see Keeper.sweep).
 EXPIRE = "trace.expire"
+#: State fields that record a join's arrivals (``JoinSpec.field``).
+JOIN_FIELD_PREFIX = "join."
 _sorted_json = msgspec.json.Encoder(order="sorted")
 
 
@@ -53,6 +58,46 @@ class Folded:
 def state_hash(fields: dict[str, Any]) -> str:
     """Content hash of a state, independent of key order: the watchdog's notion of progress."""
     return fingerprint(_sorted_json.encode(fields))
+
+
+def field_hashes(fields: dict[str, Any]) -> dict[str, str]:
+    """Each field's shape hash (numbers, ids, timestamps normalised away; a list as the set of
+    its items' shapes), for hop records."""
+    return {name: field_shape(value) for name, value in fields.items()}
+
+
+def situation(spec: MeshSpec, agent: str, fields: dict[str, Any]) -> str:
+    """The shape hash of what ``agent`` reads of ``fields`` (every field without ``reads``):
+    the watchdog's notion of "the same situation again"."""
+    names = next((a.reads for a in spec.agents if a.name == agent), None)
+    seen = fields if names is None else {n: fields.get(n) for n in names}
+    return shape_hash(seen)
+
+
+def tool_calls(step: Envelope) -> list[ToolCall]:
+    """The step's tool calls as (name, arguments hash), from its payload's ``tool_calls``
+    (``{"name", "arguments"}`` or ``{"name", "args_hash"}``) and its ``tools`` results that
+    carry an ``args_hash``."""
+    calls = []
+    for entry in [*step.payload.get("tool_calls", ()), *step.payload.get("tools", ())]:
+        if not isinstance(entry, dict):
+            continue
+        name = entry.get("name") or entry.get("tool")
+        args = entry.get("args_hash")
+        if args is None and "arguments" in entry:
+            args = fingerprint(_sorted_json.encode(entry["arguments"]))
+        if isinstance(name, str) and isinstance(args, str):
+            calls.append(ToolCall(name=name, args_hash=args))
+    return calls
+
+
+def escalation(snapshot: Snapshot, reason: str, evidence: dict[str, Any],
+               at: datetime) -> Escalation:
+    """The one escalation of a halted trace, whoever halted it: its id derives from the trace
+    id alone, so a second writer or a re-sent record can never make a second one."""
+    return Escalation(escalation_id=derive_event_id(snapshot.trace_id, "escalation"),
+                      trace_id=snapshot.trace_id, reason=reason, evidence=evidence,
+                      state_version=snapshot.version, created_at=at)
 
 
 def resolve_budget(spec: MeshSpec, override: Budget | None, admitted_at: datetime) -> Budget:
@@ -155,6 +200,14 @@ def _arrive(spec: MeshSpec, step: Envelope, fields: dict[str, Any],
     return completed
 
 
+def carried_over(fields: dict[str, Any]) -> dict[str, Any]:
+    """The state a continuation of a halted trace starts from: everything but the input (it
+    is the task's) and the join arrivals (``join.<name>``), which belong to the halted run.
+    Scratch fields are already gone from a finished trace's snapshot (see ``finish``)."""
+    return {k: v for k, v in fields.items()
+            if k != "input" and not k.startswith(JOIN_FIELD_PREFIX)}
+
+
 def check_size(spec: MeshSpec, snapshot: Snapshot) -> None:
     """Refuse a snapshot over the mesh's limit: it would clog the state topic and every event."""
     size = len(encode(snapshot))
@@ -177,34 +230,42 @@ def shift_persona(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
         personas={**snapshot.personas, agent: persona}, updated_at=at)
 
 
-def expire(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
-    """A new version that records the sweep's ``trace.expire`` as applied; not a step, so
-    nothing is charged."""
+def charge(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
+    """A new version that records the step as applied, releases its reservation and counts
+    its usage, state unchanged."""
+    return msgspec.structs.replace(
+        budget.release(snapshot, step), version=snapshot.version + 1,
+        applied=[*snapshot.applied, step.event_id], totals=add_usage(snapshot.totals, step),
+        updated_at=at)
+
+
+def mark_applied(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
+    """A new version that records a decision (``trace.halt``, the sweep's ``trace.expire``)
+    as applied: not a step, so the totals, the hop count and the per-agent figures do not
+    move."""
     return msgspec.structs.replace(
         snapshot, version=snapshot.version + 1, applied=[*snapshot.applied, step.event_id],
         updated_at=at)
 
 
-def charge(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
-    """A new version that records the step as applied and counts its usage, state unchanged."""
-    return msgspec.structs.replace(
-        snapshot, version=snapshot.version + 1, applied=[*snapshot.applied, step.event_id],
-        totals=add_usage(snapshot.totals, step), updated_at=at)
-
-
 def add_usage(totals: Totals, step: Envelope) -> Totals:
-    """Running totals after one more step, overall and per agent: each counted exactly once."""
+    """Running totals after one more step, overall and per agent: each counted exactly once.
+
+    A refusal (``step.refused``) ran nothing: its usage (a model call cut short) is counted,
+    but it is not a hop, so a trace's ``hops`` never passes its hop budget.
+    """
     usage = step.usage
+    hop = 0 if step.type == STEP_REFUSED else 1
     mine = totals.by_agent.get(step.source, AgentTotals())
     by_agent = {**totals.by_agent, step.source: AgentTotals(
-        steps=mine.steps + 1, calls=mine.calls + usage.calls,
+        steps=mine.steps + hop, calls=mine.calls + usage.calls,
         tokens_in=mine.tokens_in + usage.tokens_in, tokens_out=mine.tokens_out + usage.tokens_out,
         cost=round(mine.cost + usage.cost, 12))}
     return Totals(
         tokens_in=totals.tokens_in + usage.tokens_in,
         tokens_out=totals.tokens_out + usage.tokens_out,
         cost=round(totals.cost + usage.cost, 12),
-        hops=totals.hops + 1,
+        hops=totals.hops + hop,
         by_agent=by_agent,
     )
 

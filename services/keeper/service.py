@@ -32,7 +32,6 @@ from choreo.schemas import (
     ControlVerdict,
     DecodeError,
     Envelope,
-    Escalation,
     HopRecord,
     Record,
     Snapshot,
@@ -53,6 +52,7 @@ from choreo.schemas.records import (
     STEP_REFUSED,
     Persona,
 )
+from choreo.services.keeper import budget
 from choreo.services.keeper import fold as transitions
 from choreo.services.keeper.fold import EXPIRE, TASK_SOURCE, FoldError, state_hash
 from choreo.services.runtime import metrics, telemetry
@@ -170,9 +170,11 @@ class Keeper:
         #: What each running trace last waited for (event types sent, by whom they are read),
         #: for the deadline sweep's reason; lost on a restart, where the reason says less.
         self.waiting: dict[str, str] = {}
-        self._subscribed = {t for agent in spec.agents for t in agent.subscribe}
-        self._readers = {t: sorted(a.name for a in spec.agents if t in a.subscribe)
-                         for t in self._subscribed}
+        #: The agents that run a step for each event type (a type only joins wait for has none).
+        self._subscribers: dict[str, list[str]] = {}
+        for agent in spec.agents:
+            for event_type in agent.subscribe:
+                self._subscribers.setdefault(event_type, []).append(agent.name)
 
     # -- one record, all or nothing -----------------------------------------------------
 
@@ -266,7 +268,8 @@ class Keeper:
             verdict = decode(record.value or b"", ControlVerdict)
         except DecodeError as exc:
             return str(exc)
-        payload: dict[str, Any] = {"reason": verdict.reason, "verdict_id": verdict.verdict_id}
+        payload: dict[str, Any] = {"reason": verdict.reason, "verdict_id": verdict.verdict_id,
+                                   "evidence": verdict.evidence, "agent": verdict.agent}
         if verdict.action == "persona_shift":
             if not verdict.agent:
                 return f"persona_shift verdict {verdict.verdict_id} names no agent"
@@ -300,12 +303,15 @@ class Keeper:
             metrics.FOLDS.labels(outcome="duplicate").inc()
             return None
         at = record_time(record)
-        if step.type == HALT:
-            halted = transitions.charge(snapshot, step, at)
-            self._finish(halted, "halted", str(step.payload.get("reason")), None, batch)
+        if step.type == HALT:  # a verdict, not a step: no hop, no usage
+            halted = transitions.mark_applied(snapshot, step, at)
+            self._finish(halted, "halted", str(step.payload.get("reason")), None, batch,
+                         evidence={"source": step.source, "verdict_id":
+                                   step.payload.get("verdict_id"),
+                                   **(step.payload.get("evidence") or {})})
             return None
         if step.type == EXPIRE:
-            self._finish(transitions.expire(snapshot, step, at), "failed",
+            self._finish(transitions.mark_applied(snapshot, step, at), "failed",
                          str(step.payload.get("reason")), None, batch)
             return None
         if step.type == PERSONA:
@@ -324,16 +330,18 @@ class Keeper:
             metrics.CONFLICTS.labels(field=conflict.field, policy=conflict.policy).inc()
         status = "refused" if step.type == STEP_REFUSED else "failed" \
             if step.type == STEP_FAILED or folded.rejected else "ok"
-        self._hop(step, new, status, batch, conflicts=len(folded.conflicts))
+        self._hop(step, new, status, batch, conflicts=len(folded.conflicts),
+                  situation=transitions.situation(self.spec, step.source, snapshot.fields))
         metrics.FOLDS.labels(outcome="rejected" if folded.rejected else "applied").inc()
         reason = str(step.payload.get("reason") or step.type)
-        if step.type == STEP_REFUSED:
-            self._finish(new, "halted", reason, None, batch)
-            batch.send(self.topics.escalations, step.trace_id, Escalation(
-                escalation_id=derive_event_id(step.event_id, "escalation"),
-                trace_id=step.trace_id, reason=reason, state_version=new.version,
-                evidence={"agent": step.source, "hop": step.hop, "rule": "agent.refused"},
-                created_at=new.updated_at))
+        if (exhausted := budget.over(new.budget, new.totals)) is not None:
+            # spent over a limit anyway (a model that ignored max_tokens): never "completed"
+            self._finish(new, "halted", exhausted.reason, None, batch, evidence={
+                "agent": step.source, "hop": step.hop, **msgspec.to_builtins(exhausted)})
+        elif step.type == STEP_REFUSED:
+            self._finish(new, "halted", reason, None, batch, evidence={
+                "agent": step.source, "hop": step.hop, "rule": "agent.refused",
+                **step.payload.get("budget", {})})
         elif step.type in (STEP_FAILED, FAIL):
             self._finish(new, "failed", reason, None, batch)
         elif folded.rejected:
@@ -342,30 +350,45 @@ class Keeper:
         elif step.type == FINISH:
             self._finish(new, "completed", None, self._output(new, step), batch)
         else:
-            self._store(new, batch)
-            if step.type in self._subscribed:  # a type only joins wait for has no topic
-                forwarded = msgspec.structs.replace(
-                    step, state=new.fields, state_version=new.version, delta=None,
-                    personas=new.personas)
-                batch.send(self.topics.event(step.type), step.trace_id, forwarded,
-                           headers_of(record))
-            for join in folded.joined:
-                self._join(join, step, new, batch, headers_of(record))
-            self._await(step.trace_id, [t for t in [step.type, *(j.emit for j in folded.joined)]
-                                        if t in self._subscribed])
+            forwards = [msgspec.structs.replace(
+                step, state=new.fields, state_version=new.version, delta=None,
+                personas=new.personas)]
+            forwards += [self._join(join, step, new) for join in folded.joined]
+            self._await(step.trace_id, [e.type for e in forwards if e.type in self._subscribers])
+            self._forward(new, forwards, batch, headers_of(record))
         return None
 
-    def _join(self, join: JoinSpec, cause: Envelope, snapshot: Snapshot, batch: Batch,
-              headers: Headers) -> None:
+    # -- budgets held before spending (see services.keeper.budget) ------------------------
+
+    def _forward(self, snapshot: Snapshot, events: list[Envelope], batch: Batch,
+                 headers: Headers) -> None:
+        """Reserve the steps ``events`` start and send each with its allowance, or, when the
+        budget cannot pay for them, send none and halt the trace with the figures."""
+        sends = []
+        for event in events:
+            allotted = budget.allot(snapshot, event.event_id,
+                                    self._subscribers.get(event.type, []))
+            if isinstance(allotted, budget.Exhausted):
+                self._finish(snapshot, "halted", allotted.reason, None, batch, evidence={
+                    "hop": event.hop, **msgspec.to_builtins(allotted)})
+                return
+            snapshot, allowance = allotted
+            if event.type in self._subscribers:  # a type only joins wait for has no topic
+                sends.append(msgspec.structs.replace(event, allowance=allowance))
+        self._store(snapshot, batch)
+        for event in sends:
+            batch.send(self.topics.event(event.type), event.trace_id, event, headers)
+
+    def _join(self, join: JoinSpec, cause: Envelope, snapshot: Snapshot) -> Envelope:
         """The one event of a completed join; its id derives from the step that completed it."""
-        batch.send(self.topics.event(join.emit), cause.trace_id, Envelope(
+        return Envelope(
             event_id=derive_event_id(cause.event_id, join.field), trace_id=cause.trace_id,
             causation_id=cause.event_id, type=join.emit, source=join.field, hop=cause.hop,
             budget=snapshot.budget, state_version=snapshot.version, state=snapshot.fields,
             personas=snapshot.personas,
             payload={"join": join.name, "arrivals": snapshot.fields[join.field]},
             created_at=snapshot.updated_at,
-        ), headers)
+        )
 
     def _admit(self, admit: Envelope, record: ConsumerRecord[bytes, bytes],
                batch: Batch) -> str | None:
@@ -383,16 +406,14 @@ class Keeper:
         if refused:
             self._finish(snapshot, "failed", str(refused), None, batch)
             return None
-        self._store(snapshot, batch)
-        for index, event_type in enumerate(self.spec.entry):
-            batch.send(self.topics.event(event_type), admit.trace_id, Envelope(
-                event_id=derive_event_id(admit.event_id, TASK_SOURCE, index),
-                trace_id=admit.trace_id, causation_id=admit.event_id, type=event_type,
-                source=TASK_SOURCE, hop=0, budget=snapshot.budget,
-                state_version=snapshot.version, state=snapshot.fields,
-                created_at=at,
-            ), headers_of(record))
+        entries = [Envelope(
+            event_id=derive_event_id(admit.event_id, TASK_SOURCE, index),
+            trace_id=admit.trace_id, causation_id=admit.event_id, type=event_type,
+            source=TASK_SOURCE, hop=0, budget=snapshot.budget,
+            state_version=snapshot.version, state=snapshot.fields, created_at=at,
+        ) for index, event_type in enumerate(self.spec.entry)]
         self._await(admit.trace_id, self.spec.entry)
+        self._forward(snapshot, entries, batch, headers_of(record))
         return None
 
     def _admitted(self, admit: Envelope, at: datetime, *, cut: bool) -> Snapshot:
@@ -412,7 +433,7 @@ class Keeper:
     def _await(self, trace_id: str, event_types: Iterable[str]) -> None:
         """Note what the trace now waits for: the deadline sweep names it if it never comes."""
         self.waiting[trace_id] = "; ".join(
-            f"{t} (read by {', '.join(self._readers.get(t, [])) or 'no agent'})"
+            f"{t} (read by {', '.join(self._subscribers.get(t, [])) or 'no agent'})"
             for t in event_types)
 
     # -- liveness: traces past their deadline ---------------------------------------------
@@ -448,7 +469,7 @@ class Keeper:
         self.traces[snapshot.trace_id] = batch.store(snapshot)
 
     def _finish(self, snapshot: Snapshot, status: str, reason: str | None, output: Any,
-                batch: Batch) -> None:
+                batch: Batch, evidence: dict[str, Any] | None = None) -> None:
         closed, result = transitions.finish(self.spec, snapshot, status, reason, output,
                                             snapshot.updated_at)
         self._store(closed, batch)
@@ -459,11 +480,14 @@ class Keeper:
         self.finished.add(snapshot.trace_id)
         log.info("trace ended", extra={"trace_id": snapshot.trace_id, "status": status,
                                        "reason": reason, "version": closed.version})
+        if status == "halted":  # the one escalation of the trace, whoever halted it
+            batch.send(self.topics.escalations, snapshot.trace_id, transitions.escalation(
+                closed, reason or status, evidence or {}, snapshot.updated_at))
         metrics.TRACES_FINISHED.labels(status=status).inc()
         metrics.TRACES_IN_FLIGHT.dec()
 
     def _hop(self, step: Envelope, snapshot: Snapshot, status: str, batch: Batch,
-             conflicts: int = 0, reason: str | None = None) -> None:
+             conflicts: int = 0, reason: str | None = None, situation: str = "") -> None:
         batch.send(self.topics.hops, step.trace_id, HopRecord(
             trace_id=step.trace_id, event_id=step.event_id, causation_id=step.causation_id,
             agent=step.source, hop=step.hop, type=step.type, status=status,  # type: ignore[arg-type]
@@ -473,6 +497,9 @@ class Keeper:
             duration_ms=float(step.payload.get("duration_ms", 0.0)),
             usage=step.usage, totals=snapshot.totals, conflicts=conflicts,
             created_at=snapshot.updated_at, extensions={"reason": reason} if reason else {},
+            # what the watchdog's progress-aware rules compare (services.keeper.fold)
+            field_hashes=transitions.field_hashes(snapshot.fields), situation=situation,
+            tool_calls=transitions.tool_calls(step), read_version=step.state_version,
         ))
 
     @staticmethod

@@ -52,7 +52,8 @@ class Rule(_Strict):
 
     when: When = Field(default_factory=When)
     reply: str
-    repeat: int = Field(1, ge=1)
+    #: The reply is ``reply`` this many times over (a long answer without a long script).
+    repeat: int = Field(1, ge=1, le=1_000_000)
     fault: ReplyFault | None = None
     trickle_interval_s: float = Field(0.2, gt=0)
 
@@ -71,6 +72,8 @@ class RateLimit(_Strict):
 class Faults(_Strict):
     rate_limit: RateLimit | None = None
     down: bool = False
+    #: Answer without a ``usage`` object, as some OpenAI-compatible servers do.
+    no_usage: bool = False
 
 
 class Script(_Strict):

@@ -77,8 +77,9 @@ class ScriptedServer(ThreadingHTTPServer):
             model = self._models.setdefault(
                 requested, {"completions": 0, "prompt_tokens": 0, "completion_tokens": 0})
             model["completions"] += 1
-            model["prompt_tokens"] += response["usage"]["prompt_tokens"]
-            model["completion_tokens"] += response["usage"]["completion_tokens"]
+            usage = response.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0}
+            model["prompt_tokens"] += usage["prompt_tokens"]
+            model["completion_tokens"] += usage["completion_tokens"]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -131,8 +132,13 @@ def matching_rule(script: Script, model: str, messages: list[tuple[str, str]]) -
 def completion(script: Script, rule: Rule, body: bytes,
                messages: list[tuple[str, str]]) -> dict[str, Any]:
     """The chat-completions response to ``body`` that ``rule`` gives: a pure function of the
-    script and request. Usage counts the rule's text even when its fault drops the content."""
-    reply = rule.text
+    script and request. A reply longer than the request's ``max_tokens`` is cut there
+    (``finish_reason: length``), as real servers do. Usage counts the rule's text even when
+    its fault drops the content."""
+    reply, finish = rule.text, "stop"
+    limit = json.loads(body).get("max_tokens")
+    if isinstance(limit, int) and _tokens(reply) > limit:  # a word is a token here
+        reply, finish = " ".join(reply.split()[:limit]), "length"
     prompt_tokens = sum(_tokens(text) for _, text in messages)
     completion_tokens = _tokens(reply)
     content: str | None = reply
@@ -140,7 +146,7 @@ def completion(script: Script, rule: Rule, body: bytes,
         content = reply + "\ud83d"  # json.dumps writes it as the escape \ud83d, alone
     elif rule.fault == "null_content":
         content = None
-    return {
+    response: dict[str, Any] = {
         "id": "chatcmpl-scripted-" + hashlib.sha256(body).hexdigest()[:24],
         "object": "chat.completion",
         "created": int(time.time()),
@@ -149,14 +155,16 @@ def completion(script: Script, rule: Rule, body: bytes,
         "choices": [{
             "index": 0,
             "message": {"role": "assistant", "content": content},
-            "finish_reason": "stop",
+            "finish_reason": finish,
         }],
-        "usage": {
+    }
+    if not script.faults.no_usage:
+        response["usage"] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+        }
+    return response
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -42,8 +42,8 @@ from pydantic import ValidationError
 from choreo.schemas import Usage
 from choreo.schemas.codec import clean_text
 from choreo.services.model_server.server import SCRIPTED_HEADER
-from choreo.services.runtime import telemetry
-from choreo.services.runtime.context import estimate_tokens
+from choreo.services.runtime import allowance, telemetry
+from choreo.services.runtime.context import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
 from choreo.services.runtime.metrics import (
     COST,
     MODEL_CALL_DURATION,
@@ -51,6 +51,7 @@ from choreo.services.runtime.metrics import (
     MODEL_CIRCUIT_STATE,
     MODEL_RETRIES,
     TOKENS,
+    USAGE_ESTIMATED,
 )
 from choreo.services.runtime.ratelimit import CircuitState, TierGate
 from choreo.services.runtime.spec import ModelTier
@@ -178,6 +179,17 @@ def _error_detail(status: int, data: bytes) -> str:
     return f"HTTP {status}{detail}"
 
 
+def _estimate_reply(payload: dict[str, Any] | None) -> int:
+    """Tokens of the answer's text by estimate (0 when it has none)."""
+    try:
+        text = (payload or {})["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return 0
+    if not isinstance(text, str):
+        return 0
+    return estimate_tokens([{"role": "assistant", "content": text}]) - MESSAGE_OVERHEAD_TOKENS
+
+
 def _count(value: Any) -> int:
     """A token count from an answer: a non-negative int, else 0 (never an exception)."""
     return value if isinstance(value, int) and value > 0 else 0
@@ -284,10 +296,14 @@ class ModelClient:
     ) -> Completion:
         """One chat completion, done by ``deadline`` (the trace's, if it has one).
 
-        Raises ``ModelError`` once retrying cannot help or the deadline has passed; its
+        Raises ``OverBudget`` (no request made) when the step's allowance cannot pay for it,
+        and ``ModelError`` once retrying cannot help or the deadline has passed; its
         ``usage`` counts what the provider billed. Lone surrogates in the answer are replaced
         (see ``schemas.codec.clean_text``), so the text always encodes.
         """
+        spending = allowance.current()
+        if spending is not None:
+            max_tokens = spending.cap(messages, self.tier, max_tokens)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [{**m, "content": clean_text(m["content"])} for m in messages],
@@ -309,12 +325,14 @@ class ModelClient:
             f"chat {self.model}", kind=trace.SpanKind.CLIENT, attributes=attributes,
         ) as span:
             try:
-                completion = await self._call(body, estimated, started, deadline)
+                completion = await self._call(body, estimated, started, deadline, messages)
             except ModelError as exc:
                 if not exc.usage.model:
                     exc.usage = msgspec.structs.replace(exc.usage, model=self.model)
                 MODEL_CALL_ERRORS.labels(agent, self.model, exc.reason).inc()
                 self._charge(agent, exc.usage)
+                if spending is not None:
+                    spending.spend(exc.usage)
                 span.set_attribute("error.type", exc.reason)
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                 raise
@@ -322,6 +340,8 @@ class ModelClient:
                 MODEL_CALL_DURATION.labels(agent, self.model).observe(
                     time.perf_counter() - started)
             usage = completion.usage
+            if spending is not None:
+                spending.spend(usage)
             if completion.scripted:
                 span.set_attribute("gen_ai.provider.name", SCRIPTED_PROVIDER)
             if telemetry.record_content():
@@ -347,7 +367,7 @@ class ModelClient:
         COST.labels(agent, self.model).inc(usage.cost)
 
     async def _call(self, body: dict[str, Any], estimated: int, started: float,
-                    deadline: datetime | None) -> Completion:
+                    deadline: datetime | None, messages: list[Message]) -> Completion:
         """The whole call, retries and waits included, within what is left of ``deadline``."""
         tries = _Tries()
         left = None if deadline is None else (deadline - datetime.now(UTC)).total_seconds()
@@ -360,7 +380,7 @@ class ModelClient:
             raise ModelError("deadline", self._failure(
                 f"the trace's deadline {deadline} came first", tries.count), tries.count,
             ) from None
-        usage, payload = self._usage(data, tries.count, started)
+        usage, payload = self._usage(data, tries.count, started, messages)
         self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
         try:
             if payload is None:
@@ -485,10 +505,11 @@ class ModelClient:
         tries = "attempt" if attempts == 1 else "attempts"
         return f"model {self.model!r} at {self.url} failed after {attempts} {tries}: {detail}"
 
-    def _usage(self, data: bytes, attempts: int, started: float
+    def _usage(self, data: bytes, attempts: int, started: float, messages: list[Message]
                ) -> tuple[Usage, dict[str, Any] | None]:
-        """What the answer says it used (zero where it says nothing usable), and the answer
-        as a JSON object (None when it is not one)."""
+        """What the answer says it used, and the answer as a JSON object (None when it is
+        not one). An answer that reports no usage is counted by estimate, marked so: a
+        silent endpoint must still count against the budgets."""
         try:
             payload = json.loads(data)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
@@ -497,8 +518,14 @@ class ModelClient:
             payload = None
         reported = (payload or {}).get("usage")
         reported = reported if isinstance(reported, dict) else {}
-        tokens_in = _count(reported.get("prompt_tokens"))
-        tokens_out = _count(reported.get("completion_tokens"))
+        if reported:
+            tokens_in = _count(reported.get("prompt_tokens"))
+            tokens_out = _count(reported.get("completion_tokens"))
+        else:
+            tokens_in, tokens_out = estimate_tokens(messages), _estimate_reply(payload)
+            USAGE_ESTIMATED.labels(self.model).inc()
+            log.warning("model sent no usage; tokens estimated", extra={
+                "model": self.model, "tokens_in": tokens_in, "tokens_out": tokens_out})
         answered_by = (payload or {}).get("model")
         usage = Usage(
             tokens_in=tokens_in,
@@ -508,6 +535,7 @@ class ModelClient:
             latency_ms=(time.perf_counter() - started) * 1000,
             model=clean_text(answered_by) if isinstance(answered_by, str) else self.model,
             calls=attempts,
+            estimated=not reported,
         )
         return usage, payload
 

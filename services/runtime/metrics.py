@@ -64,6 +64,9 @@ AGENT_PAUSED = Gauge(
 TOKENS = Counter("choreo_tokens_total", "Model tokens by direction.",
                  ["agent", "model", "direction"])
 COST = Counter("choreo_cost_usd_total", "Model cost in US dollars.", ["agent", "model"])
+USAGE_ESTIMATED = Counter("choreo_model_usage_estimated_total",
+                          "Model answers without usage, counted by the token estimate.",
+                          ["model"])
 TOOL_RUNS = Counter("choreo_tool_runs_total", "Tool runs by status.", ["tool", "status"])
 VERDICTS = Counter("choreo_verdicts_total", "Watchdog verdicts by action and reason.",
                    ["action", "reason"])

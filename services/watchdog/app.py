@@ -1,4 +1,4 @@
-"""The watchdog service: hop records and snapshots in, verdicts and escalations out.
+"""The watchdog service: hop records and snapshots in, verdicts out.
 
 A faust-streaming worker reads ``choreo.hops`` (one record per applied step, with the trace's
 exact running totals) and ``choreo.state`` (snapshots, for each trace's admitted budget,
@@ -26,7 +26,6 @@ from aiokafka.errors import KafkaError
 
 from choreo.schemas import (
     Budget,
-    ControlVerdict,
     DeadLetter,
     DecodeError,
     HopRecord,
@@ -108,7 +107,7 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
         return app.topic(name, schema=raw, partitions=partitions)
 
     hops, state = topic(names.hops), topic(names.state)
-    control, escalations, dlq = topic(names.control), topic(names.escalations), topic(names.dlq)
+    control, dlq = topic(names.control), topic(names.dlq)
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
     policy = Watchdog(spec.watchdog, default_budget(spec))
 
@@ -121,13 +120,10 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
 
     async def answer(trace_id: str, answers: list[Answer]) -> None:
         for record in answers:
-            if isinstance(record, ControlVerdict):
-                await send(control, trace_id.encode(), encode(record))
-                metrics.VERDICTS.labels(action=record.action, reason=record.reason).inc()
-                log.warning("verdict", extra={"trace_id": trace_id, "action": record.action,
-                                              "reason": record.reason, "agent": record.agent})
-            else:
-                await send(escalations, trace_id.encode(), encode(record))
+            await send(control, trace_id.encode(), encode(record))
+            metrics.VERDICTS.labels(action=record.action, reason=record.reason).inc()
+            log.warning("verdict", extra={"trace_id": trace_id, "action": record.action,
+                                          "reason": record.reason, "agent": record.agent})
 
     async def dead_letter(event: faust.EventT, reason: str) -> None:
         msg = event.message

@@ -32,6 +32,19 @@ class WatchdogSpec(BaseModel):
     stuck_repeats: int = Field(
         3, ge=1, description="matching successive outputs in a row that make an agent stuck"
     )
+    stuck_window: int = Field(
+        5, ge=1, description="earlier outputs of the agent each output is compared with"
+    )
+    revisit_window: int = Field(
+        8, ge=3, description="recent state shapes the revisit rule looks back over"
+    )
+    revisit_repeats: int = Field(
+        2, ge=1, description="returns to an earlier state shape within the window that make "
+        "a revisit loop"
+    )
+    tool_repeats: int = Field(
+        3, ge=2, description="calls of one tool with the same arguments that make a loop"
+    )
     ping_pong_rounds: int = Field(
         3, ge=2, description="A->B rounds with no new state that make a ping-pong"
     )

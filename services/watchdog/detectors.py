@@ -16,6 +16,7 @@ from typing import Any
 import msgspec
 
 from choreo.schemas import Budget, Totals
+from choreo.schemas.ids import fingerprint
 
 
 class Evidence(msgspec.Struct, kw_only=True):
@@ -36,18 +37,30 @@ class Step(msgspec.Struct, array_like=True):
 
 
 class Match(msgspec.Struct, array_like=True):
-    """One output of an agent that matched its previous output."""
+    """One stalled output of an agent that matched one of its recent outputs."""
 
     hop: int
     similarity: float
 
 
-class AgentWatch(msgspec.Struct, kw_only=True):
-    """Per agent in a trace: its last output, its run of matching outputs, its shift."""
+class Seen(msgspec.Struct, array_like=True):
+    """A hop and a hash it produced (a state shape, a tool call)."""
 
-    last_output: str | None = None
+    hop: int
+    key: str
+
+
+class AgentWatch(msgspec.Struct, kw_only=True):
+    """Per agent in a trace: its recent outputs (normalised) and their fingerprints, the
+    situations it met, its run of stalled matching outputs, its shift."""
+
+    outputs: list[str] = msgspec.field(default_factory=list)
+    exact: list[str] = msgspec.field(default_factory=list)
+    situations: list[str] = msgspec.field(default_factory=list)
     streak: list[Match] = msgspec.field(default_factory=list)
     shifted_at: int | None = None
+    #: The state version at which the keeper applied the shift (from the trace's snapshots).
+    shift_version: int | None = None
     evidence_after_shift: list[int] = msgspec.field(default_factory=list)
 
 
@@ -69,6 +82,13 @@ class TraceWatch(msgspec.Struct, kw_only=True):
     meetings: dict[str, int] = msgspec.field(default_factory=dict)
     recent: list[Step] = msgspec.field(default_factory=list)
     agents: dict[str, AgentWatch] = msgspec.field(default_factory=dict)
+    #: Per state field, the value shapes it has had (for "did this hop bring anything new").
+    values: dict[str, list[str]] = msgspec.field(default_factory=dict)
+    #: Recent whole-state shapes, and the hops at which the state went back to one of them.
+    shapes: list[Seen] = msgspec.field(default_factory=list)
+    revisits: list[Seen] = msgspec.field(default_factory=list)
+    #: Every tool call of the trace, keyed ``name|args_hash``.
+    tool_calls: list[Seen] = msgspec.field(default_factory=list)
     verdicts: list[str] = msgspec.field(default_factory=list)
     halted: bool = False
     finished: bool = False
@@ -107,6 +127,11 @@ def cosine(a: str, b: str, n: int = 3) -> float:
     dot = sum(count * vb[gram] for gram, count in va.items())
     norms = sum(c * c for c in va.values()) * sum(c * c for c in vb.values())
     return dot / math.sqrt(norms)
+
+
+def best_match(text: str, earlier: list[str], n: int = 3) -> float:
+    """The highest cosine similarity of ``text`` to any of ``earlier`` (0.0 if none)."""
+    return max((cosine(text, other, n) for other in earlier), default=0.0)
 
 
 # -- loop rules ------------------------------------------------------------------------------
@@ -152,7 +177,8 @@ def ping_pong(recent: list[Step], rounds: int) -> Evidence | None:
 
 
 def stuck(agent: str, streak: list[Match], repeats: int, threshold: float) -> Evidence | None:
-    """The agent's last ``repeats`` outputs each matched the one before (streak kept by caller)."""
+    """The agent's last ``repeats`` outputs each matched one of its recent outputs while the
+    trace made no progress (streak kept by the caller, see ``Watchdog._stuck``)."""
     if len(streak) < repeats:
         return None
     recent = streak[-repeats:]
@@ -163,6 +189,46 @@ def stuck(agent: str, streak: list[Match], repeats: int, threshold: float) -> Ev
         details={"similarities": [round(m.similarity, 6) for m in recent],
                  "threshold": threshold},
     )
+
+
+def state_shape(field_hashes: dict[str, str]) -> str:
+    """One hash of a whole state's shape (field names and their value shapes)."""
+    return fingerprint("\n".join(f"{k}={v}" for k, v in sorted(field_hashes.items())).encode())
+
+
+def revisit(shapes: list[Seen], revisits: list[Seen], agent: str, hop: int, shape: str,
+            repeats: int) -> Evidence | None:
+    """The state went back, ``repeats`` times within the window, to a shape it had left.
+
+    ``shapes`` holds the window's earlier state shapes, oldest first; a hop whose shape equals
+    the one just before it did not move (that is the stuck rule's business), one that equals
+    an older one went back. ``revisits`` collects those hops; the caller trims both windows.
+    """
+    if not shapes or shapes[-1].key == shape:
+        return None
+    earlier = next((s for s in reversed(shapes[:-1]) if s.key == shape), None)
+    if earlier is None:
+        return None
+    revisits.append(Seen(hop, shape))
+    if len(revisits) < repeats:
+        return None
+    return Evidence(rule="revisit", agent=agent, hops=[r.hop for r in revisits[-repeats:]],
+                    details={"back_to_hop": earlier.hop, "shape": shape,
+                             "cycle_length": hop - earlier.hop})
+
+
+def tool_repeat(calls: list[Seen], agent: str, hop: int, repeats: int) -> Evidence | None:
+    """A tool call (same tool, same arguments) made for the ``repeats``-th time in the trace;
+    ``calls`` already holds this hop's calls."""
+    mine = {c.key for c in calls if c.hop == hop}
+    for key in sorted(mine):
+        hops = sorted({c.hop for c in calls if c.key == key})
+        if len(hops) >= repeats:
+            name, _, args_hash = key.partition("|")
+            return Evidence(rule="tool_repeat", agent=agent, hops=hops[-repeats:],
+                            details={"tool": name, "args_hash": args_hash,
+                                     "calls": len(hops)})
+    return None
 
 
 # -- budgets ---------------------------------------------------------------------------------

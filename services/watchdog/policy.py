@@ -15,28 +15,39 @@ from typing import Any, Literal
 
 import msgspec
 
-from choreo.schemas import Budget, ControlVerdict, Escalation, HopRecord, Totals
-from choreo.schemas.ids import derive_event_id
-from choreo.schemas.records import TraceStatus
+from choreo.schemas import Budget, ControlVerdict, HopRecord, Totals
+from choreo.schemas.ids import derive_event_id, fingerprint
+from choreo.schemas.records import FAIL, FINISH, STEP_FAILED, STEP_REFUSED, TraceStatus
+from choreo.services.runtime.shapes import normalise
 from choreo.services.watchdog.config import WatchdogSpec
 from choreo.services.watchdog.detectors import (
     AgentWatch,
     Evidence,
     Match,
+    Seen,
     Step,
     TraceWatch,
-    cosine,
+    best_match,
     cycle,
     deadline_of,
     meeting_key,
     over_budget,
     ping_pong,
+    revisit,
+    state_shape,
     stuck,
+    tool_repeat,
 )
 
 SOURCE = "watchdog"
+#: Value shapes remembered per state field: a field that cycles through more is not looping.
+VALUES_KEPT = 64
+#: Hop record types after which the trace is over: no verdict can concern it any more.
+ENDING = frozenset({FINISH, FAIL, STEP_REFUSED, STEP_FAILED})
 
-Answer = ControlVerdict | Escalation
+#: What the watchdog answers: verdicts only. The keeper writes a halted trace's one
+#: escalation when it applies the halt (services.keeper.fold.escalation).
+Answer = ControlVerdict
 
 
 class SnapshotHead(msgspec.Struct, kw_only=True):
@@ -49,6 +60,8 @@ class SnapshotHead(msgspec.Struct, kw_only=True):
     totals: Totals = msgspec.field(default_factory=Totals)
     admitted_at: datetime | None = None
     updated_at: datetime | None = None
+    #: Agents with a persona shift in force; only the names are read.
+    personas: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class Watchdog:
@@ -61,6 +74,10 @@ class Watchdog:
     def on_hop(self, watch: TraceWatch, hop: HopRecord, now: datetime) -> list[Answer]:
         """Account one hop record; return the verdicts (and escalation) it calls for."""
         if watch.finished or watch.halted or hop.event_id in watch.event_ids:
+            return []
+        if hop.type in ENDING or hop.status != "ok":  # the keeper has ended the trace
+            watch.finished = True
+            _retire(watch)
             return []
         watch.event_ids.append(hop.event_id)
         watch.first_seen_at = watch.first_seen_at or hop.created_at
@@ -84,6 +101,10 @@ class Watchdog:
         if watch.halted:
             return []
         watch.state_version = max(watch.state_version, snap.version)
+        for name in snap.personas:  # the version a shift took effect at
+            shifted = watch.agents.get(name)
+            if shifted is not None and shifted.shift_version is None:
+                shifted.shift_version = snap.version
         self._advance(watch, snap.totals, snap.updated_at)
         if (exhausted := self._over_budget(watch)) is not None:
             return self._halt(watch, exhausted, {"state_version": snap.version}, now)
@@ -116,18 +137,58 @@ class Watchdog:
         watch.recent.append(Step(hop.hop, hop.agent, hop.state_hash))
         del watch.recent[: -2 * spec.ping_pong_rounds]
         found.append(ping_pong(watch.recent, spec.ping_pong_rounds))
+        found.append(self._stuck(watch, hop))
+        if hop.field_hashes:
+            shape = state_shape(hop.field_hashes)
+            found.append(revisit(watch.shapes, watch.revisits, hop.agent, hop.hop, shape,
+                                 spec.revisit_repeats))
+            watch.shapes.append(Seen(hop.hop, shape))
+            del watch.shapes[: -spec.revisit_window]
+            oldest = watch.shapes[0].hop
+            watch.revisits = [r for r in watch.revisits if r.hop > oldest]
+        if hop.tool_calls:
+            watch.tool_calls += [Seen(hop.hop, f"{c.name}|{c.args_hash}") for c in hop.tool_calls]
+            found.append(tool_repeat(watch.tool_calls, hop.agent, hop.hop, spec.tool_repeats))
+        return [e for e in found if e is not None]
+
+    def _stuck(self, watch: TraceWatch, hop: HopRecord) -> Evidence | None:
+        """The progress-aware stuck rule: an output like one of the agent's recent outputs
+        extends its streak only when the hop *stalled*: it gave no state field a value shape
+        the trace had never seen, and the agent either met a situation it had met before or
+        repeated itself word for word.
+        """
+        spec = self.spec
         agent = watch.agents.setdefault(hop.agent, AgentWatch())
-        similarity = (
-            cosine(agent.last_output, hop.output, spec.ngram) if agent.last_output else 0.0
-        )
-        if similarity >= spec.similarity:
+        text = normalise(hop.output)
+        similarity = best_match(text, agent.outputs, spec.ngram) if text else 0.0
+        matched = similarity >= spec.similarity
+        exact = fingerprint(hop.output.encode())
+        repeated = exact in agent.exact or (bool(hop.situation) and \
+            hop.situation in agent.situations)
+        novel = self._novel(watch, hop)
+        if matched and repeated and not novel:
             agent.streak.append(Match(hop.hop, similarity))
             del agent.streak[: -spec.stuck_repeats]
         else:
             agent.streak.clear()
-        agent.last_output = hop.output
-        found.append(stuck(hop.agent, agent.streak, spec.stuck_repeats, spec.similarity))
-        return [e for e in found if e is not None]
+        for window, item in ((agent.outputs, text), (agent.exact, exact),
+                             (agent.situations, hop.situation)):
+            window.append(item)
+            del window[: -spec.stuck_window]
+        return stuck(hop.agent, agent.streak, spec.stuck_repeats, spec.similarity)
+
+    @staticmethod
+    def _novel(watch: TraceWatch, hop: HopRecord) -> bool:
+        """Whether the hop gave some state field (or a new field) a value shape the trace had
+        never seen; remembers the shapes."""
+        novel = False
+        for name, shape in hop.field_hashes.items():
+            seen = watch.values.setdefault(name, [])
+            if shape not in seen:
+                novel = True
+                seen.append(shape)
+                del seen[:-VALUES_KEPT]
+        return novel
 
     def _answer_loop(
         self, watch: TraceWatch, hop: HopRecord, found: list[Evidence], now: datetime
@@ -142,6 +203,8 @@ class Watchdog:
         if agent.shifted_at is None:
             agent.shifted_at = hop.hop
             return self._shift(watch, hop.agent, reason, evidence, now)
+        if agent.shift_version is None or hop.read_version < agent.shift_version:
+            return []  # the step ran without the shifted persona: it says nothing of the shift
         agent.evidence_after_shift.append(hop.hop)
         if len(agent.evidence_after_shift) < self.spec.halt_after_shift:
             return []
@@ -168,17 +231,7 @@ class Watchdog:
         verdict = self._verdict(watch, "halt", reason, evidence, now, cause.agent)
         watch.halted = True
         _retire(watch)
-        if verdict is None:
-            return []
-        escalation = Escalation(
-            escalation_id=derive_event_id(watch.trace_id, SOURCE, 1),
-            trace_id=watch.trace_id,
-            reason=reason,
-            evidence=evidence,
-            state_version=watch.state_version,
-            created_at=now,
-        )
-        return [verdict, escalation]
+        return [] if verdict is None else [verdict]
 
     @staticmethod
     def _verdict(
@@ -212,3 +265,7 @@ def _retire(watch: TraceWatch) -> None:
     watch.recent.clear()
     watch.agents.clear()
     watch.event_ids.clear()
+    watch.values.clear()
+    watch.shapes.clear()
+    watch.revisits.clear()
+    watch.tool_calls.clear()

@@ -67,15 +67,18 @@ def cli(mesh: RunningMesh, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def assert_halted_by(seen: Observation, halt_reason: str) -> None:
-    """Exactly one terminal record, ``halted`` for the halt verdict's reason, escalated, and
-    no step folded after it."""
+    """Exactly one terminal record, ``halted`` for the halt verdict's reason, exactly one
+    escalation (the keeper's, by trace id), no step folded after it, and the halt not counted
+    as a step."""
     halt = seen.verdicts[-1]
     assert halt.action == "halt" and halt.reason == halt_reason
     (result,) = seen.results
     assert (result.status, result.reason) == ("halted", halt_reason)
     (escalation,) = seen.escalations
     assert (escalation.status, escalation.reason) == ("open", halt_reason)
+    assert escalation.evidence["verdict_id"] == halt.verdict_id
     assert all(h.created_at <= result.finished_at for h in seen.hops)
+    assert result.usage.hops == len(seen.hops) and "watchdog" not in result.usage.by_agent
 
 
 def test_ping_pong_without_progress_is_shifted_then_halted(scenarios: Scenarios) -> None:
@@ -99,28 +102,26 @@ def test_an_editor_that_never_approves_is_stuck(scenarios: Scenarios) -> None:
     assert_halted_by(seen, "loop.stuck")
 
 
-def test_an_engineer_rewriting_the_same_code_is_stuck(scenarios: Scenarios) -> None:
+def test_an_engineer_rewriting_the_same_code_is_caught(scenarios: Scenarios) -> None:
     seen = scenarios.finished("same-code")
-    assert [(v.action, v.agent, v.reason) for v in seen.verdicts] == [
-        ("persona_shift", "engineer", "loop.stuck"), ("halt", "engineer", "loop.stuck")]
-    (stuck,) = seen.verdicts[0].evidence["matched"]
-    assert stuck["hops"] == [3, 4, 5]
-    assert all(0.95 <= s < 1.0 for s in stuck["details"]["similarities"][:2])  # near, not equal
-    assert_halted_by(seen, "loop.stuck")
+    shift, halt = seen.verdicts
+    assert (shift.action, shift.agent, halt.action) == ("persona_shift", "engineer", "halt")
+    # its three near-identical versions (0.97-0.99) are new values, so progress; from its
+    # fourth attempt on it writes the first version again and again: stuck at the third repeat
+    assert (shift.reason, shift.evidence["hop"]) == ("loop.stuck", 7)
+    assert_halted_by(seen, halt.reason)
 
 
-def test_a_budget_blow_out_is_halted_at_once_with_the_figures(scenarios: Scenarios) -> None:
+def test_a_budget_blow_out_is_stopped_before_the_money_is_spent(scenarios: Scenarios) -> None:
     seen = scenarios.finished("budget")
-    *before, halt = seen.verdicts
-    assert (halt.action, halt.reason) == ("halt", "budget.tokens"), seen.verdicts
-    # Hops and snapshots are two topics: a hop read before the trace's admission snapshot is
-    # checked against the mesh's budget, which has no token limit, so a loop rule may speak
-    # first. The budget still halts the trace as soon as the snapshot is read.
-    assert all(v.action == "persona_shift" for v in before), seen.verdicts
-    tokens = halt.evidence["details"]["tokens"]
-    assert tokens["limit"] == 300 and tokens["used"] > 300
-    assert_halted_by(seen, "budget.tokens")
-    assert seen.escalations[0].evidence["details"]["tokens"] == tokens
+    (result,) = seen.results
+    assert result.status == "halted" and "budget.tokens" in (result.reason or "")
+    assert result.usage.tokens_in + result.usage.tokens_out <= 300  # never over, exactly
+    assert all(v.action == "persona_shift" for v in seen.verdicts)  # the budget halted it
+    (escalation,) = seen.escalations
+    # refused by the agent (the next prompt does not fit) or by the keeper (nothing left)
+    assert escalation.reason == result.reason
+    assert escalation.evidence["rule"] in ("agent.refused", "budget.tokens")
 
 
 def test_the_persona_shift_fixes_a_loop_and_the_trace_completes(scenarios: Scenarios) -> None:
@@ -157,6 +158,25 @@ def test_a_healthy_trace_of_the_scenario_mesh_gets_no_verdict(scenarios: Scenari
     assert seen.verdicts == [] and seen.escalations == []
 
 
+def test_a_checklist_of_near_identical_replies_is_left_alone(scenarios: Scenarios) -> None:
+    seen = scenarios.finished("checklist")
+    (result,) = seen.results
+    assert result.status == "completed" and result.output.startswith("Checked item 10:")
+    assert len(seen.hops) == 11  # dispatch, then ten items
+    assert seen.verdicts == [] and seen.escalations == []
+
+
+def test_a_fix_flipping_beside_a_counter_is_caught_by_the_revisit_rule(
+        scenarios: Scenarios) -> None:
+    seen = scenarios.finished("flip")
+    shift, *_, halt = seen.verdicts
+    assert (shift.action, shift.agent, shift.reason) == ("persona_shift", "flipper",
+                                                          "loop.revisit")
+    assert shift.evidence["hop"] == 5  # dispatch, A, B, A, B: the state went back twice
+    assert_halted_by(seen, halt.reason)
+
+
+@pytest.mark.timeout(600)  # eight CLI processes and a continuation trace, on 2 busy cores
 def test_escalations_are_listed_resumed_and_closed_through_the_cli(
         scenarios: Scenarios) -> None:
     mesh = scenarios.mesh
@@ -175,6 +195,9 @@ def test_escalations_are_listed_resumed_and_closed_through_the_cli(
     assert closed.returncode == 0, closed.stderr
     again = cli(mesh, "escalations", "resolve", review.escalations[0].escalation_id, "--close")
     assert again.returncode == 1 and "already closed" in again.stderr
+    twice = cli(mesh, "escalations", "resolve", code.escalations[0].escalation_id,
+                "--resume", guidance)
+    assert twice.returncode == 1 and "already resumed" in twice.stderr
 
     escalations = {e.escalation_id: e for e in mesh.run(
         queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.escalations,
@@ -214,13 +237,18 @@ def test_with_the_watchdog_stopped_the_agents_own_budget_halts_the_loop(
     ping_pong = next(s for s in SCENARIOS if s.name == "ping-pong")
     trace_id = mesh.submit(ping_pong.input, budget=Budget(max_hops=8))
     result = mesh.result(trace_id)
-    assert result.status == "halted"
-    assert "hop budget exhausted: step would be hop 9 of 8" in (result.reason or "")
-    assert result.usage.hops == 9  # eight steps, then the refusal
+    assert (result.status, result.reason) == (
+        "halted", "budget.hops: hops used 8, in_flight 0, next 1, limit 8")
+    assert result.usage.hops == 8  # the keeper did not forward a ninth step
     seen = mesh.run(observe(mesh.bootstrap, mesh.settings, trace_id))
     assert seen.verdicts == [] and len(seen.results) == 1
-    (escalation,) = seen.escalations  # a refusal halt is handed to a human like any other
-    assert escalation.evidence["rule"] == "agent.refused"
+    (escalation,) = seen.escalations  # a budget halt is handed to a human like any other
+    assert escalation.evidence["rule"] == "budget.hops"
+
+    spend = next(s for s in SCENARIOS if s.name == "budget")
+    tiny_result = mesh.result(mesh.submit(spend.input, budget=Budget(max_tokens=10)))
+    assert tiny_result.status == "halted" and "budget.tokens" in (tiny_result.reason or "")
+    assert tiny_result.usage.tokens_in + tiny_result.usage.tokens_out <= 10
 
     results = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.results))
     ids = [r.key for r in results]

@@ -174,9 +174,9 @@ def test_loops_and_overruns_are_stopped_and_healthy_traces_left_alone(
     while True:
         verdicts, escalations, letters = asyncio.run(outputs(watchdog.bootstrap))
         done = asyncio.run(committed(watchdog.bootstrap, sorted(healthy_ends)))
-        halted = {v.trace_id for v in verdicts if v.action == "halt"}
+        seen = {(v.trace_id, v.action) for v in verdicts}
         caught_up = all(done.get(p, -1) >= end for p, end in healthy_ends.items())
-        if halted >= {"loop", "spend"} and len(escalations) >= 2 and letters and caught_up:
+        if {("loop", "persona_shift"), ("spend", "halt")} <= seen and letters and caught_up:
             break
         assert watchdog.process.poll() is None, watchdog.log.read_text()[-4000:]
         assert time.monotonic() < deadline, (
@@ -186,18 +186,17 @@ def test_loops_and_overruns_are_stopped_and_healthy_traces_left_alone(
         )
         time.sleep(1.0)
 
+    # No keeper applies the shifts here, so no step ever runs with them: the loop's evidence
+    # after its shifts cannot halt it (tests/scenarios covers the halt with a keeper).
     by_trace = sorted((v.trace_id, v.action, v.reason, v.agent) for v in verdicts)
     assert by_trace == [
-        ("loop", "halt", "loop.cycle", "writer"),
         ("loop", "persona_shift", "loop.cycle", "editor"),
         ("loop", "persona_shift", "loop.cycle", "writer"),
         ("spend", "halt", "budget.tokens", None),
     ]
     shift = next(v for v in verdicts if v.action == "persona_shift")
     assert shift.temperature is not None and shift.system_prompt
-    assert sorted((e.trace_id, e.reason) for e in escalations) == [
-        ("loop", "loop.cycle"), ("spend", "budget.tokens"),
-    ]
-    spend = next(e for e in escalations if e.trace_id == "spend")
+    assert escalations == []  # the keeper writes a halted trace's one escalation
+    spend = next(v for v in verdicts if v.trace_id == "spend")
     assert spend.evidence["details"]["tokens"] == {"used": 600, "limit": 500}
     assert [(d.topic, d.key) for d in letters] == [(TOPICS.hops, "junk")]
