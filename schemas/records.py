@@ -105,6 +105,25 @@ class Persona(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
+class ToolCallRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One tool call a model made during a step, as the hop record keeps it.
+
+    ``args_sha256`` is the SHA-256 of the call's arguments as canonical JSON (sorted keys, no
+    spaces): the same tool with the same arguments has the same hash in every trace, which is
+    what loop detection compares. ``arguments`` and ``result`` are kept only when the agent
+    runs with ``CHOREO_TRACE_CONTENT`` set.
+    """
+
+    name: str
+    args_sha256: str
+    status: Literal["ok", "error", "timeout", "invalid", "refused"] = "ok"
+    latency_ms: float = 0.0
+    result_chars: int = 0
+    server: str | None = None
+    arguments: str | None = None
+    result: str | None = None
+
+
 class Envelope(Record, kw_only=True):
     """One step event: what an agent produced (on the outbox) or receives (on its topic).
 
@@ -128,6 +147,9 @@ class Envelope(Record, kw_only=True):
     created_at: datetime = msgspec.field(default_factory=utcnow)
     #: Persona overrides of this trace by agent name, set by the keeper when it forwards.
     personas: dict[str, Persona] = msgspec.field(default_factory=dict)
+    #: The trace's running totals when the keeper forwarded this event, so a step knows what
+    #: is left of its token and cost budgets before it spends any.
+    totals: Totals | None = None
 
 
 class FieldWrite(msgspec.Struct, kw_only=True):
@@ -176,6 +198,8 @@ class HopRecord(Record, kw_only=True):
     totals: Totals = msgspec.field(default_factory=Totals)
     conflicts: int = 0
     created_at: datetime = msgspec.field(default_factory=utcnow)
+    #: The tool calls the step's model made, in the order they were asked for.
+    tool_calls: list[ToolCallRecord] = msgspec.field(default_factory=list)
 
 
 class ControlVerdict(Record, kw_only=True):

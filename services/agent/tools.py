@@ -1,9 +1,9 @@
-"""Tools an agent runs on its model's output, before the output is routed.
+"""The sandbox run on an agent's model's output, before the output is routed.
 
 A tool's result is appended to the output as a short transcript, so the agent's routes can
 match on it (``\\[sandbox: ok``) and its writes carry it (``{output}``) to the next agent; the
-structured result goes in the step's payload. The only tool is ``sandbox``: the output's
-Python code blocks run in the sandbox service, never on the host.
+structured result goes in the step's payload. The output's Python code blocks run in the
+sandbox service, never on the host. Tools the model calls itself are in services.tools.
 """
 
 from __future__ import annotations
@@ -68,17 +68,23 @@ class SandboxTool:
     def _report(self, status: str, reason: str | None,
                 detail: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         metrics.TOOL_RUNS.labels(tool=self.name, status=status).inc()
-        head = f"[sandbox: {status}"
-        if detail.get("exit_code") is not None:
-            head += f", exit {detail['exit_code']}"
-        lines = [head + "]"]
-        if reason and status != "error":
-            lines.append(reason)
-        for stream in ("stdout", "stderr"):
-            if detail.get(stream):
-                lines.append(f"--- {stream}\n{detail[stream].rstrip()}")
-        return "\n".join(lines), {"tool": self.name, "status": status, "reason": reason,
-                                  **detail}
+        text = transcript(status, reason, detail.get("exit_code"), detail.get("stdout", ""),
+                          detail.get("stderr", ""))
+        return text, {"tool": self.name, "status": status, "reason": reason, **detail}
+
+
+def transcript(status: str, reason: str | None, exit_code: int | None, stdout: str,
+               stderr: str) -> str:
+    """A sandbox run as text: ``[sandbox: ok, exit 0]``, the reason, then each stream's
+    last ``TRANSCRIPT_CHARS``."""
+    head = f"[sandbox: {status}" + (f", exit {exit_code}" if exit_code is not None else "")
+    lines = [head + "]"]
+    if reason and status != "error":
+        lines.append(reason)
+    for name, stream in (("stdout", stdout), ("stderr", stderr)):
+        if stream:
+            lines.append(f"--- {name}\n{stream[-TRANSCRIPT_CHARS:].rstrip()}")
+    return "\n".join(lines)
 
 
 class ToolAgent:
@@ -91,7 +97,8 @@ class ToolAgent:
     def __init__(self, agent: AgentSpec, inner: Behaviour) -> None:
         self.agent = agent
         self.inner = inner
-        self.tools = [SandboxTool(spec) for spec in agent.tools]
+        self.tools = [SandboxTool(spec) for spec in agent.tools
+                      if isinstance(spec, ToolSpec) and not spec.call]
         #: Fields the routing decides; the wrapped step's other writes are kept as they are.
         self._routed = set(agent.writes) | {k for r in agent.routes for k in r.writes}
 

@@ -66,6 +66,7 @@ from choreo.services.runtime.kafka import (
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import JoinSpec, MeshSpec
 from choreo.services.runtime.topics import Topics
+from choreo.services.tools.record import from_payload as tool_records
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class Keeper:
             if step.type in self._subscribed:  # a type only joins wait for has no topic
                 forwarded = msgspec.structs.replace(
                     step, state=new.fields, state_version=new.version, delta=None,
-                    personas=new.personas)
+                    personas=new.personas, totals=new.totals)
                 batch.send(self.topics.event(step.type), step.trace_id, forwarded,
                            headers_of(record))
             for join in folded.joined:
@@ -224,7 +225,7 @@ class Keeper:
             event_id=derive_event_id(cause.event_id, join.field), trace_id=cause.trace_id,
             causation_id=cause.event_id, type=join.emit, source=join.field, hop=cause.hop,
             budget=snapshot.budget, state_version=snapshot.version, state=snapshot.fields,
-            personas=snapshot.personas,
+            personas=snapshot.personas, totals=snapshot.totals,
             payload={"join": join.name, "arrivals": snapshot.fields[join.field]},
             created_at=snapshot.updated_at,
         ), headers)
@@ -251,7 +252,7 @@ class Keeper:
                 trace_id=admit.trace_id, causation_id=admit.event_id, type=event_type,
                 source=TASK_SOURCE, hop=0, budget=snapshot.budget,
                 state_version=snapshot.version, state=snapshot.fields,
-                payload={"input": task.input}, created_at=at,
+                totals=snapshot.totals, payload={"input": task.input}, created_at=at,
             ), headers_of(record))
         return None
 
@@ -283,7 +284,7 @@ class Keeper:
             output=str(step.payload.get("text", ""))[:OUTPUT_LIMIT],
             duration_ms=float(step.payload.get("duration_ms", 0.0)),
             usage=step.usage, totals=snapshot.totals, conflicts=conflicts,
-            created_at=snapshot.updated_at,
+            created_at=snapshot.updated_at, tool_calls=tool_records(step),
         ))
 
     @staticmethod

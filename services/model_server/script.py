@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from choreo.services.runtime import yamlfile
 from choreo.services.runtime.spec import Regex
@@ -25,20 +25,43 @@ class _Strict(BaseModel):
 
 
 class When(_Strict):
-    """Regexes searched in the conversation; every one given must match (``re.search``)."""
+    """Regexes searched in the conversation; every one given must match (``re.search``).
+
+    ``system`` is searched in the system messages, ``user`` in the user and assistant ones,
+    ``tool`` in the results of the tool calls made so far (``tool`` messages), ``model`` in
+    the requested model name.
+    """
 
     system: Regex | None = None
     user: Regex | None = None
+    tool: Regex | None = None
     model: Regex | None = None
 
-    def matches(self, system: str, user: str, model: str) -> bool:
-        pairs = ((self.system, system), (self.user, user), (self.model, model))
+    def matches(self, system: str, user: str, model: str, tool: str = "") -> bool:
+        pairs = ((self.system, system), (self.user, user), (self.model, model),
+                 (self.tool, tool))
         return all(pattern is None or re.search(pattern, text) for pattern, text in pairs)
 
 
+class ScriptedCall(_Strict):
+    """A function call the scripted model asks for (OpenAI ``tool_calls`` on the wire)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class Rule(_Strict):
+    """When the conversation matches, answer with ``reply`` or ask for ``tool_calls``."""
+
     when: When = Field(default_factory=When)
-    reply: str
+    reply: str | None = None
+    tool_calls: list[ScriptedCall] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> Rule:
+        if (self.reply is None) == (self.tool_calls is None):
+            raise ValueError("a rule needs exactly one of reply or tool_calls")
+        return self
 
 
 class RateLimit(_Strict):
@@ -66,11 +89,13 @@ class Script(_Strict):
     def label(self) -> str:
         return f"scripted:{self.model}"
 
-    def reply(self, system: str, user: str, model: str) -> str:
-        """The first matching rule's reply, or a reply that says plainly that none matched."""
+    def reply(self, system: str, user: str, model: str,
+              tool: str = "") -> str | list[ScriptedCall]:
+        """The first matching rule's reply or tool calls, or a reply that says plainly that
+        none matched."""
         for rule in self.rules:
-            if rule.when.matches(system, user, model):
-                return rule.reply
+            if rule.when.matches(system, user, model, tool):
+                return rule.tool_calls if rule.tool_calls is not None else rule.reply or ""
         return (
             f"[{self.label}] no scripted rule matched this conversation "
             f"(model {model!r}; {len(self.rules)} rules)."

@@ -78,7 +78,10 @@ class ScriptedServer(ThreadingHTTPServer):
 
 
 def _text(content: Any) -> str:
-    """Message content as text: a string, or the text parts of a list of content parts."""
+    """Message content as text: a string, or the text parts of a list of content parts
+    (``null``, as an assistant message asking for tool calls has, is empty)."""
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -117,20 +120,33 @@ def completion(script: Script, body: bytes, model: str,
     """The chat-completions response to ``body`` (parsed by ``_parse_chat`` into ``model`` and
     ``messages``): a pure function of the script and request."""
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
-    user = "\n\n".join(text for role, text in messages if role not in ("system", "developer"))
-    reply = script.reply(system, user, model)
+    user = "\n\n".join(text for role, text in messages
+                       if role not in ("system", "developer", "tool"))
+    tool = "\n\n".join(text for role, text in messages if role == "tool")
+    reply = script.reply(system, user, model, tool)
+    digest = hashlib.sha256(body).hexdigest()
+    message: dict[str, Any]
+    if isinstance(reply, str):
+        message = {"role": "assistant", "content": reply}
+        completion_tokens = _tokens(reply)
+    else:
+        arguments = [json.dumps(c.arguments, sort_keys=True) for c in reply]
+        message = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{digest[:16]}_{i}", "type": "function",
+             "function": {"name": c.name, "arguments": args}}
+            for i, (c, args) in enumerate(zip(reply, arguments, strict=True))]}
+        completion_tokens = sum(_tokens(args) + 1 for args in arguments)
     prompt_tokens = sum(_tokens(text) for _, text in messages)
-    completion_tokens = _tokens(reply)
     return {
-        "id": "chatcmpl-scripted-" + hashlib.sha256(body).hexdigest()[:24],
+        "id": "chatcmpl-scripted-" + digest[:24],
         "object": "chat.completion",
         "created": int(time.time()),
         "model": script.label,
         "system_fingerprint": FINGERPRINT,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": reply},
-            "finish_reason": "stop",
+            "message": message,
+            "finish_reason": "stop" if isinstance(reply, str) else "tool_calls",
         }],
         "usage": {
             "prompt_tokens": prompt_tokens,

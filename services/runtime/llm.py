@@ -47,19 +47,45 @@ from choreo.services.runtime.spec import ModelTier
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-Message = dict[str, str]
+#: One chat message: ``role`` and ``content``, plus ``tool_calls`` (assistant) or
+#: ``tool_call_id`` (tool) in a tool-calling conversation.
+Message = dict[str, Any]
 
 SCRIPTED_PROVIDER = "choreo.scripted"
 _OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERATURE"}
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for; ``arguments`` is the JSON text it sent."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Completion:
-    """One model answer; ``scripted`` is true when an offline scripted model wrote it."""
+    """One model answer; ``scripted`` is true when an offline scripted model wrote it.
+
+    ``tool_calls`` holds the calls the model asked for instead of (or besides) answering;
+    ``text`` is then often empty.
+    """
 
     text: str
     usage: Usage
     scripted: bool
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def message(self) -> Message:
+        """The answer as the assistant message that continues the conversation."""
+        message: Message = {"role": "assistant", "content": self.text}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls]
+        return message
 
 
 class ModelError(RuntimeError):
@@ -147,6 +173,16 @@ def _error_detail(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}" + (f": {message}" if isinstance(message, str) else "")
 
 
+def _tool_call(data: Any) -> ToolCall:
+    """One entry of a response's ``tool_calls``; raises ``KeyError``/``TypeError`` if malformed."""
+    function = data["function"]
+    arguments = function.get("arguments") or "{}"
+    if not isinstance(data["id"], str) or not isinstance(function["name"], str) \
+            or not isinstance(arguments, str):
+        raise TypeError("tool call id, name and arguments must be strings")
+    return ToolCall(id=data["id"], name=function["name"], arguments=arguments)
+
+
 class ModelClient:
     """Chat completions against one tier's endpoint. Use as an async context manager."""
 
@@ -231,8 +267,13 @@ class ModelClient:
         agent: str,
         temperature: float | None = None,
         max_tokens: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
-        """One chat completion; raises ``ModelError`` once retrying cannot help."""
+        """One chat completion; raises ``ModelError`` once retrying cannot help.
+
+        ``tools`` (OpenAI function-calling entries) are offered to the model; the calls it
+        asks for come back in ``Completion.tool_calls``.
+        """
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
@@ -241,6 +282,8 @@ class ModelClient:
         }
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        if tools:
+            body["tools"] = tools
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": self.model,
@@ -271,8 +314,7 @@ class ModelClient:
             if telemetry.record_content():
                 span.set_attributes({
                     "gen_ai.input.messages": json.dumps(messages),
-                    "gen_ai.output.messages": json.dumps(
-                        [{"role": "assistant", "content": completion.text}]),
+                    "gen_ai.output.messages": json.dumps([completion.message()]),
                 })
             span.set_attributes({
                 "gen_ai.response.model": usage.model or self.model,
@@ -361,7 +403,11 @@ class ModelClient:
     def _parse(self, response: httpx.Response, attempts: int, started: float) -> Completion:
         try:
             payload = response.json()
-            text = payload["choices"][0]["message"]["content"]
+            message = payload["choices"][0]["message"]
+            tool_calls = tuple(_tool_call(c) for c in message.get("tool_calls") or ())
+            text = message.get("content")
+            if text is None and tool_calls:
+                text = ""
             if not isinstance(text, str):
                 raise TypeError("message content is not text")
             usage = payload.get("usage") or {}
@@ -385,6 +431,7 @@ class ModelClient:
                 calls=attempts,
             ),
             scripted=response.headers.get(SCRIPTED_HEADER, "").lower() == "true",
+            tool_calls=tool_calls,
         )
 
     async def aclose(self) -> None:
