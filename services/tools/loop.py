@@ -1,12 +1,12 @@
 """A model agent's step with tools: ask the model, run the calls it asks for, send back the
 results, until it answers without calls.
 
-Bounded three ways: ``max_tool_calls`` per step (past it, the calls are refused and the
-model is asked once more with no tools offered), the trace's token, cost and time budgets
-(checked before every model call, whose ``max_tokens`` is capped by the tokens left), and
-each call's timeout. Several calls asked for at once run concurrently. A call that fails in
-any way (bad arguments, an exception, a timeout, an error result) becomes an error message
-for the model, never an exception out of the step.
+Bounded three ways: ``max_tool_calls`` per step (once reached, no tools are offered; calls
+asked for anyway are answered with a refusal, once, and asking again fails the step), the
+trace's token, cost and time budgets (checked before every model call, whose ``max_tokens``
+is capped by the tokens left), and each call's timeout. Several calls asked for at once run
+concurrently. A call that fails in any way (bad arguments, an exception, a timeout, an error
+result) becomes an error message for the model, never an exception out of the step.
 """
 
 from __future__ import annotations
@@ -165,6 +165,7 @@ async def converse(client: ModelClient, messages: list[Message], tools: dict[str
     after this step spent ``usage`` (``spent`` is counted from the start)."""
     talk = Conversation(list(messages), usage=spent or Usage())
     offered = [openai_tool(t) for t in tools.values()] if agent.max_tool_calls else []
+    refusals = 0
     while True:
         remaining = left(talk.usage)
         talk.refused = remaining.exhausted()
@@ -182,12 +183,14 @@ async def converse(client: ModelClient, messages: list[Message], tools: dict[str
         if not completion.tool_calls:
             talk.completion = completion
             return talk
-        if not offered:
-            talk.error = (f"the model asked for tools again after the limit of "
-                          f"{agent.max_tool_calls} calls per step")
-            return talk
-        talk.messages.append(completion.message())
         allowed = max(0, agent.max_tool_calls - len(talk.calls))
+        if allowed == 0:
+            refusals += 1
+            if refusals > 1:  # told once that the limit is reached, and it asked again
+                talk.error = (f"the model kept asking for tools past the limit of "
+                              f"{agent.max_tool_calls} calls per step")
+                return talk
+        talk.messages.append(completion.message())
         ran = await asyncio.gather(*(run_call(tools, call, agent.tool_timeout_s)
                                      for call in completion.tool_calls[:allowed]))
         for call, (text, record) in zip(completion.tool_calls, ran, strict=False):
