@@ -49,6 +49,7 @@ class ModelAgent:
             from choreo.services.tools.loop import ToolBox
 
             self.toolbox = ToolBox(agent, spec.python_path)
+            self.toolbox.warm()  # MCP servers listed at start-up, not at the first task
 
     @property
     def models(self) -> list[str]:

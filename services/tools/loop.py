@@ -66,6 +66,17 @@ class ToolBox:
                 self.sandbox = spec
         self._listed: list[Tool] | None = None
         self._lock = asyncio.Lock()
+        self._warming: asyncio.Task[None] | None = None
+
+    def warm(self) -> None:
+        """Start listing now, in the background, when an event loop runs (the service's
+        start-up); a failure is logged and retried by the first step's ``start``."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._warming = loop.create_task(self.start())
+        self._warming.add_done_callback(_log_failure)
 
     async def start(self) -> None:
         """List every MCP server's tools (once; retried on the next step if it failed).
@@ -98,6 +109,11 @@ class ToolBox:
     async def aclose(self) -> None:
         for server in self.servers:
             await server.aclose()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("tools not listed at start-up", extra={"error": str(task.exception())})
 
 
 async def run_call(tools: dict[str, Tool], call: ToolCall,

@@ -67,6 +67,7 @@ class McpServer:
         Raises ``McpUnavailable`` when the server cannot be started, reached or listed
         within the spec's ``timeout_s``.
         """
+        self._ready, self._closing, self._failure = asyncio.Event(), asyncio.Event(), None
         self._task = asyncio.create_task(self._hold(), name=self.label)
         try:
             await asyncio.wait_for(self._ready.wait(), self.spec.timeout_s)
