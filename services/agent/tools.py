@@ -118,7 +118,7 @@ class ToolAgent:
             kept = {k: v for k, v in (first.delta or {}).items() if k not in self._routed}
             routed.delta = {**kept, **routed.delta}
         routed.payload["tools"] = results
-        for key in ("input_fingerprint", "context"):  # what the model call saw, not the route
+        for key in ("input_fingerprint", "context", "tool_calls"):  # the model call's
             if key in first.payload:
                 routed.payload[key] = first.payload[key]
         return [routed]

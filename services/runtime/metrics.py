@@ -59,6 +59,8 @@ TOKENS = Counter("choreo_tokens_total", "Model tokens by direction.",
                  ["agent", "model", "direction"])
 COST = Counter("choreo_cost_usd_total", "Model cost in US dollars.", ["agent", "model"])
 TOOL_RUNS = Counter("choreo_tool_runs_total", "Tool runs by status.", ["tool", "status"])
+TOOL_CALLS = Counter("choreo_tool_calls_total", "Tool calls a model asked for, by outcome.",
+                     ["tool", "status"])
 VERDICTS = Counter("choreo_verdicts_total", "Watchdog verdicts by action and reason.",
                    ["action", "reason"])
 CONFLICTS = Counter("choreo_state_conflicts_total", "State write conflicts by field and policy.",

@@ -30,7 +30,7 @@ from choreo.services.tools import imports
 from choreo.services.tools.base import Tool, ToolFailure, openai_tool
 from choreo.services.tools.function import FunctionTool
 from choreo.services.tools.mcp import McpServer
-from choreo.services.tools.record import canonical_arguments, make_record
+from choreo.services.tools.record import canonical_arguments, make_record, prime
 from choreo.services.tools.sandbox import SandboxCallTool
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ class ToolBox:
             if clashes:
                 raise ToolSetupError(f"tools offered twice under one name: {clashes}")
             self._listed = listed
+            prime(names)
 
     def for_step(self, state: dict[str, Any]) -> dict[str, Tool]:
         """The tools of one step by name (the sandbox gets the step's state files)."""

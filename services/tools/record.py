@@ -13,15 +13,15 @@ import logging
 from typing import Any
 
 import msgspec
-from prometheus_client import Counter
 
 from choreo.schemas import Envelope, ToolCallRecord
 from choreo.services.runtime import telemetry
+from choreo.services.runtime.metrics import TOOL_CALLS
 
 log = logging.getLogger(__name__)
 
-TOOL_CALLS = Counter("choreo_tool_calls_total", "Tool calls a model asked for, by outcome.",
-                     ["tool", "status"])
+#: Every status a tool call can end with (``ToolCallRecord.status``).
+STATUSES = ("ok", "error", "timeout", "invalid", "refused")
 #: Characters of a tool's arguments and result kept in a hop record with content recording.
 CONTENT_CHARS = 2000
 
@@ -39,6 +39,13 @@ def canonical_arguments(raw: str) -> tuple[dict[str, Any] | None, str]:
 def args_sha256(canonical: str) -> str:
     """The hex SHA-256 of a call's canonical arguments."""
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def prime(names: list[str]) -> None:
+    """Zero series for the tools an agent offers, so ``rate()`` sees their first call."""
+    for name in names:
+        for status in STATUSES:
+            TOOL_CALLS.labels(tool=name, status=status)
 
 
 def make_record(name: str, canonical: str, status: str, latency_ms: float, result: str,

@@ -16,21 +16,14 @@ import httpx
 import pytest
 
 from tests.conftest import EXAMPLES, RunningMesh
+from tests.telemetry.conftest import metrics_targets, receiver
 from tests.telemetry.otlp import OtlpReceiver
+
+__all__ = ["metrics_targets", "receiver"]  # the telemetry tests' fixtures, used here too
 
 HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="package")
-def receiver() -> Iterator[OtlpReceiver]:
-    server = OtlpReceiver()
-    yield server
-    server.close()
-
-
-@pytest.fixture(scope="package")
-def metrics_targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("platform-metrics")
 
 
 def observed_env(receiver: OtlpReceiver, targets: Path) -> dict[str, str]:
