@@ -273,6 +273,8 @@ class AgentSpec(_Strict):
             raise ValueError("emit: only a python agent lists the event types it emits")
         if self.kind != "python" and not (self.persona and self.model):
             raise ValueError("persona, model: an agent that asks a model needs both")
+        if self.tools and self.kind != "model":
+            raise ValueError("tools: only a model agent runs tools")
         if self.kind == "python":
             return self
         if (self.plan is not None) != (self.kind == "supervisor"):
@@ -285,8 +287,6 @@ class AgentSpec(_Strict):
             if self.classify == "model" and any(r.label is None for r in self.routes):
                 raise ValueError("routes: a router that classifies with a model needs a "
                                  "label on every route (the answer that picks it)")
-        if self.tools and self.kind != "model":
-            raise ValueError("tools: only a model agent runs tools")
         names = [t.mcp for t in self.tools if isinstance(t, McpServerSpec)]
         if len(names) != len(set(names)):
             raise ValueError(f"tools: duplicate MCP server names {sorted(names)}")
