@@ -31,9 +31,15 @@ async def dispatch(step: choreo.Step) -> choreo.Result:
     if word == "unjson":
         return step.emit("tools.asked", {"seen": object()})
     if word == "spend":
-        while True:  # until the trace's token budget stops it
-            await step.complete("count to ten")
+        return step.emit("spend.asked")
     step.log.info("dispatching", extra={"word": word})
     return step.emit("tools.asked", {"seen": {
         "version": step.version, "hop": step.hop, "hops_left": step.left.hops,
         "trace": step.trace_id, "read_only": _read_only(step), "event": step.event_type}})
+
+
+@choreo.agent
+async def spender(step: choreo.Step) -> choreo.Result:
+    """Calls its model until the trace's token budget stops it."""
+    while True:
+        await step.complete("count to ten")

@@ -60,8 +60,9 @@ def faults_mesh(kb_url: str) -> dict[str, Any]:
         "budgets": {"max_hops": 6, "max_seconds": 120},
         "agents": [
             {"name": "dispatch", "kind": "python", "handler": "handlers:dispatch",
-             "subscribe": ["job"], "emit": ["tools.asked"], "timeout_s": 2,
-             "model": "scripted"},
+             "subscribe": ["job"], "emit": ["tools.asked", "spend.asked"], "timeout_s": 2},
+            {"name": "spender", "kind": "python", "handler": "handlers:spender",
+             "subscribe": ["spend.asked"], "model": "scripted"},
             {"name": "toolbot", "subscribe": ["tools.asked"], "model": "scripted",
              "persona": "You are the tool tester.", "reads": ["input"],
              "tools": [{"function": "platform_tools:add"},
@@ -123,7 +124,8 @@ def test_python_agent_state_and_every_kind_of_tool_call(mesh: RunningMesh,
     ("raise", "dispatch: LookupError: no order 7 on file"),
     ("hang", "dispatch: handler did not return within 2s"),
     ("wrong", "dispatch: handler returned dict, not a choreo.Result"),
-    ("elsewhere", "dispatch: emitted 'elsewhere', not in its emit list ['tools.asked']"),
+    ("elsewhere", "dispatch: emitted 'elsewhere', not in its emit list ['tools.asked', "
+                  "'spend.asked']"),
     ("unjson", "dispatch: writes or output are not JSON"),
 ])
 def test_broken_user_code_fails_the_step_not_the_service(mesh: RunningMesh, task: str,
@@ -140,7 +142,7 @@ def test_a_python_agent_is_stopped_by_the_token_budget(mesh: RunningMesh) -> Non
     trace_id = mesh.submit("spend", budget={"max_tokens": 60})
     result = mesh.result(trace_id)
     assert result.status == "halted"
-    assert result.reason == "dispatch: token budget exhausted"
+    assert result.reason == "spender: token budget exhausted"
     spent = result.usage.tokens_in + result.usage.tokens_out
     assert 60 <= spent < 60 + 13  # at most one call past the line: checked before each call
 
