@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -81,8 +80,3 @@ class FunctionTool:
             raise ToolFailure("error", f"{type(exc).__name__}: {exc}") from None
         return as_result_text(value)
 
-
-def dumps_arguments(arguments: dict[str, Any]) -> str:
-    """Arguments as canonical JSON: sorted keys, no spaces (what their hash is taken of)."""
-    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=str)

@@ -96,6 +96,7 @@ class ToolBox:
             names = [t.name for t in listed] + (["sandbox"] if self.sandbox else [])
             clashes = sorted({n for n in names if names.count(n) > 1})
             if clashes:
+                await self.aclose()
                 raise ToolSetupError(f"tools offered twice under one name: {clashes}")
             self._listed = listed
             prime(names)

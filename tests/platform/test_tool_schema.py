@@ -124,3 +124,16 @@ def test_the_same_arguments_hash_the_same_whatever_their_order_and_spacing(
     second = canonical_arguments(json.dumps(reordered, indent=2))
     assert first[0] == arguments
     assert args_sha256(first[1]) == args_sha256(second[1])
+
+
+def test_arguments_and_results_are_kept_only_when_content_is_recorded(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from choreo.services.runtime import telemetry
+    from choreo.services.tools.record import make_record
+
+    plain = make_record("add", '{"a":1}', "ok", 1.5, "2", None)
+    assert (plain.arguments, plain.result, plain.result_chars) == (None, None, 1)
+    monkeypatch.setattr(telemetry, "_record_content", True)
+    kept = make_record("add", '{"a":1}', "ok", 1.5, "2", None)
+    assert (kept.arguments, kept.result) == ('{"a":1}', "2")
+    assert kept.args_sha256 == plain.args_sha256
