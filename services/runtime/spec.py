@@ -172,7 +172,8 @@ class McpServerSpec(_Strict):
     url: str | None = Field(None, pattern=r"^https?://")
     env: dict[str, str] = Field(default_factory=dict)
     tools: list[str] | None = None
-    timeout_s: float = Field(30.0, gt=0)
+    #: Seconds to start and list the server, and for each call.
+    timeout_s: float = Field(60.0, gt=0)
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerSpec:

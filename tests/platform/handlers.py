@@ -30,8 +30,8 @@ async def dispatch(step: choreo.Step) -> choreo.Result:
         return step.emit("elsewhere")
     if word == "unjson":
         return step.emit("tools.asked", {"seen": object()})
-    if word == "spend":
-        return step.emit("spend.asked")
+    if word in ("spend", "unreachable"):
+        return step.emit(f"{word}.asked")
     step.log.info("dispatching", extra={"word": word})
     return step.emit("tools.asked", {"seen": {
         "version": step.version, "hop": step.hop, "hops_left": step.left.hops,

@@ -37,11 +37,14 @@ def _listening(port: int) -> bool:
 def kb_over_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The example's knowledge-base MCP server, as its own process on streamable HTTP."""
     port = _free_port()
-    log = (tmp_path_factory.mktemp("kb-http") / "kb.log").open("w")
+    path = tmp_path_factory.mktemp("kb-http") / "kb.log"
+    log = path.open("w")
     server = subprocess.Popen([sys.executable, str(EXAMPLES / "support-desk" / "kb_server.py"),
                                "--http", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        wait_until(lambda: _listening(port), 60, message="the MCP server over HTTP")
+    try:  # generous: on a loaded machine importing the server's web stack takes a while
+        wait_until(lambda: _listening(port) or server.poll() is not None, 240,
+                   message="the MCP server over HTTP")
+        assert server.poll() is None, path.read_text()
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         server.terminate()
@@ -60,9 +63,14 @@ def faults_mesh(kb_url: str) -> dict[str, Any]:
         "budgets": {"max_hops": 6, "max_seconds": 120},
         "agents": [
             {"name": "dispatch", "kind": "python", "handler": "handlers:dispatch",
-             "subscribe": ["job"], "emit": ["tools.asked", "spend.asked"], "timeout_s": 2},
+             "subscribe": ["job"], "emit": ["tools.asked", "spend.asked", "unreachable.asked"],
+             "timeout_s": 2},
             {"name": "spender", "kind": "python", "handler": "handlers:spender",
              "subscribe": ["spend.asked"], "model": "scripted"},
+            {"name": "stranded", "subscribe": ["unreachable.asked"], "model": "scripted",
+             "persona": "You are the tool tester.", "routes": [{"fail": True}],
+             "tools": [{"mcp": "gone", "command": ["python", "-c", "raise SystemExit(3)"],
+                        "timeout_s": 5}]},
             {"name": "toolbot", "subscribe": ["tools.asked"], "model": "scripted",
              "persona": "You are the tool tester.", "reads": ["input"],
              "tools": [{"function": "platform_tools:add"},
@@ -125,7 +133,7 @@ def test_python_agent_state_and_every_kind_of_tool_call(mesh: RunningMesh,
     ("hang", "dispatch: handler did not return within 2s"),
     ("wrong", "dispatch: handler returned dict, not a choreo.Result"),
     ("elsewhere", "dispatch: emitted 'elsewhere', not in its emit list ['tools.asked', "
-                  "'spend.asked']"),
+                  "'spend.asked', 'unreachable.asked']"),
     ("unjson", "dispatch: writes or output are not JSON"),
 ])
 def test_broken_user_code_fails_the_step_not_the_service(mesh: RunningMesh, task: str,
@@ -135,6 +143,16 @@ def test_broken_user_code_fails_the_step_not_the_service(mesh: RunningMesh, task
     assert result.status == "failed"
     assert result.reason is not None and result.reason.startswith(reason), result.reason
     assert [h.status for h in mesh.hops(trace_id)] == ["failed"]
+    assert mesh.group.failed() == []
+
+
+def test_an_mcp_server_that_cannot_start_fails_the_step_not_the_service(
+        mesh: RunningMesh) -> None:
+    trace_id = mesh.submit("unreachable")
+    result = mesh.result(trace_id)
+    assert result.status == "failed"
+    assert result.reason is not None
+    assert result.reason.startswith("stranded: tools unavailable: mcp:gone:"), result.reason
     assert mesh.group.failed() == []
 
 
