@@ -17,6 +17,7 @@ from choreo.schemas.records import (
     StateConflict,
     Task,
     TerminalResult,
+    ToolCallRecord,
     Totals,
     Usage,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "StateConflict",
     "Task",
     "TerminalResult",
+    "ToolCallRecord",
     "Totals",
     "Usage",
     "decode",

@@ -118,6 +118,25 @@ class Persona(msgspec.Struct, kw_only=True, omit_defaults=True):
     reason: str | None = None
 
 
+class ToolCallRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One tool call a model made during a step, as the hop record keeps it.
+
+    ``args_sha256`` is the SHA-256 of the call's arguments as canonical JSON (sorted keys, no
+    spaces): the same tool with the same arguments has the same hash in every trace, which is
+    what loop detection compares. ``arguments`` and ``result`` are kept only when the agent
+    runs with ``CHOREO_TRACE_CONTENT`` set.
+    """
+
+    name: str
+    args_sha256: str
+    status: Literal["ok", "error", "timeout", "invalid", "refused"] = "ok"
+    latency_ms: float = 0.0
+    result_chars: int = 0
+    server: str | None = None
+    arguments: str | None = None
+    result: str | None = None
+
+
 class Envelope(Record, kw_only=True):
     """One step event: what an agent produced (on the outbox) or receives (on its topic).
 
@@ -144,6 +163,9 @@ class Envelope(Record, kw_only=True):
     #: What the receiving step may spend, set by the keeper when it forwards; a step's outbox
     #: records carry it back so the keeper can release the reservation.
     allowance: Allowance | None = None
+    #: The trace's running totals when the keeper forwarded this event, so a step knows what
+    #: is left of its token and cost budgets before it spends any.
+    totals: Totals | None = None
 
 
 class FieldWrite(msgspec.Struct, kw_only=True):
@@ -175,13 +197,6 @@ class Snapshot(Record, kw_only=True):
     reserved: dict[str, Allowance] = msgspec.field(default_factory=dict)
 
 
-class ToolCall(msgspec.Struct, kw_only=True, array_like=True):
-    """One tool call of a step: the tool's name and a hash of its arguments."""
-
-    name: str
-    args_hash: str
-
-
 class HopRecord(Record, kw_only=True):
     """One record per applied step, with the trace's running totals after it.
 
@@ -211,7 +226,8 @@ class HopRecord(Record, kw_only=True):
     situation: str = ""
     #: The state version the step read (``state_version`` is the one it produced).
     read_version: int = 0
-    tool_calls: list[ToolCall] = msgspec.field(default_factory=list)
+    #: The tool calls the step's model made, in the order they were asked for.
+    tool_calls: list[ToolCallRecord] = msgspec.field(default_factory=list)
 
 
 class ControlVerdict(Record, kw_only=True):

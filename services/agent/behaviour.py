@@ -1,22 +1,26 @@
 """What an agent does with one event, apart from Kafka: the pluggable part of a worker.
 
 The consumer loop (services.agent.service) owns delivery, budgets, commits and draining; a
-behaviour only turns an event into outbox records. The default behaviour asks a model; the
-router and supervisor services plug in their own.
+behaviour only turns an event into outbox records. The default behaviour asks a model (and,
+with tools, runs the model's tool calls: services.tools.loop); a python agent runs the user's
+function (services.agent.python); the router and supervisor services plug in their own.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+import msgspec
+
 from choreo.schemas import Envelope, Usage
-from choreo.schemas.records import STEP_FAILED
+from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
 from choreo.services.agent import step as steps
+from choreo.services.agent.budget import left, plus
 from choreo.services.runtime import context
 from choreo.services.runtime.context import estimate_tokens
 from choreo.services.runtime.llm import ModelClient, ModelError
 from choreo.services.runtime.settings import get_settings
-from choreo.services.runtime.spec import AUTO_TIER, AgentSpec, MeshSpec
+from choreo.services.runtime.spec import AUTO_TIER, AgentSpec, MeshSpec, ToolSpec
 
 
 class Behaviour(Protocol):
@@ -45,6 +49,12 @@ class ModelAgent:
                                 else max_reply_bytes)
         self.clients = {name: ModelClient.for_tier(name, spec.models[name])
                         for name in sorted(_tiers(spec, agent))}
+        self.toolbox = None
+        if agent.called_tools:
+            from choreo.services.tools.loop import ToolBox
+
+            self.toolbox = ToolBox(agent, spec.python_path)
+            self.toolbox.warm()  # MCP servers listed at start-up, not at the first task
 
     @property
     def models(self) -> list[str]:
@@ -58,6 +68,8 @@ class ModelAgent:
             return [self._failed(event, "summarizer", exc, Usage())]
         estimated = estimate_tokens(messages)
         client = self.clients[self.spec.tier_for(self.agent, estimated)]
+        if self.toolbox is not None:
+            return [await self._with_tools(event, client, messages, writes, spent)]
         try:
             completion = await client.complete(
                 messages, agent=self.agent.name, temperature=temperature(self.agent, event),
@@ -65,12 +77,37 @@ class ModelAgent:
         except ModelError as exc:
             return [self._failed(event, "model", exc, spent)]
         text, cut = steps.fit_reply(completion.text, self.max_reply_bytes)
-        out = steps.outcome(self.agent, event, text, _plus(spent, completion.usage), messages,
+        out = steps.outcome(self.agent, event, text, plus(spent, completion.usage), messages,
                             cut)
-        if writes and out.delta is not None:
-            out.delta = {**writes, **out.delta}  # the agent's own writes win
-            out.payload["context"] = {"summarized": True, "estimated_tokens": estimated}
-        return [out]
+        return [_with_writes(out, writes, estimated)]
+
+    async def _with_tools(self, event: Envelope, client: ModelClient,
+                          messages: list[dict[str, str]], writes: dict[str, Any],
+                          spent: Usage) -> Envelope:
+        """The step as a model ↔ tool conversation (services.tools.loop); its calls go in
+        the payload's ``tool_calls``, for the hop record."""
+        from choreo.services.tools.loop import ToolSetupError, converse
+
+        assert self.toolbox is not None
+        try:
+            await self.toolbox.start()
+        except ToolSetupError as exc:
+            return steps.step_event(self.agent, event, STEP_FAILED, usage=spent, payload={
+                "reason": f"{self.agent.name}: tools unavailable: {exc}"})
+        talk = await converse(
+            client, messages, self.toolbox.for_step(event.state or {}), agent=self.agent,
+            left=lambda used: left(event, used), temperature=temperature(self.agent, event),
+            spent=spent)
+        calls = msgspec.to_builtins(talk.calls)
+        if talk.completion is None:
+            event_type = STEP_REFUSED if talk.refused else STEP_FAILED
+            reason = talk.refused or talk.error
+            return steps.step_event(self.agent, event, event_type, usage=talk.usage, payload={
+                "reason": f"{self.agent.name}: {reason}", "tool_calls": calls})
+        text, cut = steps.fit_reply(talk.completion.text, self.max_reply_bytes)
+        out = steps.outcome(self.agent, event, text, talk.usage, messages, cut)
+        out.payload["tool_calls"] = calls
+        return _with_writes(out, writes, estimate_tokens(messages))
 
     async def _fit(self, event: Envelope
                    ) -> tuple[list[dict[str, str]], dict[str, Any], Usage]:
@@ -101,11 +138,21 @@ class ModelAgent:
         return steps.step_event(
             self.agent, event, STEP_FAILED,
             payload={"reason": f"{self.agent.name}: {call} call failed ({exc.reason}): {exc}"},
-            usage=_plus(spent, exc.usage))
+            usage=plus(spent, exc.usage))
 
     async def aclose(self) -> None:
+        if self.toolbox is not None:
+            await self.toolbox.aclose()
         for client in self.clients.values():
             await client.aclose()
+
+
+def _with_writes(out: Envelope, writes: dict[str, Any], estimated: int) -> Envelope:
+    """The step's record with the context budget's writes (a summary) joined in."""
+    if writes and out.delta is not None:
+        out.delta = {**writes, **out.delta}  # the agent's own writes win
+        out.payload["context"] = {"summarized": True, "estimated_tokens": estimated}
+    return out
 
 
 def system_prompt(agent: AgentSpec, event: Envelope) -> str:
@@ -142,16 +189,6 @@ def _tiers(spec: MeshSpec, agent: AgentSpec) -> set[str]:
     return tiers
 
 
-def _plus(first: Usage, second: Usage) -> Usage:
-    """Two calls' usage as one step's: sums, and the later call's model."""
-    return Usage(tokens_in=first.tokens_in + second.tokens_in,
-                 tokens_out=first.tokens_out + second.tokens_out,
-                 cost=first.cost + second.cost,
-                 latency_ms=first.latency_ms + second.latency_ms,
-                 model=second.model or first.model,
-                 calls=first.calls + second.calls)
-
-
 def for_agent(spec: MeshSpec, agent: AgentSpec) -> Behaviour:
     """The behaviour an agent's ``kind`` (and tools) call for; see docs/ORCHESTRATION.md."""
     if agent.kind == "router":
@@ -162,7 +199,11 @@ def for_agent(spec: MeshSpec, agent: AgentSpec) -> Behaviour:
         from choreo.services.supervisor.behaviour import Supervisor
 
         return Supervisor(spec, agent)
-    if agent.tools:
+    if agent.kind == "python":
+        from choreo.services.agent.python import PythonAgent
+
+        return PythonAgent(spec, agent)
+    if any(isinstance(t, ToolSpec) and not t.call for t in agent.tools):
         from choreo.services.agent.tools import ToolAgent
 
         return ToolAgent(agent, ModelAgent(spec, agent))

@@ -1,26 +1,27 @@
-"""Tools an agent runs on its model's output, before the output is routed.
+"""The sandbox run on an agent's model's output, before the output is routed.
 
 A tool's result is appended to the output as a short transcript, so the agent's routes can
 match on it (``\\[sandbox: ok``) and its writes carry it (``{output}``) to the next agent; the
-structured result goes in the step's payload. The only tool is ``sandbox``: the output's
-Python code blocks run in the sandbox service, never on the host.
+structured result goes in the step's payload. The output's Python code blocks run in the
+sandbox service, never on the host. Tools the model calls itself are in services.tools.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from typing import Any
 
 from choreo.schemas import Envelope
-from choreo.schemas.codec import clean_text, to_json
-from choreo.schemas.ids import fingerprint
+from choreo.schemas.codec import clean_text
 from choreo.schemas.records import STEP_FAILED
 from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour
 from choreo.services.runtime import metrics
 from choreo.services.runtime.spec import AgentSpec, ToolSpec
 from choreo.services.sandbox.client import SandboxError, run_code
+from choreo.services.tools.record import args_sha256
 
 _BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 #: Characters of stdout and of stderr kept in the transcript: enough for a traceback.
@@ -65,7 +66,9 @@ class SandboxTool:
         # Program output is foreign text: cleaned here, so the step record always encodes.
         reason = None if result.reason is None else clean_text(result.reason)
         # the call's identity, for the watchdog's repeated-tool-call rule (hop record tool_calls)
-        detail = {"args_hash": fingerprint(to_json({"code": code, "files": files})),
+        canonical = json.dumps({"code": code, "files": files}, sort_keys=True,
+                               separators=(",", ":"), ensure_ascii=False)
+        detail = {"args_sha256": args_sha256(canonical),
                   "exit_code": result.exit_code, "duration_ms": result.duration_ms,
                   "stdout": clean_text(result.stdout[-TRANSCRIPT_CHARS:]),
                   "stderr": clean_text(result.stderr[-TRANSCRIPT_CHARS:]), "reason": reason}
@@ -74,17 +77,23 @@ class SandboxTool:
     def _report(self, status: str, reason: str | None,
                 detail: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         metrics.TOOL_RUNS.labels(tool=self.name, status=status).inc()
-        head = f"[sandbox: {status}"
-        if detail.get("exit_code") is not None:
-            head += f", exit {detail['exit_code']}"
-        lines = [head + "]"]
-        if reason and status != "error":
-            lines.append(reason)
-        for stream in ("stdout", "stderr"):
-            if detail.get(stream):
-                lines.append(f"--- {stream}\n{detail[stream].rstrip()}")
-        return "\n".join(lines), {"tool": self.name, "status": status, "reason": reason,
-                                  **detail}
+        text = transcript(status, reason, detail.get("exit_code"), detail.get("stdout", ""),
+                          detail.get("stderr", ""))
+        return text, {"tool": self.name, "status": status, "reason": reason, **detail}
+
+
+def transcript(status: str, reason: str | None, exit_code: int | None, stdout: str,
+               stderr: str) -> str:
+    """A sandbox run as text: ``[sandbox: ok, exit 0]``, the reason, then each stream's
+    last ``TRANSCRIPT_CHARS``."""
+    head = f"[sandbox: {status}" + (f", exit {exit_code}" if exit_code is not None else "")
+    lines = [head + "]"]
+    if reason and status != "error":
+        lines.append(reason)
+    for name, stream in (("stdout", stdout), ("stderr", stderr)):
+        if stream:
+            lines.append(f"--- {name}\n{stream[-TRANSCRIPT_CHARS:].rstrip()}")
+    return "\n".join(lines)
 
 
 class ToolAgent:
@@ -97,7 +106,8 @@ class ToolAgent:
     def __init__(self, agent: AgentSpec, inner: Behaviour) -> None:
         self.agent = agent
         self.inner = inner
-        self.tools = [SandboxTool(spec) for spec in agent.tools]
+        self.tools = [SandboxTool(spec) for spec in agent.tools
+                      if isinstance(spec, ToolSpec) and not spec.call]
         #: Fields the routing decides; the wrapped step's other writes are kept as they are.
         self._routed = set(agent.writes) | {k for r in agent.routes for k in r.writes}
 
@@ -117,7 +127,7 @@ class ToolAgent:
             kept = {k: v for k, v in (first.delta or {}).items() if k not in self._routed}
             routed.delta = {**kept, **routed.delta}
         routed.payload["tools"] = results
-        for key in ("input_fingerprint", "context", "cut"):  # of the model call, not the route
+        for key in ("input_fingerprint", "context", "cut", "tool_calls"):  # the model call's
             if key in first.payload:
                 routed.payload[key] = first.payload[key]
         return [routed]

@@ -3,6 +3,7 @@
 A chain mesh of relay agents (offline scripted model, zero model latency) processes tasks one
 at a time, so nothing queues; each step's cost is the time between its outbox record and the
 previous step's, which spans keeper fold, forward, agent consume, model call and produce. The
+same chain of ``kind: python`` relay agents measures a Python agent's step the same way. The
 baseline is a raw aiokafka consume→produce relay through the same broker with the same client
 settings, one process per leg. A mesh step is two such legs (agent→keeper→agent) plus work.
 """
@@ -39,18 +40,40 @@ from choreo.services.runtime.topics import Topics
 @dataclass(frozen=True)
 class HopBench:
     mesh_step_ms: Summary
+    python_step_ms: Summary
     relay_leg_ms: Summary
     traces: int
     chain: int
 
 
-def chain_spec(length: int, script: Path) -> dict[str, Any]:
-    agents = [{
-        "name": f"relay-{i}", "subscribe": [f"hop.{i}"], "persona": f"You are relay {i}.",
-        "model": "scripted", "writes": {"last": "{agent}"},
-        "routes": [{"emit": f"hop.{i + 1}"} if i < length else {"finish": True,
-                                                                "output": "last"}],
-    } for i in range(1, length + 1)]
+#: The Python relay: the same writes and routes as the model relay, decided by code.
+PYTHON_RELAY = '''import choreo
+
+
+@choreo.agent
+async def relay(step: choreo.Step) -> choreo.Result:
+    index = int(step.agent.rsplit("-", 1)[1])
+    if index == {length}:
+        return step.finish("last", writes={{"last": step.agent}})
+    return step.emit(f"hop.{{index + 1}}", {{"last": step.agent}})
+'''
+
+
+def chain_spec(length: int, script: Path, python: bool = False) -> dict[str, Any]:
+    """A chain of ``length`` relay agents: model agents, or with ``python`` Python agents
+    whose handler is ``bench_relay:relay`` (written next to the mesh by ``measure_mesh``)."""
+    agents: list[dict[str, Any]] = []
+    for i in range(1, length + 1):
+        agent: dict[str, Any] = {"name": f"relay-{i}", "subscribe": [f"hop.{i}"]}
+        if python:
+            agent |= {"kind": "python", "handler": "bench_relay:relay",
+                      "emit": [f"hop.{i + 1}"] if i < length else []}
+        else:
+            agent |= {"persona": f"You are relay {i}.", "model": "scripted",
+                      "writes": {"last": "{agent}"},
+                      "routes": [{"emit": f"hop.{i + 1}"} if i < length
+                                 else {"finish": True, "output": "last"}]}
+        agents.append(agent)
     return {"name": "bench-chain", "entry": ["hop.1"], "agents": agents,
             "models": {"scripted": {"model": "bench", "script": str(script)}},
             "budgets": {"max_hops": length + 1}}
@@ -109,14 +132,17 @@ def _step_latencies(hops: list[HopRecord], traces: set[str]) -> list[float]:
 
 
 def measure_mesh(bootstrap: str, traces: int, chain: int, workdir: Path,
-                 progress: Progress) -> list[float]:
+                 progress: Progress, python: bool = False) -> list[float]:
+    workdir = workdir / ("python" if python else "model")
+    workdir.mkdir()
     script = workdir / "model.yaml"
     script.write_text(yaml.safe_dump({"model": "bench", "latency_ms": 0,
                                       "rules": [{"reply": "relayed"}]}))
+    (workdir / "bench_relay.py").write_text(PYTHON_RELAY.format(length=chain))
     mesh_path = workdir / "mesh.yaml"
-    mesh_path.write_text(yaml.safe_dump(chain_spec(chain, script)))
+    mesh_path.write_text(yaml.safe_dump(chain_spec(chain, script, python)))
     spec = load_mesh(mesh_path)
-    prefix = f"bench{int(time.time())}"
+    prefix = f"bench{'py' if python else ''}{int(time.time())}"
     settings = Settings(topic_prefix=prefix)
     topics = Topics(prefix)
     with start_mesh(spec, mesh_path, bootstrap, settings, workdir / "logs", watchdog=False,
@@ -190,8 +216,9 @@ def run(bootstrap: str, traces: int, chain: int) -> HopBench:
             console=err, transient=True) as progress:
         workdir = Path(tmp)
         mesh = measure_mesh(bootstrap, traces, chain, workdir, progress)
+        python = measure_mesh(bootstrap, traces, chain, workdir, progress, python=True)
         relay = measure_relay(bootstrap, chain, traces, workdir, progress)
-    return HopBench(Summary.of(mesh), Summary.of(relay), traces, chain)
+    return HopBench(Summary.of(mesh), Summary.of(python), Summary.of(relay), traces, chain)
 
 
 def _row(label: str, s: Summary) -> str:
@@ -199,7 +226,7 @@ def _row(label: str, s: Summary) -> str:
 
 
 def report(result: HopBench, command: str, broker_kind: str) -> str:
-    m, r = result.mesh_step_ms, result.relay_leg_ms
+    m, p, r = result.mesh_step_ms, result.python_step_ms, result.relay_leg_ms
     floor = 2 * r.p50
     return f"""
 Command: `{command}` (broker: {broker_kind})
@@ -212,10 +239,13 @@ aiokafka consume→produce processes. Both use the mesh's client settings
 | per | samples | p50 ms | p90 ms | p99 ms | mean ms |
 | --- | ---: | ---: | ---: | ---: | ---: |
 {_row("mesh step (agent → keeper → agent, model call included)", m)}
+{_row("mesh step, Python agent (`kind: python`, no model call)", p)}
 {_row("raw relay leg (consume → produce)", r)}
 
 A mesh step crosses the broker twice (agent → outbox → keeper → event topic → agent), so its
 floor is two relay legs: {floor:.1f} ms at p50 here. The rest, {max(0.0, m.p50 - floor):.1f}
 ms at p50, is the mesh's own work: decoding and validating, the fold, the hop record and
-snapshot, and the HTTP round trip to the model server.
+snapshot, and the HTTP round trip to the model server. A Python agent's step runs the same
+loop with the user's function in place of the model call: {p.p50 - m.p50:+.1f} ms at p50
+against the model agent's.
 """

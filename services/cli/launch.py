@@ -11,7 +11,7 @@ from pathlib import Path
 from choreo.services.cli.processes import ProcessGroup
 from choreo.services.runtime.llm import env_var
 from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import MeshSpec
+from choreo.services.runtime.spec import MeshSpec, ToolSpec
 from choreo.services.runtime.topics import Topics, ensure_topics
 
 #: Where agents reach the sandbox service (see services.agent.tools).
@@ -57,5 +57,5 @@ def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settin
 
 def uses_sandbox(spec: MeshSpec) -> bool:
     """True when an agent runs the sandbox tool: the mesh then needs a sandbox service."""
-    return any(tool.name == "sandbox" for agent in spec.agents for tool in agent.tools)
+    return any(isinstance(tool, ToolSpec) for agent in spec.agents for tool in agent.tools)
 

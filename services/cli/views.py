@@ -112,11 +112,14 @@ def trace_tree(trace_id: str, hops: list[HopRecord], result: TerminalResult | No
     def grow(node: Tree, parent: str | None) -> None:
         caused = children.get(parent, [])
         if len(caused) == 1:  # a chain continues at the same depth
-            node.add(_hop_label(caused[0], previous.get(caused[0].event_id)))
+            _tool_calls(node.add(_hop_label(caused[0], previous.get(caused[0].event_id))),
+                        caused[0])
             grow(node, caused[0].event_id)
             return
         for hop in caused:  # a fork: one branch per step
-            grow(node.add(_hop_label(hop, previous.get(hop.event_id))), hop.event_id)
+            branch = node.add(_hop_label(hop, previous.get(hop.event_id)))
+            _tool_calls(branch, hop)
+            grow(branch, hop.event_id)
 
     grow(root, None)
     if conflicts:
@@ -158,6 +161,16 @@ def _hop_label(hop: HopRecord, previous_version: int | None) -> Text:
         (skipped, "dim"),
         ("  " + short(hop.output, 60)) if hop.output else "",
     )
+
+
+def _tool_calls(node: Tree, hop: HopRecord) -> None:
+    """One line per tool call of the step: name, where it ran, status, latency, result size."""
+    for call in hop.tool_calls:
+        node.add(line(
+            ("tool ", "dim"), (call.name, "bold"), (f" @{call.server}" if call.server else ""),
+            "  ", (call.status, _STATUS_STYLE.get(call.status, "red")),
+            f"  {call.latency_ms:.0f} ms  {call.result_chars} chars  args {call.args_sha256[:12]}",
+            ("  " + short(call.arguments, 40)) if call.arguments else ""))
 
 
 def _conflict_label(conflict: StateConflict) -> Text:

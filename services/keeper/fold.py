@@ -26,11 +26,12 @@ from choreo.schemas import (
 )
 from choreo.schemas.codec import encode
 from choreo.schemas.ids import derive_event_id, fingerprint
-from choreo.schemas.records import STEP_REFUSED, Persona, ToolCall
+from choreo.schemas.records import STEP_REFUSED, Persona, ToolCallRecord
 from choreo.schemas.reducers import ReducerError, resolve
 from choreo.services.keeper import budget
 from choreo.services.runtime.shapes import field_shape, shape_hash
 from choreo.services.runtime.spec import ConflictPolicy, JoinSpec, MeshSpec
+from choreo.services.tools.record import from_payload
 
 TASK_SOURCE = "task"
 #: The outbox record type of the deadline sweep's decision to end a trace (see Keeper.sweep).
@@ -74,20 +75,18 @@ def situation(spec: MeshSpec, agent: str, fields: dict[str, Any]) -> str:
     return shape_hash(seen)
 
 
-def tool_calls(step: Envelope) -> list[ToolCall]:
-    """The step's tool calls as (name, arguments hash), from its payload's ``tool_calls``
-    (``{"name", "arguments"}`` or ``{"name", "args_hash"}``) and its ``tools`` results that
-    carry an ``args_hash``."""
-    calls = []
-    for entry in [*step.payload.get("tool_calls", ()), *step.payload.get("tools", ())]:
-        if not isinstance(entry, dict):
-            continue
-        name = entry.get("name") or entry.get("tool")
-        args = entry.get("args_hash")
-        if args is None and "arguments" in entry:
-            args = fingerprint(_sorted_json.encode(entry["arguments"]))
-        if isinstance(name, str) and isinstance(args, str):
-            calls.append(ToolCall(name=name, args_hash=args))
+def tool_calls(step: Envelope) -> list[ToolCallRecord]:
+    """The step's tool calls for its hop record: the calls its model made (payload
+    ``tool_calls``, as services.tools.record writes them) and the sandbox runs on its output
+    that carry their arguments' hash (payload ``tools``). What the watchdog's repeated-call
+    rule compares is the pair (name, ``args_sha256``)."""
+    calls = from_payload(step)
+    for entry in step.payload.get("tools", ()):
+        if isinstance(entry, dict) and isinstance(entry.get("tool"), str) \
+                and isinstance(entry.get("args_sha256"), str):
+            calls.append(ToolCallRecord(
+                name=entry["tool"], args_sha256=entry["args_sha256"],
+                status="ok" if entry.get("status") == "ok" else "error"))
     return calls
 
 

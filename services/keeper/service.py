@@ -352,7 +352,7 @@ class Keeper:
         else:
             forwards = [msgspec.structs.replace(
                 step, state=new.fields, state_version=new.version, delta=None,
-                personas=new.personas)]
+                personas=new.personas, totals=new.totals)]
             forwards += [self._join(join, step, new) for join in folded.joined]
             self._await(step.trace_id, [e.type for e in forwards if e.type in self._subscribers])
             self._forward(new, forwards, batch, headers_of(record))
@@ -385,7 +385,7 @@ class Keeper:
             event_id=derive_event_id(cause.event_id, join.field), trace_id=cause.trace_id,
             causation_id=cause.event_id, type=join.emit, source=join.field, hop=cause.hop,
             budget=snapshot.budget, state_version=snapshot.version, state=snapshot.fields,
-            personas=snapshot.personas,
+            personas=snapshot.personas, totals=snapshot.totals,
             payload={"join": join.name, "arrivals": snapshot.fields[join.field]},
             created_at=snapshot.updated_at,
         )
@@ -410,7 +410,8 @@ class Keeper:
             event_id=derive_event_id(admit.event_id, TASK_SOURCE, index),
             trace_id=admit.trace_id, causation_id=admit.event_id, type=event_type,
             source=TASK_SOURCE, hop=0, budget=snapshot.budget,
-            state_version=snapshot.version, state=snapshot.fields, created_at=at,
+            state_version=snapshot.version, state=snapshot.fields, totals=snapshot.totals,
+            created_at=at,
         ) for index, event_type in enumerate(self.spec.entry)]
         self._await(admit.trace_id, self.spec.entry)
         self._forward(snapshot, entries, batch, headers_of(record))

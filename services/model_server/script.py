@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from choreo.services.runtime import yamlfile
 from choreo.services.runtime.spec import Regex
@@ -25,14 +25,21 @@ class _Strict(BaseModel):
 
 
 class When(_Strict):
-    """Regexes searched in the conversation; every one given must match (``re.search``)."""
+    """Regexes searched in the conversation; every one given must match (``re.search``).
+
+    ``system`` is searched in the system messages, ``user`` in the user and assistant ones,
+    ``tool`` in the results of the tool calls made so far (``tool`` messages), ``model`` in
+    the requested model name.
+    """
 
     system: Regex | None = None
     user: Regex | None = None
+    tool: Regex | None = None
     model: Regex | None = None
 
-    def matches(self, system: str, user: str, model: str) -> bool:
-        pairs = ((self.system, system), (self.user, user), (self.model, model))
+    def matches(self, system: str, user: str, model: str, tool: str = "") -> bool:
+        pairs = ((self.system, system), (self.user, user), (self.model, model),
+                 (self.tool, tool))
         return all(pattern is None or re.search(pattern, text) for pattern, text in pairs)
 
 
@@ -40,9 +47,16 @@ class When(_Strict):
 ReplyFault = Literal["lone_surrogate", "gzip_lie", "trickle", "null_content", "server_error"]
 
 
+class ScriptedCall(_Strict):
+    """A function call the scripted model asks for (OpenAI ``tool_calls`` on the wire)."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
 class Rule(_Strict):
-    """A reply for conversations ``when`` matches: ``reply`` repeated ``repeat`` times, sent
-    as ``fault`` says.
+    """When the conversation matches, answer with ``reply`` (repeated ``repeat`` times, sent
+    as ``fault`` says) or ask for ``tool_calls``.
 
     Faults: ``lone_surrogate`` ends the text with the JSON escape of half an emoji
     (``\\ud83d``); ``gzip_lie`` says ``Content-Encoding: gzip`` over a plain body;
@@ -51,15 +65,22 @@ class Rule(_Strict):
     """
 
     when: When = Field(default_factory=When)
-    reply: str
+    reply: str | None = None
+    tool_calls: list[ScriptedCall] | None = Field(None, min_length=1)
     #: The reply is ``reply`` this many times over (a long answer without a long script).
     repeat: int = Field(1, ge=1, le=1_000_000)
     fault: ReplyFault | None = None
     trickle_interval_s: float = Field(0.2, gt=0)
 
+    @model_validator(mode="after")
+    def _one_answer(self) -> Rule:
+        if (self.reply is None) == (self.tool_calls is None):
+            raise ValueError("a rule needs exactly one of reply or tool_calls")
+        return self
+
     @property
     def text(self) -> str:
-        return self.reply * self.repeat
+        return (self.reply or "") * self.repeat
 
 
 class RateLimit(_Strict):
@@ -89,10 +110,10 @@ class Script(_Strict):
     def label(self) -> str:
         return f"scripted:{self.model}"
 
-    def rule(self, system: str, user: str, model: str) -> Rule:
+    def rule(self, system: str, user: str, model: str, tool: str = "") -> Rule:
         """The first matching rule, or one whose reply says plainly that none matched."""
         for rule in self.rules:
-            if rule.when.matches(system, user, model):
+            if rule.when.matches(system, user, model, tool):
                 return rule
         return Rule(reply=(f"[{self.label}] no scripted rule matched this conversation "
                            f"(model {model!r}; {len(self.rules)} rules)."))

@@ -88,7 +88,10 @@ class ScriptedServer(ThreadingHTTPServer):
 
 
 def _text(content: Any) -> str:
-    """Message content as text: a string, or the text parts of a list of content parts."""
+    """Message content as text: a string, or the text parts of a list of content parts
+    (``null``, as an assistant message asking for tool calls has, is empty)."""
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -125,8 +128,10 @@ def _tokens(text: str) -> int:
 def matching_rule(script: Script, model: str, messages: list[tuple[str, str]]) -> Rule:
     """The rule that answers a request (parsed by ``_parse_chat`` into model and messages)."""
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
-    user = "\n\n".join(text for role, text in messages if role not in ("system", "developer"))
-    return script.rule(system, user, model)
+    user = "\n\n".join(text for role, text in messages
+                       if role not in ("system", "developer", "tool"))
+    tool = "\n\n".join(text for role, text in messages if role == "tool")
+    return script.rule(system, user, model, tool)
 
 
 def completion(script: Script, rule: Rule, body: bytes,
@@ -135,26 +140,38 @@ def completion(script: Script, rule: Rule, body: bytes,
     script and request. A reply longer than the request's ``max_tokens`` is cut there
     (``finish_reason: length``), as real servers do. Usage counts the rule's text even when
     its fault drops the content."""
-    reply, finish = rule.text, "stop"
-    limit = json.loads(body).get("max_tokens")
-    if isinstance(limit, int) and _tokens(reply) > limit:  # a word is a token here
-        reply, finish = " ".join(reply.split()[:limit]), "length"
+    digest = hashlib.sha256(body).hexdigest()
+    message: dict[str, Any]
+    if rule.tool_calls is None:
+        reply, finish = rule.text, "stop"
+        limit = json.loads(body).get("max_tokens")
+        if isinstance(limit, int) and _tokens(reply) > limit:  # a word is a token here
+            reply, finish = " ".join(reply.split()[:limit]), "length"
+        completion_tokens = _tokens(reply)
+        content: str | None = reply
+        if rule.fault == "lone_surrogate":
+            content = reply + "\ud83d"  # json.dumps writes it as the escape \ud83d, alone
+        elif rule.fault == "null_content":
+            content = None
+        message = {"role": "assistant", "content": content}
+    else:
+        arguments = [json.dumps(c.arguments, sort_keys=True) for c in rule.tool_calls]
+        message = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{digest[:16]}_{i}", "type": "function",
+             "function": {"name": c.name, "arguments": args}}
+            for i, (c, args) in enumerate(zip(rule.tool_calls, arguments, strict=True))]}
+        completion_tokens = sum(_tokens(args) + 1 for args in arguments)
+        finish = "tool_calls"
     prompt_tokens = sum(_tokens(text) for _, text in messages)
-    completion_tokens = _tokens(reply)
-    content: str | None = reply
-    if rule.fault == "lone_surrogate":
-        content = reply + "\ud83d"  # json.dumps writes it as the escape \ud83d, alone
-    elif rule.fault == "null_content":
-        content = None
     response: dict[str, Any] = {
-        "id": "chatcmpl-scripted-" + hashlib.sha256(body).hexdigest()[:24],
+        "id": "chatcmpl-scripted-" + digest[:24],
         "object": "chat.completion",
         "created": int(time.time()),
         "model": script.label,
         "system_fingerprint": FINGERPRINT,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": content},
+            "message": message,
             "finish_reason": finish,
         }],
     }

@@ -59,7 +59,9 @@ from choreo.services.runtime.spec import ModelTier
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
 
-Message = dict[str, str]
+#: One chat message: ``role`` and ``content``, plus ``tool_calls`` (assistant) or
+#: ``tool_call_id`` (tool) in a tool-calling conversation.
+Message = dict[str, Any]
 
 SCRIPTED_PROVIDER = "choreo.scripted"
 #: The most bytes of one response body the client reads (a guard against runaway replies).
@@ -79,12 +81,36 @@ _OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERAT
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for; ``arguments`` is the JSON text it sent."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Completion:
-    """One model answer; ``scripted`` is true when an offline scripted model wrote it."""
+    """One model answer; ``scripted`` is true when an offline scripted model wrote it.
+
+    ``tool_calls`` holds the calls the model asked for instead of (or besides) answering;
+    ``text`` is then often empty.
+    """
 
     text: str
     usage: Usage
     scripted: bool
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def message(self) -> Message:
+        """The answer as the assistant message that continues the conversation."""
+        message: Message = {"role": "assistant", "content": self.text}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls]
+        return message
 
 
 class ModelError(RuntimeError):
@@ -206,6 +232,23 @@ class _Tries:
     count: int = 0
 
 
+def _cleaned(message: Message) -> Message:
+    """``message`` with its text content free of lone surrogates (``None``, as an assistant
+    message asking for tools has, stays ``None``)."""
+    content = message.get("content")
+    return {**message, "content": clean_text(content)} if isinstance(content, str) else message
+
+
+def _tool_call(data: Any) -> ToolCall:
+    """One entry of a response's ``tool_calls``; raises ``KeyError``/``TypeError`` if malformed."""
+    function = data["function"]
+    arguments = function.get("arguments") or "{}"
+    if not isinstance(data["id"], str) or not isinstance(function["name"], str) \
+            or not isinstance(arguments, str):
+        raise TypeError("tool call id, name and arguments must be strings")
+    return ToolCall(id=data["id"], name=function["name"], arguments=arguments)
+
+
 class ModelClient:
     """Chat completions against one tier's endpoint. Use as an async context manager."""
 
@@ -293,25 +336,30 @@ class ModelClient:
         temperature: float | None = None,
         max_tokens: int | None = None,
         deadline: datetime | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
         """One chat completion, done by ``deadline`` (the trace's, if it has one).
 
-        Raises ``OverBudget`` (no request made) when the step's allowance cannot pay for it,
-        and ``ModelError`` once retrying cannot help or the deadline has passed; its
-        ``usage`` counts what the provider billed. Lone surrogates in the answer are replaced
-        (see ``schemas.codec.clean_text``), so the text always encodes.
+        ``tools`` (OpenAI function-calling entries) are offered to the model; the calls it
+        asks for come back in ``Completion.tool_calls``. Raises ``OverBudget`` (no request
+        made) when the step's allowance cannot pay for it, and ``ModelError`` once retrying
+        cannot help or the deadline has passed; its ``usage`` counts what the provider
+        billed. Lone surrogates in the answer are replaced (see ``schemas.codec.clean_text``),
+        so the text always encodes.
         """
         spending = allowance.current()
         if spending is not None:
             max_tokens = spending.cap(messages, self.tier, max_tokens)
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [{**m, "content": clean_text(m["content"])} for m in messages],
+            "messages": [_cleaned(m) for m in messages],
             "temperature": self.temperature if temperature is None else temperature,
             "stream": False,
         }
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
+        if tools:
+            body["tools"] = tools
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": self.model,
@@ -347,8 +395,7 @@ class ModelClient:
             if telemetry.record_content():
                 span.set_attributes({
                     "gen_ai.input.messages": json.dumps(messages),
-                    "gen_ai.output.messages": json.dumps(
-                        [{"role": "assistant", "content": completion.text}]),
+                    "gen_ai.output.messages": json.dumps([completion.message()]),
                 })
             span.set_attributes({
                 "gen_ai.response.model": usage.model or self.model,
@@ -385,14 +432,19 @@ class ModelClient:
         try:
             if payload is None:
                 raise ValueError("the body is not JSON")
-            text = payload["choices"][0]["message"]["content"]
+            message = payload["choices"][0]["message"]
+            tool_calls = tuple(_tool_call(c) for c in message.get("tool_calls") or ())
+            text = message.get("content")
+            if text is None and tool_calls:  # asking for tools instead of answering
+                text = ""
             if not isinstance(text, str):
                 raise TypeError(f"message content is {type(text).__name__}, not text")
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ModelError("bad_response", self._failure(
                 f"not a chat completion ({type(exc).__name__}: {exc})", tries.count),
                 tries.count, usage) from None
-        return Completion(text=clean_text(text), usage=usage, scripted=scripted)
+        return Completion(text=clean_text(text), usage=usage, scripted=scripted,
+                          tool_calls=tool_calls)
 
     async def _post(self, body: dict[str, Any], estimated: int,
                     tries: _Tries) -> tuple[bytes, bool]:

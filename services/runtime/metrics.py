@@ -68,6 +68,8 @@ USAGE_ESTIMATED = Counter("choreo_model_usage_estimated_total",
                           "Model answers without usage, counted by the token estimate.",
                           ["model"])
 TOOL_RUNS = Counter("choreo_tool_runs_total", "Tool runs by status.", ["tool", "status"])
+TOOL_CALLS = Counter("choreo_tool_calls_total", "Tool calls a model asked for, by outcome.",
+                     ["tool", "status"])
 VERDICTS = Counter("choreo_verdicts_total", "Watchdog verdicts by action and reason.",
                    ["action", "reason"])
 CONFLICTS = Counter("choreo_state_conflicts_total", "State write conflicts by field and policy.",

@@ -29,7 +29,9 @@ NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,62}$"
 TOPIC_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
 
 ConflictPolicy = Literal["last_writer_wins", "first_writer_wins", "reject"]
-AgentKind = Literal["model", "router", "supervisor"]
+AgentKind = Literal["model", "router", "supervisor", "python"]
+#: ``package.module:attribute`` (the attribute may be dotted), as a Python handler or tool.
+IMPORT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 #: What kind of work an agent's steps are; ``auto`` tiers route by it (docs/MODELS.md).
 TaskKind = Literal["classification", "validation", "formatting", "summarization", "reasoning"]
 CHEAP_KINDS: frozenset[str] = frozenset(
@@ -134,15 +136,56 @@ class Route(_Strict):
 
 
 class ToolSpec(_Strict):
-    """A tool run on the model's output before routing (see services.agent.tools).
+    """The sandbox as a tool (see services.agent.tools and services.tools.sandbox).
 
-    ``sandbox`` runs the output's Python code blocks in the sandbox service; ``files`` puts
-    state fields (their code block, else their text) next to the code, by file name.
+    By default it runs the model's output: the output's Python code blocks run in the sandbox
+    service before routing. With ``call: true`` it is offered to the model instead, as the
+    function ``sandbox(code)`` the model calls when it wants to run code. ``files`` puts state
+    fields (their code block, else their text) next to the code, by file name.
     """
 
     name: Literal["sandbox"]
     files: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(10.0, gt=0, le=60)
+    call: bool = False
+
+
+class FunctionToolSpec(_Strict):
+    """A Python function the model may call, by import path (see services.tools.function).
+
+    The import resolves against the mesh file's folder and ``python_path``; a
+    ``timeout_s`` here overrides the agent's ``tool_timeout_s`` for this tool.
+    """
+
+    function: str = Field(pattern=IMPORT_PATTERN)
+    timeout_s: float | None = Field(None, gt=0)
+
+
+class McpServerSpec(_Strict):
+    """An MCP server whose tools the model may call (see services.tools.mcp).
+
+    ``mcp`` names the server (in hop records and spans). Give ``command`` to start it as a
+    child process spoken to over stdio (run in the mesh file's folder; ``python`` means the
+    agent's own interpreter), or ``url`` to reach a streamable HTTP server. Its tools are
+    listed when the agent starts; ``tools`` keeps only those named.
+    """
+
+    mcp: str = Field(pattern=NAME_PATTERN)
+    command: list[str] | None = Field(None, min_length=1)
+    url: str | None = Field(None, pattern=r"^https?://")
+    env: dict[str, str] = Field(default_factory=dict)
+    tools: list[str] | None = None
+    #: Seconds to start and list the server, and for each call.
+    timeout_s: float = Field(60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs exactly one of command (stdio) or url (HTTP)")
+        return self
+
+
+AnyToolSpec = ToolSpec | FunctionToolSpec | McpServerSpec
 
 
 class RoutingSpec(_Strict):
@@ -190,8 +233,8 @@ class AgentSpec(_Strict):
 
     name: str = Field(pattern=NAME_PATTERN)
     subscribe: list[str] = Field(min_length=1)
-    persona: str
-    model: str
+    persona: str = ""
+    model: str = ""
     reads: list[str] | None = None
     writes: dict[str, Any] = Field(default_factory=dict)
     routes: list[Route] = Field(default_factory=list)
@@ -203,7 +246,15 @@ class AgentSpec(_Strict):
     kind: AgentKind = "model"
     classify: Literal["rules", "model"] = "rules"
     plan: PlanSpec | None = None
-    tools: list[ToolSpec] = Field(default_factory=list)
+    tools: list[AnyToolSpec] = Field(default_factory=list)
+    # Tool calling (docs/AGENTS.md): the model's tool calls per step, and each call's limit.
+    max_tool_calls: int = Field(8, ge=0, le=256)
+    tool_timeout_s: float = Field(30.0, gt=0)
+    # Python agents (docs/AGENTS.md): the function's import path, the event types it may emit
+    # and how long one step may run.
+    handler: str | None = Field(None, pattern=IMPORT_PATTERN)
+    emit: list[str] = Field(default_factory=list)
+    timeout_s: float = Field(60.0, gt=0)
     # Model tiers (docs/MODELS.md): with ``model: auto`` the mesh's routing picks the tier.
     task_kind: TaskKind | None = None
     context: ContextSpec | None = None
@@ -220,6 +271,16 @@ class AgentSpec(_Strict):
 
     @model_validator(mode="after")
     def _fits_kind(self) -> AgentSpec:
+        if (self.handler is not None) != (self.kind == "python"):
+            raise ValueError("handler: a python agent needs a handler, and only it has one")
+        if self.emit and self.kind != "python":
+            raise ValueError("emit: only a python agent lists the event types it emits")
+        if self.kind != "python" and not (self.persona and self.model):
+            raise ValueError("persona, model: an agent that asks a model needs both")
+        if self.tools and self.kind != "model":
+            raise ValueError("tools: only a model agent runs tools")
+        if self.kind == "python":
+            return self
         if (self.plan is not None) != (self.kind == "supervisor"):
             raise ValueError("plan: a supervisor needs a plan, and only a supervisor has one")
         if self.kind != "supervisor" and not self.routes:
@@ -230,15 +291,23 @@ class AgentSpec(_Strict):
             if self.classify == "model" and any(r.label is None for r in self.routes):
                 raise ValueError("routes: a router that classifies with a model needs a "
                                  "label on every route (the answer that picks it)")
-        if self.tools and self.kind != "model":
-            raise ValueError("tools: only a model agent runs tools")
+        names = [t.mcp for t in self.tools if isinstance(t, McpServerSpec)]
+        if len(names) != len(set(names)):
+            raise ValueError(f"tools: duplicate MCP server names {sorted(names)}")
         return self
 
     @property
     def emits(self) -> set[str]:
-        """Every event type this agent may emit: its routes', or its plan's assignments."""
+        """Every event type this agent may emit: its routes', its plan's assignments, or the
+        ``emit`` list of a python agent."""
         assigned = {s.assign for s in self.plan.stages} if self.plan else set()
-        return {r.emit for r in self.routes if r.emit} | assigned
+        return {r.emit for r in self.routes if r.emit} | assigned | set(self.emit)
+
+    @property
+    def called_tools(self) -> list[FunctionToolSpec | McpServerSpec | ToolSpec]:
+        """The tools the model calls (functions, MCP servers, the sandbox with ``call``),
+        as opposed to the sandbox run on the output."""
+        return [t for t in self.tools if not isinstance(t, ToolSpec) or t.call]
 
 
 class FieldSpec(_Strict):
@@ -304,6 +373,8 @@ class MeshSpec(_Strict):
     watchdog: WatchdogSpec = Field(default_factory=WatchdogSpec)
     joins: list[JoinSpec] = Field(default_factory=list)
     routing: RoutingSpec | None = None
+    #: Folders where python handlers and tools are imported from, besides the mesh's own.
+    python_path: list[Path] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _names_resolve(self) -> MeshSpec:
@@ -365,6 +436,7 @@ def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None,
         raise SpecError(yamlfile.describe(source, "mesh spec", exc, document)) from None
     if base_dir is None:
         return spec
+    python_path = [(base_dir / p).resolve() for p in spec.python_path] + [base_dir.resolve()]
     models = {
         name: tier.model_copy(update={"script": (base_dir / tier.script).resolve()})
         if tier.script is not None and not tier.script.is_absolute()
@@ -376,7 +448,7 @@ def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None,
                if tier.script is not None and not tier.script.is_file()]
     if missing:
         raise SpecError(yamlfile.describe_problems(source, "mesh spec", missing, document))
-    return spec.model_copy(update={"models": models})
+    return spec.model_copy(update={"models": models, "python_path": python_path})
 
 
 def load_mesh(path: str | Path) -> MeshSpec:

@@ -85,7 +85,7 @@ def _field_uses(agent: AgentSpec) -> Iterator[tuple[Loc, str]]:
         if route.output is not None:
             yield ("routes", j, "output"), route.output
     for t, tool in enumerate(agent.tools):
-        for file_name, name in tool.files.items():
+        for file_name, name in getattr(tool, "files", {}).items():  # the sandbox's files
             yield ("tools", t, "files", file_name), name
     if agent.context is not None:
         for k, name in enumerate(agent.context.history):
@@ -210,7 +210,7 @@ def check_tiers(spec: MeshSpec) -> Iterator[Problem]:
                               "the cheap and premium tiers")
             if agent.kind != "model":
                 yield Problem(("agents", i, "model"), "only a model agent may use 'auto'")
-        elif agent.model not in spec.models:
+        elif agent.model and agent.model not in spec.models:  # a python agent may have none
             yield Problem(("agents", i, "model"), unknown(agent.model))
         tier = agent.context.tier if agent.context else None
         if tier is not None and tier not in spec.models:

@@ -87,7 +87,7 @@ class TraceWatch(msgspec.Struct, kw_only=True):
     #: Recent whole-state shapes, and the hops at which the state went back to one of them.
     shapes: list[Seen] = msgspec.field(default_factory=list)
     revisits: list[Seen] = msgspec.field(default_factory=list)
-    #: Every tool call of the trace, keyed ``name|args_hash``.
+    #: Every tool call of the trace, keyed ``name|args_sha256``.
     tool_calls: list[Seen] = msgspec.field(default_factory=list)
     verdicts: list[str] = msgspec.field(default_factory=list)
     halted: bool = False
@@ -226,7 +226,7 @@ def tool_repeat(calls: list[Seen], agent: str, hop: int, repeats: int) -> Eviden
         if len(hops) >= repeats:
             name, _, args_hash = key.partition("|")
             return Evidence(rule="tool_repeat", agent=agent, hops=hops[-repeats:],
-                            details={"tool": name, "args_hash": args_hash,
+                            details={"tool": name, "args_sha256": args_hash,
                                      "calls": len(hops)})
     return None
 

@@ -147,7 +147,7 @@ class Watchdog:
             oldest = watch.shapes[0].hop
             watch.revisits = [r for r in watch.revisits if r.hop > oldest]
         if hop.tool_calls:
-            watch.tool_calls += [Seen(hop.hop, f"{c.name}|{c.args_hash}") for c in hop.tool_calls]
+            watch.tool_calls += [Seen(hop.hop, f"{c.name}|{c.args_sha256}") for c in hop.tool_calls]
             found.append(tool_repeat(watch.tool_calls, hop.agent, hop.hop, spec.tool_repeats))
         return [e for e in found if e is not None]
 

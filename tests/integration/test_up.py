@@ -23,6 +23,7 @@ EXAMPLE_TASKS = {
     "research": "Should we move our batch jobs to event streams?",
     "triage": "The app crashes when I upload a photo.",
     "supervised-writing": "Why do agents need shared, versioned state?",
+    "support-desk": "My order 1042 arrived broken, can I get a refund?",
     "code-fix": "Write slugify(title) in solution.py: lowercase words of letters and digits, "
                 "joined by single hyphens, punctuation dropped.",
 }

@@ -1,6 +1,6 @@
 """The healthy examples, watched: the watchdog reads every one of their hops and says nothing.
 
-Both meshes start with their watchdogs at once, so their slow group joins overlap.
+The meshes start with their watchdogs at once, so their slow group joins overlap.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 TASKS = {
     "writer-editor": "Write about event-driven systems.",
     "research": "Should we move our batch jobs to event streams?",
+    "support-desk": "My order 1042 arrived broken, can I get a refund?",
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from choreo.schemas import HopRecord, Totals
-from choreo.schemas.records import ToolCall
+from choreo.schemas.records import ToolCallRecord
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -22,5 +22,5 @@ def hop(n: int, agent: str, *, state: str, fingerprint: str, output: str,
         totals=Totals(hops=n, tokens_in=tokens * n, tokens_out=tokens * n),
         created_at=T0 + timedelta(seconds=n), situation=situation, read_version=n - 1,
         field_hashes=fields or {},
-        tool_calls=[ToolCall(name=name, args_hash=args) for name, args in tools or ()],
+        tool_calls=[ToolCallRecord(name=name, args_sha256=args) for name, args in tools or ()],
     )

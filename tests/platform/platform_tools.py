@@ -1,0 +1,31 @@
+"""Python tools for the platform tests: one that works, one that raises, one that hangs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import choreo
+
+
+@choreo.tool
+def add(a: int, b: int) -> int:
+    """Add two integers.
+
+    Args:
+        a: The first.
+        b: The second.
+    """
+    return a + b
+
+
+@choreo.tool
+async def boom() -> str:
+    """Always fails."""
+    raise RuntimeError("boom")
+
+
+@choreo.tool
+async def slow() -> str:
+    """Never answers."""
+    await asyncio.sleep(3600)
+    return "late"

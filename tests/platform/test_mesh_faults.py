@@ -1,0 +1,181 @@
+"""A Python agent and a tool-calling model agent in one mesh, through real processes and the
+real broker: state folded, budgets enforced, one terminal record per task, MCP over stdio and
+HTTP, and every way user code can go wrong ending as a step failure or a tool error, never a
+service exit."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.commands import CHOREO
+from tests.conftest import EXAMPLES, RunningMesh, wait_until
+from tests.platform.conftest import HERE, observed_env, scrape
+from tests.telemetry.otlp import OtlpReceiver
+
+pytestmark = pytest.mark.integration
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def kb_over_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The example's knowledge-base MCP server, as its own process on streamable HTTP."""
+    port = _free_port()
+    path = tmp_path_factory.mktemp("kb-http") / "kb.log"
+    log = path.open("w")
+    server = subprocess.Popen([sys.executable, str(EXAMPLES / "support-desk" / "kb_server.py"),
+                               "--http", str(port)], stdout=log, stderr=subprocess.STDOUT)
+    try:  # generous: on a loaded machine importing the server's web stack takes a while
+        wait_until(lambda: _listening(port) or server.poll() is not None, 240,
+                   message="the MCP server over HTTP")
+        assert server.poll() is None, path.read_text()
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+
+
+def faults_mesh(kb_url: str) -> dict[str, Any]:
+    return {
+        "name": "platform-faults",
+        "entry": ["job"],
+        "python_path": [str(HERE)],
+        "state": {"seen": {"reducer": "replace"}, "answer": {"reducer": "replace"}},
+        "models": {"scripted": {"model": "platform", "script": str(HERE / "model.yaml"),
+                                "price_in_per_mtok": 1.0, "price_out_per_mtok": 1.0}},
+        "budgets": {"max_hops": 6, "max_seconds": 120},
+        "agents": [
+            {"name": "dispatch", "kind": "python", "handler": "handlers:dispatch",
+             "subscribe": ["job"], "emit": ["tools.asked", "spend.asked", "unreachable.asked"],
+             "timeout_s": 2},
+            {"name": "spender", "kind": "python", "handler": "handlers:spender",
+             "subscribe": ["spend.asked"], "model": "scripted"},
+            {"name": "stranded", "subscribe": ["unreachable.asked"], "model": "scripted",
+             "persona": "You are the tool tester.", "routes": [{"fail": True}],
+             "tools": [{"mcp": "gone", "command": ["python", "-c", "raise SystemExit(3)"],
+                        "timeout_s": 5}]},
+            {"name": "toolbot", "subscribe": ["tools.asked"], "model": "scripted",
+             "persona": "You are the tool tester.", "reads": ["input"],
+             "tools": [{"function": "platform_tools:add"},
+                       {"function": "platform_tools:boom"},
+                       {"function": "platform_tools:slow", "timeout_s": 1},
+                       {"mcp": "calc", "command": ["python", str(HERE / "calc_mcp.py")]},
+                       {"mcp": "kb", "url": kb_url}],
+             "max_tool_calls": 8, "writes": {"answer": "{output}"},
+             "routes": [{"when": "^DONE", "finish": True, "output": "answer"},
+                        {"fail": True}]},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def mesh(start_mesh_processes: Callable[..., RunningMesh], kb_over_http: str,
+         receiver: OtlpReceiver, metrics_targets: Path,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
+    with start_mesh_processes(faults_mesh(kb_over_http),
+                              base_dir=tmp_path_factory.mktemp("faults"),
+                              env=observed_env(receiver, metrics_targets)) as running:
+        yield running
+
+
+def test_python_agent_state_and_every_kind_of_tool_call(mesh: RunningMesh,
+                                                        receiver: OtlpReceiver,
+                                                        metrics_targets: Path) -> None:
+    trace_id = mesh.submit("go")
+    result = mesh.result(trace_id)
+    assert result.status == "completed", result.reason
+    assert result.output == "DONE: every tool answered"
+    seen = mesh.snapshot(trace_id).fields["seen"]
+    assert seen == {"version": 1, "hop": 1, "hops_left": 5, "trace": trace_id,
+                    "read_only": True, "event": "job"}
+    dispatch, toolbot = mesh.hops(trace_id)
+    assert dispatch.agent == "dispatch" and dispatch.status == "ok"
+    statuses = [(c.name, c.status, c.server) for c in toolbot.tool_calls]
+    assert statuses == [("add", "ok", None), ("boom", "error", None),
+                        ("slow", "timeout", None), ("multiply", "ok", "mcp:calc"),
+                        ("kb_search", "ok", "mcp:kb"), ("add", "invalid", None)]
+    assert len({(c.name, c.args_sha256) for c in toolbot.tool_calls}) == 6
+    assert len(mesh.results(trace_id)) == 1
+    text = scrape(metrics_targets, "agent:toolbot")
+    for tool, status in (("multiply", "ok"), ("kb_search", "ok"), ("boom", "error"),
+                         ("slow", "timeout"), ("add", "invalid")):
+        assert f'choreo_tool_calls_total{{status="{status}",tool="{tool}"}} 1.0' in text
+    spans = wait_until(lambda: {s.attributes.get("choreo.tool.server") for s in receiver.spans()
+                                if s.name in ("execute_tool multiply", "execute_tool kb_search")
+                                } >= {"mcp:calc", "mcp:kb"}, 30, message="MCP tool spans")
+    assert spans
+    shown = subprocess.run([*CHOREO, "trace", trace_id], env=mesh.env(), capture_output=True,
+                           text=True, timeout=120)
+    assert "tool multiply @mcp:calc" in shown.stdout
+    assert "tool kb_search @mcp:kb" in shown.stdout
+    assert "timeout" in shown.stdout
+
+
+@pytest.mark.parametrize(("task", "reason"), [
+    ("raise", "dispatch: LookupError: no order 7 on file"),
+    ("hang", "dispatch: handler did not return within 2s"),
+    ("wrong", "dispatch: handler returned dict, not a choreo.Result"),
+    ("elsewhere", "dispatch: emitted 'elsewhere', not in its emit list ['tools.asked', "
+                  "'spend.asked', 'unreachable.asked']"),
+    ("unjson", "dispatch: writes or output are not JSON"),
+])
+def test_broken_user_code_fails_the_step_not_the_service(mesh: RunningMesh, task: str,
+                                                         reason: str) -> None:
+    trace_id = mesh.submit(task)
+    result = mesh.result(trace_id)
+    assert result.status == "failed"
+    assert result.reason is not None and result.reason.startswith(reason), result.reason
+    assert [h.status for h in mesh.hops(trace_id)] == ["failed"]
+    assert mesh.group.failed() == []
+
+
+def test_an_mcp_server_that_cannot_start_fails_the_step_not_the_service(
+        mesh: RunningMesh) -> None:
+    trace_id = mesh.submit("unreachable")
+    result = mesh.result(trace_id)
+    assert result.status == "failed"
+    assert result.reason is not None
+    assert result.reason.startswith("stranded: tools unavailable: mcp:gone:"), result.reason
+    assert mesh.group.failed() == []
+
+
+def test_a_python_agent_is_stopped_by_the_token_budget(mesh: RunningMesh) -> None:
+    trace_id = mesh.submit("spend", budget={"max_tokens": 60})
+    result = mesh.result(trace_id)
+    assert result.status == "halted"
+    assert result.reason == "spender: token budget exhausted"
+    spent = result.usage.tokens_in + result.usage.tokens_out
+    assert 60 <= spent < 60 + 13  # at most one call past the line: checked before each call
+
+
+def test_a_model_repeating_a_tool_call_is_cut_at_max_tool_calls(mesh: RunningMesh) -> None:
+    trace_id = mesh.submit("LOOP")
+    result = mesh.result(trace_id)
+    assert result.status == "completed", result.reason
+    assert result.output == "DONE: gave up looping"
+    calls = mesh.hops(trace_id)[1].tool_calls
+    assert [c.status for c in calls] == ["ok"] * 8 + ["refused"]
+    assert len({(c.name, c.args_sha256) for c in calls}) == 1
+
+
+def test_services_keep_serving_after_every_failure(mesh: RunningMesh) -> None:
+    trace_id = mesh.submit("go again")
+    assert mesh.result(trace_id).status == "completed"
+    assert mesh.group.failed() == []
