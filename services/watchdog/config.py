@@ -55,6 +55,6 @@ class WatchdogSpec(BaseModel):
         DEBUGGER_PROMPT, min_length=1, description="system prompt of a persona-shifted agent"
     )
     halt_after_shift: int = Field(
-        2, ge=1, description="hops of an agent still showing loop evidence after its shift "
-        "that halt the trace",
+        1, ge=1, description="hops of an agent that ran with its shifted persona and still "
+        "show loop evidence, that halt the trace",
     )

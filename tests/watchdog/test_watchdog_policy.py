@@ -63,14 +63,14 @@ def test_cycle_shifts_each_agent_then_halts_once() -> None:
     assert summary(answers) == [
         (3, "persona_shift", "loop.cycle", "writer"),
         (4, "persona_shift", "loop.cycle", "editor"),
-        (7, "halt", "loop.cycle", "writer"),
+        (5, "halt", "loop.cycle", "writer"),
     ]
     shift = answers[0][1]
     assert shift.temperature == SPEC.shift_temperature
     assert shift.system_prompt == SPEC.shift_system_prompt
     assert shift.evidence["matched"][0]["hops"] == [1, 3]
     halt = answers[2][1]
-    assert halt.evidence["shifted_at"] == 3 and halt.evidence["after_shift"] == [5, 7]
+    assert halt.evidence["shifted_at"] == 3 and halt.evidence["after_shift"] == [5]
 
 
 def test_verdict_ids_are_deterministic() -> None:
@@ -212,7 +212,7 @@ def test_one_line_replies_that_differ_by_a_number_are_stuck() -> None:
                for n in range(1, 8)]
     answers = summary(feed(Watchdog(SPEC, Budget()), TraceWatch(trace_id="t1"), records))
     assert answers[:2] == [(4, "persona_shift", "loop.stuck", "poller"),
-                           (6, "halt", "loop.stuck", "poller")]
+                           (5, "halt", "loop.stuck", "poller")]
 
 
 def test_the_same_tool_call_again_and_again_is_a_loop() -> None:
@@ -241,7 +241,7 @@ def test_evidence_from_steps_that_ran_before_the_shift_took_effect_does_not_halt
     loop = [hop(n, "writer", state="s", fingerprint="f", output="same") for n in range(1, 7)]
     answers = [(h.hop, a) for h in loop for a in dog.on_hop(watch, h, T0)]
     assert summary(answers) == [(2, "persona_shift", "loop.cycle", "writer")]
-    # the keeper applies the shift at version 6: only steps that read it can halt the trace
-    dog.on_snapshot(watch, SnapshotHead(trace_id="t1", version=6, personas={"writer": {}}), T0)
+    # the keeper applies the shift at version 7: only steps that read it can halt the trace
+    dog.on_snapshot(watch, SnapshotHead(trace_id="t1", version=7, personas={"writer": {}}), T0)
     later = [hop(n, "writer", state="s", fingerprint="f", output="same") for n in range(7, 10)]
     assert summary(feed(dog, watch, later)) == [(8, "halt", "loop.cycle", "writer")]
