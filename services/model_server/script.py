@@ -51,6 +51,9 @@ class RateLimit(_Strict):
 class Faults(_Strict):
     rate_limit: RateLimit | None = None
     down: bool = False
+    #: Request fields answered with HTTP 400, as newer OpenAI models refuse ``temperature``
+    #: and ``max_tokens`` (they take ``max_completion_tokens``).
+    rejects: list[str] = Field(default_factory=list)
 
 
 class Script(_Strict):

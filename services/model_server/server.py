@@ -188,6 +188,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.count("bad_request")
             self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
             return
+        refused = sorted(set(script.faults.rejects) & set(json.loads(body)))
+        if refused:
+            self.server.count("bad_request")
+            self._error(HTTPStatus.BAD_REQUEST, f"unsupported parameter: {', '.join(refused)}",
+                        "unsupported_parameter")
+            return
         response = completion(script, body, requested, messages)
         if script.latency_ms:
             time.sleep(script.latency_ms / 1000)  # simulated model latency
