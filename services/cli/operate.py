@@ -153,8 +153,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     mesh_path = Path(args.mesh)
     spec = load_mesh(mesh_path)
-    output.console.rule(output.line(("Choreo Mesh demo", "bold"),
-                                    f": {spec.name} (scripted model, offline)"))
+    output.say(("Choreo Mesh demo", "bold"), f": {spec.name} (scripted model, offline)")
     with broker_session() as broker:
         output.say(f"broker ({broker.kind}) at {broker.bootstrap}")
         with output.err.status("starting keeper and agents…"):
