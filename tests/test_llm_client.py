@@ -181,6 +181,8 @@ def test_environment_overrides_url_model_and_temperature(url: str) -> None:
     client = ModelClient.for_tier("fast-local", spec_tier, environ={
         "CHOREO_MODEL_FAST_LOCAL_BASE_URL": url,
         "CHOREO_MODEL_FAST_LOCAL_MODEL": "override-model",
+        "CHOREO_MODEL_FAST_LOCAL_PRICE_IN_PER_MTOK": "1",
+        "CHOREO_MODEL_FAST_LOCAL_PRICE_OUT_PER_MTOK": "2",
         "CHOREO_MODEL_FAST_LOCAL_TEMPERATURE": "0.9",
     })
     assert (client.model, client.temperature) == ("override-model", 0.9)

@@ -164,8 +164,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     mesh_path = Path(args.mesh)
     spec = load_mesh(mesh_path)
-    output.console.rule(output.line(("Choreo Mesh demo", "bold"),
-                                    f": {spec.name} (scripted model, offline)"))
+    output.say(("Choreo Mesh demo", "bold"), f": {spec.name} (scripted model, offline)")
     with broker_session() as broker:
         output.say(f"broker ({broker.kind}) at {broker.bootstrap}")
         with output.err.status("starting keeper and agents…"):
@@ -181,17 +180,20 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(add: AddCommand) -> None:
-    p = add("broker", cmd_broker, "start the embedded broker, or Apache Kafka with --kafka")
-    p.add_argument("--port", type=int, default=None, help="port (default: a free one)")
+    p = add("broker", cmd_broker, "start the embedded Kafka-compatible broker (data in memory "
+            "only), or Apache Kafka with --kafka")
+    p.add_argument("--port", type=int, default=None,
+                   help="TCP port on 127.0.0.1 (default: a free one)")
     p.add_argument("--kafka", action="store_true",
                    help="Apache Kafka (KRaft, one node) from its jars; needs Java 17")
-    p.add_argument("--log", default=None, help="append the broker's own log to this file")
+    p.add_argument("--log", default=None, metavar="FILE",
+                   help="append the broker's own log to this file (default: none)")
 
     p = add("topics", cmd_topics, "create every topic a mesh needs")
-    p.add_argument("--mesh", required=True)
+    p.add_argument("--mesh", required=True, help="the mesh spec (YAML)")
 
     p = add("schema", cmd_schema, "export the wire contract (JSON Schema + AsyncAPI)")
-    p.add_argument("action", choices=["export"])
+    p.add_argument("action", choices=["export"], help="export")
     p.add_argument("--out", default=None, metavar="FOLDER",
                    help="folder to write (default: schemas/json under the current folder); "
                    "with --check, folder to check (default: the installed package's files)")
@@ -199,24 +201,37 @@ def register(add: AddCommand) -> None:
                    help="exit 1 if the files differ from the code instead of writing them")
 
     p = add("model-server", cmd_model_server, "serve a scripted model over the OpenAI API")
-    p.add_argument("script")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0)
+    p.add_argument("script", help="the model script (YAML)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0,
+                   help="TCP port (default: 0, a free one, announced on stdout)")
 
     p = add("run", cmd_run, "run one service in the foreground (what a container runs)")
-    p.add_argument("service", choices=["keeper", "agent", "watchdog", "sandbox"])
-    p.add_argument("--mesh", default=None)
-    p.add_argument("--agent", default=None)
-    p.add_argument("--socket", default=None, help="sandbox: Unix socket path")
-    p.add_argument("--port", type=int, default=None, help="sandbox: TCP port on loopback")
+    p.add_argument("service", choices=["keeper", "agent", "watchdog", "sandbox"],
+                   help="the service to run")
+    p.add_argument("--mesh", default=None,
+                   help="the mesh spec (YAML); required but for the sandbox (default: none)")
+    p.add_argument("--agent", default=None, metavar="NAME",
+                   help="with agent: the agent to run, as named in the spec (default: none)")
+    p.add_argument("--socket", default=None,
+                   help="sandbox: Unix socket path (default: /run/choreo-sandbox/sandbox.sock "
+                   "unless only --port is given)")
+    p.add_argument("--port", type=int, default=None,
+                   help="sandbox: TCP port on loopback (default: none)")
 
-    p = add("up", cmd_up, "start every service of a mesh as its own process")
-    p.add_argument("mesh")
-    p.add_argument("--log-dir", default=".choreo/logs")
-    p.add_argument("--no-watchdog", action="store_true")
+    p = add("up", cmd_up, "start every service of a mesh as its own process; restart any "
+            "that crashes")
+    p.add_argument("mesh", help="the mesh spec (YAML)")
+    p.add_argument("--log-dir", default=".choreo/logs",
+                   help="folder for each service's log, NAME.log (default: .choreo/logs)")
+    p.add_argument("--no-watchdog", action="store_true",
+                   help="leave the watchdog out (default: run it)")
 
     p = add("demo", cmd_demo, "broker + writer-editor mesh + one task, printed")
-    p.add_argument("--mesh", default=str(DEMO_MESH))
-    p.add_argument("--text", default=DEMO_TASK)
-    p.add_argument("--timeout", type=positive, default=180.0)
-    p.add_argument("--log-dir", default=".choreo/logs")
+    p.add_argument("--mesh", default=str(DEMO_MESH),
+                   help="the mesh spec (default: the bundled writer-editor example)")
+    p.add_argument("--text", default=DEMO_TASK, help="the task's input (default: a short brief)")
+    p.add_argument("--timeout", type=positive, default=180.0,
+                   help="seconds to wait for the result (default: 180)")
+    p.add_argument("--log-dir", default=".choreo/logs",
+                   help="folder for each service's log (default: .choreo/logs)")

@@ -322,8 +322,10 @@ def register(add: AddCommand) -> None:
     when.add_argument("--at", type=int, default=None,
                       help="version to show, from 1 (replays the outbox; default: the latest)")
     when.add_argument("--diff", type=int, nargs=2, default=None, metavar=("A", "B"),
-                      help="what changed from version A to version B (replays the outbox)")
-    p.add_argument("--mesh", default=None, help="mesh spec, needed with --at and --diff")
+                      help="what changed from version A to version B (replays the outbox; default: "
+                      "no diff)")
+    p.add_argument("--mesh", default=None,
+                   help="mesh spec, needed with --at and --diff (default: none)")
     p.add_argument("--field", default=None, metavar="NAME",
                    help="print one field's value in full, verbatim (default: every field)")
     p.add_argument("--full", action="store_true",
@@ -348,6 +350,7 @@ def register(add: AddCommand) -> None:
                    help="list (default) or resolve one")
     p.add_argument("id", nargs="?", help="escalation id (with resolve)")
     p.add_argument("--resume", default=None, metavar="GUIDANCE",
-                   help="continue in a new trace from the halted state, with this guidance")
+                   help="continue in a new trace from the halted state, with this guidance "
+                   "(default: none)")
     p.add_argument("--close", action="store_true", help="end the escalation without resuming")
     _json_option(p)

@@ -95,6 +95,9 @@ class Faults(_Strict):
     down: bool = False
     #: Answer without a ``usage`` object, as some OpenAI-compatible servers do.
     no_usage: bool = False
+    #: Request fields answered with HTTP 400, as newer OpenAI models refuse ``temperature``
+    #: and ``max_tokens`` (they take ``max_completion_tokens``).
+    rejects: list[str] = Field(default_factory=list)
 
 
 class Script(_Strict):

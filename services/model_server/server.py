@@ -244,6 +244,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.count("bad_request")
             self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
             return
+        refused = sorted(set(script.faults.rejects) & set(json.loads(body)))
+        if refused:
+            self.server.count("bad_request")
+            self._error(HTTPStatus.BAD_REQUEST, f"unsupported parameter: {', '.join(refused)}",
+                        "unsupported_parameter")
+            return
         rule = matching_rule(script, requested, messages)
         if rule.fault == "server_error":
             self.server.count("server_error")

@@ -77,7 +77,11 @@ def tiers_down() -> list[str]:
     """Tiers of this process whose calls are held for an outage right now: the circuit is
     open and cooling down, or its probe is in flight. An agent takes no work meanwhile."""
     return sorted({client.name for client in _PAUSING if client.gate.breaker.holding()})
-_OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERATURE"}
+
+
+_OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERATURE",
+              "price_in_per_mtok": "PRICE_IN_PER_MTOK",
+              "price_out_per_mtok": "PRICE_OUT_PER_MTOK"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +152,15 @@ def _resolve_tier(tier_name: str, tier: ModelTier, environ: Mapping[str, str]) -
         for field, suffix in _OVERRIDES.items()
         if environ.get(env_var(tier_name, suffix))
     }
+    unpriced = [env_var(tier_name, _OVERRIDES[f]) for f in ("price_in_per_mtok",
+                                                            "price_out_per_mtok")
+                if f not in overrides]
+    if overrides.get("model", tier.model) != tier.model and unpriced:
+        # the spec's prices are another model's: a cost from them would be wrong, and a
+        # max_cost budget would not hold
+        raise ModelConfigError(
+            f"model tier {tier_name!r}: {env_var(tier_name, 'MODEL')} replaces the model, so "
+            f"give its prices too (US dollars per million tokens): {', '.join(unpriced)}")
     if not overrides:
         resolved = tier
     else:
@@ -306,7 +319,8 @@ class ModelClient:
     ) -> ModelClient:
         """A client for a mesh spec's tier, with ``CHOREO_MODEL_<TIER>_*`` overrides applied.
 
-        ``_BASE_URL``, ``_MODEL`` and ``_TEMPERATURE`` replace the spec's values; the API key
+        ``_BASE_URL``, ``_MODEL``, ``_TEMPERATURE`` and the prices replace the spec's values (a
+        new ``_MODEL`` needs both prices, else ModelConfigError); the API key
         is ``_API_KEY``, else the variable named by the tier's ``api_key_env``. ``options``
         go to the constructor.
         """
@@ -325,7 +339,7 @@ class ModelClient:
         return self.tier.model
 
     @property
-    def temperature(self) -> float:
+    def temperature(self) -> float | None:
         return self.tier.temperature
 
     async def complete(
@@ -353,17 +367,19 @@ class ModelClient:
         body: dict[str, Any] = {
             "model": self.model,
             "messages": [_cleaned(m) for m in messages],
-            "temperature": self.temperature if temperature is None else temperature,
             "stream": False,
         }
+        if self.temperature is not None:  # a tier without one: the model refuses it
+            body["temperature"] = self.temperature if temperature is None else temperature
         if max_tokens is not None:
-            body["max_tokens"] = max_tokens
+            body[self.tier.max_tokens_field] = max_tokens
         if tools:
             body["tools"] = tools
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": self.model,
-            "gen_ai.request.temperature": body["temperature"],
+            **({"gen_ai.request.temperature": body["temperature"]}
+               if "temperature" in body else {}),
             "gen_ai.agent.name": agent,
             **self._server_attributes,
         }

@@ -80,13 +80,24 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The request field that carries a step's output-token limit: ``max_tokens`` for most
+#: OpenAI-compatible servers, ``max_completion_tokens`` for newer OpenAI models.
+TokenLimitField = Literal["max_tokens", "max_completion_tokens"]
+
+
 class ModelTier(_Strict):
-    """An OpenAI-compatible endpoint. ``script`` makes ``choreo up`` serve a scripted model."""
+    """An OpenAI-compatible endpoint. ``script`` makes ``choreo up`` serve a scripted model.
+
+    ``temperature: null`` never sends a temperature (models that refuse one), not even a
+    persona shift's; ``max_tokens_field`` names the request field of the output-token limit.
+    Prices are US dollars per million tokens in and out.
+    """
 
     base_url: str | None = None
     model: str
     api_key_env: str | None = None
-    temperature: float = Field(0.2, ge=0, le=2)
+    temperature: float | None = Field(0.2, ge=0, le=2)
+    max_tokens_field: TokenLimitField = "max_tokens"
     price_in_per_mtok: float = Field(0.0, ge=0)
     price_out_per_mtok: float = Field(0.0, ge=0)
     timeout_s: float = Field(60.0, gt=0)

@@ -123,7 +123,8 @@ def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> No
             timeout=60, check=True)
         assert f"at version {version}" in out.stdout
         outputs.append(out.stdout)
-    assert "│ draft" not in outputs[0]  # version 1: the task only, no draft yet
+    fields = [line.split("\t")[0] for line in outputs[0].splitlines()]
+    assert "input" in fields and "draft" not in fields  # version 1: the task only, no draft
     assert "why they matter" in outputs[1]  # the first draft
     assert "APPROVED" in outputs[2]
     beyond = subprocess.run(

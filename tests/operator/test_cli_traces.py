@@ -107,11 +107,14 @@ def test_submit_to_a_mesh_that_does_not_run_here_is_refused(mesh: RunningMesh) -
 
 def test_result_of_a_running_trace_says_running(
         start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
-    (tmp_path / "slow.yaml").write_text("model: slow\nlatency_ms: 20000\nrules:\n"
+    # a model that answers long after the test: the trace stays running, however slow the
+    # machine is
+    (tmp_path / "slow.yaml").write_text("model: slow\nlatency_ms: 900000\nrules:\n"
                                         "  - reply: done\n")
     running = start_test_mesh({
         "name": "slow", "entry": ["work.requested"],
-        "models": {"slow": {"model": "slow", "script": str(tmp_path / "slow.yaml")}},
+        "models": {"slow": {"model": "slow", "script": str(tmp_path / "slow.yaml"),
+                            "timeout_s": 1800}},
         "state": {"answer": {}},
         "agents": [{"name": "worker", "subscribe": ["work.requested"], "persona": "Work.",
                     "model": "slow", "writes": {"answer": "{output}"},
@@ -122,10 +125,8 @@ def test_result_of_a_running_trace_says_running(
     done = choreo("result", trace_id, mesh=running)
     assert done.returncode == 3, done.stderr
     assert "running" in done.stdout and "no terminal record yet" in done.stdout
-    assert json.loads(choreo("result", trace_id, "--json", mesh=running).stdout)["status"] \
-        == "running"
-    finished = choreo("result", trace_id, "--wait", "--timeout", "150", mesh=running)
-    assert finished.returncode == 0 and "done" in finished.stdout
+    as_json = choreo("result", trace_id, "--json", mesh=running)
+    assert as_json.returncode == 3 and json.loads(as_json.stdout)["status"] == "running"
 
 
 def _admitted(mesh: RunningMesh, trace_id: str) -> bool:

@@ -107,3 +107,14 @@ def test_a_failed_result_without_output_says_so_not_null() -> None:
                                                      reason="budget", usage=Totals(hops=1))))
     assert "null" not in shown and "(no output)" in shown
     assert "1 step," in shown and "1 steps" not in shown
+
+
+def test_a_trace_shows_join_arrivals_and_the_versions_no_step_made() -> None:
+    hops = [HopRecord(trace_id="t", event_id=f"e{v}", causation_id=None, agent=agent, hop=1,
+                      type="done", state_version=v, state_hash="h", input_fingerprint="f")
+            for v, agent in ((2, "historian"), (3, "economist"), (6, "synthesizer"))]
+    shown = _render(views.trace_tree("t", hops, None, joins={"gather": ["historian",
+                                                                         "economist"]}))
+    assert "v4 to v5 written by the keeper or unrecorded steps" in shown
+    assert "join gather  2 arrivals: historian, economist" in shown
+    assert shown.count("written by the keeper") == 1
