@@ -519,7 +519,11 @@ class _Rebuild(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in assigned})
-        await self.service.rebuild(numbers)
+        try:
+            await self.service.rebuild(numbers)
+        except Exception:  # the broker failed mid-read: rebuild again before reading on
+            log.exception("restoring partitions failed; retrying")
+            self.service._stale = True
 
 
 class KeeperService:
@@ -621,6 +625,8 @@ class KeeperService:
                     if self._stale:
                         await self._recover()
                     records = await self.consumer.getmany(timeout_ms=200)
+                    if self._stale:
+                        continue  # a rebalance could not restore: nothing read is applied
                     if records:
                         await self._process(records)
                     if time.monotonic() >= next_sweep:

@@ -38,6 +38,7 @@ def send_all(mesh: RunningMesh, topic: str, records: list[Fuzzed]) -> dict[Offse
     return placed
 
 
+@pytest.mark.timeout(1200)
 def test_fuzzed_records_end_in_results_or_dead_letters_exactly_once(
         start_test_mesh: Callable[..., RunningMesh]) -> None:
     mesh = start_test_mesh(WRITER_EDITOR)
@@ -74,7 +75,7 @@ def test_fuzzed_records_end_in_results_or_dead_letters_exactly_once(
         return not left
 
     try:
-        wait_until(settled, 600, interval=5, message="every fuzzed record to end")
+        wait_until(settled, 900, interval=10, message="every fuzzed record to end")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; not ended: {dict(left)}") from None
     fuzzed_letters = Counter((d.topic, d.partition, d.offset) for d in letters()
