@@ -564,7 +564,7 @@ class KeeperService:
                 try:
                     if self._stale:
                         await self._recover()
-                    records = await self.consumer.getmany(timeout_ms=200)
+                    records = self._restored_only(await self.consumer.getmany(timeout_ms=200))
                     if self._stale:
                         continue  # a rebalance could not restore: nothing read is applied
                     if records:
@@ -585,6 +585,22 @@ class KeeperService:
         finally:
             await self.consumer.stop()
             await self.producer.stop()
+
+    def _restored_only(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                       ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """The records of partitions whose traces are restored; the others are read again.
+
+        A rebalance restores newly assigned partitions in its listener, and a poll can
+        return their records before that restore has finished: applied then, every step of
+        a trace not restored yet would look like a step of an unknown trace.
+        """
+        ready = {}
+        for tp, partition_records in records.items():
+            if tp.partition in self._owned:
+                ready[tp] = partition_records
+            elif tp in self.consumer.assignment():
+                self.consumer.seek(tp, partition_records[0].offset)
+        return ready
 
     async def _recover(self) -> None:
         """Forget what was not acknowledged: rebuild the owned partitions, seek back to
