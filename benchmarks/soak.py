@@ -21,7 +21,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -53,6 +53,12 @@ class SoakReport:
     @property
     def ok(self) -> bool:
         return self.missing == 0 and self.doubled == 0
+
+    def summary(self) -> dict[str, object]:
+        return {"tasks": self.tasks, "kills": dict(self.kills),
+                "kills_total": sum(self.kills.values()), "statuses": dict(self.statuses),
+                "missing": self.missing, "doubled": self.doubled, "seconds": self.seconds,
+                "ok": self.ok}
 
 
 def prepare_mesh(folder: Path, replicas: int) -> Path:
@@ -137,11 +143,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the soak")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the mesh on SIGTERM too
     with broker_session(allow_docker=False) as broker, \
             tempfile.TemporaryDirectory(prefix="choreo-soak-") as work:
         report = soak(broker.bootstrap, Path(work), args.tasks, args.kill_every, args.timeout,
                       args.seed)
-    print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+    print(json.dumps(report.summary(), indent=2))
     raise SystemExit(0 if report.ok else 1)
 
 
