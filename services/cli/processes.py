@@ -105,6 +105,12 @@ class ProcessGroup:
             child.argv[child.argv.index("--port") + 1] = str(port)
         return child, url
 
+    def restart(self, child: Child) -> Child:
+        """Start ``child``'s command again under its name (after it exited or was killed);
+        the new process takes its place in the group."""
+        self.children.remove(child)
+        return self.start(child.name, child.argv)
+
     def find(self, name: str) -> Child:
         for child in self.children:
             if child.name == name:

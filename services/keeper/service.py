@@ -8,7 +8,12 @@ Per batch the keeper produces forwards, hop records, results and conflicts, wait
 acks, then publishes the touched traces' snapshots, waits again, and only then commits. After a
 crash it restores each partition from the latest snapshots plus the results already written,
 and re-reads the outbox from the committed offset; the event ids in each snapshot make that
-re-read idempotent.
+re-read idempotent. A broker error takes the same path without a restart.
+
+Every trace ends: a record whose handling fails (a bug, an odd record, an output over the
+record limit of services.runtime.limits) has its output rolled back, ends its trace
+``failed`` with the reason and is dead-lettered; a trace past its deadline is ended by the
+sweep (``Keeper.sweep``). docs/ARCHITECTURE.md, "Liveness and size", lists the guarantees.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,14 +37,12 @@ from choreo.schemas import (
     DecodeError,
     Envelope,
     HopRecord,
-    Record,
     Snapshot,
     Task,
     TerminalResult,
     decode,
     encode,
 )
-from choreo.schemas.codec import to_json
 from choreo.schemas.ids import derive_event_id, task_trace_id
 from choreo.schemas.records import (
     ADMIT,
@@ -54,6 +56,7 @@ from choreo.schemas.records import (
 )
 from choreo.services.keeper import budget
 from choreo.services.keeper import fold as transitions
+from choreo.services.keeper.batch import Batch
 from choreo.services.keeper.fold import EXPIRE, TASK_SOURCE, FoldError, state_hash
 from choreo.services.runtime import metrics, telemetry
 from choreo.services.runtime.kafka import (
@@ -82,69 +85,6 @@ OUTPUT_LIMIT = 4096
 def record_time(record: ConsumerRecord[bytes, bytes]) -> datetime:
     """The log's own timestamp, so replays reproduce the live timestamps exactly."""
     return datetime.fromtimestamp(record.timestamp / 1000, UTC)
-
-
-@dataclass
-class Batch:
-    """Everything one batch of input produces, sent in two acknowledged phases.
-
-    Nothing over ``limit`` is ever queued: :meth:`send` and :meth:`store` raise
-    :class:`RecordTooLarge` instead, and the keeper ends the trace that caused it.
-    """
-
-    sends: list[tuple[str, str, bytes, Headers]] = field(default_factory=list)
-    snapshots: dict[str, Snapshot] = field(default_factory=dict)
-    limit: RecordLimit = field(default_factory=RecordLimit)
-
-    def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> None:
-        # Sent while a record's span is current: the output continues that record's trace.
-        value = self.limit.check(f"the {type(record).__name__} for {topic}", encode(record))
-        self.sends.append((topic, key, value, telemetry.inject(headers or ())))
-
-    def store(self, snapshot: Snapshot) -> Snapshot:
-        """Queue ``snapshot`` for the state topic; return what is queued.
-
-        A running trace's snapshot over the limit raises :class:`RecordTooLarge` (the trace
-        then fails); an ended trace's is cut to fit (see :func:`fit_snapshot`), since its
-        terminal record must be written whatever its state holds.
-        """
-        if snapshot.status == "running":
-            self.limit.check("the state snapshot", encode(snapshot))
-        else:
-            snapshot = fit_snapshot(snapshot, self.limit)
-        self.snapshots[snapshot.trace_id] = snapshot
-        return snapshot
-
-    def mark(self, trace_id: str) -> tuple[int, Snapshot | None]:
-        """Where the batch stands for one trace, to :meth:`rollback` to."""
-        return len(self.sends), self.snapshots.get(trace_id)
-
-    def rollback(self, trace_id: str, mark: tuple[int, Snapshot | None]) -> None:
-        """Forget what was queued for ``trace_id`` since :meth:`mark`."""
-        count, snapshot = mark
-        del self.sends[count:]
-        if snapshot is None:
-            self.snapshots.pop(trace_id, None)
-        else:
-            self.snapshots[trace_id] = snapshot
-
-
-def fit_snapshot(snapshot: Snapshot, limit: RecordLimit) -> Snapshot:
-    """An ended trace's snapshot that fits ``limit``: its largest fields replaced, one by one,
-    by a note of their size, until it fits (or its state is empty)."""
-    try:
-        if limit.fits(encode(snapshot)):
-            return snapshot
-    except (TypeError, ValueError, UnicodeError):  # state that cannot be encoded is dropped
-        return msgspec.structs.replace(snapshot, fields={})
-    fields = dict(snapshot.fields)
-    sizes = sorted(((len(to_json(v)), k) for k, v in fields.items()), reverse=True)
-    for size, name in sizes:
-        fields[name] = f"[cut: {size} bytes, over the record limit of {limit.max_bytes} bytes]"
-        cut = msgspec.structs.replace(snapshot, fields=fields)
-        if limit.fits(encode(cut)):
-            return cut
-    return msgspec.structs.replace(snapshot, fields={})
 
 
 #: What the keeper does with one consumed record: a dead-letter reason, or None.
@@ -551,7 +491,11 @@ class _Rebuild(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in assigned})
-        await self.service.rebuild(numbers)
+        try:
+            await self.service.rebuild(numbers)
+        except Exception:  # the broker failed mid-read: rebuild again before reading on
+            log.exception("restoring partitions failed; retrying")
+            self.service._stale = True
 
 
 class KeeperService:
@@ -652,7 +596,9 @@ class KeeperService:
                 try:
                     if self._stale:
                         await self._recover()
-                    records = await self.consumer.getmany(timeout_ms=200)
+                    records = self._restored_only(await self.consumer.getmany(timeout_ms=200))
+                    if self._stale:
+                        continue  # a rebalance could not restore: nothing read is applied
                     if records:
                         await self._process(records)
                     if time.monotonic() >= next_sweep:
@@ -671,6 +617,22 @@ class KeeperService:
         finally:
             await self.consumer.stop()
             await self.producer.stop()
+
+    def _restored_only(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                       ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        """The records of partitions whose traces are restored; the others are read again.
+
+        A rebalance restores newly assigned partitions in its listener, and a poll can
+        return their records before that restore has finished: applied then, every step of
+        a trace not restored yet would look like a step of an unknown trace.
+        """
+        ready = {}
+        for tp, partition_records in records.items():
+            if tp.partition in self._owned:
+                ready[tp] = partition_records
+            elif tp in self.consumer.assignment():
+                self.consumer.seek(tp, partition_records[0].offset)
+        return ready
 
     async def _recover(self) -> None:
         """Forget what was not acknowledged: rebuild the owned partitions, seek back to

@@ -84,14 +84,6 @@ def _base64_len(size: int) -> int:
     return 4 * ((size + 2) // 3)
 
 
-def cut_text(text: str, max_bytes: int) -> str:
-    """``text`` whose UTF-8 encoding is at most ``max_bytes``, cut on a character boundary."""
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= max_bytes:
-        return text
-    return data[:max_bytes].decode("utf-8", "ignore")
-
-
 async def broker_limit(bootstrap: str, topics: Iterable[str],
                        setting: int = DEFAULT_MAX_RECORD_BYTES) -> RecordLimit:
     """The mesh's limit: the smallest ``max.message.bytes`` of ``topics`` the broker reports,

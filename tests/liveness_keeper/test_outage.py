@@ -51,6 +51,7 @@ def own_broker() -> Iterator[EmbeddedBroker]:
     broker.stop()
 
 
+@pytest.mark.timeout(900)
 def test_every_task_ends_once_across_a_broker_stall(own_broker: EmbeddedBroker,
                                                     tmp_path: Path) -> None:
     settings = Settings(topic_prefix="stall", session_timeout_ms=6000)

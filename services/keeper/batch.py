@@ -1,0 +1,76 @@
+"""One batch of the keeper's output, held until it is produced, and never over the limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from choreo.schemas import Record, Snapshot, encode
+from choreo.schemas.codec import to_json
+from choreo.services.runtime import telemetry
+from choreo.services.runtime.limits import RecordLimit
+from choreo.services.runtime.telemetry import Headers
+
+
+@dataclass
+class Batch:
+    """Everything one batch of input produces, sent in two acknowledged phases.
+
+    Nothing over ``limit`` is ever queued: :meth:`send` and :meth:`store` raise
+    :class:`RecordTooLarge` instead, and the keeper ends the trace that caused it.
+    """
+
+    sends: list[tuple[str, str, bytes, Headers]] = field(default_factory=list)
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    limit: RecordLimit = field(default_factory=RecordLimit)
+
+    def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> None:
+        # Sent while a record's span is current: the output continues that record's trace.
+        value = self.limit.check(f"the {type(record).__name__} for {topic}", encode(record))
+        self.sends.append((topic, key, value, telemetry.inject(headers or ())))
+
+    def store(self, snapshot: Snapshot) -> Snapshot:
+        """Queue ``snapshot`` for the state topic; return what is queued.
+
+        A running trace's snapshot over the limit raises :class:`RecordTooLarge` (the trace
+        then fails); an ended trace's is cut to fit (see :func:`fit_snapshot`), since its
+        terminal record must be written whatever its state holds.
+        """
+        if snapshot.status == "running":
+            self.limit.check("the state snapshot", encode(snapshot))
+        else:
+            snapshot = fit_snapshot(snapshot, self.limit)
+        self.snapshots[snapshot.trace_id] = snapshot
+        return snapshot
+
+    def mark(self, trace_id: str) -> tuple[int, Snapshot | None]:
+        """Where the batch stands for one trace, to :meth:`rollback` to."""
+        return len(self.sends), self.snapshots.get(trace_id)
+
+    def rollback(self, trace_id: str, mark: tuple[int, Snapshot | None]) -> None:
+        """Forget what was queued for ``trace_id`` since :meth:`mark`."""
+        count, snapshot = mark
+        del self.sends[count:]
+        if snapshot is None:
+            self.snapshots.pop(trace_id, None)
+        else:
+            self.snapshots[trace_id] = snapshot
+
+
+def fit_snapshot(snapshot: Snapshot, limit: RecordLimit) -> Snapshot:
+    """An ended trace's snapshot that fits ``limit``: its largest fields replaced, one by one,
+    by a note of their size, until it fits (or its state is empty)."""
+    try:
+        if limit.fits(encode(snapshot)):
+            return snapshot
+    except (TypeError, ValueError, UnicodeError):  # state that cannot be encoded is dropped
+        return msgspec.structs.replace(snapshot, fields={})
+    fields = dict(snapshot.fields)
+    sizes = sorted(((len(to_json(v)), k) for k, v in fields.items()), reverse=True)
+    for size, name in sizes:
+        fields[name] = f"[cut: {size} bytes, over the record limit of {limit.max_bytes} bytes]"
+        cut = msgspec.structs.replace(snapshot, fields=fields)
+        if limit.fits(encode(cut)):
+            return cut
+    return msgspec.structs.replace(snapshot, fields={})
