@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span, StatusCode
 
@@ -80,7 +81,7 @@ class AgentService:
                             [self.topics.event(t) for t in self.agent.subscribe])
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
         self.offsets = OffsetTracker()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._idle = asyncio.Condition()
         self._fatal: BaseException | None = None
         self._paused_for = False  # paused because a model tier is down
@@ -98,7 +99,7 @@ class AgentService:
             log.info("agent started", extra={"agent": self.agent.name,
                                               "topics": self.agent.subscribe})
             await self._consume(stop)
-            await self._shutdown()
+            await self.drain(None)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         """Poll without pause, whatever the steps are doing: a member that stops polling for
@@ -139,28 +140,15 @@ class AgentService:
         else:
             self.consumer.resume(*assigned)
 
-    async def _shutdown(self) -> None:
-        """Let in-flight steps finish within the grace period; steps still running then are
-        cancelled, uncommitted, and run again by the partition's next owner."""
-        try:
-            await asyncio.wait_for(self.drain(None), self.settings.shutdown_grace_s)
-        except TimeoutError:
-            running = list(self._tasks)
-            log.warning("steps cancelled at shutdown", extra={"steps": len(running)})
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            await self._commit()
-
     def _start(self, record: ConsumerRecord[bytes, bytes]) -> None:
         tp = TopicPartition(record.topic, record.partition)
         self.offsets.started(tp, record.offset)
         task = asyncio.create_task(self._handle(record))
-        self._tasks.add(task)
+        self._tasks[task] = tp
         task.add_done_callback(lambda t: self._finished(t, tp, record.offset))
 
     def _finished(self, task: asyncio.Task[None], tp: TopicPartition, offset: int) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         if task.cancelled():
             # Left in flight, never committed past: the next owner runs it again.
             log.warning("step cancelled", extra={"offset": offset, "topic": tp.topic})
@@ -178,17 +166,40 @@ class AgentService:
             self._idle.notify_all()
 
     async def drain(self, partitions: set[TopicPartition] | None) -> None:
-        """Wait until no step of ``partitions`` (all when None) is in flight, then commit."""
-        async with self._idle:
-            await self._idle.wait_for(lambda: self.offsets.in_flight(partitions) == 0
-                                      or not self._tasks)
+        """Let the steps of ``partitions`` (all when None) finish, then commit.
+
+        A step still running after ``shutdown_grace_s`` (a call waiting out a model outage,
+        say) is cancelled: its offset is not committed, so the partition's next owner runs it
+        again, and the keeper drops a repeated step by its id. A rebalance or a stop thus
+        waits a bounded time, whatever the steps do.
+        """
+        def running() -> list[asyncio.Task[None]]:
+            return [task for task, tp in self._tasks.items()
+                    if partitions is None or tp in partitions]
+
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace_s), self._idle:
+                await self._idle.wait_for(lambda: not running())
+        except TimeoutError:
+            left = running()
+            log.warning("steps cancelled: their partition moves or the agent stops",
+                        extra={"steps": len(left)})
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         await self._commit()
 
     async def _commit(self) -> None:
         offsets = self.offsets.committable()
-        if offsets:
+        if not offsets:
+            return
+        try:
             await self.consumer.commit(offsets)
-            self.offsets.mark_committed(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on (a rebalance): the new owner reads from the last commit.
+            log.warning("commit refused", extra={"reason": f"{type(exc).__name__}: {exc}"})
+            return
+        self.offsets.mark_committed(offsets)
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """One record inside one span that continues the trace of the record's producer.
