@@ -44,6 +44,9 @@ class ScriptedServer(ThreadingHTTPServer):
     and the counts ``/v1/stats`` reports."""
 
     daemon_threads = True
+    # Many agents' calls arrive at once; the default backlog of 5 drops connections, which the
+    # clients see as second-long connect retries.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], script: Script) -> None:
         super().__init__(address, _Handler)
