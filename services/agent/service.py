@@ -16,7 +16,7 @@ import time
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span, StatusCode
 
@@ -43,9 +43,23 @@ log = logging.getLogger(__name__)
 
 #: Characters of an exception's text kept as a failed step's reason.
 REASON_CHARS = 2000
+#: First wait before a step's records are sent again after a transient broker error (doubles,
+#: up to ``_MAX_BROKER_BACKOFF_S``).
+_BROKER_BACKOFF_S = 0.5
+_MAX_BROKER_BACKOFF_S = 10.0
 #: Output index of the ``step.failed`` record that replaces a step that raised: its id differs
 #: from every output the step itself could have written, and is the same on every rerun.
 CRASH_INDEX = -1
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker took no record for ``broker_outage_s``: an infrastructure failure that stops
+    the agent (its uncommitted records are redelivered after a restart), never a step's."""
+
+
+def _transient(exc: KafkaError) -> bool:
+    """A broker error that sending again can cure (a timeout, a leader change, a restart)."""
+    return exc.retriable or isinstance(exc, KafkaTimeoutError)
 
 
 class _Drain(ConsumerRebalanceListener):
@@ -221,6 +235,8 @@ class AgentService:
             outputs: list[Envelope] = []
             try:
                 await self._traced(record, event, span, outputs)
+            except BrokerUnavailable:
+                raise
             except Exception as exc:  # one record's failure ends its step
                 await self._crashed(record, event, span, exc,
                                     outputs[0].usage if outputs else Usage())
@@ -249,11 +265,33 @@ class AgentService:
     async def _send(self, record: ConsumerRecord[bytes, bytes], outputs: list[Envelope]
                     ) -> None:
         """Every output acknowledged before the offset may move; the outbox records continue
-        this step's span."""
+        this step's span.
+
+        Transient broker errors are met by sending the records again with back-off: their ids
+        are those of the step, so the keeper drops any written twice. After
+        ``broker_outage_s`` raises ``BrokerUnavailable``; any other error is the records' own
+        (too large, say) and ends the step.
+        """
         headers = forward_headers(record)
-        await acked(self.producer.send(self.topics.outbox, encode(out),
-                                       key=out.trace_id.encode(), headers=headers)
-                    for out in outputs)
+        encoded = [(out.trace_id.encode(), encode(out)) for out in outputs]
+        give_up = time.monotonic() + self.settings.broker_outage_s
+        backoff = _BROKER_BACKOFF_S
+        while True:
+            try:
+                await acked(self.producer.send(self.topics.outbox, value, key=key,
+                                               headers=headers) for key, value in encoded)
+                return
+            except KafkaError as exc:
+                if not _transient(exc):
+                    raise
+                if time.monotonic() + backoff > give_up:
+                    raise BrokerUnavailable(
+                        f"the broker took no record for {self.settings.broker_outage_s:g}s: "
+                        f"{type(exc).__name__}: {exc}") from exc
+                log.warning("broker error: step records sent again", extra={
+                    "reason": f"{type(exc).__name__}: {exc}", "wait_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(2 * backoff, _MAX_BROKER_BACKOFF_S)
 
     async def _crashed(self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span,
                        exc: Exception, spent: Usage) -> None:
@@ -268,6 +306,8 @@ class AgentService:
                                   usage=spent)
         try:
             await self._send(record, [failed])
+        except BrokerUnavailable:
+            raise
         except Exception as again:  # the dead letter is the last resort
             await self.dead_letters.send(
                 record, f"{reason}; and its step.failed record: {type(again).__name__}: {again}")
