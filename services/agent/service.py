@@ -123,7 +123,8 @@ class AgentService:
             if self._fatal is not None:
                 raise self._fatal
             free = self.settings.max_in_flight - len(self._tasks)
-            self._hold(free <= 0 or self._model_down())
+            down = self._model_down()  # first: the gauge follows an outage even when full
+            self._hold(free <= 0 or down)
             batch = await self.consumer.getmany(timeout_ms=200, max_records=max(free, 1))
             for records in batch.values():
                 for record in records:

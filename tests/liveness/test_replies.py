@@ -11,7 +11,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from kafka import KafkaProducer
 
-from choreo.schemas import Envelope
+from choreo.schemas import Budget, Envelope
 from choreo.services.cli import queries
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness.support import model_url, one_agent_mesh
@@ -78,6 +78,20 @@ def test_a_trickling_answer_is_cut_off_by_the_tiers_total_timeout(mesh: RunningM
     result = mesh.result(mesh.submit("trickle please", trace_id="trickle-1"), timeout=60)
     assert result.status == "failed"
     assert "model call failed (timeout)" in result.reason
+
+
+def test_a_trickling_answer_ends_by_the_traces_deadline_not_a_minute_later(
+        mesh: RunningMesh) -> None:
+    # A 1 s deadline, shorter than the tier's 2 s timeout: only the deadline can stop the call.
+    trace_id = mesh.submit("trickle past the deadline", trace_id="trickle-deadline-1",
+                           budget=Budget(max_seconds=1))
+    result = mesh.result(trace_id, timeout=60)
+    assert result.status == "failed"
+    assert len(mesh.results(trace_id)) == 1
+    (step,) = steps_of(mesh, trace_id)
+    # The call stopped at the deadline, or (under load) the step came too late to start.
+    reason = step.payload["reason"]
+    assert "model call failed (deadline)" in reason or "deadline passed" in reason, reason
 
 
 def test_an_answer_without_content_fails_but_its_billed_tokens_count(
