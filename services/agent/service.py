@@ -290,7 +290,8 @@ class AgentService:
                         f"the broker took no record for {self.settings.broker_outage_s:g}s: "
                         f"{type(exc).__name__}: {exc}") from exc
                 log.warning("broker error: step records sent again", extra={
-                    "reason": f"{type(exc).__name__}: {exc}", "wait_s": backoff})
+                    "trace_id": outputs[0].trace_id, "reason": f"{type(exc).__name__}: {exc}",
+                    "wait_s": backoff})
                 await asyncio.sleep(backoff)
                 backoff = min(2 * backoff, _MAX_BROKER_BACKOFF_S)
 
