@@ -4,7 +4,12 @@ Each record is decoded and validated (bad ones go to the dead-letter topic), che
 the hop budget, turned into one model call and one outbox record, and committed only after
 that record is acknowledged. Several records are worked on at once, since model calls are
 slow; commits advance only over a finished prefix of each partition (see OffsetTracker). On
-SIGTERM, or when partitions are revoked, in-flight steps finish and commit before letting go.
+SIGTERM, or when partitions are revoked, in-flight steps finish (within the grace period) and
+commit before letting go.
+
+Liveness (docs/ARCHITECTURE.md): whatever a step raises ends as a ``step.failed`` record or a
+dead letter, so every offset moves on; the loop polls all the time, pausing its partitions
+while it is full or a model tier is down, so a slow step never costs the group membership.
 """
 
 from __future__ import annotations
