@@ -69,12 +69,18 @@ def serve_script(tmp_path: Path) -> Iterator[Any]:
         yield start
 
 
-@pytest.fixture(scope="module")
-def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def serve_for_module(tmp_path_factory: pytest.TempPathFactory,
+                     script: dict[str, Any]) -> Iterator[str]:
+    """A server for ``script`` while the module's tests run; yields its base URL."""
     path = tmp_path_factory.mktemp("script") / "model.yaml"
-    path.write_text(yaml.safe_dump({"model": "test", "rules": RULES}))
+    path.write_text(yaml.safe_dump(script))
     with model_server(path) as base_url:
         yield base_url
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from serve_for_module(tmp_path_factory, {"model": "test", "rules": RULES})
 
 
 def test_completion_reports_text_usage_cost_and_scripted_label(url: str) -> None:
@@ -245,10 +251,7 @@ BROKEN = [
 
 @pytest.fixture(scope="module")
 def broken_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    path = tmp_path_factory.mktemp("broken") / "model.yaml"
-    path.write_text(yaml.safe_dump({"model": "broken", "rules": BROKEN}))
-    with model_server(path) as base_url:
-        yield base_url
+    yield from serve_for_module(tmp_path_factory, {"model": "broken", "rules": BROKEN})
 
 
 def broken_client(base_url: str, **fields: Any) -> ModelClient:

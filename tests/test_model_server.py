@@ -107,6 +107,32 @@ def test_down_fault_answers_503_to_everything(tmp_path: Path) -> None:
         assert httpx.get(base_url.removesuffix("/v1") + "/healthz").status_code == 503
 
 
+def test_faults_are_switched_while_the_server_runs(tmp_path: Path) -> None:
+    with model_server(write_script(tmp_path, SCRIPT)) as base_url:
+        assert chat(base_url, ("user", "hello")).status_code == 200
+        down = httpx.put(f"{base_url}/faults", json={"down": True}, timeout=10)
+        assert (down.status_code, down.json()["down"]) == (200, True)
+        assert chat(base_url, ("user", "hello")).status_code == 503
+        assert httpx.put(f"{base_url}/faults", json={"dwn": True}, timeout=10).status_code == 400
+        httpx.put(f"{base_url}/faults", json={}, timeout=10).raise_for_status()
+        assert chat(base_url, ("user", "hello")).status_code == 200
+
+
+def test_a_rule_breaks_its_answer_as_it_says(tmp_path: Path) -> None:
+    rules = [{"when": {"user": "error"}, "reply": "x", "fault": "server_error"},
+             {"when": {"user": "null"}, "reply": "two words", "fault": "null_content"},
+             {"when": {"user": "lie"}, "reply": "plain", "fault": "gzip_lie"}]
+    with model_server(write_script(tmp_path, {**SCRIPT, "rules": rules})) as base_url:
+        assert chat(base_url, ("user", "error")).status_code == 500
+        null = chat(base_url, ("user", "null")).json()
+        assert null["choices"][0]["message"]["content"] is None
+        assert null["usage"]["completion_tokens"] == 2
+        with pytest.raises(httpx.DecodingError):
+            chat(base_url, ("user", "lie"))
+        stats = httpx.get(f"{base_url}/stats", timeout=10).json()
+        assert (stats["server_error"], stats["completions"]) == (1, 2)
+
+
 @pytest.mark.parametrize(
     ("script", "field"),
     [

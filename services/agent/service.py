@@ -4,7 +4,12 @@ Each record is decoded and validated (bad ones go to the dead-letter topic), che
 the hop budget, turned into one model call and one outbox record, and committed only after
 that record is acknowledged. Several records are worked on at once, since model calls are
 slow; commits advance only over a finished prefix of each partition (see OffsetTracker). On
-SIGTERM, or when partitions are revoked, in-flight steps finish and commit before letting go.
+SIGTERM, or when partitions are revoked, in-flight steps finish (within the grace period) and
+commit before letting go.
+
+Liveness (docs/ARCHITECTURE.md): whatever a step raises ends as a ``step.failed`` record or a
+dead letter, so every offset moves on; the loop polls all the time, pausing its partitions
+while it is full or a model tier is down, so a slow step never costs the group membership.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span, StatusCode
 
@@ -42,9 +48,23 @@ log = logging.getLogger(__name__)
 
 #: Characters of an exception's text kept as a failed step's reason.
 REASON_CHARS = 2000
+#: First wait before a step's records are sent again after a transient broker error (doubles,
+#: up to ``_MAX_BROKER_BACKOFF_S``).
+_BROKER_BACKOFF_S = 0.5
+_MAX_BROKER_BACKOFF_S = 10.0
 #: Output index of the ``step.failed`` record that replaces a step that raised: its id differs
 #: from every output the step itself could have written, and is the same on every rerun.
 CRASH_INDEX = -1
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker took no record for ``broker_outage_s``: an infrastructure failure that stops
+    the agent (its uncommitted records are redelivered after a restart), never a step's."""
+
+
+def _transient(exc: KafkaError) -> bool:
+    """A broker error that sending again can cure (a timeout, a leader change, a restart)."""
+    return exc.retriable or isinstance(exc, KafkaTimeoutError)
 
 
 class _Drain(ConsumerRebalanceListener):
@@ -80,7 +100,7 @@ class AgentService:
                             [self.topics.event(t) for t in self.agent.subscribe])
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
         self.offsets = OffsetTracker()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._idle = asyncio.Condition()
         self._fatal: BaseException | None = None
         self._paused_for = False  # paused because a model tier is down
@@ -98,7 +118,7 @@ class AgentService:
             log.info("agent started", extra={"agent": self.agent.name,
                                               "topics": self.agent.subscribe})
             await self._consume(stop)
-            await self._shutdown()
+            await self.drain(None)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         """Poll without pause, whatever the steps are doing: a member that stops polling for
@@ -108,7 +128,8 @@ class AgentService:
             if self._fatal is not None:
                 raise self._fatal
             free = self.settings.max_in_flight - len(self._tasks)
-            self._hold(free <= 0 or self._model_down())
+            down = self._model_down()  # first: the gauge follows an outage even when full
+            self._hold(free <= 0 or down)
             batch = await self.consumer.getmany(timeout_ms=200, max_records=max(free, 1))
             for records in batch.values():
                 for record in records:
@@ -139,28 +160,15 @@ class AgentService:
         else:
             self.consumer.resume(*assigned)
 
-    async def _shutdown(self) -> None:
-        """Let in-flight steps finish within the grace period; steps still running then are
-        cancelled, uncommitted, and run again by the partition's next owner."""
-        try:
-            await asyncio.wait_for(self.drain(None), self.settings.shutdown_grace_s)
-        except TimeoutError:
-            running = list(self._tasks)
-            log.warning("steps cancelled at shutdown", extra={"steps": len(running)})
-            for task in running:
-                task.cancel()
-            await asyncio.gather(*running, return_exceptions=True)
-            await self._commit()
-
     def _start(self, record: ConsumerRecord[bytes, bytes]) -> None:
         tp = TopicPartition(record.topic, record.partition)
         self.offsets.started(tp, record.offset)
         task = asyncio.create_task(self._handle(record))
-        self._tasks.add(task)
+        self._tasks[task] = tp
         task.add_done_callback(lambda t: self._finished(t, tp, record.offset))
 
     def _finished(self, task: asyncio.Task[None], tp: TopicPartition, offset: int) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         if task.cancelled():
             # Left in flight, never committed past: the next owner runs it again.
             log.warning("step cancelled", extra={"offset": offset, "topic": tp.topic})
@@ -178,17 +186,40 @@ class AgentService:
             self._idle.notify_all()
 
     async def drain(self, partitions: set[TopicPartition] | None) -> None:
-        """Wait until no step of ``partitions`` (all when None) is in flight, then commit."""
-        async with self._idle:
-            await self._idle.wait_for(lambda: self.offsets.in_flight(partitions) == 0
-                                      or not self._tasks)
+        """Let the steps of ``partitions`` (all when None) finish, then commit.
+
+        A step still running after ``shutdown_grace_s`` (a call waiting out a model outage,
+        say) is cancelled: its offset is not committed, so the partition's next owner runs it
+        again, and the keeper drops a repeated step by its id. A rebalance or a stop thus
+        waits a bounded time, whatever the steps do.
+        """
+        def running() -> list[asyncio.Task[None]]:
+            return [task for task, tp in self._tasks.items()
+                    if partitions is None or tp in partitions]
+
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace_s), self._idle:
+                await self._idle.wait_for(lambda: not running())
+        except TimeoutError:
+            left = running()
+            log.warning("steps cancelled: their partition moves or the agent stops",
+                        extra={"steps": len(left)})
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
         await self._commit()
 
     async def _commit(self) -> None:
         offsets = self.offsets.committable()
-        if offsets:
+        if not offsets:
+            return
+        try:
             await self.consumer.commit(offsets)
-            self.offsets.mark_committed(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on (a rebalance): the new owner reads from the last commit.
+            log.warning("commit refused", extra={"reason": f"{type(exc).__name__}: {exc}"})
+            return
+        self.offsets.mark_committed(offsets)
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """One record inside one span that continues the trace of the record's producer.
@@ -210,6 +241,8 @@ class AgentService:
             outputs: list[Envelope] = []
             try:
                 await self._traced(record, event, span, outputs)
+            except BrokerUnavailable:
+                raise
             except Exception as exc:  # one record's failure ends its step
                 await self._crashed(record, event, span, exc,
                                     outputs[0].usage if outputs else Usage())
@@ -241,11 +274,34 @@ class AgentService:
     async def _send(self, record: ConsumerRecord[bytes, bytes], outputs: list[Envelope]
                     ) -> None:
         """Every output acknowledged before the offset may move; the outbox records continue
-        this step's span."""
+        this step's span.
+
+        Transient broker errors are met by sending the records again with back-off: their ids
+        are those of the step, so the keeper drops any written twice. After
+        ``broker_outage_s`` raises ``BrokerUnavailable``; any other error is the records' own
+        (too large, say) and ends the step.
+        """
         headers = forward_headers(record)
-        await acked(self.producer.send(self.topics.outbox, encode(out),
-                                       key=out.trace_id.encode(), headers=headers)
-                    for out in outputs)
+        encoded = [(out.trace_id.encode(), encode(out)) for out in outputs]
+        give_up = time.monotonic() + self.settings.broker_outage_s
+        backoff = _BROKER_BACKOFF_S
+        while True:
+            try:
+                await acked(self.producer.send(self.topics.outbox, value, key=key,
+                                               headers=headers) for key, value in encoded)
+                return
+            except KafkaError as exc:
+                if not _transient(exc):
+                    raise
+                if time.monotonic() + backoff > give_up:
+                    raise BrokerUnavailable(
+                        f"the broker took no record for {self.settings.broker_outage_s:g}s: "
+                        f"{type(exc).__name__}: {exc}") from exc
+                log.warning("broker error: step records sent again", extra={
+                    "trace_id": outputs[0].trace_id, "reason": f"{type(exc).__name__}: {exc}",
+                    "wait_s": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(2 * backoff, _MAX_BROKER_BACKOFF_S)
 
     async def _crashed(self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span,
                        exc: Exception, spent: Usage) -> None:
@@ -260,6 +316,8 @@ class AgentService:
                                   usage=spent)
         try:
             await self._send(record, [failed])
+        except BrokerUnavailable:
+            raise
         except Exception as again:  # the dead letter is the last resort
             await self.dead_letters.send(
                 record, f"{reason}; and its step.failed record: {type(again).__name__}: {again}")

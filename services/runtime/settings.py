@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         "longest gap between two polls before a consumer leaves its group; agents poll while "
         "their steps run, so a slow step never outlives it, but a rebalance waits at most "
         "this long for revoked steps to finish"))
+    broker_outage_s: float = Field(120.0, gt=0, description=(
+        "how long an agent keeps sending a step's records again through transient broker "
+        "errors (timeouts, leader changes, a restart) before it stops and says why"))
     max_reply_bytes: int = Field(256 * 1024, ge=1024, description=(
         "bytes of model text one step keeps; a longer reply is cut and the cut noted, so a "
         "step record stays well under the broker's record size limit"))

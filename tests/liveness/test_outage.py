@@ -29,8 +29,10 @@ def test_a_model_outage_pauses_the_agent_and_every_task_completes_once_it_ends(
     targets = tmp_path / "targets"
     spec = one_agent_mesh(tmp_path, script={"faults": {"down": True}}, tier={
         "max_retries": 1, "circuit_failures": 2, "circuit_cooldown_s": 1})
+    # Two slots for four tasks: the agent is full of held calls and still reports the pause.
     mesh = start_test_mesh(spec, base_dir=tmp_path, env={
-        "CHOREO_METRICS_PORT": "0", "CHOREO_METRICS_TARGETS_DIR": str(targets)})
+        "CHOREO_METRICS_PORT": "0", "CHOREO_METRICS_TARGETS_DIR": str(targets),
+        "CHOREO_MAX_IN_FLIGHT": "2"})
     url = model_url(mesh)
     tp = TopicPartition(mesh.topics.event("task.received"), 0)
     group = f"{mesh.settings.topic_prefix}.agent.solo"

@@ -3,16 +3,20 @@ scripted model server that breaks its answers over real HTTP: every trace ends."
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from collections.abc import Callable, Iterator
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from kafka import KafkaProducer
 
-from choreo.schemas import Envelope
+from choreo.schemas import Budget, Envelope
 from choreo.services.cli import queries
+from choreo.services.runtime.kafka import read_topic
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness.support import model_url, one_agent_mesh
 from tests.tiers.support import server_stats
@@ -74,10 +78,24 @@ def test_a_body_that_cannot_be_decoded_fails_the_step_with_its_reason(
 
 
 def test_a_trickling_answer_is_cut_off_by_the_tiers_total_timeout(mesh: RunningMesh) -> None:
-    # ~330 bytes at one per 0.2 s would take a minute; the tier's timeout_s is 2.
+    # ~330 bytes at one per 0.2 s would take over a minute; the tier's timeout_s is 10.
     result = mesh.result(mesh.submit("trickle please", trace_id="trickle-1"), timeout=60)
     assert result.status == "failed"
     assert "model call failed (timeout)" in result.reason
+
+
+def test_a_trickling_answer_ends_by_the_traces_deadline_not_a_minute_later(
+        mesh: RunningMesh) -> None:
+    # A 1 s deadline, shorter than the tier's 10 s timeout: only the deadline stops the call.
+    trace_id = mesh.submit("trickle past the deadline", trace_id="trickle-deadline-1",
+                           budget=Budget(max_seconds=1))
+    result = mesh.result(trace_id, timeout=60)
+    assert result.status == "failed"
+    assert len(mesh.results(trace_id)) == 1
+    (step,) = steps_of(mesh, trace_id)
+    # The call stopped at the deadline, or (under load) the step came too late to start.
+    reason = step.payload["reason"]
+    assert "model call failed (deadline)" in reason or "deadline passed" in reason, reason
 
 
 def test_an_answer_without_content_fails_but_its_billed_tokens_count(
@@ -89,6 +107,25 @@ def test_an_answer_without_content_fails_but_its_billed_tokens_count(
     assert result.usage.tokens_in > 0
     assert result.usage.cost == pytest.approx(
         (result.usage.tokens_in * 1.0 + 5 * 2.0) / 1e6)
+
+
+#: How a task whose input starts with the key ends (see the rules in support.py).
+ENDS = {"whole": "completed", "huge": "completed", "surrogate": "completed", "wide": "failed",
+        "gzip": "failed", "trickle": "failed", "null": "failed", "broken": "failed"}
+_fuzzed = itertools.count()
+
+
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kinds=st.lists(st.sampled_from(sorted(ENDS)), min_size=3, max_size=8))
+def test_random_broken_replies_each_end_their_trace_exactly_once(
+        mesh: RunningMesh, kinds: list[str]) -> None:
+    traces = {mesh.submit(f"{kind} fuzzed", trace_id=f"fuzzed-{next(_fuzzed)}"): kind
+              for kind in kinds}
+    for trace_id, kind in traces.items():
+        assert mesh.result(trace_id, timeout=120).status == ENDS[kind], kind
+    for trace_id in traces:
+        assert len(mesh.results(trace_id)) == 1
+    assert mesh.group.failed() == []  # no service process exited
 
 
 def committed(mesh: RunningMesh, group: str, tp: TopicPartition) -> int:
@@ -110,7 +147,6 @@ def test_a_step_that_raises_ends_failed_and_never_pins_its_partition(
     url = model_url(mesh)
     tp = TopicPartition(mesh.topics.event("task.received"), 0)
     group = f"{mesh.settings.topic_prefix}.agent.solo"
-    start = committed(mesh, group, tp)
     # Cut to 256 KiB and written to four fields, this step's record is over 1 MiB: the
     # producer refuses it, so the step raises.
     crashed = mesh.submit("wide please", trace_id="wide-1")
@@ -120,8 +156,9 @@ def test_a_step_that_raises_ends_failed_and_never_pins_its_partition(
     assert "MessageSizeTooLargeError" in result.reason
     for trace_id in later:
         assert mesh.result(trace_id).status == "completed"
-    wait_until(lambda: committed(mesh, group, tp) >= start + 6, 30,
-               message="the agent's commit past all six records")
+    end = len(mesh.run(read_topic(mesh.bootstrap, mesh.settings, tp.topic)))
+    wait_until(lambda: committed(mesh, group, tp) == end, 30,
+               message="the agent's commit past every record, the crashed one included")
     requests = server_stats(url)["requests"]
 
     solo = mesh.group.find("solo-1")
@@ -135,4 +172,5 @@ def test_a_step_that_raises_ends_failed_and_never_pins_its_partition(
     assert server_stats(url)["requests"] == requests + 1  # nothing finished was run again
     for trace_id in [crashed, *later]:
         assert len(mesh.results(trace_id)) == 1
+
 
