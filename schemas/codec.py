@@ -38,8 +38,15 @@ def decode(data: bytes, record_type: type[R]) -> R:
 
     Invalid UTF-8 is refused; a lone surrogate escape (``"\\ud83d"``) is valid JSON that
     msgspec refuses, so such a record is read again leniently with every lone surrogate
-    replaced (see ``clean_text``).
+    replaced (see ``clean_text``). Nesting too deep for the interpreter's stack is refused too.
     """
+    try:
+        return _decode(data, record_type)
+    except RecursionError:
+        raise DecodeError(f"invalid {record_type.__name__}: nested too deeply") from None
+
+
+def _decode(data: bytes, record_type: type[R]) -> R:
     try:
         raw = _raw_decoder.decode(data)
     except msgspec.DecodeError as exc:

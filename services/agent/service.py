@@ -21,7 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span, StatusCode
 
@@ -32,11 +32,14 @@ from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour, ModelAgent, for_agent
 from choreo.services.runtime import allowance, metrics, telemetry
 from choreo.services.runtime.kafka import (
+    BrokerOutage,
     DeadLetters,
+    Outage,
     acked,
     forward_headers,
     make_consumer,
     make_producer,
+    transient,
 )
 from choreo.services.runtime.llm import tiers_down
 from choreo.services.runtime.offsets import OffsetTracker
@@ -48,23 +51,9 @@ log = logging.getLogger(__name__)
 
 #: Characters of an exception's text kept as a failed step's reason.
 REASON_CHARS = 2000
-#: First wait before a step's records are sent again after a transient broker error (doubles,
-#: up to ``_MAX_BROKER_BACKOFF_S``).
-_BROKER_BACKOFF_S = 0.5
-_MAX_BROKER_BACKOFF_S = 10.0
 #: Output index of the ``step.failed`` record that replaces a step that raised: its id differs
 #: from every output the step itself could have written, and is the same on every rerun.
 CRASH_INDEX = -1
-
-
-class BrokerUnavailable(RuntimeError):
-    """The broker took no record for ``broker_outage_s``: an infrastructure failure that stops
-    the agent (its uncommitted records are redelivered after a restart), never a step's."""
-
-
-def _transient(exc: KafkaError) -> bool:
-    """A broker error that sending again can cure (a timeout, a leader change, a restart)."""
-    return exc.retriable or isinstance(exc, KafkaTimeoutError)
 
 
 class _Drain(ConsumerRebalanceListener):
@@ -241,7 +230,7 @@ class AgentService:
             outputs: list[Envelope] = []
             try:
                 await self._traced(record, event, span, outputs)
-            except BrokerUnavailable:
+            except BrokerOutage:
                 raise
             except Exception as exc:  # one record's failure ends its step
                 await self._crashed(record, event, span, exc,
@@ -278,30 +267,23 @@ class AgentService:
 
         Transient broker errors are met by sending the records again with back-off: their ids
         are those of the step, so the keeper drops any written twice. After
-        ``broker_outage_s`` raises ``BrokerUnavailable``; any other error is the records' own
-        (too large, say) and ends the step.
+        ``broker_outage_s`` raises ``BrokerOutage`` (an infrastructure failure that stops the
+        agent; its uncommitted records are redelivered after a restart); any other error is
+        the records' own (too large, say) and ends the step.
         """
         headers = forward_headers(record)
         encoded = [(out.trace_id.encode(), encode(out)) for out in outputs]
-        give_up = time.monotonic() + self.settings.broker_outage_s
-        backoff = _BROKER_BACKOFF_S
+        outage = Outage(self.settings.broker_outage_s, f"agent {self.agent.name}")
         while True:
             try:
                 await acked(self.producer.send(self.topics.outbox, value, key=key,
                                                headers=headers) for key, value in encoded)
+                outage.ok()
                 return
             except KafkaError as exc:
-                if not _transient(exc):
+                if not transient(exc):
                     raise
-                if time.monotonic() + backoff > give_up:
-                    raise BrokerUnavailable(
-                        f"the broker took no record for {self.settings.broker_outage_s:g}s: "
-                        f"{type(exc).__name__}: {exc}") from exc
-                log.warning("broker error: step records sent again", extra={
-                    "trace_id": outputs[0].trace_id, "reason": f"{type(exc).__name__}: {exc}",
-                    "wait_s": backoff})
-                await asyncio.sleep(backoff)
-                backoff = min(2 * backoff, _MAX_BROKER_BACKOFF_S)
+                await asyncio.sleep(outage.failed(exc))  # raises BrokerOutage in the end
 
     async def _crashed(self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span,
                        exc: Exception, spent: Usage) -> None:
@@ -316,7 +298,7 @@ class AgentService:
                                   usage=spent)
         try:
             await self._send(record, [failed])
-        except BrokerUnavailable:
+        except BrokerOutage:
             raise
         except Exception as again:  # the dead letter is the last resort
             await self.dead_letters.send(

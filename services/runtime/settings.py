@@ -41,7 +41,8 @@ class Settings(BaseSettings):
     #: own 1 MiB request cap.
     max_record_bytes: int = Field(1024 * 1024, ge=64 * 1024, le=1024 * 1024)
     #: How long a service keeps retrying a broker that does not answer (produce or commit
-    #: timeouts, no leader, connection refused) before it exits and says why, in seconds.
+    #: timeouts, no leader, connection refused) before it exits and says why, in seconds: the
+    #: keeper rebuilds and re-reads, an agent sends its step's records again.
     broker_outage_s: float = Field(300.0, gt=0)
     #: How often the keeper looks for running traces past their deadline, in seconds.
     deadline_sweep_s: float = Field(1.0, gt=0)
@@ -49,9 +50,6 @@ class Settings(BaseSettings):
         "longest gap between two polls before a consumer leaves its group; agents poll while "
         "their steps run, so a slow step never outlives it, but a rebalance waits at most "
         "this long for revoked steps to finish"))
-    broker_outage_s: float = Field(120.0, gt=0, description=(
-        "how long an agent keeps sending a step's records again through transient broker "
-        "errors (timeouts, leader changes, a restart) before it stops and says why"))
     max_reply_bytes: int = Field(256 * 1024, ge=1024, description=(
         "bytes of model text one step keeps; a longer reply is cut and the cut noted, so a "
         "step record stays well under the broker's record size limit"))
