@@ -9,7 +9,12 @@ from pathlib import Path
 
 from choreo.services.bench.stats import write_section
 from choreo.services.cli.common import REPO_ROOT, console
-from choreo.services.runtime.broker import BrokerHandle, broker_session
+from choreo.services.runtime.broker import (
+    ApacheKafka,
+    BrokerHandle,
+    EmbeddedBroker,
+    broker_session,
+)
 from choreo.services.runtime.settings import Settings
 
 BENCHMARKS = REPO_ROOT / "docs" / "BENCHMARKS.md"
@@ -49,6 +54,26 @@ def cmd_watchdog(args: argparse.Namespace, settings: Settings) -> int:
         "choreo bench watchdog", broker.kind))
 
 
+def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.services.bench import idle
+
+    brokers = {"embedded": EmbeddedBroker, "kafka": ApacheKafka}
+    usage = {}
+    for kind in args.brokers:
+        broker = brokers[kind]().start()
+        try:
+            usage[kind] = idle.run(broker.bootstrap, Path(args.log_dir) / kind, args.settle,
+                                   args.window)
+        finally:
+            broker.stop()
+    command = f"choreo bench idle --window {args.window:g} --brokers {' '.join(args.brokers)}"
+    body = idle.report(usage, command, args.window)
+    write_section(Path(args.out), "Idle CPU", body)
+    print(body)
+    console.print(f"written to {args.out}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="measure the mesh on a real broker",
                            description=__doc__.splitlines()[0])
@@ -64,6 +89,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_state)
     p.add_argument("--folds", type=int, default=50_000, help="deltas folded in-process")
     p.add_argument("--traces", type=int, default=1000, help="traces written to a real outbox")
+    p.add_argument("--out", default=str(BENCHMARKS))
+
+    p = kinds.add_parser("idle", help="CPU per service of an idle mesh, per broker")
+    p.set_defaults(func=cmd_idle)
+    p.add_argument("--brokers", nargs="+", choices=["embedded", "kafka"],
+                   default=["embedded", "kafka"], help="brokers to start, one after the other")
+    p.add_argument("--settle", type=float, default=15.0, help="seconds before the window")
+    p.add_argument("--window", type=float, default=30.0, help="seconds measured")
+    p.add_argument("--log-dir", default=".choreo/logs/bench-idle")
     p.add_argument("--out", default=str(BENCHMARKS))
 
     p = kinds.add_parser("watchdog",

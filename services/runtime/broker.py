@@ -236,7 +236,7 @@ class ApacheKafka:
         (self._folder / "log4j2.properties").write_text(_LOG4J)
         return path
 
-    def start(self, timeout: float = 90.0) -> ApacheKafka:
+    def start(self, timeout: float = 180.0) -> ApacheKafka:
         """Format the storage, start the node, and return once it answers Kafka requests.
 
         Raises :class:`BrokerError` when Java or the jars are missing (saying how to get
