@@ -74,6 +74,16 @@ def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Pope
     raise BrokerError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
+def end_process(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``grace_s`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class EmbeddedBroker:
     """The ``tansu`` Kafka-compatible broker (memory storage) as a child process."""
 
@@ -106,15 +116,9 @@ class EmbeddedBroker:
         return self
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+        if self._process is not None:
+            end_process(self._process, grace_s=5)
+            self._process = None
 
 
 def _broker_binary() -> str:
@@ -267,12 +271,7 @@ class ApacheKafka:
     def stop(self) -> None:
         """SIGTERM (a controlled shutdown), SIGKILL after 30 s; then the storage goes."""
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            end_process(self._process, grace_s=30)
             self._process = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
