@@ -172,6 +172,21 @@ logger.server.level = INFO
 """
 
 
+_STORAGE_PREFIX = "choreo-kafka-"
+
+
+def _sweep_orphaned_storage() -> None:
+    """Remove storage folders whose owner died without stopping its node (killed: its JVM
+    died with it, nobody removed the folder)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_STORAGE_PREFIX}*"):
+        try:
+            owner = int((folder / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue  # being created, or not ours
+        if not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def kafka_home(version: str = KAFKA_VERSION) -> Path:
     """Where the broker's jars are cached: ``$CHOREO_KAFKA_HOME`` or ``~/.cache/choreo``."""
     root = os.environ.get("CHOREO_KAFKA_HOME") or Path.home() / ".cache" / "choreo"
@@ -246,7 +261,9 @@ class ApacheKafka:
         Raises :class:`BrokerError` when Java or the jars are missing (saying how to get
         them) or the node does not answer within ``timeout`` seconds.
         """
-        self._folder = Path(tempfile.mkdtemp(prefix="choreo-kafka-"))
+        _sweep_orphaned_storage()
+        self._folder = Path(tempfile.mkdtemp(prefix=_STORAGE_PREFIX))
+        (self._folder / "owner.pid").write_text(str(os.getpid()))
         try:
             java = self._java()
             config = self._write_config()
