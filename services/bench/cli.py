@@ -11,7 +11,12 @@ from pathlib import Path
 from choreo.services.bench.stats import write_section
 from choreo.services.cli import output
 from choreo.services.cli.common import REPO_ROOT
-from choreo.services.runtime.broker import BrokerHandle, broker_session
+from choreo.services.runtime.broker import (
+    ApacheKafka,
+    BrokerHandle,
+    EmbeddedBroker,
+    broker_session,
+)
 from choreo.services.runtime.settings import Settings
 
 
@@ -65,6 +70,23 @@ def _output_option(parser: argparse.ArgumentParser) -> None:
                         "section of the same title (default: stdout only)")
 
 
+def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.services.bench import idle
+
+    brokers = {"embedded": EmbeddedBroker, "kafka": ApacheKafka}
+    usage = {}
+    for kind in args.brokers:
+        broker = brokers[kind]().start()
+        try:
+            usage[kind] = idle.run(broker.bootstrap, Path(args.log_dir) / kind, args.settle,
+                                   args.window)
+        finally:
+            broker.stop()
+    command = f"choreo bench idle --window {args.window:g} --brokers {' '.join(args.brokers)}"
+    _emit("Idle CPU", args.out, idle.report(usage, command, args.window))
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="measure the mesh on a real broker",
                            description=__doc__.splitlines()[0])
@@ -83,6 +105,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="deltas folded in-process (default: 50000)")
     p.add_argument("--traces", type=int, default=1000,
                    help="traces written to a real outbox (default: 1000)")
+    _output_option(p)
+
+    p = kinds.add_parser("idle", help="CPU per service of an idle mesh, per broker")
+    p.set_defaults(func=cmd_idle)
+    p.add_argument("--brokers", nargs="+", choices=["embedded", "kafka"],
+                   default=["embedded", "kafka"],
+                   help="brokers to start, one after the other (default: embedded kafka)")
+    p.add_argument("--settle", type=float, default=15.0,
+                   help="seconds before the window (default: 15)")
+    p.add_argument("--window", type=float, default=30.0, help="seconds measured (default: 30)")
+    p.add_argument("--log-dir", default=".choreo/logs/bench-idle",
+                   help="folder for the services' logs (default: .choreo/logs/bench-idle)")
     _output_option(p)
 
     p = kinds.add_parser("watchdog", help="the watchdog's labelled corpus: loops caught, false "

@@ -74,6 +74,16 @@ def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Pope
     raise BrokerError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
 
 
+def end_process(process: subprocess.Popen[bytes], grace_s: float) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``grace_s`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class EmbeddedBroker:
     """The ``tansu`` Kafka-compatible broker (memory storage) as a child process."""
 
@@ -106,15 +116,9 @@ class EmbeddedBroker:
         return self
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._process = None
+        if self._process is not None:
+            end_process(self._process, grace_s=5)
+            self._process = None
 
 
 def _broker_binary() -> str:
@@ -166,6 +170,21 @@ rootLogger.appenderRef.out.ref = out
 logger.server.name = kafka.server.KafkaRaftServer
 logger.server.level = INFO
 """
+
+
+_STORAGE_PREFIX = "choreo-kafka-"
+
+
+def _sweep_orphaned_storage() -> None:
+    """Remove storage folders whose owner died without stopping its node (killed: its JVM
+    died with it, nobody removed the folder)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_STORAGE_PREFIX}*"):
+        try:
+            owner = int((folder / "owner.pid").read_text())
+        except (OSError, ValueError):
+            continue  # being created, or not ours
+        if not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def kafka_home(version: str = KAFKA_VERSION) -> Path:
@@ -236,13 +255,15 @@ class ApacheKafka:
         (self._folder / "log4j2.properties").write_text(_LOG4J)
         return path
 
-    def start(self, timeout: float = 90.0) -> ApacheKafka:
+    def start(self, timeout: float = 180.0) -> ApacheKafka:
         """Format the storage, start the node, and return once it answers Kafka requests.
 
         Raises :class:`BrokerError` when Java or the jars are missing (saying how to get
         them) or the node does not answer within ``timeout`` seconds.
         """
-        self._folder = Path(tempfile.mkdtemp(prefix="choreo-kafka-"))
+        _sweep_orphaned_storage()
+        self._folder = Path(tempfile.mkdtemp(prefix=_STORAGE_PREFIX))
+        (self._folder / "owner.pid").write_text(str(os.getpid()))
         try:
             java = self._java()
             config = self._write_config()
@@ -267,12 +288,7 @@ class ApacheKafka:
     def stop(self) -> None:
         """SIGTERM (a controlled shutdown), SIGKILL after 30 s; then the storage goes."""
         if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+            end_process(self._process, grace_s=30)
             self._process = None
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)

@@ -160,7 +160,10 @@ def make_consumer(
         "max_poll_records": max_records,
     }
     if kind_of(bootstrap, settings) == "kafka":
-        return _LongPollConsumer(*topics, fetch_max_wait_ms=KAFKA_FETCH_WAIT_MS, **config)
+        # read_committed: a record of a transaction that aborts is never seen (no-op until a
+        # producer writes transactionally; the embedded broker cannot hide aborted records)
+        return _LongPollConsumer(*topics, fetch_max_wait_ms=KAFKA_FETCH_WAIT_MS,
+                                 isolation_level="read_committed", **config)
     backoff = FetchBackoff(settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms)
     return _BackoffConsumer(*topics, backoff=backoff, **config)
 

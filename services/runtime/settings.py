@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     #: On the embedded broker, the ceiling an idle consumer's fetch wait backs off to: the
     #: first record after a quiet spell waits up to this long, a quiet mesh costs ~no CPU.
     #: (Apache Kafka's fetches are woken by data and keep Kafka's own 500 ms wait.)
-    fetch_idle_wait_ms: int = Field(250, ge=1, le=5000)
+    fetch_idle_wait_ms: int = Field(500, ge=1, le=5000)
     session_timeout_ms: int = Field(10_000, ge=1000)
     heartbeat_interval_ms: int = Field(1_000, ge=100)
     max_in_flight: int = Field(8, ge=1, le=1024)

@@ -66,9 +66,14 @@ class Topics:
         ]
 
     def configs(self, topic: str) -> dict[str, str]:
-        """Per-topic configs: the state topic keeps only the latest snapshot per trace."""
+        """Per-topic configs: the state topic keeps only the latest snapshot per trace; the
+        outbox is stamped by the broker when appended (the keeper's clock for a trace), so its
+        record times follow log order even when producers' clocks or send delays differ (Apache
+        Kafka; the embedded broker keeps the producer's time)."""
         if topic == self.state:
             return {"cleanup.policy": "compact"}
+        if topic == self.outbox:
+            return {"message.timestamp.type": "LogAppendTime"}
         return {}
 
 

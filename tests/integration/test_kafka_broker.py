@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,13 @@ def test_killing_the_cli_kills_the_broker_with_it(tmp_path: Path) -> None:
     os.kill(cli.pid, signal.SIGKILL)
     cli.communicate(timeout=10)
     wait_until(lambda: not alive(jvm), 30, message="the JVM to die with its parent")
+    orphaned = [f for f in Path(tempfile.gettempdir()).glob("choreo-kafka-*")
+                if (f / "owner.pid").is_file() and (f / "owner.pid").read_text() == str(cli.pid)]
+    assert orphaned, "the killed command's storage folder stays behind until the next start"
+    cli, _, _ = start_cli(tmp_path)  # the next start removes it
+    cli.send_signal(signal.SIGTERM)
+    cli.communicate(timeout=60)
+    assert not any(f.exists() for f in orphaned)
 
 
 def test_missing_jars_say_how_to_fetch_them(tmp_path: Path) -> None:
