@@ -93,8 +93,9 @@ def test_trace_shows_the_conflicts_and_state_diff_shows_each_change(
     diff = choreo(writers, "state", trace_id, "--diff", "1", "4", "--mesh", str(writers.path))
     assert diff.returncode == 0, diff.stderr
     assert "version 1 → 4" in diff.stdout
-    rows = {line.split("│")[1].strip(): line for line in diff.stdout.splitlines()
-            if line.count("│") >= 5}
+    # not a terminal: one tab-separated line per changed field
+    rows = {line.split("\t")[0]: line for line in diff.stdout.splitlines()
+            if line.count("\t") >= 4}
     assert {"log", "count", "tags", "last", "first", "join.all"} <= rows.keys()
     assert "changed" in rows["count"] and "added" in rows["log"]
     assert "input" not in rows  # unchanged fields are not listed
