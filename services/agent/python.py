@@ -21,6 +21,7 @@ from choreo.schemas.codec import as_text, to_json
 from choreo.schemas.ids import fingerprint
 from choreo.schemas.records import FAIL, FINISH, STEP_FAILED, STEP_REFUSED
 from choreo.services.agent import step as steps
+from choreo.services.runtime.allowance import OverBudget
 from choreo.services.runtime.llm import ModelClient, ModelConfigError
 from choreo.services.runtime.spec import AgentSpec, MeshSpec
 from choreo.services.tools import imports
@@ -78,7 +79,7 @@ class PythonAgent:
         except TimeoutError:
             return [self._ended(event, step, STEP_FAILED,
                                 f"{name}: handler did not return within {self.timeout_s:g}s")]
-        except BudgetExhausted as exc:
+        except (BudgetExhausted, OverBudget) as exc:  # a budget said no before spending more
             return [self._ended(event, step, STEP_REFUSED, f"{name}: {exc}")]
         except (Exception, SystemExit) as exc:  # the user's bug ends the step, not the service
             step.log.warning("handler raised", exc_info=exc)

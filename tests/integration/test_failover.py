@@ -112,8 +112,9 @@ def outcome(snapshot: Snapshot) -> dict[str, Any]:
 
 def test_sigterm_drains_the_in_flight_step_and_exits_cleanly(
         start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    # each step's start is a debug line: the test waits for it
     mesh = start_test_mesh(slow_writer_editor(tmp_path, 1500, writer_replicas=1),
-                                base_dir=tmp_path)
+                           base_dir=tmp_path, env={"CHOREO_LOG_LEVEL": "DEBUG"})
     trace_id = mesh.submit("drain me", trace_id="drain-1")
     writer = mesh.group.find("writer-1")
     assert writer.process is not None

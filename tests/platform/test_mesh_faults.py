@@ -160,9 +160,10 @@ def test_a_python_agent_is_stopped_by_the_token_budget(mesh: RunningMesh) -> Non
     trace_id = mesh.submit("spend", budget={"max_tokens": 60})
     result = mesh.result(trace_id)
     assert result.status == "halted"
-    assert result.reason == "spender: token budget exhausted"
+    assert result.reason is not None and result.reason.startswith("spender: ")
+    assert "model call not made" in result.reason  # refused before the call, not after
     spent = result.usage.tokens_in + result.usage.tokens_out
-    assert 60 <= spent < 60 + 13  # at most one call past the line: checked before each call
+    assert 0 < spent <= 60  # never past the budget: each call is capped by what is left
 
 
 def test_a_model_repeating_a_tool_call_is_cut_at_max_tool_calls(mesh: RunningMesh) -> None:
