@@ -78,5 +78,7 @@ def test_every_task_ends_once_across_a_broker_stall(own_broker: EmbeddedBroker,
         for trace_id in [first, *traces]:
             assert len(mesh.results(trace_id)) == 1, trace_id
         assert group.failed() == [], [c.name for c in group.failed()]
-        keeper_log = group.find("keeper").log_path.read_text()
-        assert "broker error, retrying" in keeper_log
+        # the stall was met for real: some service's produce or commit failed and was retried
+        # (which one depends on who was writing when the broker stopped)
+        logs = {c.name: c.log_path.read_text() for c in group.children}
+        assert any("broker error, retrying" in log for log in logs.values()), sorted(logs)
