@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
-from choreo.schemas import Escalation, Task, decode, encode
+from choreo.schemas import Escalation, Task, encode
 from choreo.schemas.ids import derive_event_id
 from choreo.services.cli import queries
 from choreo.services.keeper.fold import carried_over
@@ -31,8 +31,8 @@ async def current(bootstrap: str, settings: Settings) -> list[Escalation]:
     topics = Topics(settings.topic_prefix)
     latest: dict[str, Escalation] = {}
     for record in await read_topic(bootstrap, settings, topics.escalations):
-        if record.value:
-            escalation = decode(record.value, Escalation)
+        escalation = queries.decoded(record, Escalation)  # a bad record is skipped, logged
+        if escalation is not None:
             latest[escalation.escalation_id] = escalation
     return sorted(latest.values(), key=lambda e: (e.created_at, e.escalation_id))
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from choreo.schemas import Budget, Envelope, Snapshot, StateConflict, Task, decode
-from choreo.schemas.codec import DecodeError, as_text
+from choreo.schemas import Budget, Envelope, Snapshot, StateConflict, Task
+from choreo.schemas.codec import as_text
 from choreo.services.cli import output, queries, submission, views
 from choreo.services.cli.common import AddCommand, UsageError, bootstrap_of, budget_limit, positive
 from choreo.services.cli.processes import ProcessGroup
@@ -118,11 +118,8 @@ def _authors(records: Sequence[Any], snapshot: Snapshot) -> dict[str, list[str]]
     applied = set(snapshot.applied)
     authors: dict[str, list[str]] = {}
     for record in records:
-        try:
-            step = decode(record.value or b"", Envelope)
-        except DecodeError:
-            continue
-        if step.event_id not in applied:
+        step = queries.decoded(record, Envelope)
+        if step is None or step.event_id not in applied:
             continue
         for name in step.delta or {}:
             writers = authors.setdefault(name, [])
@@ -250,7 +247,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = bootstrap_of(settings)
     topics = Topics(settings.topic_prefix)
     states = asyncio.run(read_topic(bootstrap, settings, topics.state))  # before the outbox
-    live = latest(decode(r.value, Snapshot) for r in states if r.value)
+    live = latest(s for r in states if (s := queries.decoded(r, Snapshot)) is not None)
     outbox = asyncio.run(read_topic(bootstrap, settings, topics.outbox))
     comparisons = compare(spec, topics, outbox, live)
     output.show_sheet(views.replay_sheet(comparisons, len(outbox)))
