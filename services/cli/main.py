@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from choreo.services.bench import cli as bench
 from choreo.services.cli import letters, operate, output, traces
 from choreo.services.cli.common import Command, UsageError
+from choreo.services.cli.processes import ServiceStartError
 from choreo.services.runtime import logs
 from choreo.services.runtime.broker import BrokerError
 from choreo.services.runtime.llm import ModelConfigError
@@ -60,7 +61,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     except (SpecError, UsageError, ModelConfigError) as exc:
         output.error(str(exc))
         return 2
-    except (BrokerError, LookupError) as exc:  # missing traces, escalations, meshes
+    # missing traces, escalations or meshes; a server of the mesh that would not start
+    except (BrokerError, LookupError, ServiceStartError) as exc:
         output.error(str(exc))
         return 1
     except KafkaConnectionError:

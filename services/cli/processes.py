@@ -27,6 +27,11 @@ CHOREO_CLI = (sys.executable, "-P", "-m", "choreo.services.cli.main")
 _ANNOUNCE = re.compile(r"listening on (http://\S+)")
 
 
+
+class ServiceStartError(RuntimeError):
+    """A server child exited or stayed silent before announcing its address; the message
+    names its log."""
+
 @dataclass
 class Child:
     name: str
@@ -144,13 +149,14 @@ class ProcessGroup:
 
 def _announced_url(child: Child, announcements: IO[bytes], timeout: float) -> str:
     """The first ``listening on http://...`` URL in ``announcements``, waiting up to
-    ``timeout`` seconds; raises RuntimeError if the child exits or stays silent."""
+    ``timeout`` seconds; raises ServiceStartError if the child exits or stays silent."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = os.pread(announcements.fileno(), 64 * 1024, 0).decode(errors="replace")
         if found := _ANNOUNCE.search(text):
             return found.group(1)
         if child.process is None or child.process.poll() is not None:
-            raise RuntimeError(f"{child.name} exited before listening; see {child.log_path}")
+            raise ServiceStartError(f"{child.name} exited before listening; see {child.log_path}")
         time.sleep(0.05)  # polling a file the child writes once, with a deadline
-    raise RuntimeError(f"{child.name} did not announce its address within {timeout:.0f}s")
+    raise ServiceStartError(
+        f"{child.name} did not announce its address within {timeout:.0f}s; see {child.log_path}")
