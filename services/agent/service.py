@@ -67,7 +67,10 @@ class _Drain(ConsumerRebalanceListener):
         self.service.offsets.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        # after every rebalance: which replica serves which partitions (empty: none, idle)
+        log.info("partitions assigned", extra={
+            "agent": self.service.agent.name,
+            "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)})
 
 
 class AgentService:
