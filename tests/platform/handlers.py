@@ -60,3 +60,9 @@ async def planner(step: choreo.Step) -> choreo.Result:
         return step.finish(output=f"checked {done} tickets")
     return step.emit("check.asked", {"round": done + 1, "ticket": TICKETS[done]},
                      text=f"ticket {TICKETS[done]}")
+
+
+@choreo.agent
+async def forward(step: choreo.Step) -> choreo.Result:
+    """Sends the task to ``<first word>.asked`` (refused unless the agent emits it)."""
+    return step.emit(f"{step.input.split()[0]}.asked")
