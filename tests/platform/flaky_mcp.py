@@ -32,8 +32,7 @@ async def hang() -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+    over_http = sys.argv[1:2] == ["--http"]
+    if over_http:
         server.settings.port = int(sys.argv[2])
-        server.run("streamable-http")
-    else:
-        server.run("stdio")
+    server.run("streamable-http" if over_http else "stdio")

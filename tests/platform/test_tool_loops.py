@@ -20,9 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from choreo.schemas import Envelope
 from choreo.services.bench.watchdog import caught_up, observe
-from choreo.services.cli import queries
 from choreo.services.runtime.llm import env_var
 from tests.conftest import RunningMesh, wait_until
 from tests.platform.conftest import HERE
@@ -104,13 +102,6 @@ def read_by_watchdog(mesh: RunningMesh, trace_id: str) -> bool:
     return bool(mesh.run(caught_up(mesh.bootstrap, mesh.settings, trace_id)))
 
 
-def checker_steps(mesh: RunningMesh, trace_id: str) -> list[Envelope]:
-    """Every step record the checker wrote for the trace, folded or not."""
-    records = mesh.run(queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.outbox,
-                                           trace_id, Envelope))
-    return [r for r in records if r.source == "checker"]
-
-
 def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(
         looping: RunningMesh) -> None:
     url = looping.group.env[env_var("scripted", "BASE_URL")]
@@ -121,7 +112,7 @@ def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(
         assert (result.status, result.reason) == ("halted", "loop.tool_repeat"), result.reason
     # Every call the model server answered is in a step record, the one in flight included.
     wait_until(lambda: server_stats(url)["completions"] - before == sum(
-        r.usage.calls for t in traces.values() for r in checker_steps(looping, t)), 60,
+        r.usage.calls for t in traces.values() for r in looping.steps(t, "checker")), 60,
         message="the last step in flight to write its record")
     for case, trace_id in traces.items():
         wait_until(partial(read_by_watchdog, looping, trace_id), 120, interval=1.0,
@@ -147,7 +138,7 @@ def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(
         assert all(h.created_at <= result.finished_at for h in seen.hops)
         assert result.usage.hops == len(seen.hops)
         folded = {h.event_id for h in checker}
-        assert len([r for r in checker_steps(looping, trace_id)
+        assert len([r for r in looping.steps(trace_id, "checker")
                     if r.event_id not in folded]) <= STEPS_IN_FLIGHT
         assert len(checker) < len(TICKETS)  # halted, not run out of tickets
 
