@@ -170,7 +170,7 @@ class McpServer:
                 _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in pending:
                     waiter.cancel()
-                if not closing.is_set():
+                if ended.is_set():
                     log.warning("mcp server ended the session", extra={"server": self.spec.mcp})
         except Exception as exc:  # reported by start(), or to each later call
             self._failure = exc
