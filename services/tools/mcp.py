@@ -10,8 +10,9 @@ A server can go away while the agent runs (its process exits, it restarts). The 
 flight then fails at once as a tool error for the model, and the session is dropped; the next
 call opens a new one (starting the process again over stdio). A stdio server that exits is
 noticed when its output ends; an HTTP server is pinged while a call to it is in flight (its
-transport does not notice a response that never comes), and one that went away between
-calls fails that one call. A call that times out keeps the session: the server is slow, not
+transport does not notice a response that never comes). A call an HTTP server refuses
+because it no longer knows the session (it restarted between calls) never ran, so it is made
+again on a new session. A call that times out keeps the session: the server is slow, not
 gone.
 """
 
@@ -39,13 +40,20 @@ from choreo.services.tools.base import ToolFailure
 
 log = logging.getLogger(__name__)
 
+#: What the SDK's HTTP client answers for an HTTP server that no longer knows the session
+#: (it restarted): the server refused the request without running it.
+UNKNOWN_SESSION = 32600
 #: Error codes of a call whose session is gone: the connection closed (the SDK's own code),
-#: or an HTTP server that no longer knows the session (a restart; the SDK answers 32600).
-SESSION_GONE = frozenset({types.CONNECTION_CLOSED, 32600})
+#: or the server no longer knows the session.
+SESSION_GONE = frozenset({types.CONNECTION_CLOSED, UNKNOWN_SESSION})
 #: Seconds between pings to an HTTP server while a call to it is in flight.
 HEARTBEAT_S = 2.0
 #: What the model is told about a call whose server went away.
 GONE = "the server went away during the call; it is reconnected for the next call"
+
+
+class _NotRun(ToolFailure):
+    """The server refused the call without running it: the call may be made again."""
 
 
 class McpUnavailable(RuntimeError):
@@ -167,9 +175,11 @@ class McpServer:
                 self._session = session
                 ready.set()
                 waiters = [asyncio.ensure_future(e.wait()) for e in (closing, ended)]
-                _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                for waiter in pending:
-                    waiter.cancel()
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # the transport may fail under us: leave no waiter behind
+                    for waiter in waiters:
+                        waiter.cancel()
                 if ended.is_set():
                     log.warning("mcp server ended the session", extra={"server": self.spec.mcp})
         except Exception as exc:  # reported by start(), or to each later call
@@ -200,7 +210,17 @@ class McpServer:
 
     async def call(self, name: str, arguments: dict[str, Any], timeout_s: float) -> str:
         """Call tool ``name``; raises ``ToolFailure`` for an error result, a lost session
-        (which the next call replaces) or a server that cannot be reached."""
+        (which the next call replaces) or a server that cannot be reached.
+
+        A server that answers it does not know the session (it restarted since) has not run
+        the call, so the call is made once more, on a new session.
+        """
+        try:
+            return await self._call_once(name, arguments, timeout_s)
+        except _NotRun:
+            return await self._call_once(name, arguments, timeout_s)
+
+    async def _call_once(self, name: str, arguments: dict[str, Any], timeout_s: float) -> str:
         session, gone = await self._connected()
         request = asyncio.ensure_future(session.call_tool(
             name, arguments, read_timeout_seconds=timedelta(seconds=timeout_s)))
@@ -222,6 +242,8 @@ class McpServer:
             reason = f"{type(exc).__name__}: {exc}"
             if session_gone(exc):
                 self._drop(session)
+                if isinstance(exc, McpError) and exc.error.code == UNKNOWN_SESSION:
+                    raise _NotRun("error", f"{self.label}: {reason}")
                 reason = f"{GONE} ({reason})"
             raise ToolFailure("error", f"{self.label}: {reason}")
         result = request.result()

@@ -133,7 +133,7 @@ def test_a_stdio_server_that_dies_is_started_again_for_the_next_step(
     assert mesh.group.failed() == []
 
 
-def test_an_http_server_killed_mid_call_is_reached_again_once_restarted(
+def test_an_http_server_killed_mid_call_or_restarted_is_reached_again(
         mesh: RunningMesh, http_server: HttpServer) -> None:
     assert http_server.process is not None
     first = call(mesh, "remote pid")
@@ -148,4 +148,10 @@ def test_an_http_server_killed_mid_call_is_reached_again_once_restarted(
     http_server.start()
     again = call(mesh, "remote pid")
     assert (again.status, again.result) == ("ok", str(http_server.process.pid))
+    # restarted between steps: the new process does not know the session, refuses the call
+    # unrun, and it is made on a new session
+    http_server.kill()
+    http_server.start()
+    restarted = call(mesh, "remote pid")
+    assert (restarted.status, restarted.result) == ("ok", str(http_server.process.pid))
     assert mesh.group.failed() == []
