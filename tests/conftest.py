@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from choreo.schemas import HopRecord, Snapshot, Task, TerminalResult
+from choreo.schemas import Envelope, HopRecord, Snapshot, Task, TerminalResult
 from choreo.services.cli import queries
 from choreo.services.cli.launch import start_mesh
 from choreo.services.cli.processes import ProcessGroup
@@ -101,6 +101,12 @@ class RunningMesh:
     def results(self, trace_id: str) -> list[TerminalResult]:
         return self.run(queries.trace_typed(self.bootstrap, self.settings, self.topics.results,
                                             trace_id, TerminalResult))
+
+    def steps(self, trace_id: str, agent: str) -> list[Envelope]:
+        """The records ``agent`` wrote to the outbox for the trace, folded or not."""
+        records = self.run(queries.trace_typed(self.bootstrap, self.settings,
+                                               self.topics.outbox, trace_id, Envelope))
+        return [r for r in records if r.source == agent]
 
     def hops(self, trace_id: str) -> list[HopRecord]:
         """The trace's hop records in step order."""

@@ -22,6 +22,7 @@ from choreo.services.model_server import (
     start_model_server_process,
     stop_model_server_process,
 )
+from choreo.services.model_server.server import completion
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "writer-editor" / "model.yaml"
 
@@ -199,3 +200,13 @@ def _reply(response: httpx.Response) -> str:
     assert response.status_code == 200
     text: str = response.json()["choices"][0]["message"]["content"]
     return text
+
+
+def test_tool_call_arguments_go_out_in_the_order_the_script_writes_them() -> None:
+    """A model writes a call's arguments in any order; the scripted one can too."""
+    script = parse_script({"model": "m", "rules": [{"tool_calls": [
+        {"name": "stock", "arguments": {"warehouse": "north", "sku": "A-1"}}]}]})
+    body = b'{"messages": [{"role": "user", "content": "x"}]}'
+    response = completion(script, script.rules[0], body, [("user", "x")])
+    (call,) = response["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["arguments"] == '{"warehouse": "north", "sku": "A-1"}'

@@ -48,7 +48,8 @@ ReplyFault = Literal["lone_surrogate", "gzip_lie", "trickle", "null_content", "s
 
 
 class ScriptedCall(_Strict):
-    """A function call the scripted model asks for (OpenAI ``tool_calls`` on the wire)."""
+    """A function call the scripted model asks for (OpenAI ``tool_calls`` on the wire);
+    ``arguments`` are sent as JSON in the order they are written."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
     arguments: dict[str, Any] = Field(default_factory=dict)

@@ -155,7 +155,8 @@ def completion(script: Script, rule: Rule, body: bytes,
             content = None
         message = {"role": "assistant", "content": content}
     else:
-        arguments = [json.dumps(c.arguments, sort_keys=True) for c in rule.tool_calls]
+        # in the script's order, as a model writes them: equal arguments may differ on the wire
+        arguments = [json.dumps(c.arguments) for c in rule.tool_calls]
         message = {"role": "assistant", "content": None, "tool_calls": [
             {"id": f"call_{digest[:16]}_{i}", "type": "function",
              "function": {"name": c.name, "arguments": args}}

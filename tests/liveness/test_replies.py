@@ -14,8 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
 
-from choreo.schemas import Budget, Envelope
-from choreo.services.cli import queries
+from choreo.schemas import Budget
 from choreo.services.runtime.kafka import read_topic
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness.support import model_url, one_agent_mesh
@@ -34,13 +33,6 @@ def mesh(start_mesh_processes: Callable[..., RunningMesh],
         yield running
 
 
-def steps_of(mesh: RunningMesh, trace_id: str) -> list[Envelope]:
-    """The trace's records on the outbox written by the agent."""
-    records = mesh.run(queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.outbox,
-                                           trace_id, Envelope))
-    return [r for r in records if r.source == "solo"]
-
-
 def test_a_huge_reply_is_cut_to_the_declared_limit_and_the_trace_completes(
         mesh: RunningMesh) -> None:
     trace_id = mesh.submit("huge please", trace_id="huge-1")
@@ -49,7 +41,7 @@ def test_a_huge_reply_is_cut_to_the_declared_limit_and_the_trace_completes(
     assert result.output.startswith("0123456789")
     assert result.output.endswith(f"[cut: the reply was 600000 bytes, {LIMIT} kept]")
     assert len(result.output.encode()) < LIMIT + 100
-    (step,) = steps_of(mesh, trace_id)
+    (step,) = mesh.steps(trace_id, "solo")
     assert step.payload["cut"] == {"reply_bytes": 600_000, "kept_bytes": LIMIT}
     (hop,) = mesh.hops(trace_id)
     assert hop.status == "ok"
@@ -92,7 +84,7 @@ def test_a_trickling_answer_ends_by_the_traces_deadline_not_a_minute_later(
     result = mesh.result(trace_id, timeout=60)
     assert result.status == "failed"
     assert len(mesh.results(trace_id)) == 1
-    (step,) = steps_of(mesh, trace_id)
+    (step,) = mesh.steps(trace_id, "solo")
     # The call stopped at the deadline, or (under load) the step came too late to start.
     reason = step.payload["reason"]
     assert "model call failed (deadline)" in reason or "deadline passed" in reason, reason

@@ -43,3 +43,26 @@ async def spender(step: choreo.Step) -> choreo.Result:
     """Calls its model until the trace's token budget stops it."""
     while True:
         await step.complete("count to ten")
+
+
+#: What the planner hands out, one a round: every round's state and output are new.
+TICKETS = ("kettle", "lamp", "drill", "tent", "piano", "scooter", "blender", "compass",
+           "violin", "kayak", "easel", "hammock", "lantern", "mixer", "rake", "sextant",
+           "toaster", "ukulele", "wok", "yoyo")
+
+
+@choreo.agent
+async def planner(step: choreo.Step) -> choreo.Result:
+    """Hands the checker the next ticket until they run out (then the trace completes); a
+    task that starts with ``hello`` completes at once."""
+    done = int(step.state.get("round") or 0)
+    if step.input.startswith("hello") or done == len(TICKETS):
+        return step.finish(output=f"checked {done} tickets")
+    return step.emit("check.asked", {"round": done + 1, "ticket": TICKETS[done]},
+                     text=f"ticket {TICKETS[done]}")
+
+
+@choreo.agent
+async def forward(step: choreo.Step) -> choreo.Result:
+    """Sends the task to ``<first word>.asked`` (refused unless the agent emits it)."""
+    return step.emit(f"{step.input.split()[0]}.asked")

@@ -29,3 +29,14 @@ async def slow() -> str:
     """Never answers."""
     await asyncio.sleep(3600)
     return "late"
+
+
+@choreo.tool
+def stock(sku: str, warehouse: str) -> str:
+    """How many of an item a warehouse holds.
+
+    Args:
+        sku: The item's stock-keeping unit.
+        warehouse: The warehouse's name.
+    """
+    return f"{len(sku) + len(warehouse)} of {sku} in {warehouse}"

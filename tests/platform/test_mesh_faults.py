@@ -5,9 +5,7 @@ service exit."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,40 +14,23 @@ import pytest
 
 from tests.commands import CHOREO
 from tests.conftest import EXAMPLES, RunningMesh, wait_until
-from tests.platform.conftest import HERE, observed_env, scrape
+from tests.platform.conftest import HERE, free_port, observed_env, scrape, serve_mcp_over_http
 from tests.telemetry.otlp import OtlpReceiver
 
 pytestmark = pytest.mark.integration
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
-
-
 @pytest.fixture(scope="module")
 def kb_over_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The example's knowledge-base MCP server, as its own process on streamable HTTP."""
-    port = _free_port()
-    path = tmp_path_factory.mktemp("kb-http") / "kb.log"
-    log = path.open("w")
-    server = subprocess.Popen([sys.executable, str(EXAMPLES / "support-desk" / "kb_server.py"),
-                               "--http", str(port)], stdout=log, stderr=subprocess.STDOUT)
-    try:  # generous: on a loaded machine importing the server's web stack takes a while
-        wait_until(lambda: _listening(port) or server.poll() is not None, 240,
-                   message="the MCP server over HTTP")
-        assert server.poll() is None, path.read_text()
+    port = free_port()
+    server = serve_mcp_over_http(EXAMPLES / "support-desk" / "kb_server.py", port,
+                                 tmp_path_factory.mktemp("kb-http") / "kb.log")
+    try:
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         server.terminate()
         server.wait(timeout=30)
-        log.close()
 
 
 def faults_mesh(kb_url: str) -> dict[str, Any]:
