@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from choreo.schemas import Task
-from choreo.services.cli import output, queries
+from choreo.services.cli import local, output, queries
 from choreo.services.cli.common import REPO_ROOT, AddCommand, UsageError, bootstrap_of, positive
 from choreo.services.cli.launch import create_topics, start_mesh
 from choreo.services.cli.processes import ProcessGroup
@@ -144,8 +144,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             else ""
         output.say(f"broker ({broker.kind}): ", (broker.bootstrap, "cyan"), memory)
         output.say(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+        output.say(f"(or run commands from this folder: they find it in {local.UP_FILE})")
         with start_mesh(spec, Path(args.mesh), broker.bootstrap, settings,
-                        Path(args.log_dir), watchdog=not args.no_watchdog) as group:
+                        Path(args.log_dir), watchdog=not args.no_watchdog) as group, \
+                local.announce(broker.bootstrap, Path(args.mesh), settings.topic_prefix):
             output.show_sheet(_status_sheet(spec, broker.bootstrap, group))
             _event("mesh up; Ctrl-C stops every service")
             supervisor = Supervisor(group)
