@@ -89,7 +89,7 @@ def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser("bench", help="measure the mesh on a real broker",
-                           description=__doc__.splitlines()[0])
+                           description=" ".join(__doc__.split()))
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
 
     p = kinds.add_parser("hop", help="per-step overhead vs a raw Kafka relay")

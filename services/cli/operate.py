@@ -24,6 +24,7 @@ from choreo.services.runtime.broker import (
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import MeshSpec, load_mesh
 from choreo.services.runtime.topics import Topics
+from choreo.services.sandbox.settings import SandboxLimits
 
 DEMO_MESH = REPO_ROOT / "examples" / "writer-editor" / "mesh.yaml"
 DEMO_TASK = "Write a short piece on why event-driven agents need shared, versioned state."
@@ -216,8 +217,9 @@ def register(add: AddCommand) -> None:
     p.add_argument("--agent", default=None, metavar="NAME",
                    help="with agent: the agent to run, as named in the spec (default: none)")
     p.add_argument("--socket", default=None,
-                   help="sandbox: Unix socket path (default: /run/choreo-sandbox/sandbox.sock "
-                   "unless only --port is given)")
+                   help="sandbox: Unix socket path (default: CHOREO_SANDBOX_SOCKET, else "
+                   f"{SandboxLimits.model_fields['socket'].default}; none when only --port is "
+                   "given)")
     p.add_argument("--port", type=int, default=None,
                    help="sandbox: TCP port on loopback (default: none)")
 

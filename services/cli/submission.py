@@ -25,7 +25,7 @@ from choreo.services.runtime.topics import Topics
 
 #: Seconds ``check_running`` waits for the services of a mesh just started to join their
 #: consumer groups before it says the mesh is not running.
-JOIN_S = 20.0
+JOIN_S = 60.0
 
 
 class MeshNotRunning(LookupError):

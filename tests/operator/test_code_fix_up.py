@@ -4,6 +4,7 @@ trace resumed with guidance ends differently, because the engineer reads ``guida
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -13,8 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from choreo.services.runtime.broker import BrokerHandle
+from choreo.services.watchdog.config import app_id
 from tests.conftest import EXAMPLES, wait_until
 from tests.operator.support import Up, choreo_up, submitted_id
 
@@ -93,3 +96,35 @@ def test_guidance_from_a_resumed_escalation_changes_the_outcome(up: Up) -> None:
     assert hops[0]["agent"] == "engineer" and "Following the guidance" in hops[0]["output"]
     before = json.loads(up.choreo("trace", trace_id, "--json").stdout)["hops"]
     assert not any("perfect slug" in (hop["output"] or "") for hop in before)
+
+
+def test_one_step_is_one_step(up: Up) -> None:
+    done = up.choreo("submit", str(CODE_FIX), TASK, "--max-hops", "1", "--wait")
+    assert done.returncode == 1, done.stdout + done.stderr  # halted before the tester
+    assert "total: 1 step," in done.stdout and "1 steps" not in done.stdout
+    assert "engineer 1 step " in done.stdout
+
+
+async def _watchdog_joined(bootstrap: str, prefix: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_consumer_groups([app_id(prefix)])
+    finally:
+        await admin.close()
+    return any(entry[0] == 0 and entry[5] for r in responses for entry in r.groups)
+
+
+def test_the_watchdog_logs_each_verdict_with_its_trace_and_reason(
+        up: Up, broker: BrokerHandle) -> None:
+    wait_until(lambda: asyncio.run(_watchdog_joined(broker.bootstrap, up.prefix)), 120,
+               interval=1.0, message="the watchdog to join its group")
+    done = up.choreo("submit", str(CODE_FIX), TASK, "--wait", "--timeout", "300", timeout=360)
+    trace_id = submitted_id(done.stdout)
+    assert re.search(r"reason\s+loop\.", done.stdout), done.stdout  # the watchdog's halt
+    text = (up.folder / ".choreo" / "logs" / "watchdog.log").read_text()
+    assert "\x1b" not in text  # no terminal escape code in a log file
+    verdicts = [entry for entry in map(json.loads, text.splitlines())
+                if entry["msg"] == "verdict" and entry.get("trace_id") == trace_id]
+    assert verdicts and all(v["reason"].startswith("loop.") and v["action"] for v in verdicts)
+    assert verdicts[-1]["action"] == "halt"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,8 +24,8 @@ RESEARCHERS = {"historian", "engineer", "economist"}
 def up(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     """The research mesh (three researchers, a join, a synthesizer) under ``choreo up``."""
     folder = tmp_path_factory.mktemp("research-up")
-    with choreo_up(RESEARCH, folder, broker.bootstrap, f"rj{os.getpid()}",
-                   "--no-watchdog") as running:
+    with choreo_up(RESEARCH, folder, broker.bootstrap, f"rj{os.getpid()}", "--no-watchdog",
+                   env={"CHOREO_LOG_FORMAT": "keyvalue"}) as running:
         yield running
 
 
@@ -107,3 +108,32 @@ def test_submit_refuses_a_mesh_whose_topics_exist_but_that_does_not_run(up: Up) 
     assert "mesh 'writer-editor' is not running under topic prefix" in message
     assert "no live consumer for agent writer, agent editor" in message
     assert "submitted" not in done.stdout
+
+
+def test_a_halted_trace_shows_no_output_not_null(up: Up) -> None:
+    done = up.choreo("submit", str(RESEARCH), "Stop before the synthesis", "--max-hops", "3",
+                     "--wait")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.search(r"status\s+halted", done.stdout), done.stdout
+    assert "(no output)" in done.stdout and "null" not in done.stdout
+    assert "total: 3 steps," in done.stdout
+
+
+def test_services_log_key_value_lines_with_the_trace_id(up: Up, joined: str) -> None:
+    keeper = (up.folder / ".choreo" / "logs" / "keeper.log").read_text().splitlines()
+    about = [line for line in keeper if f"trace_id={joined}" in line]
+    assert [re.search(r'msg="([^"]*)"', line).group(1) for line in about  # type: ignore[union-attr]
+            ] == ["trace admitted", "trace ended"], about
+    assert all(line.startswith("ts=") and "service=keeper" in line for line in keeper), keeper
+
+
+def test_a_long_field_is_cut_only_in_the_default_table(up: Up, joined: str) -> None:
+    whole = up.choreo("state", joined, "--field", "summary").stdout.rstrip("\n")
+    assert len(whole) > 80 and "\n" in whole  # the brief: several lines
+    cut = {c[0]: c for c in (line.split("\t") for line in up.choreo(
+        "state", joined).stdout.splitlines())}["summary"][1]
+    assert len(cut) == 80 and cut.endswith("…")
+    full = {c[0]: c for c in (line.split("\t") for line in up.choreo(
+        "state", joined, "--full").stdout.splitlines())}["summary"][1]
+    assert full == " ".join(whole.split())  # uncut, on one line
+    assert json.loads(up.choreo("state", joined, "--json").stdout)["fields"]["summary"] == whole
