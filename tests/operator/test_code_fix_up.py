@@ -128,3 +128,7 @@ def test_the_watchdog_logs_each_verdict_with_its_trace_and_reason(
                 if entry["msg"] == "verdict" and entry.get("trace_id") == trace_id]
     assert verdicts and all(v["reason"].startswith("loop.") and v["action"] for v in verdicts)
     assert verdicts[-1]["action"] == "halt"
+    # a persona shift is a version no step made: the tree names the versions it skips
+    assert verdicts[:-1] and {v["action"] for v in verdicts[:-1]} == {"persona_shift"}
+    shown = up.choreo("trace", trace_id).stdout
+    assert "written by the keeper or unrecorded steps" in shown, shown
