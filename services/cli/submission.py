@@ -47,9 +47,10 @@ async def check_running(spec: MeshSpec, bootstrap: str, settings: Settings) -> N
     The CLI never creates a mesh's topics to submit to it: a task sent where no agent of that
     mesh listens would wait forever, or be run by another mesh's agents. Topics outlive the
     mesh that made them, so their presence alone says nothing of what runs now; a consumer
-    group with members does (a member that died leaves it after the session timeout). A group
-    still empty is asked again for up to ``JOIN_S`` seconds: a service just started takes a
-    few seconds to join.
+    group with members does (on Apache Kafka a member that died leaves it after the session
+    timeout; the embedded broker keeps it, so there a mesh stopped under a broker that runs on
+    still passes). A group still empty is asked again for up to ``JOIN_S`` seconds: a service
+    just started takes a few seconds to join.
     """
     topics = Topics(settings.topic_prefix)
     wanted = {topics.tasks, topics.results} | {topics.event(t) for t in spec.agent_topics}
