@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from choreo.services.cli import local
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import BudgetSpec
 
@@ -25,15 +26,20 @@ class UsageError(Exception):
 
 
 def bootstrap_of(settings: Settings) -> str:
-    """The broker address, or a usage error that says how to get one.
+    """The broker of the running mesh: ``KAFKA_BOOTSTRAP_SERVERS`` (or
+    ``CHOREO_BOOTSTRAP_SERVERS``) if set, else the broker of a ``choreo up`` running from the
+    current folder; a usage error that says how to get one otherwise.
 
     Commands that read or write a running mesh never start a broker of their own: a new
     broker would hold none of the mesh's records.
     """
-    if not settings.bootstrap_servers:
-        raise UsageError("no broker address: set KAFKA_BOOTSTRAP_SERVERS to the broker the "
-                         "mesh runs on (`choreo up` and `choreo broker` print it)")
-    return settings.bootstrap_servers
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    if (found := local.running_broker()) is not None:
+        return found
+    raise UsageError("no broker address: set KAFKA_BOOTSTRAP_SERVERS to the broker the mesh "
+                     "runs on (`choreo up` and `choreo broker` print it), or run this command "
+                     f"in the folder of a running `choreo up` (it writes {local.UP_FILE})")
 
 
 def positive(value: str) -> float:

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaConnectionError
 from pydantic import ValidationError
 
 from choreo.services.bench import cli as bench
-from choreo.services.cli import letters, operate, output, traces
+from choreo.services.cli import letters, local, operate, output, traces
 from choreo.services.cli.common import Command, UsageError
 from choreo.services.cli.processes import ServiceStartError
 from choreo.services.runtime import logs
@@ -66,8 +66,11 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         output.error(str(exc))
         return 1
     except KafkaConnectionError:
-        output.error(f"no broker answers at {settings.bootstrap_servers} (check "
-                     "KAFKA_BOOTSTRAP_SERVERS and that the broker is running)")
+        if settings.bootstrap_servers:
+            where = f"{settings.bootstrap_servers} (check KAFKA_BOOTSTRAP_SERVERS"
+        else:
+            where = f"{local.running_broker()} (the broker of this folder's `choreo up`"
+        output.error(f"no broker answers at {where} and that the broker is running)")
         return 1
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from choreo.schemas import Task
-from choreo.services.cli import output, queries
+from choreo.services.cli import local, output, queries
 from choreo.services.cli.common import REPO_ROOT, AddCommand, UsageError, bootstrap_of, positive
 from choreo.services.cli.launch import create_topics, start_mesh
 from choreo.services.cli.processes import ProcessGroup
@@ -24,6 +24,7 @@ from choreo.services.runtime.broker import (
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import MeshSpec, load_mesh
 from choreo.services.runtime.topics import Topics
+from choreo.services.sandbox.settings import SandboxLimits
 
 DEMO_MESH = REPO_ROOT / "examples" / "writer-editor" / "mesh.yaml"
 DEMO_TASK = "Write a short piece on why event-driven agents need shared, versioned state."
@@ -144,8 +145,10 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             else ""
         output.say(f"broker ({broker.kind}): ", (broker.bootstrap, "cyan"), memory)
         output.say(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+        output.say(f"(or run commands from this folder: they find it in {local.UP_FILE})")
         with start_mesh(spec, Path(args.mesh), broker.bootstrap, settings,
-                        Path(args.log_dir), watchdog=not args.no_watchdog) as group:
+                        Path(args.log_dir), watchdog=not args.no_watchdog) as group, \
+                local.announce(broker.bootstrap, Path(args.mesh), settings.topic_prefix):
             output.show_sheet(_status_sheet(spec, broker.bootstrap, group))
             _event("mesh up; Ctrl-C stops every service")
             supervisor = Supervisor(group)
@@ -214,8 +217,9 @@ def register(add: AddCommand) -> None:
     p.add_argument("--agent", default=None, metavar="NAME",
                    help="with agent: the agent to run, as named in the spec (default: none)")
     p.add_argument("--socket", default=None,
-                   help="sandbox: Unix socket path (default: /run/choreo-sandbox/sandbox.sock "
-                   "unless only --port is given)")
+                   help="sandbox: Unix socket path (default: CHOREO_SANDBOX_SOCKET, else "
+                   f"{SandboxLimits.model_fields['socket'].default}; none when only --port is "
+                   "given)")
     p.add_argument("--port", type=int, default=None,
                    help="sandbox: TCP port on loopback (default: none)")
 

@@ -13,6 +13,8 @@ import asyncio
 import time
 from dataclasses import dataclass
 
+from aiokafka.admin import AIOKafkaAdminClient
+
 from choreo.schemas import DeadLetter, Envelope, Snapshot, decode
 from choreo.schemas.codec import DecodeError
 from choreo.services.cli import queries
@@ -20,6 +22,10 @@ from choreo.services.runtime.kafka import make_consumer
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import MeshSpec
 from choreo.services.runtime.topics import Topics
+
+#: Seconds ``check_running`` waits for the services of a mesh just started to join their
+#: consumer groups before it says the mesh is not running.
+JOIN_S = 60.0
 
 
 class MeshNotRunning(LookupError):
@@ -35,10 +41,16 @@ class Fate:
 
 
 async def check_running(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
-    """Raise MeshNotRunning unless every topic of ``spec`` exists under the prefix.
+    """Raise MeshNotRunning unless ``spec``'s mesh runs under the prefix: every topic of it
+    exists, and the keeper and every agent of it have a live consumer in their groups.
 
     The CLI never creates a mesh's topics to submit to it: a task sent where no agent of that
-    mesh listens would wait forever, or be run by another mesh's agents.
+    mesh listens would wait forever, or be run by another mesh's agents. Topics outlive the
+    mesh that made them, so their presence alone says nothing of what runs now; a consumer
+    group with members does (on Apache Kafka a member that died leaves it after the session
+    timeout; the embedded broker keeps it, so there a mesh stopped under a broker that runs on
+    still passes). A group still empty is asked again for up to ``JOIN_S`` seconds: a service
+    just started takes a few seconds to join.
     """
     topics = Topics(settings.topic_prefix)
     wanted = {topics.tasks, topics.results} | {topics.event(t) for t in spec.agent_topics}
@@ -48,12 +60,41 @@ async def check_running(spec: MeshSpec, bootstrap: str, settings: Settings) -> N
         present = await consumer.topics()
     finally:
         await consumer.stop()
-    missing = sorted(wanted - present)
-    if missing:
-        raise MeshNotRunning(
-            f"mesh {spec.name!r} is not running under topic prefix {topics.prefix!r} on "
-            f"{bootstrap}: no topic {', '.join(missing)} (start it with `choreo up`, or set "
-            "CHOREO_TOPIC_PREFIX to the prefix it runs under)")
+    where = f"mesh {spec.name!r} is not running under topic prefix {topics.prefix!r} on " \
+            f"{bootstrap}"
+    hint = "(start it with `choreo up`, or set CHOREO_TOPIC_PREFIX to the prefix it runs under)"
+    if missing := sorted(wanted - present):
+        raise MeshNotRunning(f"{where}: no topic {', '.join(missing)} {hint}")
+    services = {f"{topics.prefix}.keeper": "the keeper",
+                **{f"{topics.prefix}.agent.{a.name}": f"agent {a.name}" for a in spec.agents}}
+    deadline = time.monotonic() + JOIN_S
+    while True:
+        idle = await _without_members(bootstrap, services)
+        if not idle or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)  # a mesh just started: its consumers are joining
+    if idle:
+        raise MeshNotRunning(f"{where}: no live consumer for {', '.join(idle)} (its consumer "
+                             f"group has no member) {hint}")
+
+
+async def _without_members(bootstrap: str, groups: dict[str, str]) -> list[str]:
+    """The names (values of ``groups``, keyed by group id) whose consumer group does not
+    exist or has no member."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="choreo-cli")
+    await admin.start()
+    try:
+        idle = []
+        for group, name in groups.items():  # one group a request: some brokers garble more
+            responses = await admin.describe_consumer_groups([group])
+            # each entry: (error_code, group_id, state, protocol_type, protocol, members, ...)
+            if not any(entry[0] == 0 and entry[1] == group and entry[5]
+                       and entry[2] not in ("Dead", "Empty")
+                       for response in responses for entry in response.groups):
+                idle.append(name)
+        return idle
+    finally:
+        await admin.close()
 
 
 def _names_origin(letter: DeadLetter, sent: queries.Sent) -> bool:

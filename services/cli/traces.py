@@ -41,7 +41,8 @@ def _task_from_args(args: argparse.Namespace) -> Task:
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     spec = load_mesh(args.mesh)
     bootstrap = bootstrap_of(settings)
-    asyncio.run(submission.check_running(spec, bootstrap, settings))
+    with output.err.status(output.line(f"checking that mesh {spec.name} runs…")):
+        asyncio.run(submission.check_running(spec, bootstrap, settings))
     topics = Topics(settings.topic_prefix)
     telemetry.configure("cli")  # the submit's span starts the task's trace
     try:
@@ -212,7 +213,8 @@ def cmd_trace(args: argparse.Namespace, settings: Settings) -> int:
 
 def _joins(bootstrap: str, settings: Settings, topics: Topics,
            trace_id: str) -> dict[str, list[str]]:
-    """Each join's arrivals in the trace's latest snapshot (an ended trace keeps none)."""
+    """Each join's arrivals, in arrival order, from the trace's latest snapshot (a join's
+    field is not scratch: an ended trace keeps it)."""
     try:
         snapshot = asyncio.run(queries.latest_snapshot(bootstrap, settings, topics.state,
                                                        trace_id))
@@ -285,8 +287,10 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
 
 def register(add: AddCommand) -> None:
     p = add("submit", cmd_submit, "submit a task to a running mesh")
-    p.add_argument("mesh", help="the mesh spec (YAML) of the running mesh; its topics must "
-                   "exist under CHOREO_TOPIC_PREFIX")
+    p.add_argument("mesh", help="the mesh spec (YAML) of the running mesh: its topics must "
+                   "exist under CHOREO_TOPIC_PREFIX, and its keeper and agents be live in their "
+                   "consumer groups (waits up to "
+                   f"{submission.JOIN_S:.0f} s for them to join)")
     p.add_argument("text", help="the task's input")
     p.add_argument("--wait", action="store_true",
                    help="wait until this task is admitted or refused, then for its result "

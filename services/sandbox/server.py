@@ -57,8 +57,8 @@ def serve(socket_path: Path | None, host: str | None, port: int | None,
     """
     if socket_path is None and port is None:
         raise ValueError("give a socket path, a port, or both")
-    metrics.serve(get_settings().metrics_port)
-    asyncio.run(_serve(socket_path, host or "127.0.0.1", port, limits))
+    with metrics.expose(get_settings().metrics_port, "sandbox"):
+        asyncio.run(_serve(socket_path, host or "127.0.0.1", port, limits))
 
 
 async def _serve(socket_path: Path | None, host: str, port: int | None,

@@ -204,9 +204,9 @@ def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(bootstrap, Topics(settings.topic_prefix), spec))
-    metrics.serve(settings.metrics_port)
     telemetry.configure("watchdog")
-    with tempfile.TemporaryDirectory(prefix="choreo-watchdog-") as datadir:
+    with (metrics.expose(settings.metrics_port, "watchdog"),
+          tempfile.TemporaryDirectory(prefix="choreo-watchdog-") as datadir):
         worker = faust.Worker(
             build_app(spec, bootstrap, settings, datadir),
             loop=loop,
