@@ -61,6 +61,23 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--broker-only", action="store_true",
+        help="run only the tests that talk to the session's broker (those using the `broker` "
+        "fixture): the rest never touch a broker, so a second run on another broker only "
+        "repeats them (CI runs them once)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--broker-only"):
+        return
+    keep = [item for item in items if "broker" in getattr(item, "fixturenames", ())]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in keep])
+        items[:] = keep
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[BrokerHandle]:
     handle = resolve_broker()

@@ -15,9 +15,14 @@ from choreo.services.runtime.broker import (
     ApacheKafka,
     BrokerHandle,
     EmbeddedBroker,
+    broker_kind,
     broker_session,
 )
 from choreo.services.runtime.settings import Settings
+
+#: What ``--brokers`` starts, one after the other, for each kind named.
+_BROKERS: dict[str, type[EmbeddedBroker] | type[ApacheKafka]] = {
+    "embedded": EmbeddedBroker, "kafka": ApacheKafka}
 
 
 def _publish(title: str, out: str | None, measure: Callable[[BrokerHandle], str]) -> int:
@@ -40,8 +45,21 @@ def cmd_hop(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.services.bench import hop
 
     command = f"choreo bench hop --traces {args.traces} --chain {args.chain}"
-    return _publish("Hop", args.out, lambda broker: hop.report(
-        hop.run(broker.bootstrap, args.traces, args.chain), command, broker.kind))
+    results = {}
+    if args.brokers:
+        command += f" --brokers {' '.join(args.brokers)}"
+        for kind in args.brokers:
+            started = _BROKERS[kind]().start()
+            try:
+                results[kind] = hop.run(started.bootstrap, args.traces, args.chain)
+            finally:
+                started.stop()
+    else:
+        with broker_session() as broker:
+            results[broker_kind(broker.bootstrap)] = hop.run(broker.bootstrap, args.traces,
+                                                             args.chain)
+    _emit("Hop", args.out, hop.report(results, command))
+    return 0
 
 
 def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
@@ -73,10 +91,9 @@ def _output_option(parser: argparse.ArgumentParser) -> None:
 def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.services.bench import idle
 
-    brokers = {"embedded": EmbeddedBroker, "kafka": ApacheKafka}
     usage = {}
     for kind in args.brokers:
-        broker = brokers[kind]().start()
+        broker = _BROKERS[kind]().start()
         try:
             usage[kind] = idle.run(broker.bootstrap, Path(args.log_dir) / kind, args.settle,
                                    args.window)
@@ -97,6 +114,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--traces", type=int, default=200,
                    help="traces sent through each path (default: 200)")
     p.add_argument("--chain", type=int, default=4, help="steps per trace (default: 4)")
+    p.add_argument("--brokers", nargs="+", choices=list(_BROKERS), default=None,
+                   help="brokers to start, one after the other, a column each (default: the "
+                   "resolved broker: KAFKA_BOOTSTRAP_SERVERS, else Docker, else embedded)")
     _output_option(p)
 
     p = kinds.add_parser("state", help="folds per second and outbox replay rate")

@@ -31,7 +31,12 @@ from choreo.services.bench.stats import Summary
 from choreo.services.cli.launch import start_mesh
 from choreo.services.cli.output import err
 from choreo.services.cli.processes import ProcessGroup
-from choreo.services.runtime.kafka import make_consumer, make_producer, read_topic
+from choreo.services.runtime.kafka import (
+    KAFKA_FETCH_WAIT_MS,
+    make_consumer,
+    make_producer,
+    read_topic,
+)
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import load_mesh
 from choreo.services.runtime.topics import Topics
@@ -221,31 +226,47 @@ def run(bootstrap: str, traces: int, chain: int) -> HopBench:
     return HopBench(Summary.of(mesh), Summary.of(python), Summary.of(relay), traces, chain)
 
 
-def _row(label: str, s: Summary) -> str:
-    return f"| {label} | {s.count} | {s.p50:.1f} | {s.p90:.1f} | {s.p99:.1f} | {s.mean:.1f} |"
+#: Column titles of the broker kinds (``runtime.broker.broker_kind``).
+BROKER_TITLES = {"embedded": "embedded broker", "kafka": "Apache Kafka"}
 
 
-def report(result: HopBench, command: str, broker_kind: str) -> str:
-    m, p, r = result.mesh_step_ms, result.python_step_ms, result.relay_leg_ms
-    floor = 2 * r.p50
-    return f"""
-Command: `{command}` (broker: {broker_kind})
+def _cell(s: Summary) -> str:
+    return f"{s.p50:.1f} / {s.p90:.1f} / {s.p99:.1f} ({s.count})"
 
-{result.traces} tasks, one at a time, through a chain of {result.chain} agents (scripted
-model, zero latency); the baseline relays {result.traces} records through {result.chain} raw
-aiokafka consume→produce processes. Both use the mesh's client settings
-(`fetch_max_wait_ms` = {Settings().fetch_max_wait_ms}).
 
-| per | samples | p50 ms | p90 ms | p99 ms | mean ms |
-| --- | ---: | ---: | ---: | ---: | ---: |
-{_row("mesh step (agent → keeper → agent, model call included)", m)}
-{_row("mesh step, Python agent (`kind: python`, no model call)", p)}
-{_row("raw relay leg (consume → produce)", r)}
+def report(results: dict[str, HopBench], command: str) -> str:
+    """One table, a column per broker kind measured (``results`` maps kind → its run)."""
+    kinds = list(results)
+    first = next(iter(results.values()))
 
-A mesh step crosses the broker twice (agent → outbox → keeper → event topic → agent), so its
-floor is two relay legs: {floor:.1f} ms at p50 here. The rest, {max(0.0, m.p50 - floor):.1f}
-ms at p50, is the mesh's own work: decoding and validating, the fold, the hop record and
-snapshot, and the HTTP round trip to the model server. A Python agent's step runs the same
-loop with the user's function in place of the model call: {p.p50 - m.p50:+.1f} ms at p50
-against the model agent's.
-"""
+    def row(label: str, cells: list[str]) -> str:
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    floors = {k: 2 * r.relay_leg_ms.p50 for k, r in results.items()}
+    fetch_wait = {"embedded": f"`fetch_max_wait_ms` = {Settings().fetch_max_wait_ms}, backing "
+                  "off while idle", "kafka": f"`fetch_max_wait_ms` = {KAFKA_FETCH_WAIT_MS}, "
+                  "long-polling (new data wakes the fetch)"}
+    return "\n".join([
+        f"Command: `{command}`", "",
+        f"{first.traces} tasks, one at a time, through a chain of {first.chain} agents (scripted "
+        f"model, zero latency); the baseline relays {first.traces} records through "
+        f"{first.chain} raw aiokafka consume→produce processes. On each broker both use the "
+        "mesh's client settings for it: "
+        + "; ".join(f"{BROKER_TITLES[k]}: {fetch_wait[k]}" for k in kinds) + ".", "",
+        "Each cell: p50 / p90 / p99 in ms (samples).", "",
+        row("per", [BROKER_TITLES[k] for k in kinds]),
+        "| --- |" + " ---: |" * len(kinds),
+        row("mesh step (agent → keeper → agent, model call included)",
+            [_cell(results[k].mesh_step_ms) for k in kinds]),
+        row("mesh step, Python agent (`kind: python`, no model call)",
+            [_cell(results[k].python_step_ms) for k in kinds]),
+        row("raw relay leg (consume → produce)", [_cell(results[k].relay_leg_ms) for k in kinds]),
+        row("floor: two relay legs, p50", [f"{floors[k]:.1f}" for k in kinds]),
+        row("the mesh's own work: mesh step minus floor, p50",
+            [f"{max(0.0, results[k].mesh_step_ms.p50 - floors[k]):.1f}" for k in kinds]),
+        "",
+        "A mesh step crosses the broker twice (agent → outbox → keeper → event topic → agent), "
+        "so its floor is two relay legs on the same broker. The rest is the mesh's own work: "
+        "decoding and validating, the fold, the hop record and snapshot, and the HTTP round "
+        "trip to the model server. A Python agent's step runs the same loop with the user's "
+        "function in place of the model call.", ""])

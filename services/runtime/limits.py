@@ -92,7 +92,7 @@ async def broker_limit(bootstrap: str, topics: Iterable[str],
     A broker that reports nothing, or an admin request that fails, leaves ``setting``: the
     limit is then the setting's, and a log line says the broker did not answer.
     """
-    found = await _topic_limits(bootstrap, list(topics))
+    found = await topic_limits(bootstrap, list(topics))
     limit = min([setting, *found])
     if not found:
         log.info("broker reports no max.message.bytes; using the setting",
@@ -100,7 +100,9 @@ async def broker_limit(bootstrap: str, topics: Iterable[str],
     return RecordLimit(max(1024, limit - HEADROOM))
 
 
-async def _topic_limits(bootstrap: str, topics: list[str]) -> list[int]:
+async def topic_limits(bootstrap: str, topics: list[str]) -> list[int]:
+    """The ``max.message.bytes`` (bytes) the broker reports for each of ``topics``; empty
+    when it reports none (the embedded broker) or the request fails."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
     try:
         await admin.start()

@@ -23,7 +23,7 @@ from kafka import KafkaProducer
 
 from choreo.schemas import Task, encode
 from choreo.services.cli.launch import start_mesh
-from choreo.services.runtime.broker import EmbeddedBroker
+from choreo.services.runtime.broker import ApacheKafka, BrokerHandle, EmbeddedBroker, broker_kind
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import load_mesh
 from tests.conftest import RunningMesh
@@ -61,15 +61,17 @@ def slow_writer_editor(folder: Path) -> Path:
 
 
 @pytest.fixture
-def own_broker() -> Iterator[EmbeddedBroker]:
-    """A broker of this test's own, since it is stopped for a while."""
-    broker = EmbeddedBroker().start()
-    yield broker
-    broker.stop()
+def own_broker(broker: BrokerHandle) -> Iterator[EmbeddedBroker | ApacheKafka]:
+    """A broker of this test's own, since it is stopped for a while; of the session broker's
+    kind (Apache Kafka when the suite runs on it), so the stall is met on each."""
+    own = ApacheKafka() if broker_kind(broker.bootstrap) == "kafka" else EmbeddedBroker()
+    own.start()
+    yield own
+    own.stop()
 
 
 @pytest.mark.timeout(900)
-def test_every_task_ends_once_across_a_broker_stall(own_broker: EmbeddedBroker,
+def test_every_task_ends_once_across_a_broker_stall(own_broker: EmbeddedBroker | ApacheKafka,
                                                     tmp_path: Path) -> None:
     settings = Settings(topic_prefix="stall", session_timeout_ms=6000)
     env = {"CHOREO_TOPIC_PREFIX": "stall", "CHOREO_SESSION_TIMEOUT_MS": "6000",

@@ -7,19 +7,42 @@ was stranded. Each test here also checks the keeper is still running afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from dataclasses import dataclass
 
 import pytest
 
 from choreo.schemas import Snapshot, Task, decode, encode
-from choreo.services.runtime.limits import DEFAULT_MAX_RECORD_BYTES, HEADROOM
+from choreo.services.runtime.limits import broker_limit, topic_limits
 from tests.conftest import wait_until
 from tests.liveness_keeper.support import LoneKeeper
 
 pytestmark = pytest.mark.integration
 
-LIMIT = DEFAULT_MAX_RECORD_BYTES - HEADROOM
+#: The embedded broker reports no ``max.message.bytes`` and takes records well over 1 MiB;
+#: this is the size it is trusted with when it does not say.
+UNREPORTED_BROKER_CAP = 1_150_000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The keeper's record limit and the broker's own cap on the tasks topic, in bytes."""
+
+    mesh: int
+    broker: int
+
+
+@pytest.fixture(scope="module")
+def limits(lone_keeper: LoneKeeper) -> Limits:
+    """Both limits as the broker reports them: the mesh's is what the keeper computes at
+    start; the broker's is the tasks topic's ``max.message.bytes`` (Apache Kafka: 1 MiB plus
+    framing, so the mesh's limit sits 16 KiB under it)."""
+    tasks = lone_keeper.topics.tasks
+    mesh = asyncio.run(broker_limit(lone_keeper.bootstrap, [tasks])).max_bytes
+    reported = asyncio.run(topic_limits(lone_keeper.bootstrap, [tasks]))
+    return Limits(mesh, min(reported, default=UNREPORTED_BROKER_CAP))
 
 
 def submit(keeper: LoneKeeper, text: str) -> str:
@@ -78,21 +101,23 @@ def test_a_forwarded_event_over_the_limit_fails_its_trace_with_the_reason(
 
 
 def test_a_task_too_large_to_admit_ends_failed_once_with_the_reason(
-        lone_keeper: LoneKeeper) -> None:
-    trace_id = submit(lone_keeper, "y" * 1_100_000)  # the broker takes it; the mesh cannot
+        lone_keeper: LoneKeeper, limits: Limits) -> None:
+    # between the two limits: the broker takes it; the mesh cannot
+    trace_id = submit(lone_keeper, "y" * ((limits.mesh + limits.broker) // 2))
     result = one_result(lone_keeper, trace_id)
     assert result.status == "failed"  # type: ignore[attr-defined]
     assert "task too large to admit" in result.reason  # type: ignore[attr-defined]
-    assert str(LIMIT) in result.reason  # type: ignore[attr-defined]
+    assert str(limits.mesh) in result.reason  # type: ignore[attr-defined]
     later = submit(lone_keeper, "a small task after it")
     entry_event(lone_keeper, later)
     assert lone_keeper.running()
 
 
 def test_the_dead_letter_of_a_790_kb_invalid_task_is_cut_to_fit(
-        lone_keeper: LoneKeeper) -> None:
+        lone_keeper: LoneKeeper, limits: Limits) -> None:
     marker = f"invalid-{uuid.uuid4()}"
-    invalid = json.dumps({"inptu": marker, "padding": "\u00e9" * 395_000}).encode()
+    invalid = json.dumps({"inptu": marker, "padding": "\u00e9" * 395_000},
+                         ensure_ascii=False).encode()  # 2 bytes a character: ~790 KB
     assert len(invalid) > 790_000
     lone_keeper.produce(lone_keeper.topics.tasks, invalid, marker.encode())
     letters = wait_until(lambda: [d for d in lone_keeper.dead_letters() if d.key == marker],
@@ -101,7 +126,7 @@ def test_the_dead_letter_of_a_790_kb_invalid_task_is_cut_to_fit(
     letter = letters[0]
     assert "input" in letter.reason and "original cut" in letter.reason
     assert invalid.startswith(letter.original) and len(letter.original) < len(invalid)
-    assert len(encode(letter)) <= LIMIT
+    assert len(encode(letter)) <= limits.mesh
     later = submit(lone_keeper, "a small task after it")
     entry_event(lone_keeper, later)
     assert lone_keeper.running()
