@@ -213,8 +213,10 @@ class DeadLetters:
         #: Over it, the letter's copy of the original is cut (see RecordLimit.dead_letter).
         self.limit = limit or RecordLimit()
 
-    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
-        """Publish and wait for the ack, so the caller may commit past the record."""
+    def letter(self, record: ConsumerRecord[bytes, bytes], reason: str
+               ) -> tuple[str, bytes | None, bytes, Headers]:
+        """The dead letter of ``record`` as (topic, key, value, headers), for a caller that
+        writes it itself (in a transaction, say); :meth:`noted` then counts and logs it."""
         letter = DeadLetter(
             topic=record.topic,
             partition=record.partition,
@@ -224,10 +226,16 @@ class DeadLetters:
             consumer=self._consumer,
             original=record.value or b"",
         )
-        await self._producer.send_and_wait(
-            self._topic, self.limit.dead_letter(letter), key=record.key,
-            headers=forward_headers(record)
-        )
+        return self._topic, record.key, self.limit.dead_letter(letter), forward_headers(record)
+
+    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Publish and wait for the ack, so the caller may commit past the record."""
+        topic, key, value, headers = self.letter(record, reason)
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        self.noted(record, reason)
+
+    def noted(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Count and log a dead letter once it is written."""
         metrics.DEAD_LETTERS.labels(consumer=self._consumer, topic=record.topic).inc()
         log.warning(
             "dead-lettered record",
