@@ -122,6 +122,7 @@ class AgentService:
         #: With transactions, the partitions whose previous owner is fenced and whose reading
         #: starts from the offset committed after that; records of others are not started.
         self.taken: set[TopicPartition] = set()
+        self._committing = asyncio.Lock()
         self.offsets = OffsetTracker()
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._idle = asyncio.Condition()
@@ -211,6 +212,14 @@ class AgentService:
     async def _notify(self) -> None:
         async with self._idle:
             self._idle.notify_all()
+        if self.held is not None:
+            # Written as soon as a step finishes, not at the next poll (which may long-poll):
+            # a step's records are only sent with its commit. Steps finishing while one
+            # transaction runs go together in the next.
+            try:
+                await self._commit()
+            except Exception as exc:  # Fenced, BrokerOutage: the loop raises it
+                self._fatal = exc
 
     async def drain(self, partitions: set[TopicPartition] | None) -> None:
         """Let the steps of ``partitions`` (all when None) finish, then commit.
@@ -237,11 +246,13 @@ class AgentService:
         await self._commit()
 
     async def _commit(self) -> None:
+        if self.held is not None:
+            async with self._committing:  # one transaction at a time per producer
+                if offsets := self.offsets.committable():
+                    await self._commit_held(offsets)
+            return
         offsets = self.offsets.committable()
         if not offsets:
-            return
-        if self.held is not None:
-            await self._commit_held(offsets)
             return
         try:
             await self.consumer.commit(offsets)

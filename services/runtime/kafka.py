@@ -282,7 +282,8 @@ async def read_to_end(
 async def read_topic(
     bootstrap: str, settings: Settings, topic: str, partitions: Iterable[int] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` (or of some of its partitions), read once to the end."""
+    """Every record of ``topic`` (or of some of its partitions), read once to the end; none
+    when the topic does not exist."""
     consumer = make_consumer(bootstrap, settings, group_id=None, client_id="choreo-reader")
     await consumer.start()
     try:
@@ -291,6 +292,8 @@ async def read_topic(
             numbers = sorted(consumer.partitions_for_topic(topic) or ())
         else:
             numbers = list(partitions)
+        if not numbers:
+            return []  # a topic not created yet has no records
         return [r async for r in read_to_end(consumer, [TopicPartition(topic, p) for p in numbers])]
     finally:
         await consumer.stop()
