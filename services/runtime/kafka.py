@@ -38,16 +38,20 @@ from choreo.services.runtime.telemetry import Headers, inject
 log = logging.getLogger(__name__)
 
 
-def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
-    """A producer that waits for every replica: a record is only 'sent' once it is durable."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        acks="all",
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-        enable_idempotence=False,  # at-least-once by design; ids make applies idempotent
-    )
+def make_producer(bootstrap: str, client_id: str, *, transactional_id: str | None = None,
+                  transaction_timeout_ms: int = 60_000) -> AIOKafkaProducer:
+    """A producer that waits for every replica: a record is only 'sent' once it is durable.
+
+    Without ``transactional_id`` it is at-least-once by design (ids make applies
+    idempotent); with one, an idempotent producer for transactions under that id
+    (services.runtime.transactions), whose open transaction the broker aborts after
+    ``transaction_timeout_ms`` if nobody ends it.
+    """
+    transactional = {"transactional_id": transactional_id, "enable_idempotence": True,
+                     "transaction_timeout_ms": transaction_timeout_ms} if transactional_id \
+        else {"enable_idempotence": False}
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
+                            linger_ms=2, max_batch_size=256 * 1024, **transactional)
 
 
 #: Apache Kafka's own fetch wait: a waiting fetch returns as soon as data arrives.

@@ -26,7 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionCoordinatorFenced
 
-from choreo.services.runtime.kafka import kind_of
+from choreo.services.runtime.kafka import kind_of, make_producer
 from choreo.services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -47,21 +47,6 @@ def exactly_once(bootstrap: str, settings: Settings) -> bool:
     """True when outputs go in transactions: ``CHOREO_EXACTLY_ONCE`` is ``auto`` (the default)
     and the broker is Apache Kafka, which has them; ``off`` keeps at-least-once everywhere."""
     return settings.exactly_once == "auto" and kind_of(bootstrap, settings) == "kafka"
-
-
-def make_transactional_producer(bootstrap: str, client_id: str,
-                                transactional_id: str) -> AIOKafkaProducer:
-    """An idempotent producer (acks=all) for transactions under ``transactional_id``."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        acks="all",
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-        enable_idempotence=True,
-        transactional_id=transactional_id,
-        transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
-    )
 
 
 #: What a transaction writes: it queues its records on the producer it is given.
@@ -117,8 +102,9 @@ class Transactions:
             await _stop(self._producers.pop(unit))
 
     async def _start(self, unit: str) -> AIOKafkaProducer:
-        producer = make_transactional_producer(
-            self.bootstrap, self.client_id, self.transactional_id(unit))
+        producer = make_producer(self.bootstrap, self.client_id,
+                                 transactional_id=self.transactional_id(unit),
+                                 transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
         try:
             await producer.start()
             # The producer id (and with it the fencing) is settled on first use; do it now,
