@@ -16,7 +16,7 @@ outbox, every event topic, escalations, conflicts, dead letters) with ``read_com
 counts records written twice: on Apache Kafka, whose transactions the services use, there
 must be none (docs/ARCHITECTURE.md, "Delivery guarantees").
 
-    python -m benchmarks.soak --target keeper --kills 200 --tasks 2000 \
+    python -m benchmarks.soak --target keeper --kills 200 --tasks 3000 \
         --exactly-once    # with KAFKA_BOOTSTRAP_SERVERS set to an Apache Kafka
 """
 

@@ -49,8 +49,9 @@ def exactly_once(bootstrap: str, settings: Settings) -> bool:
     return settings.exactly_once == "auto" and kind_of(bootstrap, settings) == "kafka"
 
 
-#: What a transaction writes: it queues its records on the producer it is given.
-Writes = Callable[[AIOKafkaProducer], Awaitable[None]]
+#: What a transaction writes: it queues its records on the producer it is given and returns
+#: their acks' futures.
+Writes = Callable[[AIOKafkaProducer], Awaitable[list[asyncio.Future[Any]]]]
 
 _FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionCoordinatorFenced)
 
@@ -133,10 +134,11 @@ class Transactions:
         self._producers[unit] = producer
         try:
             await producer.begin_transaction()
-            await writes(producer)
-            if offsets:
-                await producer.send_offsets_to_transaction(
-                    {tp: offset for tp, offset in offsets.items()}, self.group_id)
+            acks = await writes(producer)
+            # The offsets travel while the records are written. Every ack is awaited before
+            # the commit: aiokafka would commit a transaction one of whose records failed.
+            await asyncio.gather(asyncio.gather(*acks), producer.send_offsets_to_transaction(
+                dict(offsets), self.group_id) if offsets else asyncio.sleep(0))
             await producer.commit_transaction()
         except _FENCED as exc:
             self._producers.pop(unit, None)
@@ -166,9 +168,8 @@ async def _stop(producer: AIOKafkaProducer) -> None:
 
 
 def sends_of(records: Iterable[tuple[str, bytes | None, bytes, Any]]) -> Writes:
-    """Writes that queue ``records`` ((topic, key, value, headers)) and wait for their acks."""
-    async def writes(producer: AIOKafkaProducer) -> None:
-        futures = [await producer.send(topic, value, key=key, headers=headers)
-                   for topic, key, value, headers in records]
-        await asyncio.gather(*futures)
+    """Writes that queue ``records`` ((topic, key, value, headers))."""
+    async def writes(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
+        return [await producer.send(topic, value, key=key, headers=headers)
+                for topic, key, value, headers in records]
     return writes
