@@ -7,6 +7,17 @@ random) gets SIGKILL and is started again at once. When every task has ended, or
 may be doubled.
 
     python -m benchmarks.soak --tasks 500 --kill-every 4
+
+With ``--kills N`` the tasks are fed in N equal parts instead, and each kill comes once the
+first task of its part has ended, while the rest are in flight (``kill_mid_flight``);
+``--kill-every`` is then unused. ``--target keeper`` (or ``agent``)
+kills only that. ``--exactly-once`` then also reads every output topic (results, hops, state,
+outbox, every event topic, escalations, conflicts, dead letters) with ``read_committed`` and
+counts records written twice: on Apache Kafka, whose transactions the services use, there
+must be none (docs/ARCHITECTURE.md, "Delivery guarantees").
+
+    python -m benchmarks.soak --target keeper --kills 200 --tasks 3000 \
+        --exactly-once    # with KAFKA_BOOTSTRAP_SERVERS set to an Apache Kafka
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import shutil
 import signal
@@ -33,7 +45,7 @@ from choreo.services.cli.processes import ProcessGroup
 from choreo.services.runtime.broker import broker_session
 from choreo.services.runtime.kafka import read_topic
 from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import load_mesh
+from choreo.services.runtime.spec import MeshSpec, load_mesh
 from choreo.services.runtime.topics import Topics
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "writer-editor"
@@ -49,16 +61,21 @@ class SoakReport:
     missing: int = 0
     doubled: int = 0
     seconds: float = 0.0
+    #: Records written twice, per output topic (read only with ``exactly_once``).
+    duplicates: Counter[str] = field(default_factory=Counter)
+    #: Services that exited on their own (fenced, say) and were started again.
+    exits: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> bool:
-        return self.missing == 0 and self.doubled == 0
+        return self.missing == 0 and self.doubled == 0 and not self.duplicates
 
     def summary(self) -> dict[str, object]:
         return {"tasks": self.tasks, "kills": dict(self.kills),
                 "kills_total": sum(self.kills.values()), "statuses": dict(self.statuses),
-                "missing": self.missing, "doubled": self.doubled, "seconds": self.seconds,
-                "ok": self.ok}
+                "missing": self.missing, "doubled": self.doubled,
+                "duplicates": dict(self.duplicates), "exits": dict(self.exits),
+                "seconds": self.seconds, "ok": self.ok}
 
 
 def prepare_mesh(folder: Path, replicas: int) -> Path:
@@ -91,9 +108,11 @@ def ended(bootstrap: str, settings: Settings) -> list[TerminalResult]:
     return [decode(r.value, TerminalResult) for r in records]
 
 
-def kill_one(group: ProcessGroup, rng: random.Random) -> str:
-    """SIGKILL a random keeper or agent replica and start it again; return its name."""
-    victims = [c for c in group.children if not c.name.startswith(("model-", "sandbox"))]
+def kill_one(group: ProcessGroup, rng: random.Random, target: str = "any") -> str:
+    """SIGKILL a random keeper or agent replica (``target``: ``any``, ``keeper``, ``agent``)
+    and start it again; return its name."""
+    victims = [c for c in group.children if not c.name.startswith(("model-", "sandbox"))
+               and (target == "any" or (c.name == "keeper") == (target == "keeper"))]
     child = rng.choice(victims)
     assert child.process is not None
     child.process.send_signal(signal.SIGKILL)
@@ -102,9 +121,83 @@ def kill_one(group: ProcessGroup, rng: random.Random) -> str:
     return child.name
 
 
+def restart_exited(group: ProcessGroup, report: SoakReport) -> None:
+    """Start again every service that exited on its own, as its supervisor would."""
+    for child in group.failed():
+        report.exits[child.name] += 1
+        group.restart(child)
+
+
+#: How a record of each kind of output topic is told apart from another: two records with
+#: the same identity are the same record written twice.
+def _identity(kind: str, record: dict[str, object], raw: bytes) -> object:
+    if kind == "results":
+        return record.get("trace_id")
+    if kind == "hops":
+        return record.get("trace_id"), record.get("event_id")
+    if kind == "state":
+        return record.get("trace_id"), record.get("version")
+    if kind in ("outbox", "events"):
+        return record.get("event_id")
+    if kind == "escalations":
+        return record.get("trace_id"), record.get("escalation_id")
+    return raw  # conflicts, dead letters: the whole record
+
+
+def output_topics(spec: MeshSpec, topics: Topics) -> dict[str, str]:
+    """Every topic the keeper and agents write, with its kind (for ``_identity``)."""
+    kinds = {topics.results: "results", topics.hops: "hops", topics.state: "state",
+             topics.outbox: "outbox", topics.escalations: "escalations",
+             topics.conflicts: "conflicts", topics.dlq: "dlq"}
+    for agent in spec.agents:
+        for event_type in agent.subscribe:
+            kinds[topics.event(event_type)] = "events"
+    return kinds
+
+
+def duplicates(bootstrap: str, settings: Settings, spec: MeshSpec) -> Counter[str]:
+    """Records written twice, per output topic, as a ``read_committed`` reader sees them."""
+    found: Counter[str] = Counter()
+    for topic, kind in output_topics(spec, Topics(settings.topic_prefix)).items():
+        seen: set[object] = set()
+        for rec in asyncio.run(read_topic(bootstrap, settings, topic)):
+            raw = rec.value or b""
+            try:
+                identity = _identity(kind, json.loads(raw), raw)
+            except (ValueError, AttributeError):
+                identity = raw
+            if identity in seen:
+                found[topic] += 1
+            seen.add(identity)
+    return found
+
+
+def kill_mid_flight(group: ProcessGroup, rng: random.Random, target: str, bootstrap: str,
+                    settings: Settings, count: int, max_seconds: float,
+                    report: SoakReport) -> set[str]:
+    """Submit ``count`` tasks, wait until the first of them has ended (so the services are
+    mid-batch: the others are in flight, their steps being folded and forwarded), then
+    SIGKILL a ``target`` at a random moment of the next half second. Returns the traces."""
+    restart_exited(group, report)
+    traces = set(asyncio.run(submit_all(bootstrap, Topics(settings.topic_prefix).tasks, count,
+                                        max_seconds)))
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+            traces & {r.trace_id for r in ended(bootstrap, settings)}):
+        time.sleep(0.2)  # polling a condition, bounded by the deadline
+    time.sleep(rng.uniform(0, 0.5))  # where in its cycle the victim dies: any point
+    report.kills[kill_one(group, rng, target)] += 1
+    return traces
+
+
 def soak(bootstrap: str, work_dir: Path, tasks: int, kill_every_s: float, timeout_s: float,
-         seed: int, replicas: int = 2) -> SoakReport:
-    """Run the soak on the broker at ``bootstrap``; logs go under ``work_dir``."""
+         seed: int, replicas: int = 2, *, kills: int | None = None, target: str = "any",
+         exactly_once: bool = False) -> SoakReport:
+    """Run the soak on the broker at ``bootstrap``; logs go under ``work_dir``.
+
+    With ``kills``, tasks are fed in that many parts, one before each kill, and killing
+    stops after it; ``exactly_once`` also counts duplicate records on every output topic.
+    """
     rng = random.Random(seed)
     mesh_path = prepare_mesh(work_dir / "mesh", replicas)
     spec = load_mesh(mesh_path)
@@ -112,23 +205,35 @@ def soak(bootstrap: str, work_dir: Path, tasks: int, kill_every_s: float, timeou
     settings = Settings(topic_prefix=prefix, session_timeout_ms=6000)
     env = {"CHOREO_TOPIC_PREFIX": prefix, "CHOREO_SESSION_TIMEOUT_MS": "6000",
            "CHOREO_LOG_LEVEL": "INFO"}
+    if "CHOREO_EXACTLY_ONCE" in os.environ:
+        env["CHOREO_EXACTLY_ONCE"] = os.environ["CHOREO_EXACTLY_ONCE"]
     report = SoakReport(tasks)
+    parts = [tasks // kills + (1 if n < tasks % kills else 0) for n in range(kills or 0)]
     with start_mesh(spec, mesh_path, bootstrap, settings, work_dir / "logs", watchdog=False,
                     env=env) as group:
         topic = Topics(prefix).tasks
         # deadlines far beyond the soak: a task that ends must end by being served
-        traces = set(asyncio.run(submit_all(bootstrap, topic, tasks, 4 * timeout_s)))
         started = time.monotonic()
-        next_kill = started + kill_every_s
+        traces: set[str] = set()
+        for part in parts if kills else []:
+            traces |= kill_mid_flight(group, rng, target, bootstrap, settings, part,
+                                      4 * timeout_s, report)
+        if not kills:
+            traces = set(asyncio.run(submit_all(bootstrap, topic, tasks, 4 * timeout_s)))
+        next_kill = time.monotonic() + kill_every_s
         while time.monotonic() - started < timeout_s:
+            restart_exited(group, report)
             if traces <= {r.trace_id for r in ended(bootstrap, settings)}:
                 break
-            if time.monotonic() >= next_kill:
-                report.kills[kill_one(group, rng)] += 1
+            if not kills and time.monotonic() >= next_kill:
+                report.kills[kill_one(group, rng, target)] += 1
                 next_kill = time.monotonic() + kill_every_s
             time.sleep(1.0)  # the soak's own pace: checks and kills, not synchronisation
         report.seconds = round(time.monotonic() - started, 1)
         results = [r for r in ended(bootstrap, settings) if r.trace_id in traces]
+        if exactly_once:
+            report.duplicates = duplicates(bootstrap, settings, spec)
+    report.tasks = len(traces)
     per_trace = Counter(r.trace_id for r in results)
     report.statuses = Counter(r.status for r in {r.trace_id: r for r in results}.values())
     report.missing = len(traces - set(per_trace))
@@ -142,12 +247,18 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=4.0, help="seconds between kills")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the soak")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--kills", type=int, default=None,
+                        help="stop after this many kills, feeding tasks before each")
+    parser.add_argument("--target", choices=("any", "keeper", "agent"), default="any")
+    parser.add_argument("--exactly-once", action="store_true",
+                        help="also count records written twice on every output topic")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the mesh on SIGTERM too
     with broker_session(allow_docker=False) as broker, \
             tempfile.TemporaryDirectory(prefix="choreo-soak-") as work:
         report = soak(broker.bootstrap, Path(work), args.tasks, args.kill_every, args.timeout,
-                      args.seed)
+                      args.seed, kills=args.kills, target=args.target,
+                      exactly_once=args.exactly_once)
     print(json.dumps(report.summary(), indent=2))
     raise SystemExit(0 if report.ok else 1)
 

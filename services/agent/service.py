@@ -2,7 +2,8 @@
 
 Each record is decoded and validated (bad ones go to the dead-letter topic), checked against
 the hop budget, turned into one model call and one outbox record, and committed only after
-that record is acknowledged. Several records are worked on at once, since model calls are
+that record is acknowledged (on Apache Kafka: the records and the offset in one transaction,
+services.agent.outbox). Several records are worked on at once, since model calls are
 slow; commits advance only over a finished prefix of each partition (see OffsetTracker). On
 SIGTERM, or when partitions are revoked, in-flight steps finish (within the grace period) and
 commit before letting go.
@@ -21,7 +22,12 @@ import time
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    MessageSizeTooLargeError,
+)
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import Span, StatusCode
 
@@ -30,6 +36,7 @@ from choreo.schemas.codec import clean_text
 from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
 from choreo.services.agent import step as steps
 from choreo.services.agent.behaviour import Behaviour, ModelAgent, for_agent
+from choreo.services.agent.outbox import HeldOutputs, unit_of
 from choreo.services.runtime import allowance, metrics, telemetry
 from choreo.services.runtime.kafka import (
     BrokerOutage,
@@ -46,6 +53,7 @@ from choreo.services.runtime.offsets import OffsetTracker
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import AgentSpec, MeshSpec
 from choreo.services.runtime.topics import Topics
+from choreo.services.runtime.transactions import Transactions, exactly_once
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +73,31 @@ class _Drain(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         await self.service.drain(set(revoked))
         self.service.offsets.forget(revoked)
+        if self.service.held is not None:
+            self.service.held.forget(revoked)
+            self.service.taken.difference_update(revoked)
+            await self.service.held.transactions.release(unit_of(tp) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        """With transactions: fence the previous owners first (settling their last commits),
+        then read the committed offsets and seek there; records fetched before that (from an
+        offset read too early) are not started (see AgentService.taken)."""
+        service = self.service
         # after every rebalance: which replica serves which partitions (empty: none, idle)
         log.info("partitions assigned", extra={
-            "agent": self.service.agent.name,
+            "agent": service.agent.name,
             "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)})
+        if service.held is None:
+            return
+        try:
+            await service.held.transactions.own(unit_of(tp) for tp in assigned)
+            offsets = {tp: await service.consumer.committed(tp) for tp in assigned}
+        except Exception as exc:  # the loop raises it: the agent restarts from its commits
+            service._fatal = exc
+            return
+        for tp, offset in offsets.items():  # no await from here: seek and take at once
+            service.consumer.seek(tp, 0 if offset is None else offset)
+            service.taken.add(tp)
 
 
 class AgentService:
@@ -91,6 +118,15 @@ class AgentService:
         metrics.prime_agent(agent_name, models,
                             [self.topics.event(t) for t in self.agent.subscribe])
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
+        #: On a broker with transactions, finished steps' records wait here for their commit.
+        self.held: HeldOutputs | None = HeldOutputs(
+            Transactions(bootstrap, self.group, client_id), self.dead_letters
+        ) if exactly_once(bootstrap, settings) else None
+        self._commit_outage = Outage(settings.broker_outage_s, f"agent {agent_name} commit")
+        #: With transactions, the partitions whose previous owner is fenced and whose reading
+        #: starts from the offset committed after that; records of others are not started.
+        self.taken: set[TopicPartition] = set()
+        self._committing = asyncio.Lock()
         self.offsets = OffsetTracker()
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._idle = asyncio.Condition()
@@ -102,6 +138,8 @@ class AgentService:
         async with contextlib.AsyncExitStack() as stack:
             await self.producer.start()
             stack.push_async_callback(self.producer.stop)
+            if self.held is not None:
+                stack.push_async_callback(self.held.transactions.close)
             stack.push_async_callback(self.behaviour.aclose)
             self.consumer.subscribe([self.topics.event(t) for t in self.agent.subscribe],
                                     listener=_Drain(self))
@@ -123,7 +161,9 @@ class AgentService:
             down = self._model_down()  # first: the gauge follows an outage even when full
             self._hold(free <= 0 or down)
             batch = await self.consumer.getmany(timeout_ms=200, max_records=max(free, 1))
-            for records in batch.values():
+            for tp, records in batch.items():
+                if self.held is not None and tp not in self.taken:
+                    continue  # read before the takeover's seek, which reads them again
                 for record in records:
                     self._start(record)
             await self._commit()
@@ -176,6 +216,14 @@ class AgentService:
     async def _notify(self) -> None:
         async with self._idle:
             self._idle.notify_all()
+        if self.held is not None:
+            # Written as soon as a step finishes, not at the next poll (which may long-poll):
+            # a step's records are only sent with its commit. Steps finishing while one
+            # transaction runs go together in the next.
+            try:
+                await self._commit()
+            except Exception as exc:  # Fenced, BrokerOutage: the loop raises it
+                self._fatal = exc
 
     async def drain(self, partitions: set[TopicPartition] | None) -> None:
         """Let the steps of ``partitions`` (all when None) finish, then commit.
@@ -202,6 +250,11 @@ class AgentService:
         await self._commit()
 
     async def _commit(self) -> None:
+        if self.held is not None:
+            async with self._committing:  # one transaction at a time per producer
+                if offsets := self.offsets.committable():
+                    await self._commit_held(offsets)
+            return
         offsets = self.offsets.committable()
         if not offsets:
             return
@@ -212,6 +265,31 @@ class AgentService:
             log.warning("commit refused", extra={"reason": f"{type(exc).__name__}: {exc}"})
             return
         self.offsets.mark_committed(offsets)
+
+    async def _commit_held(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit each partition's finished prefix with its records, one transaction each.
+
+        A transient failure keeps everything held for the next poll's try (giving up, with
+        ``BrokerOutage``, after ``broker_outage_s``); ``Fenced`` stops the agent.
+        """
+        assert self.held is not None
+        for tp, offset in offsets.items():
+            if tp not in self.consumer.assignment():
+                continue  # revoked meanwhile: its next owner runs the steps again
+            try:
+                await self.held.commit(tp, offset)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                self._commit_outage.failed(exc)  # raises BrokerOutage in the end
+                return
+            self._commit_outage.ok()
+            self.offsets.mark_committed({tp: offset})
+
+    async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Dead-letter ``record`` now, or with its offset's transaction when there is one."""
+        if self.held is None:
+            await self.dead_letters.send(record, reason)
+        else:
+            self.held.hold_letter(record, reason)
 
     async def _handle(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """One record inside one span that continues the trace of the record's producer.
@@ -225,7 +303,7 @@ class AgentService:
                 event = decode(record.value or b"", Envelope)
             except DecodeError as exc:
                 span.set_status(StatusCode.ERROR, "undecodable record")
-                await self.dead_letters.send(record, str(exc))
+                await self._dead_letter(record, str(exc))
                 return
             span.set_attributes({"choreo.trace_id": event.trace_id,
                                  "choreo.hop": event.hop + 1,
@@ -276,6 +354,15 @@ class AgentService:
         """
         headers = forward_headers(record)
         encoded = [(out.trace_id.encode(), encode(out)) for out in outputs]
+        if self.held is not None:  # written with the offset, in _commit_held
+            for _, value in encoded:
+                if len(value) > self.settings.max_record_bytes:
+                    raise MessageSizeTooLargeError(
+                        f"a step record of {len(value)} bytes is over the limit of "
+                        f"{self.settings.max_record_bytes} bytes")
+            self.held.hold(record, [(self.topics.outbox, key, value, headers)
+                                    for key, value in encoded])
+            return
         outage = Outage(self.settings.broker_outage_s, f"agent {self.agent.name}")
         while True:
             try:
@@ -304,7 +391,7 @@ class AgentService:
         except BrokerOutage:
             raise
         except Exception as again:  # the dead letter is the last resort
-            await self.dead_letters.send(
+            await self._dead_letter(
                 record, f"{reason}; and its step.failed record: {type(again).__name__}: {again}")
             return
         self._count(span, "failed", 0.0)

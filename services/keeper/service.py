@@ -5,7 +5,9 @@ count and the trace id is the key everywhere, so the keeper that owns partition 
 trace on it: it is the single writer of those traces' state, and no two writers ever race.
 
 Per batch the keeper produces forwards, hop records, results and conflicts, waits for their
-acks, then publishes the touched traces' snapshots, waits again, and only then commits. After a
+acks, then publishes the touched traces' snapshots, waits again, and only then commits. On
+Apache Kafka (services.runtime.transactions) each partition's share of a batch is instead one
+transaction: its outputs, snapshots, dead letters and input offsets, all or nothing. After a
 crash it restores each partition from the latest snapshots plus the results already written,
 and re-reads the outbox from the committed offset; the event ids in each snapshot make that
 re-read idempotent. A broker error takes the same path without a restart.
@@ -76,6 +78,7 @@ from choreo.services.runtime.limits import HEADROOM, RecordLimit, RecordTooLarge
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import JoinSpec, MeshSpec
 from choreo.services.runtime.topics import Topics
+from choreo.services.runtime.transactions import Transactions, exactly_once, sends_of
 
 log = logging.getLogger(__name__)
 
@@ -487,12 +490,13 @@ class _Rebuild(ConsumerRebalanceListener):
         self.service = service
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
+        if self.service.transactions is not None:  # see Transactions.release
+            await self.service.transactions.release({str(tp.partition) for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in assigned})
         try:
-            await self.service.rebuild(numbers)
+            await self.service.take_over(numbers)
         except Exception:  # the broker failed mid-read: rebuild again before reading on
             log.exception("restoring partitions failed; retrying")
             self.service._stale = True
@@ -530,6 +534,36 @@ class KeeperService:
         self._stale = False
         #: The broker refused a batch outright: handle records one by one to find which.
         self._isolating = False
+        #: On a broker with transactions, one transactional producer per partition number.
+        self.transactions: Transactions | None = Transactions(
+            bootstrap, self.group, "choreo-keeper") if exactly_once(bootstrap, settings) else None
+
+    async def take_over(self, partitions: list[int]) -> None:
+        """Own ``partitions``: fence their previous owner's producers (which settles its last
+        transaction), restore their traces, and read on from their committed offsets.
+
+        Only after the fence are the committed offsets read: before it, a commit the previous
+        owner made just before it died may still be on its way to the group coordinator, and
+        the consumer may have fetched from an older offset. The seek follows the restore with
+        no await between, so no record read from before it is ever applied.
+        """
+        if self.transactions is None:
+            await self.rebuild(partitions)
+            return
+        await self.transactions.own(str(p) for p in partitions)
+        # every partition: a rebalance resets the positions of those kept too
+        offsets = await self._committed(list(self.consumer.assignment()))
+        await self.rebuild(partitions)
+        self._seek(offsets)
+
+    async def _committed(self, partitions: list[TopicPartition]
+                         ) -> dict[TopicPartition, int | None]:
+        return {tp: await self.consumer.committed(tp) for tp in partitions}
+
+    def _seek(self, offsets: dict[TopicPartition, int | None]) -> None:
+        """Seek to the committed offsets (the beginning where none), without awaiting."""
+        for tp, offset in offsets.items():
+            self.consumer.seek(tp, 0 if offset is None else offset)
 
     async def rebuild(self, partitions: list[int]) -> None:
         """Load the latest snapshots and the written results of newly owned partitions.
@@ -617,6 +651,8 @@ class KeeperService:
         finally:
             await self.consumer.stop()
             await self.producer.stop()
+            if self.transactions is not None:
+                await self.transactions.close()
 
     def _restored_only(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
                        ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
@@ -640,13 +676,15 @@ class KeeperService:
         owned = sorted({tp.partition for tp in self.consumer.assignment()})
         self._forget(set(owned))
         self._owned.clear()
+        if self.transactions is not None:
+            # New producers settle this keeper's own last commits too: a committed offset is
+            # only certain once the transaction's markers are written, which their start
+            # waits for (KIP-447's stable offsets are not in aiokafka's offset fetch).
+            await self.transactions.close()
+            await self.transactions.own(str(p) for p in owned)
+        offsets = await self._committed(list(self.consumer.assignment()))
         await self.rebuild(owned)
-        for tp in self.consumer.assignment():
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
+        self._seek(offsets)
         self._stale = False
         log.warning("partitions rebuilt after a broker error", extra={"partitions": owned})
 
@@ -665,16 +703,37 @@ class KeeperService:
                     if transient(exc):
                         raise
                     await self._recover()
-                    await self.dead_letters.send(
-                        record, f"the broker refused the keeper's output for this record: "
-                                f"{type(exc).__name__}: {exc}")
-                    await self.consumer.commit({tp: record.offset + 1})
+                    await self._refused(record, f"the broker refused the keeper's output for "
+                                                f"this record: {type(exc).__name__}: {exc}")
             self.consumer.seek(tp, partition_records[-1].offset + 1)
         self._isolating = False
 
+    async def _refused(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Dead-letter a record the broker refuses the output of, and commit past it."""
+        tp = TopicPartition(record.topic, record.partition)
+        if self.transactions is None:
+            await self.dead_letters.send(record, reason)
+            await self.consumer.commit({tp: record.offset + 1})
+            return
+        await self.transactions.run(str(record.partition), sends_of(
+            [self.dead_letters.letter(record, reason)]), {tp: record.offset + 1})
+        self.dead_letters.noted(record, reason)
+
     async def _transition(
             self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        """Handle a batch, produce everything it caused, then commit past it."""
+        """Handle a batch, produce everything it caused, then commit past it: in two acked
+        phases and a commit, or, with transactions, one transaction per partition number."""
+        if self.transactions is not None:
+            await self._transactions(records)
+            return
+        batch, letters = self._handle_all(records)
+        await self._flush(batch)
+        await asyncio.gather(*(self.dead_letters.send(r, why) for r, why in letters))
+        await self.consumer.commit(_next_offsets(records))
+
+    def _handle_all(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                    ) -> tuple[Batch, list[tuple[ConsumerRecord[bytes, bytes], str]]]:
+        """Every record's output, and the records to dead-letter with their reasons."""
         batch = Batch(limit=self.limit)
         letters: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         for tp, partition_records in records.items():
@@ -684,9 +743,40 @@ class KeeperService:
                     if reason:
                         span.set_status(StatusCode.ERROR, reason)
                         letters.append((record, reason))
-        await self._flush(batch)
-        await asyncio.gather(*(self.dead_letters.send(r, why) for r, why in letters))
-        await self.consumer.commit({tp: recs[-1].offset + 1 for tp, recs in records.items()})
+        return batch, letters
+
+    async def _transactions(
+            self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        """One transaction per partition number of the batch (its tasks, outbox and control
+        records: the traces of one partition), run concurrently.
+
+        A trace's outputs all go to its own partition number, so each transaction holds
+        whole transitions. Any failure leaves the in-memory traces ahead of what committed:
+        the caller's recovery rebuilds them from what the broker holds.
+        """
+        assert self.transactions is not None
+        by_partition: dict[int, dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]] = {}
+        for tp, partition_records in records.items():
+            by_partition.setdefault(tp.partition, {})[tp] = partition_records
+        runs = []
+        for number, part in sorted(by_partition.items()):
+            batch, letters = self._handle_all(part)
+            outputs: list[tuple[str, bytes | None, bytes, Headers]] = [
+                (t, k.encode(), v, h) for t, k, v, h in batch.sends]
+            outputs += [(self.topics.state, s.trace_id.encode(), encode(s), [])
+                        for s in batch.snapshots.values()]
+            outputs += [self.dead_letters.letter(r, why) for r, why in letters]
+            runs.append((batch, letters, self.transactions.run(
+                str(number), sends_of(outputs), _next_offsets(part))))
+        outcomes = await asyncio.gather(*(run for _, _, run in runs), return_exceptions=True)
+        for (batch, letters, _), outcome in zip(runs, outcomes, strict=True):
+            if outcome is None:
+                self.keeper.settle(batch.snapshots)
+                for record, why in letters:
+                    self.dead_letters.noted(record, why)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _flush(self, batch: Batch) -> None:
         """Produce a batch in its two acknowledged phases: records, then snapshots."""
@@ -702,6 +792,12 @@ class KeeperService:
         if self.keeper.sweep(datetime.now(UTC), batch):
             await self._flush(batch)
             log.warning("deadline sweep ends traces", extra={"traces": len(batch.sends)})
+
+
+def _next_offsets(records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+                  ) -> dict[TopicPartition, int]:
+    """The offsets to commit after ``records``: one past each partition's last."""
+    return {tp: recs[-1].offset + 1 for tp, recs in records.items()}
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

@@ -38,16 +38,20 @@ from choreo.services.runtime.telemetry import Headers, inject
 log = logging.getLogger(__name__)
 
 
-def make_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
-    """A producer that waits for every replica: a record is only 'sent' once it is durable."""
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        acks="all",
-        linger_ms=2,
-        max_batch_size=256 * 1024,
-        enable_idempotence=False,  # at-least-once by design; ids make applies idempotent
-    )
+def make_producer(bootstrap: str, client_id: str, *, transactional_id: str | None = None,
+                  transaction_timeout_ms: int = 60_000) -> AIOKafkaProducer:
+    """A producer that waits for every replica: a record is only 'sent' once it is durable.
+
+    Without ``transactional_id`` it is at-least-once by design (ids make applies
+    idempotent); with one, an idempotent producer for transactions under that id
+    (services.runtime.transactions), whose open transaction the broker aborts after
+    ``transaction_timeout_ms`` if nobody ends it.
+    """
+    transactional = {"transactional_id": transactional_id, "enable_idempotence": True,
+                     "transaction_timeout_ms": transaction_timeout_ms} if transactional_id \
+        else {"enable_idempotence": False}
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
+                            linger_ms=2, max_batch_size=256 * 1024, **transactional)
 
 
 #: Apache Kafka's own fetch wait: a waiting fetch returns as soon as data arrives.
@@ -213,8 +217,10 @@ class DeadLetters:
         #: Over it, the letter's copy of the original is cut (see RecordLimit.dead_letter).
         self.limit = limit or RecordLimit()
 
-    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
-        """Publish and wait for the ack, so the caller may commit past the record."""
+    def letter(self, record: ConsumerRecord[bytes, bytes], reason: str
+               ) -> tuple[str, bytes | None, bytes, Headers]:
+        """The dead letter of ``record`` as (topic, key, value, headers), for a caller that
+        writes it itself (in a transaction, say); :meth:`noted` then counts and logs it."""
         letter = DeadLetter(
             topic=record.topic,
             partition=record.partition,
@@ -224,10 +230,16 @@ class DeadLetters:
             consumer=self._consumer,
             original=record.value or b"",
         )
-        await self._producer.send_and_wait(
-            self._topic, self.limit.dead_letter(letter), key=record.key,
-            headers=forward_headers(record)
-        )
+        return self._topic, record.key, self.limit.dead_letter(letter), forward_headers(record)
+
+    async def send(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Publish and wait for the ack, so the caller may commit past the record."""
+        topic, key, value, headers = self.letter(record, reason)
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        self.noted(record, reason)
+
+    def noted(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
+        """Count and log a dead letter once it is written."""
         metrics.DEAD_LETTERS.labels(consumer=self._consumer, topic=record.topic).inc()
         log.warning(
             "dead-lettered record",
@@ -274,7 +286,8 @@ async def read_to_end(
 async def read_topic(
     bootstrap: str, settings: Settings, topic: str, partitions: Iterable[int] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic`` (or of some of its partitions), read once to the end."""
+    """Every record of ``topic`` (or of some of its partitions), read once to the end; none
+    when the topic does not exist."""
     consumer = make_consumer(bootstrap, settings, group_id=None, client_id="choreo-reader")
     await consumer.start()
     try:
@@ -283,6 +296,8 @@ async def read_topic(
             numbers = sorted(consumer.partitions_for_topic(topic) or ())
         else:
             numbers = list(partitions)
+        if not numbers:
+            return []  # a topic not created yet has no records
         return [r async for r in read_to_end(consumer, [TopicPartition(topic, p) for p in numbers])]
     finally:
         await consumer.stop()

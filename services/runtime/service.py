@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from collections.abc import Awaitable, Callable
 
 from choreo.services.runtime import logs, metrics, telemetry
 from choreo.services.runtime.settings import Settings
+from choreo.services.runtime.transactions import Fenced
+
+log = logging.getLogger(__name__)
 
 
 def run_service(name: str, settings: Settings,
                 main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     """Run ``main(stop)`` until it returns; SIGTERM and SIGINT set ``stop`` for a clean drain.
 
-    Spans still buffered when ``main`` returns are flushed before the process exits.
+    Spans still buffered when ``main`` returns are flushed before the process exits. A
+    process fenced by a newer owner of its input (services.runtime.transactions) exits with
+    status 1 and one line saying so, for its supervisor to start it again.
     """
     logs.configure(settings, name)
     telemetry.configure(name)
@@ -29,5 +35,9 @@ def run_service(name: str, settings: Settings,
     try:
         with metrics.expose(settings.metrics_port, name):
             asyncio.run(_run())
+    except Fenced as exc:
+        log.error("fenced by a newer owner of this input; exiting to be restarted",
+                  extra={"service": name, "reason": str(exc)})
+        raise SystemExit(1) from None
     finally:
         telemetry.shutdown()

@@ -20,6 +20,10 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("choreo", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     #: Which broker's tuning to use; ``auto`` asks the broker (``runtime.broker.broker_kind``).
     broker_kind: Literal["auto", "kafka", "embedded"] = "auto"
+    #: ``auto``: on a broker with transactions (Apache Kafka) the keeper and agents write each
+    #: batch's outputs and input offsets in one transaction (exactly-once for read_committed
+    #: readers); ``off``: at-least-once with idempotent apply, as on the embedded broker.
+    exactly_once: Literal["auto", "off"] = "auto"
     #: The fetch wait while records flow on the embedded broker, whose waiting fetches are
     #: not woken by new data (latency follows this wait).
     fetch_max_wait_ms: int = Field(10, ge=1, le=5000)
