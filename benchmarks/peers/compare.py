@@ -27,7 +27,7 @@ from langgraph_side import langgraph_systems
 from mesh_side import MeshClient, running_meshes
 from workloads import WORKLOADS, Workload, model_script
 
-from choreo.services.bench.stats import Summary, write_section
+from choreo.services.bench.stats import Summary, publish
 from choreo.services.model_server.process import (
     start_model_server_process,
     stop_model_server_process,
@@ -138,9 +138,7 @@ def main() -> int:
             finally:
                 stop_model_server_process(server)
         body = report(results, command, broker.kind)
-    print(body)
-    if args.out:
-        write_section(args.out, "Peers", body)
+    publish("Peers", args.out, body)
     return 0
 
 

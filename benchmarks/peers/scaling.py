@@ -26,7 +26,7 @@ import yaml
 from mesh_side import MeshClient
 from workloads import model_script, step_persona
 
-from choreo.services.bench.stats import write_section
+from choreo.services.bench.stats import publish
 from choreo.services.cli.launch import start_mesh
 from choreo.services.cli.processes import ProcessGroup
 from choreo.services.model_server.process import (
@@ -183,9 +183,7 @@ def main() -> int:
         finally:
             stop_model_server_process(server)
         body = report(rates, args, command, broker.kind)
-    print(body)
-    if args.out:
-        write_section(args.out, "Scale-out", body)
+    publish("Scale-out", args.out, body)
     return 0
 
 

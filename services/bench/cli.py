@@ -8,7 +8,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from choreo.services.bench.stats import write_section
+from choreo.services.bench.stats import publish
 from choreo.services.cli import output
 from choreo.services.cli.common import REPO_ROOT
 from choreo.services.runtime.broker import (
@@ -35,9 +35,8 @@ def _publish(title: str, out: str | None, measure: Callable[[BrokerHandle], str]
 
 
 def _emit(title: str, out: str | None, body: str) -> None:
-    print(body, flush=True)
+    publish(title, out, body)
     if out is not None:
-        write_section(Path(out), title, body)
         output.warn(f"written to {out}")
 
 

@@ -47,3 +47,11 @@ def write_section(path: Path, title: str, body: str) -> None:
     text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) \
         else text.rstrip() + "\n\n" + section
     path.write_text(text.rstrip() + "\n")
+
+
+def publish(title: str, out: str | Path | None, body: str) -> None:
+    """Print a report section, then write it as the ``## title`` section of ``out`` if given:
+    the figures are on stdout before any file can fail."""
+    print(body, flush=True)
+    if out is not None:
+        write_section(Path(out), title, body)
