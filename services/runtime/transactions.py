@@ -32,8 +32,11 @@ from choreo.services.runtime.settings import Settings
 log = logging.getLogger(__name__)
 
 #: How long a producer's open transaction may stay open before the broker aborts it, in ms.
-#: A successor aborts it at once; this bounds how long a stalled process blocks readers.
-TRANSACTION_TIMEOUT_MS = 60_000
+#: A successor aborts it at once; this bounds how long a stalled process blocks readers. It is
+#: well past a broker stall the services ride out (a request times out at 40 s and is
+#: retried): the broker aborting a live producer's transaction bumps its epoch, which the
+#: producer can only take as being fenced, and the service exits for its supervisor.
+TRANSACTION_TIMEOUT_MS = 300_000
 #: Seconds to wait for a producer to stop before abandoning it (its broker may be gone).
 STOP_GRACE_S = 10.0
 
