@@ -136,7 +136,7 @@ A {CHAIN}-agent chain on a mock model answering in {args.latency_ms:g} ms, each 
 holding at most {args.concurrency} model call(s) at once (the tier's `concurrency`), so one
 replica can serve at most {ideal:.1f} steps/s per agent; {args.in_flight} tasks in flight,
 {args.tasks} tasks per round, median of {args.rounds} rounds. Topics have {PARTITIONS}
-partitions; each count starts a fresh mesh and waits for its consumer groups to be stable.
+partitions; each count starts a fresh mesh and times it once every replica holds partitions.
 
 | replicas per agent | tasks/s | speed-up over the first row | ideal tasks/s |
 | ---: | ---: | ---: | ---: |
