@@ -208,14 +208,14 @@ def soak(bootstrap: str, work_dir: Path, tasks: int, kill_every_s: float, timeou
     if "CHOREO_EXACTLY_ONCE" in os.environ:
         env["CHOREO_EXACTLY_ONCE"] = os.environ["CHOREO_EXACTLY_ONCE"]
     report = SoakReport(tasks)
-    parts = [tasks // kills + (1 if n < tasks % kills else 0) for n in range(kills or 0)]
+    parts = [tasks // kills + (n < tasks % kills) for n in range(kills)] if kills else []
     with start_mesh(spec, mesh_path, bootstrap, settings, work_dir / "logs", watchdog=False,
                     env=env) as group:
         topic = Topics(prefix).tasks
         # deadlines far beyond the soak: a task that ends must end by being served
         started = time.monotonic()
         traces: set[str] = set()
-        for part in parts if kills else []:
+        for part in parts:
             traces |= kill_mid_flight(group, rng, target, bootstrap, settings, part,
                                       4 * timeout_s, report)
         if not kills:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -67,6 +68,12 @@ class Transactions:
     inside a transaction replaces that producer (a new one with the same id aborts what was
     open) and re-raises, so the caller re-reads from its committed offsets; a fenced producer
     raises :class:`Fenced`.
+
+    Each unit has a lock held for the whole of a transaction, and a producer is only started
+    or stopped under it: a rebalance that gives a unit up while its transaction commits (the
+    listener runs beside the caller's loop) waits for the commit's outcome, as Kafka Streams
+    commits before it hands over a task. Stopped mid-commit, aiokafka's producer never
+    resolves the commit, and the caller would wait forever.
     """
 
     def __init__(self, bootstrap: str, group_id: str, client_id: str) -> None:
@@ -74,6 +81,7 @@ class Transactions:
         self.group_id = group_id
         self.client_id = client_id
         self._producers: dict[str, AIOKafkaProducer] = {}
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     def transactional_id(self, unit: str) -> str:
         return f"{self.group_id}.{unit}"
@@ -87,10 +95,7 @@ class Transactions:
         wanted = set(units)
         await self.release(set(self._producers) - wanted)
         fresh = sorted(wanted - set(self._producers))
-        started = await asyncio.gather(*(self._start(u) for u in fresh), return_exceptions=True)
-        for unit, outcome in zip(fresh, started, strict=True):
-            if isinstance(outcome, AIOKafkaProducer):
-                self._producers[unit] = outcome
+        started = await asyncio.gather(*(self._hold(u) for u in fresh), return_exceptions=True)
         for outcome in started:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -102,8 +107,19 @@ class Transactions:
         """Stop the producers of ``units`` (partitions revoked). Owned again, a unit gets a
         new producer, whose start waits until this one's last commit is fully written, so
         the committed offsets read after it are current."""
-        for unit in sorted(set(units) & set(self._producers)):
-            await _stop(self._producers.pop(unit))
+        await asyncio.gather(*(self._drop(u) for u in sorted(set(units))))
+
+    async def _hold(self, unit: str) -> None:
+        """Start ``unit``'s producer unless it has one, once no transaction holds it."""
+        async with self._locks[unit]:
+            if unit not in self._producers:
+                self._producers[unit] = await self._start(unit)
+
+    async def _drop(self, unit: str) -> None:
+        """Stop ``unit``'s producer once its transaction (if one is running) has ended."""
+        async with self._locks[unit]:
+            if (producer := self._producers.pop(unit, None)) is not None:
+                await _stop(producer)
 
     async def _start(self, unit: str) -> AIOKafkaProducer:
         producer = make_producer(self.bootstrap, self.client_id,
@@ -133,6 +149,13 @@ class Transactions:
         timeout, a refused record) drops the producer and is re-raised: the unit's next
         transaction (or ``own``) starts a new one, which aborts what was left open.
         """
+        async with self._locks[unit]:
+            # bounded: past its timeout the broker has aborted the transaction anyway
+            async with asyncio.timeout(TRANSACTION_TIMEOUT_MS / 1000):
+                await self._run(unit, writes, offsets)
+
+    async def _run(self, unit: str, writes: Writes,
+                   offsets: dict[TopicPartition, int] | None) -> None:
         producer = self._producers.get(unit) or await self._start(unit)
         self._producers[unit] = producer
         try:
@@ -155,9 +178,8 @@ class Transactions:
             raise
 
     async def close(self) -> None:
-        """Stop every producer (an open transaction is aborted by the broker or a successor)."""
-        producers, self._producers = list(self._producers.values()), {}
-        await asyncio.gather(*(_stop(p) for p in producers))
+        """Stop every producer once its transaction, if one is running, has ended."""
+        await self.release(set(self._producers))
 
 
 async def _stop(producer: AIOKafkaProducer) -> None:

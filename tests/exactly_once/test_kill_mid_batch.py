@@ -14,21 +14,12 @@ from aiokafka import AIOKafkaProducer
 
 from benchmarks.soak import EXAMPLE, duplicates, soak
 from choreo.schemas import HopRecord, encode
-from choreo.services.runtime.broker import BrokerHandle, broker_kind
+from choreo.services.runtime.broker import BrokerHandle
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import load_mesh
 from choreo.services.runtime.topics import Topics
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def transactional(broker: BrokerHandle) -> BrokerHandle:
-    if broker_kind(broker.bootstrap) != "kafka":
-        pytest.skip("exactly-once output needs broker transactions (Apache Kafka); the "
-                    "embedded broker has none, and there a killed service may write a record "
-                    "twice, which readers absorb by its id (docs/ARCHITECTURE.md)")
-    return broker
 
 
 @pytest.mark.timeout(900)

@@ -28,7 +28,12 @@ def test_services_log_lifecycle_as_json_lines_with_trace_ids(
                           ("editor-1", "agent:editor"), ("watchdog", "watchdog")):
         assert entries[name], f"{name} logged nothing"
         assert {e["service"] for e in entries[name]} == {service}, entries[name]
-        assert not [e for e in entries[name] if e["logger"].startswith(("aiokafka", "httpx"))]
+        # Quiet by default: none of the clients' routine chatter (each fetch, group join,
+        # request). Their warnings stay: a broker still electing its coordinators is worth a
+        # line, and a fresh broker may well be doing so during this run.
+        chatter = [e for e in entries[name] if e["logger"].startswith(("aiokafka", "httpx"))
+                   and e["level"] not in ("warning", "error", "critical")]
+        assert not chatter, chatter
     about_trace = [e for e in entries["keeper"] if e.get("trace_id") == trace_id]
     assert [e["msg"] for e in about_trace] == ["trace admitted", "trace ended"]
     assert about_trace[1]["status"] == "completed"
