@@ -188,6 +188,9 @@ def completion(script: Script, rule: Rule, body: bytes,
 class _Handler(BaseHTTPRequestHandler):
     server: ScriptedServer
     protocol_version = "HTTP/1.1"
+    #: TCP_NODELAY: headers and body go out as two writes, and on a kept-alive connection
+    #: Nagle's algorithm held the body until the client's delayed ACK (about 40 ms a call).
+    disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
         if self.path == "/v1/stats":  # the server's own accounting, answered even when "down"
