@@ -38,12 +38,20 @@ class MeshClient:
     async def start(self) -> None:
         await self.producer.start()
         await self.consumer.start()
-        await self.consumer.topics()
-        parts = [TopicPartition(self.topics.results, p) for p in
-                 sorted(self.consumer.partitions_for_topic(self.topics.results) or ())]
+        parts = [TopicPartition(self.topics.results, p) for p in await self._partitions()]
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
         self.reader = asyncio.create_task(self._read())
+
+    async def _partitions(self, timeout_s: float = 60.0) -> list[int]:
+        """The results topic's partitions, once the broker's metadata has them (Apache Kafka
+        elects the leaders of a fresh topic a moment after creating it)."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                await self.consumer.topics()  # refreshes the metadata
+                if numbers := self.consumer.partitions_for_topic(self.topics.results):
+                    return sorted(numbers)
+                await asyncio.sleep(0.2)  # the broker's metadata, polled: it has no wake-up
 
     async def _read(self) -> None:
         while True:
