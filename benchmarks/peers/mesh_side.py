@@ -17,7 +17,7 @@ from workloads import MESHES
 from choreo.schemas import Task, TerminalResult, decode, encode
 from choreo.schemas.ids import new_id
 from choreo.services.cli.launch import start_mesh
-from choreo.services.runtime.kafka import make_consumer, make_producer
+from choreo.services.runtime.kafka import make_consumer, make_producer, partitions_of
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import load_mesh
 from choreo.services.runtime.topics import Topics
@@ -38,20 +38,11 @@ class MeshClient:
     async def start(self) -> None:
         await self.producer.start()
         await self.consumer.start()
-        parts = [TopicPartition(self.topics.results, p) for p in await self._partitions()]
+        parts = [TopicPartition(self.topics.results, p)
+                 for p in await partitions_of(self.consumer, self.topics.results, 60)]
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
         self.reader = asyncio.create_task(self._read())
-
-    async def _partitions(self, timeout_s: float = 60.0) -> list[int]:
-        """The results topic's partitions, once the broker's metadata has them (Apache Kafka
-        elects the leaders of a fresh topic a moment after creating it)."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                await self.consumer.topics()  # refreshes the metadata
-                if numbers := self.consumer.partitions_for_topic(self.topics.results):
-                    return sorted(numbers)
-                await asyncio.sleep(0.2)  # the broker's metadata, polled: it has no wake-up
 
     async def _read(self) -> None:
         while True:

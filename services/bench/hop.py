@@ -35,6 +35,7 @@ from choreo.services.runtime.kafka import (
     KAFKA_FETCH_WAIT_MS,
     make_consumer,
     make_producer,
+    partitions_of,
     read_topic,
 )
 from choreo.services.runtime.settings import Settings
@@ -91,9 +92,8 @@ async def _one_at_a_time(bootstrap: str, topics: Topics, settings: Settings, cou
     consumer = make_consumer(bootstrap, settings, group_id=None, client_id="bench")
     await producer.start()
     await consumer.start()
-    await consumer.topics()
     parts = [TopicPartition(topics.results, p)
-             for p in sorted(consumer.partitions_for_topic(topics.results) or ())]
+             for p in await partitions_of(consumer, topics.results, wait_s)]
     consumer.assign(parts)
     await consumer.seek_to_end(*parts)
     task_bar = progress.add_task("mesh traces", total=count) if progress else None

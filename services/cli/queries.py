@@ -6,7 +6,6 @@ number of each topic; these helpers read only that partition.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -27,7 +26,13 @@ from choreo.schemas import (
 )
 from choreo.schemas.ids import new_id
 from choreo.services.runtime import telemetry
-from choreo.services.runtime.kafka import make_consumer, make_producer, partition_for, read_to_end
+from choreo.services.runtime.kafka import (
+    make_consumer,
+    make_producer,
+    partition_for,
+    partitions_of,
+    read_to_end,
+)
 from choreo.services.runtime.settings import Settings
 
 R = TypeVar("R", bound=Record)
@@ -139,14 +144,9 @@ async def wait_for_result(bootstrap: str, settings: Settings, topic: str, trace_
     await consumer.start()
     try:
         deadline = time.monotonic() + within_s
-        count = 0
-        while count == 0:
-            await consumer.topics()
-            count = len(consumer.partitions_for_topic(topic) or ())
-            if time.monotonic() > deadline:
-                return None
-            if count == 0:
-                await asyncio.sleep(0.2)  # polling metadata for a topic not created yet
+        count = len(await partitions_of(consumer, topic, within_s))
+        if count == 0:
+            return None
         tp = TopicPartition(topic, partition_for(trace_id, count))
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)

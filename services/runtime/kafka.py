@@ -283,6 +283,23 @@ async def read_to_end(
                 pending.discard(tp)
 
 
+async def partitions_of(consumer: AIOKafkaConsumer, topic: str, within_s: float) -> list[int]:
+    """The partition numbers of ``topic``, sorted, once the broker's metadata has them: a topic
+    created a moment ago (Apache Kafka elects its leaders just after) or not yet created.
+
+    Metadata is polled every 0.2 s for up to ``within_s`` seconds (it has no wake-up); an
+    empty list means the topic did not appear in that time.
+    """
+    deadline = time.monotonic() + within_s
+    while True:
+        await consumer.topics()  # refreshes the metadata
+        if numbers := consumer.partitions_for_topic(topic):
+            return sorted(numbers)
+        if time.monotonic() >= deadline:
+            return []
+        await asyncio.sleep(0.2)
+
+
 async def read_topic(
     bootstrap: str, settings: Settings, topic: str, partitions: Iterable[int] | None = None
 ) -> list[ConsumerRecord[bytes, bytes]]:
