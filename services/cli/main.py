@@ -11,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from pydantic import ValidationError
 
 from choreo.services.bench import cli as bench
@@ -71,6 +71,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         else:
             where = f"{local.running_broker()} (the broker of this folder's `choreo up`"
         output.error(f"no broker answers at {where} and that the broker is running)")
+        return 1
+    except KafkaError as exc:  # the broker answered with an error: one line, not a traceback
+        output.error(f"the broker refused the request: {type(exc).__name__}: {exc}")
         return 1
 
 

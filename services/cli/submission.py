@@ -14,11 +14,12 @@ import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from choreo.schemas import DeadLetter, Envelope, Snapshot, decode
 from choreo.schemas.codec import DecodeError
 from choreo.services.cli import queries
-from choreo.services.runtime.kafka import make_consumer
+from choreo.services.runtime.kafka import make_consumer, transient
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import MeshSpec
 from choreo.services.runtime.topics import Topics
@@ -86,7 +87,14 @@ async def _without_members(bootstrap: str, groups: dict[str, str]) -> list[str]:
     try:
         idle = []
         for group, name in groups.items():  # one group a request: some brokers garble more
-            responses = await admin.describe_consumer_groups([group])
+            try:
+                responses = await admin.describe_consumer_groups([group])
+            except KafkaError as exc:
+                if not transient(exc):
+                    raise
+                # a fresh broker still electing its group coordinator: no member known yet
+                idle.append(name)
+                continue
             # each entry: (error_code, group_id, state, protocol_type, protocol, members, ...)
             if not any(entry[0] == 0 and entry[1] == group and entry[5]
                        and entry[2] not in ("Dead", "Empty")
