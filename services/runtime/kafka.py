@@ -38,6 +38,10 @@ from choreo.services.runtime.telemetry import Headers, inject
 log = logging.getLogger(__name__)
 
 
+#: A transactional producer's retry backoff, ms (see make_producer).
+TRANSACTION_RETRY_MS = 10
+
+
 def make_producer(bootstrap: str, client_id: str, *, transactional_id: str | None = None,
                   transaction_timeout_ms: int = 60_000) -> AIOKafkaProducer:
     """A producer that waits for every replica: a record is only 'sent' once it is durable.
@@ -47,11 +51,16 @@ def make_producer(bootstrap: str, client_id: str, *, transactional_id: str | Non
     (services.runtime.transactions), whose open transaction the broker aborts after
     ``transaction_timeout_ms`` if nobody ends it.
     """
+    # A transaction started while the broker still writes the last one's markers is refused
+    # as "concurrent" and retried after the backoff: 100 ms by default, most of a step.
     transactional = {"transactional_id": transactional_id, "enable_idempotence": True,
-                     "transaction_timeout_ms": transaction_timeout_ms} if transactional_id \
+                     "transaction_timeout_ms": transaction_timeout_ms,
+                     "retry_backoff_ms": TRANSACTION_RETRY_MS} if transactional_id \
         else {"enable_idempotence": False}
+    # No linger: every send is a step's output that someone waits for; records queued
+    # together (a batch's outputs) still go in one request.
     return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
-                            linger_ms=2, max_batch_size=256 * 1024, **transactional)
+                            linger_ms=0, max_batch_size=256 * 1024, **transactional)
 
 
 #: Apache Kafka's own fetch wait: a waiting fetch returns as soon as data arrives.

@@ -11,10 +11,14 @@ from aiokafka import TopicPartition
 
 
 class OffsetTracker:
+    """Per partition: the records in flight and those finished since the last commit.
+    Offsets are Kafka's (a commit names the next one to read)."""
+
     def __init__(self) -> None:
         self._in_flight: dict[TopicPartition, set[int]] = {}
+        #: Finished records the last commit is not past yet.
+        self._finished: dict[TopicPartition, set[int]] = {}
         self._next: dict[TopicPartition, int] = {}
-        self._committed: dict[TopicPartition, int] = {}
 
     def started(self, tp: TopicPartition, offset: int) -> None:
         self._in_flight.setdefault(tp, set()).add(offset)
@@ -22,27 +26,36 @@ class OffsetTracker:
 
     def done(self, tp: TopicPartition, offset: int) -> None:
         self._in_flight[tp].discard(offset)
+        self._finished.setdefault(tp, set()).add(offset)
 
     def in_flight(self, partitions: set[TopicPartition] | None = None) -> int:
         return sum(len(v) for tp, v in self._in_flight.items()
                    if partitions is None or tp in partitions)
 
     def committable(self) -> dict[TopicPartition, int]:
-        """Offsets past the last committed ones: the lowest in flight, or one past the last."""
+        """Per partition, the offset to commit now: the lowest in flight (else one past the
+        last started), where that moves the commit past a finished record.
+
+        A commit that passes no finished record is not made: on Apache Kafka the gap before a
+        record just started is often a transaction marker, and committing over it alone
+        would cost an empty transaction, whose markers then delay the step's own.
+        """
         ready: dict[TopicPartition, int] = {}
         for tp, upto in self._next.items():
             pending = self._in_flight.get(tp)
             offset = min(pending) if pending else upto
-            if offset > self._committed.get(tp, -1):
+            finished = self._finished.get(tp)
+            if finished and min(finished) < offset:
                 ready[tp] = offset
         return ready
 
     def mark_committed(self, offsets: dict[TopicPartition, int]) -> None:
-        self._committed.update(offsets)
+        for tp, offset in offsets.items():
+            self._finished[tp] = {o for o in self._finished.get(tp, ()) if o >= offset}
 
     def forget(self, partitions: list[TopicPartition]) -> None:
         """Drop revoked partitions: their next owner starts from the committed offset."""
         for tp in partitions:
             self._in_flight.pop(tp, None)
+            self._finished.pop(tp, None)
             self._next.pop(tp, None)
-            self._committed.pop(tp, None)

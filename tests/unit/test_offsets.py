@@ -21,7 +21,9 @@ def test_commit_stops_at_the_lowest_in_flight_offset() -> None:
     tracker = _tracker(A, 10, 11, 12)
     tracker.done(A, 11)
     tracker.done(A, 12)
-    assert tracker.committable() == {A: 10}  # 10 is still running: never commit past it
+    assert tracker.committable() == {}  # 10 is still running: never commit past it
+    tracker.done(A, 10)
+    assert tracker.committable() == {A: 13}
 
 
 def test_out_of_order_completion_commits_once_the_gap_closes() -> None:
@@ -40,7 +42,7 @@ def test_partitions_are_independent() -> None:
     tracker.started(B, 5)
     tracker.done(A, 0)
     tracker.done(A, 1)
-    assert tracker.committable() == {A: 2, B: 5}
+    assert tracker.committable() == {A: 2}  # nothing of B has finished
     assert tracker.in_flight() == 1
     assert tracker.in_flight({A}) == 0
     assert tracker.in_flight({B}) == 1
@@ -70,3 +72,15 @@ def test_forget_drops_a_revoked_partition() -> None:
     tracker.started(A, 1)
     tracker.done(A, 1)
     assert tracker.committable() == {A: 2}
+
+
+def test_a_record_only_started_is_never_committed_over() -> None:
+    # On Apache Kafka offset 13 is the marker of the transaction that wrote 12: committing 14
+    # when 14 starts would be an empty transaction, delaying the step's own (its markers).
+    tracker = _tracker(A, 12)
+    tracker.done(A, 12)
+    tracker.mark_committed(tracker.committable())
+    tracker.started(A, 14)
+    assert tracker.committable() == {}
+    tracker.done(A, 14)
+    assert tracker.committable() == {A: 15}
