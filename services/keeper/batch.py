@@ -12,23 +12,42 @@ from choreo.services.runtime import telemetry
 from choreo.services.runtime.limits import RecordLimit
 from choreo.services.runtime.telemetry import Headers
 
+#: One record to produce: (topic, key, value, headers).
+Send = tuple[str, str, bytes, Headers]
+
 
 @dataclass
 class Batch:
-    """Everything one batch of input produces, sent in two acknowledged phases.
+    """Everything one batch of input produces: the records logged first (:meth:`log_first`),
+    then the other records, then the snapshots, each group acknowledged before the next.
 
     Nothing over ``limit`` is ever queued: :meth:`send` and :meth:`store` raise
     :class:`RecordTooLarge` instead, and the keeper ends the trace that caused it.
     """
 
-    sends: list[tuple[str, str, bytes, Headers]] = field(default_factory=list)
+    #: Outbox records the keeper applied as it wrote them: durable before anything they cause.
+    first: list[Send] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     limit: RecordLimit = field(default_factory=RecordLimit)
 
-    def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> None:
+    def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> Send:
+        """Queue ``record``; return what is queued. Raises :class:`RecordTooLarge`."""
+        self.sends.append(self._encoded(topic, key, record, headers))
+        return self.sends[-1]
+
+    def log_first(self, topic: str, key: str, record: Record,
+                  headers: Headers | None = None) -> Send:
+        """Queue ``record`` as one the batch's other outputs follow from: it is produced and
+        acknowledged before them, so none is ever visible without it. Returns what is
+        queued; raises :class:`RecordTooLarge`."""
+        self.first.append(self._encoded(topic, key, record, headers))
+        return self.first[-1]
+
+    def _encoded(self, topic: str, key: str, record: Record, headers: Headers | None) -> Send:
         # Sent while a record's span is current: the output continues that record's trace.
         value = self.limit.check(f"the {type(record).__name__} for {topic}", encode(record))
-        self.sends.append((topic, key, value, telemetry.inject(headers or ())))
+        return topic, key, value, telemetry.inject(headers or ())
 
     def store(self, snapshot: Snapshot) -> Snapshot:
         """Queue ``snapshot`` for the state topic; return what is queued.
@@ -44,13 +63,14 @@ class Batch:
         self.snapshots[snapshot.trace_id] = snapshot
         return snapshot
 
-    def mark(self, trace_id: str) -> tuple[int, Snapshot | None]:
+    def mark(self, trace_id: str) -> tuple[int, int, Snapshot | None]:
         """Where the batch stands for one trace, to :meth:`rollback` to."""
-        return len(self.sends), self.snapshots.get(trace_id)
+        return len(self.first), len(self.sends), self.snapshots.get(trace_id)
 
-    def rollback(self, trace_id: str, mark: tuple[int, Snapshot | None]) -> None:
+    def rollback(self, trace_id: str, mark: tuple[int, int, Snapshot | None]) -> None:
         """Forget what was queued for ``trace_id`` since :meth:`mark`."""
-        count, snapshot = mark
+        first, count, snapshot = mark
+        del self.first[first:]
         del self.sends[count:]
         if snapshot is None:
             self.snapshots.pop(trace_id, None)

@@ -58,7 +58,7 @@ from choreo.schemas.records import (
 )
 from choreo.services.keeper import budget
 from choreo.services.keeper import fold as transitions
-from choreo.services.keeper.batch import Batch
+from choreo.services.keeper.batch import Batch, Send
 from choreo.services.keeper.fold import EXPIRE, TASK_SOURCE, FoldError, state_hash
 from choreo.services.runtime import metrics, telemetry
 from choreo.services.runtime.kafka import (
@@ -101,7 +101,8 @@ class Keeper:
     outbox record (``trace.admit``, ``trace.halt``, ``trace.persona``) keyed by the trace id,
     and applies it when it reads it back. So the outbox alone holds every transition in the
     order it happened, on the trace's own partition, and replaying it rebuilds every trace
-    exactly.
+    exactly. A new trace's admission is the one exception, applied as it is logged when the
+    task arrived on its trace's own partition (see ``intake``).
     """
 
     def __init__(self, spec: MeshSpec, topics: Topics) -> None:
@@ -115,6 +116,8 @@ class Keeper:
         self.waiting: dict[str, str] = {}
         #: The agents that run a step for each event type (a type only joins wait for has none).
         self._subscribers: dict[str, list[str]] = {}
+        #: Partitions of the keeper's topics; 0 while unknown (admissions are then read back).
+        self.partitions = 0
         for agent in spec.agents:
             for event_type in agent.subscribe:
                 self._subscribers.setdefault(event_type, []).append(agent.name)
@@ -157,10 +160,10 @@ class Keeper:
         if step is None or step.trace_id != trace_id:
             return
         snapshot = self.traces.get(trace_id)
-        at = record_time(record)
+        at = step.created_at if step.type == ADMIT else record_time(record)
         if step.type == ADMIT and snapshot is None:
             snapshot = self._admitted(step, at, cut=True)
-        if snapshot is None or snapshot.status != "running" or step.event_id in snapshot.applied:
+        elif snapshot is None or snapshot.status != "running" or step.event_id in snapshot.applied:
             return
         mark = batch.mark(trace_id)
         try:
@@ -181,6 +184,14 @@ class Keeper:
         producer used, and its result would never be found under the producer's key. A task
         whose admission record would be over the record limit is admitted with its input
         cut, and its admission fails the trace with that reason (see ``_admit``).
+
+        The admission is timed by the task record's own timestamp, so a task read again
+        after a crash logs the very same record. When the task arrived on its trace's own
+        partition and the trace is new, the admission is also applied at once, and logged
+        ahead of everything it causes (``Batch.log_first``): no record of the trace can
+        precede it in the outbox, so applying it now or on reading it back is the same
+        transition, and the step saves a round trip through the broker. Read back later, it
+        is a repeat and changes nothing.
         """
         try:
             key = key_of(record, strict=True)
@@ -195,14 +206,20 @@ class Keeper:
         origin = f"{record.topic}/{record.partition}/{record.offset}"
         admit = Envelope(
             event_id=derive_event_id(origin, TASK_SOURCE), trace_id=trace_id, type=ADMIT,
-            source=TASK_SOURCE, payload={"task": msgspec.to_builtins(task), "origin": origin})
+            source=TASK_SOURCE, payload={"task": msgspec.to_builtins(task), "origin": origin},
+            created_at=record_time(record))
+        at_once = (trace_id not in self.traces and self.partitions > 0
+                   and partition_for(trace_id, self.partitions) == record.partition)
+        log_admit = batch.log_first if at_once else batch.send
         try:
-            batch.send(self.topics.outbox, trace_id, admit, headers_of(record))
+            logged = log_admit(self.topics.outbox, trace_id, admit, headers_of(record))
         except RecordTooLarge as exc:
             cut = msgspec.structs.replace(task, input="", initial_state=None, metadata={})
             admit.payload = {"task": msgspec.to_builtins(cut), "origin": origin,
                              "refused": f"task too large to admit: {exc}"}
-            batch.send(self.topics.outbox, trace_id, admit, headers_of(record))
+            logged = log_admit(self.topics.outbox, trace_id, admit, headers_of(record))
+        if at_once:  # as if read back: its own failure ends the trace, and dead-letters the task
+            return self.handle(self.apply, _as_read(logged, record.partition), batch)
         return None
 
     def control(self, record: ConsumerRecord[bytes, bytes], batch: Batch) -> str | None:
@@ -341,7 +358,7 @@ class Keeper:
                 return None  # the same task, redelivered
             return (f"trace id {admit.trace_id!r} was already admitted "
                     f"(from {existing.origin})")
-        at = record_time(record)
+        at = admit.created_at
         snapshot = self._admitted(admit, at, cut=False)
         metrics.TRACES_ADMITTED.inc()
         metrics.TRACES_IN_FLIGHT.inc()
@@ -572,6 +589,8 @@ class KeeperService:
         read again; one lost and later regained is, since another keeper may have advanced
         its traces in between (``restore`` keeps the newer version).
         """
+        self.keeper.partitions = len(
+            self.consumer.partitions_for_topic(self.topics.outbox) or ())
         fresh = sorted(set(partitions) - self._owned)
         self._forget(self._owned - set(partitions))
         self._owned &= set(partitions)
@@ -762,7 +781,7 @@ class KeeperService:
         for number, part in sorted(by_partition.items()):
             batch, letters = self._handle_all(part)
             outputs: list[tuple[str, bytes | None, bytes, Headers]] = [
-                (t, k.encode(), v, h) for t, k, v, h in batch.sends]
+                (t, k.encode(), v, h) for t, k, v, h in batch.first + batch.sends]
             outputs += [(self.topics.state, s.trace_id.encode(), encode(s), [])
                         for s in batch.snapshots.values()]
             outputs += [self.dead_letters.letter(r, why) for r, why in letters]
@@ -779,9 +798,11 @@ class KeeperService:
                 raise outcome
 
     async def _flush(self, batch: Batch) -> None:
-        """Produce a batch in its two acknowledged phases: records, then snapshots."""
-        await acked(self.producer.send(t, v, key=k.encode(), headers=h)
-                    for t, k, v, h in batch.sends)
+        """Produce a batch in its acknowledged phases: the admissions it applied as it logged
+        them (if any), the records they and the rest of the batch caused, the snapshots."""
+        for phase in (batch.first, batch.sends):
+            await acked(self.producer.send(t, v, key=k.encode(), headers=h)
+                        for t, k, v, h in phase)
         await acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())
                     for s in batch.snapshots.values())
         self.keeper.settle(batch.snapshots)
@@ -804,6 +825,15 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
     """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
+
+
+def _as_read(sent: Send, partition: int) -> ConsumerRecord[bytes, bytes]:
+    """A record the keeper queued, as it will be read back (its offset is not known yet)."""
+    topic, key, value, headers = sent
+    return ConsumerRecord(topic=topic, partition=partition, offset=-1, timestamp=-1,
+                          timestamp_type=0, key=key.encode(), value=value, checksum=None,
+                          serialized_key_size=len(key.encode()),
+                          serialized_value_size=len(value), headers=tuple(headers))
 
 
 def _envelope_or_none(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
