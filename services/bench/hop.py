@@ -6,6 +6,7 @@ previous step's, which spans keeper fold, forward, agent consume, model call and
 same chain of ``kind: python`` relay agents measures a Python agent's step the same way. The
 baseline is a raw aiokafka consume→produce relay through the same broker with the same client
 settings, one process per leg. A mesh step is two such legs (agent→keeper→agent) plus work.
+Where a whole task's time goes, leg by leg, comes from the records it left (services.bench.legs).
 """
 
 from __future__ import annotations
@@ -22,10 +23,12 @@ from typing import Any
 
 import yaml
 from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
 from rich.progress import Progress
 
 from choreo.schemas import HopRecord, Task, TerminalResult, decode, encode
 from choreo.schemas.ids import new_id
+from choreo.services.bench import legs
 from choreo.services.bench.relay import leg_topic
 from choreo.services.bench.stats import Summary
 from choreo.services.cli.launch import start_mesh
@@ -50,6 +53,9 @@ class HopBench:
     relay_leg_ms: Summary
     traces: int
     chain: int
+    #: Per leg of a task through the model chain (services.bench.legs), in order.
+    legs: list[tuple[legs.Leg, Summary]]
+    task_ms: Summary
 
 
 #: The Python relay: the same writes and routes as the model relay, decided by code.
@@ -86,8 +92,9 @@ def chain_spec(length: int, script: Path, python: bool = False) -> dict[str, Any
 
 
 async def _one_at_a_time(bootstrap: str, topics: Topics, settings: Settings, count: int,
-                         wait_s: float, progress: Progress | None = None) -> list[str]:
-    """Submit tasks sequentially, each after the previous one's terminal record."""
+                         wait_s: float, progress: Progress | None = None) -> dict[str, float]:
+    """Submit tasks sequentially, each after the previous one's terminal record; return
+    each trace id with when its terminal record reached this client (ms since the epoch)."""
     producer = make_producer(bootstrap, "bench")
     consumer = make_consumer(bootstrap, settings, group_id=None, client_id="bench")
     await producer.start()
@@ -97,7 +104,7 @@ async def _one_at_a_time(bootstrap: str, topics: Topics, settings: Settings, cou
     consumer.assign(parts)
     await consumer.seek_to_end(*parts)
     task_bar = progress.add_task("mesh traces", total=count) if progress else None
-    done: list[str] = []
+    seen: dict[str, float] = {}
     try:
         for _ in range(count):
             trace_id = new_id()
@@ -114,13 +121,13 @@ async def _one_at_a_time(bootstrap: str, topics: Topics, settings: Settings, cou
                     for record in records:
                         result = decode(record.value or b"", TerminalResult)
                         finished = finished or result.trace_id == trace_id
-            done.append(trace_id)
+            seen[trace_id] = time.time() * 1000
             if progress is not None and task_bar is not None:
                 progress.advance(task_bar)
     finally:
         await consumer.stop()
         await producer.stop()
-    return done
+    return seen
 
 
 def _step_latencies(hops: list[HopRecord], traces: set[str]) -> list[float]:
@@ -137,7 +144,9 @@ def _step_latencies(hops: list[HopRecord], traces: set[str]) -> list[float]:
 
 
 def measure_mesh(bootstrap: str, traces: int, chain: int, workdir: Path,
-                 progress: Progress, python: bool = False) -> list[float]:
+                 progress: Progress, python: bool = False
+                 ) -> tuple[list[float], list[legs.Timeline]]:
+    """Step latencies (ms) of ``traces`` tasks through the chain, and each task's timeline."""
     workdir = workdir / ("python" if python else "model")
     workdir.mkdir()
     script = workdir / "model.yaml"
@@ -153,11 +162,37 @@ def measure_mesh(bootstrap: str, traces: int, chain: int, workdir: Path,
     with start_mesh(spec, mesh_path, bootstrap, settings, workdir / "logs", watchdog=False,
                     env={"CHOREO_TOPIC_PREFIX": prefix}):
         asyncio.run(_one_at_a_time(bootstrap, topics, settings, 3, 90.0))  # groups join
-        measured = set(asyncio.run(_one_at_a_time(bootstrap, topics, settings, traces, 30.0,
-                                                  progress)))
-        records = asyncio.run(read_topic(bootstrap, settings, topics.hops))
-    hops = [decode(r.value or b"", HopRecord) for r in records]
-    return _step_latencies(hops, measured)
+        seen = asyncio.run(_one_at_a_time(bootstrap, topics, settings, traces, 30.0,
+                                          progress))
+        logs = asyncio.run(_read_logs(bootstrap, settings, topics, chain))
+    hops = [decode(r.value or b"", HopRecord) for r in logs[topics.hops]]
+    return _step_latencies(hops, set(seen)), _timelines(logs, topics, chain, seen)
+
+
+async def _read_logs(bootstrap: str, settings: Settings, topics: Topics, chain: int
+                     ) -> dict[str, list[ConsumerRecord[bytes, bytes]]]:
+    names = [topics.tasks, topics.outbox, topics.results, topics.hops]
+    names += [topics.event(f"hop.{i}") for i in range(1, chain + 1)]
+    return {name: await read_topic(bootstrap, settings, name) for name in names}
+
+
+def _timelines(logs: dict[str, list[ConsumerRecord[bytes, bytes]]], topics: Topics,
+               chain: int, seen: dict[str, float]) -> list[legs.Timeline]:
+    """The timeline of each trace in ``seen`` (trace id → when the client saw its end)."""
+    def by_trace(topic: str) -> dict[str, list[ConsumerRecord[bytes, bytes]]]:
+        found: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+        for record in logs[topic]:
+            found[(record.key or b"").decode()].append(record)
+        return found
+
+    tasks, outbox, results = by_trace(topics.tasks), by_trace(topics.outbox), \
+        by_trace(topics.results)
+    events = {i: by_trace(topics.event(f"hop.{i}")) for i in range(1, chain + 1)}
+    return [legs.timeline(
+        tasks[trace][0].timestamp, [(r.timestamp, r.value or b"") for r in outbox[trace]],
+        {i: found[trace][0].timestamp for i, found in events.items() if found.get(trace)},
+        results[trace][0].timestamp, seen_ms)
+        for trace, seen_ms in seen.items() if tasks.get(trace) and results.get(trace)]
 
 
 async def _relay_round_trips(bootstrap: str, prefix: str, legs: int, count: int,
@@ -220,10 +255,13 @@ def run(bootstrap: str, traces: int, chain: int) -> HopBench:
     with tempfile.TemporaryDirectory(prefix="choreo-bench-") as tmp, Progress(
             console=err, transient=True) as progress:
         workdir = Path(tmp)
-        mesh = measure_mesh(bootstrap, traces, chain, workdir, progress)
-        python = measure_mesh(bootstrap, traces, chain, workdir, progress, python=True)
+        mesh, timelines = measure_mesh(bootstrap, traces, chain, workdir, progress)
+        python, _ = measure_mesh(bootstrap, traces, chain, workdir, progress, python=True)
         relay = measure_relay(bootstrap, chain, traces, workdir, progress)
-    return HopBench(Summary.of(mesh), Summary.of(python), Summary.of(relay), traces, chain)
+    topics = [f"hop.{i}" for i in range(1, chain + 1)]
+    return HopBench(Summary.of(mesh), Summary.of(python), Summary.of(relay), traces, chain,
+                    legs.summarize(legs.chain_legs(chain, topics), timelines),
+                    Summary.of([t["seen"] - t["task"] for t in timelines]))
 
 
 #: Column titles of the broker kinds (``runtime.broker.broker_kind``).
@@ -245,7 +283,9 @@ def report(results: dict[str, HopBench], command: str) -> str:
     floors = {k: 2 * r.relay_leg_ms.p50 for k, r in results.items()}
     fetch_wait = {"embedded": f"`fetch_max_wait_ms` = {Settings().fetch_max_wait_ms}, backing "
                   "off while idle", "kafka": f"`fetch_max_wait_ms` = {KAFKA_FETCH_WAIT_MS}, "
-                  "long-polling (new data wakes the fetch)"}
+                  "long-polling (new data wakes the fetch), "
+                  + ("every service's outputs in transactions (exactly-once, the default)"
+                     if Settings().exactly_once == "auto" else "at-least-once (no transactions)")}
     return "\n".join([
         f"Command: `{command}`", "",
         f"{first.traces} tasks, one at a time, through a chain of {first.chain} agents (scripted "
@@ -269,4 +309,30 @@ def report(results: dict[str, HopBench], command: str) -> str:
         "so its floor is two relay legs on the same broker. The rest is the mesh's own work: "
         "decoding and validating, the fold, the hop record and snapshot, and the HTTP round "
         "trip to the model server. A Python agent's step runs the same loop with the user's "
-        "function in place of the model call.", ""])
+        "function in place of the model call.", "", *_legs_report(results)])
+
+
+def _legs_report(results: dict[str, HopBench]) -> list[str]:
+    """The legs of one task through the model chain, a column per broker kind."""
+    kinds = list(results)
+    first = next(iter(results.values()))
+    by_label = {k: {leg.label: s for leg, s in results[k].legs} for k in kinds}
+    rows = [f"| {leg.label} | {leg.by} | " + " | ".join(
+        f"{by_label[k][leg.label].p50:.0f} / {by_label[k][leg.label].p90:.0f}" for k in kinds)
+        + " |" for leg, _ in first.legs]
+    return [
+        "### Where one task's time goes", "",
+        f"The same {first.traces} tasks through the model chain, leg by leg: from the "
+        "timestamp of one record the task left on the broker (set by its producer as it sent "
+        "it) to the next one's; the last leg ends when the client had read the terminal "
+        "record. On Apache Kafka a record's timestamp is taken inside its writer's "
+        "transaction, so each leg includes the commit of the record before it. Each cell: "
+        "p50 / p90 in ms.", "",
+        "| leg | done by | " + " | ".join(BROKER_TITLES[k] for k in kinds) + " |",
+        "| --- | --- |" + " ---: |" * len(kinds),
+        *rows,
+        "| sum of the legs' p50 | | " + " | ".join(
+            f"{sum(s.p50 for _, s in results[k].legs):.0f}" for k in kinds) + " |",
+        "| whole task, task record to client, p50 / p90 | | " + " | ".join(
+            f"{results[k].task_ms.p50:.0f} / {results[k].task_ms.p90:.0f}" for k in kinds)
+        + " |", ""]
