@@ -243,7 +243,7 @@ class Run:
         batch = Batch()
         handler(record, batch)
         self.queue.extend((t, v) for t, _, v, _ in batch.sends)
-        self.queue.extend((TOPICS.state, encode(s)) for s in batch.snapshots.values())
+        self.queue.extend((TOPICS.state, value) for _, value in batch.snapshot_records())
         self.keeper.settle(batch.snapshots)
 
     def records(self, topic: str, kind: type[Any], trace_id: str) -> list[Any]:

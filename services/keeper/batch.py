@@ -30,6 +30,8 @@ class Batch:
     sends: list[Send] = field(default_factory=list)
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     limit: RecordLimit = field(default_factory=RecordLimit)
+    #: Each queued snapshot as encoded for its size check, so it is encoded once.
+    _snapshot_bytes: dict[str, bytes] = field(default_factory=dict)
 
     def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> Send:
         """Queue ``record``; return what is queued. Raises :class:`RecordTooLarge`."""
@@ -57,40 +59,63 @@ class Batch:
         terminal record must be written whatever its state holds.
         """
         if snapshot.status == "running":
-            self.limit.check("the state snapshot", encode(snapshot))
+            value = self.limit.check("the state snapshot", encode(snapshot))
         else:
-            snapshot = fit_snapshot(snapshot, self.limit)
+            snapshot, value = fit_snapshot(snapshot, self.limit)
         self.snapshots[snapshot.trace_id] = snapshot
+        self._snapshot_bytes[snapshot.trace_id] = value
         return snapshot
 
-    def mark(self, trace_id: str) -> tuple[int, int, Snapshot | None]:
+    def snapshot_records(self) -> list[tuple[str, bytes]]:
+        """The queued snapshots as (trace id, encoded value), for the state topic."""
+        return [(trace_id, self._snapshot_bytes[trace_id]) for trace_id in self.snapshots]
+
+    def mark(self, trace_id: str) -> Mark:
         """Where the batch stands for one trace, to :meth:`rollback` to."""
-        return len(self.first), len(self.sends), self.snapshots.get(trace_id)
+        return Mark(len(self.first), len(self.sends), self.snapshots.get(trace_id),
+                    self._snapshot_bytes.get(trace_id))
 
-    def rollback(self, trace_id: str, mark: tuple[int, int, Snapshot | None]) -> None:
+    def rollback(self, trace_id: str, mark: Mark) -> None:
         """Forget what was queued for ``trace_id`` since :meth:`mark`."""
-        first, count, snapshot = mark
-        del self.first[first:]
-        del self.sends[count:]
-        if snapshot is None:
+        del self.first[mark.first:]
+        del self.sends[mark.sends:]
+        if mark.snapshot is None or mark.encoded is None:
             self.snapshots.pop(trace_id, None)
+            self._snapshot_bytes.pop(trace_id, None)
         else:
-            self.snapshots[trace_id] = snapshot
+            self.snapshots[trace_id] = mark.snapshot
+            self._snapshot_bytes[trace_id] = mark.encoded
 
 
-def fit_snapshot(snapshot: Snapshot, limit: RecordLimit) -> Snapshot:
-    """An ended trace's snapshot that fits ``limit``: its largest fields replaced, one by one,
-    by a note of their size, until it fits (or its state is empty)."""
+@dataclass(frozen=True)
+class Mark:
+    """How much of a :class:`Batch` was queued, and one trace's snapshot then (if any)."""
+
+    first: int
+    sends: int
+    snapshot: Snapshot | None
+    encoded: bytes | None
+
+
+def fit_snapshot(snapshot: Snapshot, limit: RecordLimit) -> tuple[Snapshot, bytes]:
+    """An ended trace's snapshot that fits ``limit``, and its encoding: its largest fields
+    replaced, one by one, by a note of their size, until it fits (or its state is empty)."""
     try:
-        if limit.fits(encode(snapshot)):
-            return snapshot
+        value = encode(snapshot)
     except (TypeError, ValueError, UnicodeError):  # state that cannot be encoded is dropped
-        return msgspec.structs.replace(snapshot, fields={})
+        return _emptied(snapshot)
+    if limit.fits(value):
+        return snapshot, value
     fields = dict(snapshot.fields)
     sizes = sorted(((len(to_json(v)), k) for k, v in fields.items()), reverse=True)
     for size, name in sizes:
         fields[name] = f"[cut: {size} bytes, over the record limit of {limit.max_bytes} bytes]"
         cut = msgspec.structs.replace(snapshot, fields=fields)
-        if limit.fits(encode(cut)):
-            return cut
-    return msgspec.structs.replace(snapshot, fields={})
+        if limit.fits(value := encode(cut)):
+            return cut, value
+    return _emptied(snapshot)
+
+
+def _emptied(snapshot: Snapshot) -> tuple[Snapshot, bytes]:
+    empty = msgspec.structs.replace(snapshot, fields={})
+    return empty, encode(empty)

@@ -782,8 +782,8 @@ class KeeperService:
             batch, letters = self._handle_all(part)
             outputs: list[tuple[str, bytes | None, bytes, Headers]] = [
                 (t, k.encode(), v, h) for t, k, v, h in batch.first + batch.sends]
-            outputs += [(self.topics.state, s.trace_id.encode(), encode(s), [])
-                        for s in batch.snapshots.values()]
+            outputs += [(self.topics.state, trace_id.encode(), value, [])
+                        for trace_id, value in batch.snapshot_records()]
             outputs += [self.dead_letters.letter(r, why) for r, why in letters]
             runs.append((batch, letters, self.transactions.run(
                 str(number), sends_of(outputs), _next_offsets(part))))
@@ -803,8 +803,8 @@ class KeeperService:
         for phase in (batch.first, batch.sends):
             await acked(self.producer.send(t, v, key=k.encode(), headers=h)
                         for t, k, v, h in phase)
-        await acked(self.producer.send(self.topics.state, encode(s), key=s.trace_id.encode())
-                    for s in batch.snapshots.values())
+        await acked(self.producer.send(self.topics.state, value, key=trace_id.encode())
+                    for trace_id, value in batch.snapshot_records())
         self.keeper.settle(batch.snapshots)
 
     async def _sweep(self) -> None:
