@@ -16,6 +16,8 @@ budget anyway (a provider that ignored ``max_tokens``) also halts the trace, nev
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import msgspec
@@ -85,7 +87,7 @@ def allot(snapshot: Snapshot, event_id: str, agents: list[str]
                 "used": spent_tokens(totals), "in_flight": held, "limit": budget.max_tokens}})
     cost: float | None = None
     if budget.max_cost is not None:
-        held_cost = round(sum(a.cost or 0.0 for a in reserved), 12)
+        held_cost = _ceil12(sum(a.cost or 0.0 for a in reserved))
         cost = _floor12((budget.max_cost - totals.cost - held_cost) / count)
         if cost <= 0:
             return Exhausted(rule="budget.cost", details={"cost": {
@@ -108,4 +110,9 @@ def release(snapshot: Snapshot, step: Envelope) -> Snapshot:
 
 def _floor12(value: float) -> float:
     """``value`` rounded down to 1e-12 dollars, so shares never sum above what is left."""
-    return int(value * 1e12) / 1e12
+    return math.floor(value * 1e12) / 1e12
+
+
+def _ceil12(value: float) -> float:
+    """``value`` rounded up to 1e-12 dollars: what is held is never counted short."""
+    return math.ceil(value * 1e12) / 1e12
