@@ -28,7 +28,7 @@ from rich.progress import Progress
 
 from choreo.schemas import HopRecord, Task, TerminalResult, decode, encode
 from choreo.schemas.ids import new_id
-from choreo.services.bench import legs
+from choreo.services.bench.legs import Leg, Timeline, chain_legs, summarize, timeline
 from choreo.services.bench.relay import leg_topic
 from choreo.services.bench.stats import Summary
 from choreo.services.cli.launch import start_mesh
@@ -54,7 +54,7 @@ class HopBench:
     traces: int
     chain: int
     #: Per leg of a task through the model chain (services.bench.legs), in order.
-    legs: list[tuple[legs.Leg, Summary]]
+    legs: list[tuple[Leg, Summary]]
     task_ms: Summary
 
 
@@ -145,7 +145,7 @@ def _step_latencies(hops: list[HopRecord], traces: set[str]) -> list[float]:
 
 def measure_mesh(bootstrap: str, traces: int, chain: int, workdir: Path,
                  progress: Progress, python: bool = False
-                 ) -> tuple[list[float], list[legs.Timeline]]:
+                 ) -> tuple[list[float], list[Timeline]]:
     """Step latencies (ms) of ``traces`` tasks through the chain, and each task's timeline."""
     workdir = workdir / ("python" if python else "model")
     workdir.mkdir()
@@ -177,7 +177,7 @@ async def _read_logs(bootstrap: str, settings: Settings, topics: Topics, chain: 
 
 
 def _timelines(logs: dict[str, list[ConsumerRecord[bytes, bytes]]], topics: Topics,
-               chain: int, seen: dict[str, float]) -> list[legs.Timeline]:
+               chain: int, seen: dict[str, float]) -> list[Timeline]:
     """The timeline of each trace in ``seen`` (trace id → when the client saw its end)."""
     def by_trace(topic: str) -> dict[str, list[ConsumerRecord[bytes, bytes]]]:
         found: dict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
@@ -188,7 +188,7 @@ def _timelines(logs: dict[str, list[ConsumerRecord[bytes, bytes]]], topics: Topi
     tasks, outbox, results = by_trace(topics.tasks), by_trace(topics.outbox), \
         by_trace(topics.results)
     events = {i: by_trace(topics.event(f"hop.{i}")) for i in range(1, chain + 1)}
-    return [legs.timeline(
+    return [timeline(
         tasks[trace][0].timestamp, [(r.timestamp, r.value or b"") for r in outbox[trace]],
         {i: found[trace][0].timestamp for i, found in events.items() if found.get(trace)},
         results[trace][0].timestamp, seen_ms)
@@ -260,7 +260,7 @@ def run(bootstrap: str, traces: int, chain: int) -> HopBench:
         relay = measure_relay(bootstrap, chain, traces, workdir, progress)
     topics = [f"hop.{i}" for i in range(1, chain + 1)]
     return HopBench(Summary.of(mesh), Summary.of(python), Summary.of(relay), traces, chain,
-                    legs.summarize(legs.chain_legs(chain, topics), timelines),
+                    summarize(chain_legs(chain, topics), timelines),
                     Summary.of([t["seen"] - t["task"] for t in timelines]))
 
 
