@@ -17,7 +17,6 @@ budget anyway (a provider that ignored ``max_tokens``) also halts the trace, nev
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import msgspec

@@ -4,8 +4,9 @@ One consumer group reads tasks, the outbox and control verdicts. All topics shar
 count and the trace id is the key everywhere, so the keeper that owns partition *p* owns every
 trace on it: it is the single writer of those traces' state, and no two writers ever race.
 
-Per batch the keeper produces forwards, hop records, results and conflicts, waits for their
-acks, then publishes the touched traces' snapshots, waits again, and only then commits. On
+Per batch the keeper produces the admissions it applied as it logged them (if any) and waits
+for their acks, then the forwards, hop records, results and conflicts, and waits, then the
+touched traces' snapshots, waits again, and only then commits. On
 Apache Kafka (services.runtime.transactions) each partition's share of a batch is instead one
 transaction: its outputs, snapshots, dead letters and input offsets, all or nothing. After a
 crash it restores each partition from the latest snapshots plus the results already written,
@@ -43,7 +44,6 @@ from choreo.schemas import (
     Task,
     TerminalResult,
     decode,
-    encode,
 )
 from choreo.schemas.ids import derive_event_id, task_trace_id
 from choreo.schemas.records import (
@@ -520,7 +520,7 @@ class _Rebuild(ConsumerRebalanceListener):
 
 
 class KeeperService:
-    """The keeper's Kafka loop: read a batch, transition, produce in two phases, commit."""
+    """The keeper's Kafka loop: read a batch, transition, produce in phases, commit."""
 
     def __init__(self, spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
         self.spec = spec
