@@ -72,29 +72,29 @@ class Batch:
 
     def mark(self, trace_id: str) -> Mark:
         """Where the batch stands for one trace, to :meth:`rollback` to."""
-        return Mark(len(self.first), len(self.sends), self.snapshots.get(trace_id),
-                    self._snapshot_bytes.get(trace_id))
+        queued = self.snapshots.get(trace_id)
+        return Mark(len(self.first), len(self.sends),
+                    None if queued is None else (queued, self._snapshot_bytes[trace_id]))
 
     def rollback(self, trace_id: str, mark: Mark) -> None:
         """Forget what was queued for ``trace_id`` since :meth:`mark`."""
         del self.first[mark.first:]
         del self.sends[mark.sends:]
-        if mark.snapshot is None or mark.encoded is None:
+        if mark.snapshot is None:
             self.snapshots.pop(trace_id, None)
             self._snapshot_bytes.pop(trace_id, None)
         else:
-            self.snapshots[trace_id] = mark.snapshot
-            self._snapshot_bytes[trace_id] = mark.encoded
+            self.snapshots[trace_id], self._snapshot_bytes[trace_id] = mark.snapshot
 
 
 @dataclass(frozen=True)
 class Mark:
-    """How much of a :class:`Batch` was queued, and one trace's snapshot then (if any)."""
+    """How much of a :class:`Batch` was queued, and one trace's snapshot then (if any), with
+    its encoding."""
 
     first: int
     sends: int
-    snapshot: Snapshot | None
-    encoded: bytes | None
+    snapshot: tuple[Snapshot, bytes] | None
 
 
 def fit_snapshot(snapshot: Snapshot, limit: RecordLimit) -> tuple[Snapshot, bytes]:
