@@ -146,7 +146,8 @@ def _step_latencies(hops: list[HopRecord], traces: set[str]) -> list[float]:
 def measure_mesh(bootstrap: str, traces: int, chain: int, workdir: Path,
                  progress: Progress, python: bool = False
                  ) -> tuple[list[float], list[Timeline]]:
-    """Step latencies (ms) of ``traces`` tasks through the chain, and each task's timeline."""
+    """Step latencies (ms) of ``traces`` tasks through the chain, and each task's timeline
+    (model chain only; none for ``python``)."""
     workdir = workdir / ("python" if python else "model")
     workdir.mkdir()
     script = workdir / "model.yaml"
@@ -164,15 +165,21 @@ def measure_mesh(bootstrap: str, traces: int, chain: int, workdir: Path,
         asyncio.run(_one_at_a_time(bootstrap, topics, settings, 3, 90.0))  # groups join
         seen = asyncio.run(_one_at_a_time(bootstrap, topics, settings, traces, 30.0,
                                           progress))
-        logs = asyncio.run(_read_logs(bootstrap, settings, topics, chain))
+        # the legs of a task are reported for the model chain only
+        logs = asyncio.run(_read_logs(bootstrap, settings, topics, 0 if python else chain))
     hops = [decode(r.value or b"", HopRecord) for r in logs[topics.hops]]
-    return _step_latencies(hops, set(seen)), _timelines(logs, topics, chain, seen)
+    return _step_latencies(hops, set(seen)), \
+        [] if python else _timelines(logs, topics, chain, seen)
 
 
 async def _read_logs(bootstrap: str, settings: Settings, topics: Topics, chain: int
                      ) -> dict[str, list[ConsumerRecord[bytes, bytes]]]:
-    names = [topics.tasks, topics.outbox, topics.results, topics.hops]
-    names += [topics.event(f"hop.{i}") for i in range(1, chain + 1)]
+    """The hop records and, for a ``chain`` of agents (0: none), every other record a task
+    leaves: its task, outbox, event and result records."""
+    names = [topics.hops]
+    if chain:
+        names += [topics.tasks, topics.outbox, topics.results]
+        names += [topics.event(f"hop.{i}") for i in range(1, chain + 1)]
     return {name: await read_topic(bootstrap, settings, name) for name in names}
 
 
