@@ -2,8 +2,9 @@
 
 ``choreo up`` writes ``.choreo/up.json`` (its pid, the broker's address, the mesh and the topic
 prefix) while it runs and removes it when it stops, so the commands that work on a running mesh
-find its broker without an exported ``KAFKA_BOOTSTRAP_SERVERS``. A file whose process is gone
-(a ``choreo up`` killed with SIGKILL) is ignored: its broker went with it.
+find its broker and its topic prefix without an exported ``KAFKA_BOOTSTRAP_SERVERS`` or
+``CHOREO_TOPIC_PREFIX``. A file whose process is gone (a ``choreo up`` killed with SIGKILL) is
+ignored: its broker went with it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,10 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from pydantic import ValidationError
+
+from choreo.services.runtime.settings import Settings
 
 #: Where ``choreo up`` announces itself, relative to the folder it runs in.
 UP_FILE = Path(".choreo") / "up.json"
@@ -36,11 +41,33 @@ def announce(bootstrap: str, mesh: Path, topic_prefix: str) -> Iterator[Path]:
 
 def running_broker() -> str | None:
     """The broker address of the ``choreo up`` running from this folder, or None."""
+    return _running("bootstrap")
+
+
+def follow(settings: Settings) -> Settings:
+    """``settings`` with the topic prefix of the ``choreo up`` running from this folder, when
+    no prefix is set and the command works on that up's broker (no broker address is set, or
+    the one set is the up's); otherwise ``settings`` unchanged. An explicit
+    ``CHOREO_TOPIC_PREFIX`` always wins, and an announced prefix that is not a valid one is
+    not followed."""
+    if "topic_prefix" in settings.model_fields_set or (prefix := _running("topic_prefix")) is None:
+        return settings
+    if settings.bootstrap_servers not in (None, "", running_broker()):
+        return settings
+    try:  # validated again: the file is outside this process
+        return Settings.model_validate({**settings.model_dump(exclude_unset=True),
+                                        "topic_prefix": prefix})
+    except ValidationError:
+        return settings
+
+
+def _running(field: str) -> str | None:
+    """A non-empty text field of the live ``choreo up``'s announcement, or None."""
     running = _read()
     if running is None or not _alive(running.get("pid")):
         return None
-    bootstrap = running.get("bootstrap")
-    return bootstrap if isinstance(bootstrap, str) and bootstrap else None
+    value = running.get(field)
+    return value if isinstance(value, str) and value else None
 
 
 def _read() -> dict[str, object] | None:

@@ -44,6 +44,8 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     try:
         output.say((name, "bold"), " listening on ", (broker.bootstrap, "cyan"), keeps)
         output.say(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+        if settings.topic_prefix != Settings.model_fields["topic_prefix"].default:
+            output.say(f"export CHOREO_TOPIC_PREFIX={settings.topic_prefix}")
         print(broker.bootstrap, file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
@@ -145,6 +147,8 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
             else ""
         output.say(f"broker ({broker.kind}): ", (broker.bootstrap, "cyan"), memory)
         output.say(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
+        if settings.topic_prefix != Settings.model_fields["topic_prefix"].default:
+            output.say(f"export CHOREO_TOPIC_PREFIX={settings.topic_prefix}")
         output.say(f"(or run commands from this folder: they find it in {local.UP_FILE})")
         with start_mesh(spec, Path(args.mesh), broker.bootstrap, settings,
                         Path(args.log_dir), watchdog=not args.no_watchdog) as group, \

@@ -19,7 +19,8 @@ running. Read commands print a table in a terminal, tab-separated lines when pip
 with `--json`. Commands that work on a running mesh (`submit`, `result`, `state`, `trace`,
 `budget`, `replay`, `escalations`, `dlq`, `topics`, `run`) never start a broker: they use
 `KAFKA_BOOTSTRAP_SERVERS` (or `CHOREO_BOOTSTRAP_SERVERS`) if set, else the broker of a
-`choreo up` running from the current folder (`.choreo/up.json`).
+`choreo up` running from the current folder (`.choreo/up.json`), and then, unless
+`CHOREO_TOPIC_PREFIX` is set, its topic prefix too.
 """
 
 

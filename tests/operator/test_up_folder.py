@@ -1,6 +1,6 @@
 """Working on a mesh started by ``choreo up``, from its folder, with the real ``choreo``: every
-command finds the broker the documented way, a join's arrivals are shown with their authors,
-and a mesh that is not the one running is refused."""
+command finds the broker (and its topic prefix) the documented way, a join's arrivals are
+shown with their authors, and a mesh that is not the one running is refused."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ def test_up_announces_its_broker_in_its_folder(up: Up, broker: BrokerHandle) -> 
     assert announced["bootstrap"] == broker.bootstrap
     assert announced["mesh"] == str(RESEARCH.resolve())
     assert ".choreo/up.json" in up.log.read_text()
+    assert f"export CHOREO_TOPIC_PREFIX={up.prefix}" in up.log.read_text()
 
 
 def test_every_broker_command_finds_the_running_up(up: Up, joined: str) -> None:
@@ -51,6 +52,12 @@ def test_every_broker_command_finds_the_running_up(up: Up, joined: str) -> None:
         done = up.choreo(*command, "--json")
         assert done.returncode == 0, (command, done.stderr)
         json.loads(done.stdout)
+
+
+def test_a_command_from_the_folder_takes_the_ups_topic_prefix(up: Up, joined: str) -> None:
+    done = choreo("result", joined, "--json", cwd=up.folder)  # no broker, no prefix set
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "completed"
 
 
 def test_the_environment_comes_before_the_running_up(up: Up, joined: str) -> None:
