@@ -59,6 +59,9 @@ log = logging.getLogger(__name__)
 
 #: Characters of an exception's text kept as a failed step's reason.
 REASON_CHARS = 2000
+#: The longest one poll waits, ms: for records, or, while every slot is busy, for a step to
+#: finish. A poll at least this often keeps the member in its group whatever the steps do.
+POLL_MS = 200
 #: Output index of the ``step.failed`` record that replaces a step that raised: its id differs
 #: from every output the step itself could have written, and is the same on every rerun.
 CRASH_INDEX = -1
@@ -130,6 +133,8 @@ class AgentService:
         self.offsets = OffsetTracker()
         self._tasks: dict[asyncio.Task[None], TopicPartition] = {}
         self._idle = asyncio.Condition()
+        #: Set as a step finishes: wakes a loop waiting for a free slot.
+        self._freed = asyncio.Event()
         self._fatal: BaseException | None = None
         self._paused_for = False  # paused because a model tier is down
 
@@ -153,14 +158,22 @@ class AgentService:
     async def _consume(self, stop: asyncio.Event) -> None:
         """Poll without pause, whatever the steps are doing: a member that stops polling for
         ``max_poll_interval_ms`` is evicted and its steps run twice. While every slot is busy
-        the partitions are paused, so polling keeps the membership and fetches nothing."""
+        the partitions are paused, so polling keeps the membership and fetches nothing; the
+        loop then waits for a step to finish, not for the poll's timeout (a poll of paused
+        partitions sleeps its whole timeout, which would leave a freed slot idle for it)."""
         while not stop.is_set():
             if self._fatal is not None:
                 raise self._fatal
+            self._freed.clear()
             free = self.settings.max_in_flight - len(self._tasks)
             down = self._model_down()  # first: the gauge follows an outage even when full
             self._hold(free <= 0 or down)
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=max(free, 1))
+            full = free <= 0 and not down
+            if full:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._freed.wait(), POLL_MS / 1000)
+            batch = await self.consumer.getmany(timeout_ms=0 if full else POLL_MS,
+                                                max_records=max(free, 1))
             for tp, records in batch.items():
                 if self.held is not None and tp not in self.taken:
                     continue  # read before the takeover's seek, which reads them again
@@ -201,6 +214,7 @@ class AgentService:
 
     def _finished(self, task: asyncio.Task[None], tp: TopicPartition, offset: int) -> None:
         self._tasks.pop(task, None)
+        self._freed.set()
         if task.cancelled():
             # Left in flight, never committed past: the next owner runs it again.
             log.warning("step cancelled", extra={"offset": offset, "topic": tp.topic})
