@@ -53,7 +53,8 @@ async def batch(run: RunTask, workload: Workload, tasks: int) -> tuple[list[floa
 
 
 async def measure(bootstrap: str, prefixes: dict[str, str], base_url: str, workdir: Path,
-                  latency_ms: float, rounds: int, tasks: int) -> Samples:
+                  latency_ms: float, rounds: int, tasks: int,
+                  workloads: list[Workload]) -> Samples:
     """(workload, system) → (per-task seconds, tasks/s per round)."""
     samples: Samples = defaultdict(lambda: ([], []))
     clients = {prefix: MeshClient(bootstrap, prefix) for prefix in set(prefixes.values())}
@@ -67,11 +68,11 @@ async def measure(bootstrap: str, prefixes: dict[str, str], base_url: str, workd
         async with langgraph_systems(base_url, workdir) as graphs:
             systems: list[tuple[str, RunTask]] = [("choreo mesh", mesh)]
             systems += [(graph.name, graph.run) for graph in graphs]
-            for workload in WORKLOADS:
+            for workload in workloads:
                 for _, run in systems:
                     await batch(run, workload, WARM_UP * workload.batch)
             for round_ in range(rounds):
-                for workload in WORKLOADS:
+                for workload in workloads:
                     size = max(tasks, workload.batch)
                     for offset in range(len(systems)):
                         name, run = systems[(round_ + offset) % len(systems)]
@@ -118,10 +119,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--tasks", type=int, default=20,
                         help="tasks per system, workload and round (default 20)")
+    names = [w.name for w in WORKLOADS]
+    parser.add_argument("--workloads", nargs="+", choices=names, default=names,
+                        help="run only these workloads (default: all)")
     parser.add_argument("--out", type=Path, help="also write the section into this file")
     args = parser.parse_args()
+    workloads = [w for w in WORKLOADS if w.name in args.workloads]
     command = "python benchmarks/peers/compare.py --latency-ms " + " ".join(
         f"{x:g}" for x in args.latency_ms) + f" --rounds {args.rounds} --tasks {args.tasks}"
+    if len(workloads) < len(WORKLOADS):
+        command += " --workloads " + " ".join(w.name for w in workloads)
     results = {}
     with broker_session() as broker, tempfile.TemporaryDirectory(prefix="peers-") as tmp:
         workdir = Path(tmp)
@@ -130,11 +137,11 @@ def main() -> int:
             script.write_text(yaml.safe_dump(model_script(latency_ms)))
             server, base_url = start_model_server_process(script)
             try:
-                with running_meshes(broker.bootstrap, base_url, workdir,
-                                    f"{latency_ms:g}ms") as prefixes:
+                with running_meshes(broker.bootstrap, base_url, workdir, f"{latency_ms:g}ms",
+                                    [w.name for w in workloads]) as prefixes:
                     results[latency_ms] = asyncio.run(measure(
                         broker.bootstrap, prefixes, base_url, workdir, latency_ms,
-                        args.rounds, args.tasks))
+                        args.rounds, args.tasks, workloads))
             finally:
                 stop_model_server_process(server)
         body = report(results, command, broker.kind)

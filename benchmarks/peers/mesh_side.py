@@ -78,13 +78,14 @@ class MeshClient:
 
 
 @contextmanager
-def running_meshes(bootstrap: str, base_url: str, workdir: Path, tag: str
-                   ) -> Iterator[dict[str, str]]:
-    """Start one mesh per distinct workload spec; yield workload name → topic prefix."""
+def running_meshes(bootstrap: str, base_url: str, workdir: Path, tag: str,
+                   workloads: list[str]) -> Iterator[dict[str, str]]:
+    """Start one mesh per distinct spec of ``workloads``; yield workload name → topic prefix."""
     prefixes: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
         started: dict[str, str] = {}
-        for workload, build in MESHES.items():
+        for workload in workloads:
+            build = MESHES[workload]
             if build.__name__ in started:
                 prefixes[workload] = started[build.__name__]
                 continue
