@@ -44,8 +44,6 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     try:
         output.say((name, "bold"), " listening on ", (broker.bootstrap, "cyan"), keeps)
         output.say(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
-        if settings.topic_prefix != Settings.model_fields["topic_prefix"].default:
-            output.say(f"export CHOREO_TOPIC_PREFIX={settings.topic_prefix}")
         print(broker.bootstrap, file=sys.stderr, flush=True)
         while True:
             time.sleep(3600)
