@@ -90,6 +90,15 @@ def record_time(record: ConsumerRecord[bytes, bytes]) -> datetime:
     return datetime.fromtimestamp(record.timestamp / 1000, UTC)
 
 
+def change_time(record: ConsumerRecord[bytes, bytes], snapshot: Snapshot) -> datetime:
+    """When ``record`` changes ``snapshot``: its log timestamp, but never before the trace's
+    last change. An outbox partition is written by several producers (agents, the keeper),
+    each stamping its own send time, so log order and timestamp order can differ by a few ms;
+    a trace's times follow its log order (a halt never ends it before a step it folded), and
+    replays reproduce them, since both depend on the log alone."""
+    return max(record_time(record), snapshot.updated_at)
+
+
 #: What the keeper does with one consumed record: a dead-letter reason, or None.
 Handler = Callable[[ConsumerRecord[bytes, bytes], Batch], str | None]
 
@@ -160,11 +169,13 @@ class Keeper:
         if step is None or step.trace_id != trace_id:
             return
         snapshot = self.traces.get(trace_id)
-        at = step.created_at if step.type == ADMIT else record_time(record)
         if step.type == ADMIT and snapshot is None:
+            at = step.created_at
             snapshot = self._admitted(step, at, cut=True)
         elif snapshot is None or snapshot.status != "running" or step.event_id in snapshot.applied:
             return
+        else:
+            at = change_time(record, snapshot)
         mark = batch.mark(trace_id)
         try:
             failed = snapshot if step.type == ADMIT else transitions.charge(snapshot, step, at)
@@ -262,7 +273,7 @@ class Keeper:
         if step.event_id in snapshot.applied:
             metrics.FOLDS.labels(outcome="duplicate").inc()
             return None
-        at = record_time(record)
+        at = change_time(record, snapshot)
         if step.type == HALT:  # a verdict, not a step: no hop, no usage
             halted = transitions.mark_applied(snapshot, step, at)
             self._finish(halted, "halted", str(step.payload.get("reason")), None, batch,
