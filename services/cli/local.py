@@ -41,7 +41,7 @@ def announce(bootstrap: str, mesh: Path, topic_prefix: str) -> Iterator[Path]:
 
 def running_broker() -> str | None:
     """The broker address of the ``choreo up`` running from this folder, or None."""
-    return _running("bootstrap")
+    return _running().get("bootstrap")
 
 
 def follow(settings: Settings) -> Settings:
@@ -50,9 +50,11 @@ def follow(settings: Settings) -> Settings:
     the one set is the up's); otherwise ``settings`` unchanged. An explicit
     ``CHOREO_TOPIC_PREFIX`` always wins, and an announced prefix that is not a valid one is
     not followed."""
-    if "topic_prefix" in settings.model_fields_set or (prefix := _running("topic_prefix")) is None:
+    if "topic_prefix" in settings.model_fields_set:
         return settings
-    if settings.bootstrap_servers not in (None, "", running_broker()):
+    running = _running()  # one read: prefix and broker from the same announcement
+    prefix = running.get("topic_prefix")
+    if prefix is None or settings.bootstrap_servers not in (None, "", running.get("bootstrap")):
         return settings
     try:  # validated again: the file is outside this process
         return Settings.model_validate({**settings.model_dump(exclude_unset=True),
@@ -61,13 +63,12 @@ def follow(settings: Settings) -> Settings:
         return settings
 
 
-def _running(field: str) -> str | None:
-    """A non-empty text field of the live ``choreo up``'s announcement, or None."""
+def _running() -> dict[str, str]:
+    """The non-empty text fields of the live ``choreo up``'s announcement (none without one)."""
     running = _read()
     if running is None or not _alive(running.get("pid")):
-        return None
-    value = running.get(field)
-    return value if isinstance(value, str) and value else None
+        return {}
+    return {k: v for k, v in running.items() if isinstance(v, str) and v}
 
 
 def _read() -> dict[str, object] | None:
