@@ -110,9 +110,29 @@ class _Consumer(AIOKafkaConsumer):
     _seen: ClusterMetadata | None = None
 
     async def topics(self) -> set[str]:
-        self._seen = await self._client.fetch_all_metadata()
-        topics: set[str] = self._seen.topics()
-        return topics
+        """Every topic on the broker, from metadata asked for now.
+
+        A refresh no broker answers is asked again every retry back-off, for up to the
+        request timeout (40 s by default): aiokafka gives up after one round, and a broker
+        just resumed or restarted refuses connections or lists no brokers for a moment.
+
+        Raises:
+            KafkaConnectionError: no broker answered within the request timeout.
+        """
+        client = self._client
+        within_s = client._request_timeout_ms / 1000
+        deadline = time.monotonic() + within_s
+        while True:
+            try:
+                self._seen = await client.fetch_all_metadata()
+            except KafkaError as exc:
+                if time.monotonic() >= deadline:
+                    raise KafkaConnectionError(
+                        f"no broker gave metadata in {within_s:g} s") from exc
+                await asyncio.sleep(client._retry_backoff)
+                continue
+            topics: set[str] = self._seen.topics()
+            return topics
 
     def partitions_for_topic(self, topic: str) -> set[int] | None:
         known: set[int] | None = super().partitions_for_topic(topic)

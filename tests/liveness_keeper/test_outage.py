@@ -9,6 +9,7 @@ and the tasks in flight never ended.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from kafka import KafkaProducer
 from choreo.schemas import Task, encode
 from choreo.services.cli.launch import start_mesh
 from choreo.services.runtime.broker import ApacheKafka, BrokerHandle, EmbeddedBroker, broker_kind
+from choreo.services.runtime.kafka import make_consumer
 from choreo.services.runtime.settings import Settings
 from choreo.services.runtime.spec import load_mesh
 from tests.conftest import RunningMesh
@@ -101,3 +103,25 @@ def test_every_task_ends_once_across_a_broker_stall(own_broker: EmbeddedBroker |
         for trace_id in [first, *traces]:
             assert len(mesh.results(trace_id)) == 1, trace_id
         assert group.failed() == [], [c.name for c in group.failed()]
+
+
+def test_a_metadata_read_waits_out_a_broker_restart(own_broker: EmbeddedBroker | ApacheKafka
+                                                   ) -> None:
+    """A client asking for the topics while its broker restarts gets them once it is back,
+    not an error on the first refused connection: every query of the CLI starts with one,
+    and `choreo result` run across a broker stall used to fail on it."""
+    settings = Settings(topic_prefix="restart")
+
+    async def topics_across_a_restart() -> set[str]:
+        consumer = make_consumer(own_broker.bootstrap, settings, group_id=None,
+                                 client_id="reader")
+        await consumer.start()
+        try:
+            own_broker.stop()
+            refresh = asyncio.create_task(consumer.topics())
+            await asyncio.to_thread(own_broker.start)  # the same port; the refresh runs meanwhile
+            return await refresh
+        finally:
+            await consumer.stop()
+
+    assert isinstance(asyncio.run(topics_across_a_restart()), set)
