@@ -20,7 +20,7 @@ from typing import Any, Literal, overload
 from choreo._errors import BudgetExhausted, HandlerError
 from choreo.schemas import Envelope, Usage
 from choreo.services.agent.budget import BudgetLeft, left, plus
-from choreo.services.runtime.llm import ModelClient
+from choreo.services.runtime.llm import ModelClient, ModelError
 
 Action = Literal["emit", "finish", "fail"]
 
@@ -113,9 +113,10 @@ class Step:
 
         ``prompt`` is the user message (after ``system``, default the agent's persona) or a
         whole chat. ``tier`` defaults to the agent's ``model``. ``max_tokens`` is capped by
-        the trace's tokens left. Raises ``BudgetExhausted`` when a budget is used up,
-        ``KeyError`` for an undeclared tier, and the client's ``ModelError`` once retries
-        cannot help.
+        the trace's tokens left; the call ends by the trace's deadline. Raises
+        ``BudgetExhausted`` when a budget is used up, ``KeyError`` for an undeclared tier, and
+        the client's ``ModelError`` once retries cannot help or the deadline has passed (its
+        billed tokens are counted in ``usage`` all the same).
         """
         remaining = self.left
         exhausted = remaining.exhausted()
@@ -130,9 +131,13 @@ class Step:
                 {"role": "user", "content": prompt}]
         else:
             messages = [dict(m) for m in prompt]
-        completion = await self._clients[name].complete(
-            messages, agent=self.agent, temperature=temperature,
-            max_tokens=remaining.cap(max_tokens))
+        try:
+            completion = await self._clients[name].complete(
+                messages, agent=self.agent, temperature=temperature,
+                max_tokens=remaining.cap(max_tokens), deadline=self._event.budget.deadline)
+        except ModelError as exc:  # what the provider billed for it still counts
+            self._usage = plus(self._usage, exc.usage)
+            raise
         self._usage = plus(self._usage, completion.usage)
         return Reply(completion.text, completion.usage)
 

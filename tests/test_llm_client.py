@@ -44,7 +44,8 @@ def tier(model: str, base_url: str | None, **fields: Any) -> ModelTier:
 def complete(client: ModelClient, text: str, agent: str = "tester") -> Completion:
     async def call() -> Completion:
         async with client:
-            return await client.complete([SYSTEM, {"role": "user", "content": text}], agent=agent)
+            return await client.complete([SYSTEM, {"role": "user", "content": text}], agent=agent,
+                                         deadline=None)
 
     return asyncio.run(call())
 
@@ -117,8 +118,8 @@ def test_rate_limit_is_retried_after_the_servers_retry_after(serve_script: Any) 
 
     async def two_calls() -> tuple[Completion, Completion]:
         async with client:
-            first = await client.complete([SYSTEM], agent="tester")
-            return first, await client.complete([SYSTEM], agent="tester")
+            first = await client.complete([SYSTEM], agent="tester", deadline=None)
+            return first, await client.complete([SYSTEM], agent="tester", deadline=None)
 
     first, second = asyncio.run(two_calls())
     assert first.usage.calls == 1
@@ -231,7 +232,7 @@ def test_concurrency_limit_queues_calls_beyond_the_tier_limit(serve_script: Any)
     async def three_at_once() -> list[Completion]:
         async with client:
             return list(await asyncio.gather(*(
-                client.complete([SYSTEM], agent="tester") for _ in range(3))))
+                client.complete([SYSTEM], agent="tester", deadline=None) for _ in range(3))))
 
     latencies = sorted(c.usage.latency_ms for c in asyncio.run(three_at_once()))
     # One request in flight at a time: the last caller waited for the two before it.

@@ -97,7 +97,7 @@ class ModelAgent:
         talk = await converse(
             client, messages, self.toolbox.for_step(event.state or {}), agent=self.agent,
             left=lambda used: left(event, used), temperature=temperature(self.agent, event),
-            spent=spent)
+            deadline=event.budget.deadline, spent=spent)
         calls = msgspec.to_builtins(talk.calls)
         if talk.completion is None:
             event_type = STEP_REFUSED if talk.refused else STEP_FAILED

@@ -36,6 +36,7 @@ from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import StatusCode
 
 from choreo.schemas import (
+    Budget,
     ControlVerdict,
     DecodeError,
     Envelope,
@@ -88,6 +89,12 @@ OUTPUT_LIMIT = 4096
 def record_time(record: ConsumerRecord[bytes, bytes]) -> datetime:
     """The log's own timestamp, so replays reproduce the live timestamps exactly."""
     return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+
+
+def past_deadline(limits: Budget, at: datetime) -> bool:
+    """True when ``at`` is at or after the trace's deadline: a step refused then ends the
+    trace ``failed``, as the deadline sweep would, not ``halted`` for a person to resolve."""
+    return limits.deadline is not None and at >= limits.deadline
 
 
 def change_time(record: ConsumerRecord[bytes, bytes], snapshot: Snapshot) -> datetime:
@@ -309,6 +316,9 @@ class Keeper:
             # spent over a limit anyway (a model that ignored max_tokens): never "completed"
             self._finish(new, "halted", exhausted.reason, None, batch, evidence={
                 "agent": step.source, "hop": step.hop, **msgspec.to_builtins(exhausted)})
+        elif step.type == STEP_REFUSED and past_deadline(new.budget, at):
+            # the deadline sweep's outcome, whoever saw the deadline first (docs/CONTRACT.md)
+            self._finish(new, "failed", reason, None, batch)
         elif step.type == STEP_REFUSED:
             self._finish(new, "halted", reason, None, batch, evidence={
                 "agent": step.source, "hop": step.hop, "rule": "agent.refused",

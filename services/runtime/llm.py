@@ -229,9 +229,10 @@ def _estimate_reply(payload: dict[str, Any] | None) -> int:
     return estimate_tokens([{"role": "assistant", "content": text}]) - MESSAGE_OVERHEAD_TOKENS
 
 
-def _count(value: Any) -> int:
-    """A token count from an answer: a non-negative int, else 0 (never an exception)."""
-    return value if isinstance(value, int) and value > 0 else 0
+def _count(value: Any) -> int | None:
+    """A token count from an answer: a non-negative int, else ``None`` (never an exception)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
 
 
 class _TooLarge(Exception):
@@ -259,7 +260,8 @@ def _tool_call(data: Any) -> ToolCall:
     if not isinstance(data["id"], str) or not isinstance(function["name"], str) \
             or not isinstance(arguments, str):
         raise TypeError("tool call id, name and arguments must be strings")
-    return ToolCall(id=data["id"], name=function["name"], arguments=arguments)
+    return ToolCall(id=clean_text(data["id"]), name=clean_text(function["name"]),
+                    arguments=clean_text(arguments))
 
 
 class ModelClient:
@@ -349,10 +351,13 @@ class ModelClient:
         agent: str,
         temperature: float | None = None,
         max_tokens: int | None = None,
-        deadline: datetime | None = None,
+        deadline: datetime | None,
         tools: list[dict[str, Any]] | None = None,
     ) -> Completion:
         """One chat completion, done by ``deadline`` (the trace's, if it has one).
+
+        ``deadline`` has no default: every caller says which trace's time it spends, so no
+        path can wait for a held circuit or a slow endpoint past the trace's end.
 
         ``tools`` (OpenAI function-calling entries) are offered to the model; the calls it
         asks for come back in ``Completion.tool_calls``. Raises ``OverBudget`` (no request
@@ -576,23 +581,26 @@ class ModelClient:
     def _usage(self, data: bytes, attempts: int, started: float, messages: list[Message]
                ) -> tuple[Usage, dict[str, Any] | None]:
         """What the answer says it used, and the answer as a JSON object (None when it is
-        not one). An answer that reports no usage is counted by estimate, marked so: a
-        silent endpoint must still count against the budgets."""
+        not one). A token count the answer does not report, or reports as something other
+        than a count, is estimated, and the usage marked so: a silent or garbled endpoint must
+        still count against the budgets."""
         try:
             payload = json.loads(data)
-        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the limit
             payload = None
         if not isinstance(payload, dict):
             payload = None
         reported = (payload or {}).get("usage")
         reported = reported if isinstance(reported, dict) else {}
-        if reported:
-            tokens_in = _count(reported.get("prompt_tokens"))
-            tokens_out = _count(reported.get("completion_tokens"))
-        else:
-            tokens_in, tokens_out = estimate_tokens(messages), _estimate_reply(payload)
+        counted_in = _count(reported.get("prompt_tokens"))
+        counted_out = _count(reported.get("completion_tokens"))
+        # a count missing or malformed is estimated: it must still count against the budgets
+        tokens_in = estimate_tokens(messages) if counted_in is None else counted_in
+        tokens_out = _estimate_reply(payload) if counted_out is None else counted_out
+        estimated = counted_in is None or counted_out is None
+        if estimated:
             USAGE_ESTIMATED.labels(self.model).inc()
-            log.warning("model sent no usage; tokens estimated", extra={
+            log.warning("model sent no usable token counts; tokens estimated", extra={
                 "model": self.model, "tokens_in": tokens_in, "tokens_out": tokens_out})
         answered_by = (payload or {}).get("model")
         usage = Usage(
@@ -603,7 +611,7 @@ class ModelClient:
             latency_ms=(time.perf_counter() - started) * 1000,
             model=clean_text(answered_by) if isinstance(answered_by, str) else self.model,
             calls=attempts,
-            estimated=not reported,
+            estimated=estimated,
         )
         return usage, payload
 

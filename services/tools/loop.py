@@ -16,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -178,9 +179,11 @@ class Conversation:
 
 async def converse(client: ModelClient, messages: list[Message], tools: dict[str, Tool], *,
                    agent: AgentSpec, left: Callable[[Usage], BudgetLeft],
-                   temperature: float | None, spent: Usage | None = None) -> Conversation:
+                   temperature: float | None, deadline: datetime | None,
+                   spent: Usage | None = None) -> Conversation:
     """Run the loop from ``messages``; ``left(usage)`` is what the trace's budgets allow
-    after this step spent ``usage`` (``spent`` is counted from the start)."""
+    after this step spent ``usage`` (``spent`` is counted from the start). Every model call
+    ends by ``deadline`` (the trace's); a failed call's billed tokens count in ``usage``."""
     talk = Conversation(list(messages), usage=spent or Usage())
     offered = [openai_tool(t) for t in tools.values()] if agent.max_tool_calls else []
     refusals = 0
@@ -192,9 +195,10 @@ async def converse(client: ModelClient, messages: list[Message], tools: dict[str
         try:
             completion = await client.complete(
                 talk.messages, agent=agent.name, temperature=temperature,
-                max_tokens=remaining.cap(agent.max_tokens), tools=offered or None)
+                max_tokens=remaining.cap(agent.max_tokens), tools=offered or None,
+                deadline=deadline)
         except ModelError as exc:
-            talk.usage = plus(talk.usage, Usage(model=client.model, calls=exc.attempts))
+            talk.usage = plus(talk.usage, exc.usage)
             talk.error = f"model call failed ({exc.reason}): {exc}"
             return talk
         talk.usage = plus(talk.usage, completion.usage)

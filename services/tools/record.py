@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from choreo.schemas import Envelope, ToolCallRecord
+from choreo.schemas.codec import clean_text
 from choreo.services.runtime import telemetry
 from choreo.services.runtime.metrics import TOOL_CALLS
 
@@ -27,12 +28,19 @@ CONTENT_CHARS = 2000
 
 
 def canonical_arguments(raw: str) -> tuple[dict[str, Any] | None, str]:
-    """The arguments of a call (``None`` when not a JSON object) and their canonical text."""
+    """The arguments of a call (``None`` when not a JSON object) and their canonical text.
+
+    Never raises: arguments that are not JSON, or nested past the parser's recursion limit,
+    are not an object; a lone surrogate, raw or escaped, becomes U+FFFD (``clean_text``), so
+    the text always encodes (for its hash, the hop record and the tool).
+    """
+    raw = clean_text(raw or "{}")
     try:
-        value = json.loads(raw or "{}")
-    except json.JSONDecodeError:
+        text = clean_text(json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"),
+                                     ensure_ascii=False))
+        value = json.loads(text)  # again: the escapes the first decode turned into surrogates
+    except (ValueError, RecursionError):
         return None, raw
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return (value if isinstance(value, dict) else None), text
 
 

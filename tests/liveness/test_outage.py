@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from aiokafka import TopicPartition
 
-from choreo.schemas import Envelope
+from choreo.schemas import Budget, Envelope
 from choreo.services.cli import queries
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness.support import model_url, one_agent_mesh
 from tests.liveness.test_replies import committed
+from tests.platform.conftest import HERE as PLATFORM
 from tests.tiers.support import scrape, server_stats
 
 pytestmark = pytest.mark.integration
@@ -62,3 +64,39 @@ def test_a_model_outage_pauses_the_agent_and_every_task_completes_once_it_ends(
         outbox = mesh.run(queries.trace_typed(mesh.bootstrap, mesh.settings,
                                               mesh.topics.outbox, trace_id, Envelope))
         assert [r.type for r in outbox if r.source == "solo"] == ["trace.finish"]
+
+
+#: The trace deadline of the held-call test, s: long enough for the services to start work.
+DEADLINE_S = 8
+
+#: The one agent, as a prompt agent, one with a tool, and user code calling the model.
+KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "prompt": lambda agent: agent,
+    "tools": lambda agent: {**agent, "tools": [{"function": "platform_tools:add"}]},
+    "python": lambda agent: {"name": agent["name"], "subscribe": agent["subscribe"],
+                             "kind": "python", "handler": "agents:answer",
+                             "model": agent["model"]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_a_call_held_by_an_outage_ends_at_the_trace_deadline(
+        kind: str, start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    """A call whose every attempt fails keeps the tier's circuit open, so it waits for the
+    next probe and the agent takes no other work. It must give up at its trace's deadline in
+    every kind of agent (a call of the tool loop once waited on), freeing the agent: the next
+    task completes. The trace ends ``failed`` (docs/CONTRACT.md), whoever saw the deadline."""
+    spec = one_agent_mesh(tmp_path, tier={
+        "max_retries": 1, "circuit_failures": 1, "circuit_cooldown_s": 1})
+    spec["budgets"]["max_seconds"] = DEADLINE_S
+    spec["python_path"] = [str(Path(__file__).parent), str(PLATFORM)]
+    spec["agents"] = [KINDS[kind](spec["agents"][0])]
+    mesh = start_test_mesh(spec, base_dir=tmp_path)
+    broken = mesh.submit("broken: every attempt answers HTTP 500", trace_id=f"held-{kind}")
+    result = mesh.result(broken, timeout=DEADLINE_S + 90)
+    assert result.status == "failed" and "deadline" in result.reason, result.reason
+    after = mesh.submit("whole task after the outage", trace_id=f"after-{kind}",
+                        budget=Budget(max_seconds=120))
+    result = mesh.result(after, timeout=100)
+    assert result.status == "completed", result.reason
+    assert [len(mesh.results(t)) for t in (broken, after)] == [1, 1]

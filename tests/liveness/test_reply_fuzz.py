@@ -108,7 +108,7 @@ def test_any_answer_is_a_completion_that_encodes_or_a_model_error(
     async def call() -> Any:
         async with ModelClient.for_tier("fuzzed", tier, environ={}) as client:
             return await client.complete([{"role": "user", "content": "hi \ud83d"}],
-                                         agent="fuzzer")
+                                         agent="fuzzer", deadline=None)
 
     try:
         result = asyncio.run(call())

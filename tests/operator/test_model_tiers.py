@@ -32,7 +32,7 @@ def strict_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _complete(tier: ModelTier, **options: Any) -> Completion:
     async def call() -> Completion:
         async with ModelClient(tier, name="t") as client:
-            return await client.complete(MESSAGES, agent="tester", **options)
+            return await client.complete(MESSAGES, agent="tester", deadline=None, **options)
 
     return asyncio.run(call())
 

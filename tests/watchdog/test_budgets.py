@@ -227,7 +227,7 @@ def test_a_reply_without_usage_is_counted_by_the_estimate_and_marked(tmp_path: P
         async def call() -> Any:
             async with client:
                 with allowance.spending(Allowance(tokens=200)) as scope:
-                    done = await client.complete(PROMPT, agent="tester")
+                    done = await client.complete(PROMPT, agent="tester", deadline=None)
                     return done, scope
 
         done, scope = asyncio.run(call())
@@ -247,7 +247,7 @@ def test_the_scripted_server_honours_max_tokens(tmp_path: Path) -> None:
         async def call() -> Any:
             async with client:
                 with allowance.spending(Allowance(tokens=150)):
-                    return await client.complete(PROMPT, agent="tester")
+                    return await client.complete(PROMPT, agent="tester", deadline=None)
 
         done = asyncio.run(call())
     assert done.usage.tokens_out == 150 - 103

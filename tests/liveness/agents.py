@@ -1,0 +1,13 @@
+"""A Python agent for the liveness tests: it asks its model about the task and finishes with
+the answer, so a model fault meets user code the way it meets a prompt agent."""
+
+from __future__ import annotations
+
+import choreo
+
+
+@choreo.agent
+async def answer(step: choreo.Step) -> choreo.Result:
+    """Finishes the trace with the model's answer to the task."""
+    reply = await step.complete(step.input)
+    return step.finish(output=reply.text)
