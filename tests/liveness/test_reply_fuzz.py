@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from choreo.schemas import Usage
 from choreo.services.runtime.llm import ModelClient, ModelError
 from choreo.services.runtime.spec import ModelTier
+from choreo.services.tools.record import canonical_arguments
 
 REASONS = re.compile(
     r"^(rate_limited|timeout|deadline|connection|protocol|bad_response|circuit_open|http_\d{3})$")
@@ -67,8 +68,15 @@ json_value = st.recursive(
 usage = st.fixed_dictionaries({}, optional={
     "prompt_tokens": json_value | st.integers(-5, 10**6),
     "completion_tokens": json_value | st.integers(-5, 10**6)})
+#: Arguments as models send them: any text, JSON with lone surrogates escaped, or nested past
+#: the parser's recursion limit.
+arguments = any_text | json_value.map(json.dumps) | st.integers(10, 100_000).map(
+    lambda depth: "[" * depth + "]" * depth)
+tool_call = st.fixed_dictionaries({"id": any_text, "type": st.just("function"),
+                                   "function": st.fixed_dictionaries({
+                                       "name": any_text, "arguments": arguments})})
 message = st.fixed_dictionaries({"role": st.just("assistant")}, optional={
-    "content": any_text | json_value})
+    "content": any_text | json_value, "tool_calls": st.lists(tool_call, max_size=2)})
 completion = st.fixed_dictionaries({}, optional={
     "choices": st.lists(st.fixed_dictionaries({}, optional={"message": message}), max_size=2)
     | json_value,
@@ -79,9 +87,12 @@ completion = st.fixed_dictionaries({}, optional={
 @st.composite
 def bodies(draw: st.DrawFn) -> bytes:
     """A chat completion broken at random, or anything else."""
-    kind = draw(st.sampled_from(["completion", "json", "bytes", "cut"]))
+    kind = draw(st.sampled_from(["completion", "json", "bytes", "cut", "deep"]))
     if kind == "bytes":
         return draw(st.binary(max_size=200))
+    if kind == "deep":  # valid JSON nested past the parser's recursion limit
+        depth = draw(st.integers(10, 100_000))
+        return b'{"choices": ' + b"[" * depth + b"]" * depth + b"}"
     value = draw(completion) if kind != "json" else draw(json_value)
     data = json.dumps(value).encode()  # escapes surrogates as \udxxx, alone
     if kind == "cut":
@@ -119,6 +130,39 @@ def test_any_answer_is_a_completion_that_encodes_or_a_model_error(
     else:
         assert 200 <= status < 300
         result.text.encode("utf-8")
+        for call in result.tool_calls:  # what the tool loop does with each: never raises
+            canonical_arguments(call.arguments)[1].encode("utf-8")
+            (call.id + call.name).encode("utf-8")
         spent = result.usage
     assert spent.tokens_in >= 0 and spent.tokens_out >= 0 and spent.cost >= 0
     spent.model.encode("utf-8")
+
+
+@pytest.mark.parametrize("reported", [
+    {"prompt_tokens": "12", "completion_tokens": 7},
+    {"prompt_tokens": 12, "completion_tokens": -3},
+    {"prompt_tokens": None, "completion_tokens": [7]},
+    {"prompt_tokens": True, "completion_tokens": 2.5},
+])
+def test_a_token_count_that_is_not_one_is_estimated(url: str, reported: dict[str, Any]) -> None:
+    """A garbled count must still count against the budgets: the side that is not a
+    non-negative integer is estimated (never 0), and the usage says it was."""
+    Answer.status, Answer.headers = 200, {}
+    Answer.body = json.dumps({"choices": [{"message": {"role": "assistant",
+                                                       "content": "four words of answer"}}],
+                              "usage": reported}).encode()
+    tier = ModelTier(model="garbled", base_url=url, max_retries=0, timeout_s=5,
+                     price_in_per_mtok=1.0, price_out_per_mtok=1.0)
+
+    async def call() -> Any:
+        async with ModelClient.for_tier("garbled", tier, environ={}) as client:
+            return await client.complete([{"role": "user", "content": "count me"}],
+                                         agent="fuzzer", deadline=None)
+
+    usage = asyncio.run(call()).usage
+    assert usage.estimated
+    assert usage.tokens_in > 0 and usage.tokens_out > 0 and usage.cost > 0
+    valid = {k: v for k, v in reported.items() if type(v) is int and v >= 0}
+    assert all(getattr(usage, {"prompt_tokens": "tokens_in",
+                               "completion_tokens": "tokens_out"}[k]) == v
+               for k, v in valid.items())
