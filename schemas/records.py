@@ -8,7 +8,7 @@ through an older service (see :mod:`schemas.codec`).
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -41,13 +41,25 @@ class Record(msgspec.Struct, kw_only=True):
     extensions: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class Budget(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Hard limits of one trace. ``None`` means unlimited; ``deadline`` is set on admission."""
+#: Limits as the mesh spec's ``budgets`` bound them, so no task can ask for one it could not
+#: (a negative limit would halt the trace at admission instead of reaching the DLQ).
+Count = Annotated[int, msgspec.Meta(ge=1)]
+Dollars = Annotated[float, msgspec.Meta(ge=0)]
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
 
-    max_hops: int | None = None
-    max_tokens: int | None = None
-    max_cost: float | None = None
-    max_seconds: float | None = None
+
+class Budget(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Hard limits of one trace. ``None`` means unlimited; ``deadline`` is set on admission.
+
+    ``max_hops`` and ``max_tokens`` are at least 1, ``max_cost`` (US dollars) at least 0 and
+    ``max_seconds`` above 0, as in the mesh spec; a task with another value is invalid and
+    goes to the dead-letter topic.
+    """
+
+    max_hops: Count | None = None
+    max_tokens: Count | None = None
+    max_cost: Dollars | None = None
+    max_seconds: Seconds | None = None
     deadline: datetime | None = None
 
 

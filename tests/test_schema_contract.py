@@ -118,10 +118,14 @@ def test_full_terminal_result_validates() -> None:
     {"input": 3},
     {"input": None},
     {"input": "x", "budget": {"max_hops": "many"}},
+    {"input": "x", "budget": {"max_hops": -3}},
+    {"input": "x", "budget": {"max_tokens": 0}},
+    {"input": "x", "budget": {"max_cost": -0.5}},
+    {"input": "x", "budget": {"max_seconds": 0}},
     {"input": "x", "metadata": ["not", "an", "object"]},
     {"input": "x", "schema_version": "one"},
-], ids=["empty", "no-input", "int-input", "null-input", "bad-budget", "list-metadata",
-        "str-version"])
+], ids=["empty", "no-input", "int-input", "null-input", "bad-budget", "negative-hops",
+        "zero-tokens", "negative-cost", "zero-seconds", "list-metadata", "str-version"])
 def test_invalid_task_is_rejected_by_schema_and_decoder(task: dict[str, Any]) -> None:
     assert errors("Task", task), "the published schema accepted an invalid task"
     with pytest.raises(DecodeError):

@@ -32,6 +32,8 @@ def _value(rng: random.Random, kind: str, n: int) -> tuple[Any, bytes | None]:
     if kind == "wrong type":
         return rng.choice([{"input": n}, {"input": [str(n)]}, [n], f"task {n}", n, None,
                            {"input": "x", "budget": "lots"}, {"input": "x", "metadata": [1]},
+                           {"input": "x", "budget": {"max_hops": -n - 1}},
+                           {"input": "x", "budget": {"max_seconds": 0}},
                            {"event_id": n, "trace_id": None}]), None
     if kind == "huge field":
         return {"inptu": "h" * rng.randrange(200_000, 900_000), "n": n}, None
