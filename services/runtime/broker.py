@@ -205,6 +205,19 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def cluster_id() -> str:
+    """A new KRaft cluster id: 16 random bytes in URL-safe base64, unpadded (22 characters).
+
+    One id in 64 would start with ``-``, which the storage tool's argument parser reads as an
+    option, so formatting failed at random; like Kafka's own ``Uuid.randomUuid``, such an id
+    is drawn again.
+    """
+    while True:
+        cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster.startswith("-"):
+            return cluster
+
+
 class ApacheKafka:
     """A single-node Apache Kafka (combined KRaft broker and controller) as a child process.
 
@@ -267,7 +280,7 @@ class ApacheKafka:
         try:
             java = self._java()
             config = self._write_config()
-            cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            cluster = cluster_id()
             formatted = subprocess.run(
                 [*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(config)],
                 capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
