@@ -36,9 +36,10 @@ def canonical_arguments(raw: str) -> tuple[dict[str, Any] | None, str]:
     """
     raw = clean_text(raw or "{}")
     try:
-        text = clean_text(json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"),
-                                     ensure_ascii=False))
-        value = json.loads(text)  # again: the escapes the first decode turned into surrogates
+        value = json.loads(raw)
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if (cleaned := clean_text(text)) is not text:  # an escape decoded to a lone surrogate
+            text, value = cleaned, json.loads(cleaned)
     except (ValueError, RecursionError):
         return None, raw
     return (value if isinstance(value, dict) else None), text
