@@ -212,7 +212,7 @@ def _error_detail(status: int, data: bytes) -> str:
     """The provider's error message when it sent one in the usual shape, else the status."""
     try:
         message = json.loads(data)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):
         message = None
     detail = f": {clean_text(message)[:500]}" if isinstance(message, str) else ""
     return f"HTTP {status}{detail}"
