@@ -16,7 +16,6 @@ from choreo.services.cli import queries
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness.support import model_url, one_agent_mesh
 from tests.liveness.test_replies import committed
-from tests.platform.conftest import HERE as PLATFORM
 from tests.tiers.support import scrape, server_stats
 
 pytestmark = pytest.mark.integration
@@ -72,7 +71,7 @@ DEADLINE_S = 8
 #: The one agent, as a prompt agent, one with a tool, and user code calling the model.
 KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "prompt": lambda agent: agent,
-    "tools": lambda agent: {**agent, "tools": [{"function": "platform_tools:add"}]},
+    "tools": lambda agent: {**agent, "tools": [{"function": "agents:echo"}]},
     "python": lambda agent: {"name": agent["name"], "subscribe": agent["subscribe"],
                              "kind": "python", "handler": "agents:answer",
                              "model": agent["model"]},
@@ -89,7 +88,7 @@ def test_a_call_held_by_an_outage_ends_at_the_trace_deadline(
     spec = one_agent_mesh(tmp_path, tier={
         "max_retries": 1, "circuit_failures": 1, "circuit_cooldown_s": 1})
     spec["budgets"]["max_seconds"] = DEADLINE_S
-    spec["python_path"] = [str(Path(__file__).parent), str(PLATFORM)]
+    spec["python_path"] = [str(Path(__file__).parent)]
     spec["agents"] = [KINDS[kind](spec["agents"][0])]
     mesh = start_test_mesh(spec, base_dir=tmp_path)
     broken = mesh.submit("broken: every attempt answers HTTP 500", trace_id=f"held-{kind}")
