@@ -39,14 +39,14 @@ from pathlib import Path
 import yaml
 from aiokafka import AIOKafkaProducer
 
+from choreo.kafka.broker import broker_session
+from choreo.kafka.clients import read_topic
+from choreo.local.launch import start_mesh
+from choreo.local.processes import ProcessGroup
+from choreo.observe.settings import Settings
 from choreo.schemas import Budget, Task, TerminalResult, decode, encode
-from choreo.services.cli.launch import start_mesh
-from choreo.services.cli.processes import ProcessGroup
-from choreo.services.runtime.broker import broker_session
-from choreo.services.runtime.kafka import read_topic
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import MeshSpec, load_mesh
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import MeshSpec, load_mesh
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "writer-editor"
 

@@ -40,10 +40,10 @@ language is in docs/CONTRACT.md.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from choreo._agent import Agent, Reply, Result, Step, agent
-from choreo._errors import BudgetExhausted, ChoreoError, HandlerError, ToolError
-from choreo._tool import tool
-from choreo.services.agent.budget import BudgetLeft
+from choreo.agent.sdk import Agent, Reply, Result, Step, agent
+from choreo.budget.left import BudgetLeft
+from choreo.schemas.errors import BudgetExhausted, ChoreoError, HandlerError, ToolError
+from choreo.tools.decorator import tool
 
 try:
     __version__ = version("choreo-mesh")
@@ -65,7 +65,7 @@ __all__ = [
     "tool",
 ]
 
-# One import path in reprs and help(): choreo.Step, not choreo._agent.Step.
+# One import path in reprs and help(): choreo.Step, not choreo.agent.sdk.Step.
 for _name in __all__:
     _obj = globals()[_name]
     if hasattr(_obj, "__module__") and not isinstance(_obj, str):

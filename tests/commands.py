@@ -3,4 +3,4 @@
 import sys
 
 #: ``choreo`` with this interpreter; ``-P`` keeps the current folder off the import path.
-CHOREO = [sys.executable, "-P", "-m", "choreo.services.cli.main"]
+CHOREO = [sys.executable, "-P", "-m", "choreo.cli.main"]

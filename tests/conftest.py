@@ -18,14 +18,14 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
+from choreo.client import queries
+from choreo.kafka.broker import BrokerHandle, resolve_broker
+from choreo.local.launch import start_mesh
+from choreo.local.processes import ProcessGroup
+from choreo.observe.settings import Settings
 from choreo.schemas import Envelope, HopRecord, Snapshot, Task, TerminalResult
-from choreo.services.cli import queries
-from choreo.services.cli.launch import start_mesh
-from choreo.services.cli.processes import ProcessGroup
-from choreo.services.runtime.broker import BrokerHandle, resolve_broker
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import MeshSpec, load_mesh
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import MeshSpec, load_mesh
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -16,15 +16,15 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from choreo.services.model_server import model_server
-from choreo.services.runtime.llm import (
+from choreo.model_server import model_server
+from choreo.models.client import (
     Completion,
     ModelClient,
     ModelConfigError,
     ModelError,
     parse_retry_after,
 )
-from choreo.services.runtime.spec import ModelTier
+from choreo.spec.mesh import ModelTier
 
 SYSTEM = {"role": "system", "content": "You are the tester."}
 RULES = [

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from choreo.services.model_server import (
+from choreo.model_server import (
     SCRIPTED_HEADER,
     ScriptError,
     load_script,
@@ -22,7 +22,7 @@ from choreo.services.model_server import (
     start_model_server_process,
     stop_model_server_process,
 )
-from choreo.services.model_server.server import completion
+from choreo.model_server.server import completion
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "writer-editor" / "model.yaml"
 
@@ -170,7 +170,7 @@ def test_signal_stops_the_server_cleanly(tmp_path: Path, signum: signal.Signals)
 def test_cli_entry_point_rejects_a_bad_script_with_exit_2(tmp_path: Path) -> None:
     path = write_script(tmp_path, {"model": "m", "rules": "not a list"})
     done = subprocess.run(
-        [sys.executable, "-m", "choreo.services.model_server", str(path)],
+        [sys.executable, "-m", "choreo.model_server", str(path)],
         capture_output=True, text=True, timeout=30, check=False,
     )
     assert done.returncode == 2

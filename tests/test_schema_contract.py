@@ -24,15 +24,18 @@ from choreo.schemas import (
     encode,
 )
 from choreo.schemas.export import ASYNCAPI_FILE, DEFAULT_OUT, render, stale, write
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from tests.conftest import REPO
 from tests.samples import SAMPLES
+
+PUBLISHED = REPO / DEFAULT_OUT
 
 AT = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @cache
 def published_schema(name: str) -> dict[str, Any]:
-    return json.loads((DEFAULT_OUT / f"{name}.schema.json").read_text())
+    return json.loads((PUBLISHED / f"{name}.schema.json").read_text())
 
 
 def errors(name: str, instance: Any) -> list[str]:
@@ -42,13 +45,13 @@ def errors(name: str, instance: Any) -> list[str]:
 
 
 def asyncapi_doc() -> dict[str, Any]:
-    return yaml.safe_load((DEFAULT_OUT / ASYNCAPI_FILE).read_text())
+    return yaml.safe_load((PUBLISHED / ASYNCAPI_FILE).read_text())
 
 
 # --- the published files are current ------------------------------------------------------
 
 def test_published_files_are_current() -> None:
-    outdated = stale(DEFAULT_OUT)
+    outdated = stale(PUBLISHED)
     assert not outdated, (
         f"schemas/json is stale ({', '.join(outdated)}): run `choreo schema export` "
         "and commit the result"
@@ -160,7 +163,7 @@ def test_asyncapi_document_is_3_0_and_refs_resolve() -> None:
         assert channel["messages"], channel_id
         for ref in channel["messages"].values():
             message = _resolve(doc, ref["$ref"])
-            schema_file = DEFAULT_OUT / message["payload"]["$ref"]
+            schema_file = PUBLISHED / message["payload"]["$ref"]
             assert schema_file.is_file(), f"{channel_id}: {schema_file} does not exist"
             assert json.loads(schema_file.read_text())["title"] == message["name"]
     for op_id, op in doc["operations"].items():

@@ -27,12 +27,9 @@ from langgraph_side import langgraph_systems
 from mesh_side import MeshClient, running_meshes
 from workloads import WORKLOADS, Workload, model_script
 
-from choreo.services.bench.stats import Summary, publish
-from choreo.services.model_server.process import (
-    start_model_server_process,
-    stop_model_server_process,
-)
-from choreo.services.runtime.broker import broker_session
+from choreo.bench.stats import Summary, publish
+from choreo.kafka.broker import broker_session
+from choreo.model_server.process import start_model_server_process, stop_model_server_process
 
 #: One task of a workload on one system: seconds from submit to its end.
 RunTask = Callable[[str, str], Awaitable[float]]

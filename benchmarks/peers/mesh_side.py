@@ -14,13 +14,13 @@ import yaml
 from aiokafka import TopicPartition
 from workloads import MESHES
 
+from choreo.kafka.clients import make_consumer, make_producer, partitions_of
+from choreo.local.launch import start_mesh
+from choreo.observe.settings import Settings
 from choreo.schemas import Task, TerminalResult, decode, encode
 from choreo.schemas.ids import new_id
-from choreo.services.cli.launch import start_mesh
-from choreo.services.runtime.kafka import make_consumer, make_producer, partitions_of
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import load_mesh
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import load_mesh
 
 
 class MeshClient:

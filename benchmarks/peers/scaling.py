@@ -26,16 +26,13 @@ import yaml
 from mesh_side import MeshClient
 from workloads import model_script, step_persona
 
-from choreo.services.bench.stats import publish
-from choreo.services.cli.launch import start_mesh
-from choreo.services.cli.processes import ProcessGroup
-from choreo.services.model_server.process import (
-    start_model_server_process,
-    stop_model_server_process,
-)
-from choreo.services.runtime.broker import broker_session
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import load_mesh
+from choreo.bench.stats import publish
+from choreo.kafka.broker import broker_session
+from choreo.local.launch import start_mesh
+from choreo.local.processes import ProcessGroup
+from choreo.model_server.process import start_model_server_process, stop_model_server_process
+from choreo.observe.settings import Settings
+from choreo.spec.mesh import load_mesh
 
 CHAIN = 2
 #: Enough partitions per topic for the largest replica count to get some each.

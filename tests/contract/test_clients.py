@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.services.runtime.broker import BrokerHandle, broker_kind, kafka_home
+from choreo.kafka.broker import BrokerHandle, broker_kind, kafka_home
 from tests.conftest import EXAMPLES, RunningMesh
 
 pytestmark = pytest.mark.integration

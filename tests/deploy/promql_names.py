@@ -1,4 +1,4 @@
-"""Metric names: the ones services/runtime/metrics.py exports, and the ones a PromQL string reads.
+"""Metric names: the ones choreo/observe/metrics.py exports, and the ones a PromQL string reads.
 
 The dashboard and the alert rules may only read what the services export; a renamed metric
 would otherwise leave an empty panel or an alert that can never fire.
@@ -10,7 +10,7 @@ import re
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from choreo.services.runtime import metrics
+from choreo.observe import metrics
 
 # Sample names a scrape exposes per metric type (prometheus_client drops `_total` from a
 # counter's family name and adds it back on the sample).
@@ -23,7 +23,7 @@ SUFFIXES = {
 
 
 def exported_families() -> dict[str, str]:
-    """Family name -> type of every metric defined in services.runtime.metrics."""
+    """Family name -> type of every metric defined in choreo.observe.metrics."""
     families: dict[str, str] = {}
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from choreo.services.runtime.spec import load_mesh
+from choreo.spec.mesh import load_mesh
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"

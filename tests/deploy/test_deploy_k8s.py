@@ -13,8 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from choreo.services.runtime.spec import load_mesh
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import load_mesh
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

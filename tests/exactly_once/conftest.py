@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from choreo.services.runtime.broker import BrokerHandle, broker_kind
+from choreo.kafka.broker import BrokerHandle, broker_kind
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from choreo.services.runtime.broker import BrokerHandle
-from choreo.services.runtime.kafka import read_topic
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.transactions import Transactions
+from choreo.kafka.broker import BrokerHandle
+from choreo.kafka.clients import read_topic
+from choreo.kafka.transactions import Transactions
+from choreo.observe.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from benchmarks.soak import EXAMPLE, duplicates, soak
+from choreo.kafka.broker import BrokerHandle
+from choreo.observe.settings import Settings
 from choreo.schemas import HopRecord, encode
-from choreo.services.runtime.broker import BrokerHandle
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import load_mesh
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import load_mesh
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from choreo.services.runtime.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle
 from tests.commands import CHOREO
 
 pytestmark = pytest.mark.integration

@@ -14,10 +14,10 @@ import msgspec
 import pytest
 import yaml
 
+from choreo.client import queries
+from choreo.kafka.clients import read_topic
+from choreo.keeper.replay import replay
 from choreo.schemas import Envelope, Snapshot, decode
-from choreo.services.cli import queries
-from choreo.services.keeper.replay import replay
-from choreo.services.runtime.kafka import read_topic
 from tests.conftest import EXAMPLES, RunningMesh, wait_until
 
 pytestmark = pytest.mark.integration

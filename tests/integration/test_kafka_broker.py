@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.services.runtime.broker import EmbeddedBroker, broker_kind, kafka_home
+from choreo.kafka.broker import EmbeddedBroker, broker_kind, kafka_home
 from tests.commands import CHOREO
 from tests.conftest import wait_until
 

@@ -10,10 +10,10 @@ import msgspec
 import pytest
 from kafka import KafkaProducer
 
+from choreo.kafka.clients import read_topic
+from choreo.keeper.replay import replay
 from choreo.schemas import DeadLetter, Snapshot, decode
 from choreo.schemas.ids import task_trace_id
-from choreo.services.keeper.replay import replay
-from choreo.services.runtime.kafka import read_topic
 from tests.commands import CHOREO
 from tests.conftest import RunningMesh, wait_until
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.services.runtime.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle
 from tests.commands import CHOREO
 from tests.conftest import EXAMPLES, processes_mentioning, wait_until
 

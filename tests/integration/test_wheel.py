@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.services.runtime.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle
 from tests.conftest import EXAMPLES, REPO, processes_mentioning, wait_until
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from choreo.services.runtime.llm import env_var
+from choreo.models.client import env_var
 from tests.conftest import RunningMesh
 
 TIER = "faulty"

@@ -16,16 +16,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from choreo.agent import service as agent_service
+from choreo.agent.service import AgentService
+from choreo.client import queries
+from choreo.kafka.broker import BrokerHandle
+from choreo.kafka.clients import make_producer
+from choreo.kafka.topics import ensure_topics
+from choreo.observe.settings import Settings
 from choreo.schemas import Envelope
 from choreo.schemas.codec import encode
-from choreo.services.agent import service as agent_service
-from choreo.services.agent.service import AgentService
-from choreo.services.cli import queries
-from choreo.services.runtime.broker import BrokerHandle
-from choreo.services.runtime.kafka import make_producer
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import load_mesh
-from choreo.services.runtime.topics import Topics, ensure_topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import load_mesh
 from tests.liveness.support import one_agent_mesh
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 
+from choreo.client import queries
 from choreo.schemas import Budget, Envelope
-from choreo.services.cli import queries
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness.support import model_url, one_agent_mesh
 from tests.liveness.test_replies import committed

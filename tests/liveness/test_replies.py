@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
 
+from choreo.kafka.clients import read_topic
 from choreo.schemas import Budget
-from choreo.services.runtime.kafka import read_topic
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness.support import model_url, one_agent_mesh
 from tests.tiers.support import server_stats

@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from choreo.models.client import ModelClient, ModelError
 from choreo.schemas import Usage
-from choreo.services.runtime.llm import ModelClient, ModelError
-from choreo.services.runtime.spec import ModelTier
-from choreo.services.tools.record import canonical_arguments
+from choreo.spec.mesh import ModelTier
+from choreo.tools.record import canonical_arguments
 
 REASONS = re.compile(
     r"^(rate_limited|timeout|deadline|connection|protocol|bad_response|circuit_open|http_\d{3})$")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from choreo.client import queries
 from choreo.schemas import Envelope
-from choreo.services.cli import queries
 from tests.conftest import RunningMesh
 from tests.liveness.support import model_url, one_agent_mesh
 from tests.tiers.support import server_stats

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from choreo.agent.step import fit_reply
 from choreo.schemas import DecodeError, Task, decode, encode
 from choreo.schemas.codec import clean_text, cut_text
-from choreo.services.agent.step import fit_reply
 
 any_text = st.text(st.characters(exclude_categories=()))  # lone surrogates included
 

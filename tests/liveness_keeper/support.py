@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from choreo.kafka.broker import BrokerHandle
+from choreo.kafka.clients import read_topic
+from choreo.local.launch import create_topics
+from choreo.local.processes import Child, ProcessGroup
+from choreo.observe.settings import Settings
 from choreo.schemas import DeadLetter, Envelope, HopRecord, TerminalResult, decode, encode
 from choreo.schemas.ids import new_id
-from choreo.services.cli.launch import create_topics
-from choreo.services.cli.processes import Child, ProcessGroup
-from choreo.services.runtime.broker import BrokerHandle
-from choreo.services.runtime.kafka import read_topic
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import MeshSpec, load_mesh
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import MeshSpec, load_mesh
 from tests.conftest import EXAMPLES
 
 WRITER_EDITOR = EXAMPLES / "writer-editor" / "mesh.yaml"

@@ -12,9 +12,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from choreo.kafka.clients import read_topic
+from choreo.keeper.replay import replay
 from choreo.schemas import Budget
-from choreo.services.keeper.replay import replay
-from choreo.services.runtime.kafka import read_topic
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness_keeper.support import WRITER_EDITOR
 

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from choreo.client import queries
 from choreo.schemas import Task, TerminalResult, encode
-from choreo.services.cli import queries
 from tests.conftest import wait_until
 from tests.liveness_keeper.support import LoneKeeper
 

@@ -7,9 +7,9 @@ from aiokafka.errors import RequestTimedOutError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from choreo.kafka.clients import BrokerOutage, Outage, transient
+from choreo.kafka.limits import RecordLimit, RecordTooLarge
 from choreo.schemas import DeadLetter, decode, encode
-from choreo.services.runtime.kafka import BrokerOutage, Outage, transient
-from choreo.services.runtime.limits import RecordLimit, RecordTooLarge
 
 
 @settings(max_examples=60, deadline=None)

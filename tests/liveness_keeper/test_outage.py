@@ -22,12 +22,12 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
+from choreo.kafka.broker import ApacheKafka, BrokerHandle, EmbeddedBroker, broker_kind
+from choreo.kafka.clients import make_consumer
+from choreo.local.launch import start_mesh
+from choreo.observe.settings import Settings
 from choreo.schemas import Task, encode
-from choreo.services.cli.launch import start_mesh
-from choreo.services.runtime.broker import ApacheKafka, BrokerHandle, EmbeddedBroker, broker_kind
-from choreo.services.runtime.kafka import make_consumer
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import load_mesh
+from choreo.spec.mesh import load_mesh
 from tests.conftest import RunningMesh
 from tests.liveness_keeper.support import WRITER_EDITOR
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from choreo.kafka.limits import broker_limit, topic_limits
 from choreo.schemas import Snapshot, Task, decode, encode
-from choreo.services.runtime.limits import broker_limit, topic_limits
 from tests.conftest import wait_until
 from tests.liveness_keeper.support import LoneKeeper
 

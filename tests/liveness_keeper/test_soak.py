@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.soak import soak
-from choreo.services.runtime.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 import pytest
 from kafka import KafkaProducer
 
+from choreo.kafka.clients import read_topic
 from choreo.schemas import DeadLetter, decode
-from choreo.services.runtime.kafka import read_topic
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness_keeper.support import WRITER_EDITOR
 

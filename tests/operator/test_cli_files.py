@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from choreo.services.runtime.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle
 from tests.commands import CHOREO
 from tests.conftest import REPO
 

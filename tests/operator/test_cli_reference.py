@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from choreo.services.cli import reference
-from choreo.services.cli.main import build_parser
+from choreo.cli import reference
+from choreo.cli.main import build_parser
 from tests.conftest import REPO
 
 
 def test_the_cli_reference_is_current() -> None:
     current = (REPO / "docs" / "CLI.md").read_text()
     assert current == reference.render(build_parser()), (
-        "docs/CLI.md is stale: python -m choreo.services.cli.reference > docs/CLI.md")
+        "docs/CLI.md is stale: python -m choreo.cli.reference > docs/CLI.md")
 
 
 def test_every_option_has_help_and_says_its_default() -> None:

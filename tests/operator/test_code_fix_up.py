@@ -16,8 +16,8 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from choreo.services.runtime.broker import BrokerHandle
-from choreo.services.watchdog.config import app_id
+from choreo.kafka.broker import BrokerHandle
+from choreo.spec.watchdog import app_id
 from tests.conftest import EXAMPLES, wait_until
 from tests.operator.support import Up, choreo_up, submitted_id
 

@@ -7,14 +7,14 @@ import re
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-from choreo.services.runtime import metrics
+from choreo.observe import metrics
 from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 def _registered() -> dict[str, tuple[str, ...]]:
-    """Exposed name -> label names, for every metric of ``services.runtime.metrics``."""
+    """Exposed name -> label names, for every metric of ``choreo.observe.metrics``."""
     found = {}
     for value in vars(metrics).values():
         if isinstance(value, MetricWrapperBase):

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
-from choreo.services.model_server import model_server
-from choreo.services.runtime.llm import Completion, ModelClient, ModelConfigError, ModelError
-from choreo.services.runtime.spec import ModelTier
+from choreo.model_server import model_server
+from choreo.models.client import Completion, ModelClient, ModelConfigError, ModelError
+from choreo.spec.mesh import ModelTier
 
 MESSAGES: list[Any] = [{"role": "system", "content": "You answer."},
                        {"role": "user", "content": "hello"}]

@@ -9,6 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
+from choreo.cli import views
+from choreo.observe import terminal as output
 from choreo.schemas import (
     DeadLetter,
     Escalation,
@@ -19,7 +21,6 @@ from choreo.schemas import (
     TerminalResult,
     Totals,
 )
-from choreo.services.cli import output, views
 
 #: Text a person or a model may write, with the markup-like pieces that once broke the CLI.
 untrusted = st.one_of(

@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from choreo.services.runtime.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle
 from tests.commands import CHOREO
 from tests.conftest import EXAMPLES, REPO, processes_mentioning, wait_until
 from tests.operator.support import words

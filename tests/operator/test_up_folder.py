@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.services.runtime.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle
 from tests.conftest import EXAMPLES
 from tests.operator.support import Up, choreo, choreo_up, submitted_id, words
 

@@ -83,7 +83,7 @@ def test_the_watchdog_halts_the_infinite_audit_loop(code_fix: RunningMesh) -> No
 
 
 async def _partition_of(mesh: RunningMesh, trace_id: str) -> int:
-    from choreo.services.runtime.kafka import read_topic
+    from choreo.kafka.clients import read_topic
 
     for record in await read_topic(mesh.bootstrap, mesh.settings, mesh.topics.hops):
         if record.key == trace_id.encode():

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from choreo.services.router import classify
-from choreo.services.runtime.spec import Route, SpecError, load_mesh, parse_mesh
-from choreo.services.supervisor import judge
-from choreo.services.supervisor.config import PlanSpec
-from choreo.services.supervisor.plan import Progress, Verdict, advance, returned
+from choreo.router import classify
+from choreo.spec.mesh import Route, SpecError, load_mesh, parse_mesh
+from choreo.spec.supervisor import PlanSpec
+from choreo.supervisor import judge
+from choreo.supervisor.plan import Progress, Verdict, advance, returned
 from tests.conftest import EXAMPLES
 
 DIAMOND = PlanSpec.model_validate({

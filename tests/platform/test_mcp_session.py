@@ -8,7 +8,7 @@ import httpx
 import pytest
 from mcp import McpError, types
 
-from choreo.services.tools.mcp import session_gone
+from choreo.tools.mcp import session_gone
 
 
 def error(code: int) -> McpError:

@@ -8,13 +8,7 @@ from typing import Any
 
 import pytest
 
-from choreo.services.runtime.spec import (
-    FunctionToolSpec,
-    McpServerSpec,
-    SpecError,
-    ToolSpec,
-    parse_mesh,
-)
+from choreo.spec.mesh import FunctionToolSpec, McpServerSpec, SpecError, ToolSpec, parse_mesh
 
 
 def _mesh(*agents: dict[str, Any]) -> dict[str, Any]:

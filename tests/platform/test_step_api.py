@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import choreo
+from choreo.budget.left import left
+from choreo.model_server.script import ScriptError, parse_script
+from choreo.model_server.server import completion, matching_rule
 from choreo.schemas import Budget, Envelope, Totals, Usage
-from choreo.services.agent.budget import left
-from choreo.services.model_server.script import ScriptError, parse_script
-from choreo.services.model_server.server import completion, matching_rule
 
 
 def test_help_shows_the_documented_api() -> None:

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from choreo.services.bench.watchdog import caught_up, observe
-from choreo.services.runtime.llm import env_var
+from choreo.bench.watchdog import caught_up, observe
+from choreo.models.client import env_var
 from tests.conftest import RunningMesh, wait_until
 from tests.platform.conftest import HERE
 from tests.platform.handlers import TICKETS

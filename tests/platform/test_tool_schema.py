@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from pydantic import Field
 
 import choreo
-from choreo.services.tools.base import ToolFailure
-from choreo.services.tools.function import FunctionTool
-from choreo.services.tools.record import args_sha256, canonical_arguments
-from choreo.services.tools.schema import parse_docstring
+from choreo.tools.base import ToolFailure
+from choreo.tools.function import FunctionTool
+from choreo.tools.record import args_sha256, canonical_arguments
+from choreo.tools.schema import parse_docstring
 
 
 @choreo.tool
@@ -128,8 +128,8 @@ def test_the_same_arguments_hash_the_same_whatever_their_order_and_spacing(
 
 def test_arguments_and_results_are_kept_only_when_content_is_recorded(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from choreo.services.runtime import telemetry
-    from choreo.services.tools.record import make_record
+    from choreo.observe import telemetry
+    from choreo.tools.record import make_record
 
     plain = make_record("add", '{"a":1}', "ok", 1.5, "2", None)
     assert (plain.arguments, plain.result, plain.result_chars) == (None, None, 1)

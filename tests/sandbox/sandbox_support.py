@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from choreo.services.sandbox import SandboxResult, run_code
+from choreo.sandbox import SandboxResult, run_code
 from tests.conftest import REPO
 
 START_TIMEOUT_S = 60.0
@@ -29,7 +29,7 @@ requires_bwrap = pytest.mark.skipif(
 
 @dataclass
 class Service:
-    """One running ``python -m choreo.services.sandbox`` process."""
+    """One running ``python -m choreo.sandbox`` process."""
 
     process: subprocess.Popen[str]
     socket: Path | None
@@ -61,7 +61,7 @@ class Service:
 def start_service(*, socket: Path | None = None, port: int | None = None,
                   env: dict[str, str] | None = None) -> Service:
     """Start the service and wait for its ``listening on`` line."""
-    args = [sys.executable, "-m", "choreo.services.sandbox"]
+    args = [sys.executable, "-m", "choreo.sandbox"]
     if socket is not None:
         args += ["--socket", str(socket)]
     if port is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from choreo.services.sandbox import SandboxError
+from choreo.sandbox import SandboxError
 from tests.sandbox.sandbox_support import Service, requires_bwrap, start_service
 
 pytestmark = [requires_bwrap, pytest.mark.integration]

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from choreo.services.sandbox.seccomp import (
+from choreo.sandbox.seccomp import (
     ARCHES,
     INSTRUCTION,
     JEQ_K,

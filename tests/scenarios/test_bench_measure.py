@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from choreo.bench.watchdog import Observation, measure
 from choreo.schemas import ControlVerdict, HopRecord, TerminalResult, Totals
-from choreo.services.bench.watchdog import Observation, measure
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """The watchdog's labelled corpus meets its targets: every loop caught, no healthy flow halted
 or shifted, no budget overspent, the first verdict within two steps of its evidence.
 
-Each case runs its whole mesh in this process (services/bench/corpus.py): the keeper's
+Each case runs its whole mesh in this process (choreo/bench/corpus.py): the keeper's
 transitions, the agents' steps with real HTTP calls to scripted model servers, the watchdog's
 policy. tests/scenarios/test_scenarios.py runs a subset through real processes on a broker.
 """
@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from choreo.services.bench.corpus import Outcome, load_cases, run_corpus
-from choreo.services.bench.watchdog import calibration, corpus_report
+from choreo.bench.corpus import Outcome, load_cases, run_corpus
+from choreo.bench.watchdog import calibration, corpus_report
 
 
 @pytest.fixture(scope="module")

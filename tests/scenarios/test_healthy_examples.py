@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from choreo.bench.watchdog import caught_up
+from choreo.kafka.clients import read_topic
 from choreo.schemas import ControlVerdict, Escalation
-from choreo.services.bench.watchdog import caught_up
-from choreo.services.runtime.kafka import read_topic
 from tests.conftest import EXAMPLES, RunningMesh, wait_until
 
 pytestmark = pytest.mark.integration

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import msgspec
 
+from choreo.agent.behaviour import system_prompt, temperature
+from choreo.keeper.replay import replay
+from choreo.keeper.service import Batch, Keeper
 from choreo.schemas import ControlVerdict, Envelope, decode
 from choreo.schemas.records import PERSONA, Persona
-from choreo.services.agent.behaviour import system_prompt, temperature
-from choreo.services.keeper.replay import replay
-from choreo.services.keeper.service import Batch, Keeper
 from tests.state.support import TOPICS, Outbox, mesh, record, run, sent, step
 
 SHIFT = ControlVerdict(verdict_id="v-shift", trace_id="t1", action="persona_shift",

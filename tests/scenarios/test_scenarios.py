@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
+from choreo.bench.watchdog import HEALTHY, SCENARIOS, Observation, caught_up, observe
+from choreo.client import queries
+from choreo.kafka.clients import read_topic
+from choreo.keeper.replay import compare, latest
 from choreo.schemas import Budget, Escalation, Snapshot, decode
-from choreo.services.bench.watchdog import HEALTHY, SCENARIOS, Observation, caught_up, observe
-from choreo.services.cli import queries
-from choreo.services.keeper.replay import compare, latest
-from choreo.services.runtime.kafka import read_topic
 from tests.commands import CHOREO
 from tests.conftest import RunningMesh, wait_until
 

@@ -10,11 +10,11 @@ from typing import Any
 import msgspec
 from aiokafka.structs import ConsumerRecord
 
+from choreo.keeper.service import Batch, Keeper
 from choreo.schemas import Envelope, Snapshot, StateConflict, Task, TerminalResult, decode, encode
 from choreo.schemas.ids import derive_event_id
-from choreo.services.keeper.service import Batch, Keeper
-from choreo.services.runtime.spec import MeshSpec, parse_mesh
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import MeshSpec, parse_mesh
 from tests.unit.support import consumed
 
 TOPICS = Topics("unit")

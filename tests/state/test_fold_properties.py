@@ -13,10 +13,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from choreo.keeper.replay import replay
+from choreo.keeper.service import Batch, Keeper
 from choreo.schemas import Envelope, Snapshot, TerminalResult, decode, encode, reducers
 from choreo.schemas.records import FINISH
-from choreo.services.keeper.replay import replay
-from choreo.services.keeper.service import Batch, Keeper
 from tests.state.support import (
     AGENTS,
     TOPICS,

@@ -6,10 +6,10 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+from choreo.keeper.replay import compare, latest
 from choreo.schemas import Envelope, decode
 from choreo.schemas.records import FINISH
-from choreo.services.keeper.replay import compare, latest
-from choreo.services.runtime.spec import SpecError
+from choreo.spec.mesh import SpecError
 from tests.state.support import (
     AGENTS,
     TOPICS,

@@ -12,8 +12,8 @@ import msgspec
 import pytest
 from kafka import KafkaProducer
 
+from choreo.client import queries
 from choreo.schemas import StateConflict, encode
-from choreo.services.cli import queries
 from tests.commands import CHOREO
 from tests.conftest import EXAMPLES, RunningMesh
 

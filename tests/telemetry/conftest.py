@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.services.runtime import telemetry
+from choreo.observe import telemetry
 from tests.conftest import EXAMPLES, RunningMesh
 from tests.telemetry.otlp import OtlpReceiver
 

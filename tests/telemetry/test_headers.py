@@ -6,7 +6,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from choreo.services.runtime import telemetry
+from choreo.observe import telemetry
 
 UPSTREAM = ("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
 _tracer = TracerProvider().get_tracer("test")  # a local SDK tracer: the global one is untouched

@@ -13,9 +13,9 @@ from typing import Any
 import httpx
 import pytest
 
+from choreo.kafka.broker import free_port
+from choreo.kafka.clients import read_topic
 from choreo.schemas import HopRecord, decode
-from choreo.services.runtime.broker import free_port
-from choreo.services.runtime.kafka import read_topic
 from tests.conftest import REPO, RunningMesh, wait_until
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from choreo.services.model_server import model_server
+from choreo.model_server import model_server
 
 
 @pytest.fixture(scope="module")

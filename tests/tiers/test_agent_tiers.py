@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
+from choreo.agent.behaviour import ModelAgent
 from choreo.schemas import Envelope
 from choreo.schemas.records import STEP_FAILED
-from choreo.services.agent.behaviour import ModelAgent
-from choreo.services.runtime.spec import MeshSpec, RoutingSpec, SpecError, parse_mesh
+from choreo.spec.mesh import MeshSpec, RoutingSpec, SpecError, parse_mesh
 from tests.tiers.support import cost_of, server_stats
 from tests.unit.support import event
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 from prometheus_client import REGISTRY
 
-from choreo.services.runtime.llm import ModelClient, ModelError
-from choreo.services.runtime.ratelimit import CircuitState
-from choreo.services.runtime.spec import ModelTier
+from choreo.models.client import ModelClient, ModelError
+from choreo.models.ratelimit import CircuitState
+from choreo.spec.mesh import ModelTier
 from tests.tiers.support import server_stats
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from choreo.services.runtime import context
-from choreo.services.runtime.spec import ContextSpec
+from choreo.budget.tokens import estimate_tokens
+from choreo.models import context
+from choreo.spec.mesh import ContextSpec
 
 CTX = ContextSpec(max_input_tokens=100, history=["log", "tries"], keep_recent=2)
 
 
 def test_the_estimate_counts_characters_and_message_framing() -> None:
-    assert context.estimate_tokens([{"role": "user", "content": "x" * 9}]) == 3 + 3
-    assert context.estimate_tokens([]) == 0
+    assert estimate_tokens([{"role": "user", "content": "x" * 9}]) == 3 + 3
+    assert estimate_tokens([]) == 0
 
 
 def test_folded_items_and_the_cursor_are_hidden_from_the_prompt() -> None:

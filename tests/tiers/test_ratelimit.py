@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from choreo.services.runtime.ratelimit import CircuitBreaker, CircuitState, TierGate, TokenBucket
-from choreo.services.runtime.spec import ModelTier
+from choreo.models.ratelimit import CircuitBreaker, CircuitState, TierGate, TokenBucket
+from choreo.spec.mesh import ModelTier
 
 
 class FakeClock:

@@ -11,12 +11,12 @@ from aiokafka.structs import ConsumerRecord
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from choreo.kafka.clients import partition_for
+from choreo.kafka.limits import RecordLimit
+from choreo.keeper.batch import Batch
+from choreo.keeper.service import Keeper
 from choreo.schemas import Envelope, Task, TerminalResult, decode, encode
 from choreo.schemas.records import ADMIT
-from choreo.services.keeper.batch import Batch
-from choreo.services.keeper.service import Keeper
-from choreo.services.runtime.kafka import partition_for
-from choreo.services.runtime.limits import RecordLimit
 from tests.unit.support import consumed
 from tests.unit.test_keeper import SPEC, TOPICS, sent
 

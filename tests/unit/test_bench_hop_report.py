@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from choreo.bench import legs
+from choreo.bench.hop import HopBench, report
+from choreo.bench.stats import Summary
 from choreo.schemas import Envelope, encode
 from choreo.schemas.records import ADMIT
-from choreo.services.bench import legs
-from choreo.services.bench.hop import HopBench, report
-from choreo.services.bench.stats import Summary
 
 LEGS = legs.chain_legs(2, ["hop.1", "hop.2"])
 

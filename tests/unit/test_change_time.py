@@ -12,10 +12,10 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
+from choreo.keeper.batch import Batch
+from choreo.keeper.service import Keeper
 from choreo.schemas import Envelope, HopRecord, TerminalResult, encode
 from choreo.schemas.records import HALT
-from choreo.services.keeper.batch import Batch
-from choreo.services.keeper.service import Keeper
 from tests.unit.support import consumed
 from tests.unit.test_keeper import TOPICS, Harness, sent, step
 

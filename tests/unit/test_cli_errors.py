@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from choreo.services.runtime.broker import free_port
+from choreo.kafka.broker import free_port
 from tests.commands import CHOREO
 from tests.conftest import REPO
 from tests.unit.support import WRITER_EDITOR, minimal_mesh

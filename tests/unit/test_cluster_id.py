@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 
-from choreo.services.runtime.broker import cluster_id
+from choreo.kafka.broker import cluster_id
 
 
 def test_a_cluster_id_is_22_url_safe_characters_never_led_by_a_dash() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from choreo.services.runtime.kafka import FetchBackoff
+from choreo.kafka.clients import FetchBackoff
 
 #: (seconds since the previous poll, whether the poll returned records)
 polls = st.lists(st.tuples(st.floats(0, 5), st.booleans()), max_size=60)

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import msgspec
 
+from choreo.keeper.fold import TASK_SOURCE, admit, fold
 from choreo.schemas import Budget, Envelope, FieldWrite, Task, Usage
-from choreo.services.keeper.fold import TASK_SOURCE, admit, fold
-from choreo.services.runtime.spec import MeshSpec, load_mesh, parse_mesh
+from choreo.spec.mesh import MeshSpec, load_mesh, parse_mesh
 from tests.unit.support import WRITER_EDITOR, minimal_mesh
 
 AT = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

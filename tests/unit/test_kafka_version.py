@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from choreo.services.runtime.broker import KAFKA_VERSION
+from choreo.kafka.broker import KAFKA_VERSION
 from tests.conftest import REPO
 
 

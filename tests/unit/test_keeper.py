@@ -7,12 +7,12 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from choreo.agent.step import outcome, step_event
+from choreo.keeper.service import Batch, Keeper
 from choreo.schemas import Envelope, HopRecord, Record, Task, TerminalResult, Usage, decode, encode
 from choreo.schemas.records import ADMIT, STEP_REFUSED
-from choreo.services.agent.step import outcome, step_event
-from choreo.services.keeper.service import Batch, Keeper
-from choreo.services.runtime.spec import load_mesh
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import load_mesh
 from tests.unit.support import WRITER_EDITOR, consumed
 
 R = TypeVar("R", bound=Record)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from choreo.kafka.limits import RecordLimit
+from choreo.keeper.batch import Batch
 from choreo.schemas import Snapshot, decode, encode
-from choreo.services.keeper.batch import Batch
-from choreo.services.runtime.limits import RecordLimit
 
 
 def _snapshot(version: int, text: str = "x", status: str = "running") -> Snapshot:

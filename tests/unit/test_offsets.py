@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiokafka import TopicPartition
 
-from choreo.services.runtime.offsets import OffsetTracker
+from choreo.kafka.offsets import OffsetTracker
 
 A = TopicPartition("t", 0)
 B = TopicPartition("t", 1)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from choreo.services.runtime.spec import SpecError, load_mesh, parse_mesh
+from choreo.spec.mesh import SpecError, load_mesh, parse_mesh
 from tests.unit.support import WRITER_EDITOR, minimal_mesh
 
 Mesh = dict[str, Any]

@@ -8,16 +8,10 @@ from typing import Any
 
 import pytest
 
+from choreo.agent.step import build_delta, choose_route, outcome, over_budget, render_messages
 from choreo.schemas import Budget, Usage
 from choreo.schemas.records import FAIL, FINISH, STEP_FAILED
-from choreo.services.agent.step import (
-    build_delta,
-    choose_route,
-    outcome,
-    over_budget,
-    render_messages,
-)
-from choreo.services.runtime.spec import AgentSpec, Route, load_mesh
+from choreo.spec.mesh import AgentSpec, Route, load_mesh
 from tests.unit.support import WRITER_EDITOR, event
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

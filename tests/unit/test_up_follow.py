@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from choreo.services.cli import local
-from choreo.services.runtime.settings import Settings
+from choreo.local import announce as local
+from choreo.observe.settings import Settings
 
 UP_BROKER = "127.0.0.1:19092"
 

@@ -13,6 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
+from choreo.agent.step import outcome, step_event
+from choreo.budget import allowance
+from choreo.budget import reserve as budget
+from choreo.keeper.service import Batch, Keeper
+from choreo.model_server import model_server
+from choreo.models.client import ModelClient
 from choreo.schemas import (
     Budget,
     ControlVerdict,
@@ -28,14 +34,8 @@ from choreo.schemas import (
     encode,
 )
 from choreo.schemas.records import STEP_REFUSED, Allowance
-from choreo.services.agent.step import outcome, step_event
-from choreo.services.keeper import budget
-from choreo.services.keeper.service import Batch, Keeper
-from choreo.services.model_server import model_server
-from choreo.services.runtime import allowance
-from choreo.services.runtime.llm import ModelClient
-from choreo.services.runtime.spec import MeshSpec, ModelTier
-from choreo.services.runtime.topics import Topics
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import MeshSpec, ModelTier
 from tests.unit.support import consumed
 
 TOPICS = Topics("budgets")
@@ -184,7 +184,7 @@ def test_reservations_never_let_the_totals_pass_the_budget(
         pending += [(f"e{n}", f"g{i}", share) for i in range(agents)]
         held = sum(a.tokens or 0 for a in snap.reserved.values())
         assert snap.totals.tokens_in + held <= limit
-        # dollars are accounted to 1e-12 (services/keeper/budget.py); beyond that, float sums
+        # dollars are accounted to 1e-12 (choreo/budget/reserve.py); beyond that, float sums
         # of the figures themselves differ in the last bit
         assert snap.totals.cost + sum(a.cost or 0 for a in snap.reserved.values()) \
             <= cost + 1e-12

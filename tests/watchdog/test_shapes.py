@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from choreo.keeper.fold import carried_over, tool_calls
 from choreo.schemas import Envelope
-from choreo.services.keeper.fold import carried_over, tool_calls
-from choreo.services.runtime.shapes import field_shape, normalise, shape_hash
+from choreo.schemas.shapes import field_shape, normalise, shape_hash
 
 
 def test_numbers_ids_and_timestamps_are_normalised_away() -> None:

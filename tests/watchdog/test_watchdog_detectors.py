@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from choreo.schemas import Budget, Totals
-from choreo.services.watchdog.detectors import (
+from choreo.watchdog.detectors import (
     Match,
     Step,
     TraceWatch,

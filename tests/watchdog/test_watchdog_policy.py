@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from choreo.schemas import Budget, HopRecord, Totals
-from choreo.services.watchdog.config import WatchdogSpec
-from choreo.services.watchdog.detectors import TraceWatch
-from choreo.services.watchdog.policy import Answer, SnapshotHead, Watchdog
+from choreo.spec.watchdog import WatchdogSpec
+from choreo.watchdog.detectors import TraceWatch
+from choreo.watchdog.policy import Answer, SnapshotHead, Watchdog
 from tests.watchdog.support import T0, hop
 
 SPEC = WatchdogSpec()

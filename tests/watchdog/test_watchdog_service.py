@@ -16,6 +16,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from choreo.kafka.broker import BrokerHandle
+from choreo.kafka.clients import make_producer, read_topic
+from choreo.kafka.topics import ensure_topics
+from choreo.observe.settings import Settings
 from choreo.schemas import (
     Budget,
     ControlVerdict,
@@ -26,12 +30,9 @@ from choreo.schemas import (
     decode,
     encode,
 )
-from choreo.services.runtime.broker import BrokerHandle
-from choreo.services.runtime.kafka import make_producer, read_topic
-from choreo.services.runtime.settings import Settings
-from choreo.services.runtime.spec import MeshSpec, load_mesh
-from choreo.services.runtime.topics import Topics, ensure_topics
-from choreo.services.watchdog.config import app_id
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import MeshSpec, load_mesh
+from choreo.spec.watchdog import app_id
 from tests.watchdog.support import hop
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,7 @@ def watchdog(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
            "CHOREO_TOPIC_PREFIX": PREFIX}
     with open(log, "ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "choreo.services.watchdog", "--mesh", str(mesh)],
+            [sys.executable, "-m", "choreo.watchdog", "--mesh", str(mesh)],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:

@@ -1,0 +1,136 @@
+"""The behaviour of a ``kind: python`` agent: the user's function decides the step.
+
+Whatever the function does, the step ends with exactly one outbox record: the function's
+``Result`` turned into an event, a ``step.failed`` naming what went wrong (an exception's
+last traceback line, a timeout, a wrong return value, an undeclared event type, writes that
+are not JSON), or a ``step.refused`` when it asked to spend past a budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from typing import Any
+
+import msgspec
+
+from choreo.agent import step as steps
+from choreo.agent.sdk import Result, Step, as_agent
+from choreo.budget.allowance import OverBudget
+from choreo.models.client import ModelClient, ModelConfigError
+from choreo.schemas import Envelope
+from choreo.schemas.codec import as_text, to_json
+from choreo.schemas.errors import BudgetExhausted
+from choreo.schemas.ids import fingerprint
+from choreo.schemas.records import FAIL, FINISH, STEP_FAILED, STEP_REFUSED
+from choreo.spec.mesh import AgentSpec, MeshSpec
+from choreo.tools import imports
+
+#: Characters of a step's writes shown as its output in the hop record.
+TEXT_CHARS = 2000
+
+
+def last_line(exc: BaseException) -> str:
+    """The last line of an exception's traceback: ``ValueError: no such order``."""
+    return traceback.format_exception_only(exc)[-1].strip()
+
+
+def _clients(spec: MeshSpec, own: str) -> dict[str, ModelClient]:
+    """A client per tier this process can reach: every tier with an endpoint; the agent's
+    own tier (``own``) must have one, others without are left out."""
+    clients = {}
+    for name, tier in sorted(spec.models.items()):
+        try:
+            clients[name] = ModelClient.for_tier(name, tier)
+        except ModelConfigError:
+            if name == own:
+                raise
+    return clients
+
+
+class PythonAgent:
+    """Imports the handler (at start: a bad path fails the service before it consumes) and
+    runs it once per event, within the spec's (or the decorator's) ``timeout_s``.
+
+    A handler that blocks the event loop (``time.sleep``, a blocking driver) cannot be
+    interrupted by the timeout: run such code with ``asyncio.to_thread``.
+    """
+
+    def __init__(self, spec: MeshSpec, agent: AgentSpec) -> None:
+        assert agent.handler is not None  # checked at load time
+        imports.add_to_path(spec.python_path)
+        self.agent = agent
+        self.handler = as_agent(imports.resolve(agent.handler))
+        self.timeout_s = self.handler.timeout_s or agent.timeout_s
+        self.clients = _clients(spec, agent.model)
+
+    @property
+    def models(self) -> list[str]:
+        """The model of the agent's own tier (for metrics), if it has one."""
+        client = self.clients.get(self.agent.model)
+        return [client.model] if client else []
+
+    async def step(self, event: Envelope) -> list[Envelope]:
+        step = Step(event, agent=self.agent.name, clients=self.clients,
+                    default_tier=self.agent.model or None, persona=self.agent.persona)
+        name = self.agent.name
+        try:
+            result: Any = await asyncio.wait_for(self.handler(step), self.timeout_s)
+        except TimeoutError:
+            return [self._ended(event, step, STEP_FAILED,
+                                f"{name}: handler did not return within {self.timeout_s:g}s")]
+        except (BudgetExhausted, OverBudget) as exc:  # a budget said no before spending more
+            return [self._ended(event, step, STEP_REFUSED, f"{name}: {exc}")]
+        except (Exception, SystemExit) as exc:  # the user's bug ends the step, not the service
+            step.log.warning("handler raised", exc_info=exc)
+            return [self._ended(event, step, STEP_FAILED, f"{name}: {last_line(exc)}")]
+        if not isinstance(result, Result):
+            return [self._ended(event, step, STEP_FAILED,
+                                f"{name}: handler returned {type(result).__name__}, "
+                                "not a choreo.Result (use step.emit, step.finish, step.fail)")]
+        return [self._outcome(event, step, result)]
+
+    def _outcome(self, event: Envelope, step: Step, result: Result) -> Envelope:
+        name = self.agent.name
+        writes = dict(result.writes)
+        try:
+            text = result.text if result.text is not None else as_text(writes)
+            to_json(writes)
+            to_json(result.output)
+        except (TypeError, msgspec.EncodeError) as exc:
+            return self._ended(event, step, STEP_FAILED,
+                               f"{name}: writes or output are not JSON: {exc}")
+        payload: dict[str, Any] = {"text": text[:TEXT_CHARS],
+                                   "input_fingerprint": self._fingerprint(event)}
+        if result.action == "emit":
+            if result.event_type not in self.agent.emit:
+                return self._ended(event, step, STEP_FAILED,
+                                   f"{name}: emitted {result.event_type!r}, not in its emit "
+                                   f"list {self.agent.emit}")
+            event_type = result.event_type
+        elif result.action == "finish":
+            event_type = FINISH
+            if result.output_field is not None:
+                payload["output_field"] = result.output_field
+            else:
+                payload["output"] = result.output
+        else:
+            event_type = FAIL
+            payload["reason"] = f"{name} ended the trace as failed: {result.reason}"
+        return steps.step_event(self.agent, event, event_type, delta=writes, payload=payload,
+                                usage=step.usage)
+
+    def _ended(self, event: Envelope, step: Step, event_type: str, reason: str) -> Envelope:
+        return steps.step_event(self.agent, event, event_type, usage=step.usage,
+                                payload={"reason": reason,
+                                         "input_fingerprint": self._fingerprint(event)})
+
+    @staticmethod
+    def _fingerprint(event: Envelope) -> str:
+        """What this step saw: its event type, payload and state (for loop detection)."""
+        return fingerprint(to_json({"type": event.type, "payload": event.payload,
+                                    "state": event.state}))
+
+    async def aclose(self) -> None:
+        for client in self.clients.values():
+            await client.aclose()

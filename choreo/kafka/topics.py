@@ -1,0 +1,44 @@
+"""Topic creation: every system and agent topic of a mesh, with the same partition count."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import MeshSpec
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(bootstrap: str, topics: Topics, spec: MeshSpec) -> list[str]:
+    """Create every system and agent topic the mesh needs; return the ones created.
+
+    Every topic gets the same partition count, so a trace id (the key everywhere) lands on the
+    same partition number of every topic and one keeper owns a trace end to end.
+    """
+    names = topics.system() + [topics.event(t) for t in spec.agent_topics]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name=name,
+                num_partitions=spec.topics.partitions,
+                replication_factor=spec.topics.replication_factor,
+                topic_configs=topics.configs(name),
+            )
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                log.info("topics created concurrently by another process")
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

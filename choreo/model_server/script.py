@@ -1,0 +1,137 @@
+"""The model script: ordered reply rules plus fault switches, validated before serving.
+
+A script is data, not code, so the demo and the tests get the same answer for the same
+conversation on every run; a bad script fails at load time with the offending field named.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from choreo.spec import yamlfile
+from choreo.spec.mesh import Regex
+
+
+class ScriptError(ValueError):
+    """The model script is missing or invalid; the message names the file and each bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class When(_Strict):
+    """Regexes searched in the conversation; every one given must match (``re.search``).
+
+    ``system`` is searched in the system messages, ``user`` in the user and assistant ones,
+    ``tool`` in the results of the tool calls made so far (``tool`` messages), ``model`` in
+    the requested model name.
+    """
+
+    system: Regex | None = None
+    user: Regex | None = None
+    tool: Regex | None = None
+    model: Regex | None = None
+
+    def matches(self, system: str, user: str, model: str, tool: str = "") -> bool:
+        pairs = ((self.system, system), (self.user, user), (self.model, model),
+                 (self.tool, tool))
+        return all(pattern is None or re.search(pattern, text) for pattern, text in pairs)
+
+
+#: How a rule's answer can be broken, as real servers break them (see ``Rule.fault``).
+ReplyFault = Literal["lone_surrogate", "gzip_lie", "trickle", "null_content", "server_error"]
+
+
+class ScriptedCall(_Strict):
+    """A function call the scripted model asks for (OpenAI ``tool_calls`` on the wire);
+    ``arguments`` are sent as JSON in the order they are written."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Rule(_Strict):
+    """When the conversation matches, answer with ``reply`` (repeated ``repeat`` times, sent
+    as ``fault`` says) or ask for ``tool_calls``.
+
+    Faults: ``lone_surrogate`` ends the text with the JSON escape of half an emoji
+    (``\\ud83d``); ``gzip_lie`` says ``Content-Encoding: gzip`` over a plain body;
+    ``trickle`` sends the body one byte every ``trickle_interval_s``; ``null_content`` answers
+    ``content: null`` with the usage still reported; ``server_error`` answers HTTP 500.
+    """
+
+    when: When = Field(default_factory=When)
+    reply: str | None = None
+    tool_calls: list[ScriptedCall] | None = Field(None, min_length=1)
+    #: The reply is ``reply`` this many times over (a long answer without a long script).
+    repeat: int = Field(1, ge=1, le=1_000_000)
+    fault: ReplyFault | None = None
+    trickle_interval_s: float = Field(0.2, gt=0)
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> Rule:
+        if (self.reply is None) == (self.tool_calls is None):
+            raise ValueError("a rule needs exactly one of reply or tool_calls")
+        return self
+
+    @property
+    def text(self) -> str:
+        return (self.reply or "") * self.repeat
+
+
+class RateLimit(_Strict):
+    """Answer 429 to every ``every``-th chat request, asking the client to wait."""
+
+    every: int = Field(ge=1)
+    retry_after: float = Field(1.0, ge=0)
+
+
+class Faults(_Strict):
+    rate_limit: RateLimit | None = None
+    down: bool = False
+    #: Answer without a ``usage`` object, as some OpenAI-compatible servers do.
+    no_usage: bool = False
+    #: Request fields answered with HTTP 400, as newer OpenAI models refuse ``temperature``
+    #: and ``max_tokens`` (they take ``max_completion_tokens``).
+    rejects: list[str] = Field(default_factory=list)
+
+
+class Script(_Strict):
+    """A whole script. ``model`` is a label: replies say ``scripted:<model>``."""
+
+    model: str = Field(min_length=1, pattern=r"^\S+$")
+    latency_ms: float = Field(0.0, ge=0)
+    api_key: str | None = None
+    rules: list[Rule] = Field(default_factory=list)
+    faults: Faults = Field(default_factory=Faults)
+
+    @property
+    def label(self) -> str:
+        return f"scripted:{self.model}"
+
+    def rule(self, system: str, user: str, model: str, tool: str = "") -> Rule:
+        """The first matching rule, or one whose reply says plainly that none matched."""
+        for rule in self.rules:
+            if rule.when.matches(system, user, model, tool):
+                return rule
+        return Rule(reply=(f"[{self.label}] no scripted rule matched this conversation "
+                           f"(model {model!r}; {len(self.rules)} rules)."))
+
+
+def parse_script(data: Any, source: str = "<script>") -> Script:
+    try:
+        return Script.model_validate(data)
+    except ValidationError as exc:
+        raise ScriptError(yamlfile.describe(source, "model script", exc)) from None
+
+
+def load_script(path: str | Path) -> Script:
+    """Load and validate a model script from a YAML file."""
+    path = Path(path)
+    data = yamlfile.read(path, "model script", ScriptError)
+    return parse_script(data, str(path))

@@ -1,0 +1,327 @@
+"""An OpenAI-compatible chat endpoint that answers from a script, for demos and tests.
+
+It speaks the same HTTP API as a real model server, so the client, its retries and its
+accounting are exercised for real; every answer is labelled scripted (``model``,
+``system_fingerprint`` and the ``X-Choreo-Scripted`` header) so it is never mistaken for a model.
+``GET /v1/stats`` reports what the server answered (requests, rate limits, outages, and tokens
+per requested model), so a test can hold the client's accounting against the server's.
+``PUT /v1/faults`` replaces the script's fault switches while it runs (an outage that starts
+and ends), and a rule can break its own answers the ways real servers do (``Rule.fault``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import signal
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from choreo.model_server.process import ANNOUNCEMENT
+from choreo.model_server.script import Faults, Rule, Script, load_script
+from choreo.models.scripted import SCRIPTED_HEADER
+from choreo.observe import metrics
+from choreo.observe.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT = "choreo-scripted"
+
+
+class BadRequest(ValueError):
+    """The request body is not a chat-completions request."""
+
+
+class ScriptedServer(ThreadingHTTPServer):
+    """Holds the script and the only state there is: the request counter for fault injection
+    and the counts ``/v1/stats`` reports."""
+
+    daemon_threads = True
+    # Many agents' calls arrive at once; the default backlog of 5 drops connections, which the
+    # clients see as second-long connect retries.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], script: Script) -> None:
+        super().__init__(address, _Handler)
+        self.script = script
+        self.faults = script.faults  # replaced whole by PUT /v1/faults
+        self._lock = threading.Lock()
+        self._chat_requests = 0
+        self._counts = {"requests": 0, "completions": 0, "rate_limited": 0, "unavailable": 0,
+                        "server_error": 0}
+        self._models: dict[str, dict[str, int]] = {}
+
+    def next_request_number(self) -> int:
+        with self._lock:
+            self._chat_requests += 1
+            return self._chat_requests
+
+    def count(self, outcome: str) -> None:
+        """Count one chat request answered with ``outcome`` (a key of ``/v1/stats``)."""
+        with self._lock:
+            self._counts["requests"] += 1
+            if outcome in self._counts:
+                self._counts[outcome] += 1
+
+    def count_completion(self, response: dict[str, Any], requested: str) -> None:
+        with self._lock:
+            self._counts["requests"] += 1
+            self._counts["completions"] += 1
+            model = self._models.setdefault(
+                requested, {"completions": 0, "prompt_tokens": 0, "completion_tokens": 0})
+            model["completions"] += 1
+            usage = response.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0}
+            model["prompt_tokens"] += usage["prompt_tokens"]
+            model["completion_tokens"] += usage["completion_tokens"]
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self._counts,
+                    "models": {name: dict(c) for name, c in sorted(self._models.items())}}
+
+
+def _text(content: Any) -> str:
+    """Message content as text: a string, or the text parts of a list of content parts
+    (``null``, as an assistant message asking for tool calls has, is empty)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            part["text"] for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    raise BadRequest("message content must be a string or a list of content parts")
+
+
+def _parse_chat(body: bytes) -> tuple[str, list[tuple[str, str]]]:
+    try:
+        request = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not JSON: {exc}") from None
+    if not isinstance(request, dict):
+        raise BadRequest("body must be a JSON object")
+    messages = request.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty list")
+    parsed = []
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequest(f"messages[{i}] needs a string 'role'")
+        parsed.append((message["role"], _text(message.get("content", ""))))
+    model = request.get("model")
+    return (model if isinstance(model, str) else ""), parsed
+
+
+def _tokens(text: str) -> int:
+    return len(text.split())
+
+
+def matching_rule(script: Script, model: str, messages: list[tuple[str, str]]) -> Rule:
+    """The rule that answers a request (parsed by ``_parse_chat`` into model and messages)."""
+    system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
+    user = "\n\n".join(text for role, text in messages
+                       if role not in ("system", "developer", "tool"))
+    tool = "\n\n".join(text for role, text in messages if role == "tool")
+    return script.rule(system, user, model, tool)
+
+
+def completion(script: Script, rule: Rule, body: bytes,
+               messages: list[tuple[str, str]]) -> dict[str, Any]:
+    """The chat-completions response to ``body`` that ``rule`` gives: a pure function of the
+    script and request. A reply longer than the request's ``max_tokens`` is cut there
+    (``finish_reason: length``), as real servers do. Usage counts the rule's text even when
+    its fault drops the content."""
+    digest = hashlib.sha256(body).hexdigest()
+    message: dict[str, Any]
+    if rule.tool_calls is None:
+        reply, finish = rule.text, "stop"
+        limit = json.loads(body).get("max_tokens")
+        if isinstance(limit, int) and _tokens(reply) > limit:  # a word is a token here
+            reply, finish = " ".join(reply.split()[:limit]), "length"
+        completion_tokens = _tokens(reply)
+        content: str | None = reply
+        if rule.fault == "lone_surrogate":
+            content = reply + "\ud83d"  # json.dumps writes it as the escape \ud83d, alone
+        elif rule.fault == "null_content":
+            content = None
+        message = {"role": "assistant", "content": content}
+    else:
+        # in the script's order, as a model writes them: equal arguments may differ on the wire
+        arguments = [json.dumps(c.arguments) for c in rule.tool_calls]
+        message = {"role": "assistant", "content": None, "tool_calls": [
+            {"id": f"call_{digest[:16]}_{i}", "type": "function",
+             "function": {"name": c.name, "arguments": args}}
+            for i, (c, args) in enumerate(zip(rule.tool_calls, arguments, strict=True))]}
+        completion_tokens = sum(_tokens(args) + 1 for args in arguments)
+        finish = "tool_calls"
+    prompt_tokens = sum(_tokens(text) for _, text in messages)
+    response: dict[str, Any] = {
+        "id": "chatcmpl-scripted-" + digest[:24],
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": script.label,
+        "system_fingerprint": FINGERPRINT,
+        "choices": [{
+            "index": 0,
+            "message": message,
+            "finish_reason": finish,
+        }],
+    }
+    if not script.faults.no_usage:
+        response["usage"] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+    return response
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ScriptedServer
+    protocol_version = "HTTP/1.1"
+    #: TCP_NODELAY: headers and body go out as two writes, and on a kept-alive connection
+    #: Nagle's algorithm held the body until the client's delayed ACK (about 40 ms a call).
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        if self.path == "/v1/stats":  # the server's own accounting, answered even when "down"
+            self._json(HTTPStatus.OK, self.server.stats())
+            return
+        if self._down():
+            return
+        script = self.server.script
+        if self.path == "/healthz":
+            self._json(HTTPStatus.OK, {"status": "ok", "model": script.label, "scripted": True})
+        elif self.path == "/v1/models":
+            self._json(HTTPStatus.OK, {"object": "list", "data": [
+                {"id": script.label, "object": "model", "created": 0, "owned_by": FINGERPRINT},
+            ]})
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
+
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path != "/v1/faults":
+            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
+            return
+        try:
+            self.server.faults = Faults.model_validate_json(body)
+        except ValidationError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
+            return
+        self._json(HTTPStatus.OK, self.server.faults.model_dump())
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self._down():
+            if self.path == "/v1/chat/completions":
+                self.server.count("unavailable")
+            return
+        if self.path != "/v1/chat/completions":
+            self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
+            return
+        script = self.server.script
+        if script.api_key is not None and (
+            self.headers.get("Authorization") != f"Bearer {script.api_key}"
+        ):
+            self.server.count("unauthorized")
+            self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong API key", "invalid_api_key")
+            return
+        limit = self.server.faults.rate_limit
+        if limit is not None and self.server.next_request_number() % limit.every == 0:
+            self.server.count("rate_limited")
+            self._error(HTTPStatus.TOO_MANY_REQUESTS, "scripted rate limit", "rate_limit_exceeded",
+                        {"Retry-After": f"{limit.retry_after:g}"})
+            return
+        try:
+            requested, messages = _parse_chat(body)
+        except BadRequest as exc:
+            self.server.count("bad_request")
+            self._error(HTTPStatus.BAD_REQUEST, str(exc), "invalid_request_error")
+            return
+        refused = sorted(set(script.faults.rejects) & set(json.loads(body)))
+        if refused:
+            self.server.count("bad_request")
+            self._error(HTTPStatus.BAD_REQUEST, f"unsupported parameter: {', '.join(refused)}",
+                        "unsupported_parameter")
+            return
+        rule = matching_rule(script, requested, messages)
+        if rule.fault == "server_error":
+            self.server.count("server_error")
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, "scripted server error", "server_error")
+            return
+        response = completion(script, rule, body, messages)
+        if script.latency_ms:
+            time.sleep(script.latency_ms / 1000)  # simulated model latency
+        self.server.count_completion(response, requested)
+        if rule.fault == "gzip_lie":
+            self._json(HTTPStatus.OK, response, {"Content-Encoding": "gzip"})
+        elif rule.fault == "trickle":
+            self._json(HTTPStatus.OK, response, trickle_s=rule.trickle_interval_s)
+        else:
+            self._json(HTTPStatus.OK, response)
+
+    def _down(self) -> bool:
+        if not self.server.faults.down:
+            return False
+        self._error(HTTPStatus.SERVICE_UNAVAILABLE, "scripted outage", "server_down")
+        return True
+
+    def _error(self, status: HTTPStatus, message: str, kind: str,
+               headers: dict[str, str] | None = None) -> None:
+        self._json(status, {"error": {"message": message, "type": kind}}, headers)
+
+    def _json(self, status: HTTPStatus, payload: dict[str, Any],
+              headers: dict[str, str] | None = None, trickle_s: float = 0.0) -> None:
+        """Send ``payload`` as JSON; with ``trickle_s``, one byte of the body at a time."""
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header(SCRIPTED_HEADER, "true")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not trickle_s:
+            self.wfile.write(data)
+            return
+        for i in range(len(data)):
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
+            time.sleep(trickle_s)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("request", extra={"client": self.address_string(), "line": format % args})
+
+
+def serve(script: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    """Serve ``script`` until SIGTERM or SIGINT; announce the bound URL on one stdout line.
+
+    The script is validated before binding, so a bad one fails without ever listening.
+    Prometheus metrics are served on ``CHOREO_METRICS_PORT`` when it is set, as by every
+    service of the mesh (the process metrics; model calls are counted by the agents).
+    """
+    server = ScriptedServer((host, port), load_script(script))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                              name="model-server", daemon=True)
+    worker.start()
+    bound_host, bound_port = server.server_address[:2]
+    print(f"{ANNOUNCEMENT}http://{bound_host!s}:{bound_port}/v1", flush=True)
+    try:
+        with metrics.expose(get_settings().metrics_port, "model-server"):
+            stop.wait()
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,630 @@
+"""OpenAI-compatible chat client: retries, rate limits, a circuit breaker, token and cost
+accounting.
+
+One client per model tier per process, shared by every agent in it: the tier's concurrency
+limit, token buckets and circuit are properties of the provider, not of an agent. Rate limits
+and outages are retried with exponential backoff (seeded jitter, so a run is reproducible);
+a ``Retry-After`` is honoured by every caller of the tier, not only the one that got it. After
+``circuit_failures`` consecutive failed requests the tier's circuit opens until a probe
+succeeds (see choreo.models.ratelimit): with ``on_outage: fail`` calls then fail fast;
+with ``pause`` (the default) they wait for the circuit, within their trace's deadline, and
+``tiers_down`` tells the agent loop to stop taking work meanwhile. Anything else fails fast as a
+``ModelError`` whose ``reason`` is a short, bounded label fit for metrics and terminal records.
+
+Time is bounded twice: each attempt (connect, sending, every read of the body) by the tier's
+``timeout_s`` as one total, since httpx's own timeouts are per read and a server that trickles
+its answer would never trip them; and the whole call, retries and waits included, by the
+trace's deadline. Every transport, protocol and decoding error becomes a ``ModelError``; an
+answer the provider billed but that is no chat completion still reports its usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import os
+import random
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import msgspec
+from opentelemetry import trace
+from pydantic import ValidationError
+
+from choreo.budget import allowance
+from choreo.budget.tokens import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
+from choreo.models.ratelimit import CircuitState, TierGate
+from choreo.models.scripted import SCRIPTED_HEADER, SCRIPTED_PROVIDER
+from choreo.observe import telemetry
+from choreo.observe.metrics import (
+    COST,
+    MODEL_CALL_DURATION,
+    MODEL_CALL_ERRORS,
+    MODEL_CIRCUIT_STATE,
+    MODEL_RETRIES,
+    TOKENS,
+    USAGE_ESTIMATED,
+)
+from choreo.schemas import Usage
+from choreo.schemas.codec import clean_text
+from choreo.spec.mesh import ModelTier
+
+log = logging.getLogger(__name__)
+_tracer = trace.get_tracer(__name__)
+
+#: One chat message: ``role`` and ``content``, plus ``tool_calls`` (assistant) or
+#: ``tool_call_id`` (tool) in a tool-calling conversation.
+Message = dict[str, Any]
+
+#: The most bytes of one response body the client reads (a guard against runaway replies).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+#: Longest sleep of a call waiting for an open circuit before it looks again.
+CIRCUIT_POLL_S = 0.5
+
+#: Clients of this process whose tier pauses on an outage (``on_outage: pause``).
+_PAUSING: weakref.WeakSet[ModelClient] = weakref.WeakSet()
+
+
+def tiers_down() -> list[str]:
+    """Tiers of this process whose calls are held for an outage right now: the circuit is
+    open and cooling down, or its probe is in flight. An agent takes no work meanwhile."""
+    return sorted({client.name for client in _PAUSING if client.gate.breaker.holding()})
+
+
+_OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERATURE",
+              "price_in_per_mtok": "PRICE_IN_PER_MTOK",
+              "price_out_per_mtok": "PRICE_OUT_PER_MTOK"}
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One function call the model asked for; ``arguments`` is the JSON text it sent."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One model answer; ``scripted`` is true when an offline scripted model wrote it.
+
+    ``tool_calls`` holds the calls the model asked for instead of (or besides) answering;
+    ``text`` is then often empty.
+    """
+
+    text: str
+    usage: Usage
+    scripted: bool
+    tool_calls: tuple[ToolCall, ...] = ()
+
+    def message(self) -> Message:
+        """The answer as the assistant message that continues the conversation."""
+        message: Message = {"role": "assistant", "content": self.text}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"id": c.id, "type": "function",
+                 "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls]
+        return message
+
+
+class ModelError(RuntimeError):
+    """A model call failed for good: retries exhausted, or an error that retrying cannot fix.
+
+    ``reason`` is a bounded label: ``rate_limited``, ``http_<status>``, ``timeout`` (an
+    attempt took longer than the tier's ``timeout_s``), ``deadline`` (the trace's deadline
+    came first), ``connection`` (any transport error), ``protocol`` (any other HTTP client
+    error), ``bad_response`` (undecodable, too large, or not a chat completion) or
+    ``circuit_open`` (the tier's circuit refused the request). ``attempts`` counts the requests
+    made; ``usage`` is what the provider reported for them (an answer it billed but that
+    could not be used still cost its tokens).
+    """
+
+    def __init__(self, reason: str, message: str, attempts: int,
+                 usage: Usage | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.attempts = attempts
+        self.usage = usage if usage is not None else Usage(calls=attempts)
+
+
+class ModelConfigError(ValueError):
+    """A model tier cannot be reached as configured; the message says what to set."""
+
+
+def env_var(tier_name: str, suffix: str) -> str:
+    """The name of a tier's override variable, e.g. ``CHOREO_MODEL_FAST_LOCAL_BASE_URL``."""
+    return f"CHOREO_MODEL_{tier_name.upper().replace('-', '_')}_{suffix}"
+
+
+def _resolve_tier(tier_name: str, tier: ModelTier, environ: Mapping[str, str]) -> ModelTier:
+    overrides = {
+        field: environ[env_var(tier_name, suffix)]
+        for field, suffix in _OVERRIDES.items()
+        if environ.get(env_var(tier_name, suffix))
+    }
+    unpriced = [env_var(tier_name, _OVERRIDES[f]) for f in ("price_in_per_mtok",
+                                                            "price_out_per_mtok")
+                if f not in overrides]
+    if overrides.get("model", tier.model) != tier.model and unpriced:
+        # the spec's prices are another model's: a cost from them would be wrong, and a
+        # max_cost budget would not hold
+        raise ModelConfigError(
+            f"model tier {tier_name!r}: {env_var(tier_name, 'MODEL')} replaces the model, so "
+            f"give its prices too (US dollars per million tokens): {', '.join(unpriced)}")
+    if not overrides:
+        resolved = tier
+    else:
+        try:
+            resolved = ModelTier.model_validate({**tier.model_dump(), **overrides})
+        except ValidationError as exc:
+            bad = ", ".join(
+                f"{env_var(tier_name, _OVERRIDES[str(err['loc'][0])])}: {err['msg']}"
+                for err in exc.errors() if err["loc"] and err["loc"][0] in _OVERRIDES
+            )
+            raise ModelConfigError(
+                f"model tier {tier_name!r}: bad override: {bad or exc}") from None
+    if resolved.base_url is None:
+        raise ModelConfigError(
+            f"model tier {tier_name!r} is scripted ({resolved.script}): start the scripted model "
+            f"server with `choreo model-server {resolved.script}` and give its URL in "
+            f"{env_var(tier_name, 'BASE_URL')}"
+        )
+    return resolved
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delay seconds or an HTTP-date)."""
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _provider(host: str) -> str:
+    """``gen_ai.provider.name``: OpenAI's own API by its host, else any OpenAI-compatible one."""
+    return "openai" if host == "api.openai.com" else "openai_compatible"
+
+
+def _status_reason(status: int) -> str:
+    return "rate_limited" if status == 429 else f"http_{status}"
+
+
+def _error_detail(status: int, data: bytes) -> str:
+    """The provider's error message when it sent one in the usual shape, else the status."""
+    try:
+        message = json.loads(data)["error"]["message"]
+    except (ValueError, KeyError, TypeError, RecursionError):
+        message = None
+    detail = f": {clean_text(message)[:500]}" if isinstance(message, str) else ""
+    return f"HTTP {status}{detail}"
+
+
+def _estimate_reply(payload: dict[str, Any] | None) -> int:
+    """Tokens of the answer's text by estimate (0 when it has none)."""
+    try:
+        text = (payload or {})["choices"][0]["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        return 0
+    if not isinstance(text, str):
+        return 0
+    return estimate_tokens([{"role": "assistant", "content": text}]) - MESSAGE_OVERHEAD_TOKENS
+
+
+def _count(value: Any) -> int | None:
+    """A token count from an answer: a non-negative int, else ``None`` (never an exception)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
+        else None
+
+
+class _TooLarge(Exception):
+    """The answer's body is over ``MAX_RESPONSE_BYTES``."""
+
+
+@dataclass
+class _Tries:
+    """Requests made so far by one call (read when its deadline interrupts it)."""
+
+    count: int = 0
+
+
+def _cleaned(message: Message) -> Message:
+    """``message`` with its text content free of lone surrogates (``None``, as an assistant
+    message asking for tools has, stays ``None``)."""
+    content = message.get("content")
+    return {**message, "content": clean_text(content)} if isinstance(content, str) else message
+
+
+def _tool_call(data: Any) -> ToolCall:
+    """One entry of a response's ``tool_calls``; raises ``KeyError``/``TypeError`` if malformed."""
+    function = data["function"]
+    arguments = function.get("arguments") or "{}"
+    if not isinstance(data["id"], str) or not isinstance(function["name"], str) \
+            or not isinstance(arguments, str):
+        raise TypeError("tool call id, name and arguments must be strings")
+    return ToolCall(id=clean_text(data["id"]), name=clean_text(function["name"]),
+                    arguments=clean_text(arguments))
+
+
+class ModelClient:
+    """Chat completions against one tier's endpoint. Use as an async context manager."""
+
+    def __init__(
+        self,
+        tier: ModelTier,
+        *,
+        name: str,
+        api_key: str | None = None,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 30.0,
+        max_retry_after_s: float = 120.0,
+        seed: int | str | None = None,
+    ) -> None:
+        """``seed`` drives the backoff jitter (default: the tier name); give each replica its
+        own, e.g. its index, so replicas do not retry in lockstep."""
+        if tier.base_url is None:
+            raise ModelConfigError(
+                f"model tier {name!r} has no base_url (use ModelClient.for_tier)")
+        self.tier = tier
+        self.name = name
+        self.url = tier.base_url.rstrip("/") + "/chat/completions"
+        endpoint = httpx.URL(self.url)
+        self._server_attributes = {  # the span attributes every call to this endpoint shares
+            "gen_ai.provider.name": _provider(endpoint.host),
+            "server.address": endpoint.host,
+            "server.port": endpoint.port or (443 if endpoint.scheme == "https" else 80),
+        }
+        self._backoff_s = backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._max_retry_after_s = max_retry_after_s
+        self._rng = random.Random(name if seed is None else seed)
+        self._slots = asyncio.Semaphore(tier.concurrency)
+        self.gate = TierGate(tier)
+        self._report_circuit()
+        if tier.on_outage == "pause":
+            _PAUSING.add(self)
+        headers = {"User-Agent": "choreo-mesh"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._http = httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(tier.timeout_s),
+            limits=httpx.Limits(max_connections=tier.concurrency),
+        )
+
+    @classmethod
+    def for_tier(
+        cls,
+        tier_name: str,
+        tier: ModelTier,
+        *,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> ModelClient:
+        """A client for a mesh spec's tier, with ``CHOREO_MODEL_<TIER>_*`` overrides applied.
+
+        ``_BASE_URL``, ``_MODEL``, ``_TEMPERATURE`` and the prices replace the spec's values (a
+        new ``_MODEL`` needs both prices, else ModelConfigError); the API key
+        is ``_API_KEY``, else the variable named by the tier's ``api_key_env``. ``options``
+        go to the constructor.
+        """
+        env = os.environ if environ is None else environ
+        resolved = _resolve_tier(tier_name, tier, env)
+        api_key = env.get(env_var(tier_name, "API_KEY")) or (
+            env.get(tier.api_key_env) if tier.api_key_env else None
+        )
+        if tier.api_key_env and not api_key:
+            log.warning("model tier has no API key", extra={
+                "tier": tier_name, "api_key_env": tier.api_key_env})
+        return cls(resolved, name=tier_name, api_key=api_key, **options)
+
+    @property
+    def model(self) -> str:
+        return self.tier.model
+
+    @property
+    def temperature(self) -> float | None:
+        return self.tier.temperature
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        agent: str,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        deadline: datetime | None,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> Completion:
+        """One chat completion, done by ``deadline`` (the trace's, if it has one).
+
+        ``deadline`` has no default: every caller says which trace's time it spends, so no
+        path can wait for a held circuit or a slow endpoint past the trace's end.
+
+        ``tools`` (OpenAI function-calling entries) are offered to the model; the calls it
+        asks for come back in ``Completion.tool_calls``. Raises ``OverBudget`` (no request
+        made) when the step's allowance cannot pay for it, and ``ModelError`` once retrying
+        cannot help or the deadline has passed; its ``usage`` counts what the provider
+        billed. Lone surrogates in the answer are replaced (see
+        ``choreo.schemas.codec.clean_text``), so the text always encodes.
+        """
+        spending = allowance.current()
+        if spending is not None:
+            max_tokens = spending.cap(messages, self.tier, max_tokens)
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [_cleaned(m) for m in messages],
+            "stream": False,
+        }
+        if self.temperature is not None:  # a tier without one: the model refuses it
+            body["temperature"] = self.temperature if temperature is None else temperature
+        if max_tokens is not None:
+            body[self.tier.max_tokens_field] = max_tokens
+        if tools:
+            body["tools"] = tools
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": self.model,
+            **({"gen_ai.request.temperature": body["temperature"]}
+               if "temperature" in body else {}),
+            "gen_ai.agent.name": agent,
+            **self._server_attributes,
+        }
+        estimated = estimate_tokens(messages) + (max_tokens or 0)
+        started = time.perf_counter()
+        with _tracer.start_as_current_span(
+            f"chat {self.model}", kind=trace.SpanKind.CLIENT, attributes=attributes,
+        ) as span:
+            try:
+                completion = await self._call(body, estimated, started, deadline, messages)
+            except ModelError as exc:
+                if not exc.usage.model:
+                    exc.usage = msgspec.structs.replace(exc.usage, model=self.model)
+                MODEL_CALL_ERRORS.labels(agent, self.model, exc.reason).inc()
+                self._charge(agent, exc.usage)
+                if spending is not None:
+                    spending.spend(exc.usage)
+                span.set_attribute("error.type", exc.reason)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
+                raise
+            finally:
+                MODEL_CALL_DURATION.labels(agent, self.model).observe(
+                    time.perf_counter() - started)
+            usage = completion.usage
+            if spending is not None:
+                spending.spend(usage)
+            if completion.scripted:
+                span.set_attribute("gen_ai.provider.name", SCRIPTED_PROVIDER)
+            if telemetry.record_content():
+                span.set_attributes({
+                    "gen_ai.input.messages": json.dumps(messages),
+                    "gen_ai.output.messages": json.dumps([completion.message()]),
+                })
+            span.set_attributes({
+                "gen_ai.response.model": usage.model or self.model,
+                "gen_ai.usage.input_tokens": usage.tokens_in,
+                "gen_ai.usage.output_tokens": usage.tokens_out,
+                "choreo.cost_usd": usage.cost,
+                "choreo.model.calls": usage.calls,
+                "choreo.model.scripted": completion.scripted,
+            })
+        self._charge(agent, usage)
+        return completion
+
+    def _charge(self, agent: str, usage: Usage) -> None:
+        TOKENS.labels(agent, self.model, "in").inc(usage.tokens_in)
+        TOKENS.labels(agent, self.model, "out").inc(usage.tokens_out)
+        COST.labels(agent, self.model).inc(usage.cost)
+
+    async def _call(self, body: dict[str, Any], estimated: int, started: float,
+                    deadline: datetime | None, messages: list[Message]) -> Completion:
+        """The whole call, retries and waits included, within what is left of ``deadline``."""
+        tries = _Tries()
+        left = None if deadline is None else (deadline - datetime.now(UTC)).total_seconds()
+        try:
+            if left is not None and left <= 0:
+                raise TimeoutError
+            async with asyncio.timeout(left):
+                data, scripted = await self._post(body, estimated, tries)
+        except TimeoutError:
+            raise ModelError("deadline", self._failure(
+                f"the trace's deadline {deadline} came first", tries.count), tries.count,
+            ) from None
+        usage, payload = self._usage(data, tries.count, started, messages)
+        self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
+        try:
+            if payload is None:
+                raise ValueError("the body is not JSON")
+            message = payload["choices"][0]["message"]
+            tool_calls = tuple(_tool_call(c) for c in message.get("tool_calls") or ())
+            text = message.get("content")
+            if text is None and tool_calls:  # asking for tools instead of answering
+                text = ""
+            if not isinstance(text, str):
+                raise TypeError(f"message content is {type(text).__name__}, not text")
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise ModelError("bad_response", self._failure(
+                f"not a chat completion ({type(exc).__name__}: {exc})", tries.count),
+                tries.count, usage) from None
+        return Completion(text=clean_text(text), usage=usage, scripted=scripted,
+                          tool_calls=tool_calls)
+
+    async def _post(self, body: dict[str, Any], estimated: int,
+                    tries: _Tries) -> tuple[bytes, bool]:
+        """POST through the tier's gate, with retries on 429, 5xx, timeouts and transport
+        errors; returns the body of the first 2xx answer and whether it is scripted.
+        Failures of the tier (not 429s, the provider's flow control, nor 4xx, the request's
+        own fault) count towards opening its circuit."""
+        while True:
+            tries.count += 1
+            attempts = tries.count
+            await self._through_circuit(attempts)
+            await self.gate.admit(estimated)
+            wait: float | None = None
+            status = 0
+            try:
+                async with self._slots:
+                    response, data = await self._attempt(body)
+            except (TimeoutError, httpx.TimeoutException):
+                reason, detail = "timeout", f"no whole answer within {self.tier.timeout_s:g}s"
+            except httpx.TransportError as exc:
+                reason, detail = "connection", f"{type(exc).__name__}: {exc}"
+            except (httpx.HTTPError, _TooLarge) as exc:  # decoding, redirects: not retried
+                self.gate.settle(estimated, 0)
+                label = "bad_response" if isinstance(
+                    exc, httpx.DecodingError | _TooLarge) else "protocol"
+                raise ModelError(label, self._failure(
+                    f"{type(exc).__name__}: {exc}", attempts), attempts) from None
+            else:
+                if response.is_success:
+                    self.gate.breaker.success()
+                    self._report_circuit()
+                    return data, response.headers.get(SCRIPTED_HEADER, "").lower() == "true"
+                status = response.status_code
+                reason, detail = _status_reason(status), _error_detail(status, data)
+                wait = parse_retry_after(response.headers.get("Retry-After"))
+            self.gate.settle(estimated, 0)  # a refused request used no tokens
+            if status != 429 and 400 <= status < 500:
+                raise ModelError(reason, self._failure(detail, attempts), attempts)
+            if status != 429:
+                self.gate.breaker.failure()
+                self._report_circuit()
+            if self._pausing():
+                continue  # the call now waits for the circuit, not for its retries
+            if attempts > self.tier.max_retries:
+                raise ModelError(reason, self._failure(detail, attempts), attempts)
+            if wait is None:
+                wait = self._backoff(attempts)
+            elif wait > self._max_retry_after_s:
+                raise ModelError(reason, self._failure(
+                    f"{detail} (asks to wait {wait:g}s, more than {self._max_retry_after_s:g}s)",
+                    attempts), attempts)
+            elif reason == "rate_limited":
+                self.gate.pause(wait)
+            MODEL_RETRIES.labels(self.model, reason).inc()
+            log.info("model call retried", extra={
+                "model": self.model, "reason": reason, "attempt": attempts, "wait_s": wait})
+            await asyncio.sleep(wait)
+
+    async def _attempt(self, body: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+        """One request and its whole body within ``timeout_s``, read at most
+        ``MAX_RESPONSE_BYTES`` (decoded, so a lying ``Content-Encoding`` fails here)."""
+        async with asyncio.timeout(self.tier.timeout_s):
+            async with self._http.stream("POST", self.url, json=body) as response:
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_bytes():
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise _TooLarge(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
+                    chunks.append(chunk)
+        return response, b"".join(chunks)
+
+    def _pausing(self) -> bool:
+        return self.tier.on_outage == "pause" and self.gate.breaker.state is not (
+            CircuitState.CLOSED)
+
+    async def _through_circuit(self, attempts: int) -> None:
+        """Pass the tier's circuit. While it is open (or another caller holds its probe),
+        fail fast, or with ``on_outage: pause`` wait until it lets this call through."""
+        breaker = self.gate.breaker
+        waited = False
+        while not breaker.allow():
+            self._report_circuit()
+            if self.tier.on_outage == "fail":
+                raise self._circuit_open(attempts)
+            if not waited:
+                log.warning("model call held: tier is down", extra={
+                    "tier": self.name, "next_probe_s": round(breaker.retry_in(), 3)})
+                waited = True
+            await asyncio.sleep(min(max(breaker.retry_in(), 0.05), CIRCUIT_POLL_S))
+        self._report_circuit()
+
+    def _circuit_open(self, attempts: int) -> ModelError:
+        breaker = self.gate.breaker
+        return ModelError("circuit_open", (
+            f"model {self.model!r} at {self.url} not called: the circuit of tier "
+            f"{self.name!r} is open after {breaker.consecutive_failures} consecutive "
+            f"failures (next probe in {breaker.retry_in():.1f}s; {attempts - 1} attempts "
+            "made by this call)"), attempts - 1)
+
+    def _report_circuit(self) -> None:
+        MODEL_CIRCUIT_STATE.labels(self.name).set(self.gate.breaker.state)
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential backoff with 'equal jitter': half fixed, half seeded-random."""
+        ceiling = min(self._max_backoff_s, self._backoff_s * 2 ** (attempt - 1))
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def _failure(self, detail: str, attempts: int) -> str:
+        tries = "attempt" if attempts == 1 else "attempts"
+        return f"model {self.model!r} at {self.url} failed after {attempts} {tries}: {detail}"
+
+    def _usage(self, data: bytes, attempts: int, started: float, messages: list[Message]
+               ) -> tuple[Usage, dict[str, Any] | None]:
+        """What the answer says it used, and the answer as a JSON object (None when it is
+        not one). A token count the answer does not report, or reports as something other
+        than a count, is estimated, and the usage marked so: a silent or garbled endpoint must
+        still count against the budgets."""
+        try:
+            payload = json.loads(data)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the limit
+            payload = None
+        if not isinstance(payload, dict):
+            payload = None
+        reported = (payload or {}).get("usage")
+        reported = reported if isinstance(reported, dict) else {}
+        counted_in = _count(reported.get("prompt_tokens"))
+        counted_out = _count(reported.get("completion_tokens"))
+        # a count missing or malformed is estimated: it must still count against the budgets
+        tokens_in = estimate_tokens(messages) if counted_in is None else counted_in
+        tokens_out = _estimate_reply(payload) if counted_out is None else counted_out
+        estimated = counted_in is None or counted_out is None
+        if estimated:
+            USAGE_ESTIMATED.labels(self.model).inc()
+            log.warning("model sent no usable token counts; tokens estimated", extra={
+                "model": self.model, "tokens_in": tokens_in, "tokens_out": tokens_out})
+        answered_by = (payload or {}).get("model")
+        usage = Usage(
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+            cost=(tokens_in * self.tier.price_in_per_mtok
+                  + tokens_out * self.tier.price_out_per_mtok) / 1e6,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            model=clean_text(answered_by) if isinstance(answered_by, str) else self.model,
+            calls=attempts,
+            estimated=estimated,
+        )
+        return usage, payload
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,194 @@
+"""HTTP/JSON for the sandbox over a Unix socket (default) or loopback TCP, on asyncio streams.
+
+A Unix socket lets the sandbox's container run with no network at all, sharing one volume.
+The protocol is deliberately tiny: one request per connection, ``Connection: close``.
+
+    GET  /healthz  -> 200 {"isolation": true, ...} | 503 {"isolation": false, "problem": ...}
+    POST /run      -> 200 SandboxResult | 503 SandboxResult(status="refused") | 400 {"error"}
+    GET  /metrics  -> Prometheus text
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from functools import partial
+from http import HTTPStatus
+from pathlib import Path
+
+import msgspec
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from choreo.observe import metrics
+from choreo.observe.settings import get_settings
+from choreo.sandbox.runner import become_subreaper
+from choreo.sandbox.service import SandboxService
+from choreo.tools.sandbox.limits import SandboxLimits
+from choreo.tools.sandbox.protocol import RunRequest
+
+log = logging.getLogger(__name__)
+
+READ_TIMEOUT_S = 30.0
+MAX_HEADER_LINES = 64
+JSON = "application/json"
+
+
+class HttpError(Exception):
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+Response = tuple[HTTPStatus, bytes, str]
+
+
+def serve(socket_path: Path | None, host: str | None, port: int | None,
+          limits: SandboxLimits) -> None:
+    """Serve until SIGTERM/SIGINT; print ``listening on ...`` once per listener when ready.
+
+    Metrics are on ``GET /metrics`` of the API, and also on ``CHOREO_METRICS_PORT`` when set
+    (a container with no network can only be scraped through its socket).
+    """
+    if socket_path is None and port is None:
+        raise ValueError("give a socket path, a port, or both")
+    with metrics.expose(get_settings().metrics_port, "sandbox"):
+        asyncio.run(_serve(socket_path, host or "127.0.0.1", port, limits))
+
+
+async def _serve(socket_path: Path | None, host: str, port: int | None,
+                 limits: SandboxLimits) -> None:
+    become_subreaper()
+    service = SandboxService(limits)
+    await service.check()  # logs the problem if any; runs are then refused, never unconfined
+    handler = partial(_handle, service)
+    servers: list[asyncio.Server] = []
+    if socket_path is not None:
+        _clear_stale_socket(socket_path)
+        socket_path.parent.mkdir(parents=True, exist_ok=True)
+        servers.append(await asyncio.start_unix_server(handler, path=str(socket_path)))
+        os.chmod(socket_path, limits.socket_mode)
+        print(f"listening on unix:{socket_path}", flush=True)
+    if port is not None:
+        server = await asyncio.start_server(handler, host, port)
+        servers.append(server)
+        bound = server.sockets[0].getsockname()[1]
+        print(f"listening on http://{host}:{bound}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for server in servers:
+            server.close()
+            await server.wait_closed()
+        if socket_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(socket_path)
+
+
+def _clear_stale_socket(path: Path) -> None:
+    """Remove a socket left by a dead server; refuse to steal a live one or clobber a file."""
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise FileExistsError(f"{path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except ConnectionRefusedError:
+            path.unlink()
+            return
+    raise FileExistsError(f"{path} is in use by a running server")
+
+
+async def _handle(service: SandboxService, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> None:
+    try:
+        try:
+            async with asyncio.timeout(READ_TIMEOUT_S):
+                method, path, body = await _read_request(reader, service.limits.max_request_bytes)
+            status, payload, content_type = await _route(service, method, path, body)
+        except HttpError as exc:
+            status, payload, content_type = exc.status, _error(str(exc)), JSON
+        except TimeoutError:
+            status, payload, content_type = HTTPStatus.REQUEST_TIMEOUT, _error("too slow"), JSON
+        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
+                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n")
+        writer.write(head.encode() + payload)
+        await writer.drain()
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+
+
+async def _read_request(reader: asyncio.StreamReader, max_body: int) -> tuple[str, str, bytes]:
+    try:
+        method, target, _version = (await reader.readline()).decode("latin-1").split()
+    except ValueError as exc:
+        raise HttpError(HTTPStatus.BAD_REQUEST, "malformed request line") from exc
+    length = 0
+    for _ in range(MAX_HEADER_LINES):
+        line = (await reader.readline()).decode("latin-1").strip()
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "content-length":
+            try:
+                length = int(value)
+            except ValueError as exc:
+                raise HttpError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from exc
+    else:
+        raise HttpError(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header lines")
+    if not 0 <= length <= max_body:
+        raise HttpError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"body over {max_body} bytes")
+    return method, target.split("?", 1)[0], await reader.readexactly(length)
+
+
+async def _route(service: SandboxService, method: str, path: str, body: bytes) -> Response:
+    routes: dict[tuple[str, str], Callable[[SandboxService, bytes], Awaitable[Response]]] = {
+        ("GET", "/healthz"): _healthz, ("POST", "/run"): _run, ("GET", "/metrics"): _metrics}
+    handler = routes.get((method, path))
+    if handler is None:
+        known = any(path == route for _method, route in routes)
+        raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_FOUND,
+                        f"{method} {path} is not served")
+    return await handler(service, body)
+
+
+async def _healthz(service: SandboxService, _body: bytes) -> Response:
+    health = await service.health()
+    status = HTTPStatus.OK if health["isolation"] else HTTPStatus.SERVICE_UNAVAILABLE
+    return status, msgspec.json.encode(health), JSON
+
+
+async def _run(service: SandboxService, body: bytes) -> Response:
+    try:
+        request = msgspec.json.decode(body, type=RunRequest)
+    except msgspec.DecodeError as exc:  # ValidationError included
+        raise HttpError(HTTPStatus.BAD_REQUEST, f"invalid run request: {exc}") from exc
+    if problem := service.validate(request):
+        raise HttpError(HTTPStatus.BAD_REQUEST, problem)
+    result = await service.run(request)
+    status = HTTPStatus.SERVICE_UNAVAILABLE if result.status == "refused" else HTTPStatus.OK
+    return status, msgspec.json.encode(result), JSON
+
+
+async def _metrics(_service: SandboxService, _body: bytes) -> Response:
+    return HTTPStatus.OK, generate_latest(), CONTENT_TYPE_LATEST
+
+
+def _error(message: str) -> bytes:
+    return msgspec.json.encode({"error": message})

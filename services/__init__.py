@@ -1,1 +1,0 @@
-"""Choreo Mesh services: the shared runtime and one package per service."""

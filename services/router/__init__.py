@@ -1,2 +1,0 @@
-"""The router: classifies each task once and sends it to exactly one worker (see
-docs/ORCHESTRATION.md). It runs as a behaviour of the generic agent loop."""

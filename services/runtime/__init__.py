@@ -1,1 +1,0 @@
-"""What every service is built from: settings, the mesh spec, Kafka I/O, the model client."""
