@@ -71,11 +71,18 @@ class SoakReport:
         return self.missing == 0 and self.doubled == 0 and not self.duplicates
 
     def summary(self) -> dict[str, object]:
-        return {"tasks": self.tasks, "kills": dict(self.kills),
-                "kills_total": sum(self.kills.values()), "statuses": dict(self.statuses),
-                "missing": self.missing, "doubled": self.doubled,
-                "duplicates": dict(self.duplicates), "exits": dict(self.exits),
-                "seconds": self.seconds, "ok": self.ok}
+        return {
+            "tasks": self.tasks,
+            "kills": dict(self.kills),
+            "kills_total": sum(self.kills.values()),
+            "statuses": dict(self.statuses),
+            "missing": self.missing,
+            "doubled": self.doubled,
+            "duplicates": dict(self.duplicates),
+            "exits": dict(self.exits),
+            "seconds": self.seconds,
+            "ok": self.ok,
+        }
 
 
 def prepare_mesh(folder: Path, replicas: int) -> Path:
@@ -94,9 +101,16 @@ async def submit_all(bootstrap: str, topic: str, count: int, max_seconds: float)
     await producer.start()
     try:
         traces = [f"soak-{uuid.uuid4()}" for _ in range(count)]
-        sends = [await producer.send(topic, encode(Task(
-            input=f"soak task {n}", trace_id=t, budget=Budget(max_seconds=max_seconds))),
-            key=t.encode()) for n, t in enumerate(traces)]
+        sends = [
+            await producer.send(
+                topic,
+                encode(
+                    Task(input=f"soak task {n}", trace_id=t, budget=Budget(max_seconds=max_seconds))
+                ),
+                key=t.encode(),
+            )
+            for n, t in enumerate(traces)
+        ]
         await asyncio.gather(*sends)
         return traces
     finally:
@@ -111,8 +125,12 @@ def ended(bootstrap: str, settings: Settings) -> list[TerminalResult]:
 def kill_one(group: ProcessGroup, rng: random.Random, target: str = "any") -> str:
     """SIGKILL a random keeper or agent replica (``target``: ``any``, ``keeper``, ``agent``)
     and start it again; return its name."""
-    victims = [c for c in group.children if not c.name.startswith(("model-", "sandbox"))
-               and (target == "any" or (c.name == "keeper") == (target == "keeper"))]
+    victims = [
+        c
+        for c in group.children
+        if not c.name.startswith(("model-", "sandbox"))
+        and (target == "any" or (c.name == "keeper") == (target == "keeper"))
+    ]
     child = rng.choice(victims)
     assert child.process is not None
     child.process.send_signal(signal.SIGKILL)
@@ -146,9 +164,15 @@ def _identity(kind: str, record: dict[str, object], raw: bytes) -> object:
 
 def output_topics(spec: MeshSpec, topics: Topics) -> dict[str, str]:
     """Every topic the keeper and agents write, with its kind (for ``_identity``)."""
-    kinds = {topics.results: "results", topics.hops: "hops", topics.state: "state",
-             topics.outbox: "outbox", topics.escalations: "escalations",
-             topics.conflicts: "conflicts", topics.dlq: "dlq"}
+    kinds = {
+        topics.results: "results",
+        topics.hops: "hops",
+        topics.state: "state",
+        topics.outbox: "outbox",
+        topics.escalations: "escalations",
+        topics.conflicts: "conflicts",
+        topics.dlq: "dlq",
+    }
     for agent in spec.agents:
         for event_type in agent.subscribe:
             kinds[topics.event(event_type)] = "events"
@@ -172,27 +196,46 @@ def duplicates(bootstrap: str, settings: Settings, spec: MeshSpec) -> Counter[st
     return found
 
 
-def kill_mid_flight(group: ProcessGroup, rng: random.Random, target: str, bootstrap: str,
-                    settings: Settings, count: int, max_seconds: float,
-                    report: SoakReport) -> set[str]:
+def kill_mid_flight(
+    group: ProcessGroup,
+    rng: random.Random,
+    target: str,
+    bootstrap: str,
+    settings: Settings,
+    count: int,
+    max_seconds: float,
+    report: SoakReport,
+) -> set[str]:
     """Submit ``count`` tasks, wait until the first of them has ended (so the services are
     mid-batch: the others are in flight, their steps being folded and forwarded), then
     SIGKILL a ``target`` at a random moment of the next half second. Returns the traces."""
     restart_exited(group, report)
-    traces = set(asyncio.run(submit_all(bootstrap, Topics(settings.topic_prefix).tasks, count,
-                                        max_seconds)))
+    traces = set(
+        asyncio.run(submit_all(bootstrap, Topics(settings.topic_prefix).tasks, count, max_seconds))
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (
-            traces & {r.trace_id for r in ended(bootstrap, settings)}):
+        traces & {r.trace_id for r in ended(bootstrap, settings)}
+    ):
         time.sleep(0.2)  # polling a condition, bounded by the deadline
     time.sleep(rng.uniform(0, 0.5))  # where in its cycle the victim dies: any point
     report.kills[kill_one(group, rng, target)] += 1
     return traces
 
 
-def soak(bootstrap: str, work_dir: Path, tasks: int, kill_every_s: float, timeout_s: float,
-         seed: int, replicas: int = 2, *, kills: int | None = None, target: str = "any",
-         exactly_once: bool = False) -> SoakReport:
+def soak(
+    bootstrap: str,
+    work_dir: Path,
+    tasks: int,
+    kill_every_s: float,
+    timeout_s: float,
+    seed: int,
+    replicas: int = 2,
+    *,
+    kills: int | None = None,
+    target: str = "any",
+    exactly_once: bool = False,
+) -> SoakReport:
     """Run the soak on the broker at ``bootstrap``; logs go under ``work_dir``.
 
     With ``kills``, tasks are fed in that many parts, one before each kill, and killing
@@ -203,21 +246,26 @@ def soak(bootstrap: str, work_dir: Path, tasks: int, kill_every_s: float, timeou
     spec = load_mesh(mesh_path)
     prefix = f"soak{uuid.uuid4().hex[:8]}"
     settings = Settings(topic_prefix=prefix, session_timeout_ms=6000)
-    env = {"CHOREO_TOPIC_PREFIX": prefix, "CHOREO_SESSION_TIMEOUT_MS": "6000",
-           "CHOREO_LOG_LEVEL": "INFO"}
+    env = {
+        "CHOREO_TOPIC_PREFIX": prefix,
+        "CHOREO_SESSION_TIMEOUT_MS": "6000",
+        "CHOREO_LOG_LEVEL": "INFO",
+    }
     if "CHOREO_EXACTLY_ONCE" in os.environ:
         env["CHOREO_EXACTLY_ONCE"] = os.environ["CHOREO_EXACTLY_ONCE"]
     report = SoakReport(tasks)
     parts = [tasks // kills + (n < tasks % kills) for n in range(kills)] if kills else []
-    with start_mesh(spec, mesh_path, bootstrap, settings, work_dir / "logs", watchdog=False,
-                    env=env) as group:
+    with start_mesh(
+        spec, mesh_path, bootstrap, settings, work_dir / "logs", watchdog=False, env=env
+    ) as group:
         topic = Topics(prefix).tasks
         # deadlines far beyond the soak: a task that ends must end by being served
         started = time.monotonic()
         traces: set[str] = set()
         for part in parts:
-            traces |= kill_mid_flight(group, rng, target, bootstrap, settings, part,
-                                      4 * timeout_s, report)
+            traces |= kill_mid_flight(
+                group, rng, target, bootstrap, settings, part, 4 * timeout_s, report
+            )
         if not kills:
             traces = set(asyncio.run(submit_all(bootstrap, topic, tasks, 4 * timeout_s)))
         next_kill = time.monotonic() + kill_every_s
@@ -247,18 +295,35 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=4.0, help="seconds between kills")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the soak")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--kills", type=int, default=None,
-                        help="stop after this many kills, feeding tasks before each")
+    parser.add_argument(
+        "--kills",
+        type=int,
+        default=None,
+        help="stop after this many kills, feeding tasks before each",
+    )
     parser.add_argument("--target", choices=("any", "keeper", "agent"), default="any")
-    parser.add_argument("--exactly-once", action="store_true",
-                        help="also count records written twice on every output topic")
+    parser.add_argument(
+        "--exactly-once",
+        action="store_true",
+        help="also count records written twice on every output topic",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the mesh on SIGTERM too
-    with broker_session(allow_docker=False) as broker, \
-            tempfile.TemporaryDirectory(prefix="choreo-soak-") as work:
-        report = soak(broker.bootstrap, Path(work), args.tasks, args.kill_every, args.timeout,
-                      args.seed, kills=args.kills, target=args.target,
-                      exactly_once=args.exactly_once)
+    with (
+        broker_session(allow_docker=False) as broker,
+        tempfile.TemporaryDirectory(prefix="choreo-soak-") as work,
+    ):
+        report = soak(
+            broker.bootstrap,
+            Path(work),
+            args.tasks,
+            args.kill_every,
+            args.timeout,
+            args.seed,
+            kills=args.kills,
+            target=args.target,
+            exactly_once=args.exactly_once,
+        )
     print(json.dumps(report.summary(), indent=2))
     raise SystemExit(0 if report.ok else 1)
 

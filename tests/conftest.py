@@ -33,8 +33,12 @@ T = TypeVar("T")
 _prefixes = itertools.count(1)
 
 
-def wait_until(condition: Callable[[], T | None], timeout: float, interval: float = 0.2,
-               message: str = "condition") -> T:
+def wait_until(
+    condition: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.2,
+    message: str = "condition",
+) -> T:
     """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -63,10 +67,12 @@ def processes_mentioning(marker: str) -> list[int]:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
-        "--broker-only", action="store_true",
+        "--broker-only",
+        action="store_true",
         help="run only the tests that talk to the session's broker (those using the `broker` "
         "fixture): the rest never touch a broker, so a second run on another broker only "
-        "repeats them (CI runs them once)")
+        "repeats them (CI runs them once)",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -103,38 +109,49 @@ class RunningMesh:
         return asyncio.run(coro)
 
     def submit(self, text: str, **fields: Any) -> str:
-        return self.run(queries.submit(self.bootstrap, self.topics.tasks,
-                                       Task(input=text, **fields)))
+        return self.run(
+            queries.submit(self.bootstrap, self.topics.tasks, Task(input=text, **fields))
+        )
 
     def result(self, trace_id: str, timeout: float = 90.0) -> TerminalResult:
-        result = self.run(queries.wait_for_result(
-            self.bootstrap, self.settings, self.topics.results, trace_id, timeout))
+        result = self.run(
+            queries.wait_for_result(
+                self.bootstrap, self.settings, self.topics.results, trace_id, timeout
+            )
+        )
         if result is None:
             failed = [f"{c.name}: {c.log_path.read_text()[-2000:]}" for c in self.group.failed()]
-            raise AssertionError(f"no result for {trace_id} within {timeout}s; "
-                                 f"exited services: {failed}")
+            raise AssertionError(
+                f"no result for {trace_id} within {timeout}s; exited services: {failed}"
+            )
         return result
 
     def results(self, trace_id: str) -> list[TerminalResult]:
-        return self.run(queries.trace_typed(self.bootstrap, self.settings, self.topics.results,
-                                            trace_id, TerminalResult))
+        return self.run(
+            queries.trace_typed(
+                self.bootstrap, self.settings, self.topics.results, trace_id, TerminalResult
+            )
+        )
 
     def steps(self, trace_id: str, agent: str) -> list[Envelope]:
         """The records ``agent`` wrote to the outbox for the trace, folded or not."""
-        records = self.run(queries.trace_typed(self.bootstrap, self.settings,
-                                               self.topics.outbox, trace_id, Envelope))
+        records = self.run(
+            queries.trace_typed(
+                self.bootstrap, self.settings, self.topics.outbox, trace_id, Envelope
+            )
+        )
         return [r for r in records if r.source == agent]
 
     def hops(self, trace_id: str) -> list[HopRecord]:
         """The trace's hop records in step order."""
-        records = self.run(queries.hops(self.bootstrap, self.settings, self.topics.hops,
-                                        trace_id))
+        records = self.run(queries.hops(self.bootstrap, self.settings, self.topics.hops, trace_id))
         return sorted(records, key=lambda h: (h.hop, h.state_version))
 
     def snapshot(self, trace_id: str) -> Snapshot:
         """The trace's latest snapshot on the state topic."""
-        return self.run(queries.latest_snapshot(self.bootstrap, self.settings, self.topics.state,
-                                                trace_id))
+        return self.run(
+            queries.latest_snapshot(self.bootstrap, self.settings, self.topics.state, trace_id)
+        )
 
     def stop(self) -> None:
         """Stop the mesh's processes: idle services still poll the broker and cost CPU."""
@@ -147,13 +164,17 @@ class RunningMesh:
         self.stop()
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-                "CHOREO_TOPIC_PREFIX": self.settings.topic_prefix}
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "CHOREO_TOPIC_PREFIX": self.settings.topic_prefix,
+        }
 
 
 @pytest.fixture(scope="package")
-def start_mesh_processes(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
-                         ) -> Iterator[Callable[..., RunningMesh]]:
+def start_mesh_processes(
+    broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., RunningMesh]]:
     """Start a mesh (path, or a spec dict written next to its scripts) under a fresh prefix.
 
     Stop a mesh when its tests are done (``mesh.stop()``, or ``with start(...) as mesh``);
@@ -164,8 +185,13 @@ def start_mesh_processes(broker: BrokerHandle, tmp_path_factory: pytest.TempPath
     """
     groups: list[ProcessGroup] = []
 
-    def start(mesh: Path | dict[str, Any], *, base_dir: Path | None = None,
-              env: dict[str, str] | None = None, watchdog: bool = False) -> RunningMesh:
+    def start(
+        mesh: Path | dict[str, Any],
+        *,
+        base_dir: Path | None = None,
+        env: dict[str, str] | None = None,
+        watchdog: bool = False,
+    ) -> RunningMesh:
         prefix = f"t{os.getpid()}x{next(_prefixes)}"
         if isinstance(mesh, dict):
             assert base_dir is not None
@@ -174,12 +200,17 @@ def start_mesh_processes(broker: BrokerHandle, tmp_path_factory: pytest.TempPath
         else:
             path = mesh
         settings = Settings(topic_prefix=prefix, session_timeout_ms=6000)
-        child_env = {"CHOREO_TOPIC_PREFIX": prefix, "CHOREO_SESSION_TIMEOUT_MS": "6000",
-                     "CHOREO_LOG_LEVEL": "INFO", **(env or {})}
+        child_env = {
+            "CHOREO_TOPIC_PREFIX": prefix,
+            "CHOREO_SESSION_TIMEOUT_MS": "6000",
+            "CHOREO_LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
         log_dir = tmp_path_factory.mktemp(f"logs-{prefix}")
         spec = load_mesh(path)
-        group = start_mesh(spec, path, broker.bootstrap, settings, log_dir, watchdog=watchdog,
-                           env=child_env)
+        group = start_mesh(
+            spec, path, broker.bootstrap, settings, log_dir, watchdog=watchdog, env=child_env
+        )
         groups.append(group)
         return RunningMesh(spec, path, broker.bootstrap, settings, group)
 
@@ -189,8 +220,9 @@ def start_mesh_processes(broker: BrokerHandle, tmp_path_factory: pytest.TempPath
 
 
 @pytest.fixture
-def start_test_mesh(start_mesh_processes: Callable[..., RunningMesh]
-                    ) -> Iterator[Callable[..., RunningMesh]]:
+def start_test_mesh(
+    start_mesh_processes: Callable[..., RunningMesh],
+) -> Iterator[Callable[..., RunningMesh]]:
     """Like ``start_mesh_processes``, for one test: its meshes stop when the test ends."""
     started: list[RunningMesh] = []
 

@@ -44,8 +44,9 @@ def tier(model: str, base_url: str | None, **fields: Any) -> ModelTier:
 def complete(client: ModelClient, text: str, agent: str = "tester") -> Completion:
     async def call() -> Completion:
         async with client:
-            return await client.complete([SYSTEM, {"role": "user", "content": text}], agent=agent,
-                                         deadline=None)
+            return await client.complete(
+                [SYSTEM, {"role": "user", "content": text}], agent=agent, deadline=None
+            )
 
     return asyncio.run(call())
 
@@ -70,8 +71,9 @@ def serve_script(tmp_path: Path) -> Iterator[Any]:
         yield start
 
 
-def serve_for_module(tmp_path_factory: pytest.TempPathFactory,
-                     script: dict[str, Any]) -> Iterator[str]:
+def serve_for_module(
+    tmp_path_factory: pytest.TempPathFactory, script: dict[str, Any]
+) -> Iterator[str]:
     """A server for ``script`` while the module's tests run; yields its base URL."""
     path = tmp_path_factory.mktemp("script") / "model.yaml"
     path.write_text(yaml.safe_dump(script))
@@ -85,12 +87,15 @@ def url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_completion_reports_text_usage_cost_and_scripted_label(url: str) -> None:
-    client = ModelClient.for_tier("main", tier(
-        "usage-model", url, price_in_per_mtok=3.0, price_out_per_mtok=15.0), environ={})
-    tokens_before = metric("choreo_tokens_total", agent="writer", model="usage-model",
-                           direction="in")
-    calls_before = metric("choreo_model_call_duration_seconds_count", agent="writer",
-                          model="usage-model")
+    client = ModelClient.for_tier(
+        "main", tier("usage-model", url, price_in_per_mtok=3.0, price_out_per_mtok=15.0), environ={}
+    )
+    tokens_before = metric(
+        "choreo_tokens_total", agent="writer", model="usage-model", direction="in"
+    )
+    calls_before = metric(
+        "choreo_model_call_duration_seconds_count", agent="writer", model="usage-model"
+    )
 
     completion = complete(client, "one two three", agent="writer")
 
@@ -101,20 +106,26 @@ def test_completion_reports_text_usage_cost_and_scripted_label(url: str) -> None
     assert usage.cost == pytest.approx((7 * 3.0 + 4 * 15.0) / 1e6)
     assert usage.model == "scripted:test"
     assert usage.latency_ms > 0
-    assert metric("choreo_tokens_total", agent="writer", model="usage-model",
-                  direction="in") == tokens_before + 7
+    assert (
+        metric("choreo_tokens_total", agent="writer", model="usage-model", direction="in")
+        == tokens_before + 7
+    )
     assert metric("choreo_cost_usd_total", agent="writer", model="usage-model") == (
-        pytest.approx(usage.cost))
-    assert metric("choreo_model_call_duration_seconds_count", agent="writer",
-                  model="usage-model") == calls_before + 1
+        pytest.approx(usage.cost)
+    )
+    assert (
+        metric("choreo_model_call_duration_seconds_count", agent="writer", model="usage-model")
+        == calls_before + 1
+    )
 
 
 def test_rate_limit_is_retried_after_the_servers_retry_after(serve_script: Any) -> None:
     base_url = serve_script(faults={"rate_limit": {"every": 2, "retry_after": 0.2}})
     retries = metric("choreo_model_retries_total", model="limited-model", status="rate_limited")
     # A tiny backoff: only an honoured Retry-After explains a wait of 0.2 s or more.
-    client = ModelClient.for_tier("limited", tier("limited-model", base_url), environ={},
-                                  backoff_s=0.001)
+    client = ModelClient.for_tier(
+        "limited", tier("limited-model", base_url), environ={}, backoff_s=0.001
+    )
 
     async def two_calls() -> tuple[Completion, Completion]:
         async with client:
@@ -126,33 +137,45 @@ def test_rate_limit_is_retried_after_the_servers_retry_after(serve_script: Any) 
     assert second.usage.calls == 2
     assert second.usage.latency_ms >= 200
     assert second.text == "four tokens of reply"
-    assert metric("choreo_model_retries_total", model="limited-model",
-                  status="rate_limited") == retries + 1
+    assert (
+        metric("choreo_model_retries_total", model="limited-model", status="rate_limited")
+        == retries + 1
+    )
 
 
 def test_server_down_fails_after_retries_with_a_reason(serve_script: Any) -> None:
     base_url = serve_script(faults={"down": True})
     retries = metric("choreo_model_retries_total", model="down-model", status="http_503")
-    errors = metric("choreo_model_call_errors_total", agent="tester", model="down-model",
-                    reason="http_503")
-    client = ModelClient.for_tier("down", tier("down-model", base_url, max_retries=2),
-                                  environ={}, backoff_s=0.01)
+    errors = metric(
+        "choreo_model_call_errors_total", agent="tester", model="down-model", reason="http_503"
+    )
+    client = ModelClient.for_tier(
+        "down", tier("down-model", base_url, max_retries=2), environ={}, backoff_s=0.01
+    )
     error = fails(client)
     assert error.reason == "http_503"
     assert error.attempts == 3
     assert "failed after 3 attempts" in str(error)
     assert "scripted outage" in str(error)
-    assert metric("choreo_model_retries_total", model="down-model",
-                  status="http_503") == retries + 2
-    assert metric("choreo_model_call_errors_total", agent="tester", model="down-model",
-                  reason="http_503") == errors + 1
+    assert (
+        metric("choreo_model_retries_total", model="down-model", status="http_503") == retries + 2
+    )
+    assert (
+        metric(
+            "choreo_model_call_errors_total", agent="tester", model="down-model", reason="http_503"
+        )
+        == errors + 1
+    )
 
 
 def test_slow_server_times_out(serve_script: Any) -> None:
     base_url = serve_script(latency_ms=2000)
     client = ModelClient.for_tier(
-        "slow", tier("slow-model", base_url, timeout_s=0.1, max_retries=1), environ={},
-        backoff_s=0.01)
+        "slow",
+        tier("slow-model", base_url, timeout_s=0.1, max_retries=1),
+        environ={},
+        backoff_s=0.01,
+    )
     error = fails(client)
     assert (error.reason, error.attempts) == ("timeout", 2)
 
@@ -162,8 +185,11 @@ def test_refused_connection_is_retried_then_reported() -> None:
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
         client = ModelClient.for_tier(
-            "refused", tier("refused-model", f"http://127.0.0.1:{port}/v1", max_retries=1),
-            environ={}, backoff_s=0.01)
+            "refused",
+            tier("refused-model", f"http://127.0.0.1:{port}/v1", max_retries=1),
+            environ={},
+            backoff_s=0.01,
+        )
         error = fails(client)
     assert (error.reason, error.attempts) == ("connection", 2)
 
@@ -178,26 +204,32 @@ def test_api_key_from_override_or_named_variable_and_401_not_retried(serve_scrip
 
     from_named = ModelClient.for_tier("keyed", keyed, environ={"PROVIDER_KEY": "sekret"})
     assert complete(from_named, "hello").text == "four tokens of reply"
-    overridden = ModelClient.for_tier("keyed", keyed, environ={
-        "PROVIDER_KEY": "wrong", "CHOREO_MODEL_KEYED_API_KEY": "sekret"})
+    overridden = ModelClient.for_tier(
+        "keyed", keyed, environ={"PROVIDER_KEY": "wrong", "CHOREO_MODEL_KEYED_API_KEY": "sekret"}
+    )
     assert complete(overridden, "hello").text == "four tokens of reply"
 
 
 def test_environment_overrides_url_model_and_temperature(url: str) -> None:
     spec_tier = tier("spec-model", "http://127.0.0.1:9/v1", temperature=0.2)
-    client = ModelClient.for_tier("fast-local", spec_tier, environ={
-        "CHOREO_MODEL_FAST_LOCAL_BASE_URL": url,
-        "CHOREO_MODEL_FAST_LOCAL_MODEL": "override-model",
-        "CHOREO_MODEL_FAST_LOCAL_PRICE_IN_PER_MTOK": "1",
-        "CHOREO_MODEL_FAST_LOCAL_PRICE_OUT_PER_MTOK": "2",
-        "CHOREO_MODEL_FAST_LOCAL_TEMPERATURE": "0.9",
-    })
+    client = ModelClient.for_tier(
+        "fast-local",
+        spec_tier,
+        environ={
+            "CHOREO_MODEL_FAST_LOCAL_BASE_URL": url,
+            "CHOREO_MODEL_FAST_LOCAL_MODEL": "override-model",
+            "CHOREO_MODEL_FAST_LOCAL_PRICE_IN_PER_MTOK": "1",
+            "CHOREO_MODEL_FAST_LOCAL_PRICE_OUT_PER_MTOK": "2",
+            "CHOREO_MODEL_FAST_LOCAL_TEMPERATURE": "0.9",
+        },
+    )
     assert (client.model, client.temperature) == ("override-model", 0.9)
     assert complete(client, "hello").text == "override model seen"
 
     with pytest.raises(ModelConfigError, match="CHOREO_MODEL_FAST_LOCAL_TEMPERATURE"):
-        ModelClient.for_tier("fast-local", spec_tier,
-                             environ={"CHOREO_MODEL_FAST_LOCAL_TEMPERATURE": "hot"})
+        ModelClient.for_tier(
+            "fast-local", spec_tier, environ={"CHOREO_MODEL_FAST_LOCAL_TEMPERATURE": "hot"}
+        )
 
 
 def test_scripted_tier_needs_the_server_url(url: str) -> None:
@@ -208,8 +240,9 @@ def test_scripted_tier_needs_the_server_url(url: str) -> None:
     assert "choreo model-server examples/model.yaml" in message
     assert "CHOREO_MODEL_WRITER_TIER_BASE_URL" in message
 
-    client = ModelClient.for_tier("writer-tier", scripted,
-                                  environ={"CHOREO_MODEL_WRITER_TIER_BASE_URL": url})
+    client = ModelClient.for_tier(
+        "writer-tier", scripted, environ={"CHOREO_MODEL_WRITER_TIER_BASE_URL": url}
+    )
     assert complete(client, "hello").scripted is True
 
 
@@ -226,13 +259,17 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
 
 def test_concurrency_limit_queues_calls_beyond_the_tier_limit(serve_script: Any) -> None:
     base_url = serve_script(latency_ms=150)
-    client = ModelClient.for_tier("one-at-a-time", tier("serial-model", base_url, concurrency=1),
-                                  environ={})
+    client = ModelClient.for_tier(
+        "one-at-a-time", tier("serial-model", base_url, concurrency=1), environ={}
+    )
 
     async def three_at_once() -> list[Completion]:
         async with client:
-            return list(await asyncio.gather(*(
-                client.complete([SYSTEM], agent="tester", deadline=None) for _ in range(3))))
+            return list(
+                await asyncio.gather(
+                    *(client.complete([SYSTEM], agent="tester", deadline=None) for _ in range(3))
+                )
+            )
 
     latencies = sorted(c.usage.latency_ms for c in asyncio.run(three_at_once()))
     # One request in flight at a time: the last caller waited for the two before it.
@@ -256,12 +293,12 @@ def broken_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def broken_client(base_url: str, **fields: Any) -> ModelClient:
-    return ModelClient.for_tier("broken", tier("broken-model", base_url, **fields), environ={},
-                                backoff_s=0.01)
+    return ModelClient.for_tier(
+        "broken", tier("broken-model", base_url, **fields), environ={}, backoff_s=0.01
+    )
 
 
-def test_a_lone_surrogate_in_the_answer_becomes_a_replacement_character(
-        broken_url: str) -> None:
+def test_a_lone_surrogate_in_the_answer_becomes_a_replacement_character(broken_url: str) -> None:
     text = complete(broken_client(broken_url), "surrogate please").text
     assert text == "half an emoji \ufffd"
     text.encode("utf-8")  # encodable: the step record can be written
@@ -287,8 +324,10 @@ def test_the_traces_deadline_bounds_the_whole_call_with_its_retries(broken_url: 
     async def call() -> Completion:
         async with client:
             return await client.complete(
-                [SYSTEM, {"role": "user", "content": "trickle please"}], agent="tester",
-                deadline=datetime.now(UTC) + timedelta(seconds=2.5))
+                [SYSTEM, {"role": "user", "content": "trickle please"}],
+                agent="tester",
+                deadline=datetime.now(UTC) + timedelta(seconds=2.5),
+            )
 
     with pytest.raises(ModelError) as caught:
         asyncio.run(call())
@@ -299,8 +338,9 @@ def test_the_traces_deadline_bounds_the_whole_call_with_its_retries(broken_url: 
 
     async def late() -> Completion:
         async with past:
-            return await past.complete([SYSTEM], agent="tester",
-                                       deadline=datetime.now(UTC) - timedelta(seconds=1))
+            return await past.complete(
+                [SYSTEM], agent="tester", deadline=datetime.now(UTC) - timedelta(seconds=1)
+            )
 
     with pytest.raises(ModelError) as caught:
         asyncio.run(late())
@@ -317,8 +357,10 @@ def test_an_answer_without_content_still_counts_its_billed_tokens(broken_url: st
     assert "NoneType" in str(error)
     assert (error.usage.tokens_in, error.usage.tokens_out) == (6, 5)
     assert error.usage.cost == pytest.approx((6 * 1.0 + 5 * 2.0) / 1e6)
-    assert metric("choreo_tokens_total", agent="billed", model="broken-model",
-                  direction="out") == before + 5
+    assert (
+        metric("choreo_tokens_total", agent="billed", model="broken-model", direction="out")
+        == before + 5
+    )
 
 
 def test_a_huge_answer_is_read_whole(broken_url: str) -> None:

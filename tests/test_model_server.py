@@ -120,9 +120,11 @@ def test_faults_are_switched_while_the_server_runs(tmp_path: Path) -> None:
 
 
 def test_a_rule_breaks_its_answer_as_it_says(tmp_path: Path) -> None:
-    rules = [{"when": {"user": "error"}, "reply": "x", "fault": "server_error"},
-             {"when": {"user": "null"}, "reply": "two words", "fault": "null_content"},
-             {"when": {"user": "lie"}, "reply": "plain", "fault": "gzip_lie"}]
+    rules = [
+        {"when": {"user": "error"}, "reply": "x", "fault": "server_error"},
+        {"when": {"user": "null"}, "reply": "two words", "fault": "null_content"},
+        {"when": {"user": "lie"}, "reply": "plain", "fault": "gzip_lie"},
+    ]
     with model_server(write_script(tmp_path, {**SCRIPT, "rules": rules})) as base_url:
         assert chat(base_url, ("user", "error")).status_code == 500
         null = chat(base_url, ("user", "null")).json()
@@ -171,7 +173,10 @@ def test_cli_entry_point_rejects_a_bad_script_with_exit_2(tmp_path: Path) -> Non
     path = write_script(tmp_path, {"model": "m", "rules": "not a list"})
     done = subprocess.run(
         [sys.executable, "-m", "choreo.model_server", str(path)],
-        capture_output=True, text=True, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
     assert done.returncode == 2
     assert "rules:" in done.stderr
@@ -204,8 +209,18 @@ def _reply(response: httpx.Response) -> str:
 
 def test_tool_call_arguments_go_out_in_the_order_the_script_writes_them() -> None:
     """A model writes a call's arguments in any order; the scripted one can too."""
-    script = parse_script({"model": "m", "rules": [{"tool_calls": [
-        {"name": "stock", "arguments": {"warehouse": "north", "sku": "A-1"}}]}]})
+    script = parse_script(
+        {
+            "model": "m",
+            "rules": [
+                {
+                    "tool_calls": [
+                        {"name": "stock", "arguments": {"warehouse": "north", "sku": "A-1"}}
+                    ]
+                }
+            ],
+        }
+    )
     body = b'{"messages": [{"role": "user", "content": "x"}]}'
     response = completion(script, script.rules[0], body, [("user", "x")])
     (call,) = response["choices"][0]["message"]["tool_calls"]

@@ -40,8 +40,10 @@ def published_schema(name: str) -> dict[str, Any]:
 
 def errors(name: str, instance: Any) -> list[str]:
     validator = jsonschema.Draft202012Validator(published_schema(name))
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(instance)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(instance)
+    ]
 
 
 def asyncapi_doc() -> dict[str, Any]:
@@ -49,6 +51,7 @@ def asyncapi_doc() -> dict[str, Any]:
 
 
 # --- the published files are current ------------------------------------------------------
+
 
 def test_published_files_are_current() -> None:
     outdated = stale(PUBLISHED)
@@ -74,12 +77,19 @@ def test_stale_names_missing_changed_and_extra_files(tmp_path: Path) -> None:
 
 
 def test_render_does_not_depend_on_the_process() -> None:
-    script = ("import hashlib, sys; from choreo.schemas.export import render; "
-              "sys.stdout.write(hashlib.sha256(b''.join(render().values())).hexdigest())")
+    script = (
+        "import hashlib, sys; from choreo.schemas.export import render; "
+        "sys.stdout.write(hashlib.sha256(b''.join(render().values())).hexdigest())"
+    )
     digests = {
-        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
-                       env={"PYTHONHASHSEED": seed, "PATH": ""},
-                       cwd=Path(__file__).parents[1]).stdout
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": ""},
+            cwd=Path(__file__).parents[1],
+        ).stdout
         for seed in ("1", "2")
     }
     assert len(digests) == 1
@@ -88,6 +98,7 @@ def test_render_does_not_depend_on_the_process() -> None:
 
 
 # --- JSON Schemas -------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", sorted(RECORDS))
 def test_every_published_schema_is_valid_and_accepts_its_encoded_record(name: str) -> None:
@@ -105,30 +116,50 @@ def test_smallest_task_validates() -> None:
 
 def test_full_terminal_result_validates() -> None:
     result = TerminalResult(
-        trace_id="t-9", status="halted", output={"draft": "y", "score": [1, 2.5, None]},
-        reason="cycle: writer met the same state twice", state_version=12,
+        trace_id="t-9",
+        status="halted",
+        output={"draft": "y", "score": [1, 2.5, None]},
+        reason="cycle: writer met the same state twice",
+        state_version=12,
         usage=Totals(tokens_in=1200, tokens_out=340, cost=0.0042, hops=9),
-        parent_trace_id="t-8", finished_at=AT, extensions={"x-region": "eu"},
+        parent_trace_id="t-8",
+        finished_at=AT,
+        extensions={"x-region": "eu"},
     )
     wire = json.loads(encode(result))
     assert set(TerminalResult.__struct_fields__) - {"extensions"} <= wire.keys()
     assert errors("TerminalResult", wire) == []
 
 
-@pytest.mark.parametrize("task", [
-    {},
-    {"trace_id": "t-1"},
-    {"input": 3},
-    {"input": None},
-    {"input": "x", "budget": {"max_hops": "many"}},
-    {"input": "x", "budget": {"max_hops": -3}},
-    {"input": "x", "budget": {"max_tokens": 0}},
-    {"input": "x", "budget": {"max_cost": -0.5}},
-    {"input": "x", "budget": {"max_seconds": 0}},
-    {"input": "x", "metadata": ["not", "an", "object"]},
-    {"input": "x", "schema_version": "one"},
-], ids=["empty", "no-input", "int-input", "null-input", "bad-budget", "negative-hops",
-        "zero-tokens", "negative-cost", "zero-seconds", "list-metadata", "str-version"])
+@pytest.mark.parametrize(
+    "task",
+    [
+        {},
+        {"trace_id": "t-1"},
+        {"input": 3},
+        {"input": None},
+        {"input": "x", "budget": {"max_hops": "many"}},
+        {"input": "x", "budget": {"max_hops": -3}},
+        {"input": "x", "budget": {"max_tokens": 0}},
+        {"input": "x", "budget": {"max_cost": -0.5}},
+        {"input": "x", "budget": {"max_seconds": 0}},
+        {"input": "x", "metadata": ["not", "an", "object"]},
+        {"input": "x", "schema_version": "one"},
+    ],
+    ids=[
+        "empty",
+        "no-input",
+        "int-input",
+        "null-input",
+        "bad-budget",
+        "negative-hops",
+        "zero-tokens",
+        "negative-cost",
+        "zero-seconds",
+        "list-metadata",
+        "str-version",
+    ],
+)
 def test_invalid_task_is_rejected_by_schema_and_decoder(task: dict[str, Any]) -> None:
     assert errors("Task", task), "the published schema accepted an invalid task"
     with pytest.raises(DecodeError):
@@ -142,9 +173,15 @@ def test_unknown_fields_are_allowed_by_the_schema() -> None:
 # --- AsyncAPI -----------------------------------------------------------------------------
 
 EXPECTED_RECORDS = {
-    "tasks": "Task", "outbox": "Envelope", "state": "Snapshot", "hops": "HopRecord",
-    "control": "ControlVerdict", "results": "TerminalResult", "escalations": "Escalation",
-    "conflicts": "StateConflict", "dlq": "DeadLetter",
+    "tasks": "Task",
+    "outbox": "Envelope",
+    "state": "Snapshot",
+    "hops": "HopRecord",
+    "control": "ControlVerdict",
+    "results": "TerminalResult",
+    "escalations": "Escalation",
+    "conflicts": "StateConflict",
+    "dlq": "DeadLetter",
 }
 
 
@@ -192,8 +229,11 @@ def test_asyncapi_maps_every_system_topic_to_its_record_and_key() -> None:
     messages = doc["components"]["messages"]
     trace_key = messages["Task"]["bindings"]["kafka"]["key"]
     assert "trace id" in trace_key["description"]
-    assert all(m["bindings"]["kafka"]["key"] == trace_key
-               for name, m in messages.items() if name != "DeadLetter")
+    assert all(
+        m["bindings"]["kafka"]["key"] == trace_key
+        for name, m in messages.items()
+        if name != "DeadLetter"
+    )
     assert "original" in messages["DeadLetter"]["bindings"]["kafka"]["key"]["description"]
 
 

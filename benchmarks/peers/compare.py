@@ -44,20 +44,29 @@ async def batch(run: RunTask, workload: Workload, tasks: int) -> tuple[list[floa
     started = time.perf_counter()
     for index in range(0, tasks, workload.batch):
         size = min(workload.batch, tasks - index)
-        latencies += await asyncio.gather(*(run(workload.name, f"task {index + i}")
-                                            for i in range(size)))
+        latencies += await asyncio.gather(
+            *(run(workload.name, f"task {index + i}") for i in range(size))
+        )
     return latencies, tasks / (time.perf_counter() - started)
 
 
-async def measure(bootstrap: str, prefixes: dict[str, str], base_url: str, workdir: Path,
-                  latency_ms: float, rounds: int, tasks: int,
-                  workloads: list[Workload]) -> Samples:
+async def measure(
+    bootstrap: str,
+    prefixes: dict[str, str],
+    base_url: str,
+    workdir: Path,
+    latency_ms: float,
+    rounds: int,
+    tasks: int,
+    workloads: list[Workload],
+) -> Samples:
     """(workload, system) → (per-task seconds, tasks/s per round)."""
     samples: Samples = defaultdict(lambda: ([], []))
     clients = {prefix: MeshClient(bootstrap, prefix) for prefix in set(prefixes.values())}
     for client in clients.values():
         await client.start()
     try:
+
         async def mesh(workload: str, text: str) -> float:
             # the first tasks wait for the agents' consumer groups to form
             return await clients[prefixes[workload]].run(text, timeout_s=120)
@@ -76,9 +85,12 @@ async def measure(bootstrap: str, prefixes: dict[str, str], base_url: str, workd
                         latencies, throughput = await batch(run, workload, size)
                         samples[workload.name, name][0].extend(latencies)
                         samples[workload.name, name][1].append(throughput)
-                        print(f"  {latency_ms:g} ms model, round {round_ + 1}, "
-                              f"{workload.name}, {name}: {throughput:.1f} tasks/s",
-                              file=sys.stderr, flush=True)
+                        print(
+                            f"  {latency_ms:g} ms model, round {round_ + 1}, "
+                            f"{workload.name}, {name}: {throughput:.1f} tasks/s",
+                            file=sys.stderr,
+                            flush=True,
+                        )
     finally:
         for client in clients.values():
             await client.stop()
@@ -94,8 +106,10 @@ def report(results: dict[float, Samples], command: str, broker_kind: str) -> str
                     continue
                 s = Summary.of([x * 1000 for x in latencies])
                 rate = sorted(rates)[len(rates) // 2]
-                rows.append(f"| {workload.description} | {latency_ms:g} | {system} | "
-                            f"{s.p50:.1f} | {s.p99:.1f} | {rate:.1f} |")
+                rows.append(
+                    f"| {workload.description} | {latency_ms:g} | {system} | "
+                    f"{s.p50:.1f} | {s.p99:.1f} | {rate:.1f} |"
+                )
     return f"""
 Command: `{command}` (broker: {broker_kind})
 
@@ -111,19 +125,33 @@ agent and its keeper as its own process, LangGraph runs in the measuring process
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 50.0],
-                        help="mock model latency per call, milliseconds (default: 0 50)")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        nargs="+",
+        default=[0.0, 50.0],
+        help="mock model latency per call, milliseconds (default: 0 50)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--tasks", type=int, default=20,
-                        help="tasks per system, workload and round (default 20)")
+    parser.add_argument(
+        "--tasks", type=int, default=20, help="tasks per system, workload and round (default 20)"
+    )
     names = [w.name for w in WORKLOADS]
-    parser.add_argument("--workloads", nargs="+", choices=names, default=names,
-                        help="run only these workloads (default: all)")
+    parser.add_argument(
+        "--workloads",
+        nargs="+",
+        choices=names,
+        default=names,
+        help="run only these workloads (default: all)",
+    )
     parser.add_argument("--out", type=Path, help="also write the section into this file")
     args = parser.parse_args()
     workloads = [w for w in WORKLOADS if w.name in args.workloads]
-    command = "python benchmarks/peers/compare.py --latency-ms " + " ".join(
-        f"{x:g}" for x in args.latency_ms) + f" --rounds {args.rounds} --tasks {args.tasks}"
+    command = (
+        "python benchmarks/peers/compare.py --latency-ms "
+        + " ".join(f"{x:g}" for x in args.latency_ms)
+        + f" --rounds {args.rounds} --tasks {args.tasks}"
+    )
     if len(workloads) < len(WORKLOADS):
         command += " --workloads " + " ".join(w.name for w in workloads)
     results = {}
@@ -134,11 +162,25 @@ def main() -> int:
             script.write_text(yaml.safe_dump(model_script(latency_ms)))
             server, base_url = start_model_server_process(script)
             try:
-                with running_meshes(broker.bootstrap, base_url, workdir, f"{latency_ms:g}ms",
-                                    [w.name for w in workloads]) as prefixes:
-                    results[latency_ms] = asyncio.run(measure(
-                        broker.bootstrap, prefixes, base_url, workdir, latency_ms,
-                        args.rounds, args.tasks, workloads))
+                with running_meshes(
+                    broker.bootstrap,
+                    base_url,
+                    workdir,
+                    f"{latency_ms:g}ms",
+                    [w.name for w in workloads],
+                ) as prefixes:
+                    results[latency_ms] = asyncio.run(
+                        measure(
+                            broker.bootstrap,
+                            prefixes,
+                            base_url,
+                            workdir,
+                            latency_ms,
+                            args.rounds,
+                            args.tasks,
+                            workloads,
+                        )
+                    )
             finally:
                 stop_model_server_process(server)
         body = report(results, command, broker.kind)

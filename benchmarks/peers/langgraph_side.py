@@ -38,10 +38,17 @@ class Model:
 
     async def complete(self, system: str, fields: dict[str, Any]) -> str:
         user = "\n".join(f"{name}: {value}" for name, value in fields.items() if value)
-        response = await self.client.post("/chat/completions", json={
-            "model": "peer-bench", "max_tokens": 256,
-            "messages": [{"role": "system", "content": system},
-                         {"role": "user", "content": user}]})
+        response = await self.client.post(
+            "/chat/completions",
+            json={
+                "model": "peer-bench",
+                "max_tokens": 256,
+                "messages": [
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": user},
+                ],
+            },
+        )
         response.raise_for_status()
         return str(response.json()["choices"][0]["message"]["content"])
 
@@ -69,6 +76,7 @@ def chain_graph(model: Model) -> StateGraph:
     def step(index: int) -> Callable[[ChainState], Awaitable[ChainState]]:
         async def node(state: ChainState) -> ChainState:
             return {"last": await model.complete(step_persona(index), dict(state))}
+
         return node
 
     previous = START
@@ -95,7 +103,8 @@ def writer_editor_graph(model: Model) -> StateGraph:
     graph.add_edge(START, "writer")
     graph.add_edge("writer", "editor")
     graph.add_conditional_edges(
-        "editor", lambda s: END if s.get("review", "").startswith("APPROVED") else "writer")
+        "editor", lambda s: END if s.get("review", "").startswith("APPROVED") else "writer"
+    )
     return graph
 
 
@@ -106,6 +115,7 @@ def fan_out_graph(model: Model) -> StateGraph:
         async def node(state: FanOutState) -> FanOutState:
             finding = await model.complete(researcher_persona(index), {"input": state["input"]})
             return {"findings": [finding]}
+
         return node
 
     async def synthesizer(state: FanOutState) -> FanOutState:
@@ -120,8 +130,12 @@ def fan_out_graph(model: Model) -> StateGraph:
     return graph
 
 
-GRAPHS = {"chain4": chain_graph, "writer-editor": writer_editor_graph,
-          "fan-out8": fan_out_graph, "in-flight64": chain_graph}
+GRAPHS = {
+    "chain4": chain_graph,
+    "writer-editor": writer_editor_graph,
+    "fan-out8": fan_out_graph,
+    "in-flight64": chain_graph,
+}
 
 
 class LangGraphSystem:
@@ -129,8 +143,10 @@ class LangGraphSystem:
 
     def __init__(self, name: str, model: Model, checkpointer: Any) -> None:
         self.name = name
-        self.compiled = {workload: build(model).compile(checkpointer=checkpointer)
-                         for workload, build in GRAPHS.items()}
+        self.compiled = {
+            workload: build(model).compile(checkpointer=checkpointer)
+            for workload, build in GRAPHS.items()
+        }
 
     async def run(self, workload: str, text: str) -> float:
         """Seconds from invoke to the graph's final state; one thread per task."""
@@ -143,9 +159,14 @@ class LangGraphSystem:
 @asynccontextmanager
 async def langgraph_systems(base_url: str, workdir: Path) -> AsyncIterator[list[LangGraphSystem]]:
     """LangGraph in memory and with its SQLite checkpointer, sharing one HTTP client."""
-    async with httpx.AsyncClient(base_url=base_url, timeout=60,
-                                 limits=httpx.Limits(max_connections=256)) as client, \
-            AsyncSqliteSaver.from_conn_string(str(workdir / "checkpoints.db")) as sqlite:
+    async with (
+        httpx.AsyncClient(
+            base_url=base_url, timeout=60, limits=httpx.Limits(max_connections=256)
+        ) as client,
+        AsyncSqliteSaver.from_conn_string(str(workdir / "checkpoints.db")) as sqlite,
+    ):
         model = Model(client)
-        yield [LangGraphSystem("langgraph (in memory)", model, InMemorySaver()),
-               LangGraphSystem("langgraph (SQLite)", model, sqlite)]
+        yield [
+            LangGraphSystem("langgraph (in memory)", model, InMemorySaver()),
+            LangGraphSystem("langgraph (SQLite)", model, sqlite),
+        ]

@@ -30,16 +30,19 @@ class MeshClient:
         self.settings = Settings(topic_prefix=prefix)
         self.topics = Topics(prefix)
         self.producer = make_producer(bootstrap, "peer-bench")
-        self.consumer = make_consumer(bootstrap, self.settings, group_id=None,
-                                      client_id="peer-bench")
+        self.consumer = make_consumer(
+            bootstrap, self.settings, group_id=None, client_id="peer-bench"
+        )
         self.waiting: dict[str, asyncio.Future[TerminalResult]] = {}
         self.reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.producer.start()
         await self.consumer.start()
-        parts = [TopicPartition(self.topics.results, p)
-                 for p in await partitions_of(self.consumer, self.topics.results, 60)]
+        parts = [
+            TopicPartition(self.topics.results, p)
+            for p in await partitions_of(self.consumer, self.topics.results, 60)
+        ]
         self.consumer.assign(parts)
         await self.consumer.seek_to_end(*parts)
         self.reader = asyncio.create_task(self._read())
@@ -59,9 +62,9 @@ class MeshClient:
         trace_id = new_id()
         future = self.waiting[trace_id] = asyncio.get_running_loop().create_future()
         started = time.perf_counter()
-        await self.producer.send_and_wait(self.topics.tasks,
-                                          encode(Task(input=text, trace_id=trace_id)),
-                                          key=trace_id.encode())
+        await self.producer.send_and_wait(
+            self.topics.tasks, encode(Task(input=text, trace_id=trace_id)), key=trace_id.encode()
+        )
         result = await asyncio.wait_for(future, timeout_s)
         elapsed = time.perf_counter() - started
         if result.status != "completed":
@@ -78,8 +81,9 @@ class MeshClient:
 
 
 @contextmanager
-def running_meshes(bootstrap: str, base_url: str, workdir: Path, tag: str,
-                   workloads: list[str]) -> Iterator[dict[str, str]]:
+def running_meshes(
+    bootstrap: str, base_url: str, workdir: Path, tag: str, workloads: list[str]
+) -> Iterator[dict[str, str]]:
     """Start one mesh per distinct spec of ``workloads``; yield workload name → topic prefix."""
     prefixes: dict[str, str] = {}
     with contextlib.ExitStack() as stack:
@@ -92,9 +96,15 @@ def running_meshes(bootstrap: str, base_url: str, workdir: Path, tag: str,
             prefix = f"peers-{tag}-{workload}-{int(time.time())}"
             path = workdir / f"{prefix}.yaml"
             path.write_text(yaml.safe_dump(build(base_url)))
-            group = start_mesh(load_mesh(path), path, bootstrap, Settings(topic_prefix=prefix),
-                               workdir / "logs" / prefix, watchdog=False,
-                               env={"CHOREO_TOPIC_PREFIX": prefix})
+            group = start_mesh(
+                load_mesh(path),
+                path,
+                bootstrap,
+                Settings(topic_prefix=prefix),
+                workdir / "logs" / prefix,
+                watchdog=False,
+                env={"CHOREO_TOPIC_PREFIX": prefix},
+            )
             stack.enter_context(group)
             started[build.__name__] = prefixes[workload] = prefix
         yield prefixes

@@ -29,8 +29,9 @@ class Workload:
 WORKLOADS = (
     Workload("chain4", 1, CHAIN, f"a {CHAIN}-agent chain, one task at a time"),
     Workload("writer-editor", 1, 6, "writer/editor loop until approved (6 model calls)"),
-    Workload("fan-out8", 1, FAN_OUT + 1,
-             f"fan-out to {FAN_OUT} agents, a join, then one synthesizer"),
+    Workload(
+        "fan-out8", 1, FAN_OUT + 1, f"fan-out to {FAN_OUT} agents, a join, then one synthesizer"
+    ),
     Workload("in-flight64", IN_FLIGHT, CHAIN, f"{IN_FLIGHT} {CHAIN}-agent chains in flight"),
 )
 
@@ -73,56 +74,107 @@ def _model(base_url: str) -> dict[str, Any]:
 
 
 def chain_mesh(base_url: str) -> dict[str, Any]:
-    agents = [{
-        "name": f"step-{i}", "subscribe": [f"step.{i}"], "persona": step_persona(i),
-        "model": "mock", "reads": ["input", "last"], "writes": {"last": "{output}"},
-        "routes": [{"emit": f"step.{i + 1}"} if i < CHAIN else {"finish": True,
-                                                                "output": "last"}],
-    } for i in range(1, CHAIN + 1)]
-    return {"name": "peer-chain", "entry": ["step.1"], "state": {"last": {"reducer": "replace"}},
-            "models": _model(base_url), "agents": agents,
-            "budgets": {"max_hops": CHAIN + 2, "max_seconds": 120}}
+    agents = [
+        {
+            "name": f"step-{i}",
+            "subscribe": [f"step.{i}"],
+            "persona": step_persona(i),
+            "model": "mock",
+            "reads": ["input", "last"],
+            "writes": {"last": "{output}"},
+            "routes": [
+                {"emit": f"step.{i + 1}"} if i < CHAIN else {"finish": True, "output": "last"}
+            ],
+        }
+        for i in range(1, CHAIN + 1)
+    ]
+    return {
+        "name": "peer-chain",
+        "entry": ["step.1"],
+        "state": {"last": {"reducer": "replace"}},
+        "models": _model(base_url),
+        "agents": agents,
+        "budgets": {"max_hops": CHAIN + 2, "max_seconds": 120},
+    }
 
 
 def writer_editor_mesh(base_url: str) -> dict[str, Any]:
     return {
-        "name": "peer-writer-editor", "entry": ["draft.requested"],
+        "name": "peer-writer-editor",
+        "entry": ["draft.requested"],
         "state": {"draft": {"reducer": "replace"}, "review": {"reducer": "replace"}},
         "models": _model(base_url),
         "budgets": {"max_hops": 12, "max_seconds": 120},
         "agents": [
-            {"name": "writer", "subscribe": ["draft.requested", "revision.requested"],
-             "persona": WRITER, "model": "mock", "reads": ["input", "draft", "review"],
-             "writes": {"draft": "{output}"}, "routes": [{"emit": "draft.ready"}]},
-            {"name": "editor", "subscribe": ["draft.ready"], "persona": EDITOR,
-             "model": "mock", "reads": ["input", "draft"], "writes": {"review": "{output}"},
-             "routes": [{"when": "^APPROVED", "finish": True, "output": "draft"},
-                        {"when": "^REVISE", "emit": "revision.requested"}]},
+            {
+                "name": "writer",
+                "subscribe": ["draft.requested", "revision.requested"],
+                "persona": WRITER,
+                "model": "mock",
+                "reads": ["input", "draft", "review"],
+                "writes": {"draft": "{output}"},
+                "routes": [{"emit": "draft.ready"}],
+            },
+            {
+                "name": "editor",
+                "subscribe": ["draft.ready"],
+                "persona": EDITOR,
+                "model": "mock",
+                "reads": ["input", "draft"],
+                "writes": {"review": "{output}"},
+                "routes": [
+                    {"when": "^APPROVED", "finish": True, "output": "draft"},
+                    {"when": "^REVISE", "emit": "revision.requested"},
+                ],
+            },
         ],
     }
 
 
 def fan_out_mesh(base_url: str) -> dict[str, Any]:
-    researchers = [{
-        "name": f"researcher-{i}", "subscribe": ["research.requested"],
-        "persona": researcher_persona(i), "model": "mock", "reads": ["input"],
-        "writes": {"findings": "{output}"}, "routes": [{"emit": "research.done"}],
-    } for i in range(1, FAN_OUT + 1)]
-    synthesizer = {"name": "synthesizer", "subscribe": ["synthesis.requested"],
-                   "persona": SYNTHESIZER, "model": "mock", "reads": ["input", "findings"],
-                   "writes": {"summary": "{output}"},
-                   "routes": [{"finish": True, "output": "summary"}]}
+    researchers = [
+        {
+            "name": f"researcher-{i}",
+            "subscribe": ["research.requested"],
+            "persona": researcher_persona(i),
+            "model": "mock",
+            "reads": ["input"],
+            "writes": {"findings": "{output}"},
+            "routes": [{"emit": "research.done"}],
+        }
+        for i in range(1, FAN_OUT + 1)
+    ]
+    synthesizer = {
+        "name": "synthesizer",
+        "subscribe": ["synthesis.requested"],
+        "persona": SYNTHESIZER,
+        "model": "mock",
+        "reads": ["input", "findings"],
+        "writes": {"summary": "{output}"},
+        "routes": [{"finish": True, "output": "summary"}],
+    }
     return {
-        "name": "peer-fan-out", "entry": ["research.requested"],
+        "name": "peer-fan-out",
+        "entry": ["research.requested"],
         "state": {"findings": {"reducer": "append"}, "summary": {"reducer": "replace"}},
         "models": _model(base_url),
         "budgets": {"max_hops": FAN_OUT + 4, "max_seconds": 120},
-        "joins": [{"name": "research", "wait_for": "research.done", "count": FAN_OUT,
-                   "emit": "synthesis.requested"}],
+        "joins": [
+            {
+                "name": "research",
+                "wait_for": "research.done",
+                "count": FAN_OUT,
+                "emit": "synthesis.requested",
+            }
+        ],
         "agents": [*researchers, synthesizer],
     }
 
 
 #: The mesh each workload runs on (the in-flight workload reuses the chain).
-MESHES = {"chain4": chain_mesh, "writer-editor": writer_editor_mesh,
-          "fan-out8": fan_out_mesh, "in-flight64": chain_mesh}
+MESHES = {
+    "chain4": chain_mesh,
+    "writer-editor": writer_editor_mesh,
+    "fan-out8": fan_out_mesh,
+    "in-flight64": chain_mesh,
+}

@@ -41,15 +41,19 @@ class ModelAgent:
     the step's and its writes (the summary and the fold counts) join the step's delta.
     """
 
-    def __init__(self, spec: MeshSpec, agent: AgentSpec,
-                 max_reply_bytes: int | None = None) -> None:
+    def __init__(
+        self, spec: MeshSpec, agent: AgentSpec, max_reply_bytes: int | None = None
+    ) -> None:
         """``max_reply_bytes`` defaults to the process settings' (``CHOREO_MAX_REPLY_BYTES``)."""
         self.spec = spec
         self.agent = agent
-        self.max_reply_bytes = (get_settings().max_reply_bytes if max_reply_bytes is None
-                                else max_reply_bytes)
-        self.clients = {name: ModelClient.for_tier(name, spec.models[name])
-                        for name in sorted(_tiers(spec, agent))}
+        self.max_reply_bytes = (
+            get_settings().max_reply_bytes if max_reply_bytes is None else max_reply_bytes
+        )
+        self.clients = {
+            name: ModelClient.for_tier(name, spec.models[name])
+            for name in sorted(_tiers(spec, agent))
+        }
         self.toolbox = None
         if agent.called_tools:
             from choreo.tools.loop import ToolBox
@@ -73,18 +77,26 @@ class ModelAgent:
             return [await self._with_tools(event, client, messages, writes, spent)]
         try:
             completion = await client.complete(
-                messages, agent=self.agent.name, temperature=temperature(self.agent, event),
-                max_tokens=self.agent.max_tokens, deadline=event.budget.deadline)
+                messages,
+                agent=self.agent.name,
+                temperature=temperature(self.agent, event),
+                max_tokens=self.agent.max_tokens,
+                deadline=event.budget.deadline,
+            )
         except ModelError as exc:
             return [self._failed(event, "model", exc, spent)]
         text, cut = steps.fit_reply(completion.text, self.max_reply_bytes)
-        out = steps.outcome(self.agent, event, text, plus(spent, completion.usage), messages,
-                            cut)
+        out = steps.outcome(self.agent, event, text, plus(spent, completion.usage), messages, cut)
         return [_with_writes(out, writes, estimated)]
 
-    async def _with_tools(self, event: Envelope, client: ModelClient,
-                          messages: list[dict[str, str]], writes: dict[str, Any],
-                          spent: Usage) -> Envelope:
+    async def _with_tools(
+        self,
+        event: Envelope,
+        client: ModelClient,
+        messages: list[dict[str, str]],
+        writes: dict[str, Any],
+        spent: Usage,
+    ) -> Envelope:
         """The step as a model ↔ tool conversation (choreo.tools.loop); its calls go in
         the payload's ``tool_calls``, for the hop record."""
         from choreo.tools.loop import ToolSetupError, converse
@@ -93,31 +105,49 @@ class ModelAgent:
         try:
             await self.toolbox.start()
         except ToolSetupError as exc:
-            return steps.step_event(self.agent, event, STEP_FAILED, usage=spent, payload={
-                "reason": f"{self.agent.name}: tools unavailable: {exc}"})
+            return steps.step_event(
+                self.agent,
+                event,
+                STEP_FAILED,
+                usage=spent,
+                payload={"reason": f"{self.agent.name}: tools unavailable: {exc}"},
+            )
         talk = await converse(
-            client, messages, self.toolbox.for_step(event.state or {}), agent=self.agent,
-            left=lambda used: left(event, used), temperature=temperature(self.agent, event),
-            deadline=event.budget.deadline, spent=spent)
+            client,
+            messages,
+            self.toolbox.for_step(event.state or {}),
+            agent=self.agent,
+            left=lambda used: left(event, used),
+            temperature=temperature(self.agent, event),
+            deadline=event.budget.deadline,
+            spent=spent,
+        )
         calls = msgspec.to_builtins(talk.calls)
         if talk.completion is None:
             event_type = STEP_REFUSED if talk.refused else STEP_FAILED
             reason = talk.refused or talk.error
-            return steps.step_event(self.agent, event, event_type, usage=talk.usage, payload={
-                "reason": f"{self.agent.name}: {reason}", "tool_calls": calls})
+            return steps.step_event(
+                self.agent,
+                event,
+                event_type,
+                usage=talk.usage,
+                payload={"reason": f"{self.agent.name}: {reason}", "tool_calls": calls},
+            )
         text, cut = steps.fit_reply(talk.completion.text, self.max_reply_bytes)
         out = steps.outcome(self.agent, event, text, talk.usage, messages, cut)
         out.payload["tool_calls"] = calls
         return _with_writes(out, writes, estimate_tokens(messages))
 
-    async def _fit(self, event: Envelope
-                   ) -> tuple[list[dict[str, str]], dict[str, Any], Usage]:
+    async def _fit(self, event: Envelope) -> tuple[list[dict[str, str]], dict[str, Any], Usage]:
         """The step's messages within the context budget, the summary writes (if a fold was
         needed) and the summarizer's usage."""
         ctx = self.agent.context
         if ctx is None:
-            return steps.render_messages(self.agent, event, system_prompt(self.agent, event)), \
-                {}, Usage()
+            return (
+                steps.render_messages(self.agent, event, system_prompt(self.agent, event)),
+                {},
+                Usage(),
+            )
         state = event.state or {}
         visible = context.visible_state(ctx, state)
         names = context.reads(ctx, steps.read_names(self.agent, visible))
@@ -127,8 +157,11 @@ class ModelAgent:
             return messages, {}, Usage()  # within budget, or nothing old enough to fold
         summarizer = self.clients[self.spec.summary_tier(self.agent)]
         completion = await summarizer.complete(
-            context.summarizer_messages(ctx, visible, older), agent=self.agent.name,
-            temperature=0.0, deadline=event.budget.deadline)
+            context.summarizer_messages(ctx, visible, older),
+            agent=self.agent.name,
+            temperature=0.0,
+            deadline=event.budget.deadline,
+        )
         visible, writes = context.fold(ctx, state, visible, older, completion.text.strip())
         messages = steps.render_fields(system_prompt(self.agent, event), names, visible)
         return messages, writes, completion.usage
@@ -137,9 +170,12 @@ class ModelAgent:
         """A failed step: the trace ends ``failed`` with why, and what was spent (the
         failed call's billed tokens too) is counted."""
         return steps.step_event(
-            self.agent, event, STEP_FAILED,
+            self.agent,
+            event,
+            STEP_FAILED,
             payload={"reason": f"{self.agent.name}: {call} call failed ({exc.reason}): {exc}"},
-            usage=plus(spent, exc.usage))
+            usage=plus(spent, exc.usage),
+        )
 
     async def aclose(self) -> None:
         if self.toolbox is not None:

@@ -34,8 +34,10 @@ def behaviour_for(spec: MeshSpec, agent: AgentSpec) -> Behaviour:
     """
     factory = _KINDS.get(agent.kind)
     if factory is None:
-        raise LookupError(f"agent {agent.name!r}: no behaviour registered for kind "
-                          f"{agent.kind!r} (import choreo.{agent.kind} first)")
+        raise LookupError(
+            f"agent {agent.name!r}: no behaviour registered for kind "
+            f"{agent.kind!r} (import choreo.{agent.kind} first)"
+        )
     return factory(spec, agent)
 
 

@@ -56,7 +56,8 @@ class HeldOutputs:
         """Keep ``record``'s dead letter until its offset commits."""
         tp = TopicPartition(record.topic, record.partition)
         self._held.setdefault(tp, {})[record.offset] = _Held(
-            record, [self.dead_letters.letter(record, reason)], reason)
+            record, [self.dead_letters.letter(record, reason)], reason
+        )
 
     def forget(self, partitions: list[TopicPartition]) -> None:
         """Drop what revoked partitions held: their next owner runs those steps again."""
@@ -74,32 +75,37 @@ class HeldOutputs:
         held = self._held.get(tp, {})
         ready = sorted(o for o in held if o < offset)
         try:
-            await self.transactions.run(unit_of(tp), sends_of(
-                [out for o in ready for out in held[o].outputs]), {tp: offset})
+            await self.transactions.run(
+                unit_of(tp), sends_of([out for o in ready for out in held[o].outputs]), {tp: offset}
+            )
         except KafkaError as exc:
             if transient(exc):
                 raise
-            log.warning("step records refused as a batch; writing them one by one",
-                        extra={"topic": tp.topic, "partition": tp.partition,
-                               "error": f"{type(exc).__name__}: {exc}"})
+            log.warning(
+                "step records refused as a batch; writing them one by one",
+                extra={
+                    "topic": tp.topic,
+                    "partition": tp.partition,
+                    "error": f"{type(exc).__name__}: {exc}",
+                },
+            )
             await self._one_by_one(tp, held, ready)
         self._done(held, ready)
 
-    async def _one_by_one(self, tp: TopicPartition, held: dict[int, _Held],
-                          ready: list[int]) -> None:
+    async def _one_by_one(
+        self, tp: TopicPartition, held: dict[int, _Held], ready: list[int]
+    ) -> None:
         for o in ready:
             try:
-                await self.transactions.run(unit_of(tp), sends_of(held[o].outputs),
-                                            {tp: o + 1})
+                await self.transactions.run(unit_of(tp), sends_of(held[o].outputs), {tp: o + 1})
             except KafkaError as exc:
                 if transient(exc):
                     raise
-                reason = (f"the broker refused this step's records: "
-                          f"{type(exc).__name__}: {exc}")
-                held[o] = _Held(held[o].record, [self.dead_letters.letter(held[o].record,
-                                                                          reason)], reason)
-                await self.transactions.run(unit_of(tp), sends_of(held[o].outputs),
-                                            {tp: o + 1})
+                reason = f"the broker refused this step's records: {type(exc).__name__}: {exc}"
+                held[o] = _Held(
+                    held[o].record, [self.dead_letters.letter(held[o].record, reason)], reason
+                )
+                await self.transactions.run(unit_of(tp), sends_of(held[o].outputs), {tp: o + 1})
 
     def _done(self, held: dict[int, _Held], ready: list[int]) -> None:
         for o in ready:

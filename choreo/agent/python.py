@@ -71,23 +71,40 @@ class PythonAgent:
         return [client.model] if client else []
 
     async def step(self, event: Envelope) -> list[Envelope]:
-        step = Step(event, agent=self.agent.name, clients=self.clients,
-                    default_tier=self.agent.model or None, persona=self.agent.persona)
+        step = Step(
+            event,
+            agent=self.agent.name,
+            clients=self.clients,
+            default_tier=self.agent.model or None,
+            persona=self.agent.persona,
+        )
         name = self.agent.name
         try:
             result: Any = await asyncio.wait_for(self.handler(step), self.timeout_s)
         except TimeoutError:
-            return [self._ended(event, step, STEP_FAILED,
-                                f"{name}: handler did not return within {self.timeout_s:g}s")]
+            return [
+                self._ended(
+                    event,
+                    step,
+                    STEP_FAILED,
+                    f"{name}: handler did not return within {self.timeout_s:g}s",
+                )
+            ]
         except (BudgetExhausted, OverBudget) as exc:  # a budget said no before spending more
             return [self._ended(event, step, STEP_REFUSED, f"{name}: {exc}")]
         except (Exception, SystemExit) as exc:  # the user's bug ends the step, not the service
             step.log.warning("handler raised", exc_info=exc)
             return [self._ended(event, step, STEP_FAILED, f"{name}: {last_line(exc)}")]
         if not isinstance(result, Result):
-            return [self._ended(event, step, STEP_FAILED,
-                                f"{name}: handler returned {type(result).__name__}, "
-                                "not a choreo.Result (use step.emit, step.finish, step.fail)")]
+            return [
+                self._ended(
+                    event,
+                    step,
+                    STEP_FAILED,
+                    f"{name}: handler returned {type(result).__name__}, "
+                    "not a choreo.Result (use step.emit, step.finish, step.fail)",
+                )
+            ]
         return [self._outcome(event, step, result)]
 
     def _outcome(self, event: Envelope, step: Step, result: Result) -> Envelope:
@@ -98,15 +115,22 @@ class PythonAgent:
             to_json(writes)
             to_json(result.output)
         except (TypeError, msgspec.EncodeError) as exc:
-            return self._ended(event, step, STEP_FAILED,
-                               f"{name}: writes or output are not JSON: {exc}")
-        payload: dict[str, Any] = {"text": text[:TEXT_CHARS],
-                                   "input_fingerprint": self._fingerprint(event)}
+            return self._ended(
+                event, step, STEP_FAILED, f"{name}: writes or output are not JSON: {exc}"
+            )
+        payload: dict[str, Any] = {
+            "text": text[:TEXT_CHARS],
+            "input_fingerprint": self._fingerprint(event),
+        }
         if result.action == "emit":
             if result.event_type not in self.agent.emit:
-                return self._ended(event, step, STEP_FAILED,
-                                   f"{name}: emitted {result.event_type!r}, not in its emit "
-                                   f"list {self.agent.emit}")
+                return self._ended(
+                    event,
+                    step,
+                    STEP_FAILED,
+                    f"{name}: emitted {result.event_type!r}, not in its emit "
+                    f"list {self.agent.emit}",
+                )
             event_type = result.event_type
         elif result.action == "finish":
             event_type = FINISH
@@ -117,19 +141,25 @@ class PythonAgent:
         else:
             event_type = FAIL
             payload["reason"] = f"{name} ended the trace as failed: {result.reason}"
-        return steps.step_event(self.agent, event, event_type, delta=writes, payload=payload,
-                                usage=step.usage)
+        return steps.step_event(
+            self.agent, event, event_type, delta=writes, payload=payload, usage=step.usage
+        )
 
     def _ended(self, event: Envelope, step: Step, event_type: str, reason: str) -> Envelope:
-        return steps.step_event(self.agent, event, event_type, usage=step.usage,
-                                payload={"reason": reason,
-                                         "input_fingerprint": self._fingerprint(event)})
+        return steps.step_event(
+            self.agent,
+            event,
+            event_type,
+            usage=step.usage,
+            payload={"reason": reason, "input_fingerprint": self._fingerprint(event)},
+        )
 
     @staticmethod
     def _fingerprint(event: Envelope) -> str:
         """What this step saw: its event type, payload and state (for loop detection)."""
-        return fingerprint(to_json({"type": event.type, "payload": event.payload,
-                                    "state": event.state}))
+        return fingerprint(
+            to_json({"type": event.type, "payload": event.payload, "state": event.state})
+        )
 
     async def aclose(self) -> None:
         for client in self.clients.values():

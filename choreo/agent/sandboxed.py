@@ -44,26 +44,41 @@ class SandboxTool:
         state = event.state or {}
         files = {name: as_code(state.get(field)) for name, field in self.spec.files.items()}
         try:
-            result = await run_code(code, files=files, timeout_s=self.spec.timeout_s,
-                                    base_url=self.base_url)
+            result = await run_code(
+                code, files=files, timeout_s=self.spec.timeout_s, base_url=self.base_url
+            )
         except SandboxError as exc:
             return self._report("unavailable", clean_text(str(exc)), {})
         # Program output is foreign text: cleaned here, so the step record always encodes.
         reason = None if result.reason is None else clean_text(result.reason)
         # the call's identity, for the watchdog's repeated-tool-call rule (hop record tool_calls)
-        canonical = json.dumps({"code": code, "files": files}, sort_keys=True,
-                               separators=(",", ":"), ensure_ascii=False)
-        detail = {"args_sha256": args_sha256(canonical),
-                  "exit_code": result.exit_code, "duration_ms": result.duration_ms,
-                  "stdout": clean_text(result.stdout[-TRANSCRIPT_CHARS:]),
-                  "stderr": clean_text(result.stderr[-TRANSCRIPT_CHARS:]), "reason": reason}
+        canonical = json.dumps(
+            {"code": code, "files": files},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+        detail = {
+            "args_sha256": args_sha256(canonical),
+            "exit_code": result.exit_code,
+            "duration_ms": result.duration_ms,
+            "stdout": clean_text(result.stdout[-TRANSCRIPT_CHARS:]),
+            "stderr": clean_text(result.stderr[-TRANSCRIPT_CHARS:]),
+            "reason": reason,
+        }
         return self._report(result.status, reason, detail)
 
-    def _report(self, status: str, reason: str | None,
-                detail: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    def _report(
+        self, status: str, reason: str | None, detail: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
         metrics.TOOL_RUNS.labels(tool=self.name, status=status).inc()
-        text = transcript(status, reason, detail.get("exit_code"), detail.get("stdout", ""),
-                          detail.get("stderr", ""))
+        text = transcript(
+            status,
+            reason,
+            detail.get("exit_code"),
+            detail.get("stdout", ""),
+            detail.get("stderr", ""),
+        )
         return text, {"tool": self.name, "status": status, "reason": reason, **detail}
 
 
@@ -77,8 +92,11 @@ class ToolAgent:
     def __init__(self, agent: AgentSpec, inner: Behaviour) -> None:
         self.agent = agent
         self.inner = inner
-        self.tools = [SandboxTool(spec) for spec in agent.tools
-                      if isinstance(spec, ToolSpec) and not spec.call]
+        self.tools = [
+            SandboxTool(spec)
+            for spec in agent.tools
+            if isinstance(spec, ToolSpec) and not spec.call
+        ]
         #: Fields the routing decides; the wrapped step's other writes are kept as they are.
         self._routed = set(agent.writes) | {k for r in agent.routes for k in r.writes}
 

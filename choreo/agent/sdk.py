@@ -72,8 +72,15 @@ class Step:
     trace). ``left`` and ``usage`` are live: they change as the step calls its model.
     """
 
-    def __init__(self, event: Envelope, *, agent: str, clients: Mapping[str, ModelClient],
-                 default_tier: str | None, persona: str = "") -> None:
+    def __init__(
+        self,
+        event: Envelope,
+        *,
+        agent: str,
+        clients: Mapping[str, ModelClient],
+        default_tier: str | None,
+        persona: str = "",
+    ) -> None:
         self._event = event
         self._clients = clients
         self._default_tier = default_tier
@@ -87,8 +94,10 @@ class Step:
         self.state: Mapping[str, Any] = MappingProxyType(copy.deepcopy(event.state or {}))
         self.payload: Mapping[str, Any] = MappingProxyType(copy.deepcopy(event.payload))
         self.input: str = str(self.state.get("input") or event.payload.get("input") or "")
-        self.log = _TraceLog(logging.getLogger(f"choreo.agent.{agent}"),
-                             {"trace_id": event.trace_id, "hop": self.hop, "agent": agent})
+        self.log = _TraceLog(
+            logging.getLogger(f"choreo.agent.{agent}"),
+            {"trace_id": event.trace_id, "hop": self.hop, "agent": agent},
+        )
 
     @property
     def usage(self) -> Usage:
@@ -105,10 +114,15 @@ class Step:
         """The model tiers this step may call (the mesh's declared tiers)."""
         return sorted(self._clients)
 
-    async def complete(self, prompt: str | Sequence[Mapping[str, Any]], *,
-                       system: str | None = None, tier: str | None = None,
-                       temperature: float | None = None,
-                       max_tokens: int | None = None) -> Reply:
+    async def complete(
+        self,
+        prompt: str | Sequence[Mapping[str, Any]],
+        *,
+        system: str | None = None,
+        tier: str | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Reply:
         """Ask a model; the call is counted in the step's usage (and the trace's totals).
 
         ``prompt`` is the user message (after ``system``, default the agent's persona) or a
@@ -128,31 +142,44 @@ class Step:
         if isinstance(prompt, str):
             head = system if system is not None else self._persona
             messages = ([{"role": "system", "content": head}] if head else []) + [
-                {"role": "user", "content": prompt}]
+                {"role": "user", "content": prompt}
+            ]
         else:
             messages = [dict(m) for m in prompt]
         try:
             completion = await self._clients[name].complete(
-                messages, agent=self.agent, temperature=temperature,
-                max_tokens=remaining.cap(max_tokens), deadline=self._event.budget.deadline)
+                messages,
+                agent=self.agent,
+                temperature=temperature,
+                max_tokens=remaining.cap(max_tokens),
+                deadline=self._event.budget.deadline,
+            )
         except ModelError as exc:  # what the provider billed for it still counts
             self._usage = plus(self._usage, exc.usage)
             raise
         self._usage = plus(self._usage, completion.usage)
         return Reply(completion.text, completion.usage)
 
-    def emit(self, event_type: str, writes: Mapping[str, Any] | None = None, *,
-             text: str | None = None) -> Result:
+    def emit(
+        self, event_type: str, writes: Mapping[str, Any] | None = None, *, text: str | None = None
+    ) -> Result:
         """Send the work on as ``event_type``, with ``writes`` folded into the state first.
         ``text`` is what the hop record shows as this step's output."""
         return Result("emit", dict(writes or {}), event_type=event_type, text=text)
 
-    def finish(self, output_field: str | None = None, *, output: Any = None,
-               writes: Mapping[str, Any] | None = None, text: str | None = None) -> Result:
+    def finish(
+        self,
+        output_field: str | None = None,
+        *,
+        output: Any = None,
+        writes: Mapping[str, Any] | None = None,
+        text: str | None = None,
+    ) -> Result:
         """End the trace as completed; its result is state field ``output_field`` after
         ``writes`` are folded, else ``output``."""
-        return Result("finish", dict(writes or {}), output_field=output_field,
-                      output=output, text=text)
+        return Result(
+            "finish", dict(writes or {}), output_field=output_field, output=output, text=text
+        )
 
     def fail(self, reason: str, writes: Mapping[str, Any] | None = None) -> Result:
         """End the trace as failed, with ``reason`` in its terminal record."""
@@ -202,8 +229,9 @@ def agent(func: Handler, /) -> Agent: ...
 def agent(*, timeout_s: float | None = None) -> Callable[[Handler], Agent]: ...
 
 
-def agent(func: Handler | None = None, /, *,
-          timeout_s: float | None = None) -> Agent | Callable[[Handler], Agent]:
+def agent(
+    func: Handler | None = None, /, *, timeout_s: float | None = None
+) -> Agent | Callable[[Handler], Agent]:
     """Make an ``async def f(step: choreo.Step) -> choreo.Result`` a mesh agent.
 
     Use bare (``@choreo.agent``) or with options (``@choreo.agent(timeout_s=5)``: a step

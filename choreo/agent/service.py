@@ -89,9 +89,13 @@ class _Drain(ConsumerRebalanceListener):
         offset read too early) are not started (see AgentService.taken)."""
         service = self.service
         # after every rebalance: which replica serves which partitions (empty: none, idle)
-        log.info("partitions assigned", extra={
-            "agent": service.agent.name,
-            "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)})
+        log.info(
+            "partitions assigned",
+            extra={
+                "agent": service.agent.name,
+                "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned),
+            },
+        )
         if service.held is None:
             return
         try:
@@ -106,8 +110,14 @@ class _Drain(ConsumerRebalanceListener):
 
 
 class AgentService:
-    def __init__(self, spec: MeshSpec, agent_name: str, bootstrap: str,
-                 settings: Settings, behaviour: Behaviour | None = None) -> None:
+    def __init__(
+        self,
+        spec: MeshSpec,
+        agent_name: str,
+        bootstrap: str,
+        settings: Settings,
+        behaviour: Behaviour | None = None,
+    ) -> None:
         self.spec = spec
         self.agent: AgentSpec = spec.agent(agent_name)
         self.settings = settings
@@ -116,17 +126,21 @@ class AgentService:
         self.group = f"{self.topics.prefix}.agent.{agent_name}"
         self.producer: AIOKafkaProducer = make_producer(bootstrap, client_id)
         self.consumer: AIOKafkaConsumer = make_consumer(
-            bootstrap, settings, group_id=self.group, client_id=client_id)
+            bootstrap, settings, group_id=self.group, client_id=client_id
+        )
         self.lag = metrics.ConsumerLag(self.consumer, self.group)
         self.behaviour: Behaviour = behaviour or behaviour_for(spec, self.agent)
         models = self.behaviour.models if isinstance(self.behaviour, ModelAgent) else []
-        metrics.prime_agent(agent_name, models,
-                            [self.topics.event(t) for t in self.agent.subscribe])
+        metrics.prime_agent(
+            agent_name, models, [self.topics.event(t) for t in self.agent.subscribe]
+        )
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
         #: On a broker with transactions, finished steps' records wait here for their commit.
-        self.held: HeldOutputs | None = HeldOutputs(
-            Transactions(bootstrap, self.group, client_id), self.dead_letters
-        ) if exactly_once(bootstrap, settings) else None
+        self.held: HeldOutputs | None = (
+            HeldOutputs(Transactions(bootstrap, self.group, client_id), self.dead_letters)
+            if exactly_once(bootstrap, settings)
+            else None
+        )
         self._commit_outage = Outage(settings.broker_outage_s, f"agent {agent_name} commit")
         #: With transactions, the partitions whose previous owner is fenced and whose reading
         #: starts from the offset committed after that; records of others are not started.
@@ -148,12 +162,14 @@ class AgentService:
             if self.held is not None:
                 stack.push_async_callback(self.held.transactions.close)
             stack.push_async_callback(self.behaviour.aclose)
-            self.consumer.subscribe([self.topics.event(t) for t in self.agent.subscribe],
-                                    listener=_Drain(self))
+            self.consumer.subscribe(
+                [self.topics.event(t) for t in self.agent.subscribe], listener=_Drain(self)
+            )
             await self.consumer.start()
             stack.push_async_callback(self.consumer.stop)
-            log.info("agent started", extra={"agent": self.agent.name,
-                                              "topics": self.agent.subscribe})
+            log.info(
+                "agent started", extra={"agent": self.agent.name, "topics": self.agent.subscribe}
+            )
             await self._consume(stop)
             await self.drain(None)
 
@@ -174,8 +190,9 @@ class AgentService:
             if full:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._freed.wait(), POLL_MS / 1000)
-            batch = await self.consumer.getmany(timeout_ms=0 if full else POLL_MS,
-                                                max_records=max(free, 1))
+            batch = await self.consumer.getmany(
+                timeout_ms=0 if full else POLL_MS, max_records=max(free, 1)
+            )
             for tp, records in batch.items():
                 if self.held is not None and tp not in self.taken:
                     continue  # read before the takeover's seek, which reads them again
@@ -193,8 +210,9 @@ class AgentService:
             self._paused_for = bool(down)
             metrics.AGENT_PAUSED.labels(agent=self.agent.name).set(int(self._paused_for))
             if down:
-                log.warning("agent paused: model tier down", extra={
-                    "agent": self.agent.name, "tiers": down})
+                log.warning(
+                    "agent paused: model tier down", extra={"agent": self.agent.name, "tiers": down}
+                )
             else:
                 log.warning("agent resumed: model tiers answer", extra={"agent": self.agent.name})
         return self._paused_for
@@ -222,8 +240,11 @@ class AgentService:
             log.warning("step cancelled", extra={"offset": offset, "topic": tp.topic})
         elif (exc := task.exception()) is not None:
             # Neither a step record nor a dead letter could be written: the broker is gone.
-            log.error("record could not be handled", extra={"offset": offset, "topic": tp.topic},
-                      exc_info=exc)
+            log.error(
+                "record could not be handled",
+                extra={"offset": offset, "topic": tp.topic},
+                exc_info=exc,
+            )
             self._fatal = exc
         else:
             self.offsets.done(tp, offset)
@@ -249,17 +270,21 @@ class AgentService:
         again, and the keeper drops a repeated step by its id. A rebalance or a stop thus
         waits a bounded time, whatever the steps do.
         """
+
         def running() -> list[asyncio.Task[None]]:
-            return [task for task, tp in self._tasks.items()
-                    if partitions is None or tp in partitions]
+            return [
+                task for task, tp in self._tasks.items() if partitions is None or tp in partitions
+            ]
 
         try:
             async with asyncio.timeout(self.settings.shutdown_grace_s), self._idle:
                 await self._idle.wait_for(lambda: not running())
         except TimeoutError:
             left = running()
-            log.warning("steps cancelled: their partition moves or the agent stops",
-                        extra={"steps": len(left)})
+            log.warning(
+                "steps cancelled: their partition moves or the agent stops",
+                extra={"steps": len(left)},
+            )
             for task in left:
                 task.cancel()
             await asyncio.gather(*left, return_exceptions=True)
@@ -321,25 +346,37 @@ class AgentService:
                 span.set_status(StatusCode.ERROR, "undecodable record")
                 await self._dead_letter(record, str(exc))
                 return
-            span.set_attributes({"choreo.trace_id": event.trace_id,
-                                 "choreo.hop": event.hop + 1,
-                                 "messaging.message.id": event.event_id})
+            span.set_attributes(
+                {
+                    "choreo.trace_id": event.trace_id,
+                    "choreo.hop": event.hop + 1,
+                    "messaging.message.id": event.event_id,
+                }
+            )
             outputs: list[Envelope] = []
             try:
                 await self._traced(record, event, span, outputs)
             except BrokerOutage:
                 raise
             except Exception as exc:  # one record's failure ends its step
-                await self._crashed(record, event, span, exc,
-                                    outputs[0].usage if outputs else Usage())
+                await self._crashed(
+                    record, event, span, exc, outputs[0].usage if outputs else Usage()
+                )
 
-    async def _traced(self, record: ConsumerRecord[bytes, bytes], event: Envelope,
-                      span: Span, outputs: list[Envelope]) -> None:
+    async def _traced(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: Envelope,
+        span: Span,
+        outputs: list[Envelope],
+    ) -> None:
         """Run the step into ``outputs`` (kept by the caller: a step whose records cannot be
         written still spent what they say) and write them."""
         started = time.perf_counter()
-        log.debug("step started", extra={"trace_id": event.trace_id, "type": event.type,
-                                         "hop": event.hop + 1})
+        log.debug(
+            "step started",
+            extra={"trace_id": event.trace_id, "type": event.type, "hop": event.hop + 1},
+        )
         outputs.extend(await self._step(event))
         duration_ms = round((time.perf_counter() - started) * 1000, 3)
         for out in outputs:
@@ -347,18 +384,27 @@ class AgentService:
         await self._send(record, outputs)
         status = {STEP_REFUSED: "refused", STEP_FAILED: "failed"}.get(outputs[0].type, "ok")
         self._count(span, status, duration_ms)
-        span.set_attributes({"choreo.step.emitted": [out.type for out in outputs],
-                             "choreo.cost_usd": sum(out.usage.cost for out in outputs)})
+        span.set_attributes(
+            {
+                "choreo.step.emitted": [out.type for out in outputs],
+                "choreo.cost_usd": sum(out.usage.cost for out in outputs),
+            }
+        )
         if status == "failed":  # a refusal (over budget) is the mesh working, not an error
             span.set_status(StatusCode.ERROR, str(outputs[0].payload.get("reason", status)))
         # each step at debug; a refused or failed step is a verdict on the trace: info
-        log.log(logging.DEBUG if status == "ok" else logging.INFO, "step done",
-                extra={"trace_id": event.trace_id, "status": status,
-                       "emitted": [out.type for out in outputs],
-                       "reason": outputs[0].payload.get("reason")})
+        log.log(
+            logging.DEBUG if status == "ok" else logging.INFO,
+            "step done",
+            extra={
+                "trace_id": event.trace_id,
+                "status": status,
+                "emitted": [out.type for out in outputs],
+                "reason": outputs[0].payload.get("reason"),
+            },
+        )
 
-    async def _send(self, record: ConsumerRecord[bytes, bytes], outputs: list[Envelope]
-                    ) -> None:
+    async def _send(self, record: ConsumerRecord[bytes, bytes], outputs: list[Envelope]) -> None:
         """Every output acknowledged before the offset may move; the outbox records continue
         this step's span.
 
@@ -375,15 +421,19 @@ class AgentService:
                 if len(value) > self.settings.max_record_bytes:
                     raise MessageSizeTooLargeError(
                         f"a step record of {len(value)} bytes is over the limit of "
-                        f"{self.settings.max_record_bytes} bytes")
-            self.held.hold(record, [(self.topics.outbox, key, value, headers)
-                                    for key, value in encoded])
+                        f"{self.settings.max_record_bytes} bytes"
+                    )
+            self.held.hold(
+                record, [(self.topics.outbox, key, value, headers) for key, value in encoded]
+            )
             return
         outage = Outage(self.settings.broker_outage_s, f"agent {self.agent.name}")
         while True:
             try:
-                await acked(self.producer.send(self.topics.outbox, value, key=key,
-                                               headers=headers) for key, value in encoded)
+                await acked(
+                    self.producer.send(self.topics.outbox, value, key=key, headers=headers)
+                    for key, value in encoded
+                )
                 outage.ok()
                 return
             except KafkaError as exc:
@@ -391,24 +441,37 @@ class AgentService:
                     raise
                 await asyncio.sleep(outage.failed(exc))  # raises BrokerOutage in the end
 
-    async def _crashed(self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span,
-                       exc: Exception, spent: Usage) -> None:
+    async def _crashed(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: Envelope,
+        span: Span,
+        exc: Exception,
+        spent: Usage,
+    ) -> None:
         """End a step that raised as ``step.failed`` with why (and what it had spent); if even
         that cannot be written, dead-letter the record with the same reason."""
         reason = clean_text(f"{type(exc).__name__}: {exc}")[:REASON_CHARS]
-        log.error("step crashed", extra={"trace_id": event.trace_id, "reason": reason},
-                  exc_info=exc)
+        log.error(
+            "step crashed", extra={"trace_id": event.trace_id, "reason": reason}, exc_info=exc
+        )
         span.set_status(StatusCode.ERROR, reason)
-        failed = steps.step_event(self.agent, event, STEP_FAILED, index=CRASH_INDEX,
-                                  payload={"reason": f"{self.agent.name}: {reason}"},
-                                  usage=spent)
+        failed = steps.step_event(
+            self.agent,
+            event,
+            STEP_FAILED,
+            index=CRASH_INDEX,
+            payload={"reason": f"{self.agent.name}: {reason}"},
+            usage=spent,
+        )
         try:
             await self._send(record, [failed])
         except BrokerOutage:
             raise
         except Exception as again:  # the dead letter is the last resort
             await self._dead_letter(
-                record, f"{reason}; and its step.failed record: {type(again).__name__}: {again}")
+                record, f"{reason}; and its step.failed record: {type(again).__name__}: {again}"
+            )
             return
         self._count(span, "failed", 0.0)
 
@@ -427,18 +490,30 @@ async def run_step(agent: AgentSpec, behaviour: Behaviour, event: Envelope) -> l
     keeper's allowance (a call that cannot fit becomes a refusal with the figures)."""
     refusal = steps.over_budget(event, datetime.now(UTC))
     if refusal is not None:
-        return [steps.step_event(agent, event, STEP_REFUSED,
-                                 payload={"reason": f"{agent.name}: {refusal}"})]
+        return [
+            steps.step_event(
+                agent, event, STEP_REFUSED, payload={"reason": f"{agent.name}: {refusal}"}
+            )
+        ]
     try:
         with allowance.spending(event.allowance):
             return await behaviour.step(event)
     except allowance.OverBudget as exc:
-        log.warning("step refused: over budget", extra={"trace_id": event.trace_id,
-                                                        "rule": exc.rule})
-        return [steps.step_event(
-            agent, event, STEP_REFUSED, usage=exc.spent,
-            payload={"reason": f"{agent.name}: {exc}",
-                     "budget": {"rule": exc.rule, "details": exc.details}})]
+        log.warning(
+            "step refused: over budget", extra={"trace_id": event.trace_id, "rule": exc.rule}
+        )
+        return [
+            steps.step_event(
+                agent,
+                event,
+                STEP_REFUSED,
+                usage=exc.spent,
+                payload={
+                    "reason": f"{agent.name}: {exc}",
+                    "budget": {"rule": exc.rule, "details": exc.details},
+                },
+            )
+        ]
 
 
 def run(spec: MeshSpec, agent_name: str, bootstrap: str, settings: Settings) -> None:

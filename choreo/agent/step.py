@@ -18,8 +18,9 @@ from choreo.schemas.records import FAIL, FINISH, STEP_FAILED
 from choreo.spec.mesh import AgentSpec, Route
 
 
-def render_messages(agent: AgentSpec, event: Envelope,
-                    system_prompt: str | None = None) -> list[dict[str, str]]:
+def render_messages(
+    agent: AgentSpec, event: Envelope, system_prompt: str | None = None
+) -> list[dict[str, str]]:
     """The chat for this step: persona as system, then the state fields the agent reads."""
     state = event.state or {}
     return render_fields(system_prompt or agent.persona, read_names(agent, state), state)
@@ -30,11 +31,15 @@ def read_names(agent: AgentSpec, state: Mapping[str, Any]) -> list[str]:
     return list(agent.reads) if agent.reads is not None else list(state)
 
 
-def render_fields(system: str, names: Iterable[str],
-                  state: Mapping[str, Any]) -> list[dict[str, str]]:
+def render_fields(
+    system: str, names: Iterable[str], state: Mapping[str, Any]
+) -> list[dict[str, str]]:
     """A system message, then one section per named field that has a value, in that order."""
-    sections = [f"## {name}\n{as_text(state[name])}" for name in names
-                if state.get(name) not in (None, "", [], {})]
+    sections = [
+        f"## {name}\n{as_text(state[name])}"
+        for name in names
+        if state.get(name) not in (None, "", [], {})
+    ]
     return [
         {"role": "system", "content": system},
         {"role": "user", "content": "\n\n".join(sections) or "(empty state)"},
@@ -62,13 +67,22 @@ def choose_route(agent: AgentSpec, text: str) -> Route | None:
 def build_delta(agent: AgentSpec, route: Route, text: str, event: Envelope) -> dict[str, Any]:
     """The agent's and the route's writes with ``{output}``, ``{agent}``, ``{hop}`` filled in."""
     values = {"output": text, "agent": agent.name, "hop": event.hop + 1}
-    return {field: template.format_map(values) if isinstance(template, str) else template
-            for field, template in {**agent.writes, **route.writes}.items()}
+    return {
+        field: template.format_map(values) if isinstance(template, str) else template
+        for field, template in {**agent.writes, **route.writes}.items()
+    }
 
 
-def step_event(agent: AgentSpec, event: Envelope, event_type: str, *,
-               delta: dict[str, Any] | None = None, payload: dict[str, Any] | None = None,
-               usage: Usage | None = None, index: int = 0) -> Envelope:
+def step_event(
+    agent: AgentSpec,
+    event: Envelope,
+    event_type: str,
+    *,
+    delta: dict[str, Any] | None = None,
+    payload: dict[str, Any] | None = None,
+    usage: Usage | None = None,
+    index: int = 0,
+) -> Envelope:
     """Output ``index`` of a step. Its id derives from the cause, so a rerun repeats it.
 
     A step with several outputs (a supervisor's parallel assignments) numbers them, and only
@@ -100,11 +114,16 @@ def fit_reply(text: str, limit_bytes: int) -> tuple[str, dict[str, int] | None]:
     return f"{kept}\n[cut: the reply was {size} bytes, {note['kept_bytes']} kept]", note
 
 
-def outcome(agent: AgentSpec, event: Envelope, text: str, usage: Usage,
-            messages: list[dict[str, str]], cut: dict[str, int] | None = None) -> Envelope:
+def outcome(
+    agent: AgentSpec,
+    event: Envelope,
+    text: str,
+    usage: Usage,
+    messages: list[dict[str, str]],
+    cut: dict[str, int] | None = None,
+) -> Envelope:
     """Turn the model's text into the step's outbox record; ``cut`` notes a cut reply."""
-    payload: dict[str, Any] = {"text": text,
-                               "input_fingerprint": fingerprint(to_json(messages))}
+    payload: dict[str, Any] = {"text": text, "input_fingerprint": fingerprint(to_json(messages))}
     if cut is not None:
         payload["cut"] = cut
     route = choose_route(agent, text)
@@ -119,6 +138,11 @@ def outcome(agent: AgentSpec, event: Envelope, text: str, usage: Usage,
         event_type = FAIL
     else:
         event_type = route.emit or STEP_FAILED
-    return step_event(agent, event, event_type, delta=build_delta(agent, route, text, event),
-                      payload=payload, usage=usage)
-
+    return step_event(
+        agent,
+        event,
+        event_type,
+        delta=build_delta(agent, route, text, event),
+        payload=payload,
+        usage=usage,
+    )

@@ -119,11 +119,13 @@ class Outcome:
         if self.case.label != "loop" or any(self.overspend.values()):
             return False
         by_loop = any(v.reason.startswith("loop.") for v in self.verdicts) and (
-            self.status == "halted" or (self.status == "completed" and self.shifted))
+            self.status == "halted" or (self.status == "completed" and self.shifted)
+        )
         by_budget = self.status == "halted" and "budget" in (self.reason or "")
         held = self.status in ("halted", "completed")  # ended, within every budget
-        return {"loop": by_loop, "budget": by_budget, "any": by_loop or by_budget,
-                "held": held}[self.case.catch] and self.continuation in (None, "completed")
+        return {"loop": by_loop, "budget": by_budget, "any": by_loop or by_budget, "held": held}[
+            self.case.catch
+        ] and self.continuation in (None, "completed")
 
     @property
     def false_halt(self) -> bool:
@@ -141,8 +143,10 @@ class Outcome:
 
 def load_cases(folder: Path = CORPUS) -> list[Case]:
     """Every case of the corpus, by file name."""
-    return [Case.model_validate(yaml.safe_load(path.read_text()))
-            for path in sorted(folder.glob("*.yaml"))]
+    return [
+        Case.model_validate(yaml.safe_load(path.read_text()))
+        for path in sorted(folder.glob("*.yaml"))
+    ]
 
 
 @contextmanager
@@ -154,8 +158,7 @@ def scripted_models(scripts: dict[str, dict[str, Any]]) -> Iterator[dict[str, st
             server = ScriptedServer(("127.0.0.1", 0), parse_script(data, name))
             threading.Thread(target=server.serve_forever, daemon=True).start()
             servers[name] = server
-        yield {name: f"http://127.0.0.1:{s.server_address[1]}/v1"
-               for name, s in servers.items()}
+        yield {name: f"http://127.0.0.1:{s.server_address[1]}/v1" for name, s in servers.items()}
     finally:
         for server in servers.values():
             server.shutdown()
@@ -168,8 +171,9 @@ class Run:
     def __init__(self, spec: MeshSpec, watchdog: bool) -> None:
         self.spec = spec
         self.keeper = Keeper(spec, TOPICS)
-        self.behaviours: dict[str, Behaviour] = {a.name: behaviour_for(spec, a)
-                                                 for a in spec.agents}
+        self.behaviours: dict[str, Behaviour] = {
+            a.name: behaviour_for(spec, a) for a in spec.agents
+        }
         self.dog = Watchdog(spec.watchdog, default_budget(spec)) if watchdog else None
         self.watches: dict[str, TraceWatch] = {}
         self.queue: deque[tuple[str, bytes]] = deque()
@@ -203,7 +207,8 @@ class Run:
             verdict_id = step.payload.get("verdict_id")
             if isinstance(verdict_id, str):
                 self.applied_at.setdefault(
-                    verdict_id, (before.totals.hops, self.depth.get(step.trace_id, 0)))
+                    verdict_id, (before.totals.hops, self.depth.get(step.trace_id, 0))
+                )
             else:
                 self.depth[step.trace_id] = max(self.depth.get(step.trace_id, 0), step.hop)
         elif topic == TOPICS.control:
@@ -219,7 +224,8 @@ class Run:
             at = head.updated_at or datetime.now(UTC)
             for verdict in self.dog.on_snapshot(self._watch(head.trace_id), head, at):
                 self.evidence_at.setdefault(
-                    verdict.verdict_id, (head.totals.hops, self.depth.get(head.trace_id, 0)))
+                    verdict.verdict_id, (head.totals.hops, self.depth.get(head.trace_id, 0))
+                )
                 self.queue.append((TOPICS.control, encode(verdict)))
         elif topic.startswith(TOPICS.event("")):
             event = decode(value, Envelope)
@@ -238,10 +244,18 @@ class Run:
 
         key = msgspec.json.decode(value).get("trace_id")
         record: ConsumerRecord[bytes, bytes] = ConsumerRecord(
-            topic=topic, partition=0, offset=next(self.offsets), timestamp=next(self.clock),
-            timestamp_type=0, key=key.encode() if isinstance(key, str) else None, value=value,
-            checksum=None, serialized_key_size=0, serialized_value_size=len(value),
-            headers=())
+            topic=topic,
+            partition=0,
+            offset=next(self.offsets),
+            timestamp=next(self.clock),
+            timestamp_type=0,
+            key=key.encode() if isinstance(key, str) else None,
+            value=value,
+            checksum=None,
+            serialized_key_size=0,
+            serialized_value_size=len(value),
+            headers=(),
+        )
         batch = Batch()
         handler(record, batch)
         self.queue.extend((t, v) for t, _, v, _ in batch.sends)
@@ -263,9 +277,11 @@ def overspend(budget: Budget, result: TerminalResult) -> dict[str, float]:
     return {
         "hops": max(0, usage.hops - budget.max_hops) if budget.max_hops is not None else 0,
         "tokens": max(0, usage.tokens_in + usage.tokens_out - budget.max_tokens)
-        if budget.max_tokens is not None else 0,
+        if budget.max_tokens is not None
+        else 0,
         "cost": round(max(0.0, usage.cost - budget.max_cost), 12)
-        if budget.max_cost is not None else 0.0,
+        if budget.max_cost is not None
+        else 0.0,
     }
 
 
@@ -273,8 +289,10 @@ async def run_case(case: Case) -> Outcome:
     """Run one case to its end; resume its halted trace once when the case says so."""
     with scripted_models(case.scripts) as urls:
         mesh = dict(case.mesh)
-        mesh["models"] = {name: {**tier, "base_url": urls[tier.get("script", name)]}
-                          for name, tier in case.mesh["models"].items()}
+        mesh["models"] = {
+            name: {**tier, "base_url": urls[tier.get("script", name)]}
+            for name, tier in case.mesh["models"].items()
+        }
         for tier in mesh["models"].values():
             tier.pop("script", None)
         spec = MeshSpec.model_validate(mesh)
@@ -293,27 +311,39 @@ async def run_case(case: Case) -> Outcome:
 async def _resume(run: Run, trace_id: str, guidance: str) -> str:
     """Resume a halted trace the way ``choreo escalations resolve --resume`` does; return
     the continuation's terminal status."""
-    halted = next(decode(v, Snapshot) for t, v in reversed(run.log)
-                  if t == TOPICS.state and decode(v, Snapshot).trace_id == trace_id)
+    halted = next(
+        decode(v, Snapshot)
+        for t, v in reversed(run.log)
+        if t == TOPICS.state and decode(v, Snapshot).trace_id == trace_id
+    )
     follow = f"{trace_id}-resumed"
-    await run.drive(Task(input=str(halted.fields.get("input", "")), trace_id=follow,
-                         parent_trace_id=trace_id,
-                         initial_state={**carried_over(halted.fields), "guidance": guidance}))
+    await run.drive(
+        Task(
+            input=str(halted.fields.get("input", "")),
+            trace_id=follow,
+            parent_trace_id=trace_id,
+            initial_state={**carried_over(halted.fields), "guidance": guidance},
+        )
+    )
     results = run.records(TOPICS.results, TerminalResult, follow)
     return results[0].status if len(results) == 1 else f"{len(results)} terminal records"
 
 
 def _judge(case: Case, run: Run, trace_id: str) -> Outcome:
     results = run.records(TOPICS.results, TerminalResult, trace_id)
-    verdicts = list({v.verdict_id: v for v in run.records(TOPICS.control, ControlVerdict,
-                                                          trace_id)}.values())
+    verdicts = list(
+        {v.verdict_id: v for v in run.records(TOPICS.control, ControlVerdict, trace_id)}.values()
+    )
     escalations = run.records(TOPICS.escalations, Escalation, trace_id)
     hops = run.records(TOPICS.hops, HopRecord, trace_id)
     notes = []
     if len(results) != 1:
         notes.append(f"{len(results)} terminal records")
-    result = results[0] if results else TerminalResult(trace_id=trace_id, status="halted",
-                                                        reason="never ended")
+    result = (
+        results[0]
+        if results
+        else TerminalResult(trace_id=trace_id, status="halted", reason="never ended")
+    )
     budget = run.keeper.traces[trace_id].budget if trace_id in run.keeper.traces else Budget()
     if result.usage.hops != sum(1 for h in hops if h.status != "refused"):
         notes.append("hop count differs from the steps folded")
@@ -323,15 +353,27 @@ def _judge(case: Case, run: Run, trace_id: str) -> Outcome:
     steps = folded = None
     if first is not None:
         (folded_at, deep_at), (folded_seen, deep_seen) = (
-            run.applied_at[first.verdict_id], run.evidence_at[first.verdict_id])
+            run.applied_at[first.verdict_id],
+            run.evidence_at[first.verdict_id],
+        )
         steps, folded = deep_at - deep_seen, folded_at - folded_seen
-    return Outcome(case=case, status=result.status, reason=result.reason, verdicts=verdicts,
-                   escalations=escalations, hops=len(hops), overspend=overspend(budget, result),
-                   steps_to_verdict=steps, folded_to_verdict=folded, notes=notes)
+    return Outcome(
+        case=case,
+        status=result.status,
+        reason=result.reason,
+        verdicts=verdicts,
+        escalations=escalations,
+        hops=len(hops),
+        overspend=overspend(budget, result),
+        steps_to_verdict=steps,
+        folded_to_verdict=folded,
+        notes=notes,
+    )
 
 
 def run_corpus(cases: list[Case] | None = None) -> list[Outcome]:
     """Every case of the corpus (or ``cases``), one after another."""
+
     async def main() -> list[Outcome]:
         return [await run_case(case) for case in cases or load_cases()]
 

@@ -37,8 +37,9 @@ def run(bootstrap: str, log_dir: Path, settle_s: float, window_s: float) -> dict
         pids = {c.name: c.pid for c in group.children if c.pid is not None}
         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         time.sleep(window_s)
-        return {name: 100 * (cpu_seconds(pid) - before[name]) / window_s
-                for name, pid in pids.items()}
+        return {
+            name: 100 * (cpu_seconds(pid) - before[name]) / window_s for name, pid in pids.items()
+        }
 
 
 def report(usage: dict[str, dict[str, float]], command: str, window_s: float) -> str:
@@ -48,10 +49,21 @@ def report(usage: dict[str, dict[str, float]], command: str, window_s: float) ->
     titles = {"embedded": "embedded broker", "kafka": "Apache Kafka"}
     head = "| service | " + " | ".join(f"{titles[k]}, % of a core" for k in kinds) + " |"
     rule = "| --- |" + " ---: |" * len(kinds)
-    rows = [f"| {name} | " + " | ".join(f"{usage[k].get(name, 0.0):.2f}" for k in kinds) + " |"
-            for name in names]
-    return "\n".join([
-        f"Command: `{command}`", "",
-        f"The writer-editor mesh with no task, on each broker in turn: each service's CPU time "
-        f"over {window_s:.0f} s after it settled, as percent of one core (`/proc/<pid>/stat`).",
-        "The brokers' own CPU is not counted.", "", head, rule, *rows, ""])
+    rows = [
+        f"| {name} | " + " | ".join(f"{usage[k].get(name, 0.0):.2f}" for k in kinds) + " |"
+        for name in names
+    ]
+    return "\n".join(
+        [
+            f"Command: `{command}`",
+            "",
+            f"The writer-editor mesh with no task, on each broker in turn: each service's CPU time "
+            f"over {window_s:.0f} s after it settled, as percent of one core (`/proc/<pid>/stat`).",
+            "The brokers' own CPU is not counted.",
+            "",
+            head,
+            rule,
+            *rows,
+            "",
+        ]
+    )

@@ -35,22 +35,51 @@ class Leg:
 def chain_legs(length: int, event_topic: Sequence[str]) -> list[Leg]:
     """The legs of a task through a chain of ``length`` agents (``relay-1`` …), whose agent
     *i* reads ``event_topic[i - 1]``."""
-    legs = [Leg(f"task → event for relay-1 ({event_topic[0]})", "keeper: admit, forward",
-                "task", "event.1")]
+    legs = [
+        Leg(
+            f"task → event for relay-1 ({event_topic[0]})",
+            "keeper: admit, forward",
+            "task",
+            "event.1",
+        )
+    ]
     for i in range(1, length + 1):
-        legs.append(Leg(f"event → step record of relay-{i}", f"relay-{i}: read, step, send",
-                        f"event.{i}", f"step.{i}"))
+        legs.append(
+            Leg(
+                f"event → step record of relay-{i}",
+                f"relay-{i}: read, step, send",
+                f"event.{i}",
+                f"step.{i}",
+            )
+        )
         if i < length:
-            legs.append(Leg(f"step record → event for relay-{i + 1}",
-                            "keeper: read, fold, forward", f"step.{i}", f"event.{i + 1}"))
-    legs += [Leg("last step record → terminal record", "keeper: read, fold, finish",
-                 f"step.{length}", "result"),
-             Leg("terminal record → client", "client: read", "result", "seen")]
+            legs.append(
+                Leg(
+                    f"step record → event for relay-{i + 1}",
+                    "keeper: read, fold, forward",
+                    f"step.{i}",
+                    f"event.{i + 1}",
+                )
+            )
+    legs += [
+        Leg(
+            "last step record → terminal record",
+            "keeper: read, fold, finish",
+            f"step.{length}",
+            "result",
+        ),
+        Leg("terminal record → client", "client: read", "result", "seen"),
+    ]
     return legs
 
 
-def timeline(task_ms: float, outbox: Sequence[tuple[float, bytes]],
-             events: Mapping[int, float], result_ms: float, seen_ms: float) -> Timeline:
+def timeline(
+    task_ms: float,
+    outbox: Sequence[tuple[float, bytes]],
+    events: Mapping[int, float],
+    result_ms: float,
+    seen_ms: float,
+) -> Timeline:
     """One trace's timeline from its records: ``outbox`` as (timestamp, value) pairs (the
     steps are told apart by their source, ``relay-<i>``), ``events`` by agent index."""
     marks: Timeline = {"task": task_ms, "result": result_ms, "seen": seen_ms}
@@ -64,5 +93,12 @@ def timeline(task_ms: float, outbox: Sequence[tuple[float, bytes]],
 
 def summarize(legs: list[Leg], timelines: list[Timeline]) -> list[tuple[Leg, Summary]]:
     """Each leg with its durations in ms, over the timelines that have both its ends."""
-    return [(leg, Summary.of([t[leg.end] - t[leg.start] for t in timelines
-                              if leg.start in t and leg.end in t])) for leg in legs]
+    return [
+        (
+            leg,
+            Summary.of(
+                [t[leg.end] - t[leg.start] for t in timelines if leg.start in t and leg.end in t]
+            ),
+        )
+        for leg in legs
+    ]

@@ -20,8 +20,13 @@ def leg_topic(prefix: str, index: int) -> str:
 
 async def relay(bootstrap: str, prefix: str, leg: int, stop: asyncio.Event) -> None:
     settings = Settings()
-    consumer = make_consumer(bootstrap, settings, group_id=f"{prefix}.relay.{leg}",
-                             client_id=f"relay-{leg}", topics=[leg_topic(prefix, leg)])
+    consumer = make_consumer(
+        bootstrap,
+        settings,
+        group_id=f"{prefix}.relay.{leg}",
+        client_id=f"relay-{leg}",
+        topics=[leg_topic(prefix, leg)],
+    )
     producer = make_producer(bootstrap, f"relay-{leg}")
     await producer.start()
     await consumer.start()
@@ -30,8 +35,9 @@ async def relay(bootstrap: str, prefix: str, leg: int, stop: asyncio.Event) -> N
             batch = await consumer.getmany(timeout_ms=200)
             for records in batch.values():
                 for record in records:
-                    await producer.send_and_wait(leg_topic(prefix, leg + 1), record.value,
-                                                 key=record.key)
+                    await producer.send_and_wait(
+                        leg_topic(prefix, leg + 1), record.value, key=record.key
+                    )
             if batch:
                 await consumer.commit()
     finally:

@@ -59,26 +59,41 @@ class StateBench:
 
 
 def bench_spec() -> MeshSpec:
-    agent = {"subscribe": ["work.requested"], "persona": "p", "model": "m",
-             "routes": [{"emit": "work.requested"}]}
-    return parse_mesh({
-        "name": "bench-state", "entry": ["work.requested"],
-        "state": {"log": {"reducer": "append"}, "n": {"reducer": "add", "default": 0},
-                  "tags": {"reducer": "set_union"}, "doc": {"reducer": "merge"},
-                  "last": {"reducer": "replace"}},
-        "models": {"m": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}},
-        "agents": [{"name": name, **agent} for name in AGENTS],
-        "budgets": {"max_hops": STEPS_PER_TRACE + 1},
-    })
+    agent = {
+        "subscribe": ["work.requested"],
+        "persona": "p",
+        "model": "m",
+        "routes": [{"emit": "work.requested"}],
+    }
+    return parse_mesh(
+        {
+            "name": "bench-state",
+            "entry": ["work.requested"],
+            "state": {
+                "log": {"reducer": "append"},
+                "n": {"reducer": "add", "default": 0},
+                "tags": {"reducer": "set_union"},
+                "doc": {"reducer": "merge"},
+                "last": {"reducer": "replace"},
+            },
+            "models": {"m": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}},
+            "agents": [{"name": name, **agent} for name in AGENTS],
+            "budgets": {"max_hops": STEPS_PER_TRACE + 1},
+        }
+    )
 
 
 def admission(trace_id: str) -> Envelope:
     """The ``trace.admit`` record the keeper logs for a task."""
     origin = f"bench/{trace_id}"
     task = Task(input=f"bench {trace_id}", trace_id=trace_id)
-    return Envelope(event_id=derive_event_id(origin, TASK_SOURCE), trace_id=trace_id,
-                    type=ADMIT, source=TASK_SOURCE,
-                    payload={"task": msgspec.to_builtins(task), "origin": origin})
+    return Envelope(
+        event_id=derive_event_id(origin, TASK_SOURCE),
+        trace_id=trace_id,
+        type=ADMIT,
+        source=TASK_SOURCE,
+        payload={"task": msgspec.to_builtins(task), "origin": origin},
+    )
 
 
 def steps(trace_id: str, rnd: random.Random) -> Iterator[Envelope]:
@@ -87,12 +102,20 @@ def steps(trace_id: str, rnd: random.Random) -> Iterator[Envelope]:
         agent = AGENTS[index % len(AGENTS)]
         version = index + 1
         yield Envelope(
-            event_id=derive_event_id(f"{trace_id}/{index}", agent), trace_id=trace_id,
-            type="work.requested", source=agent, hop=index + 1,
+            event_id=derive_event_id(f"{trace_id}/{index}", agent),
+            trace_id=trace_id,
+            type="work.requested",
+            source=agent,
+            hop=index + 1,
             state_version=max(1, version - rnd.randint(0, 2)),
-            delta={"log": f"{agent} step {index}", "n": rnd.randint(1, 5),
-                   "tags": [rnd.choice("abcdefgh")], "doc": {agent: index},
-                   "last": f"{agent}:{index}"})
+            delta={
+                "log": f"{agent} step {index}",
+                "n": rnd.randint(1, 5),
+                "tags": [rnd.choice("abcdefgh")],
+                "doc": {agent: index},
+                "last": f"{agent}:{index}",
+            },
+        )
 
 
 def fold_rate(spec: MeshSpec, deltas: int) -> tuple[int, float, int]:
@@ -100,8 +123,10 @@ def fold_rate(spec: MeshSpec, deltas: int) -> tuple[int, float, int]:
     rnd = random.Random(SEED)
     at = datetime(2025, 1, 1, tzinfo=UTC)
     traces = [f"fold-{i}" for i in range(max(1, deltas // STEPS_PER_TRACE))]
-    work = [(transitions.admit(spec, Task(input="bench"), t, "bench", at),
-             list(steps(t, rnd))) for t in traces]
+    work = [
+        (transitions.admit(spec, Task(input="bench"), t, "bench", at), list(steps(t, rnd)))
+        for t in traces
+    ]
     folds = conflicts = 0
     started = time.perf_counter()
     for snapshot, trace_steps in work:
@@ -118,10 +143,15 @@ async def _write_outbox(bootstrap: str, topic: str, traces: int) -> int:
     producer = make_producer(bootstrap, "choreo-bench-state")
     await producer.start()
     try:
-        records = [(trace_id, envelope) for trace_id in (f"replay-{i}" for i in range(traces))
-                   for envelope in (admission(trace_id), *steps(trace_id, rnd))]
-        await acked(producer.send(topic, encode(envelope), key=trace_id.encode())
-                    for trace_id, envelope in records)
+        records = [
+            (trace_id, envelope)
+            for trace_id in (f"replay-{i}" for i in range(traces))
+            for envelope in (admission(trace_id), *steps(trace_id, rnd))
+        ]
+        await acked(
+            producer.send(topic, encode(envelope), key=trace_id.encode())
+            for trace_id, envelope in records
+        )
         return len(records)
     finally:
         await producer.stop()
@@ -140,10 +170,13 @@ def run(bootstrap: str, settings: Settings, deltas: int, traces: int) -> StateBe
     keeper = replay(spec, topics, records)
     apply_seconds = time.perf_counter() - started
     if len(records) != written or len(keeper.traces) != traces:
-        raise RuntimeError(f"replay read {len(records)} of {written} records and rebuilt "
-                           f"{len(keeper.traces)} of {traces} traces")
-    return StateBench(folds, fold_seconds, conflicts, len(records), traces, read_seconds,
-                      apply_seconds)
+        raise RuntimeError(
+            f"replay read {len(records)} of {written} records and rebuilt "
+            f"{len(keeper.traces)} of {traces} traces"
+        )
+    return StateBench(
+        folds, fold_seconds, conflicts, len(records), traces, read_seconds, apply_seconds
+    )
 
 
 def report(result: StateBench, command: str, broker_kind: str) -> str:

@@ -28,24 +28,32 @@ class Summary:
         def rank(q: float) -> float:  # nearest-rank percentile
             return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
-        return cls(len(ordered), rank(0.50), rank(0.90), rank(0.99),
-                   sum(ordered) / len(ordered))
+        return cls(len(ordered), rank(0.50), rank(0.90), rank(0.99), sum(ordered) / len(ordered))
 
 
 def machine() -> str:
-    return f"{os.cpu_count()} cores, {platform.python_implementation()} " \
-           f"{platform.python_version()}, {platform.system()} {platform.machine()}"
+    return (
+        f"{os.cpu_count()} cores, {platform.python_implementation()} "
+        f"{platform.python_version()}, {platform.system()} {platform.machine()}"
+    )
 
 
 def write_section(path: Path, title: str, body: str) -> None:
     """Replace (or append) the ``## title`` section of the benchmarks file."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nEvery figure here was " \
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nEvery figure here was "
         "produced by the command shown with it; rerun it to refresh the section.\n"
+    )
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
     section = f"## {title}\n\n_Measured {stamp} on {machine()}._\n\n{body.strip()}\n"
     pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) \
+    text = (
+        pattern.sub(lambda _: section + "\n", text)
+        if pattern.search(text)
         else text.rstrip() + "\n\n" + section
+    )
     path.write_text(text.rstrip() + "\n")
 
 

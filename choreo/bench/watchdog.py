@@ -71,17 +71,18 @@ async def observe(bootstrap: str, settings: Settings, trace_id: str) -> Observat
     """Read one trace back. A verdict or escalation re-sent with the same id (at-least-once
     delivery; the keeper drops the repeat by that id) is counted once."""
     topics = Topics(settings.topic_prefix)
-    verdicts = await queries.trace_typed(bootstrap, settings, topics.control, trace_id,
-                                         ControlVerdict)
-    escalations = await queries.trace_typed(bootstrap, settings, topics.escalations, trace_id,
-                                            Escalation)
+    verdicts = await queries.trace_typed(
+        bootstrap, settings, topics.control, trace_id, ControlVerdict
+    )
+    escalations = await queries.trace_typed(
+        bootstrap, settings, topics.escalations, trace_id, Escalation
+    )
     return Observation(
         trace_id,
         list({v.verdict_id: v for v in verdicts}.values()),
         list({(e.escalation_id, e.status): e for e in escalations}.values()),
         await queries.hops(bootstrap, settings, topics.hops, trace_id),
-        await queries.trace_typed(bootstrap, settings, topics.results, trace_id,
-                                  TerminalResult),
+        await queries.trace_typed(bootstrap, settings, topics.results, trace_id, TerminalResult),
     )
 
 
@@ -100,7 +101,8 @@ async def caught_up(bootstrap: str, settings: Settings, trace_id: str) -> bool:
     try:
         committed = await admin.list_consumer_group_offsets(
             app_id(settings.topic_prefix),
-            partitions=[TopicPartition(topics.hops, p) for p in sorted(ends)])
+            partitions=[TopicPartition(topics.hops, p) for p in sorted(ends)],
+        )
     finally:
         await admin.close()
     done = {tp.partition: meta.offset for tp, meta in committed.items()}
@@ -136,10 +138,17 @@ def evidence_hop(verdict: ControlVerdict, hops: list[HopRecord]) -> int | None:
     if "hop" in verdict.evidence:
         return int(verdict.evidence["hop"])
     limits = verdict.evidence.get("details", {})
-    used = {"hops": lambda h: h.totals.hops, "cost": lambda h: h.totals.cost,
-            "tokens": lambda h: h.totals.tokens_in + h.totals.tokens_out}
-    over = [h.hop for h in hops for name, figures in limits.items()
-            if name in used and used[name](h) > figures["limit"]]
+    used = {
+        "hops": lambda h: h.totals.hops,
+        "cost": lambda h: h.totals.cost,
+        "tokens": lambda h: h.totals.tokens_in + h.totals.tokens_out,
+    }
+    over = [
+        h.hop
+        for h in hops
+        for name, figures in limits.items()
+        if name in used and used[name](h) > figures["limit"]
+    ]
     return min(over, default=None)
 
 
@@ -179,38 +188,45 @@ async def _poll(check: Callable[[], Awaitable[bool]], what: str, within_s: float
 async def _measure_all(bootstrap: str, settings: Settings, within_s: float) -> list[Row]:
     topics = Topics(settings.topic_prefix)
     healthy = await queries.submit(bootstrap, topics.tasks, Task(input=HEALTHY))
-    await _poll(partial(caught_up, bootstrap, settings, healthy), "the watchdog to start",
-                within_s)
-    traces = {s.name: await queries.submit(bootstrap, topics.tasks,
-                                           Task(input=s.input, budget=s.budget))
-              for s in SCENARIOS}
+    await _poll(partial(caught_up, bootstrap, settings, healthy), "the watchdog to start", within_s)
+    traces = {
+        s.name: await queries.submit(bootstrap, topics.tasks, Task(input=s.input, budget=s.budget))
+        for s in SCENARIOS
+    }
     rows = []
     for name, trace_id in traces.items():
-        result = await queries.wait_for_result(bootstrap, settings, topics.results, trace_id,
-                                               within_s)
+        result = await queries.wait_for_result(
+            bootstrap, settings, topics.results, trace_id, within_s
+        )
         if result is None:
             raise TimeoutError(f"scenario {name}: no terminal record within {within_s:.0f}s")
         if result.status == "failed":  # no scenario fails: the mesh itself is broken
             raise RuntimeError(f"scenario {name} failed: {result.reason}")
-        await _poll(partial(caught_up, bootstrap, settings, trace_id),
-                    f"the watchdog to read scenario {name}", within_s)
+        await _poll(
+            partial(caught_up, bootstrap, settings, trace_id),
+            f"the watchdog to read scenario {name}",
+            within_s,
+        )
         rows.append(measure(name, await observe(bootstrap, settings, trace_id)))
     return rows
 
 
-def run(bootstrap: str, log_dir: Path, mesh: Path = SCENARIO_MESH,
-        timeout: float = 180.0) -> list[Row]:
+def run(
+    bootstrap: str, log_dir: Path, mesh: Path = SCENARIO_MESH, timeout: float = 180.0
+) -> list[Row]:
     """Start the scenario mesh with its watchdog under a fresh prefix, run every scenario."""
     prefix = f"bench{new_id()[:8].lower()}"
     settings = Settings(topic_prefix=prefix)
     spec = load_mesh(mesh)
-    with start_mesh(spec, mesh, bootstrap, settings, log_dir, watchdog=True,
-                    env={"CHOREO_TOPIC_PREFIX": prefix}):
+    with start_mesh(
+        spec, mesh, bootstrap, settings, log_dir, watchdog=True, env={"CHOREO_TOPIC_PREFIX": prefix}
+    ):
         return asyncio.run(_measure_all(bootstrap, settings, timeout))
 
 
 def report(rows: list[Row], command: str, broker_kind: str) -> str:
     """The BENCHMARKS.md section: one row per scenario, and how to read it."""
+
     def cell(value: int | None) -> str:
         return "-" if value is None else str(value)
 
@@ -231,7 +247,8 @@ def report(rows: list[Row], command: str, broker_kind: str) -> str:
         lines.append(
             f"| {r.scenario} | {', '.join(r.actions) or 'none'} | {r.rule or '-'} "
             f"| {cell(r.evidence_hop)} | {cell(r.before_shift)} | {cell(r.before_halt)} "
-            f"| {cell(r.before_end)} | {r.hops} | {r.status} |")
+            f"| {cell(r.before_end)} | {r.hops} | {r.status} |"
+        )
     return "\n".join(lines)
 
 
@@ -254,9 +271,14 @@ class Calibration:
 
     @property
     def on_target(self) -> bool:
-        return (self.caught == self.loops and self.false_halts == self.false_shifts == 0
-                and not any(self.overspend.values()) and self.wrong_escalations == 0
-                and self.notes == 0 and (self.worst_steps or 0) <= 2)
+        return (
+            self.caught == self.loops
+            and self.false_halts == self.false_shifts == 0
+            and not any(self.overspend.values())
+            and self.wrong_escalations == 0
+            and self.notes == 0
+            and (self.worst_steps or 0) <= 2
+        )
 
 
 def calibration(outcomes: list[Outcome]) -> Calibration:
@@ -264,15 +286,19 @@ def calibration(outcomes: list[Outcome]) -> Calibration:
     loops = [o for o in outcomes if o.case.label == "loop"]
     steps = [o.steps_to_verdict for o in outcomes if o.steps_to_verdict is not None]
     return Calibration(
-        loops=len(loops), caught=sum(o.caught for o in loops),
+        loops=len(loops),
+        caught=sum(o.caught for o in loops),
         healthy=len(outcomes) - len(loops),
         false_halts=sum(o.false_halt for o in outcomes),
         false_shifts=sum(o.false_shift for o in outcomes),
         worst_steps=max(steps, default=None),
-        overspend={name: round(sum(o.overspend[name] for o in outcomes), 12)
-                   for name in ("hops", "tokens", "cost")},
+        overspend={
+            name: round(sum(o.overspend[name] for o in outcomes), 12)
+            for name in ("hops", "tokens", "cost")
+        },
         wrong_escalations=sum(not o.escalations_right for o in outcomes),
-        notes=sum(len(o.notes) for o in outcomes))
+        notes=sum(len(o.notes) for o in outcomes),
+    )
 
 
 def corpus_report(outcomes: list[Outcome], command: str) -> str:
@@ -309,15 +335,17 @@ def corpus_report(outcomes: list[Outcome], command: str) -> str:
     ]
     for o in outcomes:
         verdicts = ", ".join(f"{v.action} {v.reason}" for v in o.verdicts) or "none"
-        steps = "-" if o.steps_to_verdict is None else \
-            f"{o.steps_to_verdict} / {o.folded_to_verdict}"
+        steps = (
+            "-" if o.steps_to_verdict is None else f"{o.steps_to_verdict} / {o.folded_to_verdict}"
+        )
         spent = " / ".join(cell(o.overspend[k]) for k in ("hops", "tokens", "cost"))
         if o.case.label == "loop":
             judged = "caught" if o.caught else "MISSED"
         else:
             judged = "false halt" if o.false_halt else "false shift" if o.false_shift else "ok"
-        terminal = o.status if o.continuation is None else \
-            f"{o.status}; resumed: {o.continuation}"
-        lines.append(f"| {o.case.name} | {o.case.label} | {o.case.shape} | {terminal} "
-                     f"| {verdicts} | {steps} | {spent} | {judged} |")
+        terminal = o.status if o.continuation is None else f"{o.status}; resumed: {o.continuation}"
+        lines.append(
+            f"| {o.case.name} | {o.case.label} | {o.case.shape} | {terminal} "
+            f"| {verdicts} | {steps} | {spent} | {judged} |"
+        )
     return "\n".join(lines)

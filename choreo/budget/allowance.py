@@ -48,16 +48,16 @@ class Spending:
         self.allowance = allowance
         self.spent = Usage()
 
-    def cap(self, messages: Sequence[Mapping[str, str]], tier: ModelTier,
-            max_tokens: int | None) -> int | None:
+    def cap(
+        self, messages: Sequence[Mapping[str, str]], tier: ModelTier, max_tokens: int | None
+    ) -> int | None:
         """The ``max_tokens`` to send for this call; raises OverBudget if none fits."""
         prompt = estimate_tokens(messages)
         caps = [] if max_tokens is None else [max_tokens]
         if self.allowance.tokens is not None:
             left = self.allowance.tokens - self.spent.tokens_in - self.spent.tokens_out
             if left - prompt < 1:
-                raise OverBudget("budget.tokens", {"left": left, "prompt": prompt},
-                                 self.spent)
+                raise OverBudget("budget.tokens", {"left": left, "prompt": prompt}, self.spent)
             caps.append(left - prompt)
         if self.allowance.cost is not None:
             left_cost = self.allowance.cost - self.spent.cost
@@ -66,18 +66,27 @@ class Spending:
                 # in millionths of a dollar, rounded so float noise never costs a token
                 room = math.floor(round((left_cost - least) * 1e6 / tier.price_out_per_mtok, 6))
                 if room < 1:
-                    raise OverBudget("budget.cost", {"left": round(left_cost, 9),
-                                                     "least": round(least, 9)}, self.spent)
+                    raise OverBudget(
+                        "budget.cost",
+                        {"left": round(left_cost, 9), "least": round(least, 9)},
+                        self.spent,
+                    )
                 caps.append(room)
             elif least > left_cost:
-                raise OverBudget("budget.cost", {"left": round(left_cost, 9),
-                                                 "least": round(least, 9)}, self.spent)
+                raise OverBudget(
+                    "budget.cost",
+                    {"left": round(left_cost, 9), "least": round(least, 9)},
+                    self.spent,
+                )
         return min(caps) if caps else None
 
     def spend(self, usage: Usage) -> None:
-        self.spent = Usage(tokens_in=self.spent.tokens_in + usage.tokens_in,
-                           tokens_out=self.spent.tokens_out + usage.tokens_out,
-                           cost=self.spent.cost + usage.cost, calls=self.spent.calls + usage.calls)
+        self.spent = Usage(
+            tokens_in=self.spent.tokens_in + usage.tokens_in,
+            tokens_out=self.spent.tokens_out + usage.tokens_out,
+            cost=self.spent.cost + usage.cost,
+            calls=self.spent.calls + usage.calls,
+        )
 
 
 _current: ContextVar[Spending | None] = ContextVar("choreo_spending", default=None)

@@ -65,9 +65,11 @@ def left(event: Envelope, spent: Usage, now: datetime | None = None) -> BudgetLe
 
 def plus(first: Usage, second: Usage) -> Usage:
     """Two calls' usage as one step's: sums, and the later call's model."""
-    return Usage(tokens_in=first.tokens_in + second.tokens_in,
-                 tokens_out=first.tokens_out + second.tokens_out,
-                 cost=first.cost + second.cost,
-                 latency_ms=first.latency_ms + second.latency_ms,
-                 model=second.model or first.model,
-                 calls=first.calls + second.calls)
+    return Usage(
+        tokens_in=first.tokens_in + second.tokens_in,
+        tokens_out=first.tokens_out + second.tokens_out,
+        cost=first.cost + second.cost,
+        latency_ms=first.latency_ms + second.latency_ms,
+        model=second.model or first.model,
+        calls=first.calls + second.calls,
+    )

@@ -34,8 +34,10 @@ class Exhausted(msgspec.Struct, kw_only=True):
     @property
     def reason(self) -> str:
         """The terminal record's reason: the rule, then every figure."""
-        figures = "; ".join(f"{name} " + ", ".join(f"{k} {v}" for k, v in values.items())
-                            for name, values in self.details.items())
+        figures = "; ".join(
+            f"{name} " + ", ".join(f"{k} {v}" for k, v in values.items())
+            for name, values in self.details.items()
+        )
         return f"{self.rule}: {figures}"
 
 
@@ -61,8 +63,9 @@ def over(budget: Budget, totals: Totals) -> Exhausted | None:
     return Exhausted(rule=f"budget.{next(iter(found))}", details=found)
 
 
-def allot(snapshot: Snapshot, event_id: str, agents: list[str]
-          ) -> tuple[Snapshot, Allowance] | Exhausted:
+def allot(
+    snapshot: Snapshot, event_id: str, agents: list[str]
+) -> tuple[Snapshot, Allowance] | Exhausted:
     """Reserve one step for each of ``agents`` (the subscribers of one forwarded event).
 
     Returns the snapshot with the reservations and the allowance each step gets, or why the
@@ -72,25 +75,47 @@ def allot(snapshot: Snapshot, event_id: str, agents: list[str]
         return snapshot, Allowance()
     budget, totals, reserved = snapshot.budget, snapshot.totals, snapshot.reserved.values()
     count = len(agents)
-    if budget.max_hops is not None and totals.hops + len(snapshot.reserved) + count \
-            > budget.max_hops:
-        return Exhausted(rule="budget.hops", details={"hops": {
-            "used": totals.hops, "in_flight": len(snapshot.reserved), "next": count,
-            "limit": budget.max_hops}})
+    if (
+        budget.max_hops is not None
+        and totals.hops + len(snapshot.reserved) + count > budget.max_hops
+    ):
+        return Exhausted(
+            rule="budget.hops",
+            details={
+                "hops": {
+                    "used": totals.hops,
+                    "in_flight": len(snapshot.reserved),
+                    "next": count,
+                    "limit": budget.max_hops,
+                }
+            },
+        )
     tokens: int | None = None
     if budget.max_tokens is not None:
         held = sum(a.tokens or 0 for a in reserved)
         tokens = (budget.max_tokens - spent_tokens(totals) - held) // count
         if tokens < 1:
-            return Exhausted(rule="budget.tokens", details={"tokens": {
-                "used": spent_tokens(totals), "in_flight": held, "limit": budget.max_tokens}})
+            return Exhausted(
+                rule="budget.tokens",
+                details={
+                    "tokens": {
+                        "used": spent_tokens(totals),
+                        "in_flight": held,
+                        "limit": budget.max_tokens,
+                    }
+                },
+            )
     cost: float | None = None
     if budget.max_cost is not None:
         held_cost = _ceil12(sum(a.cost or 0.0 for a in reserved))
         cost = _floor12((budget.max_cost - totals.cost - held_cost) / count)
         if cost <= 0:
-            return Exhausted(rule="budget.cost", details={"cost": {
-                "used": totals.cost, "in_flight": held_cost, "limit": budget.max_cost}})
+            return Exhausted(
+                rule="budget.cost",
+                details={
+                    "cost": {"used": totals.cost, "in_flight": held_cost, "limit": budget.max_cost}
+                },
+            )
     share = Allowance(tokens=tokens, cost=cost)
     held_now = {**snapshot.reserved, **{reservation_key(event_id, a): share for a in agents}}
     return msgspec.structs.replace(snapshot, reserved=held_now), share
@@ -104,7 +129,8 @@ def release(snapshot: Snapshot, step: Envelope) -> Snapshot:
     if key not in snapshot.reserved:
         return snapshot
     return msgspec.structs.replace(
-        snapshot, reserved={k: v for k, v in snapshot.reserved.items() if k != key})
+        snapshot, reserved={k: v for k, v in snapshot.reserved.items() if k != key}
+    )
 
 
 def _floor12(value: float) -> float:

@@ -16,5 +16,7 @@ CHARS_PER_TOKEN = 4
 
 def estimate_tokens(messages: Sequence[Mapping[str, str]]) -> int:
     """Estimated input tokens of a chat (see the module docstring for the rule)."""
-    return sum(MESSAGE_OVERHEAD_TOKENS + math.ceil(len(m.get("content", "")) / CHARS_PER_TOKEN)
-               for m in messages)
+    return sum(
+        MESSAGE_OVERHEAD_TOKENS + math.ceil(len(m.get("content", "")) / CHARS_PER_TOKEN)
+        for m in messages
+    )

@@ -22,7 +22,9 @@ from choreo.observe.settings import Settings
 
 #: What ``--brokers`` starts, one after the other, for each kind named.
 _BROKERS: dict[str, type[EmbeddedBroker] | type[ApacheKafka]] = {
-    "embedded": EmbeddedBroker, "kafka": ApacheKafka}
+    "embedded": EmbeddedBroker,
+    "kafka": ApacheKafka,
+}
 
 
 def _publish(title: str, out: str | None, measure: Callable[[BrokerHandle], str]) -> int:
@@ -55,8 +57,9 @@ def cmd_hop(args: argparse.Namespace, settings: Settings) -> int:
                 started.stop()
     else:
         with broker_session() as broker:
-            results[broker_kind(broker.bootstrap)] = hop.run(broker.bootstrap, args.traces,
-                                                             args.chain)
+            results[broker_kind(broker.bootstrap)] = hop.run(
+                broker.bootstrap, args.traces, args.chain
+            )
     _emit("Hop", args.out, hop.report(results, command))
     return 0
 
@@ -65,26 +68,43 @@ def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.bench import state
 
     command = f"choreo bench state --folds {args.folds} --traces {args.traces}"
-    return _publish("State", args.out, lambda broker: state.report(
-        state.run(broker.bootstrap, settings, args.folds, args.traces), command, broker.kind))
+    return _publish(
+        "State",
+        args.out,
+        lambda broker: state.report(
+            state.run(broker.bootstrap, settings, args.folds, args.traces), command, broker.kind
+        ),
+    )
 
 
 def cmd_watchdog(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.bench import corpus, watchdog
 
     if args.live:
-        return _publish("Watchdog", args.out, lambda broker: watchdog.report(
-            watchdog.run(broker.bootstrap, Path(args.log_dir), Path(args.mesh)),
-            "choreo bench watchdog --live", broker.kind))
+        return _publish(
+            "Watchdog",
+            args.out,
+            lambda broker: watchdog.report(
+                watchdog.run(broker.bootstrap, Path(args.log_dir), Path(args.mesh)),
+                "choreo bench watchdog --live",
+                broker.kind,
+            ),
+        )
     outcomes = corpus.run_corpus(corpus.load_cases(Path(args.corpus or corpus.CORPUS)))
     _emit("Watchdog corpus", args.out, watchdog.corpus_report(outcomes, "choreo bench watchdog"))
     return 0 if watchdog.calibration(outcomes).on_target else 1
 
 
 def _output_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", "--out", dest="out", default=None, metavar="FILE",
-                        help="also write the section into this Markdown file, replacing the "
-                        "section of the same title (default: stdout only)")
+    parser.add_argument(
+        "--output",
+        "--out",
+        dest="out",
+        default=None,
+        metavar="FILE",
+        help="also write the section into this Markdown file, replacing the "
+        "section of the same title (default: stdout only)",
+    )
 
 
 def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
@@ -94,8 +114,9 @@ def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
     for kind in args.brokers:
         broker = _BROKERS[kind]().start()
         try:
-            usage[kind] = idle.run(broker.bootstrap, Path(args.log_dir) / kind, args.settle,
-                                   args.window)
+            usage[kind] = idle.run(
+                broker.bootstrap, Path(args.log_dir) / kind, args.settle, args.window
+            )
         finally:
             broker.stop()
     command = f"choreo bench idle --window {args.window:g} --brokers {' '.join(args.brokers)}"
@@ -104,53 +125,83 @@ def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bench = sub.add_parser("bench", help="measure the mesh on a real broker",
-                           description=" ".join(__doc__.split()))
+    bench = sub.add_parser(
+        "bench", help="measure the mesh on a real broker", description=" ".join(__doc__.split())
+    )
     kinds = bench.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
 
     p = kinds.add_parser("hop", help="per-step overhead vs a raw Kafka relay")
     p.set_defaults(func=cmd_hop)
-    p.add_argument("--traces", type=int, default=200,
-                   help="traces sent through each path (default: 200)")
+    p.add_argument(
+        "--traces", type=int, default=200, help="traces sent through each path (default: 200)"
+    )
     p.add_argument("--chain", type=int, default=4, help="steps per trace (default: 4)")
-    p.add_argument("--brokers", nargs="+", choices=list(_BROKERS), default=None,
-                   help="brokers to start, one after the other, a column each (default: the "
-                   "resolved broker: KAFKA_BOOTSTRAP_SERVERS, else Docker, else embedded)")
+    p.add_argument(
+        "--brokers",
+        nargs="+",
+        choices=list(_BROKERS),
+        default=None,
+        help="brokers to start, one after the other, a column each (default: the "
+        "resolved broker: KAFKA_BOOTSTRAP_SERVERS, else Docker, else embedded)",
+    )
     _output_option(p)
 
     p = kinds.add_parser("state", help="folds per second and outbox replay rate")
     p.set_defaults(func=cmd_state)
-    p.add_argument("--folds", type=int, default=50_000,
-                   help="deltas folded in-process (default: 50000)")
-    p.add_argument("--traces", type=int, default=1000,
-                   help="traces written to a real outbox (default: 1000)")
+    p.add_argument(
+        "--folds", type=int, default=50_000, help="deltas folded in-process (default: 50000)"
+    )
+    p.add_argument(
+        "--traces", type=int, default=1000, help="traces written to a real outbox (default: 1000)"
+    )
     _output_option(p)
 
     p = kinds.add_parser("idle", help="CPU per service of an idle mesh, per broker")
     p.set_defaults(func=cmd_idle)
-    p.add_argument("--brokers", nargs="+", choices=["embedded", "kafka"],
-                   default=["embedded", "kafka"],
-                   help="brokers to start, one after the other (default: embedded kafka)")
-    p.add_argument("--settle", type=float, default=15.0,
-                   help="seconds before the window (default: 15)")
+    p.add_argument(
+        "--brokers",
+        nargs="+",
+        choices=["embedded", "kafka"],
+        default=["embedded", "kafka"],
+        help="brokers to start, one after the other (default: embedded kafka)",
+    )
+    p.add_argument(
+        "--settle", type=float, default=15.0, help="seconds before the window (default: 15)"
+    )
     p.add_argument("--window", type=float, default=30.0, help="seconds measured (default: 30)")
-    p.add_argument("--log-dir", default=".choreo/logs/bench-idle",
-                   help="folder for the services' logs (default: .choreo/logs/bench-idle)")
+    p.add_argument(
+        "--log-dir",
+        default=".choreo/logs/bench-idle",
+        help="folder for the services' logs (default: .choreo/logs/bench-idle)",
+    )
     _output_option(p)
 
-    p = kinds.add_parser("watchdog", help="the watchdog's labelled corpus: loops caught, false "
-                         "halts and shifts, steps to verdict, overspend (--live: the scenario "
-                         "mesh on a broker)")
+    p = kinds.add_parser(
+        "watchdog",
+        help="the watchdog's labelled corpus: loops caught, false "
+        "halts and shifts, steps to verdict, overspend (--live: the scenario "
+        "mesh on a broker)",
+    )
     p.set_defaults(func=cmd_watchdog)
-    p.add_argument("--corpus", default=None, help="folder of corpus cases (default: the "
-                   "installed corpus, choreo/bench/watchdog_corpus)")
-    p.add_argument("--live", action="store_true",
-                   help="instead, run the scenario mesh with its watchdog on a real broker and "
-                   "count the steps each verdict takes to land")
-    p.add_argument("--mesh", default=str(SCENARIO_MESH),
-                   help="with --live, the scenario mesh (default: tests/scenarios/mesh.yaml "
-                   "of a checkout)")
-    p.add_argument("--log-dir", default=".choreo/logs/bench-watchdog",
-                   help="with --live, folder for the services' logs "
-                   "(default: .choreo/logs/bench-watchdog)")
+    p.add_argument(
+        "--corpus",
+        default=None,
+        help="folder of corpus cases (default: the installed corpus, choreo/bench/watchdog_corpus)",
+    )
+    p.add_argument(
+        "--live",
+        action="store_true",
+        help="instead, run the scenario mesh with its watchdog on a real broker and "
+        "count the steps each verdict takes to land",
+    )
+    p.add_argument(
+        "--mesh",
+        default=str(SCENARIO_MESH),
+        help="with --live, the scenario mesh (default: tests/scenarios/mesh.yaml of a checkout)",
+    )
+    p.add_argument(
+        "--log-dir",
+        default=".choreo/logs/bench-watchdog",
+        help="with --live, folder for the services' logs (default: .choreo/logs/bench-watchdog)",
+    )
     _output_option(p)

@@ -33,9 +33,11 @@ def bootstrap_of(settings: Settings) -> str:
         return settings.bootstrap_servers
     if (found := local.running_broker()) is not None:
         return found
-    raise UsageError("no broker address: set KAFKA_BOOTSTRAP_SERVERS to the broker the mesh "
-                     "runs on (`choreo up` and `choreo broker` print it), or run this command "
-                     f"in the folder of a running `choreo up` (it writes {local.UP_FILE})")
+    raise UsageError(
+        "no broker address: set KAFKA_BOOTSTRAP_SERVERS to the broker the mesh "
+        "runs on (`choreo up` and `choreo broker` print it), or run this command "
+        f"in the folder of a running `choreo up` (it writes {local.UP_FILE})"
+    )
 
 
 def positive(value: str) -> float:
@@ -56,8 +58,13 @@ def budget_limit(name: str) -> Callable[[str], float | int]:
             number = int(value) if integer else float(value)
             checked = getattr(BudgetSpec.model_validate({name: number}), name)
         except ValueError as exc:
-            reason = (exc.errors()[0]["msg"] if isinstance(exc, ValidationError)
-                      else "not a whole number" if integer else "not a number")
+            reason = (
+                exc.errors()[0]["msg"]
+                if isinstance(exc, ValidationError)
+                else "not a whole number"
+                if integer
+                else "not a number"
+            )
             raise argparse.ArgumentTypeError(f"{reason}, got {value}") from None
         return checked
 

@@ -52,8 +52,9 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("choreo dlq show ID: give the id `choreo dlq` lists (PARTITION:OFFSET)")
     chosen = dict(letters).get(args.id)
     if chosen is None:
-        raise LookupError(f"no dead letter {args.id!r} (ids are PARTITION:OFFSET, as "
-                          "`choreo dlq` lists them)")
+        raise LookupError(
+            f"no dead letter {args.id!r} (ids are PARTITION:OFFSET, as `choreo dlq` lists them)"
+        )
     if args.json:
         output.show_json({"id": args.id, **output.to_builtins(chosen)})
     else:
@@ -63,10 +64,22 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 def register(add: AddCommand) -> None:
     p = add("dlq", cmd_dlq, "list dead-lettered records with their reasons, or show one in full")
-    p.add_argument("action", nargs="?", choices=["list", "show"], default="list",
-                   help="list (default) or show one")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "show"],
+        default="list",
+        help="list (default) or show one",
+    )
     p.add_argument("id", nargs="?", help="with show: the dead letter's PARTITION:OFFSET")
-    p.add_argument("--trace", default=None, metavar="ID",
-                   help="with list: only the records keyed by this trace id (default: all)")
-    p.add_argument("--json", action="store_true",
-                   help="print the records as JSON, original bytes in base64 (default: off)")
+    p.add_argument(
+        "--trace",
+        default=None,
+        metavar="ID",
+        help="with list: only the records keyed by this trace id (default: all)",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the records as JSON, original bytes in base64 (default: off)",
+    )

@@ -28,8 +28,10 @@ from choreo.spec.mesh import SpecError
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="choreo", description="Run, inspect and measure a Choreo Mesh: an event-driven "
-        "mesh of AI agents on Kafka.")
+        prog="choreo",
+        description="Run, inspect and measure a Choreo Mesh: an event-driven "
+        "mesh of AI agents on Kafka.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:

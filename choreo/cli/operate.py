@@ -55,8 +55,10 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     spec = load_mesh(args.mesh)
     created = create_topics(spec, bootstrap_of(settings), settings)
-    output.say(f"{len(created)} topics created" + (f": {', '.join(created)}" if created
-                                                     else " (all existed)"))
+    output.say(
+        f"{len(created)} topics created"
+        + (f": {', '.join(created)}" if created else " (all existed)")
+    )
     return 0
 
 
@@ -67,8 +69,10 @@ def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
         out = Path(args.out) if args.out else export.DEFAULT_OUT
         stale = export.stale(out)
         if stale:
-            output.error(f"stale schema files in {out}: {', '.join(stale)}; run "
-                         f"`choreo schema export --out {out}`")
+            output.error(
+                f"stale schema files in {out}: {', '.join(stale)}; run "
+                f"`choreo schema export --out {out}`"
+            )
             return 1
         output.say(f"schema files in {out} are current")
         return 0
@@ -89,16 +93,22 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     if args.service == "sandbox":
         from choreo.sandbox.__main__ import main as sandbox_main
 
-        sandbox_main([*(["--socket", args.socket] if args.socket else []),
-                      *(["--port", str(args.port)] if args.port is not None else [])])
+        sandbox_main(
+            [
+                *(["--socket", args.socket] if args.socket else []),
+                *(["--port", str(args.port)] if args.port is not None else []),
+            ]
+        )
         return 0
     if args.mesh is None:
         raise UsageError(f"choreo run {args.service}: --mesh is required")
     spec = load_mesh(args.mesh)
     if args.service == "agent":  # a bad name fails before any broker is contacted
         if not args.agent:
-            raise UsageError("choreo run agent: --agent NAME is required (agents: "
-                             f"{', '.join(a.name for a in spec.agents)})")
+            raise UsageError(
+                "choreo run agent: --agent NAME is required (agents: "
+                f"{', '.join(a.name for a in spec.agents)})"
+            )
         spec.agent(args.agent)
     bootstrap = bootstrap_of(settings)
     create_topics(spec, bootstrap, settings)
@@ -119,12 +129,14 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _status_sheet(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> output.Sheet:
-    sheet = output.Sheet(["service", "pid", "status", "log"],
-                         title=f"mesh {spec.name} on {bootstrap}")
+    sheet = output.Sheet(
+        ["service", "pid", "status", "log"], title=f"mesh {spec.name} on {bootstrap}"
+    )
     for child in group.children:
         style = "green" if child.status == "running" else "red"
-        sheet.add(child.name, str(child.pid), output.line((child.status, style)),
-                  str(child.log_path))
+        sheet.add(
+            child.name, str(child.pid), output.line((child.status, style)), str(child.log_path)
+        )
     return sheet
 
 
@@ -141,16 +153,23 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     spec = load_mesh(args.mesh)
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is Ctrl-C: no orphans
     with broker_session() as broker:
-        memory = " (data in memory only: gone when it stops)" if broker.kind == "embedded" \
-            else ""
+        memory = " (data in memory only: gone when it stops)" if broker.kind == "embedded" else ""
         output.say(f"broker ({broker.kind}): ", (broker.bootstrap, "cyan"), memory)
         output.say(f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}")
         if settings.topic_prefix != Settings.model_fields["topic_prefix"].default:
             output.say(f"export CHOREO_TOPIC_PREFIX={settings.topic_prefix}")
         output.say(f"(or run commands from this folder: they find it in {local.UP_FILE})")
-        with start_mesh(spec, Path(args.mesh), broker.bootstrap, settings,
-                        Path(args.log_dir), watchdog=not args.no_watchdog) as group, \
-                local.announce(broker.bootstrap, Path(args.mesh), settings.topic_prefix):
+        with (
+            start_mesh(
+                spec,
+                Path(args.mesh),
+                broker.bootstrap,
+                settings,
+                Path(args.log_dir),
+                watchdog=not args.no_watchdog,
+            ) as group,
+            local.announce(broker.bootstrap, Path(args.mesh), settings.topic_prefix),
+        ):
             output.show_sheet(_status_sheet(spec, broker.bootstrap, group))
             _event("mesh up; Ctrl-C stops every service")
             supervisor = Supervisor(group)
@@ -173,71 +192,121 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     with broker_session() as broker:
         output.say(f"broker ({broker.kind}) at {broker.bootstrap}")
         with output.err.status("starting keeper and agents…"):
-            group = start_mesh(spec, mesh_path, broker.bootstrap, settings, Path(args.log_dir),
-                               watchdog=False)
+            group = start_mesh(
+                spec, mesh_path, broker.bootstrap, settings, Path(args.log_dir), watchdog=False
+            )
         with group:
             topics = Topics(settings.topic_prefix)
-            trace_id = asyncio.run(queries.submit(broker.bootstrap, topics.tasks,
-                                                  Task(input=args.text)))
+            trace_id = asyncio.run(
+                queries.submit(broker.bootstrap, topics.tasks, Task(input=args.text))
+            )
             output.say("task submitted as trace ", (trace_id, "cyan"), f": {args.text}")
-            return show_result(broker.bootstrap, settings, trace_id, args.timeout, tree=True,
-                               group=group)
+            return show_result(
+                broker.bootstrap, settings, trace_id, args.timeout, tree=True, group=group
+            )
 
 
 def register(add: AddCommand) -> None:
-    p = add("broker", cmd_broker, "start the embedded Kafka-compatible broker (data in memory "
-            "only), or Apache Kafka with --kafka")
-    p.add_argument("--port", type=int, default=None,
-                   help="TCP port on 127.0.0.1 (default: a free one)")
-    p.add_argument("--kafka", action="store_true",
-                   help="Apache Kafka (KRaft, one node) from its jars; needs Java 17")
-    p.add_argument("--log", default=None, metavar="FILE",
-                   help="append the broker's own log to this file (default: none)")
+    p = add(
+        "broker",
+        cmd_broker,
+        "start the embedded Kafka-compatible broker (data in memory "
+        "only), or Apache Kafka with --kafka",
+    )
+    p.add_argument(
+        "--port", type=int, default=None, help="TCP port on 127.0.0.1 (default: a free one)"
+    )
+    p.add_argument(
+        "--kafka",
+        action="store_true",
+        help="Apache Kafka (KRaft, one node) from its jars; needs Java 17",
+    )
+    p.add_argument(
+        "--log",
+        default=None,
+        metavar="FILE",
+        help="append the broker's own log to this file (default: none)",
+    )
 
     p = add("topics", cmd_topics, "create every topic a mesh needs")
     p.add_argument("--mesh", required=True, help="the mesh spec (YAML)")
 
     p = add("schema", cmd_schema, "export the wire contract (JSON Schema + AsyncAPI)")
     p.add_argument("action", choices=["export"], help="export")
-    p.add_argument("--out", default=None, metavar="FOLDER",
-                   help="folder to write, or with --check to compare (default: schemas/json "
-                   "under the current folder)")
-    p.add_argument("--check", action="store_true",
-                   help="exit 1 if the files differ from the code instead of writing them")
+    p.add_argument(
+        "--out",
+        default=None,
+        metavar="FOLDER",
+        help="folder to write, or with --check to compare (default: schemas/json "
+        "under the current folder)",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 if the files differ from the code instead of writing them",
+    )
 
     p = add("model-server", cmd_model_server, "serve a scripted model over the OpenAI API")
     p.add_argument("script", help="the model script (YAML)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=0,
-                   help="TCP port (default: 0, a free one, announced on stdout)")
+    p.add_argument(
+        "--port", type=int, default=0, help="TCP port (default: 0, a free one, announced on stdout)"
+    )
 
     p = add("run", cmd_run, "run one service in the foreground (what a container runs)")
-    p.add_argument("service", choices=["keeper", "agent", "watchdog", "sandbox"],
-                   help="the service to run")
-    p.add_argument("--mesh", default=None,
-                   help="the mesh spec (YAML); required but for the sandbox (default: none)")
-    p.add_argument("--agent", default=None, metavar="NAME",
-                   help="with agent: the agent to run, as named in the spec (default: none)")
-    p.add_argument("--socket", default=None,
-                   help="sandbox: Unix socket path (default: CHOREO_SANDBOX_SOCKET, else "
-                   f"{SandboxLimits.model_fields['socket'].default}; none when only --port is "
-                   "given)")
-    p.add_argument("--port", type=int, default=None,
-                   help="sandbox: TCP port on loopback (default: none)")
+    p.add_argument(
+        "service", choices=["keeper", "agent", "watchdog", "sandbox"], help="the service to run"
+    )
+    p.add_argument(
+        "--mesh",
+        default=None,
+        help="the mesh spec (YAML); required but for the sandbox (default: none)",
+    )
+    p.add_argument(
+        "--agent",
+        default=None,
+        metavar="NAME",
+        help="with agent: the agent to run, as named in the spec (default: none)",
+    )
+    p.add_argument(
+        "--socket",
+        default=None,
+        help="sandbox: Unix socket path (default: CHOREO_SANDBOX_SOCKET, else "
+        f"{SandboxLimits.model_fields['socket'].default}; none when only --port is "
+        "given)",
+    )
+    p.add_argument(
+        "--port", type=int, default=None, help="sandbox: TCP port on loopback (default: none)"
+    )
 
-    p = add("up", cmd_up, "start every service of a mesh as its own process; restart any "
-            "that crashes")
+    p = add(
+        "up", cmd_up, "start every service of a mesh as its own process; restart any that crashes"
+    )
     p.add_argument("mesh", help="the mesh spec (YAML)")
-    p.add_argument("--log-dir", default=".choreo/logs",
-                   help="folder for each service's log, NAME.log (default: .choreo/logs)")
-    p.add_argument("--no-watchdog", action="store_true",
-                   help="leave the watchdog out (default: run it)")
+    p.add_argument(
+        "--log-dir",
+        default=".choreo/logs",
+        help="folder for each service's log, NAME.log (default: .choreo/logs)",
+    )
+    p.add_argument(
+        "--no-watchdog", action="store_true", help="leave the watchdog out (default: run it)"
+    )
 
     p = add("demo", cmd_demo, "broker + writer-editor mesh + one task, printed")
-    p.add_argument("--mesh", default=str(DEMO_MESH),
-                   help="the mesh spec (default: the bundled writer-editor example)")
+    p.add_argument(
+        "--mesh",
+        default=str(DEMO_MESH),
+        help="the mesh spec (default: the bundled writer-editor example)",
+    )
     p.add_argument("--text", default=DEMO_TASK, help="the task's input (default: a short brief)")
-    p.add_argument("--timeout", type=positive, default=180.0,
-                   help="seconds to wait for the result (default: 180)")
-    p.add_argument("--log-dir", default=".choreo/logs",
-                   help="folder for each service's log (default: .choreo/logs)")
+    p.add_argument(
+        "--timeout",
+        type=positive,
+        default=180.0,
+        help="seconds to wait for the result (default: 180)",
+    )
+    p.add_argument(
+        "--log-dir",
+        default=".choreo/logs",
+        help="folder for each service's log (default: .choreo/logs)",
+    )

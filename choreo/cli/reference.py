@@ -24,8 +24,9 @@ with `--json`. Commands that work on a running mesh (`submit`, `result`, `state`
 """
 
 
-def _subparsers(parser: argparse.ArgumentParser
-                ) -> Iterator[tuple[str, argparse.ArgumentParser, str]]:
+def _subparsers(
+    parser: argparse.ArgumentParser,
+) -> Iterator[tuple[str, argparse.ArgumentParser, str]]:
     """Each subcommand: its name, parser and the help its parent lists it with."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -49,8 +50,9 @@ def _name(action: argparse.Action) -> str:
     return f"`{action.metavar or action.dest}`"
 
 
-def commands(parser: argparse.ArgumentParser, prefix: str = "choreo"
-             ) -> Iterator[tuple[str, argparse.ArgumentParser, str]]:
+def commands(
+    parser: argparse.ArgumentParser, prefix: str = "choreo"
+) -> Iterator[tuple[str, argparse.ArgumentParser, str]]:
     """Every leaf command, as ``choreo NAME [NAME]``, its parser and what it does."""
     for name, sub, summary in _subparsers(parser):
         if any(True for _ in _subparsers(sub)):

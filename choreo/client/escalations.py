@@ -37,8 +37,9 @@ async def current(bootstrap: str, settings: Settings) -> list[Escalation]:
     return sorted(latest.values(), key=lambda e: (e.created_at, e.escalation_id))
 
 
-async def resolve(bootstrap: str, settings: Settings, escalation_id: str, *,
-                  guidance: str | None) -> Escalation:
+async def resolve(
+    bootstrap: str, settings: Settings, escalation_id: str, *, guidance: str | None
+) -> Escalation:
     """Resume (with ``guidance``) or close (without) an open escalation."""
     topics = Topics(settings.topic_prefix)
     found = {e.escalation_id: e for e in await current(bootstrap, settings)}
@@ -46,28 +47,39 @@ async def resolve(bootstrap: str, settings: Settings, escalation_id: str, *,
     if escalation is None:
         raise EscalationError(f"no escalation {escalation_id!r}")
     if escalation.status != "open":
-        follow = (f" (continuation trace {escalation.continuation_trace_id})"
-                  if escalation.continuation_trace_id else "")
-        raise EscalationError(f"escalation {escalation_id} is already {escalation.status}"
-                              f"{follow}; it can be resolved only once")
+        follow = (
+            f" (continuation trace {escalation.continuation_trace_id})"
+            if escalation.continuation_trace_id
+            else ""
+        )
+        raise EscalationError(
+            f"escalation {escalation_id} is already {escalation.status}"
+            f"{follow}; it can be resolved only once"
+        )
     if guidance is None:
         updated = msgspec.structs.replace(escalation, status="closed")
     else:
-        snapshot = await queries.latest_snapshot(bootstrap, settings, topics.state,
-                                                 escalation.trace_id)
+        snapshot = await queries.latest_snapshot(
+            bootstrap, settings, topics.state, escalation.trace_id
+        )
         continuation = derive_event_id(escalation_id, "resume")
         state = carried_over(snapshot.fields)
-        task = Task(input=str(snapshot.fields.get("input", "")), trace_id=continuation,
-                    parent_trace_id=escalation.trace_id,
-                    initial_state={**state, "guidance": guidance})
+        task = Task(
+            input=str(snapshot.fields.get("input", "")),
+            trace_id=continuation,
+            parent_trace_id=escalation.trace_id,
+            initial_state={**state, "guidance": guidance},
+        )
         await queries.submit(bootstrap, topics.tasks, task)
-        updated = msgspec.structs.replace(escalation, status="resumed", guidance=guidance,
-                                          continuation_trace_id=continuation)
+        updated = msgspec.structs.replace(
+            escalation, status="resumed", guidance=guidance, continuation_trace_id=continuation
+        )
     producer = make_producer(bootstrap, "choreo-cli")
     await producer.start()
     try:
-        await producer.send_and_wait(topics.escalations, encode(updated),
-                                     key=escalation.trace_id.encode())
+        await producer.send_and_wait(
+            topics.escalations, encode(updated), key=escalation.trace_id.encode()
+        )
     finally:
         await producer.stop()
     return updated

@@ -75,18 +75,23 @@ async def send_task(bootstrap: str, tasks_topic: str, task: Task) -> Sent:
     await producer.start()
     try:
         with telemetry.produce_span(tasks_topic, task.trace_id) as span:
-            sent = await producer.send_and_wait(tasks_topic, encode(task),
-                                                key=task.trace_id.encode(),
-                                                headers=telemetry.inject())
-            span.set_attributes({"messaging.destination.partition.id": str(sent.partition),
-                                 "messaging.kafka.offset": sent.offset})
+            sent = await producer.send_and_wait(
+                tasks_topic, encode(task), key=task.trace_id.encode(), headers=telemetry.inject()
+            )
+            span.set_attributes(
+                {
+                    "messaging.destination.partition.id": str(sent.partition),
+                    "messaging.kafka.offset": sent.offset,
+                }
+            )
     finally:
         await producer.stop()
     return Sent(task.trace_id, tasks_topic, sent.partition, sent.offset)
 
 
-async def trace_records(bootstrap: str, settings: Settings, topic: str,
-                        trace_id: str) -> list[ConsumerRecord[bytes, bytes]]:
+async def trace_records(
+    bootstrap: str, settings: Settings, topic: str, trace_id: str
+) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record keyed ``trace_id`` on ``topic``, in log order."""
     consumer = make_consumer(bootstrap, settings, group_id=None, client_id="choreo-cli")
     await consumer.start()
@@ -113,14 +118,21 @@ def decoded(record: ConsumerRecord[bytes, bytes], record_type: type[R]) -> R | N
     try:
         return decode(record.value, record_type)
     except DecodeError as exc:
-        log.warning("skipped a record that does not decode", extra={
-            "topic": record.topic, "partition": record.partition, "offset": record.offset,
-            "reason": str(exc)})
+        log.warning(
+            "skipped a record that does not decode",
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": str(exc),
+            },
+        )
         return None
 
 
-async def trace_typed(bootstrap: str, settings: Settings, topic: str, trace_id: str,
-                      record_type: type[R]) -> list[R]:
+async def trace_typed(
+    bootstrap: str, settings: Settings, topic: str, trace_id: str, record_type: type[R]
+) -> list[R]:
     records = await trace_records(bootstrap, settings, topic, trace_id)
     return [r for r in (decoded(record, record_type) for record in records) if r is not None]
 
@@ -129,16 +141,18 @@ async def hops(bootstrap: str, settings: Settings, topic: str, trace_id: str) ->
     return await trace_typed(bootstrap, settings, topic, trace_id, HopRecord)
 
 
-async def latest_snapshot(bootstrap: str, settings: Settings, topic: str,
-                          trace_id: str) -> Snapshot:
+async def latest_snapshot(
+    bootstrap: str, settings: Settings, topic: str, trace_id: str
+) -> Snapshot:
     snapshots = await trace_typed(bootstrap, settings, topic, trace_id, Snapshot)
     if not snapshots:
         raise TraceNotFound(f"no snapshot of trace {trace_id!r} on {topic}")
     return max(snapshots, key=lambda s: (s.version, s.status != "running"))
 
 
-async def wait_for_result(bootstrap: str, settings: Settings, topic: str, trace_id: str,
-                          within_s: float) -> TerminalResult | None:
+async def wait_for_result(
+    bootstrap: str, settings: Settings, topic: str, trace_id: str, within_s: float
+) -> TerminalResult | None:
     """The trace's terminal record, waiting up to ``within_s`` seconds for it to appear."""
     consumer = make_consumer(bootstrap, settings, group_id=None, client_id="choreo-cli")
     await consumer.start()

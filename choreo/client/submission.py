@@ -61,13 +61,14 @@ async def check_running(spec: MeshSpec, bootstrap: str, settings: Settings) -> N
         present = await consumer.topics()
     finally:
         await consumer.stop()
-    where = f"mesh {spec.name!r} is not running under topic prefix {topics.prefix!r} on " \
-            f"{bootstrap}"
+    where = f"mesh {spec.name!r} is not running under topic prefix {topics.prefix!r} on {bootstrap}"
     hint = "(start it with `choreo up`, or set CHOREO_TOPIC_PREFIX to the prefix it runs under)"
     if missing := sorted(wanted - present):
         raise MeshNotRunning(f"{where}: no topic {', '.join(missing)} {hint}")
-    services = {f"{topics.prefix}.keeper": "the keeper",
-                **{f"{topics.prefix}.agent.{a.name}": f"agent {a.name}" for a in spec.agents}}
+    services = {
+        f"{topics.prefix}.keeper": "the keeper",
+        **{f"{topics.prefix}.agent.{a.name}": f"agent {a.name}" for a in spec.agents},
+    }
     deadline = time.monotonic() + JOIN_S
     while True:
         idle = await _without_members(bootstrap, services)
@@ -75,8 +76,10 @@ async def check_running(spec: MeshSpec, bootstrap: str, settings: Settings) -> N
             break
         await asyncio.sleep(0.5)  # a mesh just started: its consumers are joining
     if idle:
-        raise MeshNotRunning(f"{where}: no live consumer for {', '.join(idle)} (its consumer "
-                             f"group has no member) {hint}")
+        raise MeshNotRunning(
+            f"{where}: no live consumer for {', '.join(idle)} (its consumer "
+            f"group has no member) {hint}"
+        )
 
 
 async def _without_members(bootstrap: str, groups: dict[str, str]) -> list[str]:
@@ -96,9 +99,14 @@ async def _without_members(bootstrap: str, groups: dict[str, str]) -> list[str]:
                 idle.append(name)
                 continue
             # each entry: (error_code, group_id, state, protocol_type, protocol, members, ...)
-            if not any(entry[0] == 0 and entry[1] == group and entry[5]
-                       and entry[2] not in ("Dead", "Empty")
-                       for response in responses for entry in response.groups):
+            if not any(
+                entry[0] == 0
+                and entry[1] == group
+                and entry[5]
+                and entry[2] not in ("Dead", "Empty")
+                for response in responses
+                for entry in response.groups
+            ):
                 idle.append(name)
         return idle
     finally:
@@ -107,8 +115,7 @@ async def _without_members(bootstrap: str, groups: dict[str, str]) -> list[str]:
 
 def _names_origin(letter: DeadLetter, sent: queries.Sent) -> bool:
     """True when ``letter`` is the refusal of the task ``sent``."""
-    if (letter.topic, letter.partition, letter.offset) == (sent.topic, sent.partition,
-                                                           sent.offset):
+    if (letter.topic, letter.partition, letter.offset) == (sent.topic, sent.partition, sent.offset):
         return True
     try:
         envelope = decode(letter.original, Envelope)
@@ -117,8 +124,7 @@ def _names_origin(letter: DeadLetter, sent: queries.Sent) -> bool:
     return envelope.payload.get("origin") == sent.origin
 
 
-async def fate(bootstrap: str, settings: Settings, sent: queries.Sent,
-               within_s: float) -> Fate:
+async def fate(bootstrap: str, settings: Settings, sent: queries.Sent, within_s: float) -> Fate:
     """Whether the keeper admitted or refused ``sent``, waiting up to ``within_s`` seconds."""
     topics = Topics(settings.topic_prefix)
     deadline = time.monotonic() + within_s
@@ -134,8 +140,9 @@ async def fate(bootstrap: str, settings: Settings, sent: queries.Sent,
         await asyncio.sleep(0.3)  # the keeper admits within a poll; asking again is cheap
 
 
-async def _typed(bootstrap: str, settings: Settings, topic: str, trace_id: str,
-                 record_type: type[queries.R]) -> list[queries.R]:
+async def _typed(
+    bootstrap: str, settings: Settings, topic: str, trace_id: str, record_type: type[queries.R]
+) -> list[queries.R]:
     """The trace's records of one type; none while the topic does not exist yet."""
     try:
         return await queries.trace_typed(bootstrap, settings, topic, trace_id, record_type)

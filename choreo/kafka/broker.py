@@ -61,8 +61,9 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None
-                  = None) -> None:
+def wait_for_port(
+    host: str, port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Wait until ``host:port`` accepts connections, failing early if ``process`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -195,8 +196,14 @@ def kafka_home(version: str = KAFKA_VERSION) -> Path:
 
 def fetch_command(version: str = KAFKA_VERSION) -> list[str]:
     """The Maven command that puts Apache Kafka's jars where :class:`ApacheKafka` looks."""
-    return ["mvn", "-q", "-f", str(_POM), "dependency:copy-dependencies",
-            f"-DoutputDirectory={kafka_home(version) / 'libs'}"]
+    return [
+        "mvn",
+        "-q",
+        "-f",
+        str(_POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={kafka_home(version) / 'libs'}",
+    ]
 
 
 def _die_with_parent() -> None:
@@ -225,8 +232,9 @@ class ApacheKafka:
     start and removed on stop, so each run starts empty, like the embedded broker.
     """
 
-    def __init__(self, port: int | None = None, log_path: str | None = None,
-                 heap: str = "512m") -> None:
+    def __init__(
+        self, port: int | None = None, log_path: str | None = None, heap: str = "512m"
+    ) -> None:
         self.port = port or free_port()
         self.controller_port = free_port()
         self.log_path = log_path
@@ -241,24 +249,35 @@ class ApacheKafka:
     def _java(self) -> list[str]:
         java = shutil.which("java")
         if java is None:
-            raise BrokerError("Apache Kafka needs Java 17 or newer on PATH "
-                              "(Debian: apt-get install openjdk-17-jre-headless)")
+            raise BrokerError(
+                "Apache Kafka needs Java 17 or newer on PATH "
+                "(Debian: apt-get install openjdk-17-jre-headless)"
+            )
         libs = kafka_home() / "libs"
         if not any(libs.glob("kafka_2.13-*.jar")):
-            raise BrokerError(f"Apache Kafka's jars are not in {libs}; fetch them with Maven: "
-                              f"{' '.join(fetch_command())}")
+            raise BrokerError(
+                f"Apache Kafka's jars are not in {libs}; fetch them with Maven: "
+                f"{' '.join(fetch_command())}"
+            )
         assert self._folder is not None
-        return [java, f"-Xmx{self.heap}", "-Xms64m", "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={self._folder / 'log4j2.properties'}",
-                "-cp", f"{libs}/*"]
+        return [
+            java,
+            f"-Xmx{self.heap}",
+            "-Xms64m",
+            "-XX:+UseSerialGC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self._folder / 'log4j2.properties'}",
+            "-cp",
+            f"{libs}/*",
+        ]
 
     def _write_config(self) -> Path:
         assert self._folder is not None
         config = {
             **_TEST_SETTINGS,
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
-                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            f"CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "log.dirs": str(self._folder / "data"),
@@ -283,14 +302,24 @@ class ApacheKafka:
             cluster = cluster_id()
             formatted = subprocess.run(
                 [*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(config)],
-                capture_output=True, stdin=subprocess.DEVNULL, timeout=120)
+                capture_output=True,
+                stdin=subprocess.DEVNULL,
+                timeout=120,
+            )
             if formatted.returncode != 0:
-                raise BrokerError("formatting Kafka storage failed: "
-                                  + formatted.stderr.decode(errors="replace")[-2000:])
+                raise BrokerError(
+                    "formatting Kafka storage failed: "
+                    + formatted.stderr.decode(errors="replace")[-2000:]
+                )
             out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
             self._process = subprocess.Popen(
-                [*java, "kafka.Kafka", str(config)], stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+                [*java, "kafka.Kafka", str(config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
             _wait_for_kafka("127.0.0.1", self.port, timeout, self._process)
         except BaseException:
             self.stop()
@@ -324,7 +353,7 @@ def api_versions(host: str, port: int, timeout: float = 5.0) -> dict[int, tuple[
     _, error, count = struct.unpack(">ihi", data[:10])
     if error:
         raise ValueError(f"ApiVersions answered error code {error}")
-    entries = (struct.unpack(">hhh", data[10 + 6 * i:16 + 6 * i]) for i in range(count))
+    entries = (struct.unpack(">hhh", data[10 + 6 * i : 16 + 6 * i]) for i in range(count))
     return {key: (low, high) for key, low, high in entries}
 
 
@@ -357,14 +386,15 @@ def broker_kind(bootstrap: str) -> BrokerKind:
     return "embedded"
 
 
-def _wait_for_kafka(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]
-                    ) -> None:
+def _wait_for_kafka(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
     """Wait until the node answers ApiVersions; fail early if it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise BrokerError(f"Apache Kafka exited with status {process.returncode} "
-                              "before answering; its log says why")
+            raise BrokerError(
+                f"Apache Kafka exited with status {process.returncode} "
+                "before answering; its log says why"
+            )
         with contextlib.suppress(OSError, ValueError, struct.error):
             api_versions(host, port, timeout=1.0)
             return

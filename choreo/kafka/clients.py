@@ -42,8 +42,13 @@ log = logging.getLogger(__name__)
 TRANSACTION_RETRY_MS = 10
 
 
-def make_producer(bootstrap: str, client_id: str, *, transactional_id: str | None = None,
-                  transaction_timeout_ms: int = 60_000) -> AIOKafkaProducer:
+def make_producer(
+    bootstrap: str,
+    client_id: str,
+    *,
+    transactional_id: str | None = None,
+    transaction_timeout_ms: int = 60_000,
+) -> AIOKafkaProducer:
     """A producer that waits for every replica: a record is only 'sent' once it is durable.
 
     Without ``transactional_id`` it is at-least-once by design (ids make applies
@@ -53,14 +58,26 @@ def make_producer(bootstrap: str, client_id: str, *, transactional_id: str | Non
     """
     # A transaction started while the broker still writes the last one's markers is refused
     # as "concurrent" and retried after the backoff: 100 ms by default, most of a step.
-    transactional = {"transactional_id": transactional_id, "enable_idempotence": True,
-                     "transaction_timeout_ms": transaction_timeout_ms,
-                     "retry_backoff_ms": TRANSACTION_RETRY_MS} if transactional_id \
+    transactional = (
+        {
+            "transactional_id": transactional_id,
+            "enable_idempotence": True,
+            "transaction_timeout_ms": transaction_timeout_ms,
+            "retry_backoff_ms": TRANSACTION_RETRY_MS,
+        }
+        if transactional_id
         else {"enable_idempotence": False}
+    )
     # No linger: every send is a step's output that someone waits for; records queued
     # together (a batch's outputs) still go in one request.
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all",
-                            linger_ms=0, max_batch_size=256 * 1024, **transactional)
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        linger_ms=0,
+        max_batch_size=256 * 1024,
+        **transactional,
+    )
 
 
 #: Apache Kafka's own fetch wait: a waiting fetch returns as soon as data arrives.
@@ -128,7 +145,8 @@ class _Consumer(AIOKafkaConsumer):
             except KafkaError as exc:
                 if time.monotonic() >= deadline:
                     raise KafkaConnectionError(
-                        f"no broker gave metadata in {within_s:g} s") from exc
+                        f"no broker gave metadata in {within_s:g} s"
+                    ) from exc
                 await asyncio.sleep(client._retry_backoff)
                 continue
             topics: set[str] = self._seen.topics()
@@ -158,11 +176,10 @@ class _BackoffConsumer(_Consumer):
         super().__init__(*topics, fetch_max_wait_ms=backoff.short_ms, **config)
         self._backoff = backoff
 
-    async def getmany(self, *partitions: TopicPartition, timeout_ms: int = 0,
-                      max_records: int | None = None
-                      ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
-        batch = await super().getmany(*partitions, timeout_ms=timeout_ms,
-                                      max_records=max_records)
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+        batch = await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
         self._fetcher._fetch_max_wait_ms = self._backoff.after_poll(bool(batch))
         return batch
 
@@ -195,8 +212,12 @@ def make_consumer(
     if kind_of(bootstrap, settings) == "kafka":
         # read_committed: a record of a transaction that aborts is never seen (no-op until a
         # producer writes transactionally; the embedded broker cannot hide aborted records)
-        return _LongPollConsumer(*topics, fetch_max_wait_ms=KAFKA_FETCH_WAIT_MS,
-                                 isolation_level="read_committed", **config)
+        return _LongPollConsumer(
+            *topics,
+            fetch_max_wait_ms=KAFKA_FETCH_WAIT_MS,
+            isolation_level="read_committed",
+            **config,
+        )
     backoff = FetchBackoff(settings.fetch_max_wait_ms, settings.fetch_idle_wait_ms)
     return _BackoffConsumer(*topics, backoff=backoff, **config)
 
@@ -238,16 +259,22 @@ def forward_headers(record: ConsumerRecord[bytes, bytes]) -> Headers:
 class DeadLetters:
     """Sends records a consumer cannot accept to the dead-letter topic, bytes intact."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, consumer: str,
-                 limit: RecordLimit | None = None) -> None:
+    def __init__(
+        self,
+        producer: AIOKafkaProducer,
+        topic: str,
+        consumer: str,
+        limit: RecordLimit | None = None,
+    ) -> None:
         self._producer = producer
         self._topic = topic
         self._consumer = consumer
         #: Over it, the letter's copy of the original is cut (see RecordLimit.dead_letter).
         self.limit = limit or RecordLimit()
 
-    def letter(self, record: ConsumerRecord[bytes, bytes], reason: str
-               ) -> tuple[str, bytes | None, bytes, Headers]:
+    def letter(
+        self, record: ConsumerRecord[bytes, bytes], reason: str
+    ) -> tuple[str, bytes | None, bytes, Headers]:
         """The dead letter of ``record`` as (topic, key, value, headers), for a caller that
         writes it itself (in a transaction, say); :meth:`noted` then counts and logs it."""
         letter = DeadLetter(
@@ -272,8 +299,12 @@ class DeadLetters:
         metrics.DEAD_LETTERS.labels(consumer=self._consumer, topic=record.topic).inc()
         log.warning(
             "dead-lettered record",
-            extra={"trace_id": key_of(record), "topic": record.topic,
-                   "offset": record.offset, "reason": reason},
+            extra={
+                "trace_id": key_of(record),
+                "topic": record.topic,
+                "offset": record.offset,
+                "reason": reason,
+            },
         )
 
 
@@ -360,9 +391,16 @@ def transient(exc: BaseException) -> bool:
     ...) with ``retriable``; a commit refused because the group rebalanced is retried too
     (the records are read again from the committed offset).
     """
-    return isinstance(exc, (KafkaConnectionError, KafkaTimeoutError, CommitFailedError,
-                            asyncio.TimeoutError, ConnectionError)) or (
-        isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False)))
+    return isinstance(
+        exc,
+        (
+            KafkaConnectionError,
+            KafkaTimeoutError,
+            CommitFailedError,
+            asyncio.TimeoutError,
+            ConnectionError,
+        ),
+    ) or (isinstance(exc, KafkaError) and bool(getattr(exc, "retriable", False)))
 
 
 class Outage:
@@ -387,16 +425,29 @@ class Outage:
             self._delay = min(10.0, self._delay * 2)
         lasted = now - self._since
         if lasted >= self.limit_s:
-            raise BrokerOutage(f"{self.service}: the broker has not answered for {lasted:.0f}s "
-                               f"(limit {self.limit_s:g}s, CHOREO_BROKER_OUTAGE_S); last error: "
-                               f"{type(exc).__name__}: {exc}") from exc
-        log.warning("broker error, retrying", extra={
-            "service": self.service, "error": f"{type(exc).__name__}: {exc}",
-            "retry_in_s": self._delay, "outage_s": round(lasted, 1)})
+            raise BrokerOutage(
+                f"{self.service}: the broker has not answered for {lasted:.0f}s "
+                f"(limit {self.limit_s:g}s, CHOREO_BROKER_OUTAGE_S); last error: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        log.warning(
+            "broker error, retrying",
+            extra={
+                "service": self.service,
+                "error": f"{type(exc).__name__}: {exc}",
+                "retry_in_s": self._delay,
+                "outage_s": round(lasted, 1),
+            },
+        )
         return self._delay
 
     def ok(self) -> None:
         if self._since is not None:
-            log.warning("broker answers again", extra={
-                "service": self.service, "outage_s": round(time.monotonic() - self._since, 1)})
+            log.warning(
+                "broker answers again",
+                extra={
+                    "service": self.service,
+                    "outage_s": round(time.monotonic() - self._since, 1),
+                },
+            )
         self._since = None

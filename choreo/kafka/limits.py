@@ -72,11 +72,18 @@ class RecordLimit:
         overhead = len(data) - _base64_len(size) + 200  # the reason grows by one sentence
         keep = max(0, (self.max_bytes - overhead) * 3 // 4)
         cut = DeadLetter(
-            topic=letter.topic, partition=letter.partition, offset=letter.offset, key=letter.key,
-            reason=(f"{letter.reason} [original cut to its first {keep} of {size} bytes to fit "
-                    f"the record limit of {self.max_bytes} bytes]"),
-            consumer=letter.consumer, original=letter.original[:keep],
-            created_at=letter.created_at)
+            topic=letter.topic,
+            partition=letter.partition,
+            offset=letter.offset,
+            key=letter.key,
+            reason=(
+                f"{letter.reason} [original cut to its first {keep} of {size} bytes to fit "
+                f"the record limit of {self.max_bytes} bytes]"
+            ),
+            consumer=letter.consumer,
+            original=letter.original[:keep],
+            created_at=letter.created_at,
+        )
         return self.check("the dead letter", encode(cut))
 
 
@@ -84,8 +91,9 @@ def _base64_len(size: int) -> int:
     return 4 * ((size + 2) // 3)
 
 
-async def broker_limit(bootstrap: str, topics: Iterable[str],
-                       setting: int = DEFAULT_MAX_RECORD_BYTES) -> RecordLimit:
+async def broker_limit(
+    bootstrap: str, topics: Iterable[str], setting: int = DEFAULT_MAX_RECORD_BYTES
+) -> RecordLimit:
     """The mesh's limit: the smallest ``max.message.bytes`` of ``topics`` the broker reports,
     capped by ``setting``, minus :data:`HEADROOM`.
 
@@ -95,8 +103,10 @@ async def broker_limit(bootstrap: str, topics: Iterable[str],
     found = await topic_limits(bootstrap, list(topics))
     limit = min([setting, *found])
     if not found:
-        log.info("broker reports no max.message.bytes; using the setting",
-                 extra={"max_record_bytes": setting})
+        log.info(
+            "broker reports no max.message.bytes; using the setting",
+            extra={"max_record_bytes": setting},
+        )
     return RecordLimit(max(1024, limit - HEADROOM))
 
 
@@ -108,10 +118,13 @@ async def topic_limits(bootstrap: str, topics: list[str]) -> list[int]:
         await admin.start()
         # all configs: naming the one wanted makes some Kafka-compatible brokers hang up
         responses = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+            [ConfigResource(ConfigResourceType.TOPIC, t) for t in topics]
+        )
     except Exception as exc:  # any failure leaves the setting, which is always safe to use
-        log.warning("could not read the topics' record limit",
-                    extra={"error": f"{type(exc).__name__}: {exc}"})
+        log.warning(
+            "could not read the topics' record limit",
+            extra={"error": f"{type(exc).__name__}: {exc}"},
+        )
         return []
     finally:
         await admin.close()

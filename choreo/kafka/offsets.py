@@ -29,8 +29,9 @@ class OffsetTracker:
         self._finished.setdefault(tp, set()).add(offset)
 
     def in_flight(self, partitions: set[TopicPartition] | None = None) -> int:
-        return sum(len(v) for tp, v in self._in_flight.items()
-                   if partitions is None or tp in partitions)
+        return sum(
+            len(v) for tp, v in self._in_flight.items() if partitions is None or tp in partitions
+        )
 
     def committable(self) -> dict[TopicPartition, int]:
         """Per partition, the offset to commit now: the lowest in flight (else one past the

@@ -14,8 +14,9 @@ from choreo.observe.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def run_service(name: str, settings: Settings,
-                main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+def run_service(
+    name: str, settings: Settings, main: Callable[[asyncio.Event], Awaitable[None]]
+) -> None:
     """Run ``main(stop)`` until it returns; SIGTERM and SIGINT set ``stop`` for a clean drain.
 
     Spans still buffered when ``main`` returns are flushed before the process exits. A
@@ -36,8 +37,10 @@ def run_service(name: str, settings: Settings,
         with metrics.expose(settings.metrics_port, name):
             asyncio.run(_run())
     except Fenced as exc:
-        log.error("fenced by a newer owner of this input; exiting to be restarted",
-                  extra={"service": name, "reason": str(exc)})
+        log.error(
+            "fenced by a newer owner of this input; exiting to be restarted",
+            extra={"service": name, "reason": str(exc)},
+        )
         raise SystemExit(1) from None
     finally:
         telemetry.shutdown()

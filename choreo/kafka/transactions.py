@@ -100,8 +100,9 @@ class Transactions:
             if isinstance(outcome, BaseException):
                 raise outcome
         if fresh:
-            log.info("transactional producers started", extra={
-                "units": fresh, "group": self.group_id})
+            log.info(
+                "transactional producers started", extra={"units": fresh, "group": self.group_id}
+            )
 
     async def release(self, units: Iterable[str]) -> None:
         """Stop the producers of ``units`` (partitions revoked). Owned again, a unit gets a
@@ -122,9 +123,12 @@ class Transactions:
                 await _stop(producer)
 
     async def _start(self, unit: str) -> AIOKafkaProducer:
-        producer = make_producer(self.bootstrap, self.client_id,
-                                 transactional_id=self.transactional_id(unit),
-                                 transaction_timeout_ms=TRANSACTION_TIMEOUT_MS)
+        producer = make_producer(
+            self.bootstrap,
+            self.client_id,
+            transactional_id=self.transactional_id(unit),
+            transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+        )
         try:
             await producer.start()
             # The producer id (and with it the fencing) is settled on first use; do it now,
@@ -133,15 +137,18 @@ class Transactions:
             await producer.abort_transaction()
         except _FENCED as exc:
             await _stop(producer)
-            raise Fenced(f"transactional id {self.transactional_id(unit)} is owned by a newer "
-                         f"producer: {type(exc).__name__}") from exc
+            raise Fenced(
+                f"transactional id {self.transactional_id(unit)} is owned by a newer "
+                f"producer: {type(exc).__name__}"
+            ) from exc
         except BaseException:
             await _stop(producer)
             raise
         return producer
 
-    async def run(self, unit: str, writes: Writes,
-                  offsets: dict[TopicPartition, int] | None = None) -> None:
+    async def run(
+        self, unit: str, writes: Writes, offsets: dict[TopicPartition, int] | None = None
+    ) -> None:
         """One transaction on ``unit``'s producer: ``writes``, then ``offsets`` (the next
         offset to read per input partition) for the group, then the commit.
 
@@ -154,8 +161,9 @@ class Transactions:
             async with asyncio.timeout(TRANSACTION_TIMEOUT_MS / 1000):
                 await self._run(unit, writes, offsets)
 
-    async def _run(self, unit: str, writes: Writes,
-                   offsets: dict[TopicPartition, int] | None) -> None:
+    async def _run(
+        self, unit: str, writes: Writes, offsets: dict[TopicPartition, int] | None
+    ) -> None:
         producer = self._producers.get(unit) or await self._start(unit)
         self._producers[unit] = producer
         try:
@@ -163,14 +171,19 @@ class Transactions:
             acks = await writes(producer)
             # The offsets travel while the records are written. Every ack is awaited before
             # the commit: aiokafka would commit a transaction one of whose records failed.
-            await asyncio.gather(asyncio.gather(*acks), producer.send_offsets_to_transaction(
-                dict(offsets), self.group_id) if offsets else asyncio.sleep(0))
+            await asyncio.gather(
+                asyncio.gather(*acks),
+                producer.send_offsets_to_transaction(dict(offsets), self.group_id)
+                if offsets
+                else asyncio.sleep(0),
+            )
             await producer.commit_transaction()
         except _FENCED as exc:
             self._producers.pop(unit, None)
             await _stop(producer)
-            raise Fenced(f"transactional id {self.transactional_id(unit)} was fenced: "
-                         f"{type(exc).__name__}") from exc
+            raise Fenced(
+                f"transactional id {self.transactional_id(unit)} was fenced: {type(exc).__name__}"
+            ) from exc
         except BaseException:
             # the next transaction of this unit starts a new producer, which aborts this one
             self._producers.pop(unit, None)
@@ -188,13 +201,18 @@ async def _stop(producer: AIOKafkaProducer) -> None:
         async with asyncio.timeout(STOP_GRACE_S):
             await producer.stop()
     except Exception as exc:  # a fenced or broken producer may fail to flush: it is dropped
-        log.warning("producer stopped with an error",
-                    extra={"error": f"{type(exc).__name__}: {exc}"})
+        log.warning(
+            "producer stopped with an error", extra={"error": f"{type(exc).__name__}: {exc}"}
+        )
 
 
 def sends_of(records: Iterable[tuple[str, bytes | None, bytes, Any]]) -> Writes:
     """Writes that queue ``records`` ((topic, key, value, headers))."""
+
     async def writes(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
-        return [await producer.send(topic, value, key=key, headers=headers)
-                for topic, key, value, headers in records]
+        return [
+            await producer.send(topic, value, key=key, headers=headers)
+            for topic, key, value, headers in records
+        ]
+
     return writes

@@ -38,8 +38,9 @@ class Batch:
         self.sends.append(self._encoded(topic, key, record, headers))
         return self.sends[-1]
 
-    def log_first(self, topic: str, key: str, record: Record,
-                  headers: Headers | None = None) -> Send:
+    def log_first(
+        self, topic: str, key: str, record: Record, headers: Headers | None = None
+    ) -> Send:
         """Queue ``record`` as one the batch's other outputs follow from: it is produced and
         acknowledged before them, so none is ever visible without it. Returns what is
         queued; raises :class:`RecordTooLarge`."""
@@ -73,13 +74,16 @@ class Batch:
     def mark(self, trace_id: str) -> Mark:
         """Where the batch stands for one trace, to :meth:`rollback` to."""
         queued = self.snapshots.get(trace_id)
-        return Mark(len(self.first), len(self.sends),
-                    None if queued is None else (queued, self._snapshot_bytes[trace_id]))
+        return Mark(
+            len(self.first),
+            len(self.sends),
+            None if queued is None else (queued, self._snapshot_bytes[trace_id]),
+        )
 
     def rollback(self, trace_id: str, mark: Mark) -> None:
         """Forget what was queued for ``trace_id`` since :meth:`mark`."""
-        del self.first[mark.first:]
-        del self.sends[mark.sends:]
+        del self.first[mark.first :]
+        del self.sends[mark.sends :]
         if mark.snapshot is None:
             self.snapshots.pop(trace_id, None)
             self._snapshot_bytes.pop(trace_id, None)

@@ -82,21 +82,34 @@ def tool_calls(step: Envelope) -> list[ToolCallRecord]:
     rule compares is the pair (name, ``args_sha256``)."""
     calls = from_payload(step)
     for entry in step.payload.get("tools", ()):
-        if isinstance(entry, dict) and isinstance(entry.get("tool"), str) \
-                and isinstance(entry.get("args_sha256"), str):
-            calls.append(ToolCallRecord(
-                name=entry["tool"], args_sha256=entry["args_sha256"],
-                status="ok" if entry.get("status") == "ok" else "error"))
+        if (
+            isinstance(entry, dict)
+            and isinstance(entry.get("tool"), str)
+            and isinstance(entry.get("args_sha256"), str)
+        ):
+            calls.append(
+                ToolCallRecord(
+                    name=entry["tool"],
+                    args_sha256=entry["args_sha256"],
+                    status="ok" if entry.get("status") == "ok" else "error",
+                )
+            )
     return calls
 
 
-def escalation(snapshot: Snapshot, reason: str, evidence: dict[str, Any],
-               at: datetime) -> Escalation:
+def escalation(
+    snapshot: Snapshot, reason: str, evidence: dict[str, Any], at: datetime
+) -> Escalation:
     """The one escalation of a halted trace, whoever halted it: its id derives from the trace
     id alone, so a second writer or a re-sent record can never make a second one."""
-    return Escalation(escalation_id=derive_event_id(snapshot.trace_id, "escalation"),
-                      trace_id=snapshot.trace_id, reason=reason, evidence=evidence,
-                      state_version=snapshot.version, created_at=at)
+    return Escalation(
+        escalation_id=derive_event_id(snapshot.trace_id, "escalation"),
+        trace_id=snapshot.trace_id,
+        reason=reason,
+        evidence=evidence,
+        state_version=snapshot.version,
+        created_at=at,
+    )
 
 
 def resolve_budget(spec: MeshSpec, override: Budget | None, admitted_at: datetime) -> Budget:
@@ -115,8 +128,9 @@ def resolve_budget(spec: MeshSpec, override: Budget | None, admitted_at: datetim
 
 def admit(spec: MeshSpec, task: Task, trace_id: str, origin: str, at: datetime) -> Snapshot:
     """Version 1 of a trace: declared defaults, the task's initial state, and its input."""
-    fields: dict[str, Any] = {name: f.default for name, f in spec.state.items()
-                              if f.default is not None}
+    fields: dict[str, Any] = {
+        name: f.default for name, f in spec.state.items() if f.default is not None
+    }
     fields.update(task.initial_state or {})
     fields["input"] = task.input
     if task.metadata:
@@ -149,8 +163,11 @@ def fold(spec: MeshSpec, snapshot: Snapshot, step: Envelope, at: datetime) -> Fo
     for name, value in (step.delta or {}).items():
         field_spec = spec.field(name)
         last = writes.get(name)
-        if (field_spec.reducer == "replace" and last is not None
-                and last.version > step.state_version):
+        if (
+            field_spec.reducer == "replace"
+            and last is not None
+            and last.version > step.state_version
+        ):
             conflict = _conflict(snapshot, step, name, value, last, field_spec.conflict, at)
             conflicts.append(conflict)
             if conflict.policy != "last_writer_wins":
@@ -169,20 +186,40 @@ def fold(spec: MeshSpec, snapshot: Snapshot, step: Envelope, at: datetime) -> Fo
     return Folded(new, conflicts, joined=joined)
 
 
-def _conflict(snapshot: Snapshot, step: Envelope, name: str, value: Any, last: FieldWrite,
-              policy: ConflictPolicy, at: datetime) -> StateConflict:
+def _conflict(
+    snapshot: Snapshot,
+    step: Envelope,
+    name: str,
+    value: Any,
+    last: FieldWrite,
+    policy: ConflictPolicy,
+    at: datetime,
+) -> StateConflict:
     """Both writes of a collision, ordered as the policy decides which one stays."""
     incoming = (FieldWrite(version=snapshot.version + 1, agent=step.source), value)
     current = (last, snapshot.fields.get(name))
     kept, other = (incoming, current) if policy == "last_writer_wins" else (current, incoming)
     return StateConflict(
-        trace_id=snapshot.trace_id, field=name, base_version=step.state_version,
-        version=snapshot.version + 1, policy=policy, kept=kept[0], kept_value=kept[1],
-        other=other[0], other_value=other[1], created_at=at)
+        trace_id=snapshot.trace_id,
+        field=name,
+        base_version=step.state_version,
+        version=snapshot.version + 1,
+        policy=policy,
+        kept=kept[0],
+        kept_value=kept[1],
+        other=other[0],
+        other_value=other[1],
+        created_at=at,
+    )
 
 
-def _arrive(spec: MeshSpec, step: Envelope, fields: dict[str, Any],
-            writes: dict[str, FieldWrite], version: int) -> list[JoinSpec]:
+def _arrive(
+    spec: MeshSpec,
+    step: Envelope,
+    fields: dict[str, Any],
+    writes: dict[str, FieldWrite],
+    version: int,
+) -> list[JoinSpec]:
     """Count the step in every join waiting for its type; return the joins it completes.
 
     Arrivals live in the state field ``join.<name>`` (the sources, in fold order), so a join
@@ -203,17 +240,18 @@ def carried_over(fields: dict[str, Any]) -> dict[str, Any]:
     """The state a continuation of a halted trace starts from: everything but the input (it
     is the task's) and the join arrivals (``join.<name>``), which belong to the halted run.
     Scratch fields are already gone from a finished trace's snapshot (see ``finish``)."""
-    return {k: v for k, v in fields.items()
-            if k != "input" and not k.startswith(JOIN_FIELD_PREFIX)}
+    return {k: v for k, v in fields.items() if k != "input" and not k.startswith(JOIN_FIELD_PREFIX)}
 
 
 def check_size(spec: MeshSpec, snapshot: Snapshot) -> None:
     """Refuse a snapshot over the mesh's limit: it would clog the state topic and every event."""
     size = len(encode(snapshot))
     if size > spec.max_snapshot_bytes:
-        raise FoldError(f"snapshot would be {size} bytes, over the mesh's max_snapshot_bytes "
-                        f"({spec.max_snapshot_bytes}); keep large data out of the state, or "
-                        "mark per-step fields as scratch and keep a running summary")
+        raise FoldError(
+            f"snapshot would be {size} bytes, over the mesh's max_snapshot_bytes "
+            f"({spec.max_snapshot_bytes}); keep large data out of the state, or "
+            "mark per-step fields as scratch and keep a running summary"
+        )
 
 
 def shift_persona(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
@@ -225,17 +263,24 @@ def shift_persona(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
     agent = str(step.payload["agent"])
     persona = msgspec.convert(step.payload["persona"], Persona)
     return msgspec.structs.replace(
-        snapshot, version=snapshot.version + 1, applied=[*snapshot.applied, step.event_id],
-        personas={**snapshot.personas, agent: persona}, updated_at=at)
+        snapshot,
+        version=snapshot.version + 1,
+        applied=[*snapshot.applied, step.event_id],
+        personas={**snapshot.personas, agent: persona},
+        updated_at=at,
+    )
 
 
 def charge(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
     """A new version that records the step as applied, releases its reservation and counts
     its usage, state unchanged."""
     return msgspec.structs.replace(
-        budget.release(snapshot, step), version=snapshot.version + 1,
-        applied=[*snapshot.applied, step.event_id], totals=add_usage(snapshot.totals, step),
-        updated_at=at)
+        budget.release(snapshot, step),
+        version=snapshot.version + 1,
+        applied=[*snapshot.applied, step.event_id],
+        totals=add_usage(snapshot.totals, step),
+        updated_at=at,
+    )
 
 
 def mark_applied(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
@@ -243,8 +288,11 @@ def mark_applied(snapshot: Snapshot, step: Envelope, at: datetime) -> Snapshot:
     as applied: not a step, so the totals, the hop count and the per-agent figures do not
     move."""
     return msgspec.structs.replace(
-        snapshot, version=snapshot.version + 1, applied=[*snapshot.applied, step.event_id],
-        updated_at=at)
+        snapshot,
+        version=snapshot.version + 1,
+        applied=[*snapshot.applied, step.event_id],
+        updated_at=at,
+    )
 
 
 def add_usage(totals: Totals, step: Envelope) -> Totals:
@@ -256,10 +304,16 @@ def add_usage(totals: Totals, step: Envelope) -> Totals:
     usage = step.usage
     hop = 0 if step.type == STEP_REFUSED else 1
     mine = totals.by_agent.get(step.source, AgentTotals())
-    by_agent = {**totals.by_agent, step.source: AgentTotals(
-        steps=mine.steps + hop, calls=mine.calls + usage.calls,
-        tokens_in=mine.tokens_in + usage.tokens_in, tokens_out=mine.tokens_out + usage.tokens_out,
-        cost=round(mine.cost + usage.cost, 12))}
+    by_agent = {
+        **totals.by_agent,
+        step.source: AgentTotals(
+            steps=mine.steps + hop,
+            calls=mine.calls + usage.calls,
+            tokens_in=mine.tokens_in + usage.tokens_in,
+            tokens_out=mine.tokens_out + usage.tokens_out,
+            cost=round(mine.cost + usage.cost, 12),
+        ),
+    }
     return Totals(
         tokens_in=totals.tokens_in + usage.tokens_in,
         tokens_out=totals.tokens_out + usage.tokens_out,
@@ -269,8 +323,9 @@ def add_usage(totals: Totals, step: Envelope) -> Totals:
     )
 
 
-def finish(spec: MeshSpec, snapshot: Snapshot, status: str, reason: str | None,
-           output: Any, at: datetime) -> tuple[Snapshot, TerminalResult]:
+def finish(
+    spec: MeshSpec, snapshot: Snapshot, status: str, reason: str | None, output: Any, at: datetime
+) -> tuple[Snapshot, TerminalResult]:
     """Close a trace: drop per-step scratch fields and build its one terminal record.
 
     What stays is the durable state: by convention a ``summary`` field that agents keep
@@ -278,8 +333,9 @@ def finish(spec: MeshSpec, snapshot: Snapshot, status: str, reason: str | None,
     what happened.
     """
     fields = {k: v for k, v in snapshot.fields.items() if not spec.field(k).scratch}
-    closed = msgspec.structs.replace(snapshot, status=status, reason=reason, fields=fields,
-                                     updated_at=at)
+    closed = msgspec.structs.replace(
+        snapshot, status=status, reason=reason, fields=fields, updated_at=at
+    )
     result = TerminalResult(
         trace_id=snapshot.trace_id,
         status=status,  # type: ignore[arg-type]

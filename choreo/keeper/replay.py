@@ -15,8 +15,9 @@ from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec
 
 
-def replay(spec: MeshSpec, topics: Topics,
-           records: Iterable[ConsumerRecord[bytes, bytes]]) -> Keeper:
+def replay(
+    spec: MeshSpec, topics: Topics, records: Iterable[ConsumerRecord[bytes, bytes]]
+) -> Keeper:
     """A fresh keeper that has applied ``records`` (outbox, in partition order)."""
     keeper = Keeper(spec, topics)
     for record in records:
@@ -24,8 +25,9 @@ def replay(spec: MeshSpec, topics: Topics,
     return keeper
 
 
-def history(spec: MeshSpec, topics: Topics, records: Iterable[ConsumerRecord[bytes, bytes]],
-            trace_id: str) -> list[Snapshot]:
+def history(
+    spec: MeshSpec, topics: Topics, records: Iterable[ConsumerRecord[bytes, bytes]], trace_id: str
+) -> list[Snapshot]:
     """Every version of one trace, in order: index ``n - 1`` holds version ``n``."""
     keeper = Keeper(spec, topics)
     versions: list[Snapshot] = []
@@ -61,8 +63,12 @@ def latest(snapshots: Iterable[Snapshot]) -> dict[str, Snapshot]:
     return newest
 
 
-def compare(spec: MeshSpec, topics: Topics, records: Iterable[ConsumerRecord[bytes, bytes]],
-            live: dict[str, Snapshot]) -> list[Comparison]:
+def compare(
+    spec: MeshSpec,
+    topics: Topics,
+    records: Iterable[ConsumerRecord[bytes, bytes]],
+    live: dict[str, Snapshot],
+) -> list[Comparison]:
     """Replay ``records`` into a fresh keeper and compare each trace with its live snapshot.
 
     Read the live snapshots *before* the outbox: the outbox then holds every record they were
@@ -78,9 +84,15 @@ def compare(spec: MeshSpec, topics: Topics, records: Iterable[ConsumerRecord[byt
         target = live.get(trace_id) if trace_id else None
         if rebuilt is not None and (target is None or rebuilt.version <= target.version):
             at_live[rebuilt.trace_id] = rebuilt
-    return [Comparison(trace_id, live.get(trace_id), at_live.get(trace_id),
-                       _differences(live.get(trace_id), at_live.get(trace_id)))
-            for trace_id in sorted(live.keys() | at_live.keys())]
+    return [
+        Comparison(
+            trace_id,
+            live.get(trace_id),
+            at_live.get(trace_id),
+            _differences(live.get(trace_id), at_live.get(trace_id)),
+        )
+        for trace_id in sorted(live.keys() | at_live.keys())
+    ]
 
 
 def _differences(live: Snapshot | None, rebuilt: Snapshot | None) -> tuple[str, ...]:
@@ -95,8 +107,9 @@ def _differences(live: Snapshot | None, rebuilt: Snapshot | None) -> tuple[str, 
     for key in sorted(a.keys() | b.keys()):
         if key == "fields":
             names = a["fields"].keys() | b["fields"].keys()
-            found += [f"fields.{n}" for n in sorted(names)
-                      if a["fields"].get(n) != b["fields"].get(n)]
+            found += [
+                f"fields.{n}" for n in sorted(names) if a["fields"].get(n) != b["fields"].get(n)
+            ]
         elif a.get(key) != b.get(key):
             found.append(key)
     return tuple(found)

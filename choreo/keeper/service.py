@@ -140,8 +140,9 @@ class Keeper:
 
     # -- one record, all or nothing -----------------------------------------------------
 
-    def handle(self, handler: Handler, record: ConsumerRecord[bytes, bytes],
-               batch: Batch) -> str | None:
+    def handle(
+        self, handler: Handler, record: ConsumerRecord[bytes, bytes], batch: Batch
+    ) -> str | None:
         """Run ``handler`` on one record; whatever it raises never leaves half its output.
 
         What the record queued is rolled back and the trace (if it is known and running)
@@ -159,15 +160,20 @@ class Keeper:
             else:
                 self.traces[trace_id] = before
             if not isinstance(exc, RecordTooLarge):
-                log.exception("keeper failed on a record",
-                              extra={"topic": record.topic, "trace_id": trace_id})
-            reason = (str(exc) if isinstance(exc, RecordTooLarge)
-                      else f"keeper error: {type(exc).__name__}: {exc}")
+                log.exception(
+                    "keeper failed on a record", extra={"topic": record.topic, "trace_id": trace_id}
+                )
+            reason = (
+                str(exc)
+                if isinstance(exc, RecordTooLarge)
+                else f"keeper error: {type(exc).__name__}: {exc}"
+            )
             self._end_on_error(trace_id, record, reason, batch)
             return reason
 
-    def _end_on_error(self, trace_id: str, record: ConsumerRecord[bytes, bytes], reason: str,
-                      batch: Batch) -> None:
+    def _end_on_error(
+        self, trace_id: str, record: ConsumerRecord[bytes, bytes], reason: str, batch: Batch
+    ) -> None:
         """End ``trace_id`` ``failed`` because of ``record``; a trace it admits is admitted
         for that (its input cut if need be), so it still gets its one terminal record."""
         if record.topic == self.topics.tasks:
@@ -219,22 +225,33 @@ class Keeper:
             task = decode(record.value or b"", Task)
         except DecodeError as exc:
             return str(exc)
-        trace_id = task.trace_id or key or task_trace_id(
-            record.topic, record.partition, record.offset)
+        trace_id = (
+            task.trace_id or key or task_trace_id(record.topic, record.partition, record.offset)
+        )
         origin = f"{record.topic}/{record.partition}/{record.offset}"
         admit = Envelope(
-            event_id=derive_event_id(origin, TASK_SOURCE), trace_id=trace_id, type=ADMIT,
-            source=TASK_SOURCE, payload={"task": msgspec.to_builtins(task), "origin": origin},
-            created_at=record_time(record))
-        at_once = (trace_id not in self.traces and self.partitions > 0
-                   and partition_for(trace_id, self.partitions) == record.partition)
+            event_id=derive_event_id(origin, TASK_SOURCE),
+            trace_id=trace_id,
+            type=ADMIT,
+            source=TASK_SOURCE,
+            payload={"task": msgspec.to_builtins(task), "origin": origin},
+            created_at=record_time(record),
+        )
+        at_once = (
+            trace_id not in self.traces
+            and self.partitions > 0
+            and partition_for(trace_id, self.partitions) == record.partition
+        )
         log_admit = batch.log_first if at_once else batch.send
         try:
             logged = log_admit(self.topics.outbox, trace_id, admit, headers_of(record))
         except RecordTooLarge as exc:
             cut = msgspec.structs.replace(task, input="", initial_state=None, metadata={})
-            admit.payload = {"task": msgspec.to_builtins(cut), "origin": origin,
-                             "refused": f"task too large to admit: {exc}"}
+            admit.payload = {
+                "task": msgspec.to_builtins(cut),
+                "origin": origin,
+                "refused": f"task too large to admit: {exc}",
+            }
             logged = log_admit(self.topics.outbox, trace_id, admit, headers_of(record))
         if at_once:  # as if read back: its own failure ends the trace, and dead-letters the task
             return self.handle(self.apply, _as_read(logged, record.partition), batch)
@@ -246,19 +263,36 @@ class Keeper:
             verdict = decode(record.value or b"", ControlVerdict)
         except DecodeError as exc:
             return str(exc)
-        payload: dict[str, Any] = {"reason": verdict.reason, "verdict_id": verdict.verdict_id,
-                                   "evidence": verdict.evidence, "agent": verdict.agent}
+        payload: dict[str, Any] = {
+            "reason": verdict.reason,
+            "verdict_id": verdict.verdict_id,
+            "evidence": verdict.evidence,
+            "agent": verdict.agent,
+        }
         if verdict.action == "persona_shift":
             if not verdict.agent:
                 return f"persona_shift verdict {verdict.verdict_id} names no agent"
-            payload |= {"agent": verdict.agent, "persona": msgspec.to_builtins(Persona(
-                temperature=verdict.temperature, system_prompt=verdict.system_prompt,
-                reason=verdict.reason))}
-        batch.send(self.topics.outbox, verdict.trace_id, Envelope(
-            event_id=derive_event_id(verdict.verdict_id, "control"), trace_id=verdict.trace_id,
-            type=HALT if verdict.action == "halt" else PERSONA, source=verdict.source,
-            payload=payload,
-        ))
+            payload |= {
+                "agent": verdict.agent,
+                "persona": msgspec.to_builtins(
+                    Persona(
+                        temperature=verdict.temperature,
+                        system_prompt=verdict.system_prompt,
+                        reason=verdict.reason,
+                    )
+                ),
+            }
+        batch.send(
+            self.topics.outbox,
+            verdict.trace_id,
+            Envelope(
+                event_id=derive_event_id(verdict.verdict_id, "control"),
+                trace_id=verdict.trace_id,
+                type=HALT if verdict.action == "halt" else PERSONA,
+                source=verdict.source,
+                payload=payload,
+            ),
+        )
         return None
 
     # -- apply: the outbox, in order ------------------------------------------------------
@@ -283,14 +317,27 @@ class Keeper:
         at = change_time(record, snapshot)
         if step.type == HALT:  # a verdict, not a step: no hop, no usage
             halted = transitions.mark_applied(snapshot, step, at)
-            self._finish(halted, "halted", str(step.payload.get("reason")), None, batch,
-                         evidence={"source": step.source, "verdict_id":
-                                   step.payload.get("verdict_id"),
-                                   **(step.payload.get("evidence") or {})})
+            self._finish(
+                halted,
+                "halted",
+                str(step.payload.get("reason")),
+                None,
+                batch,
+                evidence={
+                    "source": step.source,
+                    "verdict_id": step.payload.get("verdict_id"),
+                    **(step.payload.get("evidence") or {}),
+                },
+            )
             return None
         if step.type == EXPIRE:
-            self._finish(transitions.mark_applied(snapshot, step, at), "failed",
-                         str(step.payload.get("reason")), None, batch)
+            self._finish(
+                transitions.mark_applied(snapshot, step, at),
+                "failed",
+                str(step.payload.get("reason")),
+                None,
+                batch,
+            )
             return None
         if step.type == PERSONA:
             self._store(transitions.shift_persona(snapshot, step, at), batch)
@@ -306,23 +353,50 @@ class Keeper:
         for conflict in folded.conflicts:
             batch.send(self.topics.conflicts, step.trace_id, conflict)
             metrics.CONFLICTS.labels(field=conflict.field, policy=conflict.policy).inc()
-        status = "refused" if step.type == STEP_REFUSED else "failed" \
-            if step.type == STEP_FAILED or folded.rejected else "ok"
-        self._hop(step, new, status, batch, conflicts=len(folded.conflicts),
-                  situation=transitions.situation(self.spec, step.source, snapshot.fields))
+        status = (
+            "refused"
+            if step.type == STEP_REFUSED
+            else "failed"
+            if step.type == STEP_FAILED or folded.rejected
+            else "ok"
+        )
+        self._hop(
+            step,
+            new,
+            status,
+            batch,
+            conflicts=len(folded.conflicts),
+            situation=transitions.situation(self.spec, step.source, snapshot.fields),
+        )
         metrics.FOLDS.labels(outcome="rejected" if folded.rejected else "applied").inc()
         reason = str(step.payload.get("reason") or step.type)
         if (exhausted := budget.over(new.budget, new.totals)) is not None:
             # spent over a limit anyway (a model that ignored max_tokens): never "completed"
-            self._finish(new, "halted", exhausted.reason, None, batch, evidence={
-                "agent": step.source, "hop": step.hop, **msgspec.to_builtins(exhausted)})
+            self._finish(
+                new,
+                "halted",
+                exhausted.reason,
+                None,
+                batch,
+                evidence={"agent": step.source, "hop": step.hop, **msgspec.to_builtins(exhausted)},
+            )
         elif step.type == STEP_REFUSED and past_deadline(new.budget, at):
             # the deadline sweep's outcome, whoever saw the deadline first (docs/CONTRACT.md)
             self._finish(new, "failed", reason, None, batch)
         elif step.type == STEP_REFUSED:
-            self._finish(new, "halted", reason, None, batch, evidence={
-                "agent": step.source, "hop": step.hop, "rule": "agent.refused",
-                **step.payload.get("budget", {})})
+            self._finish(
+                new,
+                "halted",
+                reason,
+                None,
+                batch,
+                evidence={
+                    "agent": step.source,
+                    "hop": step.hop,
+                    "rule": "agent.refused",
+                    **step.payload.get("budget", {}),
+                },
+            )
         elif step.type in (STEP_FAILED, FAIL):
             self._finish(new, "failed", reason, None, batch)
         elif folded.rejected:
@@ -331,9 +405,16 @@ class Keeper:
         elif step.type == FINISH:
             self._finish(new, "completed", None, self._output(new, step), batch)
         else:
-            forwards = [msgspec.structs.replace(
-                step, state=new.fields, state_version=new.version, delta=None,
-                personas=new.personas, totals=new.totals)]
+            forwards = [
+                msgspec.structs.replace(
+                    step,
+                    state=new.fields,
+                    state_version=new.version,
+                    delta=None,
+                    personas=new.personas,
+                    totals=new.totals,
+                )
+            ]
             forwards += [self._join(join, step, new) for join in folded.joined]
             self._await(step.trace_id, [e.type for e in forwards if e.type in self._subscribers])
             self._forward(new, forwards, batch, headers_of(record))
@@ -341,17 +422,23 @@ class Keeper:
 
     # -- budgets held before spending (see choreo.budget.reserve) ------------------------
 
-    def _forward(self, snapshot: Snapshot, events: list[Envelope], batch: Batch,
-                 headers: Headers) -> None:
+    def _forward(
+        self, snapshot: Snapshot, events: list[Envelope], batch: Batch, headers: Headers
+    ) -> None:
         """Reserve the steps ``events`` start and send each with its allowance, or, when the
         budget cannot pay for them, send none and halt the trace with the figures."""
         sends = []
         for event in events:
-            allotted = budget.allot(snapshot, event.event_id,
-                                    self._subscribers.get(event.type, []))
+            allotted = budget.allot(snapshot, event.event_id, self._subscribers.get(event.type, []))
             if isinstance(allotted, budget.Exhausted):
-                self._finish(snapshot, "halted", allotted.reason, None, batch, evidence={
-                    "hop": event.hop, **msgspec.to_builtins(allotted)})
+                self._finish(
+                    snapshot,
+                    "halted",
+                    allotted.reason,
+                    None,
+                    batch,
+                    evidence={"hop": event.hop, **msgspec.to_builtins(allotted)},
+                )
                 return
             snapshot, allowance = allotted
             if event.type in self._subscribers:  # a type only joins wait for has no topic
@@ -363,22 +450,29 @@ class Keeper:
     def _join(self, join: JoinSpec, cause: Envelope, snapshot: Snapshot) -> Envelope:
         """The one event of a completed join; its id derives from the step that completed it."""
         return Envelope(
-            event_id=derive_event_id(cause.event_id, join.field), trace_id=cause.trace_id,
-            causation_id=cause.event_id, type=join.emit, source=join.field, hop=cause.hop,
-            budget=snapshot.budget, state_version=snapshot.version, state=snapshot.fields,
-            personas=snapshot.personas, totals=snapshot.totals,
+            event_id=derive_event_id(cause.event_id, join.field),
+            trace_id=cause.trace_id,
+            causation_id=cause.event_id,
+            type=join.emit,
+            source=join.field,
+            hop=cause.hop,
+            budget=snapshot.budget,
+            state_version=snapshot.version,
+            state=snapshot.fields,
+            personas=snapshot.personas,
+            totals=snapshot.totals,
             payload={"join": join.name, "arrivals": snapshot.fields[join.field]},
             created_at=snapshot.updated_at,
         )
 
-    def _admit(self, admit: Envelope, record: ConsumerRecord[bytes, bytes],
-               batch: Batch) -> str | None:
+    def _admit(
+        self, admit: Envelope, record: ConsumerRecord[bytes, bytes], batch: Batch
+    ) -> str | None:
         existing = self.traces.get(admit.trace_id)
         if existing is not None:
             if admit.event_id in existing.applied:
                 return None  # the same task, redelivered
-            return (f"trace id {admit.trace_id!r} was already admitted "
-                    f"(from {existing.origin})")
+            return f"trace id {admit.trace_id!r} was already admitted (from {existing.origin})"
         at = admit.created_at
         snapshot = self._admitted(admit, at, cut=False)
         metrics.TRACES_ADMITTED.inc()
@@ -387,13 +481,22 @@ class Keeper:
         if refused:
             self._finish(snapshot, "failed", str(refused), None, batch)
             return None
-        entries = [Envelope(
-            event_id=derive_event_id(admit.event_id, TASK_SOURCE, index),
-            trace_id=admit.trace_id, causation_id=admit.event_id, type=event_type,
-            source=TASK_SOURCE, hop=0, budget=snapshot.budget,
-            state_version=snapshot.version, state=snapshot.fields, totals=snapshot.totals,
-            created_at=at,
-        ) for index, event_type in enumerate(self.spec.entry)]
+        entries = [
+            Envelope(
+                event_id=derive_event_id(admit.event_id, TASK_SOURCE, index),
+                trace_id=admit.trace_id,
+                causation_id=admit.event_id,
+                type=event_type,
+                source=TASK_SOURCE,
+                hop=0,
+                budget=snapshot.budget,
+                state_version=snapshot.version,
+                state=snapshot.fields,
+                totals=snapshot.totals,
+                created_at=at,
+            )
+            for index, event_type in enumerate(self.spec.entry)
+        ]
         self._await(admit.trace_id, self.spec.entry)
         self._forward(snapshot, entries, batch, headers_of(record))
         return None
@@ -404,19 +507,22 @@ class Keeper:
         task = msgspec.convert(admit.payload["task"], Task)
         if cut:
             task = msgspec.structs.replace(task, input="", initial_state=None, metadata={})
-        snapshot = transitions.admit(self.spec, task, admit.trace_id,
-                                     str(admit.payload["origin"]), at)
+        snapshot = transitions.admit(
+            self.spec, task, admit.trace_id, str(admit.payload["origin"]), at
+        )
         snapshot.applied.append(admit.event_id)
         self.traces[snapshot.trace_id] = snapshot
-        log.info("trace admitted", extra={"trace_id": admit.trace_id,
-                                          "origin": admit.payload["origin"]})
+        log.info(
+            "trace admitted", extra={"trace_id": admit.trace_id, "origin": admit.payload["origin"]}
+        )
         return snapshot
 
     def _await(self, trace_id: str, event_types: Iterable[str]) -> None:
         """Note what the trace now waits for: the deadline sweep names it if it never comes."""
         self.waiting[trace_id] = "; ".join(
             f"{t} (read by {', '.join(self._subscribers.get(t, [])) or 'no agent'})"
-            for t in event_types)
+            for t in event_types
+        )
 
     # -- liveness: traces past their deadline ---------------------------------------------
 
@@ -431,17 +537,33 @@ class Keeper:
         count = 0
         for snapshot in list(self.traces.values()):
             deadline = snapshot.budget.deadline
-            if (snapshot.status != "running" or deadline is None or deadline > now
-                    or snapshot.trace_id in self.finished):
+            if (
+                snapshot.status != "running"
+                or deadline is None
+                or deadline > now
+                or snapshot.trace_id in self.finished
+            ):
                 continue
             waiting = self.waiting.get(snapshot.trace_id) or (
-                f"the step after version {snapshot.version} (not known since a restart)")
-            batch.send(self.topics.outbox, snapshot.trace_id, Envelope(
-                event_id=derive_event_id(snapshot.trace_id, EXPIRE), trace_id=snapshot.trace_id,
-                type=EXPIRE, source="keeper", state_version=snapshot.version,
-                payload={"reason": f"deadline {deadline.isoformat()} passed while waiting for "
-                                   f"{waiting}", "deadline": deadline.isoformat()},
-                created_at=now))
+                f"the step after version {snapshot.version} (not known since a restart)"
+            )
+            batch.send(
+                self.topics.outbox,
+                snapshot.trace_id,
+                Envelope(
+                    event_id=derive_event_id(snapshot.trace_id, EXPIRE),
+                    trace_id=snapshot.trace_id,
+                    type=EXPIRE,
+                    source="keeper",
+                    state_version=snapshot.version,
+                    payload={
+                        "reason": f"deadline {deadline.isoformat()} passed while waiting for "
+                        f"{waiting}",
+                        "deadline": deadline.isoformat(),
+                    },
+                    created_at=now,
+                ),
+            )
             count += 1
         return count
 
@@ -450,39 +572,82 @@ class Keeper:
     def _store(self, snapshot: Snapshot, batch: Batch) -> None:
         self.traces[snapshot.trace_id] = batch.store(snapshot)
 
-    def _finish(self, snapshot: Snapshot, status: str, reason: str | None, output: Any,
-                batch: Batch, evidence: dict[str, Any] | None = None) -> None:
-        closed, result = transitions.finish(self.spec, snapshot, status, reason, output,
-                                            snapshot.updated_at)
+    def _finish(
+        self,
+        snapshot: Snapshot,
+        status: str,
+        reason: str | None,
+        output: Any,
+        batch: Batch,
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        closed, result = transitions.finish(
+            self.spec, snapshot, status, reason, output, snapshot.updated_at
+        )
         self._store(closed, batch)
         self.waiting.pop(snapshot.trace_id, None)
         if snapshot.trace_id in self.finished:
             return  # written before a crash: the state is rebuilt, the record is not repeated
         batch.send(self.topics.results, snapshot.trace_id, result)
         self.finished.add(snapshot.trace_id)
-        log.info("trace ended", extra={"trace_id": snapshot.trace_id, "status": status,
-                                       "reason": reason, "version": closed.version})
+        log.info(
+            "trace ended",
+            extra={
+                "trace_id": snapshot.trace_id,
+                "status": status,
+                "reason": reason,
+                "version": closed.version,
+            },
+        )
         if status == "halted":  # the one escalation of the trace, whoever halted it
-            batch.send(self.topics.escalations, snapshot.trace_id, transitions.escalation(
-                closed, reason or status, evidence or {}, snapshot.updated_at))
+            batch.send(
+                self.topics.escalations,
+                snapshot.trace_id,
+                transitions.escalation(
+                    closed, reason or status, evidence or {}, snapshot.updated_at
+                ),
+            )
         metrics.TRACES_FINISHED.labels(status=status).inc()
         metrics.TRACES_IN_FLIGHT.dec()
 
-    def _hop(self, step: Envelope, snapshot: Snapshot, status: str, batch: Batch,
-             conflicts: int = 0, reason: str | None = None, situation: str = "") -> None:
-        batch.send(self.topics.hops, step.trace_id, HopRecord(
-            trace_id=step.trace_id, event_id=step.event_id, causation_id=step.causation_id,
-            agent=step.source, hop=step.hop, type=step.type, status=status,  # type: ignore[arg-type]
-            state_version=snapshot.version, state_hash=state_hash(snapshot.fields),
-            input_fingerprint=str(step.payload.get("input_fingerprint", "")),
-            output=str(step.payload.get("text", ""))[:OUTPUT_LIMIT],
-            duration_ms=float(step.payload.get("duration_ms", 0.0)),
-            usage=step.usage, totals=snapshot.totals, conflicts=conflicts,
-            created_at=snapshot.updated_at, extensions={"reason": reason} if reason else {},
-            # what the watchdog's progress-aware rules compare (choreo.keeper.fold)
-            field_hashes=transitions.field_hashes(snapshot.fields), situation=situation,
-            tool_calls=transitions.tool_calls(step), read_version=step.state_version,
-        ))
+    def _hop(
+        self,
+        step: Envelope,
+        snapshot: Snapshot,
+        status: str,
+        batch: Batch,
+        conflicts: int = 0,
+        reason: str | None = None,
+        situation: str = "",
+    ) -> None:
+        batch.send(
+            self.topics.hops,
+            step.trace_id,
+            HopRecord(
+                trace_id=step.trace_id,
+                event_id=step.event_id,
+                causation_id=step.causation_id,
+                agent=step.source,
+                hop=step.hop,
+                type=step.type,
+                status=status,  # type: ignore[arg-type]
+                state_version=snapshot.version,
+                state_hash=state_hash(snapshot.fields),
+                input_fingerprint=str(step.payload.get("input_fingerprint", "")),
+                output=str(step.payload.get("text", ""))[:OUTPUT_LIMIT],
+                duration_ms=float(step.payload.get("duration_ms", 0.0)),
+                usage=step.usage,
+                totals=snapshot.totals,
+                conflicts=conflicts,
+                created_at=snapshot.updated_at,
+                extensions={"reason": reason} if reason else {},
+                # what the watchdog's progress-aware rules compare (choreo.keeper.fold)
+                field_hashes=transitions.field_hashes(snapshot.fields),
+                situation=situation,
+                tool_calls=transitions.tool_calls(step),
+                read_version=step.state_version,
+            ),
+        )
 
     @staticmethod
     def _output(snapshot: Snapshot, step: Envelope) -> Any:
@@ -552,8 +717,8 @@ class KeeperService:
         self.group = f"{self.topics.prefix}.keeper"
         self.producer: AIOKafkaProducer = make_producer(bootstrap, "choreo-keeper")
         self.consumer: AIOKafkaConsumer = make_consumer(
-            bootstrap, settings, group_id=self.group,
-            client_id="choreo-keeper", max_records=500)
+            bootstrap, settings, group_id=self.group, client_id="choreo-keeper", max_records=500
+        )
         self.lag = metrics.ConsumerLag(self.consumer, self.group)
         #: The topics the keeper reads, each with what it does to one record.
         self._handlers: dict[str, Handler] = {
@@ -563,7 +728,8 @@ class KeeperService:
         }
         metrics.prime_keeper(
             list(self._handlers),
-            [(name, f.conflict) for name, f in spec.state.items() if f.reducer == "replace"])
+            [(name, f.conflict) for name, f in spec.state.items() if f.reducer == "replace"],
+        )
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, "keeper")
         #: Partition numbers held and restored; a partition lost in a rebalance leaves it.
         self._owned: set[int] = set()
@@ -573,8 +739,11 @@ class KeeperService:
         #: The broker refused a batch outright: handle records one by one to find which.
         self._isolating = False
         #: On a broker with transactions, one transactional producer per partition number.
-        self.transactions: Transactions | None = Transactions(
-            bootstrap, self.group, "choreo-keeper") if exactly_once(bootstrap, settings) else None
+        self.transactions: Transactions | None = (
+            Transactions(bootstrap, self.group, "choreo-keeper")
+            if exactly_once(bootstrap, settings)
+            else None
+        )
 
     async def take_over(self, partitions: list[int]) -> None:
         """Own ``partitions``: fence their previous owner's producers (which settles its last
@@ -594,8 +763,9 @@ class KeeperService:
         await self.rebuild(partitions)
         self._seek(offsets)
 
-    async def _committed(self, partitions: list[TopicPartition]
-                         ) -> dict[TopicPartition, int | None]:
+    async def _committed(
+        self, partitions: list[TopicPartition]
+    ) -> dict[TopicPartition, int | None]:
         return {tp: await self.consumer.committed(tp) for tp in partitions}
 
     def _seek(self, offsets: dict[TopicPartition, int | None]) -> None:
@@ -610,15 +780,15 @@ class KeeperService:
         read again; one lost and later regained is, since another keeper may have advanced
         its traces in between (``restore`` keeps the newer version).
         """
-        self.keeper.partitions = len(
-            self.consumer.partitions_for_topic(self.topics.outbox) or ())
+        self.keeper.partitions = len(self.consumer.partitions_for_topic(self.topics.outbox) or ())
         fresh = sorted(set(partitions) - self._owned)
         self._forget(self._owned - set(partitions))
         self._owned &= set(partitions)
         if not fresh:
             return
-        reader = make_consumer(self.bootstrap, self.settings, group_id=None,
-                               client_id="choreo-keeper-rebuild")
+        reader = make_consumer(
+            self.bootstrap, self.settings, group_id=None, client_id="choreo-keeper-rebuild"
+        )
         await reader.start()
         try:
             parts = [TopicPartition(self.topics.state, p) for p in fresh]
@@ -632,8 +802,11 @@ class KeeperService:
         finally:
             await reader.stop()
         self._owned.update(fresh)
-        running = sum(1 for s in self.keeper.traces.values()
-                      if s.status == "running" and s.trace_id not in self.keeper.finished)
+        running = sum(
+            1
+            for s in self.keeper.traces.values()
+            if s.status == "running" and s.trace_id not in self.keeper.finished
+        )
         metrics.TRACES_IN_FLIGHT.set(running)
         log.info("partitions restored", extra={"partitions": fresh, "traces": running})
 
@@ -657,8 +830,9 @@ class KeeperService:
         so nothing is lost and no terminal record is written twice. The keeper gives up,
         saying why, only once the broker has failed for ``broker_outage_s``.
         """
-        self.limit = await broker_limit(self.bootstrap, list(self._handlers),
-                                        self.settings.max_record_bytes)
+        self.limit = await broker_limit(
+            self.bootstrap, list(self._handlers), self.settings.max_record_bytes
+        )
         self.dead_letters.limit = self.limit
         await self.producer.start()
         self.consumer.subscribe(list(self._handlers), listener=_Rebuild(self))
@@ -694,8 +868,9 @@ class KeeperService:
             if self.transactions is not None:
                 await self.transactions.close()
 
-    def _restored_only(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-                       ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    def _restored_only(
+        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
         """The records of partitions whose traces are restored; the others are read again.
 
         A rebalance restores newly assigned partitions in its listener, and a poll can
@@ -729,7 +904,8 @@ class KeeperService:
         log.warning("partitions rebuilt after a broker error", extra={"partitions": owned})
 
     async def _process(
-            self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         if not self._isolating:
             await self._transition(records)
             return
@@ -743,8 +919,11 @@ class KeeperService:
                     if transient(exc):
                         raise
                     await self._recover()
-                    await self._refused(record, f"the broker refused the keeper's output for "
-                                                f"this record: {type(exc).__name__}: {exc}")
+                    await self._refused(
+                        record,
+                        f"the broker refused the keeper's output for "
+                        f"this record: {type(exc).__name__}: {exc}",
+                    )
             self.consumer.seek(tp, partition_records[-1].offset + 1)
         self._isolating = False
 
@@ -755,12 +934,16 @@ class KeeperService:
             await self.dead_letters.send(record, reason)
             await self.consumer.commit({tp: record.offset + 1})
             return
-        await self.transactions.run(str(record.partition), sends_of(
-            [self.dead_letters.letter(record, reason)]), {tp: record.offset + 1})
+        await self.transactions.run(
+            str(record.partition),
+            sends_of([self.dead_letters.letter(record, reason)]),
+            {tp: record.offset + 1},
+        )
         self.dead_letters.noted(record, reason)
 
     async def _transition(
-            self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         """Handle a batch, produce everything it caused, then commit past it: in two acked
         phases and a commit, or, with transactions, one transaction per partition number."""
         if self.transactions is not None:
@@ -771,8 +954,9 @@ class KeeperService:
         await asyncio.gather(*(self.dead_letters.send(r, why) for r, why in letters))
         await self.consumer.commit(_next_offsets(records))
 
-    def _handle_all(self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-                    ) -> tuple[Batch, list[tuple[ConsumerRecord[bytes, bytes], str]]]:
+    def _handle_all(
+        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> tuple[Batch, list[tuple[ConsumerRecord[bytes, bytes], str]]]:
         """Every record's output, and the records to dead-letter with their reasons."""
         batch = Batch(limit=self.limit)
         letters: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
@@ -786,7 +970,8 @@ class KeeperService:
         return batch, letters
 
     async def _transactions(
-            self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
+        self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
         """One transaction per partition number of the batch (its tasks, outbox and control
         records: the traces of one partition), run concurrently.
 
@@ -802,12 +987,20 @@ class KeeperService:
         for number, part in sorted(by_partition.items()):
             batch, letters = self._handle_all(part)
             outputs: list[tuple[str, bytes | None, bytes, Headers]] = [
-                (t, k.encode(), v, h) for t, k, v, h in batch.first + batch.sends]
-            outputs += [(self.topics.state, trace_id.encode(), value, [])
-                        for trace_id, value in batch.snapshot_records()]
+                (t, k.encode(), v, h) for t, k, v, h in batch.first + batch.sends
+            ]
+            outputs += [
+                (self.topics.state, trace_id.encode(), value, [])
+                for trace_id, value in batch.snapshot_records()
+            ]
             outputs += [self.dead_letters.letter(r, why) for r, why in letters]
-            runs.append((batch, letters, self.transactions.run(
-                str(number), sends_of(outputs), _next_offsets(part))))
+            runs.append(
+                (
+                    batch,
+                    letters,
+                    self.transactions.run(str(number), sends_of(outputs), _next_offsets(part)),
+                )
+            )
         outcomes = await asyncio.gather(*(run for _, _, run in runs), return_exceptions=True)
         for (batch, letters, _), outcome in zip(runs, outcomes, strict=True):
             if outcome is None:
@@ -822,10 +1015,11 @@ class KeeperService:
         """Produce a batch in its acknowledged phases: the admissions it applied as it logged
         them (if any), the records they and the rest of the batch caused, the snapshots."""
         for phase in (batch.first, batch.sends):
-            await acked(self.producer.send(t, v, key=k.encode(), headers=h)
-                        for t, k, v, h in phase)
-        await acked(self.producer.send(self.topics.state, value, key=trace_id.encode())
-                    for trace_id, value in batch.snapshot_records())
+            await acked(self.producer.send(t, v, key=k.encode(), headers=h) for t, k, v, h in phase)
+        await acked(
+            self.producer.send(self.topics.state, value, key=trace_id.encode())
+            for trace_id, value in batch.snapshot_records()
+        )
         self.keeper.settle(batch.snapshots)
 
     async def _sweep(self) -> None:
@@ -836,8 +1030,9 @@ class KeeperService:
             log.warning("deadline sweep ends traces", extra={"traces": len(batch.sends)})
 
 
-def _next_offsets(records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-                  ) -> dict[TopicPartition, int]:
+def _next_offsets(
+    records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]],
+) -> dict[TopicPartition, int]:
     """The offsets to commit after ``records``: one past each partition's last."""
     return {tp: recs[-1].offset + 1 for tp, recs in records.items()}
 
@@ -851,10 +1046,19 @@ async def _wait(stop: asyncio.Event, seconds: float) -> None:
 def _as_read(sent: Send, partition: int) -> ConsumerRecord[bytes, bytes]:
     """A record the keeper queued, as it will be read back (its offset is not known yet)."""
     topic, key, value, headers = sent
-    return ConsumerRecord(topic=topic, partition=partition, offset=-1, timestamp=-1,
-                          timestamp_type=0, key=key.encode(), value=value, checksum=None,
-                          serialized_key_size=len(key.encode()),
-                          serialized_value_size=len(value), headers=tuple(headers))
+    return ConsumerRecord(
+        topic=topic,
+        partition=partition,
+        offset=-1,
+        timestamp=-1,
+        timestamp_type=0,
+        key=key.encode(),
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key.encode()),
+        serialized_value_size=len(value),
+        headers=tuple(headers),
+    )
 
 
 def _envelope_or_none(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:

@@ -29,8 +29,16 @@ def announce(bootstrap: str, mesh: Path, topic_prefix: str) -> Iterator[Path]:
     ``choreo up`` in the same folder has replaced it with its own."""
     UP_FILE.parent.mkdir(parents=True, exist_ok=True)
     staging = UP_FILE.with_name(f".up-{os.getpid()}.tmp")  # readers never see half a file
-    staging.write_text(json.dumps({"pid": os.getpid(), "bootstrap": bootstrap,
-                                   "mesh": str(mesh.resolve()), "topic_prefix": topic_prefix}))
+    staging.write_text(
+        json.dumps(
+            {
+                "pid": os.getpid(),
+                "bootstrap": bootstrap,
+                "mesh": str(mesh.resolve()),
+                "topic_prefix": topic_prefix,
+            }
+        )
+    )
     staging.replace(UP_FILE)
     try:
         yield UP_FILE
@@ -57,8 +65,9 @@ def follow(settings: Settings) -> Settings:
     if prefix is None or settings.bootstrap_servers not in (None, "", running.get("bootstrap")):
         return settings
     try:  # validated again: the file is outside this process
-        return Settings.model_validate({**settings.model_dump(exclude_unset=True),
-                                        "topic_prefix": prefix})
+        return Settings.model_validate(
+            {**settings.model_dump(exclude_unset=True), "topic_prefix": prefix}
+        )
     except ValidationError:
         return settings
 

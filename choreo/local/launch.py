@@ -23,9 +23,16 @@ def create_topics(spec: MeshSpec, bootstrap: str, settings: Settings) -> list[st
     return asyncio.run(ensure_topics(bootstrap, Topics(settings.topic_prefix), spec))
 
 
-def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settings,
-               log_dir: Path, *, watchdog: bool = True,
-               env: Mapping[str, str] | None = None) -> ProcessGroup:
+def start_mesh(
+    spec: MeshSpec,
+    mesh_path: Path,
+    bootstrap: str,
+    settings: Settings,
+    log_dir: Path,
+    *,
+    watchdog: bool = True,
+    env: Mapping[str, str] | None = None,
+) -> ProcessGroup:
     """Start every service of ``spec`` as its own process; return the running group.
 
     ``env`` is added to every child's environment (e.g. a topic prefix or tuning knobs).
@@ -38,16 +45,19 @@ def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settin
             if tier.script is None or os.environ.get(variable):
                 continue
             _, group.env[variable] = group.start_server(
-                f"model-{tier_name}", ["model-server", str(tier.script), "--port", "0"], 30.0)
+                f"model-{tier_name}", ["model-server", str(tier.script), "--port", "0"], 30.0
+            )
         if uses_sandbox(spec) and not os.environ.get(SANDBOX_URL):
             _, group.env[SANDBOX_URL] = group.start_server(
-                "sandbox", ["run", "sandbox", "--port", "0"], 60.0)
+                "sandbox", ["run", "sandbox", "--port", "0"], 60.0
+            )
         mesh = ["--mesh", str(mesh_path)]
         group.start_choreo("keeper", ["run", "keeper", *mesh])
         for agent in spec.agents:
             for replica in range(1, agent.replicas + 1):
-                group.start_choreo(f"{agent.name}-{replica}",
-                                   ["run", "agent", *mesh, "--agent", agent.name])
+                group.start_choreo(
+                    f"{agent.name}-{replica}", ["run", "agent", *mesh, "--agent", agent.name]
+                )
         if watchdog:
             group.start_choreo("watchdog", ["run", "watchdog", *mesh])
     except BaseException:
@@ -59,4 +69,3 @@ def start_mesh(spec: MeshSpec, mesh_path: Path, bootstrap: str, settings: Settin
 def uses_sandbox(spec: MeshSpec) -> bool:
     """True when an agent runs the sandbox tool: the mesh then needs a sandbox service."""
     return any(isinstance(tool, ToolSpec) for agent in spec.agents for tool in agent.tools)
-

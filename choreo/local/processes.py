@@ -27,10 +27,10 @@ CHOREO_CLI = (sys.executable, "-P", "-m", "choreo.cli.main")
 _ANNOUNCE = re.compile(r"listening on (http://\S+)")
 
 
-
 class ServiceStartError(RuntimeError):
     """A server child exited or stayed silent before announcing its address; the message
     names its log."""
+
 
 @dataclass
 class Child:
@@ -63,13 +63,19 @@ class ProcessGroup:
     env: dict[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
 
-    def start(self, name: str, argv: Sequence[str],
-              extra_env: Mapping[str, str] | None = None, *,
-              stdout: IO[bytes] | None = None) -> Child:
+    def start(
+        self,
+        name: str,
+        argv: Sequence[str],
+        extra_env: Mapping[str, str] | None = None,
+        *,
+        stdout: IO[bytes] | None = None,
+    ) -> Child:
         """Start ``argv``; its output is appended to its log (stdout to ``stdout`` if given)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        child = Child(name, list(argv), self.log_dir / f"{name}.log",
-                      extra_env=dict(extra_env or {}))
+        child = Child(
+            name, list(argv), self.log_dir / f"{name}.log", extra_env=dict(extra_env or {})
+        )
         self.respawn(child, stdout)
         self.children.append(child)
         return child
@@ -80,17 +86,28 @@ class ProcessGroup:
         env = {**os.environ, **self.env, **child.extra_env}
         with child.log_path.open("ab") as log:
             child.process = subprocess.Popen(
-                child.argv, stdout=stdout or log, stderr=log if stdout else subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+                child.argv,
+                stdout=stdout or log,
+                stderr=log if stdout else subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         child.started_at = time.monotonic()
 
-    def start_choreo(self, name: str, args: Sequence[str],
-                     extra_env: Mapping[str, str] | None = None) -> Child:
+    def start_choreo(
+        self, name: str, args: Sequence[str], extra_env: Mapping[str, str] | None = None
+    ) -> Child:
         """Start ``choreo ARGS`` with this interpreter, whatever PATH says."""
         return self.start(name, [*CHOREO_CLI, *args], extra_env)
 
-    def start_server(self, name: str, args: Sequence[str], timeout: float,
-                     extra_env: Mapping[str, str] | None = None) -> tuple[Child, str]:
+    def start_server(
+        self,
+        name: str,
+        args: Sequence[str],
+        timeout: float,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> tuple[Child, str]:
         """Start a server ``choreo ARGS`` and return it with the URL it announces.
 
         Servers bind port 0 and print ``listening on URL`` on stdout once bound, so no port
@@ -159,4 +176,5 @@ def _announced_url(child: Child, announcements: IO[bytes], timeout: float) -> st
             raise ServiceStartError(f"{child.name} exited before listening; see {child.log_path}")
         time.sleep(0.05)  # polling a file the child writes once, with a deadline
     raise ServiceStartError(
-        f"{child.name} did not announce its address within {timeout:.0f}s; see {child.log_path}")
+        f"{child.name} did not announce its address within {timeout:.0f}s; see {child.log_path}"
+    )

@@ -45,8 +45,9 @@ class Supervisor:
                 del self._due[child.name]
                 self.restarts[child.name] = self.restarts.get(child.name, 0) + 1
                 self.group.respawn(child)
-                events.append(f"{child.name} restarted (pid {child.pid}, restart "
-                              f"{self.restarts[child.name]})")
+                events.append(
+                    f"{child.name} restarted (pid {child.pid}, restart {self.restarts[child.name]})"
+                )
         return events
 
     def _schedule(self, child: Child, now: float) -> str:
@@ -55,5 +56,7 @@ class Supervisor:
             self.restarts.pop(child.name, None)
         wait = self.delay(child.name)
         self._due[child.name] = now + wait
-        return (f"{child.name} {child.status} after {uptime:.0f}s; restarting in {wait:.0f}s "
-                f"(log: {child.log_path})")
+        return (
+            f"{child.name} {child.status} after {uptime:.0f}s; restarting in {wait:.0f}s "
+            f"(log: {child.log_path})"
+        )

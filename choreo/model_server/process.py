@@ -20,7 +20,10 @@ ANNOUNCEMENT = "listening on "
 
 
 def start_model_server_process(
-    script: Path, *, env: Mapping[str, str] | None = None, timeout_s: float = 15.0,
+    script: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 15.0,
 ) -> tuple[subprocess.Popen[str], str]:
     """Start ``python -m choreo.model_server SCRIPT --port 0``; return it and its base URL.
 
@@ -33,7 +36,10 @@ def start_model_server_process(
     with tempfile.TemporaryFile(mode="w+") as stderr:
         proc = subprocess.Popen(
             [*_SERVER, str(script), "--port", "0"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, text=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
             env=dict(env) if env is not None else None,
         )
         line = _first_line(proc, timeout_s)

@@ -38,8 +38,7 @@ class When(_Strict):
     model: Regex | None = None
 
     def matches(self, system: str, user: str, model: str, tool: str = "") -> bool:
-        pairs = ((self.system, system), (self.user, user), (self.model, model),
-                 (self.tool, tool))
+        pairs = ((self.system, system), (self.user, user), (self.model, model), (self.tool, tool))
         return all(pattern is None or re.search(pattern, text) for pattern, text in pairs)
 
 
@@ -119,8 +118,12 @@ class Script(_Strict):
         for rule in self.rules:
             if rule.when.matches(system, user, model, tool):
                 return rule
-        return Rule(reply=(f"[{self.label}] no scripted rule matched this conversation "
-                           f"(model {model!r}; {len(self.rules)} rules)."))
+        return Rule(
+            reply=(
+                f"[{self.label}] no scripted rule matched this conversation "
+                f"(model {model!r}; {len(self.rules)} rules)."
+            )
+        )
 
 
 def parse_script(data: Any, source: str = "<script>") -> Script:

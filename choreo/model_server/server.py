@@ -54,8 +54,13 @@ class ScriptedServer(ThreadingHTTPServer):
         self.faults = script.faults  # replaced whole by PUT /v1/faults
         self._lock = threading.Lock()
         self._chat_requests = 0
-        self._counts = {"requests": 0, "completions": 0, "rate_limited": 0, "unavailable": 0,
-                        "server_error": 0}
+        self._counts = {
+            "requests": 0,
+            "completions": 0,
+            "rate_limited": 0,
+            "unavailable": 0,
+            "server_error": 0,
+        }
         self._models: dict[str, dict[str, int]] = {}
 
     def next_request_number(self) -> int:
@@ -75,7 +80,8 @@ class ScriptedServer(ThreadingHTTPServer):
             self._counts["requests"] += 1
             self._counts["completions"] += 1
             model = self._models.setdefault(
-                requested, {"completions": 0, "prompt_tokens": 0, "completion_tokens": 0})
+                requested, {"completions": 0, "prompt_tokens": 0, "completion_tokens": 0}
+            )
             model["completions"] += 1
             usage = response.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0}
             model["prompt_tokens"] += usage["prompt_tokens"]
@@ -83,8 +89,10 @@ class ScriptedServer(ThreadingHTTPServer):
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return {**self._counts,
-                    "models": {name: dict(c) for name, c in sorted(self._models.items())}}
+            return {
+                **self._counts,
+                "models": {name: dict(c) for name, c in sorted(self._models.items())},
+            }
 
 
 def _text(content: Any) -> str:
@@ -96,7 +104,8 @@ def _text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return "\n".join(
-            part["text"] for part in content
+            part["text"]
+            for part in content
             if isinstance(part, dict) and isinstance(part.get("text"), str)
         )
     raise BadRequest("message content must be a string or a list of content parts")
@@ -128,14 +137,16 @@ def _tokens(text: str) -> int:
 def matching_rule(script: Script, model: str, messages: list[tuple[str, str]]) -> Rule:
     """The rule that answers a request (parsed by ``_parse_chat`` into model and messages)."""
     system = "\n\n".join(text for role, text in messages if role in ("system", "developer"))
-    user = "\n\n".join(text for role, text in messages
-                       if role not in ("system", "developer", "tool"))
+    user = "\n\n".join(
+        text for role, text in messages if role not in ("system", "developer", "tool")
+    )
     tool = "\n\n".join(text for role, text in messages if role == "tool")
     return script.rule(system, user, model, tool)
 
 
-def completion(script: Script, rule: Rule, body: bytes,
-               messages: list[tuple[str, str]]) -> dict[str, Any]:
+def completion(
+    script: Script, rule: Rule, body: bytes, messages: list[tuple[str, str]]
+) -> dict[str, Any]:
     """The chat-completions response to ``body`` that ``rule`` gives: a pure function of the
     script and request. A reply longer than the request's ``max_tokens`` is cut there
     (``finish_reason: length``), as real servers do. Usage counts the rule's text even when
@@ -157,10 +168,18 @@ def completion(script: Script, rule: Rule, body: bytes,
     else:
         # in the script's order, as a model writes them: equal arguments may differ on the wire
         arguments = [json.dumps(c.arguments) for c in rule.tool_calls]
-        message = {"role": "assistant", "content": None, "tool_calls": [
-            {"id": f"call_{digest[:16]}_{i}", "type": "function",
-             "function": {"name": c.name, "arguments": args}}
-            for i, (c, args) in enumerate(zip(rule.tool_calls, arguments, strict=True))]}
+        message = {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": f"call_{digest[:16]}_{i}",
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": args},
+                }
+                for i, (c, args) in enumerate(zip(rule.tool_calls, arguments, strict=True))
+            ],
+        }
         completion_tokens = sum(_tokens(args) + 1 for args in arguments)
         finish = "tool_calls"
     prompt_tokens = sum(_tokens(text) for _, text in messages)
@@ -170,11 +189,13 @@ def completion(script: Script, rule: Rule, body: bytes,
         "created": int(time.time()),
         "model": script.label,
         "system_fingerprint": FINGERPRINT,
-        "choices": [{
-            "index": 0,
-            "message": message,
-            "finish_reason": finish,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": finish,
+            }
+        ],
     }
     if not script.faults.no_usage:
         response["usage"] = {
@@ -202,9 +223,20 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/healthz":
             self._json(HTTPStatus.OK, {"status": "ok", "model": script.label, "scripted": True})
         elif self.path == "/v1/models":
-            self._json(HTTPStatus.OK, {"object": "list", "data": [
-                {"id": script.label, "object": "model", "created": 0, "owned_by": FINGERPRINT},
-            ]})
+            self._json(
+                HTTPStatus.OK,
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": script.label,
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": FINGERPRINT,
+                        },
+                    ],
+                },
+            )
         else:
             self._error(HTTPStatus.NOT_FOUND, f"no route {self.path}", "not_found")
 
@@ -239,8 +271,12 @@ class _Handler(BaseHTTPRequestHandler):
         limit = self.server.faults.rate_limit
         if limit is not None and self.server.next_request_number() % limit.every == 0:
             self.server.count("rate_limited")
-            self._error(HTTPStatus.TOO_MANY_REQUESTS, "scripted rate limit", "rate_limit_exceeded",
-                        {"Retry-After": f"{limit.retry_after:g}"})
+            self._error(
+                HTTPStatus.TOO_MANY_REQUESTS,
+                "scripted rate limit",
+                "rate_limit_exceeded",
+                {"Retry-After": f"{limit.retry_after:g}"},
+            )
             return
         try:
             requested, messages = _parse_chat(body)
@@ -251,8 +287,11 @@ class _Handler(BaseHTTPRequestHandler):
         refused = sorted(set(script.faults.rejects) & set(json.loads(body)))
         if refused:
             self.server.count("bad_request")
-            self._error(HTTPStatus.BAD_REQUEST, f"unsupported parameter: {', '.join(refused)}",
-                        "unsupported_parameter")
+            self._error(
+                HTTPStatus.BAD_REQUEST,
+                f"unsupported parameter: {', '.join(refused)}",
+                "unsupported_parameter",
+            )
             return
         rule = matching_rule(script, requested, messages)
         if rule.fault == "server_error":
@@ -276,12 +315,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._error(HTTPStatus.SERVICE_UNAVAILABLE, "scripted outage", "server_down")
         return True
 
-    def _error(self, status: HTTPStatus, message: str, kind: str,
-               headers: dict[str, str] | None = None) -> None:
+    def _error(
+        self, status: HTTPStatus, message: str, kind: str, headers: dict[str, str] | None = None
+    ) -> None:
         self._json(status, {"error": {"message": message, "type": kind}}, headers)
 
-    def _json(self, status: HTTPStatus, payload: dict[str, Any],
-              headers: dict[str, str] | None = None, trickle_s: float = 0.0) -> None:
+    def _json(
+        self,
+        status: HTTPStatus,
+        payload: dict[str, Any],
+        headers: dict[str, str] | None = None,
+        trickle_s: float = 0.0,
+    ) -> None:
         """Send ``payload`` as JSON; with ``trickle_s``, one byte of the body at a time."""
         data = json.dumps(payload).encode()
         self.send_response(status)
@@ -295,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
             return
         for i in range(len(data)):
-            self.wfile.write(data[i:i + 1])
+            self.wfile.write(data[i : i + 1])
             self.wfile.flush()
             time.sleep(trickle_s)
 
@@ -314,8 +359,9 @@ def serve(script: Path, host: str = "127.0.0.1", port: int = 0) -> None:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                              name="model-server", daemon=True)
+    worker = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="model-server", daemon=True
+    )
     worker.start()
     bound_host, bound_port = server.server_address[:2]
     print(f"{ANNOUNCEMENT}http://{bound_host!s}:{bound_port}/v1", flush=True)

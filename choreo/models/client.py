@@ -79,9 +79,13 @@ def tiers_down() -> list[str]:
     return sorted({client.name for client in _PAUSING if client.gate.breaker.holding()})
 
 
-_OVERRIDES = {"base_url": "BASE_URL", "model": "MODEL", "temperature": "TEMPERATURE",
-              "price_in_per_mtok": "PRICE_IN_PER_MTOK",
-              "price_out_per_mtok": "PRICE_OUT_PER_MTOK"}
+_OVERRIDES = {
+    "base_url": "BASE_URL",
+    "model": "MODEL",
+    "temperature": "TEMPERATURE",
+    "price_in_per_mtok": "PRICE_IN_PER_MTOK",
+    "price_out_per_mtok": "PRICE_OUT_PER_MTOK",
+}
 
 
 @dataclass(frozen=True)
@@ -111,9 +115,13 @@ class Completion:
         message: Message = {"role": "assistant", "content": self.text}
         if self.tool_calls:
             message["tool_calls"] = [
-                {"id": c.id, "type": "function",
-                 "function": {"name": c.name, "arguments": c.arguments}}
-                for c in self.tool_calls]
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
+                for c in self.tool_calls
+            ]
         return message
 
 
@@ -129,8 +137,9 @@ class ModelError(RuntimeError):
     could not be used still cost its tokens).
     """
 
-    def __init__(self, reason: str, message: str, attempts: int,
-                 usage: Usage | None = None) -> None:
+    def __init__(
+        self, reason: str, message: str, attempts: int, usage: Usage | None = None
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.attempts = attempts
@@ -152,15 +161,18 @@ def _resolve_tier(tier_name: str, tier: ModelTier, environ: Mapping[str, str]) -
         for field, suffix in _OVERRIDES.items()
         if environ.get(env_var(tier_name, suffix))
     }
-    unpriced = [env_var(tier_name, _OVERRIDES[f]) for f in ("price_in_per_mtok",
-                                                            "price_out_per_mtok")
-                if f not in overrides]
+    unpriced = [
+        env_var(tier_name, _OVERRIDES[f])
+        for f in ("price_in_per_mtok", "price_out_per_mtok")
+        if f not in overrides
+    ]
     if overrides.get("model", tier.model) != tier.model and unpriced:
         # the spec's prices are another model's: a cost from them would be wrong, and a
         # max_cost budget would not hold
         raise ModelConfigError(
             f"model tier {tier_name!r}: {env_var(tier_name, 'MODEL')} replaces the model, so "
-            f"give its prices too (US dollars per million tokens): {', '.join(unpriced)}")
+            f"give its prices too (US dollars per million tokens): {', '.join(unpriced)}"
+        )
     if not overrides:
         resolved = tier
     else:
@@ -169,10 +181,12 @@ def _resolve_tier(tier_name: str, tier: ModelTier, environ: Mapping[str, str]) -
         except ValidationError as exc:
             bad = ", ".join(
                 f"{env_var(tier_name, _OVERRIDES[str(err['loc'][0])])}: {err['msg']}"
-                for err in exc.errors() if err["loc"] and err["loc"][0] in _OVERRIDES
+                for err in exc.errors()
+                if err["loc"] and err["loc"][0] in _OVERRIDES
             )
             raise ModelConfigError(
-                f"model tier {tier_name!r}: bad override: {bad or exc}") from None
+                f"model tier {tier_name!r}: bad override: {bad or exc}"
+            ) from None
     if resolved.base_url is None:
         raise ModelConfigError(
             f"model tier {tier_name!r} is scripted ({resolved.script}): start the scripted model "
@@ -231,8 +245,7 @@ def _estimate_reply(payload: dict[str, Any] | None) -> int:
 
 def _count(value: Any) -> int | None:
     """A token count from an answer: a non-negative int, else ``None`` (never an exception)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 \
-        else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 class _TooLarge(Exception):
@@ -257,11 +270,17 @@ def _tool_call(data: Any) -> ToolCall:
     """One entry of a response's ``tool_calls``; raises ``KeyError``/``TypeError`` if malformed."""
     function = data["function"]
     arguments = function.get("arguments") or "{}"
-    if not isinstance(data["id"], str) or not isinstance(function["name"], str) \
-            or not isinstance(arguments, str):
+    if (
+        not isinstance(data["id"], str)
+        or not isinstance(function["name"], str)
+        or not isinstance(arguments, str)
+    ):
         raise TypeError("tool call id, name and arguments must be strings")
-    return ToolCall(id=clean_text(data["id"]), name=clean_text(function["name"]),
-                    arguments=clean_text(arguments))
+    return ToolCall(
+        id=clean_text(data["id"]),
+        name=clean_text(function["name"]),
+        arguments=clean_text(arguments),
+    )
 
 
 class ModelClient:
@@ -282,7 +301,8 @@ class ModelClient:
         own, e.g. its index, so replicas do not retry in lockstep."""
         if tier.base_url is None:
             raise ModelConfigError(
-                f"model tier {name!r} has no base_url (use ModelClient.for_tier)")
+                f"model tier {name!r} has no base_url (use ModelClient.for_tier)"
+            )
         self.tier = tier
         self.name = name
         self.url = tier.base_url.rstrip("/") + "/chat/completions"
@@ -332,8 +352,10 @@ class ModelClient:
             env.get(tier.api_key_env) if tier.api_key_env else None
         )
         if tier.api_key_env and not api_key:
-            log.warning("model tier has no API key", extra={
-                "tier": tier_name, "api_key_env": tier.api_key_env})
+            log.warning(
+                "model tier has no API key",
+                extra={"tier": tier_name, "api_key_env": tier.api_key_env},
+            )
         return cls(resolved, name=tier_name, api_key=api_key, **options)
 
     @property
@@ -383,15 +405,18 @@ class ModelClient:
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": self.model,
-            **({"gen_ai.request.temperature": body["temperature"]}
-               if "temperature" in body else {}),
+            **(
+                {"gen_ai.request.temperature": body["temperature"]} if "temperature" in body else {}
+            ),
             "gen_ai.agent.name": agent,
             **self._server_attributes,
         }
         estimated = estimate_tokens(messages) + (max_tokens or 0)
         started = time.perf_counter()
         with _tracer.start_as_current_span(
-            f"chat {self.model}", kind=trace.SpanKind.CLIENT, attributes=attributes,
+            f"chat {self.model}",
+            kind=trace.SpanKind.CLIENT,
+            attributes=attributes,
         ) as span:
             try:
                 completion = await self._call(body, estimated, started, deadline, messages)
@@ -406,26 +431,29 @@ class ModelClient:
                 span.set_status(trace.Status(trace.StatusCode.ERROR, str(exc)))
                 raise
             finally:
-                MODEL_CALL_DURATION.labels(agent, self.model).observe(
-                    time.perf_counter() - started)
+                MODEL_CALL_DURATION.labels(agent, self.model).observe(time.perf_counter() - started)
             usage = completion.usage
             if spending is not None:
                 spending.spend(usage)
             if completion.scripted:
                 span.set_attribute("gen_ai.provider.name", SCRIPTED_PROVIDER)
             if telemetry.record_content():
-                span.set_attributes({
-                    "gen_ai.input.messages": json.dumps(messages),
-                    "gen_ai.output.messages": json.dumps([completion.message()]),
-                })
-            span.set_attributes({
-                "gen_ai.response.model": usage.model or self.model,
-                "gen_ai.usage.input_tokens": usage.tokens_in,
-                "gen_ai.usage.output_tokens": usage.tokens_out,
-                "choreo.cost_usd": usage.cost,
-                "choreo.model.calls": usage.calls,
-                "choreo.model.scripted": completion.scripted,
-            })
+                span.set_attributes(
+                    {
+                        "gen_ai.input.messages": json.dumps(messages),
+                        "gen_ai.output.messages": json.dumps([completion.message()]),
+                    }
+                )
+            span.set_attributes(
+                {
+                    "gen_ai.response.model": usage.model or self.model,
+                    "gen_ai.usage.input_tokens": usage.tokens_in,
+                    "gen_ai.usage.output_tokens": usage.tokens_out,
+                    "choreo.cost_usd": usage.cost,
+                    "choreo.model.calls": usage.calls,
+                    "choreo.model.scripted": completion.scripted,
+                }
+            )
         self._charge(agent, usage)
         return completion
 
@@ -434,8 +462,14 @@ class ModelClient:
         TOKENS.labels(agent, self.model, "out").inc(usage.tokens_out)
         COST.labels(agent, self.model).inc(usage.cost)
 
-    async def _call(self, body: dict[str, Any], estimated: int, started: float,
-                    deadline: datetime | None, messages: list[Message]) -> Completion:
+    async def _call(
+        self,
+        body: dict[str, Any],
+        estimated: int,
+        started: float,
+        deadline: datetime | None,
+        messages: list[Message],
+    ) -> Completion:
         """The whole call, retries and waits included, within what is left of ``deadline``."""
         tries = _Tries()
         left = None if deadline is None else (deadline - datetime.now(UTC)).total_seconds()
@@ -445,8 +479,10 @@ class ModelClient:
             async with asyncio.timeout(left):
                 data, scripted = await self._post(body, estimated, tries)
         except TimeoutError:
-            raise ModelError("deadline", self._failure(
-                f"the trace's deadline {deadline} came first", tries.count), tries.count,
+            raise ModelError(
+                "deadline",
+                self._failure(f"the trace's deadline {deadline} came first", tries.count),
+                tries.count,
             ) from None
         usage, payload = self._usage(data, tries.count, started, messages)
         self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
@@ -461,14 +497,19 @@ class ModelClient:
             if not isinstance(text, str):
                 raise TypeError(f"message content is {type(text).__name__}, not text")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise ModelError("bad_response", self._failure(
-                f"not a chat completion ({type(exc).__name__}: {exc})", tries.count),
-                tries.count, usage) from None
-        return Completion(text=clean_text(text), usage=usage, scripted=scripted,
-                          tool_calls=tool_calls)
+            raise ModelError(
+                "bad_response",
+                self._failure(f"not a chat completion ({type(exc).__name__}: {exc})", tries.count),
+                tries.count,
+                usage,
+            ) from None
+        return Completion(
+            text=clean_text(text), usage=usage, scripted=scripted, tool_calls=tool_calls
+        )
 
-    async def _post(self, body: dict[str, Any], estimated: int,
-                    tries: _Tries) -> tuple[bytes, bool]:
+    async def _post(
+        self, body: dict[str, Any], estimated: int, tries: _Tries
+    ) -> tuple[bytes, bool]:
         """POST through the tier's gate, with retries on 429, 5xx, timeouts and transport
         errors; returns the body of the first 2xx answer and whether it is scripted.
         Failures of the tier (not 429s, the provider's flow control, nor 4xx, the request's
@@ -489,10 +530,14 @@ class ModelClient:
                 reason, detail = "connection", f"{type(exc).__name__}: {exc}"
             except (httpx.HTTPError, _TooLarge) as exc:  # decoding, redirects: not retried
                 self.gate.settle(estimated, 0)
-                label = "bad_response" if isinstance(
-                    exc, httpx.DecodingError | _TooLarge) else "protocol"
-                raise ModelError(label, self._failure(
-                    f"{type(exc).__name__}: {exc}", attempts), attempts) from None
+                label = (
+                    "bad_response"
+                    if isinstance(exc, httpx.DecodingError | _TooLarge)
+                    else "protocol"
+                )
+                raise ModelError(
+                    label, self._failure(f"{type(exc).__name__}: {exc}", attempts), attempts
+                ) from None
             else:
                 if response.is_success:
                     self.gate.breaker.success()
@@ -514,14 +559,22 @@ class ModelClient:
             if wait is None:
                 wait = self._backoff(attempts)
             elif wait > self._max_retry_after_s:
-                raise ModelError(reason, self._failure(
-                    f"{detail} (asks to wait {wait:g}s, more than {self._max_retry_after_s:g}s)",
-                    attempts), attempts)
+                raise ModelError(
+                    reason,
+                    self._failure(
+                        f"{detail} (asks to wait {wait:g}s, "
+                        f"more than {self._max_retry_after_s:g}s)",
+                        attempts,
+                    ),
+                    attempts,
+                )
             elif reason == "rate_limited":
                 self.gate.pause(wait)
             MODEL_RETRIES.labels(self.model, reason).inc()
-            log.info("model call retried", extra={
-                "model": self.model, "reason": reason, "attempt": attempts, "wait_s": wait})
+            log.info(
+                "model call retried",
+                extra={"model": self.model, "reason": reason, "attempt": attempts, "wait_s": wait},
+            )
             await asyncio.sleep(wait)
 
     async def _attempt(self, body: dict[str, Any]) -> tuple[httpx.Response, bytes]:
@@ -540,7 +593,8 @@ class ModelClient:
 
     def _pausing(self) -> bool:
         return self.tier.on_outage == "pause" and self.gate.breaker.state is not (
-            CircuitState.CLOSED)
+            CircuitState.CLOSED
+        )
 
     async def _through_circuit(self, attempts: int) -> None:
         """Pass the tier's circuit. While it is open (or another caller holds its probe),
@@ -552,19 +606,26 @@ class ModelClient:
             if self.tier.on_outage == "fail":
                 raise self._circuit_open(attempts)
             if not waited:
-                log.warning("model call held: tier is down", extra={
-                    "tier": self.name, "next_probe_s": round(breaker.retry_in(), 3)})
+                log.warning(
+                    "model call held: tier is down",
+                    extra={"tier": self.name, "next_probe_s": round(breaker.retry_in(), 3)},
+                )
                 waited = True
             await asyncio.sleep(min(max(breaker.retry_in(), 0.05), CIRCUIT_POLL_S))
         self._report_circuit()
 
     def _circuit_open(self, attempts: int) -> ModelError:
         breaker = self.gate.breaker
-        return ModelError("circuit_open", (
-            f"model {self.model!r} at {self.url} not called: the circuit of tier "
-            f"{self.name!r} is open after {breaker.consecutive_failures} consecutive "
-            f"failures (next probe in {breaker.retry_in():.1f}s; {attempts - 1} attempts "
-            "made by this call)"), attempts - 1)
+        return ModelError(
+            "circuit_open",
+            (
+                f"model {self.model!r} at {self.url} not called: the circuit of tier "
+                f"{self.name!r} is open after {breaker.consecutive_failures} consecutive "
+                f"failures (next probe in {breaker.retry_in():.1f}s; {attempts - 1} attempts "
+                "made by this call)"
+            ),
+            attempts - 1,
+        )
 
     def _report_circuit(self) -> None:
         MODEL_CIRCUIT_STATE.labels(self.name).set(self.gate.breaker.state)
@@ -578,8 +639,9 @@ class ModelClient:
         tries = "attempt" if attempts == 1 else "attempts"
         return f"model {self.model!r} at {self.url} failed after {attempts} {tries}: {detail}"
 
-    def _usage(self, data: bytes, attempts: int, started: float, messages: list[Message]
-               ) -> tuple[Usage, dict[str, Any] | None]:
+    def _usage(
+        self, data: bytes, attempts: int, started: float, messages: list[Message]
+    ) -> tuple[Usage, dict[str, Any] | None]:
         """What the answer says it used, and the answer as a JSON object (None when it is
         not one). A token count the answer does not report, or reports as something other
         than a count, is estimated, and the usage marked so: a silent or garbled endpoint must
@@ -600,14 +662,18 @@ class ModelClient:
         estimated = counted_in is None or counted_out is None
         if estimated:
             USAGE_ESTIMATED.labels(self.model).inc()
-            log.warning("model sent no usable token counts; tokens estimated", extra={
-                "model": self.model, "tokens_in": tokens_in, "tokens_out": tokens_out})
+            log.warning(
+                "model sent no usable token counts; tokens estimated",
+                extra={"model": self.model, "tokens_in": tokens_in, "tokens_out": tokens_out},
+            )
         answered_by = (payload or {}).get("model")
         usage = Usage(
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            cost=(tokens_in * self.tier.price_in_per_mtok
-                  + tokens_out * self.tier.price_out_per_mtok) / 1e6,
+            cost=(
+                tokens_in * self.tier.price_in_per_mtok + tokens_out * self.tier.price_out_per_mtok
+            )
+            / 1e6,
             latency_ms=(time.perf_counter() - started) * 1000,
             model=clean_text(answered_by) if isinstance(answered_by, str) else self.model,
             calls=attempts,

@@ -33,8 +33,11 @@ SUMMARIZER_PERSONA = (
 def folded_counts(ctx: ContextSpec, state: Mapping[str, Any]) -> dict[str, int]:
     """Per history field, how many leading items the summary already covers."""
     counts = state.get(ctx.cursor_field)
-    return {h: int(counts.get(h, 0)) for h in ctx.history} if isinstance(counts, dict) else {
-        h: 0 for h in ctx.history}
+    return (
+        {h: int(counts.get(h, 0)) for h in ctx.history}
+        if isinstance(counts, dict)
+        else {h: 0 for h in ctx.history}
+    )
 
 
 def visible_state(ctx: ContextSpec, state: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,7 +47,7 @@ def visible_state(ctx: ContextSpec, state: Mapping[str, Any]) -> dict[str, Any]:
     for name in ctx.history:
         items = visible.get(name)
         if isinstance(items, list):
-            visible[name] = items[counts[name]:]
+            visible[name] = items[counts[name] :]
     return visible
 
 
@@ -61,23 +64,33 @@ def older_items(ctx: ContextSpec, visible: Mapping[str, Any]) -> dict[str, list[
     for name in ctx.history:
         items = visible.get(name)
         if isinstance(items, list) and len(items) > ctx.keep_recent:
-            older[name] = items[:len(items) - ctx.keep_recent]
+            older[name] = items[: len(items) - ctx.keep_recent]
     return older
 
 
-def summarizer_messages(ctx: ContextSpec, visible: Mapping[str, Any],
-                        older: Mapping[str, list[Any]]) -> list[dict[str, str]]:
+def summarizer_messages(
+    ctx: ContextSpec, visible: Mapping[str, Any], older: Mapping[str, list[Any]]
+) -> list[dict[str, str]]:
     """The summarizer's chat: the summary so far, then each field's older items in order."""
     summary = visible.get(ctx.summary_field)
     sections = [f"## summary so far\n{as_text(summary) if summary else '(none yet)'}"]
-    sections += [f"## older {name}\n" + "\n".join(f"- {as_text(item)}" for item in items)
-                 for name, items in older.items()]
-    return [{"role": "system", "content": SUMMARIZER_PERSONA},
-            {"role": "user", "content": "\n\n".join(sections)}]
+    sections += [
+        f"## older {name}\n" + "\n".join(f"- {as_text(item)}" for item in items)
+        for name, items in older.items()
+    ]
+    return [
+        {"role": "system", "content": SUMMARIZER_PERSONA},
+        {"role": "user", "content": "\n\n".join(sections)},
+    ]
 
 
-def fold(ctx: ContextSpec, state: Mapping[str, Any], visible: Mapping[str, Any],
-         older: Mapping[str, list[Any]], summary: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def fold(
+    ctx: ContextSpec,
+    state: Mapping[str, Any],
+    visible: Mapping[str, Any],
+    older: Mapping[str, list[Any]],
+    summary: str,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """After the summarizer answered: the new visible state, and the writes for the delta."""
     counts = folded_counts(ctx, state)
     for name, items in older.items():
@@ -86,6 +99,5 @@ def fold(ctx: ContextSpec, state: Mapping[str, Any], visible: Mapping[str, Any],
     after = dict(visible)
     after[ctx.summary_field] = summary
     for name, items in older.items():
-        after[name] = visible[name][len(items):]
+        after[name] = visible[name][len(items) :]
     return after, writes
-

@@ -127,16 +127,24 @@ class TierGate:
     """Admission to one tier: a ``Retry-After`` pause shared by every caller, then the
     request and token buckets the tier declares (none: no waiting)."""
 
-    def __init__(self, tier: ModelTier, clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self, tier: ModelTier, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
         self._clock = clock
         self._sleep = sleep
         self._paused_until = clock()
-        self.requests = (TokenBucket(tier.requests_per_s,
-                                     tier.burst or max(1, math.ceil(tier.requests_per_s)), clock)
-                         if tier.requests_per_s else None)
-        self.tokens = (TokenBucket(tier.tokens_per_min / 60, tier.tokens_per_min, clock)
-                       if tier.tokens_per_min else None)
+        self.requests = (
+            TokenBucket(
+                tier.requests_per_s, tier.burst or max(1, math.ceil(tier.requests_per_s)), clock
+            )
+            if tier.requests_per_s
+            else None
+        )
+        self.tokens = (
+            TokenBucket(tier.tokens_per_min / 60, tier.tokens_per_min, clock)
+            if tier.tokens_per_min
+            else None
+        )
         self.breaker = CircuitBreaker(tier.circuit_failures, tier.circuit_cooldown_s, clock)
 
     def pause(self, seconds: float) -> None:

@@ -69,9 +69,14 @@ class KeyValueFormatter(logging.Formatter):
         self.service = service
 
     def format(self, record: logging.LogRecord) -> str:
-        pairs = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-                 "level": record.levelname.lower(), "service": self.service,
-                 "logger": record.name, "msg": record.getMessage(), **_fields(record)}
+        pairs = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "service": self.service,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            **_fields(record),
+        }
         if record.exc_info:
             pairs["exc"] = self.formatException(record.exc_info)
         return " ".join(f"{k}={_value(v)}" for k, v in pairs.items())
@@ -92,7 +97,8 @@ def configure(settings: Settings, service: str) -> None:
     root.setLevel(settings.log_level)
     for name in _CHATTY:  # their info is every fetch and group join: only problems, or all
         logging.getLogger(name).setLevel(
-            logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING)
+            logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+        )
 
 
 def configure_cli(settings: Settings) -> None:

@@ -34,20 +34,26 @@ FOLD_OUTCOMES = ("applied", "rejected", "duplicate", "after_finish")
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
 STEP_DURATION = Histogram(
-    "choreo_step_duration_seconds", "Wall time of one agent step, model calls included.",
-    ["agent"], buckets=_LATENCY_BUCKETS,
+    "choreo_step_duration_seconds",
+    "Wall time of one agent step, model calls included.",
+    ["agent"],
+    buckets=_LATENCY_BUCKETS,
 )
 STEPS = Counter("choreo_steps_total", "Agent steps by outcome.", ["agent", "status"])
 MODEL_CALL_DURATION = Histogram(
-    "choreo_model_call_duration_seconds", "Latency of one model call, retries included.",
-    ["agent", "model"], buckets=_LATENCY_BUCKETS,
+    "choreo_model_call_duration_seconds",
+    "Latency of one model call, retries included.",
+    ["agent", "model"],
+    buckets=_LATENCY_BUCKETS,
 )
 MODEL_CALL_ERRORS = Counter(
-    "choreo_model_call_errors_total", "Model calls that failed after all retries.",
+    "choreo_model_call_errors_total",
+    "Model calls that failed after all retries.",
     ["agent", "model", "reason"],
 )
 MODEL_RETRIES = Counter(
-    "choreo_model_retries_total", "Model call attempts that were retried.",
+    "choreo_model_retries_total",
+    "Model call attempts that were retried.",
     ["model", "status"],
 )
 MODEL_CIRCUIT_STATE = Gauge(
@@ -61,28 +67,37 @@ AGENT_PAUSED = Gauge(
     "(on_outage: pause), else 0.",
     ["agent"],
 )
-TOKENS = Counter("choreo_tokens_total", "Model tokens by direction.",
-                 ["agent", "model", "direction"])
+TOKENS = Counter(
+    "choreo_tokens_total", "Model tokens by direction.", ["agent", "model", "direction"]
+)
 COST = Counter("choreo_cost_usd_total", "Model cost in US dollars.", ["agent", "model"])
-USAGE_ESTIMATED = Counter("choreo_model_usage_estimated_total",
-                          "Model answers without usage, counted by the token estimate.",
-                          ["model"])
+USAGE_ESTIMATED = Counter(
+    "choreo_model_usage_estimated_total",
+    "Model answers without usage, counted by the token estimate.",
+    ["model"],
+)
 TOOL_RUNS = Counter("choreo_tool_runs_total", "Tool runs by status.", ["tool", "status"])
-TOOL_CALLS = Counter("choreo_tool_calls_total", "Tool calls a model asked for, by outcome.",
-                     ["tool", "status"])
-VERDICTS = Counter("choreo_verdicts_total", "Watchdog verdicts by action and reason.",
-                   ["action", "reason"])
-CONFLICTS = Counter("choreo_state_conflicts_total", "State write conflicts by field and policy.",
-                    ["field", "policy"])
-DEAD_LETTERS = Counter("choreo_dead_letters_total", "Records sent to the dead-letter topic.",
-                       ["consumer", "topic"])
-TRACES_FINISHED = Counter("choreo_traces_finished_total", "Traces by terminal status.",
-                          ["status"])
+TOOL_CALLS = Counter(
+    "choreo_tool_calls_total", "Tool calls a model asked for, by outcome.", ["tool", "status"]
+)
+VERDICTS = Counter(
+    "choreo_verdicts_total", "Watchdog verdicts by action and reason.", ["action", "reason"]
+)
+CONFLICTS = Counter(
+    "choreo_state_conflicts_total",
+    "State write conflicts by field and policy.",
+    ["field", "policy"],
+)
+DEAD_LETTERS = Counter(
+    "choreo_dead_letters_total", "Records sent to the dead-letter topic.", ["consumer", "topic"]
+)
+TRACES_FINISHED = Counter("choreo_traces_finished_total", "Traces by terminal status.", ["status"])
 TRACES_ADMITTED = Counter("choreo_traces_admitted_total", "Tasks admitted as new traces.")
 TRACES_IN_FLIGHT = Gauge("choreo_traces_in_flight", "Traces admitted and not yet finished.")
 FOLDS = Counter("choreo_state_folds_total", "Deltas folded into state, by outcome.", ["outcome"])
-CONSUMER_LAG = Gauge("choreo_consumer_lag_records", "Records behind the high watermark.",
-                     ["group", "topic"])
+CONSUMER_LAG = Gauge(
+    "choreo_consumer_lag_records", "Records behind the high watermark.", ["group", "topic"]
+)
 
 
 def serve(port: int | None) -> int | None:
@@ -127,6 +142,7 @@ def _announce(folder: Path, service: str, port: int) -> Path:
 
 # -- series known at start ----------------------------------------------------------------
 
+
 def prime_agent(agent: str, models: Iterable[str], topics: Iterable[str]) -> None:
     """Zero series for an agent: its steps, its models' calls and tokens, its dead letters."""
     STEP_DURATION.labels(agent=agent)
@@ -155,6 +171,7 @@ def prime_keeper(topics: Iterable[str], conflict_fields: Iterable[tuple[str, str
 
 
 # -- consumer lag -------------------------------------------------------------------------
+
 
 class ConsumerLag:
     """``choreo_consumer_lag_records`` for one consumer: per topic, the sum over the

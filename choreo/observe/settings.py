@@ -50,13 +50,23 @@ class Settings(BaseSettings):
     broker_outage_s: float = Field(300.0, gt=0)
     #: How often the keeper looks for running traces past their deadline, in seconds.
     deadline_sweep_s: float = Field(1.0, gt=0)
-    max_poll_interval_ms: int = Field(300_000, ge=1000, description=(
-        "longest gap between two polls before a consumer leaves its group; agents poll while "
-        "their steps run, so a slow step never outlives it, but a rebalance waits at most "
-        "this long for revoked steps to finish"))
-    max_reply_bytes: int = Field(256 * 1024, ge=1024, description=(
-        "bytes of model text one step keeps; a longer reply is cut and the cut noted, so a "
-        "step record stays well under the broker's record size limit"))
+    max_poll_interval_ms: int = Field(
+        300_000,
+        ge=1000,
+        description=(
+            "longest gap between two polls before a consumer leaves its group; agents poll while "
+            "their steps run, so a slow step never outlives it, but a rebalance waits at most "
+            "this long for revoked steps to finish"
+        ),
+    )
+    max_reply_bytes: int = Field(
+        256 * 1024,
+        ge=1024,
+        description=(
+            "bytes of model text one step keeps; a longer reply is cut and the cut noted, so a "
+            "step record stays well under the broker's record size limit"
+        ),
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -91,6 +91,7 @@ def record_content() -> bool:
 
 # -- Kafka headers ----------------------------------------------------------------------
 
+
 class _HeaderSetter(Setter[Headers]):
     def set(self, carrier: Headers, key: str, value: str) -> None:
         carrier.append((key, value.encode("latin-1")))
@@ -134,6 +135,7 @@ def extract(headers: Iterable[tuple[str, bytes]] | None) -> Context:
 
 # -- spans ------------------------------------------------------------------------------
 
+
 class Consumed(Protocol):
     """What a consume span reads of a record: aiokafka's records and faust's messages fit."""
 
@@ -143,9 +145,11 @@ class Consumed(Protocol):
     key: bytes | None
     headers: Any
 
+
 @contextmanager
-def consume_span(record: Consumed, *, group: str,
-                 agent: str | None = None, operation: str = "process") -> Iterator[trace.Span]:
+def consume_span(
+    record: Consumed, *, group: str, agent: str | None = None, operation: str = "process"
+) -> Iterator[trace.Span]:
     """A CONSUMER span for handling ``record``, continuing the trace of whoever produced it.
 
     Named ``{operation} {topic}`` with the messaging semantic conventions; records produced
@@ -167,8 +171,10 @@ def consume_span(record: Consumed, *, group: str,
     if agent is not None:
         attributes["gen_ai.agent.name"] = agent
     with _tracer.start_as_current_span(
-        f"{operation} {record.topic}", context=extract(_pairs(record.headers)),
-        kind=trace.SpanKind.CONSUMER, attributes=attributes,
+        f"{operation} {record.topic}",
+        context=extract(_pairs(record.headers)),
+        kind=trace.SpanKind.CONSUMER,
+        attributes=attributes,
     ) as span:
         yield span
 
@@ -177,7 +183,9 @@ def consume_span(record: Consumed, *, group: str,
 def produce_span(topic: str, key: str) -> Iterator[trace.Span]:
     """A PRODUCER span ``send {topic}`` for a record that starts (or continues) a trace."""
     with _tracer.start_as_current_span(
-        f"send {topic}", kind=trace.SpanKind.PRODUCER, attributes={
+        f"send {topic}",
+        kind=trace.SpanKind.PRODUCER,
+        attributes={
             "messaging.system": "kafka",
             "messaging.operation.type": "send",
             "messaging.operation.name": "send",
@@ -193,7 +201,9 @@ def produce_span(topic: str, key: str) -> Iterator[trace.Span]:
 def tool_span(tool: str) -> Iterator[trace.Span]:
     """An ``execute_tool {tool}`` span (GenAI semantic conventions) around one tool run."""
     with _tracer.start_as_current_span(
-        f"execute_tool {tool}", kind=trace.SpanKind.INTERNAL, attributes={
+        f"execute_tool {tool}",
+        kind=trace.SpanKind.INTERNAL,
+        attributes={
             "gen_ai.operation.name": "execute_tool",
             "gen_ai.tool.name": tool,
         },

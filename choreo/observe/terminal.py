@@ -46,8 +46,7 @@ def text(value: str, style: str = "") -> Text:
 
 def make_console(*, stderr: bool = False) -> Console:
     """A console that treats every string as plain text, and never cuts when not a terminal."""
-    console = Console(stderr=stderr, markup=False, emoji=False, highlight=False,
-                      soft_wrap=stderr)
+    console = Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=stderr)
     if not console.is_terminal:
         console.width = _UNCUT
     return console
@@ -60,10 +59,16 @@ err = make_console(stderr=True)
 def line(*parts: Part) -> Text:
     """One styled line from plain strings and ``(text, style)`` pairs; no markup is parsed and
     control characters are shown as escapes."""
-    return Text.assemble(*(
-        part if isinstance(part, Text)
-        else clean(part) if isinstance(part, str) else (clean(part[0]), part[1])
-        for part in parts))
+    return Text.assemble(
+        *(
+            part
+            if isinstance(part, Text)
+            else clean(part)
+            if isinstance(part, str)
+            else (clean(part[0]), part[1])
+            for part in parts
+        )
+    )
 
 
 def say(*parts: Part) -> None:
@@ -149,4 +154,3 @@ def show_json(value: Any) -> None:
     """Print ``value`` as one JSON document (bytes as base64, times as ISO 8601)."""
     sys.stdout.write(json.dumps(to_builtins(value), indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
-

@@ -20,8 +20,11 @@ class Router:
     def __init__(self, spec: MeshSpec, agent: AgentSpec) -> None:
         self.agent = agent
         # Only a model agent may use `auto` (checked by the spec): a router has its own tier.
-        self.model = (ModelClient.for_tier(agent.model, spec.models[agent.model])
-                      if agent.classify == "model" else None)
+        self.model = (
+            ModelClient.for_tier(agent.model, spec.models[agent.model])
+            if agent.classify == "model"
+            else None
+        )
 
     async def step(self, event: Envelope) -> list[Envelope]:
         text = classify.subject(self.agent, event)
@@ -29,15 +32,35 @@ class Router:
         if route is None:
             route = classify.by_rules(self.agent, text)
         if route is None or route.emit is None:
-            return [steps.step_event(self.agent, event, STEP_FAILED, usage=usage, payload={
-                "reason": f"{self.agent.name}: no rule matched and there is no default route",
-                "classified_by": method})]
+            return [
+                steps.step_event(
+                    self.agent,
+                    event,
+                    STEP_FAILED,
+                    usage=usage,
+                    payload={
+                        "reason": f"{self.agent.name}: no rule matched and there is no default "
+                        "route",
+                        "classified_by": method,
+                    },
+                )
+            ]
         label = route.label or route.emit
-        return [steps.step_event(
-            self.agent, event, route.emit,
-            delta=steps.build_delta(self.agent, route, label, event), usage=usage,
-            payload={"text": f"{label} (by {method})", "route": label, "classified_by": method,
-                     "input_fingerprint": fingerprint(text.encode())})]
+        return [
+            steps.step_event(
+                self.agent,
+                event,
+                route.emit,
+                delta=steps.build_delta(self.agent, route, label, event),
+                usage=usage,
+                payload={
+                    "text": f"{label} (by {method})",
+                    "route": label,
+                    "classified_by": method,
+                    "input_fingerprint": fingerprint(text.encode()),
+                },
+            )
+        ]
 
     async def _ask_model(self, event: Envelope) -> tuple[Route | None, str, Usage]:
         """The model's choice, or None with why the rules decide instead."""
@@ -46,14 +69,21 @@ class Router:
         messages = steps.render_messages(self.agent, event, classify.instructions(self.agent))
         try:
             completion = await self.model.complete(
-                messages, agent=self.agent.name, temperature=self.agent.temperature,
-                max_tokens=self.agent.max_tokens, deadline=event.budget.deadline)
+                messages,
+                agent=self.agent.name,
+                temperature=self.agent.temperature,
+                max_tokens=self.agent.max_tokens,
+                deadline=event.budget.deadline,
+            )
         except ModelError as exc:
             return None, f"rules (model failed: {exc.reason})", exc.usage
         route = classify.by_label(self.agent, completion.text)
         if route is None:
-            return None, f"rules (model answered {completion.text.strip()[:40]!r})", \
-                completion.usage
+            return (
+                None,
+                f"rules (model answered {completion.text.strip()[:40]!r})",
+                completion.usage,
+            )
         return route, "model", completion.usage
 
     async def aclose(self) -> None:

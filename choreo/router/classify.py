@@ -15,8 +15,11 @@ _WORD = re.compile(r"[a-z][a-z0-9_-]*")
 def subject(agent: AgentSpec, event: Envelope) -> str:
     """The text a router classifies: the fields it reads (default: the task's input)."""
     state = event.state or {}
-    return "\n\n".join(as_text(state[name]) for name in agent.reads or ["input"]
-                       if state.get(name) not in (None, ""))
+    return "\n\n".join(
+        as_text(state[name])
+        for name in agent.reads or ["input"]
+        if state.get(name) not in (None, "")
+    )
 
 
 def by_rules(agent: AgentSpec, text: str) -> Route | None:
@@ -40,4 +43,3 @@ def instructions(agent: AgentSpec) -> str:
     """The persona plus the one-word answer format the labels call for."""
     labels = ", ".join(r.label for r in agent.routes if r.label)
     return f"{agent.persona}\n\nAnswer with exactly one word, one of: {labels}."
-

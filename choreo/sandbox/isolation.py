@@ -20,8 +20,13 @@ SANDBOX_UID = 65534
 WORKDIR = "/tmp"
 # Linked or bound read-only from the host when present: binaries, libraries, loader cache.
 SYSTEM_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-             "/etc/alternatives")
+ETC_FILES = (
+    "/etc/ld.so.cache",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/localtime",
+    "/etc/alternatives",
+)
 
 
 class IsolationUnavailable(RuntimeError):
@@ -50,16 +55,18 @@ def locate(limits: SandboxLimits) -> Toolchain:
     bwrap = shutil.which(limits.bwrap)
     if bwrap is None:
         raise IsolationUnavailable(
-            f"bubblewrap not found ({limits.bwrap!r}): install the 'bubblewrap' package")
+            f"bubblewrap not found ({limits.bwrap!r}): install the 'bubblewrap' package"
+        )
     prlimit = shutil.which(limits.prlimit)
     if prlimit is None:
         raise IsolationUnavailable(
-            f"prlimit not found ({limits.prlimit!r}): install the 'util-linux' package")
+            f"prlimit not found ({limits.prlimit!r}): install the 'util-linux' package"
+        )
     python = limits.python or default_python()
     if python is None or not os.access(python, os.X_OK):
         raise IsolationUnavailable(
-            f"no python3 interpreter the sandbox user can run ({python}): "
-            "set CHOREO_SANDBOX_PYTHON")
+            f"no python3 interpreter the sandbox user can run ({python}): set CHOREO_SANDBOX_PYTHON"
+        )
     try:
         seccomp = compile_filter()
     except UnsupportedArch as exc:
@@ -82,25 +89,66 @@ class RunFds:
 
 def command(tools: Toolchain, limits: SandboxLimits, fds: RunFds) -> list[str]:
     """The full argv of one run."""
-    return [*_rlimits(tools, limits), "--", tools.bwrap, *_namespaces(),
-            *_filesystem(tools, limits), *_payload(fds), "--seccomp", str(fds.seccomp),
-            "--json-status-fd", str(fds.status),
-            "--", str(tools.python), "-E", "-s", "-B", f"{WORKDIR}/main.py"]
+    return [
+        *_rlimits(tools, limits),
+        "--",
+        tools.bwrap,
+        *_namespaces(),
+        *_filesystem(tools, limits),
+        *_payload(fds),
+        "--seccomp",
+        str(fds.seccomp),
+        "--json-status-fd",
+        str(fds.status),
+        "--",
+        str(tools.python),
+        "-E",
+        "-s",
+        "-B",
+        f"{WORKDIR}/main.py",
+    ]
 
 
 def _rlimits(tools: Toolchain, limits: SandboxLimits) -> list[str]:
     # CPU: SIGXCPU at the soft limit, SIGKILL a second later if it is caught.
-    return [tools.prlimit, f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",
-            f"--as={limits.memory_mb * MIB}", f"--nproc={limits.max_processes}",
-            f"--fsize={limits.file_size_mb * MIB}", f"--nofile={limits.open_files}", "--core=0"]
+    return [
+        tools.prlimit,
+        f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",
+        f"--as={limits.memory_mb * MIB}",
+        f"--nproc={limits.max_processes}",
+        f"--fsize={limits.file_size_mb * MIB}",
+        f"--nofile={limits.open_files}",
+        "--core=0",
+    ]
 
 
 def _namespaces() -> list[str]:
-    return ["--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent",
-            "--new-session", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
-            "--hostname", "sandbox", "--clearenv",
-            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "HOME", WORKDIR,
-            "--setenv", "TMPDIR", WORKDIR, "--setenv", "LANG", "C.UTF-8"]
+    return [
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--hostname",
+        "sandbox",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/local/bin:/usr/bin:/bin",
+        "--setenv",
+        "HOME",
+        WORKDIR,
+        "--setenv",
+        "TMPDIR",
+        WORKDIR,
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+    ]
 
 
 def _filesystem(tools: Toolchain, limits: SandboxLimits) -> list[str]:
@@ -117,8 +165,21 @@ def _filesystem(tools: Toolchain, limits: SandboxLimits) -> list[str]:
     if not any(prefix.is_relative_to(p) for p in ("/usr", *SYSTEM_DIRS)):
         args += ["--ro-bind", str(prefix), str(prefix)]
     tmp_bytes = str(limits.tmp_mb * MIB)
-    return [*args, "--proc", "/proc", "--dev", "/dev", "--size", tmp_bytes, "--tmpfs", "/dev/shm",
-            "--size", tmp_bytes, "--tmpfs", WORKDIR]
+    return [
+        *args,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        tmp_bytes,
+        "--tmpfs",
+        "/dev/shm",
+        "--size",
+        tmp_bytes,
+        "--tmpfs",
+        WORKDIR,
+    ]
 
 
 def _payload(fds: RunFds) -> list[str]:

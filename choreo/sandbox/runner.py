@@ -42,21 +42,29 @@ class Captured:
         return self.data.decode("utf-8", "replace")
 
 
-async def execute(tools: Toolchain, limits: SandboxLimits, request: RunRequest,
-                  timeout_s: float) -> SandboxResult:
+async def execute(
+    tools: Toolchain, limits: SandboxLimits, request: RunRequest, timeout_s: float
+) -> SandboxResult:
     """Run ``request`` confined; never raises for anything the code does."""
     with _run_fds(tools, request) as (fds, status_read):
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
-                *command(tools, limits, fds), stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                pass_fds=fds.passed(), start_new_session=True, env={}, **_identity(limits))
+                *command(tools, limits, fds),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=fds.passed(),
+                start_new_session=True,
+                env={},
+                **_identity(limits),
+            )
         except OSError as exc:
             return SandboxResult(status="refused", reason=f"cannot start the sandbox: {exc}")
         try:
-            timed_out, out, err = await _supervise(proc, request.stdin.encode(), timeout_s,
-                                                   limits.output_bytes)
+            timed_out, out, err = await _supervise(
+                proc, request.stdin.encode(), timeout_s, limits.output_bytes
+            )
         finally:
             if proc.returncode is None:
                 _kill(proc)
@@ -65,8 +73,9 @@ async def execute(tools: Toolchain, limits: SandboxLimits, request: RunRequest,
         child_pid = _read_status(status_read).get("child-pid")
     if isinstance(child_pid, int):
         await _reap(child_pid)
-    return _classify(proc.returncode, timed_out, child_pid is not None, out, err, duration_ms,
-                     timeout_s, limits)
+    return _classify(
+        proc.returncode, timed_out, child_pid is not None, out, err, duration_ms, timeout_s, limits
+    )
 
 
 def become_subreaper() -> None:
@@ -119,18 +128,21 @@ def _run_fds(tools: Toolchain, request: RunRequest) -> Iterator[tuple[RunFds, in
     try:
         status_read, status_write = os.pipe()
         opened += (status_read, status_write)
-        fds = RunFds(seccomp=memfd("seccomp", tools.seccomp), status=status_write,
-                     code=memfd("main.py", request.code.encode()),
-                     files={name: memfd("file", body.encode())
-                            for name, body in request.files.items()})
+        fds = RunFds(
+            seccomp=memfd("seccomp", tools.seccomp),
+            status=status_write,
+            code=memfd("main.py", request.code.encode()),
+            files={name: memfd("file", body.encode()) for name, body in request.files.items()},
+        )
         yield fds, status_read
     finally:
         for fd in opened:
             os.close(fd)
 
 
-async def _supervise(proc: asyncio.subprocess.Process, stdin: bytes, timeout_s: float,
-                     limit: int) -> tuple[bool, Captured, Captured]:
+async def _supervise(
+    proc: asyncio.subprocess.Process, stdin: bytes, timeout_s: float, limit: int
+) -> tuple[bool, Captured, Captured]:
     assert proc.stdin and proc.stdout and proc.stderr
     out = asyncio.create_task(_capture(proc.stdout, limit))
     err = asyncio.create_task(_capture(proc.stderr, limit))
@@ -159,7 +171,7 @@ async def _capture(stream: asyncio.StreamReader, limit: int) -> Captured:
     truncated = False
     while chunk := await stream.read(64 * 1024):
         room = limit - len(kept)
-        kept += chunk[:max(room, 0)]
+        kept += chunk[: max(room, 0)]
         truncated = truncated or len(chunk) > room
     return Captured(bytes(kept), truncated)
 
@@ -205,29 +217,49 @@ def _skip_space(text: str, index: int) -> int:
     return index
 
 
-def _classify(returncode: int | None, timed_out: bool, sandbox_started: bool, out: Captured,
-              err: Captured, duration_ms: int, timeout_s: float,
-              limits: SandboxLimits) -> SandboxResult:
+def _classify(
+    returncode: int | None,
+    timed_out: bool,
+    sandbox_started: bool,
+    out: Captured,
+    err: Captured,
+    duration_ms: int,
+    timeout_s: float,
+    limits: SandboxLimits,
+) -> SandboxResult:
     """Map how the run ended to a status. bubblewrap reports a signal death as 128 + signal."""
     common: dict[str, Any] = {
-        "stdout": out.text(), "stderr": err.text(), "stdout_truncated": out.truncated,
-        "stderr_truncated": err.truncated, "duration_ms": duration_ms}
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "stdout_truncated": out.truncated,
+        "stderr_truncated": err.truncated,
+        "duration_ms": duration_ms,
+    }
     if timed_out:
-        return SandboxResult(status="timeout", signal=signal.SIGKILL, **common,
-                             reason=f"wall clock limit of {timeout_s:g} s reached; run killed")
+        return SandboxResult(
+            status="timeout",
+            signal=signal.SIGKILL,
+            **common,
+            reason=f"wall clock limit of {timeout_s:g} s reached; run killed",
+        )
     if not sandbox_started:
-        return SandboxResult(status="refused", **common,
-                             reason=f"sandbox setup failed: {err.text().strip() or returncode}")
+        return SandboxResult(
+            status="refused",
+            **common,
+            reason=f"sandbox setup failed: {err.text().strip() or returncode}",
+        )
     assert returncode is not None
     number = -returncode if returncode < 0 else returncode - 128
     if returncode < 0 or 0 < number < signal.NSIG:
         reason = SIGNAL_REASONS.get(number) or f"killed by {_signal_name(number)}"
         if number == signal.SIGXCPU:
             reason += f" ({limits.cpu_s} s)"
-        return SandboxResult(status="killed", exit_code=returncode, signal=number, reason=reason,
-                             **common)
-    return SandboxResult(status="ok" if returncode == 0 else "error", exit_code=returncode,
-                         **common)
+        return SandboxResult(
+            status="killed", exit_code=returncode, signal=number, reason=reason, **common
+        )
+    return SandboxResult(
+        status="ok" if returncode == 0 else "error", exit_code=returncode, **common
+    )
 
 
 def _signal_name(number: int) -> str:

@@ -42,8 +42,17 @@ INSTRUCTION = struct.Struct("=HBBI")
 Instruction = tuple[int, int | str, int | str, int]  # (opcode, jump-true, jump-false, k)
 Line = Instruction | str  # a bare string labels the next instruction
 
-REFUSED = ("io_uring_setup", "io_uring_enter", "io_uring_register", "bpf", "perf_event_open",
-           "userfaultfd", "keyctl", "add_key", "request_key")
+REFUSED = (
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+)
 
 
 @dataclass(frozen=True)
@@ -56,16 +65,39 @@ class Arch:
 
 
 ARCHES: dict[str, Arch] = {
-    "x86_64": Arch(0xC000003E, {
-        "socket": 41, "socketpair": 53, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "bpf": 321, "perf_event_open": 298, "userfaultfd": 323,
-        "keyctl": 250, "add_key": 248, "request_key": 249,
-    }, has_x32=True),
-    "aarch64": Arch(0xC00000B7, {
-        "socket": 198, "socketpair": 199, "io_uring_setup": 425, "io_uring_enter": 426,
-        "io_uring_register": 427, "bpf": 280, "perf_event_open": 241, "userfaultfd": 282,
-        "keyctl": 219, "add_key": 217, "request_key": 218,
-    }),
+    "x86_64": Arch(
+        0xC000003E,
+        {
+            "socket": 41,
+            "socketpair": 53,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "bpf": 321,
+            "perf_event_open": 298,
+            "userfaultfd": 323,
+            "keyctl": 250,
+            "add_key": 248,
+            "request_key": 249,
+        },
+        has_x32=True,
+    ),
+    "aarch64": Arch(
+        0xC00000B7,
+        {
+            "socket": 198,
+            "socketpair": 199,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "bpf": 280,
+            "perf_event_open": 241,
+            "userfaultfd": 282,
+            "keyctl": 219,
+            "add_key": 217,
+            "request_key": 218,
+        },
+    ),
 }
 
 
@@ -78,8 +110,9 @@ def compile_filter(machine: str | None = None) -> bytes:
     machine = machine or platform.machine()
     arch = ARCHES.get(machine)
     if arch is None:
-        raise UnsupportedArch(f"no seccomp filter for machine {machine!r} "
-                              f"(supported: {', '.join(sorted(ARCHES))})")
+        raise UnsupportedArch(
+            f"no seccomp filter for machine {machine!r} (supported: {', '.join(sorted(ARCHES))})"
+        )
     eperm = RET_ERRNO | errno.EPERM
     program: list[Line] = [
         (LD_W_ABS, 0, 0, OFFSET_ARCH),

@@ -48,8 +48,9 @@ class HttpError(Exception):
 Response = tuple[HTTPStatus, bytes, str]
 
 
-def serve(socket_path: Path | None, host: str | None, port: int | None,
-          limits: SandboxLimits) -> None:
+def serve(
+    socket_path: Path | None, host: str | None, port: int | None, limits: SandboxLimits
+) -> None:
     """Serve until SIGTERM/SIGINT; print ``listening on ...`` once per listener when ready.
 
     Metrics are on ``GET /metrics`` of the API, and also on ``CHOREO_METRICS_PORT`` when set
@@ -61,8 +62,9 @@ def serve(socket_path: Path | None, host: str | None, port: int | None,
         asyncio.run(_serve(socket_path, host or "127.0.0.1", port, limits))
 
 
-async def _serve(socket_path: Path | None, host: str, port: int | None,
-                 limits: SandboxLimits) -> None:
+async def _serve(
+    socket_path: Path | None, host: str, port: int | None, limits: SandboxLimits
+) -> None:
     become_subreaper()
     service = SandboxService(limits)
     await service.check()  # logs the problem if any; runs are then refused, never unconfined
@@ -111,8 +113,9 @@ def _clear_stale_socket(path: Path) -> None:
     raise FileExistsError(f"{path} is in use by a running server")
 
 
-async def _handle(service: SandboxService, reader: asyncio.StreamReader,
-                  writer: asyncio.StreamWriter) -> None:
+async def _handle(
+    service: SandboxService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     try:
         try:
             async with asyncio.timeout(READ_TIMEOUT_S):
@@ -122,8 +125,10 @@ async def _handle(service: SandboxService, reader: asyncio.StreamReader,
             status, payload, content_type = exc.status, _error(str(exc)), JSON
         except TimeoutError:
             status, payload, content_type = HTTPStatus.REQUEST_TIMEOUT, _error("too slow"), JSON
-        head = (f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
-                f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n")
+        head = (
+            f"HTTP/1.1 {status.value} {status.phrase}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+        )
         writer.write(head.encode() + payload)
         await writer.drain()
     except (ConnectionError, asyncio.IncompleteReadError):
@@ -159,12 +164,17 @@ async def _read_request(reader: asyncio.StreamReader, max_body: int) -> tuple[st
 
 async def _route(service: SandboxService, method: str, path: str, body: bytes) -> Response:
     routes: dict[tuple[str, str], Callable[[SandboxService, bytes], Awaitable[Response]]] = {
-        ("GET", "/healthz"): _healthz, ("POST", "/run"): _run, ("GET", "/metrics"): _metrics}
+        ("GET", "/healthz"): _healthz,
+        ("POST", "/run"): _run,
+        ("GET", "/metrics"): _metrics,
+    }
     handler = routes.get((method, path))
     if handler is None:
         known = any(path == route for _method, route in routes)
-        raise HttpError(HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_FOUND,
-                        f"{method} {path} is not served")
+        raise HttpError(
+            HTTPStatus.METHOD_NOT_ALLOWED if known else HTTPStatus.NOT_FOUND,
+            f"{method} {path} is not served",
+        )
     return await handler(service, body)
 
 

@@ -67,10 +67,13 @@ class SandboxService:
     async def health(self) -> dict[str, Any]:
         problem = await self.check()
         tools = self._tools
-        return {"isolation": problem is None, "problem": problem,
-                "bwrap": tools.bwrap if tools else None,
-                "python": str(tools.python) if tools else None,
-                "limits": self.limits.model_dump(mode="json")}
+        return {
+            "isolation": problem is None,
+            "problem": problem,
+            "bwrap": tools.bwrap if tools else None,
+            "python": str(tools.python) if tools else None,
+            "limits": self.limits.model_dump(mode="json"),
+        }
 
     def validate(self, request: RunRequest) -> str | None:
         """Why the request is malformed (a client error, not a run), or None."""
@@ -94,11 +97,18 @@ class SandboxService:
                 result = await self._run_isolated(request, timeout_s)
             except Exception as exc:  # one request's failure is its answer, never the server's
                 log.exception("sandbox run failed")
-                result = SandboxResult(status="refused",
-                                       reason=f"sandbox error: {type(exc).__name__}: {exc}")
+                result = SandboxResult(
+                    status="refused", reason=f"sandbox error: {type(exc).__name__}: {exc}"
+                )
         TOOL_RUNS.labels(tool="sandbox", status=result.status).inc()
-        log.info("sandbox run", extra={"status": result.status, "exit_code": result.exit_code,
-                                       "duration_ms": result.duration_ms})
+        log.info(
+            "sandbox run",
+            extra={
+                "status": result.status,
+                "exit_code": result.exit_code,
+                "duration_ms": result.duration_ms,
+            },
+        )
         return result
 
     async def _run_isolated(self, request: RunRequest, timeout_s: float) -> SandboxResult:

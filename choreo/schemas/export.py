@@ -27,8 +27,10 @@ DIALECT = "https://json-schema.org/draft/2020-12/schema"
 KAFKA_BINDING_VERSION = "0.5.0"
 
 # A schema, not ``true``, so the published file says *why* extra fields are allowed.
-_KEPT = {"description": "Unknown fields are allowed, and kept by every service that passes "
-                       "this record on."}
+_KEPT = {
+    "description": "Unknown fields are allowed, and kept by every service that passes "
+    "this record on."
+}
 _NOT_KEPT = {"description": "Unknown fields are accepted but not kept inside this object."}
 _SCHEMA_VERSION = {
     "description": "Version of this record's wire format. The mesh always writes it; "
@@ -69,24 +71,69 @@ class Channel:
 
 #: Every system topic, by its attribute on :class:`~choreo.schemas.topics.Topics`.
 SYSTEM_CHANNELS: dict[str, Channel] = {
-    "tasks": Channel("Task", "Submitted tasks; the keeper admits each one as a trace.",
-                     ("client",), ("keeper",), _TRACE_KEY),
-    "outbox": Channel("Envelope", "Every agent step: its event, its state delta and the event "
-                      "type it emits.", ("agent",), ("keeper",), _TRACE_KEY),
-    "state": Channel("Snapshot", "The latest state snapshot of each trace (compacted).",
-                     ("keeper",), ("keeper", "operator"), _TRACE_KEY),
-    "hops": Channel("HopRecord", "One record per applied step, with the trace's running totals.",
-                    ("keeper",), ("watchdog", "operator"), _TRACE_KEY),
-    "control": Channel("ControlVerdict", "Halts and persona shifts for one trace.",
-                       ("watchdog", "operator"), ("keeper", "agent"), _TRACE_KEY),
-    "results": Channel("TerminalResult", "Exactly one terminal record per trace.",
-                       ("keeper",), ("client", "keeper"), _TRACE_KEY),
-    "escalations": Channel("Escalation", "Halted traces handed to a human, with the evidence.",
-                           ("watchdog", "agent"), ("operator",), _TRACE_KEY),
-    "conflicts": Channel("StateConflict", "Concurrent writes to one `replace` state field and "
-                         "how they were resolved.", ("keeper",), ("operator",), _TRACE_KEY),
-    "dlq": Channel("DeadLetter", "Records a consumer could not accept, with their exact bytes.",
-                   ("keeper", "agent", "watchdog"), ("operator",), _ORIGINAL_KEY),
+    "tasks": Channel(
+        "Task",
+        "Submitted tasks; the keeper admits each one as a trace.",
+        ("client",),
+        ("keeper",),
+        _TRACE_KEY,
+    ),
+    "outbox": Channel(
+        "Envelope",
+        "Every agent step: its event, its state delta and the event type it emits.",
+        ("agent",),
+        ("keeper",),
+        _TRACE_KEY,
+    ),
+    "state": Channel(
+        "Snapshot",
+        "The latest state snapshot of each trace (compacted).",
+        ("keeper",),
+        ("keeper", "operator"),
+        _TRACE_KEY,
+    ),
+    "hops": Channel(
+        "HopRecord",
+        "One record per applied step, with the trace's running totals.",
+        ("keeper",),
+        ("watchdog", "operator"),
+        _TRACE_KEY,
+    ),
+    "control": Channel(
+        "ControlVerdict",
+        "Halts and persona shifts for one trace.",
+        ("watchdog", "operator"),
+        ("keeper", "agent"),
+        _TRACE_KEY,
+    ),
+    "results": Channel(
+        "TerminalResult",
+        "Exactly one terminal record per trace.",
+        ("keeper",),
+        ("client", "keeper"),
+        _TRACE_KEY,
+    ),
+    "escalations": Channel(
+        "Escalation",
+        "Halted traces handed to a human, with the evidence.",
+        ("watchdog", "agent"),
+        ("operator",),
+        _TRACE_KEY,
+    ),
+    "conflicts": Channel(
+        "StateConflict",
+        "Concurrent writes to one `replace` state field and how they were resolved.",
+        ("keeper",),
+        ("operator",),
+        _TRACE_KEY,
+    ),
+    "dlq": Channel(
+        "DeadLetter",
+        "Records a consumer could not accept, with their exact bytes.",
+        ("keeper", "agent", "watchdog"),
+        ("operator",),
+        _ORIGINAL_KEY,
+    ),
 }
 
 AGENT_CHANNEL_ID = "agentEvent"
@@ -94,7 +141,9 @@ AGENT_CHANNEL = Channel(
     "Envelope",
     "One topic per event type of the mesh spec (its `entry` and every route's `emit`), named "
     "`<prefix>.events.<type>`. Each event carries the state its cause produced.",
-    ("keeper",), ("agent",), _TRACE_KEY,
+    ("keeper",),
+    ("agent",),
+    _TRACE_KEY,
 )
 
 
@@ -159,10 +208,12 @@ def _channel(address: str, channel: Channel, configs: dict[str, str]) -> dict[st
         "messages": {channel.record: {"$ref": f"#/components/messages/{channel.record}"}},
     }
     if configs:
-        body["bindings"] = {"kafka": {
-            "topicConfiguration": {k: _config_value(k, v) for k, v in configs.items()},
-            "bindingVersion": KAFKA_BINDING_VERSION,
-        }}
+        body["bindings"] = {
+            "kafka": {
+                "topicConfiguration": {k: _config_value(k, v) for k, v in configs.items()},
+                "bindingVersion": KAFKA_BINDING_VERSION,
+            }
+        }
     return body
 
 
@@ -198,10 +249,12 @@ def asyncapi(topics: Topics | None = None) -> dict[str, Any]:
         operations.update(_operations(channel_id, channel, address))
         messages[channel.record] = _message(channel.record, RECORDS[channel.record], channel.key)
     agent = _channel(topics.event("{eventType}"), AGENT_CHANNEL, {})
-    agent["parameters"] = {"eventType": {
-        "description": "An event type declared by the mesh spec.",
-        "examples": ["draft.requested"],
-    }}
+    agent["parameters"] = {
+        "eventType": {
+            "description": "An event type declared by the mesh spec.",
+            "examples": ["draft.requested"],
+        }
+    }
     channels[AGENT_CHANNEL_ID] = agent
     operations.update(_operations(AGENT_CHANNEL_ID, AGENT_CHANNEL, "each agent topic"))
     return {
@@ -246,10 +299,16 @@ def _json(value: Any) -> bytes:
 
 def render() -> dict[str, bytes]:
     """Every published file by name, with its exact content."""
-    files = {f"{name}{SCHEMA_SUFFIX}": _json(record_schema(name, record_type))
-             for name, record_type in RECORDS.items()}
+    files = {
+        f"{name}{SCHEMA_SUFFIX}": _json(record_schema(name, record_type))
+        for name, record_type in RECORDS.items()
+    }
     files[ASYNCAPI_FILE] = yaml.dump(
-        asyncapi(), Dumper=_Dumper, sort_keys=True, allow_unicode=True, width=100,
+        asyncapi(),
+        Dumper=_Dumper,
+        sort_keys=True,
+        allow_unicode=True,
+        width=100,
     ).encode()
     return dict(sorted(files.items()))
 
@@ -258,8 +317,11 @@ def _owned(out_dir: Path) -> set[str]:
     """Files in ``out_dir`` this module is responsible for (others there are left alone)."""
     if not out_dir.is_dir():
         return set()
-    return {p.name for p in out_dir.iterdir()
-            if p.is_file() and (p.name.endswith(SCHEMA_SUFFIX) or p.name == ASYNCAPI_FILE)}
+    return {
+        p.name
+        for p in out_dir.iterdir()
+        if p.is_file() and (p.name.endswith(SCHEMA_SUFFIX) or p.name == ASYNCAPI_FILE)
+    }
 
 
 def write(out_dir: Path = DEFAULT_OUT) -> list[Path]:
@@ -279,6 +341,9 @@ def write(out_dir: Path = DEFAULT_OUT) -> list[Path]:
 def stale(out_dir: Path = DEFAULT_OUT) -> list[str]:
     """Names of files that are missing, different, or no longer published; empty when current."""
     files = render()
-    wrong = {name for name, content in files.items()
-             if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != content}
+    wrong = {
+        name
+        for name, content in files.items()
+        if not (out_dir / name).is_file() or (out_dir / name).read_bytes() != content
+    }
     return sorted(wrong | (_owned(out_dir) - files.keys()))

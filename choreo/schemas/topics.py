@@ -53,8 +53,15 @@ class Topics:
 
     def system(self) -> list[str]:
         return [
-            self.tasks, self.outbox, self.state, self.hops, self.control,
-            self.results, self.escalations, self.conflicts, self.dlq,
+            self.tasks,
+            self.outbox,
+            self.state,
+            self.hops,
+            self.control,
+            self.results,
+            self.escalations,
+            self.conflicts,
+            self.dlq,
         ]
 
     def configs(self, topic: str) -> dict[str, str]:

@@ -43,8 +43,7 @@ class SpecProblems(ValueError):
     """Every name-resolution problem of a spec, raised together from the model validator."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        super().__init__("; ".join(f"{'.'.join(map(str, p.loc))}: {p.message}"
-                                   for p in problems))
+        super().__init__("; ".join(f"{'.'.join(map(str, p.loc))}: {p.message}" for p in problems))
         self.problems = problems
 
 
@@ -58,6 +57,7 @@ def suggest(name: str, known: Iterable[str]) -> str:
 
 
 # -- state fields --------------------------------------------------------------------------
+
 
 def written_fields(spec: MeshSpec) -> set[str]:
     """Every field some part of the mesh writes: agents' and routes' writes, plans' own
@@ -117,18 +117,24 @@ def check_fields(spec: MeshSpec) -> Iterator[Problem]:
     for i, agent in enumerate(spec.agents):
         for loc, name in _field_uses(agent):
             if name not in known:
-                yield Problem(("agents", i, *loc), f"no state field {name!r}: not declared in "
-                              f"state nor written by any agent{suggest(name, known)}; a field "
-                              "a task brings in its initial_state is declared in state")
+                yield Problem(
+                    ("agents", i, *loc),
+                    f"no state field {name!r}: not declared in "
+                    f"state nor written by any agent{suggest(name, known)}; a field "
+                    "a task brings in its initial_state is declared in state",
+                )
         if not spec.state:
             continue
         for loc, name in _field_writes(agent):
             if name not in declared:
-                yield Problem(("agents", i, *loc), f"state field {name!r} is not declared in "
-                              f"state{suggest(name, spec.state)}")
+                yield Problem(
+                    ("agents", i, *loc),
+                    f"state field {name!r} is not declared in state{suggest(name, spec.state)}",
+                )
 
 
 # -- event types ---------------------------------------------------------------------------
+
 
 def _emits(spec: MeshSpec) -> Iterator[tuple[Loc, str]]:
     """Each place an event type is emitted: routes, plans' assignments, joins."""
@@ -159,44 +165,58 @@ def check_events(spec: MeshSpec) -> Iterator[Problem]:
         listeners = subscribed if loc[0] == "joins" or loc[2] == "plan" else subscribed | joined
         if event_type not in listeners:
             unheard.append(event_type)
-            yield Problem(loc, f"no agent{'' if loc[0] == 'joins' else ' nor join'} subscribes "
-                          f"to {event_type!r}{suggest(event_type, listeners)}")
+            yield Problem(
+                loc,
+                f"no agent{'' if loc[0] == 'joins' else ' nor join'} subscribes "
+                f"to {event_type!r}{suggest(event_type, listeners)}",
+            )
     for k, join in enumerate(spec.joins):
         if join.wait_for not in routed:
-            yield Problem(("joins", k, "wait_for"),
-                          f"no route emits {join.wait_for!r}{suggest(join.wait_for, routed)}")
+            yield Problem(
+                ("joins", k, "wait_for"),
+                f"no route emits {join.wait_for!r}{suggest(join.wait_for, routed)}",
+            )
     for i, agent in enumerate(spec.agents):
         for k, event_type in enumerate(agent.subscribe):
             if event_type not in emitted and not unheard:
-                yield Problem(("agents", i, "subscribe", k),
-                              f"nothing emits {event_type!r} (not in entry nor in any route's "
-                              f"emit){suggest(event_type, emitted)}")
+                yield Problem(
+                    ("agents", i, "subscribe", k),
+                    f"nothing emits {event_type!r} (not in entry nor in any route's "
+                    f"emit){suggest(event_type, emitted)}",
+                )
         if agent.plan is not None:
             for s, stage in enumerate(agent.plan.stages):
                 if stage.returns not in agent.subscribe:
-                    yield Problem(("agents", i, "plan", "stages", s, "returns"),
-                                  f"the supervisor must subscribe to {stage.returns!r}")
+                    yield Problem(
+                        ("agents", i, "plan", "stages", s, "returns"),
+                        f"the supervisor must subscribe to {stage.returns!r}",
+                    )
     for k, event_type in enumerate(spec.entry):
         if event_type not in subscribed:
-            yield Problem(("entry", k), f"no agent subscribes to "
-                          f"{event_type!r}{suggest(event_type, subscribed)}")
+            yield Problem(
+                ("entry", k),
+                f"no agent subscribes to {event_type!r}{suggest(event_type, subscribed)}",
+            )
 
 
 # -- names of agents, joins and model tiers ------------------------------------------------
 
+
 def check_names(spec: MeshSpec) -> Iterator[Problem]:
     """Agent and join names are unique."""
-    names: dict[str, list[str]] = {"agents": [a.name for a in spec.agents],
-                                   "joins": [j.name for j in spec.joins]}
+    names: dict[str, list[str]] = {
+        "agents": [a.name for a in spec.agents],
+        "joins": [j.name for j in spec.joins],
+    }
     for section, listed in names.items():
         for i, name in enumerate(listed):
             if name in listed[:i]:
-                yield Problem((section, i, "name"),
-                              f"duplicate {section[:-1]} name {name!r}")
+                yield Problem((section, i, "name"), f"duplicate {section[:-1]} name {name!r}")
 
 
 def check_tiers(spec: MeshSpec) -> Iterator[Problem]:
     """Agents, summaries and the routing name declared tiers; ``auto`` has a routing."""
+
     def unknown(name: str) -> str:
         return f"unknown model tier {name!r}{suggest(name, spec.models)}"
 
@@ -207,8 +227,10 @@ def check_tiers(spec: MeshSpec) -> Iterator[Problem]:
     for i, agent in enumerate(spec.agents):
         if agent.model == AUTO_TIER:
             if spec.routing is None:
-                yield Problem(("agents", i, "model"), "'auto' needs a routing section naming "
-                              "the cheap and premium tiers")
+                yield Problem(
+                    ("agents", i, "model"),
+                    "'auto' needs a routing section naming the cheap and premium tiers",
+                )
             if agent.kind != "model":
                 yield Problem(("agents", i, "model"), "only a model agent may use 'auto'")
         elif agent.model and agent.model not in spec.models:  # a python agent may have none
@@ -220,7 +242,11 @@ def check_tiers(spec: MeshSpec) -> Iterator[Problem]:
 
 #: Every name check, in the order their problems are listed for one line.
 CHECKS: list[Callable[[MeshSpec], Iterable[Problem]]] = [
-    check_names, check_tiers, check_events, check_fields]
+    check_names,
+    check_tiers,
+    check_events,
+    check_fields,
+]
 
 
 def problems(spec: MeshSpec) -> list[Problem]:

@@ -37,7 +37,8 @@ IMPORT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 #: What kind of work an agent's steps are; ``auto`` tiers route by it (docs/MODELS.md).
 TaskKind = Literal["classification", "validation", "formatting", "summarization", "reasoning"]
 CHEAP_KINDS: frozenset[str] = frozenset(
-    {"classification", "validation", "formatting", "summarization"})
+    {"classification", "validation", "formatting", "summarization"}
+)
 
 
 #: The placeholders a ``writes`` template may use (see choreo.agent.step.build_delta).
@@ -55,8 +56,10 @@ def _check_templates(writes: dict[str, Any]) -> dict[str, Any]:
             raise ValueError(f"{name}: bad template {template!r}: {exc}") from None
         unknown = sorted(used - TEMPLATE_FIELDS)
         if unknown:
-            raise ValueError(f"{name}: unknown placeholder {unknown} in {template!r} (use "
-                             "{output}, {agent}, {hop}; double a brace to write it literally)")
+            raise ValueError(
+                f"{name}: unknown placeholder {unknown} in {template!r} (use "
+                "{output}, {agent}, {hop}; double a brace to write it literally)"
+            )
     return writes
 
 
@@ -300,8 +303,10 @@ class AgentSpec(_Strict):
             if any(r.emit is None for r in self.routes):
                 raise ValueError("routes: a router's routes each emit an event type")
             if self.classify == "model" and any(r.label is None for r in self.routes):
-                raise ValueError("routes: a router that classifies with a model needs a "
-                                 "label on every route (the answer that picks it)")
+                raise ValueError(
+                    "routes: a router that classifies with a model needs a "
+                    "label on every route (the answer that picks it)"
+                )
         names = [t.mcp for t in self.tools if isinstance(t, McpServerSpec)]
         if len(names) != len(set(names)):
             raise ValueError(f"tools: duplicate MCP server names {sorted(names)}")
@@ -415,8 +420,10 @@ class MeshSpec(_Strict):
         for agent in self.agents:
             if agent.name == name:
                 return agent
-        raise SpecError(f"mesh {self.name!r} has no agent {name!r} (agents: "
-                        f"{', '.join(a.name for a in self.agents)})")
+        raise SpecError(
+            f"mesh {self.name!r} has no agent {name!r} (agents: "
+            f"{', '.join(a.name for a in self.agents)})"
+        )
 
     def field(self, name: str) -> FieldSpec:
         """The declared spec of a state field; undeclared fields are ``replace``."""
@@ -436,8 +443,12 @@ class MeshSpec(_Strict):
 _UNDECLARED = FieldSpec()
 
 
-def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None,
-               document: yamlfile.Document | None = None) -> MeshSpec:
+def parse_mesh(
+    data: Any,
+    source: str = "<mesh>",
+    base_dir: Path | None = None,
+    document: yamlfile.Document | None = None,
+) -> MeshSpec:
     """Validate a mesh from builtins; relative script paths resolve against ``base_dir``, and
     then each script must exist. ``document`` (the parsed file) puts line numbers in errors."""
     document = document or yamlfile.Document(data)
@@ -454,9 +465,11 @@ def parse_mesh(data: Any, source: str = "<mesh>", base_dir: Path | None = None,
         else tier
         for name, tier in spec.models.items()
     }
-    missing = [(("models", name, "script"), f"no such model script: {tier.script}")
-               for name, tier in models.items()
-               if tier.script is not None and not tier.script.is_file()]
+    missing = [
+        (("models", name, "script"), f"no such model script: {tier.script}")
+        for name, tier in models.items()
+        if tier.script is not None and not tier.script.is_file()
+    ]
     if missing:
         raise SpecError(yamlfile.describe_problems(source, "mesh spec", missing, document))
     return spec.model_copy(update={"models": models, "python_path": python_path})

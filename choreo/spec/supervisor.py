@@ -62,15 +62,19 @@ class PlanSpec(_Strict):
         if len(set(returns)) != len(returns):
             raise ValueError("stages: each stage needs its own `returns` event type")
         if not self.is_chain and self.arrivals is None:
-            raise ValueError("arrivals: a plan with parallel stages needs an `append` field "
-                             "that each worker's result route writes its stage name to")
+            raise ValueError(
+                "arrivals: a plan with parallel stages needs an `append` field "
+                "that each worker's result route writes its stage name to"
+            )
         return self
 
     @property
     def is_chain(self) -> bool:
         """True when stages run strictly one after another, so no round has two stages."""
-        return all(s.after == ([] if i == 0 else [self.stages[i - 1].name])
-                   for i, s in enumerate(self.stages))
+        return all(
+            s.after == ([] if i == 0 else [self.stages[i - 1].name])
+            for i, s in enumerate(self.stages)
+        )
 
     def stage(self, name: str) -> StageSpec:
         return next(s for s in self.stages if s.name == name)

@@ -39,8 +39,9 @@ class WatchdogSpec(BaseModel):
         8, ge=3, description="recent state shapes the revisit rule looks back over"
     )
     revisit_repeats: int = Field(
-        2, ge=1, description="returns to an earlier state shape within the window that make "
-        "a revisit loop"
+        2,
+        ge=1,
+        description="returns to an earlier state shape within the window that make a revisit loop",
     )
     tool_repeats: int = Field(
         3, ge=2, description="calls of one tool with the same arguments that make a loop"
@@ -55,6 +56,8 @@ class WatchdogSpec(BaseModel):
         DEBUGGER_PROMPT, min_length=1, description="system prompt of a persona-shifted agent"
     )
     halt_after_shift: int = Field(
-        1, ge=1, description="hops of an agent that ran with its shifted persona and still "
+        1,
+        ge=1,
+        description="hops of an agent that ran with its shifted persona and still "
         "show loop evidence, that halt the trace",
     )

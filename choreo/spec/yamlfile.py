@@ -40,8 +40,11 @@ class Document:
                 if found is None:
                     break
                 line, node = found[0].start_mark.line + 1, found[1]
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) \
-                    and 0 <= part < len(node.value):
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and isinstance(part, int)
+                and 0 <= part < len(node.value)
+            ):
                 node = node.value[part]
                 line = node.start_mark.line + 1
             else:
@@ -75,16 +78,17 @@ def _problems(error: Any) -> list[tuple[Loc, str]]:
     return [(loc, error["msg"].removeprefix("Value error, "))]
 
 
-def describe(source: str, what: str, exc: ValidationError,
-             document: Document | None = None) -> str:
+def describe(source: str, what: str, exc: ValidationError, document: Document | None = None) -> str:
     """``source: invalid WHAT`` and then ``  source:LINE: path: message`` for every mistake,
     in the order of the file."""
-    return describe_problems(source, what, [p for e in exc.errors() for p in _problems(e)],
-                             document)
+    return describe_problems(
+        source, what, [p for e in exc.errors() for p in _problems(e)], document
+    )
 
 
-def describe_problems(source: str, what: str, problems: Sequence[tuple[Loc, str]],
-                      document: Document | None = None) -> str:
+def describe_problems(
+    source: str, what: str, problems: Sequence[tuple[Loc, str]], document: Document | None = None
+) -> str:
     """Like :func:`describe`, for (path, message) pairs found outside pydantic."""
     data = document.data if document is not None else None
     found = []

@@ -15,10 +15,14 @@ _ANSWER = re.compile(r"^\W*(PASS|FAIL)\b\W*(.*)$", re.IGNORECASE | re.DOTALL)
 
 def messages(agent: AgentSpec, stage: StageSpec, state: dict[str, Any]) -> list[dict[str, str]]:
     """The supervisor's persona, the stage's criteria, then the brief and the result."""
-    system = (f"{agent.persona}\n\nYou are judging stage `{stage.name}`. Criteria: "
-              f"{stage.judge}\nAnswer PASS: or FAIL: followed by your reasons.")
-    user = (f"## input\n{_text(state.get('input'))}\n\n"
-            f"## {stage.result}\n{_text(state.get(stage.result))}")
+    system = (
+        f"{agent.persona}\n\nYou are judging stage `{stage.name}`. Criteria: "
+        f"{stage.judge}\nAnswer PASS: or FAIL: followed by your reasons."
+    )
+    user = (
+        f"## input\n{_text(state.get('input'))}\n\n"
+        f"## {stage.result}\n{_text(state.get(stage.result))}"
+    )
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
@@ -26,10 +30,18 @@ def parse(stage: str, attempt: int, answer: str) -> Verdict:
     """A verdict from the judge's answer; an answer that is neither PASS nor FAIL fails."""
     match = _ANSWER.match(answer)
     if match is None:
-        return Verdict(stage, attempt, False,
-                       f"the judge answered neither PASS nor FAIL: {answer.strip()[:200]}")
-    return Verdict(stage, attempt, match.group(1).upper() == "PASS",
-                   match.group(2).strip() or match.group(1).upper())
+        return Verdict(
+            stage,
+            attempt,
+            False,
+            f"the judge answered neither PASS nor FAIL: {answer.strip()[:200]}",
+        )
+    return Verdict(
+        stage,
+        attempt,
+        match.group(1).upper() == "PASS",
+        match.group(2).strip() or match.group(1).upper(),
+    )
 
 
 def _text(value: Any) -> str:

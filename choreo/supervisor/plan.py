@@ -60,8 +60,9 @@ def dump(progress: Progress) -> dict[str, Any]:
     return builtins
 
 
-def returned(plan: PlanSpec, progress: Progress, event_type: str,
-             arrivals: list[str]) -> list[str] | None:
+def returned(
+    plan: PlanSpec, progress: Progress, event_type: str, arrivals: list[str]
+) -> list[str] | None:
     """The stages to judge now, or None while the round is still out.
 
     The first event of a trace starts the plan (nothing to judge: an empty list). An answer
@@ -76,35 +77,41 @@ def returned(plan: PlanSpec, progress: Progress, event_type: str,
         return None  # a late or repeated answer of a round already judged
     if len(progress.assigned) == 1:
         return [stage.name]
-    back = set(arrivals[progress.start:])
+    back = set(arrivals[progress.start :])
     return list(progress.assigned) if back.issuperset(progress.assigned) else None
 
 
-def advance(plan: PlanSpec, progress: Progress, verdicts: list[Verdict],
-            arrivals: int) -> Decision:
+def advance(plan: PlanSpec, progress: Progress, verdicts: list[Verdict], arrivals: int) -> Decision:
     """Fold the round's verdicts into the progress and choose the next move.
 
     Failed stages with attempts left go out again, with the judge's reasons as feedback; a
     stage out of attempts fails the trace. Once a round passes, every stage whose ``after``
     have all passed is assigned at once (in parallel); when none is left, the trace finishes.
     """
-    new = msgspec.structs.replace(progress, verdicts=[*progress.verdicts, *verdicts],
-                                  passed=[*progress.passed, *(v.stage for v in verdicts
-                                                              if v.passed)])
+    new = msgspec.structs.replace(
+        progress,
+        verdicts=[*progress.verdicts, *verdicts],
+        passed=[*progress.passed, *(v.stage for v in verdicts if v.passed)],
+    )
     failed = [v for v in verdicts if not v.passed]
     decision = Decision(progress=new)
     for verdict in failed:
         stage = plan.stage(verdict.stage)
         if new.attempts.get(stage.name, 0) >= stage.max_attempts:
-            decision.fail = (f"stage {stage.name!r} failed after {stage.max_attempts} "
-                             f"attempt(s): {verdict.reasons}")
+            decision.fail = (
+                f"stage {stage.name!r} failed after {stage.max_attempts} "
+                f"attempt(s): {verdict.reasons}"
+            )
             return decision
         if stage.feedback:
             decision.feedback[stage.feedback] = verdict.reasons
     if failed:
         return _assign(decision, [v.stage for v in failed], arrivals)
-    ready = [s.name for s in plan.stages
-             if s.name not in new.passed and all(a in new.passed for a in s.after)]
+    ready = [
+        s.name
+        for s in plan.stages
+        if s.name not in new.passed and all(a in new.passed for a in s.after)
+    ]
     if ready:
         return _assign(decision, ready, arrivals)
     decision.finish = True
@@ -118,6 +125,8 @@ def _assign(decision: Decision, stages: list[str], arrivals: int) -> Decision:
     progress.round += 1
     progress.assigned = stages
     progress.start = arrivals
-    progress.attempts = {**progress.attempts,
-                         **{s: progress.attempts.get(s, 0) + 1 for s in stages}}
+    progress.attempts = {
+        **progress.attempts,
+        **{s: progress.attempts.get(s, 0) + 1 for s in stages},
+    }
     return decision

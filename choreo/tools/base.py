@@ -38,5 +38,11 @@ class Tool(Protocol):
 
 def openai_tool(tool: Tool) -> dict[str, Any]:
     """The tool as one entry of a chat request's ``tools`` (OpenAI function-calling shape)."""
-    return {"type": "function", "function": {
-        "name": tool.name, "description": tool.description, "parameters": tool.parameters}}
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": tool.parameters,
+        },
+    }

@@ -16,13 +16,19 @@ def tool(func: F, /) -> F: ...
 
 
 @overload
-def tool(*, name: str | None = None, description: str | None = None,
-         timeout_s: float | None = None) -> Callable[[F], F]: ...
+def tool(
+    *, name: str | None = None, description: str | None = None, timeout_s: float | None = None
+) -> Callable[[F], F]: ...
 
 
-def tool(func: F | None = None, /, *, name: str | None = None,
-         description: str | None = None,
-         timeout_s: float | None = None) -> F | Callable[[F], F]:
+def tool(
+    func: F | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    timeout_s: float | None = None,
+) -> F | Callable[[F], F]:
     """Mark a function (``async def`` or plain ``def``) as a tool the model may call.
 
     The model sees the function's name (or ``name``), its docstring's summary (or

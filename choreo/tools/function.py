@@ -65,10 +65,10 @@ class FunctionTool:
         try:
             kwargs = self.schema.validate(arguments)
         except ValidationError as exc:
-            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}"
-                                 for e in exc.errors())
-            raise ToolFailure("invalid", f"invalid arguments for {self.name}: {problems}"
-                              ) from None
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ToolFailure("invalid", f"invalid arguments for {self.name}: {problems}") from None
         try:
             if inspect.iscoroutinefunction(self.func):
                 value = await self.func(**kwargs)
@@ -79,4 +79,3 @@ class FunctionTool:
         except Exception as exc:  # the model is told; the step goes on
             raise ToolFailure("error", f"{type(exc).__name__}: {exc}") from None
         return as_result_text(value)
-

@@ -38,6 +38,7 @@ def resolve(path: str) -> Any:
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise ImportPathError(f"{path!r}: module {module_name!r} has no {attribute!r}"
-                                  ) from None
+            raise ImportPathError(
+                f"{path!r}: module {module_name!r} has no {attribute!r}"
+            ) from None
     return target

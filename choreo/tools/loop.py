@@ -37,8 +37,7 @@ from choreo.tools.sandbox.call import SandboxCallTool
 log = logging.getLogger(__name__)
 
 #: What a refused call (past ``max_tool_calls``) tells the model.
-LIMIT_MESSAGE = ("ERROR: tool call limit reached ({limit} per step); answer now with what "
-                 "you have.")
+LIMIT_MESSAGE = "ERROR: tool call limit reached ({limit} per step); answer now with what you have."
 
 
 class ToolSetupError(RuntimeError):
@@ -58,9 +57,12 @@ class ToolBox:
         self.sandbox: ToolSpec | None = None
         for spec in agent.called_tools:
             if isinstance(spec, FunctionToolSpec):
-                self.functions.append(FunctionTool(
-                    imports.resolve(spec.function),
-                    timeout_s=spec.timeout_s or agent.tool_timeout_s))
+                self.functions.append(
+                    FunctionTool(
+                        imports.resolve(spec.function),
+                        timeout_s=spec.timeout_s or agent.tool_timeout_s,
+                    )
+                )
             elif isinstance(spec, McpServerSpec):
                 self.servers.append(McpServer(spec, cwd))
             else:
@@ -119,8 +121,9 @@ def _log_failure(task: asyncio.Task[None]) -> None:
         log.warning("tools not listed at start-up", extra={"error": str(task.exception())})
 
 
-async def run_call(tools: dict[str, Tool], call: ToolCall,
-                   default_timeout_s: float) -> tuple[str, ToolCallRecord]:
+async def run_call(
+    tools: dict[str, Tool], call: ToolCall, default_timeout_s: float
+) -> tuple[str, ToolCallRecord]:
     """One call as the ``tool`` message's text and its hop-record entry; never raises."""
     arguments, canonical = canonical_arguments(call.arguments)
     tool = tools.get(call.name)
@@ -131,27 +134,38 @@ async def run_call(tools: dict[str, Tool], call: ToolCall,
             span.set_attribute("gen_ai.tool.call.arguments", canonical)
         try:
             if tool is None:
-                raise ToolFailure("invalid", f"no tool named {call.name!r} (tools: "
-                                             f"{', '.join(sorted(tools))})")
+                raise ToolFailure(
+                    "invalid", f"no tool named {call.name!r} (tools: {', '.join(sorted(tools))})"
+                )
             if arguments is None:
                 raise ToolFailure("invalid", "arguments must be a JSON object")
             timeout_s = tool.timeout_s or default_timeout_s
             try:
                 text = await asyncio.wait_for(tool.call(arguments), timeout_s)
             except TimeoutError:
-                raise ToolFailure("timeout", f"{call.name} did not answer within "
-                                             f"{timeout_s:g}s") from None
+                raise ToolFailure(
+                    "timeout", f"{call.name} did not answer within {timeout_s:g}s"
+                ) from None
             status = "ok"
         except ToolFailure as exc:
             status, text = exc.status, f"ERROR: {exc}"
         except Exception as exc:  # a tool's own bug: the model is told, the step goes on
             status, text = "error", f"ERROR: {type(exc).__name__}: {exc}"
-        record = make_record(call.name, canonical, status,
-                             (time.perf_counter() - started) * 1000, text,
-                             tool.server if tool else None)
-        span.set_attributes({"choreo.tool.status": status,
-                             "choreo.tool.args_sha256": record.args_sha256,
-                             "choreo.tool.result_chars": record.result_chars})
+        record = make_record(
+            call.name,
+            canonical,
+            status,
+            (time.perf_counter() - started) * 1000,
+            text,
+            tool.server if tool else None,
+        )
+        span.set_attributes(
+            {
+                "choreo.tool.status": status,
+                "choreo.tool.args_sha256": record.args_sha256,
+                "choreo.tool.result_chars": record.result_chars,
+            }
+        )
         if tool is not None and tool.server:
             span.set_attribute("choreo.tool.server", tool.server)
         if telemetry.record_content():
@@ -177,10 +191,17 @@ class Conversation:
     error: str | None = None
 
 
-async def converse(client: ModelClient, messages: list[Message], tools: dict[str, Tool], *,
-                   agent: AgentSpec, left: Callable[[Usage], BudgetLeft],
-                   temperature: float | None, deadline: datetime | None,
-                   spent: Usage | None = None) -> Conversation:
+async def converse(
+    client: ModelClient,
+    messages: list[Message],
+    tools: dict[str, Tool],
+    *,
+    agent: AgentSpec,
+    left: Callable[[Usage], BudgetLeft],
+    temperature: float | None,
+    deadline: datetime | None,
+    spent: Usage | None = None,
+) -> Conversation:
     """Run the loop from ``messages``; ``left(usage)`` is what the trace's budgets allow
     after this step spent ``usage`` (``spent`` is counted from the start). Every model call
     ends by ``deadline`` (the trace's); a failed call's billed tokens count in ``usage``."""
@@ -194,9 +215,13 @@ async def converse(client: ModelClient, messages: list[Message], tools: dict[str
             return talk
         try:
             completion = await client.complete(
-                talk.messages, agent=agent.name, temperature=temperature,
-                max_tokens=remaining.cap(agent.max_tokens), tools=offered or None,
-                deadline=deadline)
+                talk.messages,
+                agent=agent.name,
+                temperature=temperature,
+                max_tokens=remaining.cap(agent.max_tokens),
+                tools=offered or None,
+                deadline=deadline,
+            )
         except ModelError as exc:
             talk.usage = plus(talk.usage, exc.usage)
             talk.error = f"model call failed ({exc.reason}): {exc}"
@@ -209,12 +234,18 @@ async def converse(client: ModelClient, messages: list[Message], tools: dict[str
         if allowed == 0:
             refusals += 1
             if refusals > 1:  # told once that the limit is reached, and it asked again
-                talk.error = (f"the model kept asking for tools past the limit of "
-                              f"{agent.max_tool_calls} calls per step")
+                talk.error = (
+                    f"the model kept asking for tools past the limit of "
+                    f"{agent.max_tool_calls} calls per step"
+                )
                 return talk
         talk.messages.append(completion.message())
-        ran = await asyncio.gather(*(run_call(tools, call, agent.tool_timeout_s)
-                                     for call in completion.tool_calls[:allowed]))
+        ran = await asyncio.gather(
+            *(
+                run_call(tools, call, agent.tool_timeout_s)
+                for call in completion.tool_calls[:allowed]
+            )
+        )
         for call, (text, record) in zip(completion.tool_calls, ran, strict=False):
             talk.calls.append(record)
             talk.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})

@@ -63,8 +63,11 @@ class McpUnavailable(RuntimeError):
 def result_text(result: types.CallToolResult) -> str:
     """A call's result as text: its text blocks, else its structured content as JSON."""
     parts = [block.text for block in result.content if isinstance(block, types.TextContent)]
-    parts += [f"[{block.type} content]" for block in result.content
-              if not isinstance(block, types.TextContent)]
+    parts += [
+        f"[{block.type} content]"
+        for block in result.content
+        if not isinstance(block, types.TextContent)
+    ]
     if not parts and result.structuredContent is not None:
         return json.dumps(result.structuredContent, sort_keys=True)
     return "\n".join(parts)
@@ -79,8 +82,9 @@ def session_gone(exc: BaseException) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def watched(read: MemoryObjectReceiveStream[Any],
-                  ended: asyncio.Event) -> AsyncIterator[MemoryObjectReceiveStream[Any]]:
+async def watched(
+    read: MemoryObjectReceiveStream[Any], ended: asyncio.Event
+) -> AsyncIterator[MemoryObjectReceiveStream[Any]]:
     """``read`` relayed through a new stream, with ``ended`` set when the server ends it
     (a stdio server's output closes when its process exits)."""
     send, receive = anyio.create_memory_object_stream[Any](0)
@@ -126,26 +130,29 @@ class McpServer:
         """
         async with self._lock:
             await self._open()
-        log.info("mcp server listed", extra={"server": self.spec.mcp,
-                                             "tools": [t.name for t in self.tools]})
+        log.info(
+            "mcp server listed",
+            extra={"server": self.spec.mcp, "tools": [t.name for t in self.tools]},
+        )
         return self.tools
 
     async def _open(self) -> None:
         """Start the session's task and wait until it is ready (the caller holds the lock)."""
-        self._ready, self._closing, self._gone = asyncio.Event(), asyncio.Event(), \
-            asyncio.Event()
+        self._ready, self._closing, self._gone = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self._failure = None
         self._task = asyncio.create_task(self._hold(), name=self.label)
         try:
             await asyncio.wait_for(self._ready.wait(), self.spec.timeout_s)
         except TimeoutError:
             await self.aclose()
-            raise McpUnavailable(f"{self.label}: no session within {self.spec.timeout_s:g}s"
-                                 ) from None
+            raise McpUnavailable(
+                f"{self.label}: no session within {self.spec.timeout_s:g}s"
+            ) from None
         if self._failure is not None:
             await self.aclose()
-            raise McpUnavailable(f"{self.label}: {type(self._failure).__name__}: "
-                                 f"{self._failure}") from self._failure
+            raise McpUnavailable(
+                f"{self.label}: {type(self._failure).__name__}: {self._failure}"
+            ) from self._failure
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
         if self.spec.url is not None:
@@ -154,9 +161,14 @@ class McpServer:
         command, *args = self.spec.command
         if command in ("python", "python3"):
             command = sys.executable  # the agent's interpreter, with its packages
-        return stdio_client(StdioServerParameters(
-            command=command, args=args, env={**os.environ, **self.spec.env},
-            cwd=str(self.cwd) if self.cwd else None))
+        return stdio_client(
+            StdioServerParameters(
+                command=command,
+                args=args,
+                env={**os.environ, **self.spec.env},
+                cwd=str(self.cwd) if self.cwd else None,
+            )
+        )
 
     async def _hold(self) -> None:
         """The session's own task: open, list, then wait to be closed or for the server to
@@ -164,14 +176,19 @@ class McpServer:
         ready, closing, gone, ended = self._ready, self._closing, self._gone, asyncio.Event()
         session: ClientSession | None = None
         try:
-            async with self._transport() as streams, watched(streams[0], ended) as read, \
-                    ClientSession(read, streams[1], read_timeout_seconds=timedelta(
-                        seconds=self.spec.timeout_s)) as session:
+            async with (
+                self._transport() as streams,
+                watched(streams[0], ended) as read,
+                ClientSession(
+                    read, streams[1], read_timeout_seconds=timedelta(seconds=self.spec.timeout_s)
+                ) as session,
+            ):
                 await session.initialize()
                 listed = await session.list_tools()
                 wanted = self.spec.tools
-                self.tools = [McpTool(self, t) for t in listed.tools
-                              if wanted is None or t.name in wanted]
+                self.tools = [
+                    McpTool(self, t) for t in listed.tools if wanted is None or t.name in wanted
+                ]
                 self._session = session
                 ready.set()
                 waiters = [asyncio.ensure_future(e.wait()) for e in (closing, ended)]
@@ -184,8 +201,10 @@ class McpServer:
                     log.warning("mcp server ended the session", extra={"server": self.spec.mcp})
         except Exception as exc:  # reported by start(), or to each later call
             self._failure = exc
-            log.warning("mcp session ended", extra={"server": self.spec.mcp,
-                                                    "error": f"{type(exc).__name__}: {exc}"})
+            log.warning(
+                "mcp session ended",
+                extra={"server": self.spec.mcp, "error": f"{type(exc).__name__}: {exc}"},
+            )
         finally:
             if self._session is session:
                 self._session = None
@@ -222,8 +241,9 @@ class McpServer:
 
     async def _call_once(self, name: str, arguments: dict[str, Any], timeout_s: float) -> str:
         session, gone = await self._connected()
-        request = asyncio.ensure_future(session.call_tool(
-            name, arguments, read_timeout_seconds=timedelta(seconds=timeout_s)))
+        request = asyncio.ensure_future(
+            session.call_tool(name, arguments, read_timeout_seconds=timedelta(seconds=timeout_s))
+        )
         watchers: list[asyncio.Future[Any]] = [asyncio.ensure_future(gone.wait())]
         if self.spec.url is not None:
             watchers.append(asyncio.ensure_future(self._heartbeat(session)))

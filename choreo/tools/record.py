@@ -57,16 +57,22 @@ def prime(names: list[str]) -> None:
             TOOL_CALLS.labels(tool=name, status=status)
 
 
-def make_record(name: str, canonical: str, status: str, latency_ms: float, result: str,
-                server: str | None) -> ToolCallRecord:
+def make_record(
+    name: str, canonical: str, status: str, latency_ms: float, result: str, server: str | None
+) -> ToolCallRecord:
     """The hop record's entry for one call; counted in ``choreo_tool_calls_total``."""
     TOOL_CALLS.labels(tool=name, status=status).inc()
     content = telemetry.record_content()
     return ToolCallRecord(
-        name=name, args_sha256=args_sha256(canonical), status=status,  # type: ignore[arg-type]
-        latency_ms=round(latency_ms, 3), result_chars=len(result), server=server,
+        name=name,
+        args_sha256=args_sha256(canonical),
+        status=status,  # type: ignore[arg-type]
+        latency_ms=round(latency_ms, 3),
+        result_chars=len(result),
+        server=server,
         arguments=canonical[:CONTENT_CHARS] if content else None,
-        result=result[:CONTENT_CHARS] if content else None)
+        result=result[:CONTENT_CHARS] if content else None,
+    )
 
 
 def from_payload(step: Envelope) -> list[ToolCallRecord]:
@@ -78,6 +84,5 @@ def from_payload(step: Envelope) -> list[ToolCallRecord]:
     try:
         return msgspec.convert(raw, list[ToolCallRecord])
     except msgspec.ValidationError as exc:
-        log.warning("tool calls not recorded", extra={"trace_id": step.trace_id,
-                                                      "error": str(exc)})
+        log.warning("tool calls not recorded", extra={"trace_id": step.trace_id, "error": str(exc)})
         return []

@@ -17,8 +17,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):"
-                      r"\s*$")
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):"
+    r"\s*$"
+)
 _ARG = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
 
 
@@ -69,8 +71,9 @@ def parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
     return "\n".join(summary).strip(), args
 
 
-def function_schema(func: Callable[..., Any], *, name: str | None = None,
-                    description: str | None = None) -> FunctionSchema:
+def function_schema(
+    func: Callable[..., Any], *, name: str | None = None, description: str | None = None
+) -> FunctionSchema:
     """The schema of ``func``'s parameters (all of them; ``*args``/``**kwargs`` refused).
 
     Raises ``TypeError`` for a parameter without a type hint or a variadic one: the model
@@ -85,11 +88,9 @@ def function_schema(func: Callable[..., Any], *, name: str | None = None,
         if param.name not in hints:
             raise TypeError(f"{func.__qualname__}: parameter {param.name!r} needs a type hint")
         default = ... if param.default is param.empty else param.default
-        fields[param.name] = (hints[param.name],
-                              Field(default, description=docs.get(param.name)))
+        fields[param.name] = (hints[param.name], Field(default, description=docs.get(param.name)))
     tool_name = name or func.__name__
-    model = create_model(
-        f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
+    model = create_model(f"{tool_name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
     parameters = model.model_json_schema()
     parameters.pop("title", None)
     for prop in parameters.get("properties", {}).values():

@@ -61,8 +61,9 @@ _snapshot_head = msgspec.json.Decoder(SnapshotHead)
 def default_budget(spec: MeshSpec) -> Budget:
     """The mesh's budget, for traces whose admission snapshot the watchdog has not seen yet."""
     b = spec.budgets
-    return Budget(max_hops=b.max_hops, max_tokens=b.max_tokens, max_cost=b.max_cost,
-                  max_seconds=b.max_seconds)
+    return Budget(
+        max_hops=b.max_hops, max_tokens=b.max_tokens, max_cost=b.max_cost, max_seconds=b.max_seconds
+    )
 
 
 def decode_hop(data: bytes) -> HopRecord:
@@ -112,31 +113,49 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
     table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
     policy = Watchdog(spec.watchdog, default_budget(spec))
 
-    async def send(target: faust.TopicT, key: bytes | None, value: bytes,
-                   headers: Any = None) -> None:
+    async def send(
+        target: faust.TopicT, key: bytes | None, value: bytes, headers: Any = None
+    ) -> None:
         # verdicts join the trace of the hop record that caused them
-        pending = await target.send(key=key, value=value,
-                                    headers=telemetry.inject(headers or ()))
+        pending = await target.send(key=key, value=value, headers=telemetry.inject(headers or ()))
         await pending
 
     async def answer(trace_id: str, answers: list[Answer]) -> None:
         for record in answers:
             await send(control, trace_id.encode(), encode(record))
             metrics.VERDICTS.labels(action=record.action, reason=record.reason).inc()
-            log.warning("verdict", extra={"trace_id": trace_id, "action": record.action,
-                                          "reason": record.reason, "agent": record.agent})
+            log.warning(
+                "verdict",
+                extra={
+                    "trace_id": trace_id,
+                    "action": record.action,
+                    "reason": record.reason,
+                    "agent": record.agent,
+                },
+            )
 
     async def dead_letter(event: faust.EventT, reason: str) -> None:
         msg = event.message
         letter = DeadLetter(
-            topic=msg.topic, partition=msg.partition, offset=msg.offset,
+            topic=msg.topic,
+            partition=msg.partition,
+            offset=msg.offset,
             key=msg.key.decode("utf-8", "replace") if msg.key is not None else None,
-            reason=reason, consumer=CONSUMER, original=msg.value or b"",
+            reason=reason,
+            consumer=CONSUMER,
+            original=msg.value or b"",
         )
         await send(dlq, msg.key, limit.dead_letter(letter), list(msg.headers or ()))
         metrics.DEAD_LETTERS.labels(consumer=CONSUMER, topic=msg.topic).inc()
-        log.warning("dead-lettered record", extra={"trace_id": letter.key, "topic": msg.topic,
-                                                   "offset": msg.offset, "reason": reason})
+        log.warning(
+            "dead-lettered record",
+            extra={
+                "trace_id": letter.key,
+                "topic": msg.topic,
+                "offset": msg.offset,
+                "reason": reason,
+            },
+        )
 
     async def consume(
         stream: AsyncIterator[faust.EventT],
@@ -206,8 +225,10 @@ def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
     asyncio.set_event_loop(loop)
     loop.run_until_complete(ensure_topics(bootstrap, Topics(settings.topic_prefix), spec))
     telemetry.configure("watchdog")
-    with (metrics.expose(settings.metrics_port, "watchdog"),
-          tempfile.TemporaryDirectory(prefix="choreo-watchdog-") as datadir):
+    with (
+        metrics.expose(settings.metrics_port, "watchdog"),
+        tempfile.TemporaryDirectory(prefix="choreo-watchdog-") as datadir,
+    ):
         worker = faust.Worker(
             build_app(spec, bootstrap, settings, datadir),
             loop=loop,

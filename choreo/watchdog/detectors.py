@@ -186,8 +186,7 @@ def stuck(agent: str, streak: list[Match], repeats: int, threshold: float) -> Ev
         rule="stuck",
         agent=agent,
         hops=[m.hop for m in recent],
-        details={"similarities": [round(m.similarity, 6) for m in recent],
-                 "threshold": threshold},
+        details={"similarities": [round(m.similarity, 6) for m in recent], "threshold": threshold},
     )
 
 
@@ -196,8 +195,9 @@ def state_shape(field_hashes: dict[str, str]) -> str:
     return fingerprint("\n".join(f"{k}={v}" for k, v in sorted(field_hashes.items())).encode())
 
 
-def revisit(shapes: list[Seen], revisits: list[Seen], agent: str, hop: int, shape: str,
-            repeats: int) -> Evidence | None:
+def revisit(
+    shapes: list[Seen], revisits: list[Seen], agent: str, hop: int, shape: str, repeats: int
+) -> Evidence | None:
     """The state went back, ``repeats`` times within the window, to a shape it had left.
 
     ``shapes`` holds the window's earlier state shapes, oldest first; a hop whose shape equals
@@ -212,9 +212,12 @@ def revisit(shapes: list[Seen], revisits: list[Seen], agent: str, hop: int, shap
     revisits.append(Seen(hop, shape))
     if len(revisits) < repeats:
         return None
-    return Evidence(rule="revisit", agent=agent, hops=[r.hop for r in revisits[-repeats:]],
-                    details={"back_to_hop": earlier.hop, "shape": shape,
-                             "cycle_length": hop - earlier.hop})
+    return Evidence(
+        rule="revisit",
+        agent=agent,
+        hops=[r.hop for r in revisits[-repeats:]],
+        details={"back_to_hop": earlier.hop, "shape": shape, "cycle_length": hop - earlier.hop},
+    )
 
 
 def tool_repeat(calls: list[Seen], agent: str, hop: int, repeats: int) -> Evidence | None:
@@ -225,9 +228,12 @@ def tool_repeat(calls: list[Seen], agent: str, hop: int, repeats: int) -> Eviden
         hops = sorted({c.hop for c in calls if c.key == key})
         if len(hops) >= repeats:
             name, _, args_hash = key.partition("|")
-            return Evidence(rule="tool_repeat", agent=agent, hops=hops[-repeats:],
-                            details={"tool": name, "args_sha256": args_hash,
-                                     "calls": len(hops)})
+            return Evidence(
+                rule="tool_repeat",
+                agent=agent,
+                hops=hops[-repeats:],
+                details={"tool": name, "args_sha256": args_hash, "calls": len(hops)},
+            )
     return None
 
 

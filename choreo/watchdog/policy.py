@@ -140,8 +140,11 @@ class Watchdog:
         found.append(self._stuck(watch, hop))
         if hop.field_hashes:
             shape = state_shape(hop.field_hashes)
-            found.append(revisit(watch.shapes, watch.revisits, hop.agent, hop.hop, shape,
-                                 spec.revisit_repeats))
+            found.append(
+                revisit(
+                    watch.shapes, watch.revisits, hop.agent, hop.hop, shape, spec.revisit_repeats
+                )
+            )
             watch.shapes.append(Seen(hop.hop, shape))
             del watch.shapes[: -spec.revisit_window]
             oldest = watch.shapes[0].hop
@@ -163,16 +166,20 @@ class Watchdog:
         similarity = best_match(text, agent.outputs, spec.ngram) if text else 0.0
         matched = similarity >= spec.similarity
         exact = fingerprint(hop.output.encode())
-        repeated = exact in agent.exact or (bool(hop.situation) and \
-            hop.situation in agent.situations)
+        repeated = exact in agent.exact or (
+            bool(hop.situation) and hop.situation in agent.situations
+        )
         novel = self._novel(watch, hop)
         if matched and repeated and not novel:
             agent.streak.append(Match(hop.hop, similarity))
             del agent.streak[: -spec.stuck_repeats]
         else:
             agent.streak.clear()
-        for window, item in ((agent.outputs, text), (agent.exact, exact),
-                             (agent.situations, hop.situation)):
+        for window, item in (
+            (agent.outputs, text),
+            (agent.exact, exact),
+            (agent.situations, hop.situation),
+        ):
             window.append(item)
             del window[: -spec.stuck_window]
         return stuck(hop.agent, agent.streak, spec.stuck_repeats, spec.similarity)

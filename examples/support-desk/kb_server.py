@@ -11,12 +11,19 @@ import sys
 from mcp.server.fastmcp import FastMCP
 
 ARTICLES = {
-    "KB-101": ("damaged item", "Damaged on arrival: we refund in full and the customer keeps "
-               "or recycles the item; a photo helps but is not required."),
-    "KB-102": ("late delivery", "Late parcels: after 10 days in transit we open a carrier "
-               "claim and reship at no cost."),
-    "KB-103": ("returns", "Returns: 30 days from delivery, item unused, label from the "
-               "orders page."),
+    "KB-101": (
+        "damaged item",
+        "Damaged on arrival: we refund in full and the customer keeps "
+        "or recycles the item; a photo helps but is not required.",
+    ),
+    "KB-102": (
+        "late delivery",
+        "Late parcels: after 10 days in transit we open a carrier claim and reship at no cost.",
+    ),
+    "KB-103": (
+        "returns",
+        "Returns: 30 days from delivery, item unused, label from the orders page.",
+    ),
 }
 
 server = FastMCP("support-kb")

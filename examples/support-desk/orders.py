@@ -53,7 +53,11 @@ async def lookup(step: choreo.Step) -> choreo.Result:
     order = find_order(match.group(1))
     if order is None:
         step.log.info("order not found", extra={"order_id": match.group(1)})
-        return step.emit("ticket.open", {"order": None,
-                                         "notes": f"no order {match.group(1)} on file"})
-    return step.emit("ticket.open", {"order": order}, text=f"order {order['id']}: "
-                     f"{order['item']}, {order['status']}")
+        return step.emit(
+            "ticket.open", {"order": None, "notes": f"no order {match.group(1)} on file"}
+        )
+    return step.emit(
+        "ticket.open",
+        {"order": order},
+        text=f"order {order['id']}: {order['item']}, {order['status']}",
+    )

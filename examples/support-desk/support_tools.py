@@ -13,8 +13,7 @@ RETURN_DAYS = 30
 
 
 @choreo.tool
-def refund_eligibility(order_id: str,
-                       reason: Literal["damaged", "late", "changed_mind"]) -> str:
+def refund_eligibility(order_id: str, reason: Literal["damaged", "late", "changed_mind"]) -> str:
     """Whether an order can be refunded, and how.
 
     Args:

@@ -38,13 +38,16 @@ def mesh(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMe
 def needs_apache_kafka(broker: BrokerHandle, client: str) -> None:
     """librdkafka cannot talk to the embedded broker (docs/TESTING.md)."""
     if broker_kind(broker.bootstrap) != "kafka":
-        pytest.skip(f"{client} (librdkafka): the embedded broker's answer to its ApiVersions "
-                    "request does not parse ('Read underflow'); this client runs on Apache Kafka")
+        pytest.skip(
+            f"{client} (librdkafka): the embedded broker's answer to its ApiVersions "
+            "request does not parse ('Read underflow'); this client runs on Apache Kafka"
+        )
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=180,
-                          env={**os.environ, **(env or {})})
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=180, env={**os.environ, **(env or {})}
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.strip().splitlines()[-1]
 
@@ -55,9 +58,15 @@ def confluent(bootstrap: str, tasks: str, results: str, trace_id: str, task: str
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     producer.produce(tasks, key=trace_id, value=task)
     assert producer.flush(30) == 0
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"contract-{trace_id}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "isolation.level": "read_committed"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"contract-{trace_id}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
     consumer.subscribe([results])
     try:
         deadline = time.monotonic() + 120
@@ -75,13 +84,35 @@ def confluent(bootstrap: str, tasks: str, results: str, trace_id: str, task: str
 
 
 def kcat(bootstrap: str, tasks: str, results: str, trace_id: str, task: str) -> str:
-    subprocess.run(["kcat", "-P", "-b", bootstrap, "-t", tasks, "-K", "|", "-X", "acks=all"],
-                   input=f"{trace_id}|{task}\n", text=True, check=True, timeout=60)
+    subprocess.run(
+        ["kcat", "-P", "-b", bootstrap, "-t", tasks, "-K", "|", "-X", "acks=all"],
+        input=f"{trace_id}|{task}\n",
+        text=True,
+        check=True,
+        timeout=60,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # read to the end, again, until the record is there
-        out = subprocess.run(["kcat", "-C", "-b", bootstrap, "-t", results, "-o", "beginning",
-                              "-e", "-q", "-f", "%k|%s\\n"],
-                             capture_output=True, text=True, check=True, timeout=60).stdout
+        out = subprocess.run(
+            [
+                "kcat",
+                "-C",
+                "-b",
+                bootstrap,
+                "-t",
+                results,
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+                "-f",
+                "%k|%s\\n",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
         for line in out.splitlines():
             key, _, value = line.partition("|")
             if key == trace_id:
@@ -93,10 +124,22 @@ def kcat(bootstrap: str, tasks: str, results: str, trace_id: str, task: str) -> 
 def java(bootstrap: str, tasks: str, results: str, trace_id: str, task: str) -> str:
     libs = kafka_home() / "libs"
     if shutil.which("java") is None or not any(libs.glob("kafka-clients-*.jar")):
-        pytest.skip("the Java client needs java and the jars deploy/kafka/pom.xml fetches "
-                    "(docs/TESTING.md)")
-    return run(["java", "-cp", f"{libs}/*", str(HERE / "Contract.java"),
-                bootstrap, tasks, results, trace_id, task])
+        pytest.skip(
+            "the Java client needs java and the jars deploy/kafka/pom.xml fetches (docs/TESTING.md)"
+        )
+    return run(
+        [
+            "java",
+            "-cp",
+            f"{libs}/*",
+            str(HERE / "Contract.java"),
+            bootstrap,
+            tasks,
+            results,
+            trace_id,
+            task,
+        ]
+    )
 
 
 def node(bootstrap: str, tasks: str, results: str, trace_id: str, task: str) -> str:
@@ -104,10 +147,24 @@ def node(bootstrap: str, tasks: str, results: str, trace_id: str, task: str) -> 
         pytest.skip("the Node client needs node and npm")
     cache = kafka_home().parent / "node"
     if not (cache / "node_modules" / "kafkajs").is_dir():
-        subprocess.run(["npm", "install", "--prefix", str(cache), "--no-audit", "--no-fund",
-                        "--silent", KAFKAJS], check=True, timeout=300)
-    return run(["node", str(HERE / "contract.cjs"), bootstrap, tasks, results, trace_id, task],
-               env={"NODE_PATH": str(cache / "node_modules")})
+        subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(cache),
+                "--no-audit",
+                "--no-fund",
+                "--silent",
+                KAFKAJS,
+            ],
+            check=True,
+            timeout=300,
+        )
+    return run(
+        ["node", str(HERE / "contract.cjs"), bootstrap, tasks, results, trace_id, task],
+        env={"NODE_PATH": str(cache / "node_modules")},
+    )
 
 
 CLIENTS: dict[str, tuple[Client, bool]] = {  # name: (client, refused by the embedded broker)
@@ -120,7 +177,8 @@ CLIENTS: dict[str, tuple[Client, bool]] = {  # name: (client, refused by the emb
 
 @pytest.mark.parametrize("name", sorted(CLIENTS))
 def test_a_foreign_client_submits_a_task_and_reads_its_one_terminal_record(
-        name: str, broker: BrokerHandle, mesh: RunningMesh) -> None:
+    name: str, broker: BrokerHandle, mesh: RunningMesh
+) -> None:
     client, refused = CLIENTS[name]
     if name == "kcat" and shutil.which("kcat") is None:
         pytest.skip("kcat is not installed (Debian package kcat; .ci/run installs it)")
@@ -128,8 +186,9 @@ def test_a_foreign_client_submits_a_task_and_reads_its_one_terminal_record(
         needs_apache_kafka(broker, name)
     trace_id = f"{name}-{uuid.uuid4()}"
     task = json.dumps({"input": f"a task from {name}"})
-    result = json.loads(client(mesh.bootstrap, mesh.topics.tasks, mesh.topics.results,
-                               trace_id, task))
+    result = json.loads(
+        client(mesh.bootstrap, mesh.topics.tasks, mesh.topics.results, trace_id, task)
+    )
     assert result["trace_id"] == trace_id
     assert result["status"] == "completed"
     assert len(mesh.results(trace_id)) == 1

@@ -35,9 +35,7 @@ def exported_families() -> dict[str, str]:
 def exported_names() -> set[str]:
     """Every sample name a scrape of a Choreo service can show."""
     return {
-        name + suffix
-        for name, kind in exported_families().items()
-        for suffix in SUFFIXES[kind]
+        name + suffix for name, kind in exported_families().items() for suffix in SUFFIXES[kind]
     }
 
 
@@ -60,7 +58,7 @@ def referenced_names(expr: str) -> set[str]:
         text = pattern.sub(" ", text)
     names = set()
     for match in _IDENT.finditer(text):
-        if re.match(r"\s*\(", text[match.end():]):  # a function or aggregation call
+        if re.match(r"\s*\(", text[match.end() :]):  # a function or aggregation call
             continue
         if match.group().lower() not in _KEYWORDS:
             names.add(match.group())

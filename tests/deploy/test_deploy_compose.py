@@ -21,11 +21,16 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 COMPOSE_BIN = shutil.which("docker-compose")
 MESH_DIR = ROOT / "examples" / "writer-editor"
-SERVICE_ENV = ("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_METRICS_PORT", "OTEL_EXPORTER_OTLP_ENDPOINT",
-               "OTEL_SERVICE_NAME")
+SERVICE_ENV = (
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "CHOREO_METRICS_PORT",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_SERVICE_NAME",
+)
 
 needs_compose = pytest.mark.skipif(
-    COMPOSE_BIN is None, reason="docker-compose not installed (Debian package `docker-compose`)")
+    COMPOSE_BIN is None, reason="docker-compose not installed (Debian package `docker-compose`)"
+)
 
 
 def compose() -> dict[str, Any]:
@@ -34,13 +39,19 @@ def compose() -> dict[str, Any]:
 
 
 def choreo_services() -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in compose()["services"].items()
-            if str(svc.get("image", "")).startswith("choreo-mesh:")}
+    return {
+        name: svc
+        for name, svc in compose()["services"].items()
+        if str(svc.get("image", "")).startswith("choreo-mesh:")
+    }
 
 
 def agent_services() -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in choreo_services().items()
-            if svc["command"][:2] == ["run", "agent"]}
+    return {
+        name: svc
+        for name, svc in choreo_services().items()
+        if svc["command"][:2] == ["run", "agent"]
+    }
 
 
 @cache
@@ -50,10 +61,13 @@ def compose_spec_schema() -> dict[str, Any]:
     shebang = Path(COMPOSE_BIN).read_text(errors="replace").splitlines()[0]
     if not shebang.startswith("#!") or "python" not in shebang:
         pytest.skip(f"{COMPOSE_BIN} is not the Python docker-compose; its schema is not at hand")
-    locate = ("import compose.config, pathlib; "
-              "print(pathlib.Path(compose.config.__file__).with_name('compose_spec.json'))")
-    path = subprocess.run([shebang[2:].strip(), "-c", locate], capture_output=True, text=True,
-                          timeout=60, check=True).stdout.strip()
+    locate = (
+        "import compose.config, pathlib; "
+        "print(pathlib.Path(compose.config.__file__).with_name('compose_spec.json'))"
+    )
+    path = subprocess.run(
+        [shebang[2:].strip(), "-c", locate], capture_output=True, text=True, timeout=60, check=True
+    ).stdout.strip()
     schema: dict[str, Any] = json.loads(Path(path).read_text())
     return schema
 
@@ -61,14 +75,22 @@ def compose_spec_schema() -> dict[str, Any]:
 def schema_errors(document: dict[str, Any]) -> list[str]:
     schema = compose_spec_schema()
     validator = jsonschema.validators.validator_for(schema)(schema)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(document)]
+    return [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(document)
+    ]
 
 
 @needs_compose
 def test_docker_compose_accepts_the_file() -> None:
-    done = subprocess.run([str(COMPOSE_BIN), "-f", str(COMPOSE_FILE), "config", "-q"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [str(COMPOSE_BIN), "-f", str(COMPOSE_FILE), "config", "-q"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -103,7 +125,8 @@ def test_services_start_after_the_topics_exist() -> None:
     assert services["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
     for name in ("keeper", "watchdog", *agent_services()):
         assert services[name]["depends_on"]["topics"] == {
-            "condition": "service_completed_successfully"}, name
+            "condition": "service_completed_successfully"
+        }, name
 
 
 def test_one_service_per_agent_with_replicas_and_model_urls() -> None:
@@ -135,14 +158,17 @@ def test_sandbox_has_no_network_and_shares_its_socket_with_the_agents() -> None:
 
 def test_grafana_provisioning_matches_the_mounts_and_the_dashboard() -> None:
     grafana = compose()["services"]["grafana"]
-    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"]
-                  if v.startswith("./"))
+    mounts = dict(
+        v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"] if v.startswith("./")
+    )
     assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
     providers = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/dashboards/choreo.yaml").read_text())["providers"]
+        (ROOT / "deploy/grafana/provisioning/dashboards/choreo.yaml").read_text()
+    )["providers"]
     assert mounts["./deploy/grafana/dashboards"] == providers[0]["options"]["path"]
     sources = yaml.safe_load(
-        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yaml").read_text())
+        (ROOT / "deploy/grafana/provisioning/datasources/prometheus.yaml").read_text()
+    )
     uids = {s["uid"] for s in sources["datasources"]}
     dashboard = json.loads((ROOT / "deploy/grafana/dashboards/choreo-mesh.json").read_text())
     used = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p.get("targets", [])}

@@ -49,8 +49,11 @@ def test_copies_what_the_package_build_needs() -> None:
 
 
 def test_dockerignore_keeps_every_copied_path() -> None:
-    rules = [line for line in (ROOT / "deploy" / "Dockerfile.dockerignore").read_text()
-             .splitlines() if line and not line.startswith("#")]
+    rules = [
+        line
+        for line in (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert rules[0] == "*"
     kept = {rule[1:].rstrip("/") for rule in rules if rule.startswith("!")}
     copied = {src for args in values("COPY") for src in args.split()[:-1]}

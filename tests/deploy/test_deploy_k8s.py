@@ -46,8 +46,12 @@ KEDA_SCALED_OBJECT = {
                             "type": {"const": "kafka"},
                             "metadata": {
                                 "type": "object",
-                                "required": ["bootstrapServers", "consumerGroup", "topic",
-                                             "lagThreshold"],
+                                "required": [
+                                    "bootstrapServers",
+                                    "consumerGroup",
+                                    "topic",
+                                    "lagThreshold",
+                                ],
                                 "additionalProperties": {"type": "string"},
                                 "properties": {"lagThreshold": {"pattern": "^[1-9][0-9]*$"}},
                             },
@@ -66,8 +70,12 @@ def kustomization() -> dict[str, Any]:
 
 
 def documents() -> list[dict[str, Any]]:
-    return [doc for name in kustomization()["resources"]
-            for doc in yaml.safe_load_all((K8S / name).read_text()) if doc]
+    return [
+        doc
+        for name in kustomization()["resources"]
+        for doc in yaml.safe_load_all((K8S / name).read_text())
+        if doc
+    ]
 
 
 def of_kind(kind: str) -> dict[str, dict[str, Any]]:
@@ -80,8 +88,11 @@ def containers(deployment: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def agent_deployments() -> dict[str, dict[str, Any]]:
-    return {name.removeprefix("choreo-agent-"): d for name, d in of_kind("Deployment").items()
-            if name.startswith("choreo-agent-")}
+    return {
+        name.removeprefix("choreo-agent-"): d
+        for name, d in of_kind("Deployment").items()
+        if name.startswith("choreo-agent-")
+    }
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -114,7 +125,8 @@ def test_keda_schema_check_rejects_a_trigger_without_lag_threshold() -> None:
 @pytest.mark.parametrize("name", ["mesh.yaml", "model.yaml"])
 def test_mesh_configmap_files_are_the_example(name: str) -> None:
     assert (K8S / "mesh" / name).read_text() == (EXAMPLE / name).read_text(), (
-        f"refresh with: cp examples/writer-editor/{name} deploy/k8s/mesh/{name}")
+        f"refresh with: cp examples/writer-editor/{name} deploy/k8s/mesh/{name}"
+    )
 
 
 def test_a_deployment_per_service_and_agent() -> None:
@@ -130,7 +142,13 @@ def test_agents_run_their_agent_with_a_sandbox_beside_them() -> None:
     for name, deployment in agent_deployments().items():
         by_name = {c["name"]: c for c in containers(deployment)}
         assert by_name["agent"]["args"] == [
-            "run", "agent", "--mesh", "/mesh/mesh.yaml", "--agent", name]
+            "run",
+            "agent",
+            "--mesh",
+            "/mesh/mesh.yaml",
+            "--agent",
+            name,
+        ]
         env = {e["name"]: e["value"] for e in by_name["agent"]["env"]}
         for tier in spec.models:
             assert env[f"CHOREO_MODEL_{tier.upper()}_BASE_URL"] == "http://model:8080/v1"
@@ -165,8 +183,9 @@ def test_keda_scales_each_agent_on_its_consumer_group_lag() -> None:
         obj = scaled[f"choreo-agent-{agent.name}"]
         triggers = [t["metadata"] for t in obj["spec"]["triggers"]]
         topics = Topics("choreo")  # the names the services consume, under the default prefix
-        assert sorted(t["topic"] for t in triggers) == sorted(topics.event(t)
-                                                              for t in agent.subscribe)
+        assert sorted(t["topic"] for t in triggers) == sorted(
+            topics.event(t) for t in agent.subscribe
+        )
         assert {t["consumerGroup"] for t in triggers} == {f"choreo.agent.{agent.name}"}
         assert {t["bootstrapServers"] for t in triggers} == {bootstrap}
         assert obj["spec"]["maxReplicaCount"] <= spec.topics.partitions
@@ -174,12 +193,20 @@ def test_keda_scales_each_agent_on_its_consumer_group_lag() -> None:
 
 @pytest.mark.skipif(KUBECTL is None, reason="kubectl not installed; the raw files are checked")
 def test_kustomize_renders_valid_manifests() -> None:
-    done = subprocess.run([str(KUBECTL), "kustomize", str(K8S)], capture_output=True, text=True,
-                          timeout=120, check=False)
+    done = subprocess.run(
+        [str(KUBECTL), "kustomize", str(K8S)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     rendered = [d for d in yaml.safe_load_all(done.stdout) if d]
-    mesh_maps = [d["metadata"]["name"] for d in rendered
-                 if d["kind"] == "ConfigMap" and "mesh.yaml" in d.get("data", {})]
+    mesh_maps = [
+        d["metadata"]["name"]
+        for d in rendered
+        if d["kind"] == "ConfigMap" and "mesh.yaml" in d.get("data", {})
+    ]
     assert len(mesh_maps) == 1 and mesh_maps[0].startswith("choreo-mesh-")
     for doc in rendered:
         assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "choreo"

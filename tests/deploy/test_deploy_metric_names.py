@@ -41,12 +41,18 @@ def alert_exprs() -> dict[str, str]:
 @pytest.mark.parametrize(
     ("expr", "names"),
     [
-        ('sum by (agent, status) (rate(choreo_steps_total{agent=~"$agent"}[$__rate_interval]))',
-         {"choreo_steps_total"}),
-        ("histogram_quantile(0.95, sum by (le) (rate(x_bucket[5m] offset 1h))) > 1e3",
-         {"x_bucket"}),
-        ("sum(rate(a_total[5m])) / on (agent) group_left (model) b and c unless d",
-         {"a_total", "b", "c", "d"}),
+        (
+            'sum by (agent, status) (rate(choreo_steps_total{agent=~"$agent"}[$__rate_interval]))',
+            {"choreo_steps_total"},
+        ),
+        (
+            "histogram_quantile(0.95, sum by (le) (rate(x_bucket[5m] offset 1h))) > 1e3",
+            {"x_bucket"},
+        ),
+        (
+            "sum(rate(a_total[5m])) / on (agent) group_left (model) b and c unless d",
+            {"a_total", "b", "c", "d"},
+        ),
         ('count(up{job="choreo", le="0.5"}) or vector(0)', {"up"}),
     ],
 )
@@ -56,15 +62,20 @@ def test_referenced_names_parses_promql(expr: str, names: set[str]) -> None:
 
 def test_exported_names_follow_prometheus_conventions() -> None:
     names = exported_names()
-    assert {"choreo_step_duration_seconds_bucket", "choreo_step_duration_seconds_count",
-            "choreo_steps_total", "choreo_traces_in_flight"} <= names
+    assert {
+        "choreo_step_duration_seconds_bucket",
+        "choreo_step_duration_seconds_count",
+        "choreo_steps_total",
+        "choreo_traces_in_flight",
+    } <= names
     assert "choreo_steps" not in names
     assert "choreo_step_duration_seconds" not in names
 
 
 def test_an_unknown_metric_is_caught() -> None:
     assert referenced_names("rate(choreo_step_total[5m])") - exported_names() == {
-        "choreo_step_total"}
+        "choreo_step_total"
+    }
 
 
 def test_dashboard_reads_only_exported_metrics() -> None:
@@ -93,5 +104,8 @@ def test_alert_rules_read_only_exported_metrics() -> None:
 def test_step_latency_quantiles_per_agent() -> None:
     exprs = dashboard_exprs()
     for q in ("0.5", "0.95", "0.99"):
-        assert any(e.startswith(f"histogram_quantile({q}, sum by (agent, le)")
-                   and "choreo_step_duration_seconds_bucket" in e for e in exprs), q
+        assert any(
+            e.startswith(f"histogram_quantile({q}, sum by (agent, le)")
+            and "choreo_step_duration_seconds_bucket" in e
+            for e in exprs
+        ), q

@@ -25,8 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.mark.timeout(180)
-def test_giving_up_a_unit_lets_its_running_transaction_commit(
-        transactional: BrokerHandle) -> None:
+def test_giving_up_a_unit_lets_its_running_transaction_commit(transactional: BrokerHandle) -> None:
     bootstrap = transactional.bootstrap
     topic = f"handover-{uuid.uuid4().hex[:8]}"
 

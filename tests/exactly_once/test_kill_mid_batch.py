@@ -25,9 +25,19 @@ pytestmark = pytest.mark.integration
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("target", ["keeper", "agent"])
 def test_a_service_killed_mid_batch_writes_no_record_twice_and_loses_no_task(
-        transactional: BrokerHandle, tmp_path: Path, target: str) -> None:
-    report = soak(transactional.bootstrap, tmp_path, tasks=80, kill_every_s=0, timeout_s=600,
-                  seed=13, kills=4, target=target, exactly_once=True)
+    transactional: BrokerHandle, tmp_path: Path, target: str
+) -> None:
+    report = soak(
+        transactional.bootstrap,
+        tmp_path,
+        tasks=80,
+        kill_every_s=0,
+        timeout_s=600,
+        seed=13,
+        kills=4,
+        target=target,
+        exactly_once=True,
+    )
     assert sum(report.kills.values()) == 4, report
     assert all((name == "keeper") == (target == "keeper") for name in report.kills), report
     assert report.duplicates == Counter(), report
@@ -41,11 +51,28 @@ def test_the_check_finds_a_hop_written_twice(broker: BrokerHandle) -> None:
     duplicate on the hops topic, and nothing elsewhere."""
     prefix = f"dup{uuid.uuid4().hex[:8]}"
     topics = Topics(prefix)
-    hop = HopRecord(trace_id="t-1", event_id="e-1", agent="writer", hop=1, type="draft.ready",
-                    status="ok", state_version=2, state_hash="h", input_fingerprint="f")
-    other = HopRecord(trace_id="t-1", event_id="e-2", agent="editor", hop=2,
-                      type="review.ready", status="ok", state_version=3, state_hash="h",
-                      input_fingerprint="f")
+    hop = HopRecord(
+        trace_id="t-1",
+        event_id="e-1",
+        agent="writer",
+        hop=1,
+        type="draft.ready",
+        status="ok",
+        state_version=2,
+        state_hash="h",
+        input_fingerprint="f",
+    )
+    other = HopRecord(
+        trace_id="t-1",
+        event_id="e-2",
+        agent="editor",
+        hop=2,
+        type="review.ready",
+        status="ok",
+        state_version=3,
+        state_hash="h",
+        input_fingerprint="f",
+    )
 
     async def write() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, acks="all")
@@ -57,6 +84,7 @@ def test_the_check_finds_a_hop_written_twice(broker: BrokerHandle) -> None:
             await producer.stop()
 
     asyncio.run(write())
-    found = duplicates(broker.bootstrap, Settings(topic_prefix=prefix),
-                       load_mesh(EXAMPLE / "mesh.yaml"))
+    found = duplicates(
+        broker.bootstrap, Settings(topic_prefix=prefix), load_mesh(EXAMPLE / "mesh.yaml")
+    )
     assert found == Counter({topics.hops: 1})

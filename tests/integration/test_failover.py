@@ -62,9 +62,9 @@ def kill(mesh: RunningMesh, name: str) -> None:
 
 
 def test_sigkill_of_an_agent_replica_mid_task_loses_and_repeats_nothing(
-        start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
-    mesh = start_test_mesh(slow_writer_editor(tmp_path, 400, writer_replicas=2),
-                                base_dir=tmp_path)
+    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+) -> None:
+    mesh = start_test_mesh(slow_writer_editor(tmp_path, 400, writer_replicas=2), base_dir=tmp_path)
     traces = [mesh.submit(f"failover task {i}", trace_id=f"agent-kill-{i}") for i in range(6)]
     wait_until(lambda: hop_count(mesh, traces) >= 4, 90, message="the first steps")
     kill(mesh, "writer-1")
@@ -73,9 +73,9 @@ def test_sigkill_of_an_agent_replica_mid_task_loses_and_repeats_nothing(
 
 
 def test_sigkill_of_the_keeper_mid_stream_then_restart_rebuilds_exact_state(
-        start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
-    mesh = start_test_mesh(slow_writer_editor(tmp_path, 150, writer_replicas=1),
-                                base_dir=tmp_path)
+    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+) -> None:
+    mesh = start_test_mesh(slow_writer_editor(tmp_path, 150, writer_replicas=1), base_dir=tmp_path)
     traces = [mesh.submit(f"keeper kill {i}", trace_id=f"keeper-kill-{i}") for i in range(6)]
     wait_until(lambda: hop_count(mesh, traces) >= 6, 90, message="the first steps")
     kill(mesh, "keeper")
@@ -91,8 +91,7 @@ def test_sigkill_of_the_keeper_mid_stream_then_restart_rebuilds_exact_state(
         snapshot = decode(record.value, Snapshot)
         live[snapshot.trace_id] = snapshot
     for trace_id in traces:
-        assert msgspec.to_builtins(rebuilt.traces[trace_id]) == \
-            msgspec.to_builtins(live[trace_id])
+        assert msgspec.to_builtins(rebuilt.traces[trace_id]) == msgspec.to_builtins(live[trace_id])
 
     # the same task once more, with no kill: every killed-run trace ends in the same state
     reference = mesh.submit("keeper kill 0", trace_id="keeper-kill-reference")
@@ -104,17 +103,24 @@ def test_sigkill_of_the_keeper_mid_stream_then_restart_rebuilds_exact_state(
 
 def outcome(snapshot: Snapshot) -> dict[str, Any]:
     """What a run decides, without what differs between any two runs (ids, times, input)."""
-    return {"status": snapshot.status, "version": snapshot.version,
-            "fields": {k: v for k, v in snapshot.fields.items() if k != "input"},
-            "writes": msgspec.to_builtins(snapshot.writes),
-            "totals": msgspec.to_builtins(snapshot.totals)}
+    return {
+        "status": snapshot.status,
+        "version": snapshot.version,
+        "fields": {k: v for k, v in snapshot.fields.items() if k != "input"},
+        "writes": msgspec.to_builtins(snapshot.writes),
+        "totals": msgspec.to_builtins(snapshot.totals),
+    }
 
 
 def test_sigterm_drains_the_in_flight_step_and_exits_cleanly(
-        start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+) -> None:
     # each step's start is a debug line: the test waits for it
-    mesh = start_test_mesh(slow_writer_editor(tmp_path, 1500, writer_replicas=1),
-                           base_dir=tmp_path, env={"CHOREO_LOG_LEVEL": "DEBUG"})
+    mesh = start_test_mesh(
+        slow_writer_editor(tmp_path, 1500, writer_replicas=1),
+        base_dir=tmp_path,
+        env={"CHOREO_LOG_LEVEL": "DEBUG"},
+    )
     trace_id = mesh.submit("drain me", trace_id="drain-1")
     writer = mesh.group.find("writer-1")
     assert writer.process is not None
@@ -125,9 +131,11 @@ def test_sigterm_drains_the_in_flight_step_and_exits_cleanly(
     wait_until(writer_busy, 60, message="the writer's model call")
     writer.process.send_signal(signal.SIGTERM)
     assert writer.process.wait(timeout=30) == 0
-    steps = mesh.run(queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.outbox,
-                                         trace_id, Envelope))
+    steps = mesh.run(
+        queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.outbox, trace_id, Envelope)
+    )
     assert [s.source for s in steps].count("writer") == 1  # the drained step: done, not lost
-    mesh.group.start_choreo("writer-2", ["run", "agent", "--mesh", str(mesh.path),
-                                         "--agent", "writer"])
+    mesh.group.start_choreo(
+        "writer-2", ["run", "agent", "--mesh", str(mesh.path), "--agent", "writer"]
+    )
     assert_each_delta_applied_once(mesh, trace_id)

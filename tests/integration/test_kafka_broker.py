@@ -16,9 +16,11 @@ from tests.conftest import wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not any((kafka_home() / "libs").glob("kafka_2.13-*.jar")),
-                       reason="Apache Kafka's jars are not fetched (.ci/run fetches them; "
-                              "docs/TESTING.md says how)"),
+    pytest.mark.skipif(
+        not any((kafka_home() / "libs").glob("kafka_2.13-*.jar")),
+        reason="Apache Kafka's jars are not fetched (.ci/run fetches them; "
+        "docs/TESTING.md says how)",
+    ),
 ]
 
 
@@ -45,8 +47,12 @@ def alive(pid: int) -> bool:
 
 def start_cli(tmp_path: Path) -> tuple[subprocess.Popen[str], str, int]:
     """``choreo broker --kafka`` in the background: the process, its address, the JVM's pid."""
-    cli = subprocess.Popen([*CHOREO, "broker", "--kafka", "--log", str(tmp_path / "kafka.log")],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cli = subprocess.Popen(
+        [*CHOREO, "broker", "--kafka", "--log", str(tmp_path / "kafka.log")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert cli.stderr is not None
     bootstrap = cli.stderr.readline().strip()  # the address alone, once it answers
     assert bootstrap.startswith("127.0.0.1:"), bootstrap + cli.stderr.read()
@@ -71,8 +77,11 @@ def test_killing_the_cli_kills_the_broker_with_it(tmp_path: Path) -> None:
     os.kill(cli.pid, signal.SIGKILL)
     cli.communicate(timeout=10)
     wait_until(lambda: not alive(jvm), 30, message="the JVM to die with its parent")
-    orphaned = [f for f in Path(tempfile.gettempdir()).glob("choreo-kafka-*")
-                if (f / "owner.pid").is_file() and (f / "owner.pid").read_text() == str(cli.pid)]
+    orphaned = [
+        f
+        for f in Path(tempfile.gettempdir()).glob("choreo-kafka-*")
+        if (f / "owner.pid").is_file() and (f / "owner.pid").read_text() == str(cli.pid)
+    ]
     assert orphaned, "the killed command's storage folder stays behind until the next start"
     cli, _, _ = start_cli(tmp_path)  # the next start removes it
     cli.send_signal(signal.SIGTERM)
@@ -81,8 +90,13 @@ def test_killing_the_cli_kills_the_broker_with_it(tmp_path: Path) -> None:
 
 
 def test_missing_jars_say_how_to_fetch_them(tmp_path: Path) -> None:
-    done = subprocess.run([*CHOREO, "broker", "--kafka"], capture_output=True, text=True,
-                          env={**os.environ, "CHOREO_KAFKA_HOME": str(tmp_path)}, timeout=60)
+    done = subprocess.run(
+        [*CHOREO, "broker", "--kafka"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CHOREO_KAFKA_HOME": str(tmp_path)},
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "dependency:copy-dependencies" in done.stderr and str(tmp_path) in done.stderr
 

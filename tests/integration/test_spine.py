@@ -26,7 +26,8 @@ def foreign_producer(mesh: RunningMesh) -> KafkaProducer:
 
 
 def test_the_editor_asks_for_two_revisions_then_the_draft_is_the_result(
-        writer_editor: RunningMesh) -> None:
+    writer_editor: RunningMesh,
+) -> None:
     trace_id = writer_editor.submit("Write about event-driven systems.")
     result = writer_editor.result(trace_id)
     assert result.status == "completed"
@@ -38,13 +39,19 @@ def test_the_editor_asks_for_two_revisions_then_the_draft_is_the_result(
 
 
 def test_plain_json_from_a_foreign_client_gets_exactly_one_terminal_record(
-        writer_editor: RunningMesh) -> None:
+    writer_editor: RunningMesh,
+) -> None:
     producer = foreign_producer(writer_editor)
     keyed = f"foreign-{uuid.uuid4()}"
-    producer.send(writer_editor.topics.tasks, key=keyed.encode(),
-                  value=json.dumps({"input": "keyed task"}).encode()).get(timeout=30)
-    sent = producer.send(writer_editor.topics.tasks,
-                         value=json.dumps({"input": "task with no key and no id"}).encode())
+    producer.send(
+        writer_editor.topics.tasks,
+        key=keyed.encode(),
+        value=json.dumps({"input": "keyed task"}).encode(),
+    ).get(timeout=30)
+    sent = producer.send(
+        writer_editor.topics.tasks,
+        value=json.dumps({"input": "task with no key and no id"}).encode(),
+    )
     meta = sent.get(timeout=30)
     producer.close()
     keyless = task_trace_id(writer_editor.topics.tasks, meta.partition, meta.offset)
@@ -63,15 +70,17 @@ def _dead_letters(mesh: RunningMesh) -> list[DeadLetter]:
 
 
 def test_garbage_goes_to_the_dead_letter_topic_and_the_mesh_keeps_working(
-        writer_editor: RunningMesh) -> None:
+    writer_editor: RunningMesh,
+) -> None:
     producer = foreign_producer(writer_editor)
     not_json = b"\x00this is not json"
     not_a_task = json.dumps({"inptu": "typo in the field name"}).encode()
     not_an_event = b'{"event_id": 42}'
     producer.send(writer_editor.topics.tasks, key=b"junk-1", value=not_json).get(timeout=30)
     producer.send(writer_editor.topics.tasks, key=b"junk-2", value=not_a_task).get(timeout=30)
-    producer.send(writer_editor.topics.event("draft.ready"), key=b"junk-3",
-                  value=not_an_event).get(timeout=30)
+    producer.send(writer_editor.topics.event("draft.ready"), key=b"junk-3", value=not_an_event).get(
+        timeout=30
+    )
     producer.close()
 
     def parked() -> dict[bytes, DeadLetter] | None:
@@ -92,7 +101,8 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_mesh_keeps_working(
 
 
 def test_replaying_the_outbox_rebuilds_every_live_snapshot_exactly(
-        writer_editor: RunningMesh) -> None:
+    writer_editor: RunningMesh,
+) -> None:
     trace_id = writer_editor.submit("replay me")
     writer_editor.result(trace_id)
     mesh = writer_editor
@@ -117,10 +127,13 @@ def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> No
     outputs = []
     for version in (1, 2, final):
         out = subprocess.run(
-            [*CHOREO, "state", trace_id, "--at", str(version),
-             "--mesh", str(writer_editor.path)],
-            env={**writer_editor.env(), "COLUMNS": "200"}, capture_output=True, text=True,
-            timeout=60, check=True)
+            [*CHOREO, "state", trace_id, "--at", str(version), "--mesh", str(writer_editor.path)],
+            env={**writer_editor.env(), "COLUMNS": "200"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
         assert f"at version {version}" in out.stdout
         outputs.append(out.stdout)
     fields = [line.split("\t")[0] for line in outputs[0].splitlines()]
@@ -128,9 +141,12 @@ def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> No
     assert "why they matter" in outputs[1]  # the first draft
     assert "APPROVED" in outputs[2]
     beyond = subprocess.run(
-        [*CHOREO, "state", trace_id, "--at", str(final + 1),
-         "--mesh", str(writer_editor.path)],
-        env=writer_editor.env(), capture_output=True, text=True, timeout=60)
+        [*CHOREO, "state", trace_id, "--at", str(final + 1), "--mesh", str(writer_editor.path)],
+        env=writer_editor.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert beyond.returncode == 2
     assert f"versions 1..{final}" in beyond.stderr
 
@@ -138,9 +154,14 @@ def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> No
 def test_trace_command_prints_the_tree_of_steps(writer_editor: RunningMesh) -> None:
     trace_id = writer_editor.submit("show me the tree")
     writer_editor.result(trace_id)
-    out = subprocess.run([*CHOREO, "trace", trace_id],
-                         env={**writer_editor.env(), "COLUMNS": "200"}, capture_output=True,
-                         text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [*CHOREO, "trace", trace_id],
+        env={**writer_editor.env(), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     lines = out.stdout.splitlines()
     assert trace_id in lines[0] and "completed" in lines[0]
     agents = [name for line in lines[1:] for name in ("writer", "editor") if f"{name}  hop" in line]

@@ -25,31 +25,47 @@ EXAMPLE_TASKS = {
     "supervised-writing": "Why do agents need shared, versioned state?",
     "support-desk": "My order 1042 arrived broken, can I get a refund?",
     "code-fix": "Write slugify(title) in solution.py: lowercase words of letters and digits, "
-                "joined by single hyphens, punctuation dropped.",
+    "joined by single hyphens, punctuation dropped.",
 }
 
 
 @pytest.mark.parametrize("example", sorted(EXAMPLE_TASKS))
 def test_up_serves_tasks_and_stopping_it_stops_every_service(
-        broker: BrokerHandle, tmp_path: Path, example: str) -> None:
+    broker: BrokerHandle, tmp_path: Path, example: str
+) -> None:
     if example == "code-fix" and shutil.which("bwrap") is None:
         pytest.skip("code-fix runs its code in the sandbox, which needs bubblewrap (bwrap)")
     mesh_dir = tmp_path / example
     shutil.copytree(EXAMPLES / example, mesh_dir)
     mesh = mesh_dir / "mesh.yaml"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-           "CHOREO_TOPIC_PREFIX": f"up-{example}", "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "CHOREO_TOPIC_PREFIX": f"up-{example}",
+        "COLUMNS": "200",
+    }
     choreo = CHOREO
-    up = subprocess.Popen([*choreo, "up", str(mesh), "--no-watchdog", "--log-dir",
-                           str(tmp_path / "logs")], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    up = subprocess.Popen(
+        [*choreo, "up", str(mesh), "--no-watchdog", "--log-dir", str(tmp_path / "logs")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         # at least the keeper, two agents and the scripted model server
-        wait_until(lambda: len(processes_mentioning(str(mesh_dir))) >= 4, 60,
-                   message="the mesh's processes")
-        done = subprocess.run([*choreo, "submit", str(mesh), EXAMPLE_TASKS[example], "--wait",
-                               "--timeout", "120"], env=env, capture_output=True, text=True,
-                              timeout=180)
+        wait_until(
+            lambda: len(processes_mentioning(str(mesh_dir))) >= 4,
+            60,
+            message="the mesh's processes",
+        )
+        done = subprocess.run(
+            [*choreo, "submit", str(mesh), EXAMPLE_TASKS[example], "--wait", "--timeout", "120"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "completed" in done.stdout
     finally:

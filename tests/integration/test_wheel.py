@@ -43,17 +43,38 @@ class Installed:
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     dist = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist),
-                    str(REPO)], check=True, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(dist), str(REPO)],
+        check=True,
+        timeout=300,
+    )
     (wheel,) = dist.glob("choreo_mesh-*.whl")
     env_dir = tmp_path_factory.mktemp("venv")
     venv.EnvBuilder(with_pip=False).create(env_dir)
     python = env_dir / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-                    "--no-deps", str(wheel)], check=True, timeout=300)
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; "
-                                "print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--no-deps",
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
+    site = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
     (site / "test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     yield Installed(wheel, env_dir / "bin")
 
@@ -73,29 +94,63 @@ def test_the_wheel_installs_one_top_level_package(installed: Installed) -> None:
         names = wheel.namelist()
         (top_level,) = [n for n in names if n.endswith(".dist-info/top_level.txt")]
         assert wheel.read(top_level).decode().split() == ["choreo"]
-    assert {name.split("/")[0] for name in names if not name.split("/")[0].endswith(
-        ".dist-info")} == {"choreo"}
+    assert {
+        name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")
+    } == {"choreo"}
     # what the services read at run time is in the package too
     assert "choreo/examples/writer-editor/mesh.yaml" in names
     assert "choreo/schemas/json/Task.schema.json" in names
 
 
 def test_up_from_an_application_folder_completes_a_task(
-        installed: Installed, app_folder: Path, broker: BrokerHandle, tmp_path: Path) -> None:
+    installed: Installed, app_folder: Path, broker: BrokerHandle, tmp_path: Path
+) -> None:
     mesh_dir = tmp_path / "writer-editor"
     shutil.copytree(EXAMPLES / "writer-editor", mesh_dir)
     mesh = mesh_dir / "mesh.yaml"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-           "CHOREO_TOPIC_PREFIX": "wheel-up", "COLUMNS": "200"}
-    up = subprocess.Popen([*installed.choreo(), "up", str(mesh), "--no-watchdog", "--log-dir",
-                           str(tmp_path / "logs")], cwd=app_folder, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "CHOREO_TOPIC_PREFIX": "wheel-up",
+        "COLUMNS": "200",
+    }
+    up = subprocess.Popen(
+        [
+            *installed.choreo(),
+            "up",
+            str(mesh),
+            "--no-watchdog",
+            "--log-dir",
+            str(tmp_path / "logs"),
+        ],
+        cwd=app_folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_until(lambda: len(processes_mentioning(str(mesh_dir))) >= 4, 60,
-                   message="the mesh's processes")
-        done = subprocess.run([*installed.choreo(), "submit", str(mesh), "from the app folder",
-                               "--wait", "--timeout", "120"], cwd=app_folder, env=env,
-                              capture_output=True, text=True, timeout=180)
+        wait_until(
+            lambda: len(processes_mentioning(str(mesh_dir))) >= 4,
+            60,
+            message="the mesh's processes",
+        )
+        done = subprocess.run(
+            [
+                *installed.choreo(),
+                "submit",
+                str(mesh),
+                "from the app folder",
+                "--wait",
+                "--timeout",
+                "120",
+            ],
+            cwd=app_folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
         assert "completed" in done.stdout
     finally:
@@ -106,10 +161,21 @@ def test_up_from_an_application_folder_completes_a_task(
 
 
 def test_demo_runs_from_the_installed_wheel(
-        installed: Installed, app_folder: Path, broker: BrokerHandle, tmp_path: Path) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-           "CHOREO_TOPIC_PREFIX": "wheel-demo", "COLUMNS": "120"}
-    out = subprocess.run([*installed.choreo(), "demo", "--log-dir", str(tmp_path / "logs")],
-                         cwd=app_folder, env=env, capture_output=True, text=True, timeout=240)
+    installed: Installed, app_folder: Path, broker: BrokerHandle, tmp_path: Path
+) -> None:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "CHOREO_TOPIC_PREFIX": "wheel-demo",
+        "COLUMNS": "120",
+    }
+    out = subprocess.run(
+        [*installed.choreo(), "demo", "--log-dir", str(tmp_path / "logs")],
+        cwd=app_folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "status  completed" in out.stdout

@@ -21,42 +21,62 @@ RULES: list[dict[str, Any]] = [
     {"when": {"user": "(?m)^surrogate"}, "reply": "half an emoji ", "fault": "lone_surrogate"},
     {"when": {"user": "(?m)^gzip"}, "reply": "not compressed", "fault": "gzip_lie"},
     {"when": {"user": "(?m)^trickle"}, "reply": "slowly " * 40, "fault": "trickle"},
-    {"when": {"user": "(?m)^null"}, "reply": "five words were billed here",
-     "fault": "null_content"},
+    {
+        "when": {"user": "(?m)^null"},
+        "reply": "five words were billed here",
+        "fault": "null_content",
+    },
     {"when": {"user": "(?m)^broken"}, "reply": "never sent", "fault": "server_error"},
 ]
 
 
-def one_agent_mesh(folder: Path, *, script: dict[str, Any] | None = None,
-                   tier: dict[str, Any] | None = None) -> dict[str, Any]:
+def one_agent_mesh(
+    folder: Path, *, script: dict[str, Any] | None = None, tier: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The mesh as a dict (its script written to ``folder``): one partition, so every task
     shares the agent's one partition; the agent writes its whole reply to ``answer`` and
     finishes with it. A reply starting ``WIDE`` is also written to three more fields, so its
     step record is over the broker's record size even after the reply is cut."""
-    (folder / "model.yaml").write_text(yaml.safe_dump(
-        {"model": "faulty", "rules": RULES, **(script or {})}))
+    (folder / "model.yaml").write_text(
+        yaml.safe_dump({"model": "faulty", "rules": RULES, **(script or {})})
+    )
     return {
         "name": "liveness",
         "entry": ["task.received"],
         "topics": {"partitions": 1},
         "state": {name: {"reducer": "replace"} for name in ("answer", "echo", "copy", "more")},
-        "models": {TIER: {"model": "faulty", "script": "model.yaml", "timeout_s": 10,
-                          "max_retries": 0, "circuit_failures": 50,
-                          "price_in_per_mtok": 1.0, "price_out_per_mtok": 2.0, **(tier or {})}},
+        "models": {
+            TIER: {
+                "model": "faulty",
+                "script": "model.yaml",
+                "timeout_s": 10,
+                "max_retries": 0,
+                "circuit_failures": 50,
+                "price_in_per_mtok": 1.0,
+                "price_out_per_mtok": 2.0,
+                **(tier or {}),
+            }
+        },
         "budgets": {"max_hops": 4, "max_seconds": 120},
-        "agents": [{
-            "name": "solo",
-            "subscribe": ["task.received"],
-            "persona": "You answer the task.",
-            "model": TIER,
-            "reads": ["input"],
-            "writes": {"answer": "{output}"},
-            "routes": [
-                {"when": "^WIDE", "finish": True, "output": "answer",
-                 "writes": {"echo": "{output}", "copy": "{output}", "more": "{output}"}},
-                {"finish": True, "output": "answer"},
-            ],
-        }],
+        "agents": [
+            {
+                "name": "solo",
+                "subscribe": ["task.received"],
+                "persona": "You answer the task.",
+                "model": TIER,
+                "reads": ["input"],
+                "writes": {"answer": "{output}"},
+                "routes": [
+                    {
+                        "when": "^WIDE",
+                        "finish": True,
+                        "output": "answer",
+                        "writes": {"echo": "{output}", "copy": "{output}", "more": "{output}"},
+                    },
+                    {"finish": True, "output": "answer"},
+                ],
+            }
+        ],
     }
 
 

@@ -39,22 +39,30 @@ class Finish:
     """User code for the agent: finishes the trace with its input, at once."""
 
     async def step(self, event: Envelope) -> list[Envelope]:
-        return [Envelope(event_id=f"{event.event_id}.solo", trace_id=event.trace_id,
-                         causation_id=event.event_id, type="trace.finish", source="solo",
-                         hop=event.hop + 1, payload={"output": "done"})]
+        return [
+            Envelope(
+                event_id=f"{event.event_id}.solo",
+                trace_id=event.trace_id,
+                causation_id=event.event_id,
+                type="trace.finish",
+                source="solo",
+                hop=event.hop + 1,
+                payload={"output": "done"},
+            )
+        ]
 
     async def aclose(self) -> None:
         return None
 
 
 def test_a_finished_step_frees_its_slot_at_once(
-        broker: BrokerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker: BrokerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(agent_service, "POLL_MS", 600_000)
     path = tmp_path / "mesh.yaml"
     path.write_text(yaml.safe_dump(one_agent_mesh(tmp_path)))
     spec = load_mesh(path)
-    settings = Settings(topic_prefix=f"slot{os.getpid()}", max_in_flight=1,
-                        session_timeout_ms=6000)
+    settings = Settings(topic_prefix=f"slot{os.getpid()}", max_in_flight=1, session_timeout_ms=6000)
     topics = Topics(settings.topic_prefix)
     traces = [f"slot-{i}" for i in range(RECORDS)]
 
@@ -66,10 +74,15 @@ def test_a_finished_step_frees_its_slot_at_once(
         await producer.start()
         try:
             for trace_id in traces:
-                event = Envelope(event_id=f"{trace_id}.task", trace_id=trace_id,
-                                 type="task.received", source="keeper")
-                await producer.send_and_wait(topics.event("task.received"), encode(event),
-                                             key=trace_id.encode())
+                event = Envelope(
+                    event_id=f"{trace_id}.task",
+                    trace_id=trace_id,
+                    type="task.received",
+                    source="keeper",
+                )
+                await producer.send_and_wait(
+                    topics.event("task.received"), encode(event), key=trace_id.encode()
+                )
             return await _finished(broker.bootstrap, settings, topics, traces)
         finally:
             await producer.stop()
@@ -79,8 +92,9 @@ def test_a_finished_step_frees_its_slot_at_once(
     assert asyncio.run(run()) == set(traces)
 
 
-async def _finished(bootstrap: str, settings: Settings, topics: Topics,
-                    traces: list[str]) -> set[str]:
+async def _finished(
+    bootstrap: str, settings: Settings, topics: Topics, traces: list[str]
+) -> set[str]:
     """The traces whose step record is on the outbox, once all are or ``WAIT_S`` passed."""
     done: set[str] = set()
     deadline = time.monotonic() + WAIT_S

@@ -26,29 +26,40 @@ def set_down(url: str, down: bool) -> None:
 
 
 def test_a_model_outage_pauses_the_agent_and_every_task_completes_once_it_ends(
-        start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+) -> None:
     targets = tmp_path / "targets"
-    spec = one_agent_mesh(tmp_path, script={"faults": {"down": True}}, tier={
-        "max_retries": 1, "circuit_failures": 2, "circuit_cooldown_s": 1})
+    spec = one_agent_mesh(
+        tmp_path,
+        script={"faults": {"down": True}},
+        tier={"max_retries": 1, "circuit_failures": 2, "circuit_cooldown_s": 1},
+    )
     # Two slots for four tasks: the agent is full of held calls and still reports the pause.
-    mesh = start_test_mesh(spec, base_dir=tmp_path, env={
-        "CHOREO_METRICS_PORT": "0", "CHOREO_METRICS_TARGETS_DIR": str(targets),
-        "CHOREO_MAX_IN_FLIGHT": "2"})
+    mesh = start_test_mesh(
+        spec,
+        base_dir=tmp_path,
+        env={
+            "CHOREO_METRICS_PORT": "0",
+            "CHOREO_METRICS_TARGETS_DIR": str(targets),
+            "CHOREO_MAX_IN_FLIGHT": "2",
+        },
+    )
     url = model_url(mesh)
     tp = TopicPartition(mesh.topics.event("task.received"), 0)
     group = f"{mesh.settings.topic_prefix}.agent.solo"
-    traces = [mesh.submit(f"whole task in an outage {i}", trace_id=f"outage-{i}")
-              for i in range(4)]
+    traces = [mesh.submit(f"whole task in an outage {i}", trace_id=f"outage-{i}") for i in range(4)]
 
     def paused() -> float:
         return scrape(targets, "agent:solo", "choreo_agent_paused", agent="solo")
 
     wait_until(paused, 60, message="the agent to pause")
-    wait_until(lambda: server_stats(url)["unavailable"] >= 4, 30,
-               message="probes after the first failures")  # the outage was probed, not waited out
+    wait_until(
+        lambda: server_stats(url)["unavailable"] >= 4, 30, message="probes after the first failures"
+    )  # the outage was probed, not waited out
     assert all(mesh.results(t) == [] for t in traces)  # no task failed for the outage
-    steps = mesh.run(queries.trace_records(mesh.bootstrap, mesh.settings, mesh.topics.outbox,
-                                           traces[0]))
+    steps = mesh.run(
+        queries.trace_records(mesh.bootstrap, mesh.settings, mesh.topics.outbox, traces[0])
+    )
     assert [r for r in steps if r.value and b'"source":"solo"' in r.value] == []
     assert committed(mesh, group, tp) <= 0  # nothing committed past the held records
 
@@ -60,8 +71,11 @@ def test_a_model_outage_pauses_the_agent_and_every_task_completes_once_it_ends(
     wait_until(lambda: paused() == 0, 30, message="the agent to resume")
     assert server_stats(url)["completions"] == 4
     for trace_id in traces:
-        outbox = mesh.run(queries.trace_typed(mesh.bootstrap, mesh.settings,
-                                              mesh.topics.outbox, trace_id, Envelope))
+        outbox = mesh.run(
+            queries.trace_typed(
+                mesh.bootstrap, mesh.settings, mesh.topics.outbox, trace_id, Envelope
+            )
+        )
         assert [r.type for r in outbox if r.source == "solo"] == ["trace.finish"]
 
 
@@ -72,21 +86,27 @@ DEADLINE_S = 8
 KINDS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "prompt": lambda agent: agent,
     "tools": lambda agent: {**agent, "tools": [{"function": "agents:echo"}]},
-    "python": lambda agent: {"name": agent["name"], "subscribe": agent["subscribe"],
-                             "kind": "python", "handler": "agents:answer",
-                             "model": agent["model"]},
+    "python": lambda agent: {
+        "name": agent["name"],
+        "subscribe": agent["subscribe"],
+        "kind": "python",
+        "handler": "agents:answer",
+        "model": agent["model"],
+    },
 }
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_a_call_held_by_an_outage_ends_at_the_trace_deadline(
-        kind: str, start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    kind: str, start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+) -> None:
     """A call whose every attempt fails keeps the tier's circuit open, so it waits for the
     next probe and the agent takes no other work. It must give up at its trace's deadline in
     every kind of agent (a call of the tool loop once waited on), freeing the agent: the next
     task completes. The trace ends ``failed`` (docs/CONTRACT.md), whoever saw the deadline."""
-    spec = one_agent_mesh(tmp_path, tier={
-        "max_retries": 1, "circuit_failures": 1, "circuit_cooldown_s": 1})
+    spec = one_agent_mesh(
+        tmp_path, tier={"max_retries": 1, "circuit_failures": 1, "circuit_cooldown_s": 1}
+    )
     spec["budgets"]["max_seconds"] = DEADLINE_S
     spec["python_path"] = [str(Path(__file__).parent)]
     spec["agents"] = [KINDS[kind](spec["agents"][0])]
@@ -94,8 +114,9 @@ def test_a_call_held_by_an_outage_ends_at_the_trace_deadline(
     broken = mesh.submit("broken: every attempt answers HTTP 500", trace_id=f"held-{kind}")
     result = mesh.result(broken, timeout=DEADLINE_S + 90)
     assert result.status == "failed" and "deadline" in result.reason, result.reason
-    after = mesh.submit("whole task after the outage", trace_id=f"after-{kind}",
-                        budget=Budget(max_seconds=120))
+    after = mesh.submit(
+        "whole task after the outage", trace_id=f"after-{kind}", budget=Budget(max_seconds=120)
+    )
     result = mesh.result(after, timeout=100)
     assert result.status == "completed", result.reason
     assert [len(mesh.results(t)) for t in (broken, after)] == [1, 1]

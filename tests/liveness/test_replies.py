@@ -26,15 +26,17 @@ LIMIT = 256 * 1024  # the default max_reply_bytes
 
 
 @pytest.fixture(scope="module")
-def mesh(start_mesh_processes: Callable[..., RunningMesh],
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
+def mesh(
+    start_mesh_processes: Callable[..., RunningMesh], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningMesh]:
     folder = tmp_path_factory.mktemp("liveness")
     with start_mesh_processes(one_agent_mesh(folder), base_dir=folder) as running:
         yield running
 
 
 def test_a_huge_reply_is_cut_to_the_declared_limit_and_the_trace_completes(
-        mesh: RunningMesh) -> None:
+    mesh: RunningMesh,
+) -> None:
     trace_id = mesh.submit("huge please", trace_id="huge-1")
     result = mesh.result(trace_id)
     assert result.status == "completed", result.reason
@@ -48,7 +50,8 @@ def test_a_huge_reply_is_cut_to_the_declared_limit_and_the_trace_completes(
 
 
 def test_a_lone_surrogate_in_the_task_or_the_reply_is_replaced_and_the_trace_completes(
-        mesh: RunningMesh) -> None:
+    mesh: RunningMesh,
+) -> None:
     producer = KafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
     # Half an emoji escaped in the task itself, as a foreign client may send it.
     raw = b'{"input": "surrogate in the task \\ud83d", "trace_id": "surrogate-1"}'
@@ -60,8 +63,7 @@ def test_a_lone_surrogate_in_the_task_or_the_reply_is_replaced_and_the_trace_com
     assert mesh.snapshot("surrogate-1").fields["input"] == "surrogate in the task \ufffd"
 
 
-def test_a_body_that_cannot_be_decoded_fails_the_step_with_its_reason(
-        mesh: RunningMesh) -> None:
+def test_a_body_that_cannot_be_decoded_fails_the_step_with_its_reason(mesh: RunningMesh) -> None:
     result = mesh.result(mesh.submit("gzip please", trace_id="gzip-1"))
     assert result.status == "failed"
     assert "model call failed (bad_response)" in result.reason
@@ -77,10 +79,12 @@ def test_a_trickling_answer_is_cut_off_by_the_tiers_total_timeout(mesh: RunningM
 
 
 def test_a_trickling_answer_ends_by_the_traces_deadline_not_a_minute_later(
-        mesh: RunningMesh) -> None:
+    mesh: RunningMesh,
+) -> None:
     # A 1 s deadline, shorter than the tier's 10 s timeout: only the deadline stops the call.
-    trace_id = mesh.submit("trickle past the deadline", trace_id="trickle-deadline-1",
-                           budget=Budget(max_seconds=1))
+    trace_id = mesh.submit(
+        "trickle past the deadline", trace_id="trickle-deadline-1", budget=Budget(max_seconds=1)
+    )
     result = mesh.result(trace_id, timeout=60)
     assert result.status == "failed"
     assert len(mesh.results(trace_id)) == 1
@@ -90,29 +94,37 @@ def test_a_trickling_answer_ends_by_the_traces_deadline_not_a_minute_later(
     assert "model call failed (deadline)" in reason or "deadline passed" in reason, reason
 
 
-def test_an_answer_without_content_fails_but_its_billed_tokens_count(
-        mesh: RunningMesh) -> None:
+def test_an_answer_without_content_fails_but_its_billed_tokens_count(mesh: RunningMesh) -> None:
     result = mesh.result(mesh.submit("null please", trace_id="null-1"))
     assert result.status == "failed"
     assert "(bad_response)" in result.reason
     assert result.usage.tokens_out == 5  # "five words were billed here"
     assert result.usage.tokens_in > 0
-    assert result.usage.cost == pytest.approx(
-        (result.usage.tokens_in * 1.0 + 5 * 2.0) / 1e6)
+    assert result.usage.cost == pytest.approx((result.usage.tokens_in * 1.0 + 5 * 2.0) / 1e6)
 
 
 #: How a task whose input starts with the key ends (see the rules in support.py).
-ENDS = {"whole": "completed", "huge": "completed", "surrogate": "completed", "wide": "failed",
-        "gzip": "failed", "trickle": "failed", "null": "failed", "broken": "failed"}
+ENDS = {
+    "whole": "completed",
+    "huge": "completed",
+    "surrogate": "completed",
+    "wide": "failed",
+    "gzip": "failed",
+    "trickle": "failed",
+    "null": "failed",
+    "broken": "failed",
+}
 _fuzzed = itertools.count()
 
 
 @settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kinds=st.lists(st.sampled_from(sorted(ENDS)), min_size=3, max_size=8))
 def test_random_broken_replies_each_end_their_trace_exactly_once(
-        mesh: RunningMesh, kinds: list[str]) -> None:
-    traces = {mesh.submit(f"{kind} fuzzed", trace_id=f"fuzzed-{next(_fuzzed)}"): kind
-              for kind in kinds}
+    mesh: RunningMesh, kinds: list[str]
+) -> None:
+    traces = {
+        mesh.submit(f"{kind} fuzzed", trace_id=f"fuzzed-{next(_fuzzed)}"): kind for kind in kinds
+    }
     for trace_id, kind in traces.items():
         assert mesh.result(trace_id, timeout=120).status == ENDS[kind], kind
     for trace_id in traces:
@@ -122,9 +134,11 @@ def test_random_broken_replies_each_end_their_trace_exactly_once(
 
 def committed(mesh: RunningMesh, group: str, tp: TopicPartition) -> int:
     """The offset ``group`` has committed on ``tp`` (-1 when none)."""
+
     async def ask() -> int:
-        consumer = AIOKafkaConsumer(bootstrap_servers=mesh.bootstrap, group_id=group,
-                                    enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=mesh.bootstrap, group_id=group, enable_auto_commit=False
+        )
         await consumer.start()
         try:
             return await consumer.committed(tp) or -1
@@ -134,8 +148,7 @@ def committed(mesh: RunningMesh, group: str, tp: TopicPartition) -> int:
     return int(mesh.run(ask()))
 
 
-def test_a_step_that_raises_ends_failed_and_never_pins_its_partition(
-        mesh: RunningMesh) -> None:
+def test_a_step_that_raises_ends_failed_and_never_pins_its_partition(mesh: RunningMesh) -> None:
     url = model_url(mesh)
     tp = TopicPartition(mesh.topics.event("task.received"), 0)
     group = f"{mesh.settings.topic_prefix}.agent.solo"
@@ -152,20 +165,20 @@ def test_a_step_that_raises_ends_failed_and_never_pins_its_partition(
     # in transactions, and each transaction's commit marker takes an offset too
     records = mesh.run(read_topic(mesh.bootstrap, mesh.settings, tp.topic, [tp.partition]))
     end = records[-1].offset + 1
-    wait_until(lambda: committed(mesh, group, tp) == end, 30,
-               message="the agent's commit past every record, the crashed one included")
+    wait_until(
+        lambda: committed(mesh, group, tp) == end,
+        30,
+        message="the agent's commit past every record, the crashed one included",
+    )
     requests = server_stats(url)["requests"]
 
     solo = mesh.group.find("solo-1")
     assert solo.process is not None
     os.kill(solo.process.pid, signal.SIGKILL)
     solo.process.wait()
-    mesh.group.start_choreo("solo-2", ["run", "agent", "--mesh", str(mesh.path),
-                                       "--agent", "solo"])
+    mesh.group.start_choreo("solo-2", ["run", "agent", "--mesh", str(mesh.path), "--agent", "solo"])
     barrier = mesh.submit("whole barrier", trace_id="after-restart")
     assert mesh.result(barrier).status == "completed"
     assert server_stats(url)["requests"] == requests + 1  # nothing finished was run again
     for trace_id in [crashed, *later]:
         assert len(mesh.results(trace_id)) == 1
-
-

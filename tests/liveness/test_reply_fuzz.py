@@ -22,7 +22,8 @@ from choreo.spec.mesh import ModelTier
 from choreo.tools.record import canonical_arguments
 
 REASONS = re.compile(
-    r"^(rate_limited|timeout|deadline|connection|protocol|bad_response|circuit_open|http_\d{3})$")
+    r"^(rate_limited|timeout|deadline|connection|protocol|bad_response|circuit_open|http_\d{3})$"
+)
 
 
 class Answer:
@@ -64,24 +65,42 @@ any_text = st.text(st.characters(exclude_categories=()), max_size=40)  # surroga
 json_value = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | any_text,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3),
-    max_leaves=8)
-usage = st.fixed_dictionaries({}, optional={
-    "prompt_tokens": json_value | st.integers(-5, 10**6),
-    "completion_tokens": json_value | st.integers(-5, 10**6)})
+    max_leaves=8,
+)
+usage = st.fixed_dictionaries(
+    {},
+    optional={
+        "prompt_tokens": json_value | st.integers(-5, 10**6),
+        "completion_tokens": json_value | st.integers(-5, 10**6),
+    },
+)
 #: Arguments as models send them: any text, JSON with lone surrogates escaped, or nested past
 #: the parser's recursion limit.
-arguments = any_text | json_value.map(json.dumps) | st.integers(10, 100_000).map(
-    lambda depth: "[" * depth + "]" * depth)
-tool_call = st.fixed_dictionaries({"id": any_text, "type": st.just("function"),
-                                   "function": st.fixed_dictionaries({
-                                       "name": any_text, "arguments": arguments})})
-message = st.fixed_dictionaries({"role": st.just("assistant")}, optional={
-    "content": any_text | json_value, "tool_calls": st.lists(tool_call, max_size=2)})
-completion = st.fixed_dictionaries({}, optional={
-    "choices": st.lists(st.fixed_dictionaries({}, optional={"message": message}), max_size=2)
-    | json_value,
-    "usage": usage | json_value,
-    "model": any_text | json_value})
+arguments = (
+    any_text
+    | json_value.map(json.dumps)
+    | st.integers(10, 100_000).map(lambda depth: "[" * depth + "]" * depth)
+)
+tool_call = st.fixed_dictionaries(
+    {
+        "id": any_text,
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries({"name": any_text, "arguments": arguments}),
+    }
+)
+message = st.fixed_dictionaries(
+    {"role": st.just("assistant")},
+    optional={"content": any_text | json_value, "tool_calls": st.lists(tool_call, max_size=2)},
+)
+completion = st.fixed_dictionaries(
+    {},
+    optional={
+        "choices": st.lists(st.fixed_dictionaries({}, optional={"message": message}), max_size=2)
+        | json_value,
+        "usage": usage | json_value,
+        "model": any_text | json_value,
+    },
+)
 
 
 @st.composite
@@ -96,30 +115,49 @@ def bodies(draw: st.DrawFn) -> bytes:
     value = draw(completion) if kind != "json" else draw(json_value)
     data = json.dumps(value).encode()  # escapes surrogates as \udxxx, alone
     if kind == "cut":
-        return data[:draw(st.integers(0, max(0, len(data) - 1)))]
+        return data[: draw(st.integers(0, max(0, len(data) - 1)))]
     return data
 
 
-headers = st.fixed_dictionaries({}, optional={
-    "Content-Encoding": st.sampled_from(["gzip", "deflate", "br", "identity", "nonsense"]),
-    "Content-Type": st.sampled_from(["application/json", "text/html", "x/y; charset=ebcdic"]),
-    "Retry-After": st.sampled_from(["0", "-1", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"])})
+headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "Content-Encoding": st.sampled_from(["gzip", "deflate", "br", "identity", "nonsense"]),
+        "Content-Type": st.sampled_from(["application/json", "text/html", "x/y; charset=ebcdic"]),
+        "Retry-After": st.sampled_from(["0", "-1", "soon", "Wed, 21 Oct 2015 07:28:00 GMT"]),
+    },
+)
 
 
-@settings(max_examples=100, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(status=st.sampled_from([200, 200, 200, 201, 400, 404, 429, 500, 503]),
-       headers=headers, body=bodies())
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    status=st.sampled_from([200, 200, 200, 201, 400, 404, 429, 500, 503]),
+    headers=headers,
+    body=bodies(),
+)
 def test_any_answer_is_a_completion_that_encodes_or_a_model_error(
-        url: str, status: int, headers: dict[str, str], body: bytes) -> None:
+    url: str, status: int, headers: dict[str, str], body: bytes
+) -> None:
     Answer.status, Answer.headers, Answer.body = status, headers, body
-    tier = ModelTier(model="fuzzed", base_url=url, max_retries=0, timeout_s=5,
-                     circuit_failures=10**6, on_outage="fail", price_in_per_mtok=1.0)
+    tier = ModelTier(
+        model="fuzzed",
+        base_url=url,
+        max_retries=0,
+        timeout_s=5,
+        circuit_failures=10**6,
+        on_outage="fail",
+        price_in_per_mtok=1.0,
+    )
 
     async def call() -> Any:
         async with ModelClient.for_tier("fuzzed", tier, environ={}) as client:
-            return await client.complete([{"role": "user", "content": "hi \ud83d"}],
-                                         agent="fuzzer", deadline=None)
+            return await client.complete(
+                [{"role": "user", "content": "hi \ud83d"}], agent="fuzzer", deadline=None
+            )
 
     try:
         result = asyncio.run(call())
@@ -138,31 +176,45 @@ def test_any_answer_is_a_completion_that_encodes_or_a_model_error(
     spent.model.encode("utf-8")
 
 
-@pytest.mark.parametrize("reported", [
-    {"prompt_tokens": "12", "completion_tokens": 7},
-    {"prompt_tokens": 12, "completion_tokens": -3},
-    {"prompt_tokens": None, "completion_tokens": [7]},
-    {"prompt_tokens": True, "completion_tokens": 2.5},
-])
+@pytest.mark.parametrize(
+    "reported",
+    [
+        {"prompt_tokens": "12", "completion_tokens": 7},
+        {"prompt_tokens": 12, "completion_tokens": -3},
+        {"prompt_tokens": None, "completion_tokens": [7]},
+        {"prompt_tokens": True, "completion_tokens": 2.5},
+    ],
+)
 def test_a_token_count_that_is_not_one_is_estimated(url: str, reported: dict[str, Any]) -> None:
     """A garbled count must still count against the budgets: the side that is not a
     non-negative integer is estimated (never 0), and the usage says it was."""
     Answer.status, Answer.headers = 200, {}
-    Answer.body = json.dumps({"choices": [{"message": {"role": "assistant",
-                                                       "content": "four words of answer"}}],
-                              "usage": reported}).encode()
-    tier = ModelTier(model="garbled", base_url=url, max_retries=0, timeout_s=5,
-                     price_in_per_mtok=1.0, price_out_per_mtok=1.0)
+    Answer.body = json.dumps(
+        {
+            "choices": [{"message": {"role": "assistant", "content": "four words of answer"}}],
+            "usage": reported,
+        }
+    ).encode()
+    tier = ModelTier(
+        model="garbled",
+        base_url=url,
+        max_retries=0,
+        timeout_s=5,
+        price_in_per_mtok=1.0,
+        price_out_per_mtok=1.0,
+    )
 
     async def call() -> Any:
         async with ModelClient.for_tier("garbled", tier, environ={}) as client:
-            return await client.complete([{"role": "user", "content": "count me"}],
-                                         agent="fuzzer", deadline=None)
+            return await client.complete(
+                [{"role": "user", "content": "count me"}], agent="fuzzer", deadline=None
+            )
 
     usage = asyncio.run(call()).usage
     assert usage.estimated
     assert usage.tokens_in > 0 and usage.tokens_out > 0 and usage.cost > 0
     valid = {k: v for k, v in reported.items() if type(v) is int and v >= 0}
-    assert all(getattr(usage, {"prompt_tokens": "tokens_in",
-                               "completion_tokens": "tokens_out"}[k]) == v
-               for k, v in valid.items())
+    assert all(
+        getattr(usage, {"prompt_tokens": "tokens_in", "completion_tokens": "tokens_out"}[k]) == v
+        for k, v in valid.items()
+    )

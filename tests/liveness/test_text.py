@@ -40,8 +40,9 @@ def test_fit_reply_notes_exactly_the_cuts_it_makes(text: str, limit: int) -> Non
     else:
         assert cut is not None and cut["reply_bytes"] == len(text.encode("utf-8"))
         assert cut["kept_bytes"] <= limit
-        assert fitted.endswith(f"[cut: the reply was {cut['reply_bytes']} bytes, "
-                               f"{cut['kept_bytes']} kept]")
+        assert fitted.endswith(
+            f"[cut: the reply was {cut['reply_bytes']} bytes, {cut['kept_bytes']} kept]"
+        )
 
 
 @given(any_text)

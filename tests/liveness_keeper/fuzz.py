@@ -30,11 +30,21 @@ def _value(rng: random.Random, kind: str, n: int) -> tuple[Any, bytes | None]:
     if kind == "tombstone":
         return None, None
     if kind == "wrong type":
-        return rng.choice([{"input": n}, {"input": [str(n)]}, [n], f"task {n}", n, None,
-                           {"input": "x", "budget": "lots"}, {"input": "x", "metadata": [1]},
-                           {"input": "x", "budget": {"max_hops": -n - 1}},
-                           {"input": "x", "budget": {"max_seconds": 0}},
-                           {"event_id": n, "trace_id": None}]), None
+        return rng.choice(
+            [
+                {"input": n},
+                {"input": [str(n)]},
+                [n],
+                f"task {n}",
+                n,
+                None,
+                {"input": "x", "budget": "lots"},
+                {"input": "x", "metadata": [1]},
+                {"input": "x", "budget": {"max_hops": -n - 1}},
+                {"input": "x", "budget": {"max_seconds": 0}},
+                {"event_id": n, "trace_id": None},
+            ]
+        ), None
     if kind == "huge field":
         return {"inptu": "h" * rng.randrange(200_000, 900_000), "n": n}, None
     if kind == "bad utf-8":
@@ -45,21 +55,38 @@ def _value(rng: random.Random, kind: str, n: int) -> tuple[Any, bytes | None]:
         depth = rng.randrange(2_000, 20_000)
         return None, b'{"input": "deep", "metadata": {"x": ' + b"[" * depth + b"]" * depth + b"}}"
     if kind == "unknown fields":
-        return {"input": f"unknown fields {n}", "priority": rng.randrange(9),
-                "x-team": {"a": [1, 2]}}, None
+        return {
+            "input": f"unknown fields {n}",
+            "priority": rng.randrange(9),
+            "x-team": {"a": [1, 2]},
+        }, None
     if kind == "valid":
         return {"input": f"valid task {n}"}, None
     raise ValueError(kind)
 
 
-KINDS = ["random bytes", "tombstone", "wrong type", "huge field", "bad utf-8",
-         "lone surrogate", "deep nesting", "unknown fields", "valid"]
+KINDS = [
+    "random bytes",
+    "tombstone",
+    "wrong type",
+    "huge field",
+    "bad utf-8",
+    "lone surrogate",
+    "deep nesting",
+    "unknown fields",
+    "valid",
+]
 #: Relative frequencies: huge fields are few (each costs ~1 MB on the broker).
 WEIGHTS = [30, 5, 30, 1, 10, 10, 5, 5, 4]
 
 
-def fuzz(rng: random.Random, count: int, record_type: type[Record],
-         kinds: list[str] = KINDS, weights: list[int] = WEIGHTS) -> list[Fuzzed]:
+def fuzz(
+    rng: random.Random,
+    count: int,
+    record_type: type[Record],
+    kinds: list[str] = KINDS,
+    weights: list[int] = WEIGHTS,
+) -> list[Fuzzed]:
     """``count`` records for a topic of ``record_type``, keyed by a fresh id (some not UTF-8)."""
     records = []
     for n in range(count):
@@ -84,4 +111,3 @@ def _valid(key: bytes | None, value: bytes | None, record_type: type[Record]) ->
     except (DecodeError, UnicodeError, TypeError, ValueError, RecursionError):
         return False
     return True
-

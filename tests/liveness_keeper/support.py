@@ -42,8 +42,9 @@ class LoneKeeper:
     producer: KafkaProducer = field(init=False)
 
     def __post_init__(self) -> None:
-        self.producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                      max_request_size=4 * 1024 * 1024)
+        self.producer = KafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+        )
 
     @property
     def topics(self) -> Topics:
@@ -56,12 +57,26 @@ class LoneKeeper:
     def produce(self, topic: str, value: bytes, key: bytes | None) -> None:
         self.producer.send(topic, key=key, value=value).get(timeout=60)
 
-    def step(self, trace_id: str, event_type: str, source: str, state_version: int,
-             delta: dict[str, Any] | None = None, **payload: Any) -> Envelope:
+    def step(
+        self,
+        trace_id: str,
+        event_type: str,
+        source: str,
+        state_version: int,
+        delta: dict[str, Any] | None = None,
+        **payload: Any,
+    ) -> Envelope:
         """Write the step record an agent ``source`` would write, and return it."""
-        step = Envelope(event_id=new_id(), trace_id=trace_id, type=event_type, source=source,
-                        hop=state_version, state_version=state_version, delta=delta,
-                        payload=payload)
+        step = Envelope(
+            event_id=new_id(),
+            trace_id=trace_id,
+            type=event_type,
+            source=source,
+            hop=state_version,
+            state_version=state_version,
+            delta=delta,
+            payload=payload,
+        )
         self.produce(self.topics.outbox, encode(step), trace_id.encode())
         return step
 
@@ -93,22 +108,34 @@ class LoneKeeper:
         self.group.stop()
 
 
-def start_keeper(broker: BrokerHandle, log_dir: Path, path: Path = WRITER_EDITOR,
-                 env: dict[str, str] | None = None) -> LoneKeeper:
+def start_keeper(
+    broker: BrokerHandle,
+    log_dir: Path,
+    path: Path = WRITER_EDITOR,
+    env: dict[str, str] | None = None,
+) -> LoneKeeper:
     prefix = f"lk{os.getpid()}x{new_id()[:8]}"
     settings = Settings(topic_prefix=prefix, session_timeout_ms=6000)
     spec = load_mesh(path)
     create_topics(spec, broker.bootstrap, settings)
-    group = ProcessGroup(log_dir, env={
-        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "CHOREO_TOPIC_PREFIX": prefix,
-        "CHOREO_SESSION_TIMEOUT_MS": "6000", "CHOREO_LOG_LEVEL": "INFO", **(env or {})})
+    group = ProcessGroup(
+        log_dir,
+        env={
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "CHOREO_TOPIC_PREFIX": prefix,
+            "CHOREO_SESSION_TIMEOUT_MS": "6000",
+            "CHOREO_LOG_LEVEL": "INFO",
+            **(env or {}),
+        },
+    )
     group.start_choreo("keeper", ["run", "keeper", "--mesh", str(path)])
     return LoneKeeper(spec, path, broker.bootstrap, settings, group)
 
 
 @pytest.fixture(scope="module")
-def lone_keeper(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
-                ) -> Iterator[LoneKeeper]:
+def lone_keeper(
+    broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LoneKeeper]:
     """One keeper for a test module: starting one costs a group join (~5 s)."""
     keeper = start_keeper(broker, tmp_path_factory.mktemp("keeper-logs"))
     yield keeper

@@ -45,14 +45,21 @@ def test_a_trace_whose_agent_died_ends_failed_at_its_deadline(editorless: Runnin
     outbox = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.outbox))
     rebuilt = replay(mesh.spec, mesh.topics, outbox).traces[trace_id]
     assert (rebuilt.status, rebuilt.reason, rebuilt.version, rebuilt.updated_at) == (
-        live.status, live.reason, live.version, live.updated_at)
+        live.status,
+        live.reason,
+        live.version,
+        live.updated_at,
+    )
 
 
 def test_the_sweep_ends_a_trace_once_across_a_keeper_restart(editorless: RunningMesh) -> None:
     mesh = editorless
     trace_id = mesh.submit("the keeper restarts meanwhile", budget=Budget(max_seconds=20))
-    wait_until(lambda: [h for h in mesh.hops(trace_id) if h.agent == "writer"], 60,
-               message="the writer's step")
+    wait_until(
+        lambda: [h for h in mesh.hops(trace_id) if h.agent == "writer"],
+        60,
+        message="the writer's step",
+    )
     keeper = mesh.group.find("keeper")
     assert keeper.process is not None
     keeper.process.send_signal(signal.SIGKILL)

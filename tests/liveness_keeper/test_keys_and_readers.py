@@ -15,14 +15,17 @@ from tests.liveness_keeper.support import LoneKeeper
 pytestmark = pytest.mark.integration
 
 
-def test_a_task_key_that_is_not_utf8_is_dead_lettered_not_admitted(
-        lone_keeper: LoneKeeper) -> None:
+def test_a_task_key_that_is_not_utf8_is_dead_lettered_not_admitted(lone_keeper: LoneKeeper) -> None:
     key = b"task-\xff\xfe-" + uuid.uuid4().hex.encode()
     lone_keeper.produce(lone_keeper.topics.tasks, encode(Task(input="odd key")), key)
     tail = key[-32:].decode()
-    letters = wait_until(lambda: [d for d in lone_keeper.dead_letters()
-                                  if d.key is not None and d.key.endswith(tail)],
-                         90, message="the dead letter")
+    letters = wait_until(
+        lambda: [
+            d for d in lone_keeper.dead_letters() if d.key is not None and d.key.endswith(tail)
+        ],
+        90,
+        message="the dead letter",
+    )
     assert "not UTF-8" in letters[0].reason
     # nothing was admitted under a mangled id: no entry event carries these key bytes mangled
     mangled = key.decode("utf-8", "replace").encode()
@@ -31,15 +34,23 @@ def test_a_task_key_that_is_not_utf8_is_dead_lettered_not_admitted(
 
 
 def test_a_reader_skips_a_record_it_cannot_decode_and_finds_the_result(
-        lone_keeper: LoneKeeper) -> None:
+    lone_keeper: LoneKeeper,
+) -> None:
     trace_id = f"reader-{uuid.uuid4()}"
     topic = lone_keeper.topics.results
     lone_keeper.produce(topic, b"\x00 not a result", trace_id.encode())
-    lone_keeper.produce(topic, encode(TerminalResult(trace_id=trace_id, status="completed",
-                                                     output="found")), trace_id.encode())
-    found = asyncio.run(queries.wait_for_result(
-        lone_keeper.bootstrap, lone_keeper.settings, topic, trace_id, 60))
+    lone_keeper.produce(
+        topic,
+        encode(TerminalResult(trace_id=trace_id, status="completed", output="found")),
+        trace_id.encode(),
+    )
+    found = asyncio.run(
+        queries.wait_for_result(lone_keeper.bootstrap, lone_keeper.settings, topic, trace_id, 60)
+    )
     assert found is not None and found.output == "found"
-    typed = asyncio.run(queries.trace_typed(lone_keeper.bootstrap, lone_keeper.settings, topic,
-                                            trace_id, TerminalResult))
+    typed = asyncio.run(
+        queries.trace_typed(
+            lone_keeper.bootstrap, lone_keeper.settings, topic, trace_id, TerminalResult
+        )
+    )
     assert [r.output for r in typed] == ["found"]

@@ -45,8 +45,11 @@ def submit_many(mesh: RunningMesh, count: int) -> list[str]:
     producer = KafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
     traces = [f"stall-{uuid.uuid4()}" for _ in range(count)]
     for n, trace_id in enumerate(traces):
-        producer.send(mesh.topics.tasks, key=trace_id.encode(),
-                      value=encode(Task(input=f"task {n}", trace_id=trace_id)))
+        producer.send(
+            mesh.topics.tasks,
+            key=trace_id.encode(),
+            value=encode(Task(input=f"task {n}", trace_id=trace_id)),
+        )
     producer.flush(timeout=60)
     producer.close()
     return traces
@@ -73,15 +76,21 @@ def own_broker(broker: BrokerHandle) -> Iterator[EmbeddedBroker | ApacheKafka]:
 
 
 @pytest.mark.timeout(900)
-def test_every_task_ends_once_across_a_broker_stall(own_broker: EmbeddedBroker | ApacheKafka,
-                                                    tmp_path: Path) -> None:
+def test_every_task_ends_once_across_a_broker_stall(
+    own_broker: EmbeddedBroker | ApacheKafka, tmp_path: Path
+) -> None:
     settings = Settings(topic_prefix="stall", session_timeout_ms=6000)
-    env = {"CHOREO_TOPIC_PREFIX": "stall", "CHOREO_SESSION_TIMEOUT_MS": "6000",
-           "CHOREO_LOG_LEVEL": "INFO", "CHOREO_BROKER_OUTAGE_S": "600"}
+    env = {
+        "CHOREO_TOPIC_PREFIX": "stall",
+        "CHOREO_SESSION_TIMEOUT_MS": "6000",
+        "CHOREO_LOG_LEVEL": "INFO",
+        "CHOREO_BROKER_OUTAGE_S": "600",
+    }
     mesh_path = slow_writer_editor(tmp_path / "mesh")
     spec = load_mesh(mesh_path)
-    group = start_mesh(spec, mesh_path, own_broker.bootstrap, settings, tmp_path,
-                       watchdog=False, env=env)
+    group = start_mesh(
+        spec, mesh_path, own_broker.bootstrap, settings, tmp_path, watchdog=False, env=env
+    )
     with RunningMesh(spec, mesh_path, own_broker.bootstrap, settings, group) as mesh:
         first = mesh.submit("before the stall")
         mesh.result(first, timeout=120)  # every service has joined its group
@@ -105,16 +114,16 @@ def test_every_task_ends_once_across_a_broker_stall(own_broker: EmbeddedBroker |
         assert group.failed() == [], [c.name for c in group.failed()]
 
 
-def test_a_metadata_read_waits_out_a_broker_restart(own_broker: EmbeddedBroker | ApacheKafka
-                                                   ) -> None:
+def test_a_metadata_read_waits_out_a_broker_restart(
+    own_broker: EmbeddedBroker | ApacheKafka,
+) -> None:
     """A client asking for the topics while its broker restarts gets them once it is back,
     not an error on the first refused connection: every query of the CLI starts with one,
     and `choreo result` run across a broker stall used to fail on it."""
     settings = Settings(topic_prefix="restart")
 
     async def topics_across_a_restart() -> set[str]:
-        consumer = make_consumer(own_broker.bootstrap, settings, group_id=None,
-                                 client_id="reader")
+        consumer = make_consumer(own_broker.bootstrap, settings, group_id=None, client_id="reader")
         await consumer.start()
         try:
             own_broker.stop()

@@ -47,30 +47,35 @@ def limits(lone_keeper: LoneKeeper) -> Limits:
 
 def submit(keeper: LoneKeeper, text: str) -> str:
     trace_id = f"size-{uuid.uuid4()}"
-    keeper.produce(keeper.topics.tasks, encode(Task(input=text, trace_id=trace_id)),
-                   trace_id.encode())
+    keeper.produce(
+        keeper.topics.tasks, encode(Task(input=text, trace_id=trace_id)), trace_id.encode()
+    )
     return trace_id
 
 
 def entry_event(keeper: LoneKeeper, trace_id: str) -> int:
     """The size of the trace's entry event, once the keeper has sent it."""
+
     def sent() -> int | None:
         for record in keeper.read(keeper.topics.event("draft.requested")):
             if record.key == trace_id.encode():
                 return len(record.value)
         return None
+
     return wait_until(sent, 90, message=f"the entry event of {trace_id}")
 
 
 def one_result(keeper: LoneKeeper, trace_id: str) -> object:
-    results = wait_until(lambda: keeper.results().get(trace_id), 90,
-                         message=f"the result of {trace_id}")
+    results = wait_until(
+        lambda: keeper.results().get(trace_id), 90, message=f"the result of {trace_id}"
+    )
     assert len(results) == 1, results
     return results[0]
 
 
 def test_a_600_kb_task_is_admitted_and_its_entry_event_carries_the_input_once(
-        lone_keeper: LoneKeeper) -> None:
+    lone_keeper: LoneKeeper,
+) -> None:
     trace_id = submit(lone_keeper, "x" * 600_000)
     size = entry_event(lone_keeper, trace_id)
     assert 600_000 < size < 700_000
@@ -78,30 +83,39 @@ def test_a_600_kb_task_is_admitted_and_its_entry_event_carries_the_input_once(
 
 
 def test_a_forwarded_event_over_the_limit_fails_its_trace_with_the_reason(
-        lone_keeper: LoneKeeper) -> None:
+    lone_keeper: LoneKeeper,
+) -> None:
     trace_id = submit(lone_keeper, "x" * 600_000)
     entry_event(lone_keeper, trace_id)
     # The snapshot (input + draft, ~900 KB) is under max_snapshot_bytes; the forwarded event
     # adds the step's 300 KB text on top of that state.
-    step = lone_keeper.step(trace_id, "draft.ready", "writer", 1,
-                            delta={"draft": "d" * 300_000}, text="t" * 300_000)
+    step = lone_keeper.step(
+        trace_id, "draft.ready", "writer", 1, delta={"draft": "d" * 300_000}, text="t" * 300_000
+    )
     result = one_result(lone_keeper, trace_id)
     assert result.status == "failed"  # type: ignore[attr-defined]
     assert "over the record limit" in result.reason  # type: ignore[attr-defined]
     assert "draft.ready" in result.reason  # type: ignore[attr-defined]
-    hop = wait_until(lambda: [h for h in lone_keeper.hops(trace_id)
-                              if h.event_id == step.event_id], 60, message="the hop record")
+    hop = wait_until(
+        lambda: [h for h in lone_keeper.hops(trace_id) if h.event_id == step.event_id],
+        60,
+        message="the hop record",
+    )
     assert hop[0].status == "failed"
     assert "over the record limit" in hop[0].extensions["reason"]
-    snapshots = [decode(r.value, Snapshot) for r in lone_keeper.read(lone_keeper.topics.state)
-                 if r.key == trace_id.encode()]
+    snapshots = [
+        decode(r.value, Snapshot)
+        for r in lone_keeper.read(lone_keeper.topics.state)
+        if r.key == trace_id.encode()
+    ]
     final = max(snapshots, key=lambda s: s.version)
     assert final.status == "failed" and "over the record limit" in (final.reason or "")
     assert lone_keeper.running()
 
 
 def test_a_task_too_large_to_admit_ends_failed_once_with_the_reason(
-        lone_keeper: LoneKeeper, limits: Limits) -> None:
+    lone_keeper: LoneKeeper, limits: Limits
+) -> None:
     # between the two limits: the broker takes it; the mesh cannot
     trace_id = submit(lone_keeper, "y" * ((limits.mesh + limits.broker) // 2))
     result = one_result(lone_keeper, trace_id)
@@ -114,14 +128,19 @@ def test_a_task_too_large_to_admit_ends_failed_once_with_the_reason(
 
 
 def test_the_dead_letter_of_a_790_kb_invalid_task_is_cut_to_fit(
-        lone_keeper: LoneKeeper, limits: Limits) -> None:
+    lone_keeper: LoneKeeper, limits: Limits
+) -> None:
     marker = f"invalid-{uuid.uuid4()}"
-    invalid = json.dumps({"inptu": marker, "padding": "\u00e9" * 395_000},
-                         ensure_ascii=False).encode()  # 2 bytes a character: ~790 KB
+    invalid = json.dumps(
+        {"inptu": marker, "padding": "\u00e9" * 395_000}, ensure_ascii=False
+    ).encode()  # 2 bytes a character: ~790 KB
     assert len(invalid) > 790_000
     lone_keeper.produce(lone_keeper.topics.tasks, invalid, marker.encode())
-    letters = wait_until(lambda: [d for d in lone_keeper.dead_letters() if d.key == marker],
-                         90, message="the dead letter")
+    letters = wait_until(
+        lambda: [d for d in lone_keeper.dead_letters() if d.key == marker],
+        90,
+        message="the dead letter",
+    )
     assert len(letters) == 1
     letter = letters[0]
     assert "input" in letter.reason and "original cut" in letter.reason

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.timeout(1200)
 def test_no_task_is_lost_or_ended_twice_while_services_are_killed(
-        broker: BrokerHandle, tmp_path: Path) -> None:
-    report = soak(broker.bootstrap, tmp_path, tasks=80, kill_every_s=3.0, timeout_s=900,
-                  seed=7)
+    broker: BrokerHandle, tmp_path: Path
+) -> None:
+    report = soak(broker.bootstrap, tmp_path, tasks=80, kill_every_s=3.0, timeout_s=900, seed=7)
     assert sum(report.kills.values()) >= 3, report  # the run did not end before the faults
     assert report.missing == 0, report
     assert report.doubled == 0, report

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_tombstone_on_the_hops_topic_is_dead_lettered_and_the_watchdog_lives(
-        start_test_mesh: Callable[..., RunningMesh]) -> None:
+    start_test_mesh: Callable[..., RunningMesh],
+) -> None:
     mesh = start_test_mesh(WRITER_EDITOR, watchdog=True)
     producer = KafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
     producer.send(mesh.topics.hops, key=b"tombstone-trace", value=None).get(timeout=60)
@@ -28,8 +29,11 @@ def test_a_tombstone_on_the_hops_topic_is_dead_lettered_and_the_watchdog_lives(
 
     def parked() -> list[DeadLetter]:
         records = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.dlq))
-        return [d for d in (decode(r.value, DeadLetter) for r in records)
-                if d.consumer == "watchdog" and d.key == "tombstone-trace"]
+        return [
+            d
+            for d in (decode(r.value, DeadLetter) for r in records)
+            if d.consumer == "watchdog" and d.key == "tombstone-trace"
+        ]
 
     letters = wait_until(parked, 180, interval=2, message="the watchdog's dead letter")
     assert len(letters) == 1 and letters[0].reason.startswith("watchdog error: ")

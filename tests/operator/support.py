@@ -15,19 +15,32 @@ from tests.commands import CHOREO
 from tests.conftest import REPO, RunningMesh, wait_until
 
 
-def choreo(*args: str, mesh: RunningMesh | None = None, timeout: float = 180,
-           env: dict[str, str] | None = None,
-           cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def choreo(
+    *args: str,
+    mesh: RunningMesh | None = None,
+    timeout: float = 180,
+    env: dict[str, str] | None = None,
+    cwd: Path = REPO,
+) -> subprocess.CompletedProcess[str]:
     """``choreo ARGS`` in a subprocess in ``cwd``, against ``mesh``'s broker and topic prefix
     (with no mesh, no broker address: only what ``env`` adds)."""
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_BOOTSTRAP_SERVERS",
-                         "CHOREO_TOPIC_PREFIX")}
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_BOOTSTRAP_SERVERS", "CHOREO_TOPIC_PREFIX")
+    }
     if mesh is not None:
-        base.update(KAFKA_BOOTSTRAP_SERVERS=mesh.bootstrap,
-                    CHOREO_TOPIC_PREFIX=mesh.settings.topic_prefix)
-    return subprocess.run([*CHOREO, *args], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout)
+        base.update(
+            KAFKA_BOOTSTRAP_SERVERS=mesh.bootstrap, CHOREO_TOPIC_PREFIX=mesh.settings.topic_prefix
+        )
+    return subprocess.run(
+        [*CHOREO, *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def submitted_id(stdout: str) -> str:
@@ -50,28 +63,52 @@ class Up:
     log: Path
     prefix: str
 
-    def choreo(self, *args: str, env: dict[str, str] | None = None,
-               timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def choreo(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 180
+    ) -> subprocess.CompletedProcess[str]:
         """``choreo ARGS`` run from the folder, with its topic prefix and no broker address:
         the broker is the one ``choreo up`` announces there."""
-        return choreo(*args, env={"CHOREO_TOPIC_PREFIX": self.prefix, **(env or {})},
-                      cwd=self.folder, timeout=timeout)
+        return choreo(
+            *args,
+            env={"CHOREO_TOPIC_PREFIX": self.prefix, **(env or {})},
+            cwd=self.folder,
+            timeout=timeout,
+        )
 
 
 @contextmanager
-def choreo_up(mesh: Path, folder: Path, bootstrap: str, prefix: str, *args: str,
-              env: dict[str, str] | None = None) -> Iterator[Up]:
+def choreo_up(
+    mesh: Path,
+    folder: Path,
+    bootstrap: str,
+    prefix: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+) -> Iterator[Up]:
     """``choreo up MESH ARGS`` from ``folder`` on the test broker until the block ends; it
     must then stop cleanly."""
     log = folder / "up.log"
-    full = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "CHOREO_TOPIC_PREFIX": prefix,
-            "CHOREO_SESSION_TIMEOUT_MS": "6000", **(env or {})}
+    full = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CHOREO_TOPIC_PREFIX": prefix,
+        "CHOREO_SESSION_TIMEOUT_MS": "6000",
+        **(env or {}),
+    }
     with log.open("w") as out:
-        up = subprocess.Popen([*CHOREO, "up", str(mesh), *args], cwd=folder, env=full,
-                              stdout=out, stderr=subprocess.STDOUT)
+        up = subprocess.Popen(
+            [*CHOREO, "up", str(mesh), *args],
+            cwd=folder,
+            env=full,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_until(lambda: "mesh up" in log.read_text() or up.poll() is not None, 120,
-                   message="the mesh to start")
+        wait_until(
+            lambda: "mesh up" in log.read_text() or up.poll() is not None,
+            120,
+            message="the mesh to start",
+        )
         assert up.poll() is None, log.read_text()
         yield Up(folder, log, prefix)
     finally:

@@ -12,7 +12,8 @@ from tests.conftest import REPO
 def test_the_cli_reference_is_current() -> None:
     current = (REPO / "docs" / "CLI.md").read_text()
     assert current == reference.render(build_parser()), (
-        "docs/CLI.md is stale: python -m choreo.cli.reference > docs/CLI.md")
+        "docs/CLI.md is stale: python -m choreo.cli.reference > docs/CLI.md"
+    )
 
 
 def test_every_option_has_help_and_says_its_default() -> None:
@@ -30,7 +31,13 @@ def test_every_option_has_help_and_says_its_default() -> None:
 
 def test_every_command_is_in_the_reference() -> None:
     listed = {name for name, _, _ in reference.commands(build_parser())}
-    assert {"choreo submit", "choreo dlq", "choreo budget", "choreo bench hop",
-            "choreo up"} <= listed
-    assert all(isinstance(p, argparse.ArgumentParser)
-               for _, p, _ in reference.commands(build_parser()))
+    assert {
+        "choreo submit",
+        "choreo dlq",
+        "choreo budget",
+        "choreo bench hop",
+        "choreo up",
+    } <= listed
+    assert all(
+        isinstance(p, argparse.ArgumentParser) for _, p, _ in reference.commands(build_parser())
+    )

@@ -29,8 +29,7 @@ def _line_of(path: Path, text: str) -> int:
 def test_a_yaml_syntax_error_names_the_file_verbatim(tmp_path: Path) -> None:
     path = tmp_path / "[b]mesh.yaml"  # a name rich would read as markup
     path.write_text("name: broken\nagents: [unclosed\n")
-    for command in (("up", str(path)), ("submit", str(path), "x"), ("topics", "--mesh",
-                                                                      str(path))):
+    for command in (("up", str(path)), ("submit", str(path), "x"), ("topics", "--mesh", str(path))):
         done = choreo(*command, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9"})
         assert done.returncode == 2, (command, done.stderr)
         assert done.stderr.startswith(f"error: {path}:3:1: not valid YAML: "), done.stderr
@@ -44,7 +43,8 @@ def test_a_missing_model_script_stops_up_before_anything_starts(tmp_path: Path) 
     assert done.stderr.splitlines() == [
         f"error: {path}: invalid mesh spec",
         f"  {path}:{_line_of(path, 'absent.yaml')}: models.scripted.script: no such model "
-        f"script: {tmp_path / 'absent.yaml'}"]
+        f"script: {tmp_path / 'absent.yaml'}",
+    ]
     assert not (tmp_path / "logs").exists()  # no service was started
 
 
@@ -54,6 +54,8 @@ def test_a_misspelled_field_is_reported_at_its_line_with_the_agent(tmp_path: Pat
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert lines[0] == f"error: {path}: invalid mesh spec" and len(lines) == 2, lines
-    assert lines[1].startswith(f"  {path}:{_line_of(path, 'output: drafts')}: "
-                               "agents[editor].routes[#1].output: no state field 'drafts'")
+    assert lines[1].startswith(
+        f"  {path}:{_line_of(path, 'output: drafts')}: "
+        "agents[editor].routes[#1].output: no state field 'drafts'"
+    )
     assert "(did you mean 'draft'?)" in lines[1]

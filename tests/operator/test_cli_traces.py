@@ -44,8 +44,10 @@ def test_state_shows_markup_in_input_verbatim(mesh: RunningMesh, finished: str) 
 
 
 def test_state_credits_every_writer_of_a_field(mesh: RunningMesh, finished: str) -> None:
-    rows = {line.split("\t")[0]: line.split("\t")
-            for line in choreo("state", finished, mesh=mesh).stdout.splitlines()}
+    rows = {
+        line.split("\t")[0]: line.split("\t")
+        for line in choreo("state", finished, mesh=mesh).stdout.splitlines()
+    }
     assert rows["history"][3] == "writer, editor"  # appended to by both agents
     assert rows["draft"][3] == "writer"
 
@@ -78,9 +80,11 @@ def test_a_markup_id_is_reported_missing_not_a_crash(mesh: RunningMesh) -> None:
 
 
 def test_a_reused_trace_id_reports_its_refusal_not_the_old_result(
-        mesh: RunningMesh, finished: str) -> None:
-    again = choreo("submit", str(mesh.path), "a different task", "--trace-id", finished,
-                   "--wait", mesh=mesh)
+    mesh: RunningMesh, finished: str
+) -> None:
+    again = choreo(
+        "submit", str(mesh.path), "a different task", "--trace-id", finished, "--wait", mesh=mesh
+    )
     assert again.returncode == 1
     assert "status" not in again.stdout  # no result panel: the old result is not ours
     message = words(again.stderr)
@@ -106,20 +110,34 @@ def test_submit_to_a_mesh_that_does_not_run_here_is_refused(mesh: RunningMesh) -
 
 
 def test_result_of_a_running_trace_says_running(
-        start_test_mesh: Callable[..., RunningMesh], tmp_path: Path) -> None:
+    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+) -> None:
     # a model that answers long after the test: the trace stays running, however slow the
     # machine is
-    (tmp_path / "slow.yaml").write_text("model: slow\nlatency_ms: 900000\nrules:\n"
-                                        "  - reply: done\n")
-    running = start_test_mesh({
-        "name": "slow", "entry": ["work.requested"],
-        "models": {"slow": {"model": "slow", "script": str(tmp_path / "slow.yaml"),
-                            "timeout_s": 1800}},
-        "state": {"answer": {}},
-        "agents": [{"name": "worker", "subscribe": ["work.requested"], "persona": "Work.",
-                    "model": "slow", "writes": {"answer": "{output}"},
-                    "routes": [{"finish": True, "output": "answer"}]}],
-    }, base_dir=tmp_path)
+    (tmp_path / "slow.yaml").write_text(
+        "model: slow\nlatency_ms: 900000\nrules:\n  - reply: done\n"
+    )
+    running = start_test_mesh(
+        {
+            "name": "slow",
+            "entry": ["work.requested"],
+            "models": {
+                "slow": {"model": "slow", "script": str(tmp_path / "slow.yaml"), "timeout_s": 1800}
+            },
+            "state": {"answer": {}},
+            "agents": [
+                {
+                    "name": "worker",
+                    "subscribe": ["work.requested"],
+                    "persona": "Work.",
+                    "model": "slow",
+                    "writes": {"answer": "{output}"},
+                    "routes": [{"finish": True, "output": "answer"}],
+                }
+            ],
+        },
+        base_dir=tmp_path,
+    )
     trace_id = submitted_id(choreo("submit", str(running.path), "x", mesh=running).stdout)
     wait_until(lambda: _admitted(running, trace_id), 60, message="admission")
     done = choreo("result", trace_id, mesh=running)

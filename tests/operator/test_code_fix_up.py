@@ -23,11 +23,14 @@ from tests.operator.support import Up, choreo_up, submitted_id
 
 pytestmark = pytest.mark.skipif(
     shutil.which("bwrap") is None,
-    reason="bubblewrap is not installed: the sandbox refuses to run code without isolation")
+    reason="bubblewrap is not installed: the sandbox refuses to run code without isolation",
+)
 
 CODE_FIX = EXAMPLES / "code-fix" / "mesh.yaml"
-TASK = ("[audit] Write slugify(title) in solution.py: lowercase words of letters and digits, "
-        "joined by single hyphens, punctuation dropped.")
+TASK = (
+    "[audit] Write slugify(title) in solution.py: lowercase words of letters and digits, "
+    "joined by single hyphens, punctuation dropped."
+)
 GUIDANCE = "the auditor wants the word perfect in the docstring"
 SERVICES = {"keeper", "agent:engineer", "agent:tester", "watchdog", "sandbox", "model-server"}
 
@@ -47,11 +50,17 @@ def targets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def up(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory,
-       targets_dir: Path) -> Iterator[Up]:
+def up(
+    broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory, targets_dir: Path
+) -> Iterator[Up]:
     folder = tmp_path_factory.mktemp("code-fix-up")
-    with choreo_up(CODE_FIX, folder, broker.bootstrap, f"cf{os.getpid()}", env={
-            "CHOREO_METRICS_PORT": "0", "CHOREO_METRICS_TARGETS_DIR": str(targets_dir)}) as running:
+    with choreo_up(
+        CODE_FIX,
+        folder,
+        broker.bootstrap,
+        f"cf{os.getpid()}",
+        env={"CHOREO_METRICS_PORT": "0", "CHOREO_METRICS_TARGETS_DIR": str(targets_dir)},
+    ) as running:
         yield running
     # every process removes its own target when it stops: Prometheus is left no dead target
     assert _targets(targets_dir) == {}
@@ -70,23 +79,22 @@ def test_every_service_announces_its_metrics_target(up: Up, targets_dir: Path) -
 
 
 def test_guidance_from_a_resumed_escalation_changes_the_outcome(up: Up) -> None:
-    halted = up.choreo("submit", str(CODE_FIX), TASK, "--max-hops", "4", "--wait",
-                       "--timeout", "240", timeout=300)
+    halted = up.choreo(
+        "submit", str(CODE_FIX), TASK, "--max-hops", "4", "--wait", "--timeout", "240", timeout=300
+    )
     assert halted.returncode == 1, halted.stdout + halted.stderr  # the audit loop never ends
     trace_id = submitted_id(halted.stdout)
     assert re.search(r"status\s+halted", halted.stdout), halted.stdout
 
     escalations = json.loads(up.choreo("escalations", "--json").stdout)
     escalation = next(e for e in escalations if e["trace_id"] == trace_id)
-    resumed = up.choreo("escalations", "resolve", escalation["escalation_id"],
-                        "--resume", GUIDANCE)
+    resumed = up.choreo("escalations", "resolve", escalation["escalation_id"], "--resume", GUIDANCE)
     assert resumed.returncode == 0, resumed.stderr
     found = re.search(r"continuation trace (\S+)", resumed.stdout)
     assert found, resumed.stdout
     continuation = found.group(1)
 
-    result = up.choreo("result", continuation, "--wait", "--timeout", "240", "--json",
-                       timeout=300)
+    result = up.choreo("result", continuation, "--wait", "--timeout", "240", "--json", timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "A perfect slug" in json.loads(result.stdout)["output"]  # the audit passed
     guidance = up.choreo("state", continuation, "--field", "guidance")
@@ -116,16 +124,24 @@ async def _watchdog_joined(bootstrap: str, prefix: str) -> bool:
 
 
 def test_the_watchdog_logs_each_verdict_with_its_trace_and_reason(
-        up: Up, broker: BrokerHandle) -> None:
-    wait_until(lambda: asyncio.run(_watchdog_joined(broker.bootstrap, up.prefix)), 120,
-               interval=1.0, message="the watchdog to join its group")
+    up: Up, broker: BrokerHandle
+) -> None:
+    wait_until(
+        lambda: asyncio.run(_watchdog_joined(broker.bootstrap, up.prefix)),
+        120,
+        interval=1.0,
+        message="the watchdog to join its group",
+    )
     done = up.choreo("submit", str(CODE_FIX), TASK, "--wait", "--timeout", "300", timeout=360)
     trace_id = submitted_id(done.stdout)
     assert re.search(r"reason\s+loop\.", done.stdout), done.stdout  # the watchdog's halt
     text = (up.folder / ".choreo" / "logs" / "watchdog.log").read_text()
     assert "\x1b" not in text  # no terminal escape code in a log file
-    verdicts = [entry for entry in map(json.loads, text.splitlines())
-                if entry["msg"] == "verdict" and entry.get("trace_id") == trace_id]
+    verdicts = [
+        entry
+        for entry in map(json.loads, text.splitlines())
+        if entry["msg"] == "verdict" and entry.get("trace_id") == trace_id
+    ]
     assert verdicts and all(v["reason"].startswith("loop.") and v["action"] for v in verdicts)
     assert verdicts[-1]["action"] == "halt"
     # a persona shift is a version no step made: the tree names the versions it skips

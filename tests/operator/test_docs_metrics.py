@@ -31,26 +31,31 @@ def _documented() -> list[tuple[str, str, tuple[str, ...] | None]]:
     mentions = []
     for path in DOCS:
         text = path.read_text()
-        for found in re.finditer(r"`(choreo_[a-z_]+)(?:\{([a-z_,]*)\})?`"
-                                 r"(?:\s*\(labels\s+([^)]*)\))?", text):
+        for found in re.finditer(
+            r"`(choreo_[a-z_]+)(?:\{([a-z_,]*)\})?`"
+            r"(?:\s*\(labels\s+([^)]*)\))?",
+            text,
+        ):
             name, braces, paren = found.groups()
             labels: tuple[str, ...] | None = None
             if braces is not None:
                 labels = tuple(braces.split(",")) if braces else ()
             elif paren is not None:  # "`agent`, `model`, `direction`: `in` or `out`"
-                labels = tuple(re.findall(r"`([a-z_]+)`", part)[0]
-                               for part in paren.split(","))
+                labels = tuple(re.findall(r"`([a-z_]+)`", part)[0] for part in paren.split(","))
             mentions.append((path.name, name, labels))
         for row in re.finditer(r"^\| `(choreo_[a-z_]+)` \| ([^|]*) \|", text, re.M):
-            mentions.append((path.name, row.group(1),
-                             tuple(re.findall(r"`([a-z_]+)`", row.group(2)))))
+            mentions.append(
+                (path.name, row.group(1), tuple(re.findall(r"`([a-z_]+)`", row.group(2))))
+            )
     return mentions
 
 
-@pytest.mark.parametrize("where,name,labels", _documented(),
-                         ids=lambda v: v if isinstance(v, str) else None)
+@pytest.mark.parametrize(
+    "where,name,labels", _documented(), ids=lambda v: v if isinstance(v, str) else None
+)
 def test_a_documented_metric_exists_with_its_labels(
-        where: str, name: str, labels: tuple[str, ...] | None) -> None:
+    where: str, name: str, labels: tuple[str, ...] | None
+) -> None:
     registered = _registered()
     base = re.sub(r"_(bucket|count|sum)$", "", name)
     assert base in registered, f"{where}: no metric {name}"

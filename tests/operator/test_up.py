@@ -25,8 +25,9 @@ def _alive(pid: int) -> bool:
 
 
 def test_broker_stopped_with_sigterm_leaves_no_broker_behind() -> None:
-    cli = subprocess.Popen([*CHOREO, "broker"], cwd=REPO, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
+    cli = subprocess.Popen(
+        [*CHOREO, "broker"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         address = (cli.stderr.readline() if cli.stderr else "").strip()
         assert re.fullmatch(r"127\.0\.0\.1:\d+", address), address
@@ -37,38 +38,57 @@ def test_broker_stopped_with_sigterm_leaves_no_broker_behind() -> None:
         out, _ = cli.communicate(timeout=30)
     assert cli.returncode == 0
     assert "data in memory only" in out
-    wait_until(lambda: not any(_alive(pid) for pid in brokers), 15,
-               message="the broker child to end")
+    wait_until(
+        lambda: not any(_alive(pid) for pid in brokers), 15, message="the broker child to end"
+    )
 
 
-def test_up_restarts_a_killed_service_and_reports_it(broker: BrokerHandle,
-                                                     tmp_path: Path) -> None:
+def test_up_restarts_a_killed_service_and_reports_it(broker: BrokerHandle, tmp_path: Path) -> None:
     log = tmp_path / "up.log"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-           "CHOREO_TOPIC_PREFIX": f"up{os.getpid()}", "CHOREO_SESSION_TIMEOUT_MS": "6000"}
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "CHOREO_TOPIC_PREFIX": f"up{os.getpid()}",
+        "CHOREO_SESSION_TIMEOUT_MS": "6000",
+    }
     mesh = EXAMPLES / "writer-editor" / "mesh.yaml"
     with log.open("w") as out:
-        up = subprocess.Popen([*CHOREO, "up", str(mesh), "--no-watchdog", "--log-dir",
-                               str(tmp_path / "logs")], cwd=REPO, env=env, stdout=out,
-                              stderr=subprocess.STDOUT)
+        up = subprocess.Popen(
+            [*CHOREO, "up", str(mesh), "--no-watchdog", "--log-dir", str(tmp_path / "logs")],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until(lambda: "mesh up" in log.read_text(), 90, message="the mesh to start")
         text = log.read_text()
         assert f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}\n" in text  # unwrapped
-        rows = {cells[0]: cells for cells in
-                (line.split("\t") for line in text.splitlines()) if len(cells) == 4}
+        rows = {
+            cells[0]: cells
+            for cells in (line.split("\t") for line in text.splitlines())
+            if len(cells) == 4
+        }
         assert rows["writer-1"][2] == "running"
         assert rows["writer-1"][3] == str(tmp_path / "logs" / "writer-1.log")  # uncut
         pids = [int(cells[1]) for name, cells in rows.items() if name != "service"]
         os.kill(int(rows["writer-1"][1]), signal.SIGKILL)
 
-        restarted = wait_until(lambda: re.search(r"writer-1 restarted \(pid (\d+), restart 1\)",
-                                                 log.read_text()), 60, message="a restart")
+        restarted = wait_until(
+            lambda: re.search(r"writer-1 restarted \(pid (\d+), restart 1\)", log.read_text()),
+            60,
+            message="a restart",
+        )
         assert "writer-1 exited (-9)" in log.read_text()
         assert _alive(int(restarted.group(1)))
-        done = subprocess.run([*CHOREO, "submit", str(mesh), "after a crash", "--wait",
-                               "--timeout", "150"], cwd=REPO, env=env, capture_output=True,
-                              text=True, timeout=200)
+        done = subprocess.run(
+            [*CHOREO, "submit", str(mesh), "after a crash", "--wait", "--timeout", "150"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=200,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
     finally:
         up.send_signal(signal.SIGTERM)

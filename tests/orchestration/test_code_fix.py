@@ -15,13 +15,17 @@ from tests.conftest import EXAMPLES, RunningMesh, wait_until
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(shutil.which("bwrap") is None,
-                       reason="bubblewrap is not installed (apt-get install bubblewrap): "
-                              "the sandbox refuses to run code without isolation"),
+    pytest.mark.skipif(
+        shutil.which("bwrap") is None,
+        reason="bubblewrap is not installed (apt-get install bubblewrap): "
+        "the sandbox refuses to run code without isolation",
+    ),
 ]
 
-TASK = ("Write slugify(title) in solution.py: lowercase words of letters and digits, "
-        "joined by single hyphens, punctuation dropped.")
+TASK = (
+    "Write slugify(title) in solution.py: lowercase words of letters and digits, "
+    "joined by single hyphens, punctuation dropped."
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +35,8 @@ def code_fix(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[Runni
 
 
 def test_the_tester_runs_the_code_in_the_sandbox_and_the_engineer_fixes_it(
-        code_fix: RunningMesh) -> None:
+    code_fix: RunningMesh,
+) -> None:
     trace_id = code_fix.submit(TASK)
     result = code_fix.result(trace_id)
     assert result.status == "completed", result.reason
@@ -39,8 +44,11 @@ def test_the_tester_runs_the_code_in_the_sandbox_and_the_engineer_fixes_it(
 
     steps = code_fix.hops(trace_id)
     assert [(h.agent, h.type) for h in steps] == [
-        ("engineer", "code.ready"), ("tester", "test.failed"),
-        ("engineer", "code.ready"), ("tester", "trace.finish")]
+        ("engineer", "code.ready"),
+        ("tester", "test.failed"),
+        ("engineer", "code.ready"),
+        ("tester", "trace.finish"),
+    ]
     failed, passed = steps[1].output, steps[3].output
     # what only a real run can print: the interpreter's traceback, and the script's own line
     assert "[sandbox: error, exit 1]" in failed
@@ -54,7 +62,8 @@ async def _watchdog_caught_up(mesh: RunningMesh, partition: int, offset: int) ->
     try:
         tp = TopicPartition(mesh.topics.hops, partition)
         committed = await admin.list_consumer_group_offsets(
-            f"{mesh.settings.topic_prefix}-watchdog", partitions=[tp])
+            f"{mesh.settings.topic_prefix}-watchdog", partitions=[tp]
+        )
     finally:
         await admin.close()
     meta = committed.get(tp)
@@ -69,8 +78,12 @@ def test_the_watchdog_halts_the_infinite_audit_loop(code_fix: RunningMesh) -> No
     assert code_fix.result(probe).status == "completed"
     last = code_fix.hops(probe)[-1]
     partition = code_fix.run(_partition_of(code_fix, probe))
-    wait_until(lambda: code_fix.run(_watchdog_caught_up(code_fix, partition, 1)), 120,
-               interval=1.0, message=f"the watchdog to read hop records (last: {last.hop})")
+    wait_until(
+        lambda: code_fix.run(_watchdog_caught_up(code_fix, partition, 1)),
+        120,
+        interval=1.0,
+        message=f"the watchdog to read hop records (last: {last.hop})",
+    )
 
     trace_id = code_fix.submit(f"[audit] {TASK}", budget=Budget(max_hops=40))
     result = code_fix.result(trace_id, timeout=180)

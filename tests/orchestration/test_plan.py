@@ -12,15 +12,30 @@ from choreo.supervisor import judge
 from choreo.supervisor.plan import Progress, Verdict, advance, returned
 from tests.conftest import EXAMPLES
 
-DIAMOND = PlanSpec.model_validate({
-    "output": "brief", "arrivals": "done",
-    "stages": [
-        {"name": "history", "assign": "h.req", "returns": "h.done", "result": "h"},
-        {"name": "economics", "assign": "e.req", "returns": "e.done", "result": "e",
-         "feedback": "e_review", "max_attempts": 2},
-        {"name": "brief", "assign": "b.req", "returns": "b.done", "result": "brief",
-         "after": ["history", "economics"]},
-    ]})
+DIAMOND = PlanSpec.model_validate(
+    {
+        "output": "brief",
+        "arrivals": "done",
+        "stages": [
+            {"name": "history", "assign": "h.req", "returns": "h.done", "result": "h"},
+            {
+                "name": "economics",
+                "assign": "e.req",
+                "returns": "e.done",
+                "result": "e",
+                "feedback": "e_review",
+                "max_attempts": 2,
+            },
+            {
+                "name": "brief",
+                "assign": "b.req",
+                "returns": "b.done",
+                "result": "brief",
+                "after": ["history", "economics"],
+            },
+        ],
+    }
+)
 
 
 def test_a_plan_starts_with_every_stage_that_waits_for_nothing_in_parallel() -> None:
@@ -33,21 +48,24 @@ def test_a_plan_starts_with_every_stage_that_waits_for_nothing_in_parallel() -> 
 def test_only_the_answer_that_completes_a_round_acts() -> None:
     out = advance(DIAMOND, Progress(), [], arrivals=0).progress
     assert returned(DIAMOND, out, "h.done", ["history"]) is None  # economics still out
-    assert returned(DIAMOND, out, "e.done", ["history", "economics"]) == ["history",
-                                                                          "economics"]
+    assert returned(DIAMOND, out, "e.done", ["history", "economics"]) == ["history", "economics"]
 
 
 def test_a_failed_stage_is_assigned_again_with_the_reasons_then_the_next_stage() -> None:
     out = advance(DIAMOND, Progress(), [], arrivals=0).progress
-    retry = advance(DIAMOND, out, [Verdict("history", 1, True, "ok"),
-                                   Verdict("economics", 1, False, "no numbers")], arrivals=2)
+    retry = advance(
+        DIAMOND,
+        out,
+        [Verdict("history", 1, True, "ok"), Verdict("economics", 1, False, "no numbers")],
+        arrivals=2,
+    )
     assert retry.assign == ["economics"] and retry.feedback == {"e_review": "no numbers"}
     assert retry.progress.start == 2 and retry.progress.attempts["economics"] == 2
     # history's late duplicate answer is not part of the new round
-    assert returned(DIAMOND, retry.progress, "h.done", ["history", "economics", "history"]) \
-        is None
-    assert returned(DIAMOND, retry.progress, "e.done", ["history", "economics",
-                                                        "economics"]) == ["economics"]
+    assert returned(DIAMOND, retry.progress, "h.done", ["history", "economics", "history"]) is None
+    assert returned(DIAMOND, retry.progress, "e.done", ["history", "economics", "economics"]) == [
+        "economics"
+    ]
     brief = advance(DIAMOND, retry.progress, [Verdict("economics", 2, True, "ok")], arrivals=3)
     assert brief.assign == ["brief"]
     done = advance(DIAMOND, brief.progress, [Verdict("brief", 1, True, "ok")], arrivals=4)
@@ -56,8 +74,12 @@ def test_a_failed_stage_is_assigned_again_with_the_reasons_then_the_next_stage()
 
 def test_a_stage_out_of_attempts_fails_the_trace_with_the_judges_reasons() -> None:
     out = advance(DIAMOND, Progress(), [], arrivals=0).progress
-    out = advance(DIAMOND, out, [Verdict("history", 1, True, "ok"),
-                                 Verdict("economics", 1, False, "no numbers")], 2).progress
+    out = advance(
+        DIAMOND,
+        out,
+        [Verdict("history", 1, True, "ok"), Verdict("economics", 1, False, "no numbers")],
+        2,
+    ).progress
     last = advance(DIAMOND, out, [Verdict("economics", 2, False, "still no numbers")], 3)
     assert last.fail is not None and "still no numbers" in last.fail and not last.assign
 

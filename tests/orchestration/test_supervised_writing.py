@@ -19,7 +19,8 @@ def supervised(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[Run
 
 
 def test_supervisor_writer_supervisor_editor_supervisor_then_the_final_output(
-        supervised: RunningMesh) -> None:
+    supervised: RunningMesh,
+) -> None:
     trace_id = supervised.submit("Why do agents need shared, versioned state?")
     result = supervised.result(trace_id)
     assert result.status == "completed", result.reason
@@ -40,19 +41,29 @@ def test_supervisor_writer_supervisor_editor_supervisor_then_the_final_output(
 
     plan = supervised.snapshot(trace_id).fields["plan"]
     assert plan["passed"] == ["draft", "edit"]
-    assert [(v["stage"], v["passed"]) for v in plan["verdicts"]] == [("draft", True),
-                                                                     ("edit", True)]
+    assert [(v["stage"], v["passed"]) for v in plan["verdicts"]] == [
+        ("draft", True),
+        ("edit", True),
+    ]
 
 
 def test_a_failed_draft_goes_back_to_the_writer_with_the_judges_reasons(
-        supervised: RunningMesh) -> None:
+    supervised: RunningMesh,
+) -> None:
     trace_id = supervised.submit("[strict] Why do agents need shared, versioned state?")
     result = supervised.result(trace_id)
     assert result.status == "completed", result.reason
 
     steps = supervised.hops(trace_id)
-    assert [h.agent for h in steps] == ["supervisor", "writer", "supervisor", "writer",
-                                        "supervisor", "editor", "supervisor"]
+    assert [h.agent for h in steps] == [
+        "supervisor",
+        "writer",
+        "supervisor",
+        "writer",
+        "supervisor",
+        "editor",
+        "supervisor",
+    ]
     assert "draft: FAIL (no numbers" in steps[2].output and steps[2].type == "draft.requested"
     assert "[revised]" in steps[3].output
     state = supervised.snapshot(trace_id).fields

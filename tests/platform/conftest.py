@@ -38,24 +38,36 @@ def listening(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def serve_mcp_over_http(script: Path, port: int, log: Path,
-                        env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def serve_mcp_over_http(
+    script: Path, port: int, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """An MCP server script (``--http PORT``) as its own process, once it listens; its
     output is appended to ``log``."""
     with log.open("ab") as out:
-        server = subprocess.Popen([sys.executable, str(script), "--http", str(port)],
-                                  stdout=out, stderr=subprocess.STDOUT, env=env)
+        server = subprocess.Popen(
+            [sys.executable, str(script), "--http", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     # generous: on a loaded machine importing the server's web stack takes a while
-    wait_until(lambda: listening(port) or server.poll() is not None, 240,
-               message=f"the MCP server {script.name} over HTTP")
+    wait_until(
+        lambda: listening(port) or server.poll() is not None,
+        240,
+        message=f"the MCP server {script.name} over HTTP",
+    )
     assert server.poll() is None, log.read_text()
     return server
 
 
 def observed_env(receiver: OtlpReceiver, targets: Path) -> dict[str, str]:
     """Child environment: spans to the receiver within ~0.2 s, metrics on announced ports."""
-    return {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200",
-            "CHOREO_METRICS_PORT": "0", "CHOREO_METRICS_TARGETS_DIR": str(targets)}
+    return {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_BSP_SCHEDULE_DELAY": "200",
+        "CHOREO_METRICS_PORT": "0",
+        "CHOREO_METRICS_TARGETS_DIR": str(targets),
+    }
 
 
 def scrape(targets: Path, service: str) -> str:
@@ -69,13 +81,18 @@ def scrape(targets: Path, service: str) -> str:
 
 
 @pytest.fixture(scope="package")
-def support_desk(start_mesh_processes: Callable[..., RunningMesh], receiver: OtlpReceiver,
-                 metrics_targets: Path, tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[RunningMesh]:
+def support_desk(
+    start_mesh_processes: Callable[..., RunningMesh],
+    receiver: OtlpReceiver,
+    metrics_targets: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningMesh]:
     """The shipped example, copied so that its database is built fresh, as on first use."""
     folder = tmp_path_factory.mktemp("support-desk") / "support-desk"
-    shutil.copytree(EXAMPLES / "support-desk", folder,
-                    ignore=shutil.ignore_patterns("*.db", "__pycache__"))
-    with start_mesh_processes(folder / "mesh.yaml",
-                              env=observed_env(receiver, metrics_targets)) as mesh:
+    shutil.copytree(
+        EXAMPLES / "support-desk", folder, ignore=shutil.ignore_patterns("*.db", "__pycache__")
+    )
+    with start_mesh_processes(
+        folder / "mesh.yaml", env=observed_env(receiver, metrics_targets)
+    ) as mesh:
         yield mesh

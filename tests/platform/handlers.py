@@ -33,9 +33,19 @@ async def dispatch(step: choreo.Step) -> choreo.Result:
     if word in ("spend", "unreachable"):
         return step.emit(f"{word}.asked")
     step.log.info("dispatching", extra={"word": word})
-    return step.emit("tools.asked", {"seen": {
-        "version": step.version, "hop": step.hop, "hops_left": step.left.hops,
-        "trace": step.trace_id, "read_only": _read_only(step), "event": step.event_type}})
+    return step.emit(
+        "tools.asked",
+        {
+            "seen": {
+                "version": step.version,
+                "hop": step.hop,
+                "hops_left": step.left.hops,
+                "trace": step.trace_id,
+                "read_only": _read_only(step),
+                "event": step.event_type,
+            }
+        },
+    )
 
 
 @choreo.agent
@@ -46,9 +56,28 @@ async def spender(step: choreo.Step) -> choreo.Result:
 
 
 #: What the planner hands out, one a round: every round's state and output are new.
-TICKETS = ("kettle", "lamp", "drill", "tent", "piano", "scooter", "blender", "compass",
-           "violin", "kayak", "easel", "hammock", "lantern", "mixer", "rake", "sextant",
-           "toaster", "ukulele", "wok", "yoyo")
+TICKETS = (
+    "kettle",
+    "lamp",
+    "drill",
+    "tent",
+    "piano",
+    "scooter",
+    "blender",
+    "compass",
+    "violin",
+    "kayak",
+    "easel",
+    "hammock",
+    "lantern",
+    "mixer",
+    "rake",
+    "sextant",
+    "toaster",
+    "ukulele",
+    "wok",
+    "yoyo",
+)
 
 
 @choreo.agent
@@ -58,8 +87,9 @@ async def planner(step: choreo.Step) -> choreo.Result:
     done = int(step.state.get("round") or 0)
     if step.input.startswith("hello") or done == len(TICKETS):
         return step.finish(output=f"checked {done} tickets")
-    return step.emit("check.asked", {"round": done + 1, "ticket": TICKETS[done]},
-                     text=f"ticket {TICKETS[done]}")
+    return step.emit(
+        "check.asked", {"round": done + 1, "ticket": TICKETS[done]}, text=f"ticket {TICKETS[done]}"
+    )
 
 
 @choreo.agent

@@ -14,12 +14,24 @@ from tests.conftest import REPO, RunningMesh
 
 pytestmark = pytest.mark.integration
 
-SCRIPT = {"model": "shop", "rules": [
-    {"when": {"tool": "eligible"}, "reply": "Sorry about the grinder: full refund, on its way."},
-    {"when": {"system": "answer the customer"},
-     "tool_calls": [{"name": "refund_eligibility",
-                     "arguments": {"order_id": "1042", "reason": "damaged"}}]},
-]}
+SCRIPT = {
+    "model": "shop",
+    "rules": [
+        {
+            "when": {"tool": "eligible"},
+            "reply": "Sorry about the grinder: full refund, on its way.",
+        },
+        {
+            "when": {"system": "answer the customer"},
+            "tool_calls": [
+                {
+                    "name": "refund_eligibility",
+                    "arguments": {"order_id": "1042", "reason": "damaged"},
+                }
+            ],
+        },
+    ],
+}
 
 
 def _blocks(language: str) -> list[str]:
@@ -28,8 +40,9 @@ def _blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", example, re.DOTALL)
 
 
-def test_the_documented_example_runs(start_test_mesh: Callable[..., RunningMesh],
-                                     tmp_path: Path) -> None:
+def test_the_documented_example_runs(
+    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+) -> None:
     (tmp_path / "shop.py").write_text(_blocks("python")[0])
     (tmp_path / "mesh.yaml").write_text(_blocks("yaml")[0])
     (tmp_path / "model.yaml").write_text(yaml.safe_dump(SCRIPT))

@@ -36,8 +36,9 @@ class HttpServer:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.process = serve_mcp_over_http(SERVER, self.port, self.log,
-                                           env={**os.environ, "FLAKY_MARKER": str(self.marker)})
+        self.process = serve_mcp_over_http(
+            SERVER, self.port, self.log, env={**os.environ, "FLAKY_MARKER": str(self.marker)}
+        )
 
     def kill(self) -> None:
         assert self.process is not None
@@ -61,9 +62,13 @@ def http_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpServer
 
 
 def flaky_mesh(script: Path, url: str) -> dict[str, Any]:
-    tester = {"model": "scripted", "persona": f"You are the {TESTER}.", "reads": ["input"],
-              "writes": {"answer": "{output}"},
-              "routes": [{"finish": True, "output": "answer"}]}
+    tester = {
+        "model": "scripted",
+        "persona": f"You are the {TESTER}.",
+        "reads": ["input"],
+        "writes": {"answer": "{output}"},
+        "routes": [{"finish": True, "output": "answer"}],
+    }
     return {
         "name": "mcp-restarts",
         "entry": ["job"],
@@ -71,34 +76,56 @@ def flaky_mesh(script: Path, url: str) -> dict[str, Any]:
         "state": {"answer": {"reducer": "replace"}},
         "models": {"scripted": {"model": "flaky", "script": str(script)}},
         "agents": [
-            {"name": "forward", "kind": "python", "handler": "handlers:forward",
-             "subscribe": ["job"], "emit": ["local.asked", "remote.asked"]},
-            {"name": "local", "subscribe": ["local.asked"], **tester,
-             "tools": [{"mcp": "flaky", "command": ["python", str(SERVER)]}]},
+            {
+                "name": "forward",
+                "kind": "python",
+                "handler": "handlers:forward",
+                "subscribe": ["job"],
+                "emit": ["local.asked", "remote.asked"],
+            },
+            {
+                "name": "local",
+                "subscribe": ["local.asked"],
+                **tester,
+                "tools": [{"mcp": "flaky", "command": ["python", str(SERVER)]}],
+            },
             # a call the agent did not see fail would end only at this timeout, long after
             # the test has given up waiting for its result
-            {"name": "remote", "subscribe": ["remote.asked"], **tester,
-             "tools": [{"mcp": "flaky", "url": url, "timeout_s": 600}]},
+            {
+                "name": "remote",
+                "subscribe": ["remote.asked"],
+                **tester,
+                "tools": [{"mcp": "flaky", "url": url, "timeout_s": 600}],
+            },
         ],
     }
 
 
-SCRIPT = {"model": "flaky", "rules": [
-    {"when": {"system": TESTER, "tool": "."}, "reply": "DONE"},
-    *({"when": {"system": TESTER, "user": rf"\b{name}\b"}, "tool_calls": [{"name": name}]}
-      for name in ("pid", "die", "hang")),
-]}
+SCRIPT = {
+    "model": "flaky",
+    "rules": [
+        {"when": {"system": TESTER, "tool": "."}, "reply": "DONE"},
+        *(
+            {"when": {"system": TESTER, "user": rf"\b{name}\b"}, "tool_calls": [{"name": name}]}
+            for name in ("pid", "die", "hang")
+        ),
+    ],
+}
 
 
 @pytest.fixture(scope="module")
-def mesh(start_mesh_processes: Callable[..., RunningMesh], http_server: HttpServer,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
+def mesh(
+    start_mesh_processes: Callable[..., RunningMesh],
+    http_server: HttpServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningMesh]:
     base = tmp_path_factory.mktemp("mcp-restarts")
     script = base / "model.yaml"
     script.write_text(yaml.safe_dump(SCRIPT))
     # the results themselves in the hop records: which process answered
-    with start_mesh_processes(flaky_mesh(script, http_server.url), base_dir=base,
-                              env={"CHOREO_TRACE_CONTENT": "true"}) as running:
+    with start_mesh_processes(
+        flaky_mesh(script, http_server.url), base_dir=base, env={"CHOREO_TRACE_CONTENT": "true"}
+    ) as running:
         yield running
 
 
@@ -116,8 +143,7 @@ def agent_log(mesh: RunningMesh, name: str) -> str:
     return mesh.group.find(f"{name}-1").log_path.read_text()
 
 
-def test_a_stdio_server_that_dies_is_started_again_for_the_next_step(
-        mesh: RunningMesh) -> None:
+def test_a_stdio_server_that_dies_is_started_again_for_the_next_step(mesh: RunningMesh) -> None:
     first = call(mesh, "local pid")
     assert first.status == "ok" and first.result is not None
     died = call(mesh, "local die")  # the server exits while answering
@@ -126,15 +152,19 @@ def test_a_stdio_server_that_dies_is_started_again_for_the_next_step(
     assert second.status == "ok" and second.result not in (None, first.result)
     # killed between steps: its output ends, so the next call starts a new one first
     os.kill(int(second.result or 0), signal.SIGKILL)
-    wait_until(lambda: agent_log(mesh, "local").count("mcp server ended the session") >= 2,
-               60, message="the agent to see the server's output end")
+    wait_until(
+        lambda: agent_log(mesh, "local").count("mcp server ended the session") >= 2,
+        60,
+        message="the agent to see the server's output end",
+    )
     third = call(mesh, "local pid")
     assert third.status == "ok" and third.result not in (first.result, second.result)
     assert mesh.group.failed() == []
 
 
 def test_an_http_server_killed_mid_call_or_restarted_is_reached_again(
-        mesh: RunningMesh, http_server: HttpServer) -> None:
+    mesh: RunningMesh, http_server: HttpServer
+) -> None:
     assert http_server.process is not None
     first = call(mesh, "remote pid")
     assert (first.status, first.result) == ("ok", str(http_server.process.pid))

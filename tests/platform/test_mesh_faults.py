@@ -24,8 +24,11 @@ pytestmark = pytest.mark.integration
 def kb_over_http(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The example's knowledge-base MCP server, as its own process on streamable HTTP."""
     port = free_port()
-    server = serve_mcp_over_http(EXAMPLES / "support-desk" / "kb_server.py", port,
-                                 tmp_path_factory.mktemp("kb-http") / "kb.log")
+    server = serve_mcp_over_http(
+        EXAMPLES / "support-desk" / "kb_server.py",
+        port,
+        tmp_path_factory.mktemp("kb-http") / "kb.log",
+    )
     try:
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
@@ -39,86 +42,158 @@ def faults_mesh(kb_url: str) -> dict[str, Any]:
         "entry": ["job"],
         "python_path": [str(HERE)],
         "state": {"seen": {"reducer": "replace"}, "answer": {"reducer": "replace"}},
-        "models": {"scripted": {"model": "platform", "script": str(HERE / "model.yaml"),
-                                "price_in_per_mtok": 1.0, "price_out_per_mtok": 1.0}},
+        "models": {
+            "scripted": {
+                "model": "platform",
+                "script": str(HERE / "model.yaml"),
+                "price_in_per_mtok": 1.0,
+                "price_out_per_mtok": 1.0,
+            }
+        },
         "budgets": {"max_hops": 6, "max_seconds": 120},
         "agents": [
-            {"name": "dispatch", "kind": "python", "handler": "handlers:dispatch",
-             "subscribe": ["job"], "emit": ["tools.asked", "spend.asked", "unreachable.asked"],
-             "timeout_s": 2},
-            {"name": "spender", "kind": "python", "handler": "handlers:spender",
-             "subscribe": ["spend.asked"], "model": "scripted"},
-            {"name": "stranded", "subscribe": ["unreachable.asked"], "model": "scripted",
-             "persona": "You are the tool tester.", "routes": [{"fail": True}],
-             "tools": [{"mcp": "gone", "command": ["python", "-c", "raise SystemExit(3)"],
-                        "timeout_s": 5}]},
-            {"name": "toolbot", "subscribe": ["tools.asked"], "model": "scripted",
-             "persona": "You are the tool tester.", "reads": ["input"],
-             "tools": [{"function": "platform_tools:add"},
-                       {"function": "platform_tools:boom"},
-                       {"function": "platform_tools:slow", "timeout_s": 1},
-                       {"mcp": "calc", "command": ["python", str(HERE / "calc_mcp.py")]},
-                       {"mcp": "kb", "url": kb_url}],
-             "max_tool_calls": 8, "writes": {"answer": "{output}"},
-             "routes": [{"when": "^DONE", "finish": True, "output": "answer"},
-                        {"fail": True}]},
+            {
+                "name": "dispatch",
+                "kind": "python",
+                "handler": "handlers:dispatch",
+                "subscribe": ["job"],
+                "emit": ["tools.asked", "spend.asked", "unreachable.asked"],
+                "timeout_s": 2,
+            },
+            {
+                "name": "spender",
+                "kind": "python",
+                "handler": "handlers:spender",
+                "subscribe": ["spend.asked"],
+                "model": "scripted",
+            },
+            {
+                "name": "stranded",
+                "subscribe": ["unreachable.asked"],
+                "model": "scripted",
+                "persona": "You are the tool tester.",
+                "routes": [{"fail": True}],
+                "tools": [
+                    {
+                        "mcp": "gone",
+                        "command": ["python", "-c", "raise SystemExit(3)"],
+                        "timeout_s": 5,
+                    }
+                ],
+            },
+            {
+                "name": "toolbot",
+                "subscribe": ["tools.asked"],
+                "model": "scripted",
+                "persona": "You are the tool tester.",
+                "reads": ["input"],
+                "tools": [
+                    {"function": "platform_tools:add"},
+                    {"function": "platform_tools:boom"},
+                    {"function": "platform_tools:slow", "timeout_s": 1},
+                    {"mcp": "calc", "command": ["python", str(HERE / "calc_mcp.py")]},
+                    {"mcp": "kb", "url": kb_url},
+                ],
+                "max_tool_calls": 8,
+                "writes": {"answer": "{output}"},
+                "routes": [{"when": "^DONE", "finish": True, "output": "answer"}, {"fail": True}],
+            },
         ],
     }
 
 
 @pytest.fixture(scope="module")
-def mesh(start_mesh_processes: Callable[..., RunningMesh], kb_over_http: str,
-         receiver: OtlpReceiver, metrics_targets: Path,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
-    with start_mesh_processes(faults_mesh(kb_over_http),
-                              base_dir=tmp_path_factory.mktemp("faults"),
-                              env=observed_env(receiver, metrics_targets)) as running:
+def mesh(
+    start_mesh_processes: Callable[..., RunningMesh],
+    kb_over_http: str,
+    receiver: OtlpReceiver,
+    metrics_targets: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RunningMesh]:
+    with start_mesh_processes(
+        faults_mesh(kb_over_http),
+        base_dir=tmp_path_factory.mktemp("faults"),
+        env=observed_env(receiver, metrics_targets),
+    ) as running:
         yield running
 
 
-def test_python_agent_state_and_every_kind_of_tool_call(mesh: RunningMesh,
-                                                        receiver: OtlpReceiver,
-                                                        metrics_targets: Path) -> None:
+def test_python_agent_state_and_every_kind_of_tool_call(
+    mesh: RunningMesh, receiver: OtlpReceiver, metrics_targets: Path
+) -> None:
     trace_id = mesh.submit("go")
     result = mesh.result(trace_id)
     assert result.status == "completed", result.reason
     assert result.output == "DONE: every tool answered"
     seen = mesh.snapshot(trace_id).fields["seen"]
-    assert seen == {"version": 1, "hop": 1, "hops_left": 5, "trace": trace_id,
-                    "read_only": True, "event": "job"}
+    assert seen == {
+        "version": 1,
+        "hop": 1,
+        "hops_left": 5,
+        "trace": trace_id,
+        "read_only": True,
+        "event": "job",
+    }
     dispatch, toolbot = mesh.hops(trace_id)
     assert dispatch.agent == "dispatch" and dispatch.status == "ok"
     statuses = [(c.name, c.status, c.server) for c in toolbot.tool_calls]
-    assert statuses == [("add", "ok", None), ("boom", "error", None),
-                        ("slow", "timeout", None), ("multiply", "ok", "mcp:calc"),
-                        ("kb_search", "ok", "mcp:kb"), ("add", "invalid", None)]
+    assert statuses == [
+        ("add", "ok", None),
+        ("boom", "error", None),
+        ("slow", "timeout", None),
+        ("multiply", "ok", "mcp:calc"),
+        ("kb_search", "ok", "mcp:kb"),
+        ("add", "invalid", None),
+    ]
     assert len({(c.name, c.args_sha256) for c in toolbot.tool_calls}) == 6
     assert len(mesh.results(trace_id)) == 1
     text = scrape(metrics_targets, "agent:toolbot")
-    for tool, status in (("multiply", "ok"), ("kb_search", "ok"), ("boom", "error"),
-                         ("slow", "timeout"), ("add", "invalid")):
+    for tool, status in (
+        ("multiply", "ok"),
+        ("kb_search", "ok"),
+        ("boom", "error"),
+        ("slow", "timeout"),
+        ("add", "invalid"),
+    ):
         assert f'choreo_tool_calls_total{{status="{status}",tool="{tool}"}} 1.0' in text
-    spans = wait_until(lambda: {s.attributes.get("choreo.tool.server") for s in receiver.spans()
-                                if s.name in ("execute_tool multiply", "execute_tool kb_search")
-                                } >= {"mcp:calc", "mcp:kb"}, 30, message="MCP tool spans")
+    spans = wait_until(
+        lambda: (
+            {
+                s.attributes.get("choreo.tool.server")
+                for s in receiver.spans()
+                if s.name in ("execute_tool multiply", "execute_tool kb_search")
+            }
+            >= {"mcp:calc", "mcp:kb"}
+        ),
+        30,
+        message="MCP tool spans",
+    )
     assert spans
-    shown = subprocess.run([*CHOREO, "trace", trace_id], env=mesh.env(), capture_output=True,
-                           text=True, timeout=120)
+    shown = subprocess.run(
+        [*CHOREO, "trace", trace_id], env=mesh.env(), capture_output=True, text=True, timeout=120
+    )
     assert "tool multiply @mcp:calc" in shown.stdout
     assert "tool kb_search @mcp:kb" in shown.stdout
     assert "timeout" in shown.stdout
 
 
-@pytest.mark.parametrize(("task", "reason"), [
-    ("raise", "dispatch: LookupError: no order 7 on file"),
-    ("hang", "dispatch: handler did not return within 2s"),
-    ("wrong", "dispatch: handler returned dict, not a choreo.Result"),
-    ("elsewhere", "dispatch: emitted 'elsewhere', not in its emit list ['tools.asked', "
-                  "'spend.asked', 'unreachable.asked']"),
-    ("unjson", "dispatch: writes or output are not JSON"),
-])
-def test_broken_user_code_fails_the_step_not_the_service(mesh: RunningMesh, task: str,
-                                                         reason: str) -> None:
+@pytest.mark.parametrize(
+    ("task", "reason"),
+    [
+        ("raise", "dispatch: LookupError: no order 7 on file"),
+        ("hang", "dispatch: handler did not return within 2s"),
+        ("wrong", "dispatch: handler returned dict, not a choreo.Result"),
+        (
+            "elsewhere",
+            "dispatch: emitted 'elsewhere', not in its emit list ['tools.asked', "
+            "'spend.asked', 'unreachable.asked']",
+        ),
+        ("unjson", "dispatch: writes or output are not JSON"),
+    ],
+)
+def test_broken_user_code_fails_the_step_not_the_service(
+    mesh: RunningMesh, task: str, reason: str
+) -> None:
     trace_id = mesh.submit(task)
     result = mesh.result(trace_id)
     assert result.status == "failed"
@@ -127,8 +202,7 @@ def test_broken_user_code_fails_the_step_not_the_service(mesh: RunningMesh, task
     assert mesh.group.failed() == []
 
 
-def test_an_mcp_server_that_cannot_start_fails_the_step_not_the_service(
-        mesh: RunningMesh) -> None:
+def test_an_mcp_server_that_cannot_start_fails_the_step_not_the_service(mesh: RunningMesh) -> None:
     trace_id = mesh.submit("unreachable")
     result = mesh.result(trace_id)
     assert result.status == "failed"

@@ -18,21 +18,40 @@ from choreo.schemas import Budget, Envelope, Totals, Usage
 
 
 def test_help_shows_the_documented_api() -> None:
-    shown = subprocess.run([sys.executable, "-c", "import choreo; help(choreo)"],
-                           capture_output=True, text=True, timeout=60,
-                           env={"PAGER": "cat", "TERM": "dumb"})
+    shown = subprocess.run(
+        [sys.executable, "-c", "import choreo; help(choreo)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PAGER": "cat", "TERM": "dumb"},
+    )
     assert shown.returncode == 0, shown.stderr
-    for name in ("agent(", "tool(", "class Step", "class Result", "class BudgetLeft",
-                 "class ToolError", "choreo up mesh.yaml", "kind: python"):
+    for name in (
+        "agent(",
+        "tool(",
+        "class Step",
+        "class Result",
+        "class BudgetLeft",
+        "class ToolError",
+        "choreo up mesh.yaml",
+        "kind: python",
+    ):
         assert name in shown.stdout, name
     assert all(getattr(choreo, name).__doc__ for name in choreo.__all__ if name != "__version__")
     assert repr(choreo.Step).endswith("'choreo.Step'>")
 
 
 def _event(**fields: object) -> Envelope:
-    return Envelope(event_id="e1", trace_id="t1", type="order.asked", source="triage", hop=2,
-                    state_version=4, state={"input": "order 1042", "items": [1]},
-                    **fields)  # type: ignore[arg-type]
+    return Envelope(
+        event_id="e1",
+        trace_id="t1",
+        type="order.asked",
+        source="triage",
+        hop=2,
+        state_version=4,
+        state={"input": "order 1042", "items": [1]},
+        **fields,
+    )  # type: ignore[arg-type]
 
 
 def test_the_step_is_a_read_only_view_of_its_event() -> None:
@@ -44,17 +63,23 @@ def test_the_step_is_a_read_only_view_of_its_event() -> None:
     assert step._event.state == {"input": "order 1042", "items": [1]}
     result = step.emit("order.found", {"order": 1}, text="found")
     assert (result.action, result.event_type, dict(result.writes)) == (
-        "emit", "order.found", {"order": 1})
+        "emit",
+        "order.found",
+        {"order": 1},
+    )
     assert step.fail("gone").reason == "gone"
     assert step.finish("order").output_field == "order"
 
 
 def test_budget_left_counts_the_trace_and_the_step() -> None:
     deadline = datetime(2030, 1, 1, tzinfo=UTC)
-    event = _event(budget=Budget(max_hops=5, max_tokens=100, max_cost=1.0, deadline=deadline),
-                   totals=Totals(tokens_in=30, tokens_out=20, cost=0.25))
-    remaining = left(event, Usage(tokens_in=10, tokens_out=5, cost=0.5),
-                     now=deadline - timedelta(seconds=9))
+    event = _event(
+        budget=Budget(max_hops=5, max_tokens=100, max_cost=1.0, deadline=deadline),
+        totals=Totals(tokens_in=30, tokens_out=20, cost=0.25),
+    )
+    remaining = left(
+        event, Usage(tokens_in=10, tokens_out=5, cost=0.5), now=deadline - timedelta(seconds=9)
+    )
     assert remaining == choreo.BudgetLeft(hops=2, tokens=35, cost=0.25, seconds=9.0)
     assert remaining.cap(None) == 35 and remaining.cap(10) == 10
     assert remaining.exhausted() is None
@@ -73,10 +98,13 @@ def test_the_decorator_wants_an_async_function() -> None:
         choreo.agent(lambda step: step)  # type: ignore[arg-type, return-value]
 
 
-SCRIPT = {"model": "t", "rules": [
-    {"when": {"tool": "^7$"}, "reply": "seven"},
-    {"when": {"user": "add"}, "tool_calls": [{"name": "add", "arguments": {"a": 3, "b": 4}}]},
-]}
+SCRIPT = {
+    "model": "t",
+    "rules": [
+        {"when": {"tool": "^7$"}, "reply": "seven"},
+        {"when": {"user": "add"}, "tool_calls": [{"name": "add", "arguments": {"a": 3, "b": 4}}]},
+    ],
+}
 
 
 def test_the_scripted_model_asks_for_tools_then_reads_their_results() -> None:
@@ -89,8 +117,9 @@ def test_the_scripted_model_asks_for_tools_then_reads_their_results() -> None:
     assert call["function"] == {"name": "add", "arguments": '{"a": 3, "b": 4}'}
     assert answer["message"]["content"] is None
     second = [*first, ("assistant", ""), ("tool", "7")]
-    again = completion(script, matching_rule(script, "t", second), body + b" ",
-                       second)["choices"][0]
+    again = completion(script, matching_rule(script, "t", second), body + b" ", second)["choices"][
+        0
+    ]
     assert again["message"] == {"role": "assistant", "content": "seven"}
 
 

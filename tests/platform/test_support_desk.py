@@ -19,7 +19,8 @@ BROKEN = "My order 1042 arrived broken, can I get a refund?"
 
 
 def test_a_refund_request_flows_through_python_code_tools_and_mcp(
-        support_desk: RunningMesh) -> None:
+    support_desk: RunningMesh,
+) -> None:
     trace_id = support_desk.submit(BROKEN)
     result = support_desk.result(trace_id)
     assert result.status == "completed", result.reason
@@ -43,13 +44,22 @@ def test_a_refund_request_flows_through_python_code_tools_and_mcp(
 
 
 def test_tool_calls_are_spans_metrics_and_lines_of_choreo_trace(
-        support_desk: RunningMesh, receiver: OtlpReceiver, metrics_targets: Path) -> None:
+    support_desk: RunningMesh, receiver: OtlpReceiver, metrics_targets: Path
+) -> None:
     trace_id = support_desk.submit(BROKEN)
     assert support_desk.result(trace_id).status == "completed"
-    spans = wait_until(lambda: [s for s in receiver.spans()
-                                if s.name.startswith("execute_tool")
-                                and s.service == "choreo-agent-desk"] or None,
-                       30, message="execute_tool spans")
+    spans = wait_until(
+        lambda: (
+            [
+                s
+                for s in receiver.spans()
+                if s.name.startswith("execute_tool") and s.service == "choreo-agent-desk"
+            ]
+            or None
+        ),
+        30,
+        message="execute_tool spans",
+    )
     names = {s.attributes["gen_ai.tool.name"] for s in spans}
     assert {"refund_eligibility", "kb_search"} <= names
     kb = next(s for s in spans if s.attributes["gen_ai.tool.name"] == "kb_search")
@@ -57,8 +67,13 @@ def test_tool_calls_are_spans_metrics_and_lines_of_choreo_trace(
     assert kb.attributes["choreo.tool.status"] == "ok"
     text = scrape(metrics_targets, "agent:desk")
     assert 'choreo_tool_calls_total{status="ok",tool="kb_search"}' in text
-    shown = subprocess.run([*CHOREO, "trace", trace_id], env=support_desk.env(),
-                           capture_output=True, text=True, timeout=120)
+    shown = subprocess.run(
+        [*CHOREO, "trace", trace_id],
+        env=support_desk.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert shown.returncode == 0, shown.stderr
     assert "tool kb_search @mcp:kb" in shown.stdout
     assert "tool refund_eligibility" in shown.stdout

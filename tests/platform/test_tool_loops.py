@@ -46,18 +46,35 @@ def loop_script() -> dict[str, Any]:
     """The checker's model: once a tool answered, a new sentence about the ticket; before,
     the case's call (``case: fresh`` asks about the ticket itself)."""
     rules: list[dict[str, Any]] = [
-        {"when": {"system": CHECKER, "user": rf"## ticket\n{t}\b", "tool": "."},
-         "reply": f"{t.title()}: checked, the {t} can ship."} for t in TICKETS]
+        {
+            "when": {"system": CHECKER, "user": rf"## ticket\n{t}\b", "tool": "."},
+            "reply": f"{t.title()}: checked, the {t} can ship.",
+        }
+        for t in TICKETS
+    ]
     for case, (name, arguments) in CASES.items():
-        rules.append({"when": {"system": CHECKER,
-                               "user": rf"(?s)case: {case}\b.*## ticket\n(?:{FLIPPED})\b"},
-                      "tool_calls": [{"name": name,
-                                      "arguments": dict(reversed(arguments.items()))}]})
-        rules.append({"when": {"system": CHECKER, "user": rf"case: {case}\b"},
-                      "tool_calls": [{"name": name, "arguments": arguments}]})
-    rules += [{"when": {"system": CHECKER, "user": rf"(?s)case: fresh\b.*## ticket\n{t}\b"},
-               "tool_calls": [{"name": "stock", "arguments": {"sku": t, "warehouse": "north"}}]}
-              for t in TICKETS]
+        rules.append(
+            {
+                "when": {
+                    "system": CHECKER,
+                    "user": rf"(?s)case: {case}\b.*## ticket\n(?:{FLIPPED})\b",
+                },
+                "tool_calls": [{"name": name, "arguments": dict(reversed(arguments.items()))}],
+            }
+        )
+        rules.append(
+            {
+                "when": {"system": CHECKER, "user": rf"case: {case}\b"},
+                "tool_calls": [{"name": name, "arguments": arguments}],
+            }
+        )
+    rules += [
+        {
+            "when": {"system": CHECKER, "user": rf"(?s)case: fresh\b.*## ticket\n{t}\b"},
+            "tool_calls": [{"name": "stock", "arguments": {"sku": t, "warehouse": "north"}}],
+        }
+        for t in TICKETS
+    ]
     # calls as slow as the watchdog benchmark's, so the loop is halted long before the
     # tickets run out even on a loaded machine
     return {"model": "loops", "latency_ms": 200, "rules": rules}
@@ -72,21 +89,35 @@ def loop_mesh(script: Path) -> dict[str, Any]:
         "models": {"scripted": {"model": "loops", "script": str(script)}},
         "budgets": {"max_hops": 60, "max_seconds": 600},
         "agents": [
-            {"name": "planner", "kind": "python", "handler": "handlers:planner",
-             "subscribe": ["job", "checked"], "emit": ["check.asked"]},
-            {"name": "checker", "subscribe": ["check.asked"], "model": "scripted",
-             "persona": f"You are the {CHECKER}.", "reads": ["input", "ticket"],
-             "tools": [{"function": "platform_tools:stock"},
-                       {"mcp": "calc", "command": ["python", str(HERE / "calc_mcp.py")]}],
-             "max_tool_calls": 4, "writes": {"note": "{output}"},
-             "routes": [{"emit": "checked"}]},
+            {
+                "name": "planner",
+                "kind": "python",
+                "handler": "handlers:planner",
+                "subscribe": ["job", "checked"],
+                "emit": ["check.asked"],
+            },
+            {
+                "name": "checker",
+                "subscribe": ["check.asked"],
+                "model": "scripted",
+                "persona": f"You are the {CHECKER}.",
+                "reads": ["input", "ticket"],
+                "tools": [
+                    {"function": "platform_tools:stock"},
+                    {"mcp": "calc", "command": ["python", str(HERE / "calc_mcp.py")]},
+                ],
+                "max_tool_calls": 4,
+                "writes": {"note": "{output}"},
+                "routes": [{"emit": "checked"}],
+            },
         ],
     }
 
 
 @pytest.fixture(scope="module")
-def looping(start_mesh_processes: Callable[..., RunningMesh],
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMesh]:
+def looping(
+    start_mesh_processes: Callable[..., RunningMesh], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningMesh]:
     """The mesh with its watchdog, once the watchdog reads: a loop started before it joined
     its group would run into the hop budget instead."""
     base = tmp_path_factory.mktemp("tool-loops")
@@ -95,8 +126,12 @@ def looping(start_mesh_processes: Callable[..., RunningMesh],
     with start_mesh_processes(loop_mesh(script), base_dir=base, watchdog=True) as mesh:
         healthy = mesh.submit("hello")
         assert mesh.result(healthy).status == "completed"
-        wait_until(partial(read_by_watchdog, mesh, healthy), 240, interval=1.0,
-                   message="the watchdog to join and read")
+        wait_until(
+            partial(read_by_watchdog, mesh, healthy),
+            240,
+            interval=1.0,
+            message="the watchdog to join and read",
+        )
         yield mesh
 
 
@@ -104,8 +139,7 @@ def read_by_watchdog(mesh: RunningMesh, trace_id: str) -> bool:
     return bool(mesh.run(caught_up(mesh.bootstrap, mesh.settings, trace_id)))
 
 
-def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(
-        looping: RunningMesh) -> None:
+def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(looping: RunningMesh) -> None:
     url = looping.group.env[env_var("scripted", "BASE_URL")]
     before = server_stats(url)["completions"]
     traces = {case: looping.submit(f"case: {case}") for case in CASES}
@@ -113,16 +147,26 @@ def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(
         result = looping.result(trace_id, timeout=240)
         assert (result.status, result.reason) == ("halted", "loop.tool_repeat"), result.reason
     # Every call the model server answered is in a step record, the one in flight included.
-    wait_until(lambda: server_stats(url)["completions"] - before == sum(
-        r.usage.calls for t in traces.values() for r in looping.steps(t, "checker")), 60,
-        message="the last step in flight to write its record")
+    wait_until(
+        lambda: (
+            server_stats(url)["completions"] - before
+            == sum(r.usage.calls for t in traces.values() for r in looping.steps(t, "checker"))
+        ),
+        60,
+        message="the last step in flight to write its record",
+    )
     for case, trace_id in traces.items():
-        wait_until(partial(read_by_watchdog, looping, trace_id), 120, interval=1.0,
-                   message=f"the watchdog to read trace {trace_id}")
+        wait_until(
+            partial(read_by_watchdog, looping, trace_id),
+            120,
+            interval=1.0,
+            message=f"the watchdog to read trace {trace_id}",
+        )
         seen = looping.run(observe(looping.bootstrap, looping.settings, trace_id))
         assert [(v.action, v.agent, v.reason) for v in seen.verdicts] == [
             ("persona_shift", "checker", "loop.tool_repeat"),
-            ("halt", "checker", "loop.tool_repeat")], case
+            ("halt", "checker", "loop.tool_repeat"),
+        ], case
         shift, halt = seen.verdicts
         name, _ = CASES[case]
         (matched,) = shift.evidence["matched"]  # no other rule saw a loop
@@ -130,29 +174,37 @@ def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(
         checker = [h for h in seen.hops if h.agent == "checker"]
         assert all(len(h.tool_calls) == 1 and h.tool_calls[0].status == "ok" for h in checker)
         assert {(h.tool_calls[0].name, h.tool_calls[0].args_sha256) for h in checker} == {
-            (name, matched["details"]["args_sha256"])}  # both argument orders: one call
+            (name, matched["details"]["args_sha256"])
+        }  # both argument orders: one call
         (result,) = seen.results
         (escalation,) = seen.escalations
         assert (escalation.reason, escalation.evidence["verdict_id"]) == (
-            "loop.tool_repeat", halt.verdict_id)
+            "loop.tool_repeat",
+            halt.verdict_id,
+        )
         # Nothing folded after the halt; of the model's work only the step running when the
         # halt landed is not in the trace's usage.
         assert all(h.created_at <= result.finished_at for h in seen.hops)
         assert result.usage.hops == len(seen.hops)
         folded = {h.event_id for h in checker}
-        assert len([r for r in looping.steps(trace_id, "checker")
-                    if r.event_id not in folded]) <= STEPS_IN_FLIGHT
+        assert (
+            len([r for r in looping.steps(trace_id, "checker") if r.event_id not in folded])
+            <= STEPS_IN_FLIGHT
+        )
         assert len(checker) < len(TICKETS)  # halted, not run out of tickets
 
 
-def test_the_same_tool_with_new_arguments_on_every_step_is_not_a_loop(
-        looping: RunningMesh) -> None:
+def test_the_same_tool_with_new_arguments_on_every_step_is_not_a_loop(looping: RunningMesh) -> None:
     trace_id = looping.submit("case: fresh")
     result = looping.result(trace_id, timeout=240)
     assert result.status == "completed", result.reason
     assert result.output == f"checked {len(TICKETS)} tickets"
-    wait_until(partial(read_by_watchdog, looping, trace_id), 120, interval=1.0,
-               message="the watchdog to read the trace")
+    wait_until(
+        partial(read_by_watchdog, looping, trace_id),
+        120,
+        interval=1.0,
+        message="the watchdog to read the trace",
+    )
     seen = looping.run(observe(looping.bootstrap, looping.settings, trace_id))
     assert seen.verdicts == [] and seen.escalations == []
     calls = [c for h in seen.hops for c in h.tool_calls]

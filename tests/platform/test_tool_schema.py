@@ -20,8 +20,9 @@ from choreo.tools.schema import parse_docstring
 
 
 @choreo.tool
-async def search_docs(query: str, limit: Annotated[int, Field(ge=1, le=20)] = 5,
-                      kind: Literal["faq", "guide"] = "faq") -> list[str]:
+async def search_docs(
+    query: str, limit: Annotated[int, Field(ge=1, le=20)] = 5, kind: Literal["faq", "guide"] = "faq"
+) -> list[str]:
     """Search the team's docs.
 
     Longer text the model does not need.
@@ -52,11 +53,18 @@ def test_schema_comes_from_hints_and_docstring() -> None:
     assert tool.name == "search_docs"
     assert tool.description.startswith("Search the team's docs.")
     assert tool.parameters == {
-        "type": "object", "additionalProperties": False, "required": ["query"],
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["query"],
         "properties": {
             "query": {"type": "string", "description": "Words to look for, as typed."},
-            "limit": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5,
-                      "description": "Most hits to return."},
+            "limit": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 20,
+                "default": 5,
+                "description": "Most hits to return.",
+            },
             "kind": {"type": "string", "enum": ["faq", "guide"], "default": "faq"},
         },
     }
@@ -68,13 +76,17 @@ def test_the_decorated_function_stays_callable_and_keeps_options() -> None:
     assert (tool.name, tool.timeout_s) == ("lookup", 3)
 
 
-@pytest.mark.parametrize(("arguments", "status", "message"), [
-    ({"query": "q", "limit": 50}, "invalid", "limit: Input should be less than or equal to 20"),
-    ({"limit": 2}, "invalid", "query: Field required"),
-    ({"query": "q", "extra": 1}, "invalid", "extra: Extra inputs are not permitted"),
-])
-def test_arguments_are_checked_before_the_call(arguments: dict[str, Any], status: str,
-                                               message: str) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "status", "message"),
+    [
+        ({"query": "q", "limit": 50}, "invalid", "limit: Input should be less than or equal to 20"),
+        ({"limit": 2}, "invalid", "query: Field required"),
+        ({"query": "q", "extra": 1}, "invalid", "extra: Extra inputs are not permitted"),
+    ],
+)
+def test_arguments_are_checked_before_the_call(
+    arguments: dict[str, Any], status: str, message: str
+) -> None:
     with pytest.raises(ToolFailure) as failure:
         asyncio.run(FunctionTool(search_docs).call(arguments))
     assert failure.value.status == status
@@ -92,6 +104,7 @@ def test_results_and_errors_are_text_for_the_model() -> None:
 
 def test_a_parameter_without_a_hint_is_refused_at_decoration() -> None:
     with pytest.raises(TypeError, match="needs a type hint"):
+
         @choreo.tool
         def untyped(x):  # type: ignore[no-untyped-def]
             return x
@@ -111,14 +124,19 @@ def test_docstring_sections_and_continuations() -> None:
     assert args == {"first": "One and more.", "rest": "The others."}
 
 
-_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=3)
-                     | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=10)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
 
 
 @given(st.dictionaries(st.text(max_size=6), _json, max_size=5))
 def test_the_same_arguments_hash_the_same_whatever_their_order_and_spacing(
-        arguments: dict[str, Any]) -> None:
+    arguments: dict[str, Any],
+) -> None:
     reordered = dict(reversed(list(arguments.items())))
     first = canonical_arguments(json.dumps(arguments))
     second = canonical_arguments(json.dumps(reordered, indent=2))
@@ -127,7 +145,8 @@ def test_the_same_arguments_hash_the_same_whatever_their_order_and_spacing(
 
 
 def test_arguments_and_results_are_kept_only_when_content_is_recorded(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from choreo.observe import telemetry
     from choreo.tools.record import make_record
 

@@ -28,11 +28,13 @@ def sandbox_limits() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory,
-            sandbox_limits: dict[str, str]) -> Iterator[Service]:
+def sandbox(
+    tmp_path_factory: pytest.TempPathFactory, sandbox_limits: dict[str, str]
+) -> Iterator[Service]:
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
-    service = start_service(socket=tmp_path_factory.mktemp("sandbox") / "api.sock",
-                            env=sandbox_limits)
+    service = start_service(
+        socket=tmp_path_factory.mktemp("sandbox") / "api.sock", env=sandbox_limits
+    )
     yield service
     service.stop()

@@ -24,7 +24,8 @@ START_TIMEOUT_S = 60.0
 
 requires_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None,
-    reason="bubblewrap is not installed (apt-get install bubblewrap); the sandbox cannot run")
+    reason="bubblewrap is not installed (apt-get install bubblewrap); the sandbox cannot run",
+)
 
 
 @dataclass
@@ -58,16 +59,23 @@ class Service:
         return err
 
 
-def start_service(*, socket: Path | None = None, port: int | None = None,
-                  env: dict[str, str] | None = None) -> Service:
+def start_service(
+    *, socket: Path | None = None, port: int | None = None, env: dict[str, str] | None = None
+) -> Service:
     """Start the service and wait for its ``listening on`` line."""
     args = [sys.executable, "-m", "choreo.sandbox"]
     if socket is not None:
         args += ["--socket", str(socket)]
     if port is not None:
         args += ["--port", str(port)]
-    process = subprocess.Popen(args, cwd=REPO, env={**os.environ, **(env or {})}, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        args,
+        cwd=REPO,
+        env={**os.environ, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)

@@ -69,28 +69,32 @@ print(children)
     assert 0 < int(counted.stdout) < int(sandbox_limits["CHOREO_SANDBOX_MAX_PROCESSES"])
     wait_until_no_sandbox_processes()  # the sleeping children died with the run
 
-    bomb = sandbox.run("import os\nwhile True:\n    try:\n        os.fork()\n"
-                       "    except OSError:\n        pass\n", timeout_s=3)
+    bomb = sandbox.run(
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+        timeout_s=3,
+    )
     assert bomb.status in ("timeout", "killed"), bomb
 
 
 def test_memory_bomb_is_contained(sandbox: Service) -> None:
-    result = sandbox.run("""
+    result = sandbox.run(
+        """
 hog = []
 try:
     while True:
         hog.append(bytearray(16 * 1024 * 1024))
 except MemoryError:
     print("refused after", len(hog) * 16, "MiB")
-""", timeout_s=30)  # generous wall clock: the memory limit, not the clock, must stop it
+""",
+        timeout_s=30,
+    )  # generous wall clock: the memory limit, not the clock, must stop it
     assert result.status == "ok", result.stderr
     refused_at = int(result.stdout.split()[2])
     assert refused_at < 256  # CHOREO_SANDBOX_MEMORY_MB
 
 
 def test_sleeping_forever_is_killed_by_the_wall_clock(sandbox: Service) -> None:
-    result = sandbox.run("import time\nprint('started', flush=True)\ntime.sleep(600)",
-                         timeout_s=1)
+    result = sandbox.run("import time\nprint('started', flush=True)\ntime.sleep(600)", timeout_s=1)
     assert result.status == "timeout"
     assert result.stdout == "started\n"
     assert "wall clock" in (result.reason or "")
@@ -135,8 +139,14 @@ def test_writes_outside_its_tmp_are_refused_and_the_host_is_unchanged(sandbox: S
     # The host's /tmp path is the run's own private /tmp inside: writable there, absent here.
     marker = Path("/tmp") / f"choreo-sandbox-escape-{os.getpid()}" / "marker"
     home = Path(os.path.expanduser("~"))
-    targets = ["/etc/x", "/work/x", "/usr/x", "/x", str(home / "x"),
-               str(Path(__file__).resolve().parent / "x")]
+    targets = [
+        "/etc/x",
+        "/work/x",
+        "/usr/x",
+        "/x",
+        str(home / "x"),
+        str(Path(__file__).resolve().parent / "x"),
+    ]
     code = f"""
 import os
 for path in {targets!r}:
@@ -154,7 +164,9 @@ print("project visible", os.path.exists({str(Path(__file__).resolve())!r}))
     assert result.status == "ok", result.stderr
     lines = result.stdout.splitlines()
     assert lines == [f"refused {target}" for target in targets] + [
-        "marker True", "project visible False"]
+        "marker True",
+        "project visible False",
+    ]
     assert not marker.parent.exists()
     for target in targets:
         assert not Path(target).exists(), target

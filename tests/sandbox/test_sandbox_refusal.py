@@ -51,13 +51,18 @@ def scratch() -> Iterator[Path]:
         yield path
 
 
-@pytest.mark.parametrize(("environment", "named"), [
-    (_without_bwrap_on_path, "bubblewrap not found"),
-    (_missing_binary, "bubblewrap not found"),
-    (_bwrap_without_namespaces, NO_NAMESPACES),
-], ids=["no-bwrap-on-path", "bwrap-setting-missing", "no-namespaces"])
+@pytest.mark.parametrize(
+    ("environment", "named"),
+    [
+        (_without_bwrap_on_path, "bubblewrap not found"),
+        (_missing_binary, "bubblewrap not found"),
+        (_bwrap_without_namespaces, NO_NAMESPACES),
+    ],
+    ids=["no-bwrap-on-path", "bwrap-setting-missing", "no-namespaces"],
+)
 def test_refuses_every_run_without_isolation(
-        scratch: Path, environment: Callable[[Path], dict[str, str]], named: str) -> None:
+    scratch: Path, environment: Callable[[Path], dict[str, str]], named: str
+) -> None:
     marker = scratch / "world" / "ran-on-the-host"
     service = start_service(socket=scratch / "api.sock", env=environment(scratch))
     try:

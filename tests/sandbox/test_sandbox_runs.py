@@ -20,7 +20,8 @@ def test_normal_run_returns_stdout_and_exit_code(sandbox: Service) -> None:
 
 
 def test_repeated_runs_do_not_use_up_the_process_limit(
-        sandbox: Service, sandbox_limits: dict[str, str]) -> None:
+    sandbox: Service, sandbox_limits: dict[str, str]
+) -> None:
     # Each run's namespace init is reaped by the service: nothing accumulates against NPROC.
     for run in range(int(sandbox_limits["CHOREO_SANDBOX_MAX_PROCESSES"]) + 8):
         assert sandbox.run("print('again')").status == "ok", run
@@ -34,15 +35,19 @@ def test_non_zero_exit_is_an_error(sandbox: Service) -> None:
 
 def test_stdin_and_files_reach_the_code(sandbox: Service) -> None:
     code = "import sys, helper\nprint(helper.shout(sys.stdin.read()), open('data/n.txt').read())"
-    result = sandbox.run(code, stdin="quiet", files={
-        "helper.py": "def shout(s):\n    return s.upper()\n", "data/n.txt": "7"})
+    result = sandbox.run(
+        code,
+        stdin="quiet",
+        files={"helper.py": "def shout(s):\n    return s.upper()\n", "data/n.txt": "7"},
+    )
     assert result.status == "ok", result.stderr
     assert result.stdout == "QUIET 7\n"
 
 
 def test_output_is_bounded_and_marked_truncated(sandbox: Service) -> None:
-    result = sandbox.run("import sys\nsys.stdout.write('x' * 100_000)\n"
-                         "print('tail', file=sys.stderr)")
+    result = sandbox.run(
+        "import sys\nsys.stdout.write('x' * 100_000)\nprint('tail', file=sys.stderr)"
+    )
     assert result.status == "ok"
     assert result.stdout == "x" * 4096
     assert result.stdout_truncated
@@ -50,10 +55,12 @@ def test_output_is_bounded_and_marked_truncated(sandbox: Service) -> None:
 
 
 def test_runs_as_an_unprivileged_user_in_its_own_namespaces(sandbox: Service) -> None:
-    code = ("import os, socket\n"
-            "print(os.getuid(), os.getgid(), socket.gethostname())\n"
-            "print(sorted(k for k in os.environ))\n"
-            "print(len([p for p in os.listdir('/proc') if p.isdigit()]))")
+    code = (
+        "import os, socket\n"
+        "print(os.getuid(), os.getgid(), socket.gethostname())\n"
+        "print(sorted(k for k in os.environ))\n"
+        "print(len([p for p in os.listdir('/proc') if p.isdigit()]))"
+    )
     result = sandbox.run(code)
     uid_line, env_line, processes = result.stdout.splitlines()
     assert uid_line == "65534 65534 sandbox"
@@ -62,15 +69,19 @@ def test_runs_as_an_unprivileged_user_in_its_own_namespaces(sandbox: Service) ->
     assert int(processes) <= 3  # its own pid namespace: bubblewrap's init and the code
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"files": {"../escape.py": "x"}}, "bad file name"),
-    ({"files": {"/etc/passwd": "x"}}, "bad file name"),
-    ({"files": {"main.py": "x"}}, "reserved"),
-    ({"timeout_s": 31.0}, "timeout_s may be at most 30"),
-    ({"language": "ruby"}, "invalid run request"),
-])
-def test_malformed_requests_are_rejected(sandbox: Service, options: dict[str, object],
-                                         message: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"files": {"../escape.py": "x"}}, "bad file name"),
+        ({"files": {"/etc/passwd": "x"}}, "bad file name"),
+        ({"files": {"main.py": "x"}}, "reserved"),
+        ({"timeout_s": 31.0}, "timeout_s may be at most 30"),
+        ({"language": "ruby"}, "invalid run request"),
+    ],
+)
+def test_malformed_requests_are_rejected(
+    sandbox: Service, options: dict[str, object], message: str
+) -> None:
     with pytest.raises(SandboxError, match=message):
         sandbox.run("print(1)", **options)
 

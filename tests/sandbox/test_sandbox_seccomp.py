@@ -103,11 +103,22 @@ print("socketpair created")
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux" or platform.machine() not in ARCHES,
-                    reason="the filter targets Linux on x86_64 or aarch64")
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.machine() not in ARCHES,
+    reason="the filter targets Linux on x86_64 or aarch64",
+)
 def test_kernel_enforces_the_filter() -> None:
-    done = subprocess.run([sys.executable, "-c", KERNEL_CHECK], input=compile_filter(),
-                          capture_output=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", KERNEL_CHECK],
+        input=compile_filter(),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stdout.decode().splitlines() == [
-        "inet refused", "inet6 refused", "unix created", "socketpair created"]
+        "inet refused",
+        "inet6 refused",
+        "unix created",
+        "socketpair created",
+    ]

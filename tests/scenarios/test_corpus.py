@@ -26,14 +26,28 @@ def test_the_corpus_covers_at_least_fifteen_loops_and_fifteen_healthy_flows() ->
     labels = Counter(c.label for c in cases)
     assert labels["loop"] >= 15 and labels["healthy"] >= 15
     shapes = {c.shape for c in cases}
-    assert {"two-agent-cycle", "three-agent-cycle", "flip-with-counter", "near-identical-short",
-            "near-identical-long", "loop-under-fan-out", "token-blow-out", "cost-blow-out",
-            "hop-blow-out-under-fan-out", "silent-endpoint", "budget-without-watchdog",
-            "checklist", "converging-revise", "fan-out-similar", "long-pipeline"} <= shapes
+    assert {
+        "two-agent-cycle",
+        "three-agent-cycle",
+        "flip-with-counter",
+        "near-identical-short",
+        "near-identical-long",
+        "loop-under-fan-out",
+        "token-blow-out",
+        "cost-blow-out",
+        "hop-blow-out-under-fan-out",
+        "silent-endpoint",
+        "budget-without-watchdog",
+        "checklist",
+        "converging-revise",
+        "fan-out-similar",
+        "long-pipeline",
+    } <= shapes
 
 
 def test_every_loop_is_caught_and_no_healthy_flow_is_halted_or_shifted(
-        outcomes: list[Outcome]) -> None:
+    outcomes: list[Outcome],
+) -> None:
     missed = [o.case.name for o in outcomes if o.case.label == "loop" and not o.caught]
     halted = [o.case.name for o in outcomes if o.false_halt]
     shifted = [o.case.name for o in outcomes if o.false_shift]
@@ -45,23 +59,27 @@ def test_no_budget_is_overspent_by_anything(outcomes: list[Outcome]) -> None:
     assert over == {}
 
 
-def test_the_first_verdict_lands_within_two_steps_of_its_evidence(
-        outcomes: list[Outcome]) -> None:
-    late = {o.case.name: o.steps_to_verdict for o in outcomes
-            if o.steps_to_verdict is not None and o.steps_to_verdict > 2}
+def test_the_first_verdict_lands_within_two_steps_of_its_evidence(outcomes: list[Outcome]) -> None:
+    late = {
+        o.case.name: o.steps_to_verdict
+        for o in outcomes
+        if o.steps_to_verdict is not None and o.steps_to_verdict > 2
+    }
     assert late == {}
     assert any(o.steps_to_verdict is not None for o in outcomes)
 
 
 def test_each_halted_trace_has_one_terminal_record_and_one_escalation(
-        outcomes: list[Outcome]) -> None:
+    outcomes: list[Outcome],
+) -> None:
     assert [(o.case.name, o.notes) for o in outcomes if o.notes] == []
     assert [o.case.name for o in outcomes if not o.escalations_right] == []
     assert any(o.status == "halted" for o in outcomes)
 
 
 def test_a_halt_after_a_join_resumes_into_a_continuation_that_completes(
-        outcomes: list[Outcome]) -> None:
+    outcomes: list[Outcome],
+) -> None:
     resumed = [o for o in outcomes if o.case.resume is not None]
     assert resumed and all(o.continuation == "completed" for o in resumed)
 

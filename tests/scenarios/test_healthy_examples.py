@@ -24,10 +24,10 @@ TASKS = {
 
 
 @pytest.fixture(scope="module")
-def watched(start_mesh_processes: Callable[..., RunningMesh]
-            ) -> Iterator[dict[str, RunningMesh]]:
-    meshes = {name: start_mesh_processes(EXAMPLES / name / "mesh.yaml", watchdog=True)
-              for name in TASKS}
+def watched(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[dict[str, RunningMesh]]:
+    meshes = {
+        name: start_mesh_processes(EXAMPLES / name / "mesh.yaml", watchdog=True) for name in TASKS
+    }
     yield meshes
     for mesh in meshes.values():
         mesh.stop()
@@ -35,13 +35,20 @@ def watched(start_mesh_processes: Callable[..., RunningMesh]
 
 @pytest.mark.parametrize("example", sorted(TASKS))
 def test_a_healthy_example_gets_no_verdict_and_no_escalation(
-        watched: dict[str, RunningMesh], example: str) -> None:
+    watched: dict[str, RunningMesh], example: str
+) -> None:
     mesh = watched[example]
     trace_id = mesh.submit(TASKS[example])
     assert mesh.result(trace_id, timeout=120.0).status == "completed"
-    wait_until(lambda: mesh.run(caught_up(mesh.bootstrap, mesh.settings, trace_id)), 180.0,
-               interval=1.0, message=f"the watchdog of {example} to read every hop")
-    for topic, kind in ((mesh.topics.control, ControlVerdict),
-                        (mesh.topics.escalations, Escalation)):
+    wait_until(
+        lambda: mesh.run(caught_up(mesh.bootstrap, mesh.settings, trace_id)),
+        180.0,
+        interval=1.0,
+        message=f"the watchdog of {example} to read every hop",
+    )
+    for topic, kind in (
+        (mesh.topics.control, ControlVerdict),
+        (mesh.topics.escalations, Escalation),
+    ):
         records = mesh.run(read_topic(mesh.bootstrap, mesh.settings, topic))
         assert records == [], f"{example}: {[r.value for r in records]} ({kind.__name__})"

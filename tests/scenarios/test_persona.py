@@ -12,15 +12,23 @@ from choreo.schemas import ControlVerdict, Envelope, decode
 from choreo.schemas.records import PERSONA, Persona
 from tests.state.support import TOPICS, Outbox, mesh, record, run, sent, step
 
-SHIFT = ControlVerdict(verdict_id="v-shift", trace_id="t1", action="persona_shift",
-                       reason="loop.stuck", agent="alpha", temperature=0.9,
-                       system_prompt="Act as a debugger.", source="watchdog")
+SHIFT = ControlVerdict(
+    verdict_id="v-shift",
+    trace_id="t1",
+    action="persona_shift",
+    reason="loop.stuck",
+    agent="alpha",
+    temperature=0.9,
+    system_prompt="Act as a debugger.",
+    source="watchdog",
+)
 
 
 def logged(verdict: ControlVerdict) -> tuple[Batch, str | None]:
     batch = Batch()
     reason = Keeper(mesh(), TOPICS).control(
-        record(TOPICS.control, verdict.trace_id, msgspec.json.encode(verdict), 0), batch)
+        record(TOPICS.control, verdict.trace_id, msgspec.json.encode(verdict), 0), batch
+    )
     return batch, reason
 
 
@@ -32,8 +40,11 @@ def test_a_persona_verdict_becomes_one_outbox_record_with_a_stable_id() -> None:
     assert event.event_id == decode(again[2], Envelope).event_id  # a re-sent verdict: no news
     assert event.type == PERSONA
     assert event.payload["agent"] == "alpha"
-    assert event.payload["persona"] == {"temperature": 0.9, "system_prompt": "Act as a debugger.",
-                                        "reason": "loop.stuck"}
+    assert event.payload["persona"] == {
+        "temperature": 0.9,
+        "system_prompt": "Act as a debugger.",
+        "reason": "loop.stuck",
+    }
 
 
 def test_a_persona_verdict_without_an_agent_is_dead_lettered() -> None:
@@ -53,9 +64,9 @@ def test_the_shift_is_kept_in_the_state_carried_forward_and_replayed_exactly() -
     keeper, out = run(spec, outbox.records)
 
     snapshot = keeper.traces["t1"]
-    assert snapshot.personas == {"alpha": Persona(temperature=0.9,
-                                                  system_prompt="Act as a debugger.",
-                                                  reason="loop.stuck")}
+    assert snapshot.personas == {
+        "alpha": Persona(temperature=0.9, system_prompt="Act as a debugger.", reason="loop.stuck")
+    }
     assert snapshot.version == 4 and snapshot.totals.hops == 2  # a verdict is not a step
     before, after = (decode(v, Envelope) for v in sent(out, TOPICS.event("wrap.requested")))
     assert before.personas == {}
@@ -69,8 +80,13 @@ def test_the_shift_is_kept_in_the_state_carried_forward_and_replayed_exactly() -
 def test_the_named_agent_uses_the_shifted_prompt_and_temperature_and_no_one_else() -> None:
     spec = mesh()
     alpha, beta = spec.agent("alpha"), spec.agent("beta")
-    event = Envelope(event_id="e", trace_id="t1", type="work.requested", source="task",
-                     personas={"alpha": Persona(temperature=0.9, system_prompt="Debug.")})
+    event = Envelope(
+        event_id="e",
+        trace_id="t1",
+        type="work.requested",
+        source="task",
+        personas={"alpha": Persona(temperature=0.9, system_prompt="Debug.")},
+    )
     assert system_prompt(alpha, event) == f"Debug.\n\n{alpha.persona}"
     assert temperature(alpha, event) == 0.9
     assert system_prompt(beta, event) == beta.persona

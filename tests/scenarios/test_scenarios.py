@@ -41,9 +41,12 @@ class Scenarios:
 
     def settled(self, trace_id: str) -> Observation:
         self.mesh.result(trace_id, timeout=120.0)
-        wait_until(lambda: self.mesh.run(caught_up(self.mesh.bootstrap, self.mesh.settings,
-                                                   trace_id)),
-                   60.0, interval=0.5, message=f"the watchdog to read trace {trace_id}")
+        wait_until(
+            lambda: self.mesh.run(caught_up(self.mesh.bootstrap, self.mesh.settings, trace_id)),
+            60.0,
+            interval=0.5,
+            message=f"the watchdog to read trace {trace_id}",
+        )
         return self.mesh.run(observe(self.mesh.bootstrap, self.mesh.settings, trace_id))
 
 
@@ -53,8 +56,12 @@ def scenarios(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[Scen
     healthy = mesh.submit(HEALTHY)
     assert mesh.result(healthy).status == "completed"
     # Loops started before the watchdog reads would run into the agents' hop budget instead.
-    wait_until(lambda: mesh.run(caught_up(mesh.bootstrap, mesh.settings, healthy)),
-               WATCHDOG_START_S, interval=1.0, message="the watchdog to join and read")
+    wait_until(
+        lambda: mesh.run(caught_up(mesh.bootstrap, mesh.settings, healthy)),
+        WATCHDOG_START_S,
+        interval=1.0,
+        message="the watchdog to join and read",
+    )
     traces = {s.name: mesh.submit(s.input, budget=s.budget) for s in SCENARIOS}
     yield Scenarios(mesh, healthy, traces)
     mesh.stop()
@@ -62,8 +69,7 @@ def scenarios(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[Scen
 
 def cli(mesh: RunningMesh, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**mesh.env(), "COLUMNS": "250"}  # wide enough that rich never shortens an id
-    return subprocess.run([*CHOREO, *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([*CHOREO, *args], env=env, capture_output=True, text=True, timeout=120)
 
 
 def assert_halted_by(seen: Observation, halt_reason: str) -> None:
@@ -84,8 +90,7 @@ def assert_halted_by(seen: Observation, halt_reason: str) -> None:
 def test_ping_pong_without_progress_is_shifted_then_halted(scenarios: Scenarios) -> None:
     seen = scenarios.finished("ping-pong")
     first, second, *_ = seen.verdicts
-    assert (first.action, first.agent, first.reason) == ("persona_shift", "pong",
-                                                          "loop.ping_pong")
+    assert (first.action, first.agent, first.reason) == ("persona_shift", "pong", "loop.ping_pong")
     assert first.evidence["hop"] == 5  # dispatch, then ping pong ping pong: two rounds
     assert (second.action, second.agent) == ("persona_shift", "ping")
     assert "ping_pong" in {m["rule"] for m in second.evidence["matched"]}
@@ -97,7 +102,9 @@ def test_ping_pong_without_progress_is_shifted_then_halted(scenarios: Scenarios)
 def test_an_editor_that_never_approves_is_stuck(scenarios: Scenarios) -> None:
     seen = scenarios.finished("never-approves")
     assert [(v.action, v.agent, v.reason) for v in seen.verdicts] == [
-        ("persona_shift", "critic", "loop.stuck"), ("halt", "critic", "loop.stuck")]
+        ("persona_shift", "critic", "loop.stuck"),
+        ("halt", "critic", "loop.stuck"),
+    ]
     assert seen.verdicts[0].evidence["hop"] == 9  # the critic's fourth identical review
     assert_halted_by(seen, "loop.stuck")
 
@@ -140,7 +147,8 @@ def test_the_persona_shift_fixes_a_loop_and_the_trace_completes(scenarios: Scena
 
 
 def test_replaying_the_outbox_rebuilds_every_scenario_with_its_personas(
-        scenarios: Scenarios) -> None:
+    scenarios: Scenarios,
+) -> None:
     for name in scenarios.traces:
         scenarios.finished(name)
     mesh = scenarios.mesh
@@ -167,18 +175,17 @@ def test_a_checklist_of_near_identical_replies_is_left_alone(scenarios: Scenario
 
 
 def test_a_fix_flipping_beside_a_counter_is_caught_by_the_revisit_rule(
-        scenarios: Scenarios) -> None:
+    scenarios: Scenarios,
+) -> None:
     seen = scenarios.finished("flip")
     shift, *_, halt = seen.verdicts
-    assert (shift.action, shift.agent, shift.reason) == ("persona_shift", "flipper",
-                                                          "loop.revisit")
+    assert (shift.action, shift.agent, shift.reason) == ("persona_shift", "flipper", "loop.revisit")
     assert shift.evidence["hop"] == 5  # dispatch, A, B, A, B: the state went back twice
     assert_halted_by(seen, halt.reason)
 
 
 @pytest.mark.timeout(600)  # eight CLI processes and a continuation trace, on 2 busy cores
-def test_escalations_are_listed_resumed_and_closed_through_the_cli(
-        scenarios: Scenarios) -> None:
+def test_escalations_are_listed_resumed_and_closed_through_the_cli(scenarios: Scenarios) -> None:
     mesh = scenarios.mesh
     code, review = (scenarios.finished(n) for n in ("same-code", "never-approves"))
     listed = cli(mesh, "escalations")
@@ -188,20 +195,27 @@ def test_escalations_are_listed_resumed_and_closed_through_the_cli(
         assert seen.trace_id in listed.stdout
 
     guidance = "Use the built-in sum; stop iterating by index."
-    resumed = cli(mesh, "escalations", "resolve", code.escalations[0].escalation_id,
-                  "--resume", guidance)
+    resumed = cli(
+        mesh, "escalations", "resolve", code.escalations[0].escalation_id, "--resume", guidance
+    )
     assert resumed.returncode == 0, resumed.stderr
     closed = cli(mesh, "escalations", "resolve", review.escalations[0].escalation_id, "--close")
     assert closed.returncode == 0, closed.stderr
     again = cli(mesh, "escalations", "resolve", review.escalations[0].escalation_id, "--close")
     assert again.returncode == 1 and "already closed" in again.stderr
-    twice = cli(mesh, "escalations", "resolve", code.escalations[0].escalation_id,
-                "--resume", guidance)
+    twice = cli(
+        mesh, "escalations", "resolve", code.escalations[0].escalation_id, "--resume", guidance
+    )
     assert twice.returncode == 1 and "already resumed" in twice.stderr
 
-    escalations = {e.escalation_id: e for e in mesh.run(
-        queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.escalations,
-                            code.trace_id, Escalation))}
+    escalations = {
+        e.escalation_id: e
+        for e in mesh.run(
+            queries.trace_typed(
+                mesh.bootstrap, mesh.settings, mesh.topics.escalations, code.trace_id, Escalation
+            )
+        )
+    }
     updated = escalations[code.escalations[0].escalation_id]
     assert (updated.status, updated.guidance) == ("resumed", guidance)
     continuation = updated.continuation_trace_id
@@ -212,8 +226,11 @@ def test_escalations_are_listed_resumed_and_closed_through_the_cli(
     assert (result.status, result.parent_trace_id) == ("completed", code.trace_id)
     assert result.output.startswith("DONE")
     assert follow.verdicts == []  # a fresh budget and a fresh watch
-    first = mesh.run(queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.state,
-                                         continuation, Snapshot))[0]
+    first = mesh.run(
+        queries.trace_typed(
+            mesh.bootstrap, mesh.settings, mesh.topics.state, continuation, Snapshot
+        )
+    )[0]
     assert first.fields["guidance"] == guidance
     assert first.fields["attempts"] == code.hops[-1].totals.hops - 1  # the halted state
 
@@ -225,7 +242,8 @@ def test_escalations_are_listed_resumed_and_closed_through_the_cli(
 
 
 def test_with_the_watchdog_stopped_the_agents_own_budget_halts_the_loop(
-        scenarios: Scenarios) -> None:
+    scenarios: Scenarios,
+) -> None:
     mesh = scenarios.mesh
     for name in scenarios.traces:  # every watched scenario is over before the watchdog goes
         scenarios.finished(name)
@@ -238,7 +256,9 @@ def test_with_the_watchdog_stopped_the_agents_own_budget_halts_the_loop(
     trace_id = mesh.submit(ping_pong.input, budget=Budget(max_hops=8))
     result = mesh.result(trace_id)
     assert (result.status, result.reason) == (
-        "halted", "budget.hops: hops used 8, in_flight 0, next 1, limit 8")
+        "halted",
+        "budget.hops: hops used 8, in_flight 0, next 1, limit 8",
+    )
     assert result.usage.hops == 8  # the keeper did not forward a ninth step
     seen = mesh.run(observe(mesh.bootstrap, mesh.settings, trace_id))
     assert seen.verdicts == [] and len(seen.results) == 1

@@ -41,16 +41,28 @@ FIELDS: dict[str, dict[str, Any]] = {
 
 def mesh(**overrides: Any) -> MeshSpec:
     """A mesh whose agents all answer one entry event type; the join meets their outputs."""
-    agent = {"subscribe": ["work.requested"], "persona": "p", "model": "m",
-             "routes": [{"emit": "work.done"}]}
+    agent = {
+        "subscribe": ["work.requested"],
+        "persona": "p",
+        "model": "m",
+        "routes": [{"emit": "work.done"}],
+    }
     data: dict[str, Any] = {
-        "name": "unit", "entry": ["work.requested"], "state": FIELDS,
+        "name": "unit",
+        "entry": ["work.requested"],
+        "state": FIELDS,
         "models": {"m": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}},
-        "agents": [*({"name": n, **agent} for n in AGENTS),
-                   {"name": "closer", "subscribe": ["wrap.requested"], "persona": "p",
-                    "model": "m", "routes": [{"finish": True, "output": "lww"}]}],
-        "joins": [{"name": "all", "wait_for": "work.done", "count": 3,
-                   "emit": "wrap.requested"}],
+        "agents": [
+            *({"name": n, **agent} for n in AGENTS),
+            {
+                "name": "closer",
+                "subscribe": ["wrap.requested"],
+                "persona": "p",
+                "model": "m",
+                "routes": [{"finish": True, "output": "lww"}],
+            },
+        ],
+        "joins": [{"name": "all", "wait_for": "work.done", "count": 3, "emit": "wrap.requested"}],
     }
     data.update(overrides)
     return parse_mesh(data)
@@ -75,23 +87,40 @@ class Outbox:
     def admit(self, spec: MeshSpec, trace_id: str, **task: Any) -> None:
         """What the keeper logs for a task: its ``trace.admit`` record."""
         batch = Batch()
-        submitted = record(TOPICS.tasks, trace_id,
-                           encode(Task(input=f"task {trace_id}", trace_id=trace_id, **task)), 0)
+        submitted = record(
+            TOPICS.tasks,
+            trace_id,
+            encode(Task(input=f"task {trace_id}", trace_id=trace_id, **task)),
+            0,
+        )
         assert Keeper(spec, TOPICS).intake(submitted, batch) is None
-        (_, _, value, _), = batch.sends
+        ((_, _, value, _),) = batch.sends
         self.write(decode(value, Envelope))
 
 
-def step(trace_id: str, agent: str, index: int, read: int, delta: dict[str, Any],
-         event_type: str = "work.done") -> Envelope:
+def step(
+    trace_id: str,
+    agent: str,
+    index: int,
+    read: int,
+    delta: dict[str, Any],
+    event_type: str = "work.done",
+) -> Envelope:
     """Step ``index`` of ``agent``, built on version ``read``; its id is stable per step."""
-    return Envelope(event_id=derive_event_id(f"{trace_id}/{agent}", agent, index),
-                    trace_id=trace_id, type=event_type, source=agent, hop=index + 1,
-                    state_version=read, delta=delta)
+    return Envelope(
+        event_id=derive_event_id(f"{trace_id}/{agent}", agent, index),
+        trace_id=trace_id,
+        type=event_type,
+        source=agent,
+        hop=index + 1,
+        state_version=read,
+        delta=delta,
+    )
 
 
-def run(spec: MeshSpec, records: Iterable[ConsumerRecord[bytes, bytes]],
-        keeper: Keeper | None = None) -> tuple[Keeper, Batch]:
+def run(
+    spec: MeshSpec, records: Iterable[ConsumerRecord[bytes, bytes]], keeper: Keeper | None = None
+) -> tuple[Keeper, Batch]:
     """Apply ``records`` in order; return the keeper and everything it sent."""
     keeper = keeper or Keeper(spec, TOPICS)
     batch = Batch()

@@ -34,20 +34,22 @@ SPEC = mesh()
 TRACE = "prop"
 REPLACE = ("lww", "fww")
 
-DELTA = st.fixed_dictionaries({}, optional={
-    "log": st.text("abc", max_size=2),
-    "items": st.lists(st.integers(0, 9), max_size=3),
-    "n": st.integers(-5, 5),
-    "hi": st.integers(-50, 50),
-    "lo": st.integers(-50, 50),
-    "tags": st.lists(st.sampled_from("wxyz"), max_size=3),
-    "doc": st.dictionaries(st.sampled_from("pqr"), st.integers(0, 9), max_size=2),
-    "lww": st.integers(0, 99),
-    "fww": st.integers(0, 99),
-    "notes": st.text("n", max_size=2),
-})
-PLAN = st.dictionaries(st.sampled_from(AGENTS), st.lists(DELTA, min_size=1, max_size=3),
-                       min_size=1)
+DELTA = st.fixed_dictionaries(
+    {},
+    optional={
+        "log": st.text("abc", max_size=2),
+        "items": st.lists(st.integers(0, 9), max_size=3),
+        "n": st.integers(-5, 5),
+        "hi": st.integers(-50, 50),
+        "lo": st.integers(-50, 50),
+        "tags": st.lists(st.sampled_from("wxyz"), max_size=3),
+        "doc": st.dictionaries(st.sampled_from("pqr"), st.integers(0, 9), max_size=2),
+        "lww": st.integers(0, 99),
+        "fww": st.integers(0, 99),
+        "notes": st.text("n", max_size=2),
+    },
+)
+PLAN = st.dictionaries(st.sampled_from(AGENTS), st.lists(DELTA, min_size=1, max_size=3), min_size=1)
 
 
 @st.composite
@@ -58,8 +60,7 @@ def runs(draw: st.DrawFn) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     return plan, order
 
 
-def arrivals(plan: dict[str, list[dict[str, Any]]],
-             order: list[str]) -> list[tuple[Envelope, int]]:
+def arrivals(plan: dict[str, list[dict[str, Any]]], order: list[str]) -> list[tuple[Envelope, int]]:
     """Each step (with the version it read) and the version it is folded at, in order."""
     seen = dict.fromkeys(plan, 1)
     taken: Counter[str] = Counter()
@@ -72,8 +73,7 @@ def arrivals(plan: dict[str, list[dict[str, Any]]],
     return out
 
 
-def outbox(plan: dict[str, list[dict[str, Any]]], order: list[str],
-           finish: bool = False) -> Outbox:
+def outbox(plan: dict[str, list[dict[str, Any]]], order: list[str], finish: bool = False) -> Outbox:
     log = Outbox()
     log.admit(SPEC, TRACE)
     for envelope, _ in arrivals(plan, order):
@@ -121,15 +121,23 @@ def test_the_folded_state_follows_each_reducer(run_: Any) -> None:
         for envelope, version, value in written(steps, name):
             incoming = (version, envelope.source, value)
             if kept is not None and kept[0] > envelope.state_version:
-                winner, loser = (incoming, kept) if policy == "last_writer_wins" \
-                    else (kept, incoming)
+                winner, loser = (
+                    (incoming, kept) if policy == "last_writer_wins" else (kept, incoming)
+                )
                 expected.append((version, envelope.state_version, winner, loser))
                 kept = winner
             else:
                 kept = incoming
-        got = [(c.version, c.base_version, (c.kept.version, c.kept.agent, c.kept_value),
-                (c.other.version, c.other.agent, c.other_value))
-               for c in conflicts(batch) if c.field == name and c.policy == policy]
+        got = [
+            (
+                c.version,
+                c.base_version,
+                (c.kept.version, c.kept.agent, c.kept_value),
+                (c.other.version, c.other.agent, c.other_value),
+            )
+            for c in conflicts(batch)
+            if c.field == name and c.policy == policy
+        ]
         assert got == expected
         assert fields.get(name) == (kept[2] if kept else None)
         assert len([c for c in conflicts(batch) if c.field == name]) == len(expected)
@@ -154,14 +162,15 @@ def test_redelivered_records_change_nothing(run_: Any, data: st.DataObject) -> N
 @settings(max_examples=100, deadline=None)
 @given(runs(), st.integers(1, 5), st.data())
 def test_a_keeper_killed_anywhere_recovers_to_the_replayed_state(
-        run_: Any, batch_size: int, data: st.DataObject) -> None:
+    run_: Any, batch_size: int, data: st.DataObject
+) -> None:
     """Batches are produced in two acked phases (events and results, then snapshots), then
     committed. Kill the keeper in any batch, before or after its first phase: the restarted
     keeper restores the published snapshots and results, re-reads from the committed offset,
     and ends exactly where a replay of the whole outbox ends, with one terminal record."""
     plan, order = run_
     records = outbox(plan, order, finish=True).records
-    chunks = [records[i:i + batch_size] for i in range(0, len(records), batch_size)]
+    chunks = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
     crash_in = data.draw(st.integers(0, len(chunks) - 1))
     results_written = data.draw(st.booleans())
 
@@ -204,8 +213,9 @@ def test_commutative_reducers_give_the_same_state_in_any_order(run_: Any, rnd: A
     rnd.shuffle(other)
     first = run(SPEC, outbox(plan, order).records)[0].traces[TRACE].fields
     second = run(SPEC, outbox(plan, other).records)[0].traces[TRACE].fields
-    commutative = [name for name, field in SPEC.state.items()
-                   if field.reducer in reducers.COMMUTATIVE]
+    commutative = [
+        name for name, field in SPEC.state.items() if field.reducer in reducers.COMMUTATIVE
+    ]
     assert sorted(commutative) == ["hi", "lo", "n", "tags"]  # the spec exercises each one
     for name in commutative:
         assert first.get(name) == second.get(name), name

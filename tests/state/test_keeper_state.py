@@ -38,8 +38,10 @@ def test_first_writer_wins_keeps_the_first_value_and_reports_each_later_writer()
     keeper, batch = run(SPEC, fan_out({a: {"fww": a} for a in AGENTS}).records)
     assert keeper.traces["t"].fields["fww"] == "alpha"
     found = conflicts(batch)
-    assert [(c.kept.agent, c.kept_value, c.other.agent, c.other_value) for c in found] == \
-        [("alpha", "alpha", "beta", "beta"), ("alpha", "alpha", "gamma", "gamma")]
+    assert [(c.kept.agent, c.kept_value, c.other.agent, c.other_value) for c in found] == [
+        ("alpha", "alpha", "beta", "beta"),
+        ("alpha", "alpha", "gamma", "gamma"),
+    ]
     assert all(c.base_version == 1 and c.policy == "first_writer_wins" for c in found)
 
 
@@ -53,8 +55,7 @@ def test_reject_refuses_the_whole_step_and_fails_the_trace_with_the_field_named(
     (result,) = results(batch)
     assert result.reason == "conflicting write rejected on strict"
     (conflict,) = conflicts(batch)
-    assert (conflict.kept.agent, conflict.other.agent, conflict.other_value) == \
-        ("alpha", "beta", 2)
+    assert (conflict.kept.agent, conflict.other.agent, conflict.other_value) == ("alpha", "beta", 2)
 
 
 def test_one_agent_racing_itself_is_a_conflict_too() -> None:
@@ -100,14 +101,16 @@ def test_a_snapshot_over_the_limit_fails_the_trace_instead_of_being_published() 
     snapshot = keeper.traces["t"]
     assert snapshot.status == "failed" and "log" not in snapshot.fields
     (result,) = results(batch)
-    assert result.reason is not None and "over the mesh's max_snapshot_bytes (2048)" in \
-        result.reason
+    assert (
+        result.reason is not None and "over the mesh's max_snapshot_bytes (2048)" in result.reason
+    )
     assert len(msgspec.json.encode(snapshot)) < 2048
 
 
 def test_finishing_drops_scratch_fields_and_keeps_the_rest() -> None:
-    log = fan_out({"alpha": {"notes": "raw", "longest": "abc"},
-                   "beta": {"longest": "ab", "notes": "more"}})
+    log = fan_out(
+        {"alpha": {"notes": "raw", "longest": "abc"}, "beta": {"longest": "ab", "notes": "more"}}
+    )
     log.write(step("t", "closer", 0, 3, {"summary": "short"}, event_type=FINISH))
     keeper, _ = run(SPEC, log.records)
     fields = keeper.traces["t"].fields
@@ -123,18 +126,27 @@ def test_replay_comparison_names_the_fields_that_differ() -> None:
     keeper, _ = run(SPEC, log.records)
     live = dict(keeper.traces)
     live["changed"] = msgspec.structs.replace(
-        live["changed"], fields={**live["changed"].fields, "n": 3})
+        live["changed"], fields={**live["changed"].fields, "n": 3}
+    )
     rows = {c.trace_id: c.differences for c in compare(SPEC, TOPICS, log.records, live)}
     assert rows == {"changed": ("fields.n",), "same": ()}
     assert latest(live.values()) == live
 
 
-@pytest.mark.parametrize(("join", "message"), [
-    ({"wait_for": "nobody.emits"}, "no route emits 'nobody.emits'"),
-    ({"emit": "nobody.listens"}, "no agent subscribes to 'nobody.listens'"),
-])
+@pytest.mark.parametrize(
+    ("join", "message"),
+    [
+        ({"wait_for": "nobody.emits"}, "no route emits 'nobody.emits'"),
+        ({"emit": "nobody.listens"}, "no agent subscribes to 'nobody.listens'"),
+    ],
+)
 def test_a_join_must_connect_to_the_mesh(join: dict[str, str], message: str) -> None:
-    declared = {"name": "all", "wait_for": "work.done", "count": 3, "emit": "wrap.requested",
-                **join}
+    declared = {
+        "name": "all",
+        "wait_for": "work.done",
+        "count": 3,
+        "emit": "wrap.requested",
+        **join,
+    }
     with pytest.raises(SpecError, match=message):
         mesh(joins=[declared])

@@ -36,8 +36,11 @@ def test_extend_and_append_never_mutate_the_current_value() -> None:
 
 def test_merge_is_shallow() -> None:
     current = {"a": 1, "nested": {"x": 1, "y": 2}}
-    assert reducers.merge(current, {"b": 2, "nested": {"x": 9}}) == \
-        {"a": 1, "b": 2, "nested": {"x": 9}}
+    assert reducers.merge(current, {"b": 2, "nested": {"x": 9}}) == {
+        "a": 1,
+        "b": 2,
+        "nested": {"x": 9},
+    }
     assert current == {"a": 1, "nested": {"x": 1, "y": 2}}
     with pytest.raises(ReducerError, match="expected an object"):
         reducers.merge({}, ["a"])
@@ -77,8 +80,17 @@ def test_set_union_is_sorted_and_free_of_duplicates() -> None:
 
 def test_builtins_resolve_by_name() -> None:
     assert resolve("max") is reducers.maximum
-    assert set(reducers.BUILTIN) >= {"replace", "append", "extend", "merge", "merge_deep",
-                                     "add", "max", "min", "set_union"}
+    assert set(reducers.BUILTIN) >= {
+        "replace",
+        "append",
+        "extend",
+        "merge",
+        "merge_deep",
+        "add",
+        "max",
+        "min",
+        "set_union",
+    }
     assert set(reducers.BUILTIN) >= reducers.COMMUTATIVE
 
 
@@ -88,13 +100,16 @@ def test_a_user_reducer_resolves_by_import_path() -> None:
     assert longest("abc", "de") == "abc"
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("sum", "unknown reducer 'sum'"),
-    ("tests.state.user_reducers", "unknown reducer"),
-    ("tests.state.no_such_module:f", "cannot import reducer"),
-    ("tests.state.user_reducers:missing", "cannot import reducer"),
-    ("tests.state.user_reducers:NOT_A_FUNCTION", "is not callable"),
-])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("sum", "unknown reducer 'sum'"),
+        ("tests.state.user_reducers", "unknown reducer"),
+        ("tests.state.no_such_module:f", "cannot import reducer"),
+        ("tests.state.user_reducers:missing", "cannot import reducer"),
+        ("tests.state.user_reducers:NOT_A_FUNCTION", "is not callable"),
+    ],
+)
 def test_unresolvable_reducers_are_named_in_the_error(name: str, message: str) -> None:
     with pytest.raises(ReducerError, match=message):
         resolve(name)

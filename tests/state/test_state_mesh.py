@@ -46,13 +46,18 @@ def finished(writers: RunningMesh) -> list[str]:
 
 
 def choreo(mesh: RunningMesh, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*CHOREO, *args],
-                          env={**mesh.env(), "COLUMNS": "220"}, capture_output=True, text=True,
-                          timeout=90)
+    return subprocess.run(
+        [*CHOREO, *args],
+        env={**mesh.env(), "COLUMNS": "220"},
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def test_three_concurrent_writers_lose_nothing_and_every_collision_is_reported(
-        writers: RunningMesh, finished: list[str]) -> None:
+    writers: RunningMesh, finished: list[str]
+) -> None:
     for trace_id in finished:
         state = writers.snapshot(trace_id)
         fields = state.fields
@@ -64,9 +69,15 @@ def test_three_concurrent_writers_lose_nothing_and_every_collision_is_reported(
         assert fields["last"] == last_folded == state.writes["last"].agent
         assert fields["first"] == first_folded == state.writes["first"].agent
 
-        found = writers.run(queries.trace_typed(writers.bootstrap, writers.settings,
-                                                writers.topics.conflicts, trace_id,
-                                                StateConflict))
+        found = writers.run(
+            queries.trace_typed(
+                writers.bootstrap,
+                writers.settings,
+                writers.topics.conflicts,
+                trace_id,
+                StateConflict,
+            )
+        )
         for name, policy in (("last", "last_writer_wins"), ("first", "first_writer_wins")):
             on_field = sorted((c for c in found if c.field == name), key=lambda c: c.version)
             assert len(on_field) == 2, on_field  # three writers from one base: two collisions
@@ -83,7 +94,8 @@ def test_three_concurrent_writers_lose_nothing_and_every_collision_is_reported(
 
 
 def test_trace_shows_the_conflicts_and_state_diff_shows_each_change(
-        writers: RunningMesh, finished: list[str]) -> None:
+    writers: RunningMesh, finished: list[str]
+) -> None:
     trace_id = finished[0]
     tree = choreo(writers, "trace", trace_id)
     assert tree.returncode == 0, tree.stderr
@@ -94,8 +106,7 @@ def test_trace_shows_the_conflicts_and_state_diff_shows_each_change(
     assert diff.returncode == 0, diff.stderr
     assert "version 1 → 4" in diff.stdout
     # not a terminal: one tab-separated line per changed field
-    rows = {line.split("\t")[0]: line for line in diff.stdout.splitlines()
-            if line.count("\t") >= 4}
+    rows = {line.split("\t")[0]: line for line in diff.stdout.splitlines() if line.count("\t") >= 4}
     assert {"log", "count", "tags", "last", "first", "join.all"} <= rows.keys()
     assert "changed" in rows["count"] and "added" in rows["log"]
     assert "input" not in rows  # unchanged fields are not listed
@@ -105,7 +116,8 @@ def test_trace_shows_the_conflicts_and_state_diff_shows_each_change(
 
 
 def test_the_research_example_meets_three_parallel_branches_in_one_synthesis(
-        research: RunningMesh) -> None:
+    research: RunningMesh,
+) -> None:
     trace_id = research.submit("Should we move our batch jobs to event streams?")
     result = research.result(trace_id)
     assert result.status == "completed", result.reason
@@ -121,7 +133,8 @@ def test_the_research_example_meets_three_parallel_branches_in_one_synthesis(
 
 
 def test_replay_finds_every_trace_identical_then_names_a_forged_field(
-        writers: RunningMesh, finished: list[str]) -> None:
+    writers: RunningMesh, finished: list[str]
+) -> None:
     clean = choreo(writers, "replay", "--mesh", str(writers.path))
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "0 differ" in clean.stdout
@@ -130,8 +143,9 @@ def test_replay_finds_every_trace_identical_then_names_a_forged_field(
     forged = writers.snapshot(finished[1])
     forged = msgspec.structs.replace(forged, fields={**forged.fields, "count": 4})
     producer = KafkaProducer(bootstrap_servers=writers.bootstrap, acks="all")
-    producer.send(writers.topics.state, key=forged.trace_id.encode(),
-                  value=encode(forged)).get(timeout=30)
+    producer.send(writers.topics.state, key=forged.trace_id.encode(), value=encode(forged)).get(
+        timeout=30
+    )
     producer.close()
     dirty = choreo(writers, "replay", "--mesh", str(writers.path))
     assert dirty.returncode == 1

@@ -48,13 +48,20 @@ def metrics_targets(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="package")
-def observed_mesh(start_mesh_processes: Callable[..., RunningMesh], receiver: OtlpReceiver,
-                  metrics_targets: Path, tracing: None) -> Iterator[RunningMesh]:
-    mesh = start_mesh_processes(EXAMPLES / "writer-editor" / "mesh.yaml", env={
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        **_EXPORT_ENV,
-        "CHOREO_METRICS_PORT": "0",
-        "CHOREO_METRICS_TARGETS_DIR": str(metrics_targets),
-    })
+def observed_mesh(
+    start_mesh_processes: Callable[..., RunningMesh],
+    receiver: OtlpReceiver,
+    metrics_targets: Path,
+    tracing: None,
+) -> Iterator[RunningMesh]:
+    mesh = start_mesh_processes(
+        EXAMPLES / "writer-editor" / "mesh.yaml",
+        env={
+            "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+            **_EXPORT_ENV,
+            "CHOREO_METRICS_PORT": "0",
+            "CHOREO_METRICS_TARGETS_DIR": str(metrics_targets),
+        },
+    )
     yield mesh
     mesh.group.stop()

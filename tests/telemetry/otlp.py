@@ -49,10 +49,17 @@ def _spans(request: ExportTraceServiceRequest) -> list[Span]:
         service = _attributes(resource_spans.resource.attributes).get("service.name", "")
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
-                spans.append(Span(
-                    trace_id=span.trace_id.hex(), span_id=span.span_id.hex(),
-                    parent_id=span.parent_span_id.hex(), name=span.name, kind=span.kind,
-                    service=service, attributes=_attributes(span.attributes)))
+                spans.append(
+                    Span(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_id=span.parent_span_id.hex(),
+                        name=span.name,
+                        kind=span.kind,
+                        service=service,
+                        attributes=_attributes(span.attributes),
+                    )
+                )
     return spans
 
 
@@ -90,8 +97,12 @@ class OtlpReceiver(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self._lock = threading.Lock()
         self._spans: list[Span] = []
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="otlp-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="otlp-receiver",
+            daemon=True,
+        )
         self._thread.start()
 
     @property
@@ -112,5 +123,8 @@ class OtlpReceiver(ThreadingHTTPServer):
         self.server_close()
 
 
-CONSUMER, PRODUCER, CLIENT = (SpanProto.SPAN_KIND_CONSUMER, SpanProto.SPAN_KIND_PRODUCER,
-                              SpanProto.SPAN_KIND_CLIENT)
+CONSUMER, PRODUCER, CLIENT = (
+    SpanProto.SPAN_KIND_CONSUMER,
+    SpanProto.SPAN_KIND_PRODUCER,
+    SpanProto.SPAN_KIND_CLIENT,
+)

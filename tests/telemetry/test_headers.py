@@ -34,16 +34,27 @@ def test_a_record_without_trace_headers_starts_a_new_trace() -> None:
     assert not trace.get_current_span(context).get_span_context().is_valid
 
 
-@pytest.mark.parametrize(("environ", "exported"), [
-    ({}, False),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
-    ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
-    ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"},
-     False),
-    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"},
-     False),
-])
+@pytest.mark.parametrize(
+    ("environ", "exported"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_TRACES_EXPORTER": "otlp"}, True),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318",
+                "OTEL_TRACES_EXPORTER": "none",
+            },
+            False,
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_SDK_DISABLED": "true"},
+            False,
+        ),
+    ],
+)
 def test_spans_are_exported_only_when_an_otlp_destination_is_configured(
-        environ: dict[str, str], exported: bool) -> None:
+    environ: dict[str, str], exported: bool
+) -> None:
     assert telemetry.exporting(environ) is exported

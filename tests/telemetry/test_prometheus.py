@@ -21,9 +21,11 @@ from tests.conftest import REPO, RunningMesh, wait_until
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not Path(PROMETHEUS).exists(),
-                       reason="needs Prometheus: Debian package `prometheus` (apt-get install -y "
-                              "prometheus), which CI installs"),
+    pytest.mark.skipif(
+        not Path(PROMETHEUS).exists(),
+        reason="needs Prometheus: Debian package `prometheus` (apt-get install -y "
+        "prometheus), which CI installs",
+    ),
 ]
 SERVICES = {"keeper", "agent:writer", "agent:editor", "model-server"}
 
@@ -38,10 +40,16 @@ def prometheus(metrics_targets: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{free_port()}"
     with (folder / "prometheus.log").open("ab") as log:
         process = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={folder / 'prometheus-local.yml'}",
-             f"--storage.tsdb.path={folder / 'data'}",
-             f"--web.listen-address={url.removeprefix('http://')}"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            [
+                PROMETHEUS,
+                f"--config.file={folder / 'prometheus-local.yml'}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address={url.removeprefix('http://')}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
 
     def ready() -> bool:
         assert process.poll() is None, (folder / "prometheus.log").read_text()[-2000:]
@@ -84,13 +92,14 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     index = next(i for i, (_, count) in enumerate(buckets) if count >= rank)
     if index == len(buckets) - 1:
         return buckets[-2][0]
-    start, below = (buckets[index - 1] if index > 0 else (0.0, 0.0))
+    start, below = buckets[index - 1] if index > 0 else (0.0, 0.0)
     end, count = buckets[index]
     return start + (end - start) * (rank - below) / (count - below)
 
 
 def test_prometheus_reads_step_latency_quantiles_and_token_totals(
-        observed_mesh: RunningMesh, prometheus: str) -> None:
+    observed_mesh: RunningMesh, prometheus: str
+) -> None:
     mesh = observed_mesh
     trace_ids = [mesh.submit(f"measured task {n}") for n in range(3)]
     for trace_id in trace_ids:
@@ -100,48 +109,74 @@ def test_prometheus_reads_step_latency_quantiles_and_token_totals(
     tokens = sum(h.usage.tokens_in + h.usage.tokens_out for h in hops)
     assert tokens > 0
 
-    wait_until(lambda: healthy_services(prometheus) >= SERVICES, 30,
-               message=f"Prometheus scraping {sorted(SERVICES)}")
-    wait_until(lambda: scalar(prometheus, "sum(choreo_tokens_total)") == tokens, 30,
-               message=f"sum(choreo_tokens_total) == {tokens}")
-    wait_until(lambda: scalar(prometheus, "sum(choreo_steps_total)") == len(hops), 30,
-               message=f"sum(choreo_steps_total) == {len(hops)}")
-    by_direction = {r["metric"]["direction"]: float(r["value"][1]) for r in query(
-        prometheus, "sum by (direction) (choreo_tokens_total)")}
-    assert by_direction == {"in": sum(h.usage.tokens_in for h in hops),
-                            "out": sum(h.usage.tokens_out for h in hops)}
+    wait_until(
+        lambda: healthy_services(prometheus) >= SERVICES,
+        30,
+        message=f"Prometheus scraping {sorted(SERVICES)}",
+    )
+    wait_until(
+        lambda: scalar(prometheus, "sum(choreo_tokens_total)") == tokens,
+        30,
+        message=f"sum(choreo_tokens_total) == {tokens}",
+    )
+    wait_until(
+        lambda: scalar(prometheus, "sum(choreo_steps_total)") == len(hops),
+        30,
+        message=f"sum(choreo_steps_total) == {len(hops)}",
+    )
+    by_direction = {
+        r["metric"]["direction"]: float(r["value"][1])
+        for r in query(prometheus, "sum by (direction) (choreo_tokens_total)")
+    }
+    assert by_direction == {
+        "in": sum(h.usage.tokens_in for h in hops),
+        "out": sum(h.usage.tokens_out for h in hops),
+    }
 
     # Series known at start exist from the first scrape, at zero until something happens.
     assert scalar(prometheus, 'sum(choreo_traces_finished_total{status="halted"})') == 0
     assert scalar(prometheus, 'sum(choreo_steps_total{status="refused"})') == 0
     # Every group reports its lag per topic; with every task finished, nothing is behind.
-    groups = {f"{mesh.topics.prefix}.{name}" for name in ("keeper", "agent.writer",
-                                                           "agent.editor")}
-    wait_until(lambda: {r["metric"]["group"] for r in query(
-        prometheus, "choreo_consumer_lag_records")} >= groups, 30, message=f"lag of {groups}")
-    wait_until(lambda: scalar(prometheus, "sum(choreo_consumer_lag_records)") == 0, 30,
-               message="no consumer lag")
+    groups = {f"{mesh.topics.prefix}.{name}" for name in ("keeper", "agent.writer", "agent.editor")}
+    wait_until(
+        lambda: (
+            {r["metric"]["group"] for r in query(prometheus, "choreo_consumer_lag_records")}
+            >= groups
+        ),
+        30,
+        message=f"lag of {groups}",
+    )
+    wait_until(
+        lambda: scalar(prometheus, "sum(choreo_consumer_lag_records)") == 0,
+        30,
+        message="no consumer lag",
+    )
 
     # The step-latency histogram holds exactly the hop records' durations...
     durations: dict[str, list[float]] = defaultdict(list)
     for hop in hops:
         durations[hop.agent].append(hop.duration_ms / 1000)
     buckets: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for series in query(prometheus,
-                        "sum by (agent, le) (choreo_step_duration_seconds_bucket)"):
+    for series in query(prometheus, "sum by (agent, le) (choreo_step_duration_seconds_bucket)"):
         le = float(series["metric"]["le"])
         buckets[series["metric"]["agent"]].append((le, float(series["value"][1])))
     assert set(buckets) == set(durations) == {"writer", "editor"}
     for agent, counts in buckets.items():
         counts.sort()
-        assert counts == [(bound, sum(1 for d in durations[agent] if d <= bound))
-                          for bound, _ in counts], agent
+        assert counts == [
+            (bound, sum(1 for d in durations[agent] if d <= bound)) for bound, _ in counts
+        ], agent
 
     # ...so the quantiles PromQL computes per agent are the ones those durations give.
     for q in (0.5, 0.95, 0.99):
-        quantiles = {r["metric"]["agent"]: float(r["value"][1]) for r in query(
-            prometheus, f"histogram_quantile({q}, sum by (agent, le) "
-                        f"(choreo_step_duration_seconds_bucket))")}
+        quantiles = {
+            r["metric"]["agent"]: float(r["value"][1])
+            for r in query(
+                prometheus,
+                f"histogram_quantile({q}, sum by (agent, le) "
+                f"(choreo_step_duration_seconds_bucket))",
+            )
+        }
         assert set(quantiles) == {"writer", "editor"}
         for agent, value in quantiles.items():
             assert math.isfinite(value) and value > 0

@@ -20,8 +20,10 @@ def server_stats(base_url: str) -> dict[str, Any]:
 
 def cost_of(stats: dict[str, Any], prices: dict[str, tuple[float, float]]) -> float:
     """What the server's token counts cost at each requested model's prices per million."""
-    return sum((m["prompt_tokens"] * prices[name][0] + m["completion_tokens"] * prices[name][1])
-               / 1e6 for name, m in stats["models"].items())
+    return sum(
+        (m["prompt_tokens"] * prices[name][0] + m["completion_tokens"] * prices[name][1]) / 1e6
+        for name, m in stats["models"].items()
+    )
 
 
 def scrape(targets_dir: Path, service_prefix: str, sample: str, **labels: str) -> float:
@@ -35,7 +37,9 @@ def scrape(targets_dir: Path, service_prefix: str, sample: str, **labels: str) -
             for address in entry["targets"]:
                 text = httpx.get(f"http://{address}/metrics", timeout=10).text
                 total += sum(
-                    s.value for family in text_string_to_metric_families(text)
+                    s.value
+                    for family in text_string_to_metric_families(text)
                     for s in family.samples
-                    if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items()))
+                    if s.name == sample and all(s.labels.get(k) == v for k, v in labels.items())
+                )
     return total

@@ -15,10 +15,17 @@ from tests.tiers.support import server_stats
 
 
 def test_the_circuit_opens_after_consecutive_failures_and_then_fails_fast_unsent(
-        scripted: Callable[..., str]) -> None:
+    scripted: Callable[..., str],
+) -> None:
     url = scripted(faults={"down": True})
-    tier = ModelTier(model="down-model", base_url=url, max_retries=0, circuit_failures=2,
-                     circuit_cooldown_s=300, on_outage="fail")
+    tier = ModelTier(
+        model="down-model",
+        base_url=url,
+        max_retries=0,
+        circuit_failures=2,
+        circuit_cooldown_s=300,
+        on_outage="fail",
+    )
     client = ModelClient.for_tier("fragile", tier, environ={})
 
     async def three_calls() -> list[ModelError]:
@@ -26,15 +33,20 @@ def test_the_circuit_opens_after_consecutive_failures_and_then_fails_fast_unsent
         async with client:
             for _ in range(3):
                 with pytest.raises(ModelError) as caught:
-                    await client.complete([{"role": "user", "content": "hi"}], agent="tester",
-                                          deadline=None)
+                    await client.complete(
+                        [{"role": "user", "content": "hi"}], agent="tester", deadline=None
+                    )
                 errors.append(caught.value)
         return errors
 
     errors = asyncio.run(three_calls())
     assert [(e.reason, e.attempts) for e in errors] == [
-        ("http_503", 1), ("http_503", 1), ("circuit_open", 0)]
+        ("http_503", 1),
+        ("http_503", 1),
+        ("circuit_open", 0),
+    ]
     assert "circuit of tier 'fragile' is open after 2 consecutive failures" in str(errors[2])
     assert server_stats(url)["unavailable"] == 2  # the third call never reached the server
     assert REGISTRY.get_sample_value("choreo_model_circuit_state", {"tier": "fragile"}) == (
-        CircuitState.OPEN)
+        CircuitState.OPEN
+    )

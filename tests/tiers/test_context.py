@@ -15,8 +15,12 @@ def test_the_estimate_counts_characters_and_message_framing() -> None:
 
 
 def test_folded_items_and_the_cursor_are_hidden_from_the_prompt() -> None:
-    state = {"log": ["a", "b", "c", "d"], "tries": [1], "summary": "s",
-             "summary.folded": {"log": 3}}
+    state = {
+        "log": ["a", "b", "c", "d"],
+        "tries": [1],
+        "summary": "s",
+        "summary.folded": {"log": 3},
+    }
     assert context.visible_state(CTX, state) == {"log": ["d"], "tries": [1], "summary": "s"}
     assert context.reads(CTX, ["input", "log"]) == ["summary", "input", "log"]
     assert context.reads(CTX, ["log", "summary", "summary.folded"]) == ["log", "summary"]
@@ -36,7 +40,8 @@ def test_the_fold_writes_the_summary_and_advances_the_counts() -> None:
     messages = context.summarizer_messages(CTX, visible, older)
     assert messages[0]["content"] == context.SUMMARIZER_PERSONA
     assert messages[1]["content"] == (
-        "## summary so far\n(none yet)\n\n## older log\n- b\n- c\n\n## older tries\n- 1")
+        "## summary so far\n(none yet)\n\n## older log\n- b\n- c\n\n## older tries\n- 1"
+    )
     after, writes = context.fold(CTX, state, visible, older, "new summary")
     assert writes == {"summary": "new summary", "summary.folded": {"log": 3, "tries": 1}}
     assert after == {"log": ["d", "e"], "tries": [2, 3], "summary": "new summary"}

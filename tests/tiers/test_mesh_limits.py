@@ -23,8 +23,13 @@ BATCH = 6
 
 
 def tier(url: str, model: str, **fields: Any) -> dict[str, Any]:
-    return {"base_url": url, "model": model, "price_in_per_mtok": PRICES[model][0],
-            "price_out_per_mtok": PRICES[model][1], **fields}
+    return {
+        "base_url": url,
+        "model": model,
+        "price_in_per_mtok": PRICES[model][0],
+        "price_out_per_mtok": PRICES[model][1],
+        **fields,
+    }
 
 
 def metrics_env(folder: Path) -> dict[str, str]:
@@ -37,27 +42,47 @@ def results(mesh: RunningMesh, trace_ids: list[str]) -> list[TerminalResult]:
 
 
 @pytest.fixture(scope="module")
-def storm(scripted: Callable[..., str], start_mesh_processes: Callable[..., RunningMesh],
-          tmp_path_factory: pytest.TempPathFactory
-          ) -> Iterator[tuple[RunningMesh, str, Path]]:
+def storm(
+    scripted: Callable[..., str],
+    start_mesh_processes: Callable[..., RunningMesh],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RunningMesh, str, Path]]:
     """A triage → solver mesh on ``auto`` tiers whose server answers 429 to every 2nd call."""
     url = scripted(
         faults={"rate_limit": {"every": 2, "retry_after": 0.05}},
-        rules=[{"when": {"model": "^local-model$"}, "reply": "label: billing"},
-               {"when": {"model": "^premium-model$"}, "reply": "solved: refund issued"}])
+        rules=[
+            {"when": {"model": "^local-model$"}, "reply": "label: billing"},
+            {"when": {"model": "^premium-model$"}, "reply": "solved: refund issued"},
+        ],
+    )
     folder = tmp_path_factory.mktemp("storm")
     spec = {
-        "name": "storm", "entry": ["ticket.received"],
-        "models": {"local": tier(url, "local-model", max_retries=10),
-                   "premium": tier(url, "premium-model", max_retries=10)},
+        "name": "storm",
+        "entry": ["ticket.received"],
+        "models": {
+            "local": tier(url, "local-model", max_retries=10),
+            "premium": tier(url, "premium-model", max_retries=10),
+        },
         "routing": {"cheap": "local", "premium": "premium"},
         "agents": [
-            {"name": "triage", "subscribe": ["ticket.received"], "persona": "You triage.",
-             "model": "auto", "task_kind": "classification", "writes": {"label": "{output}"},
-             "routes": [{"emit": "ticket.triaged"}]},
-            {"name": "solver", "subscribe": ["ticket.triaged"], "persona": "You solve.",
-             "model": "auto", "task_kind": "reasoning", "writes": {"answer": "{output}"},
-             "routes": [{"finish": True, "output": "answer"}]},
+            {
+                "name": "triage",
+                "subscribe": ["ticket.received"],
+                "persona": "You triage.",
+                "model": "auto",
+                "task_kind": "classification",
+                "writes": {"label": "{output}"},
+                "routes": [{"emit": "ticket.triaged"}],
+            },
+            {
+                "name": "solver",
+                "subscribe": ["ticket.triaged"],
+                "persona": "You solve.",
+                "model": "auto",
+                "task_kind": "reasoning",
+                "writes": {"answer": "{output}"},
+                "routes": [{"finish": True, "output": "answer"}],
+            },
         ],
     }
     targets = folder / "targets"
@@ -66,7 +91,8 @@ def storm(scripted: Callable[..., str], start_mesh_processes: Callable[..., Runn
 
 
 def test_a_429_storm_is_absorbed_and_every_task_completes(
-        storm: tuple[RunningMesh, str, Path]) -> None:
+    storm: tuple[RunningMesh, str, Path],
+) -> None:
     mesh, url, targets = storm
     trace_ids = [mesh.submit(f"ticket {i}") for i in range(BATCH)]
     done = results(mesh, trace_ids)
@@ -78,7 +104,9 @@ def test_a_429_storm_is_absorbed_and_every_task_completes(
     assert stats["rate_limited"] >= BATCH
     assert stats["requests"] == stats["completions"] + stats["rate_limited"]
     assert {m: s["completions"] for m, s in stats["models"].items()} == {
-        "local-model": BATCH, "premium-model": BATCH}
+        "local-model": BATCH,
+        "premium-model": BATCH,
+    }
     # Every refusal was retried, as the agents' own metrics say.
     retried = scrape(targets, "agent:", "choreo_model_retries_total", status="rate_limited")
     assert retried == stats["rate_limited"]
@@ -95,7 +123,8 @@ def test_a_429_storm_is_absorbed_and_every_task_completes(
 
 
 def test_hop_records_and_choreo_trace_show_each_agents_tokens_and_cost(
-        storm: tuple[RunningMesh, str, Path]) -> None:
+    storm: tuple[RunningMesh, str, Path],
+) -> None:
     mesh, _url, _targets = storm
     trace_id = mesh.submit("one more ticket")
     result = mesh.result(trace_id)
@@ -108,26 +137,48 @@ def test_hop_records_and_choreo_trace_show_each_agents_tokens_and_cost(
     for agent, model in (("triage", "local-model"), ("solver", "premium-model")):
         usage = by_agent[agent]
         assert usage.cost == pytest.approx(
-            (usage.tokens_in * PRICES[model][0] + usage.tokens_out * PRICES[model][1]) / 1e6)
+            (usage.tokens_in * PRICES[model][0] + usage.tokens_out * PRICES[model][1]) / 1e6
+        )
 
-    out = subprocess.run([*CHOREO, "trace", trace_id],
-                         env={**mesh.env(), "COLUMNS": "200"}, capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [*CHOREO, "trace", trace_id],
+        env={**mesh.env(), "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     for agent, step in by_agent.items():
         line = next(line for line in out.splitlines() if f"{agent}  hop" in line)
         assert f"{step.tokens_in}→{step.tokens_out} tok  ${step.cost:.6f}" in line
 
 
 def test_a_tier_set_to_fail_on_outage_fails_the_tasks_with_the_reason_and_opens_its_circuit(
-        scripted: Callable[..., str], start_test_mesh: Callable[..., RunningMesh],
-        tmp_path: Path) -> None:
+    scripted: Callable[..., str], start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+) -> None:
     url = scripted(faults={"down": True})
     spec = {
-        "name": "outage", "entry": ["ticket.received"],
-        "models": {"premium": tier(url, "premium-model", max_retries=2, circuit_failures=3,
-                                   circuit_cooldown_s=300, on_outage="fail")},
-        "agents": [{"name": "solver", "subscribe": ["ticket.received"], "persona": "You solve.",
-                    "model": "premium", "routes": [{"finish": True, "output": "input"}]}],
+        "name": "outage",
+        "entry": ["ticket.received"],
+        "models": {
+            "premium": tier(
+                url,
+                "premium-model",
+                max_retries=2,
+                circuit_failures=3,
+                circuit_cooldown_s=300,
+                on_outage="fail",
+            )
+        },
+        "agents": [
+            {
+                "name": "solver",
+                "subscribe": ["ticket.received"],
+                "persona": "You solve.",
+                "model": "premium",
+                "routes": [{"finish": True, "output": "input"}],
+            }
+        ],
     }
     targets = tmp_path / "targets"
     mesh = start_test_mesh(spec, base_dir=tmp_path, env=metrics_env(targets))

@@ -30,6 +30,7 @@ class FakeClock:
 
 # -- token bucket ------------------------------------------------------------------------------
 
+
 def test_a_full_bucket_serves_its_burst_at_once_then_paces_at_its_rate() -> None:
     clock = FakeClock()
     bucket = TokenBucket(rate=2.0, capacity=3, clock=clock)
@@ -70,6 +71,7 @@ def test_a_bucket_needs_a_positive_rate() -> None:
 
 
 # -- circuit breaker -----------------------------------------------------------------------------
+
 
 def test_the_circuit_opens_after_consecutive_failures_only() -> None:
     clock = FakeClock()
@@ -125,9 +127,9 @@ def test_a_probe_that_never_reports_is_replaced_after_a_cool_down() -> None:
 
 # -- the tier gate -------------------------------------------------------------------------------
 
+
 def _gate(clock: FakeClock, **limits: float) -> TierGate:
-    tier = ModelTier.model_validate({"model": "m", "base_url": "http://127.0.0.1:9/v1",
-                                     **limits})
+    tier = ModelTier.model_validate({"model": "m", "base_url": "http://127.0.0.1:9/v1", **limits})
     return TierGate(tier, clock=clock, sleep=clock.sleep)
 
 

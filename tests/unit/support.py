@@ -30,8 +30,10 @@ _MINIMAL: dict[str, Any] = {
             "subscribe": ["work.done"],
             "persona": "You check.",
             "model": "small",
-            "routes": [{"when": "^OK", "finish": True, "output": "notes"},
-                       {"emit": "work.requested"}],
+            "routes": [
+                {"when": "^OK", "finish": True, "output": "notes"},
+                {"emit": "work.requested"},
+            ],
         },
     ],
 }
@@ -42,22 +44,47 @@ def minimal_mesh() -> dict[str, Any]:
     return copy.deepcopy(_MINIMAL)
 
 
-def event(*, hop: int = 0, state: dict[str, Any] | None = None, event_id: str = "ev-1",
-          budget: Budget | None = None, state_version: int = 1) -> Envelope:
+def event(
+    *,
+    hop: int = 0,
+    state: dict[str, Any] | None = None,
+    event_id: str = "ev-1",
+    budget: Budget | None = None,
+    state_version: int = 1,
+) -> Envelope:
     """An event as an agent receives it from the keeper."""
-    return Envelope(event_id=event_id, trace_id="trace-1", type="work.requested",
-                    source="task", hop=hop, budget=budget or Budget(),
-                    state_version=state_version, state=state)
+    return Envelope(
+        event_id=event_id,
+        trace_id="trace-1",
+        type="work.requested",
+        source="task",
+        hop=hop,
+        budget=budget or Budget(),
+        state_version=state_version,
+        state=state,
+    )
 
 
-def consumed(topic: str, offset: int, value: bytes, key: str | None = None,
-             timestamp_ms: int = 1_700_000_000_000, partition: int = 0,
-             ) -> ConsumerRecord[bytes, bytes]:
+def consumed(
+    topic: str,
+    offset: int,
+    value: bytes,
+    key: str | None = None,
+    timestamp_ms: int = 1_700_000_000_000,
+    partition: int = 0,
+) -> ConsumerRecord[bytes, bytes]:
     """A record as a consumer hands it over, built from its parts."""
     key_bytes = key.encode() if key is not None else None
     return ConsumerRecord(
-        topic=topic, partition=partition, offset=offset, timestamp=timestamp_ms,
-        timestamp_type=0, key=key_bytes, value=value, checksum=None,
-        serialized_key_size=len(key_bytes or b""), serialized_value_size=len(value),
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        timestamp=timestamp_ms,
+        timestamp_type=0,
+        key=key_bytes,
+        value=value,
+        checksum=None,
+        serialized_key_size=len(key_bytes or b""),
+        serialized_value_size=len(value),
         headers=(),
     )

@@ -29,27 +29,43 @@ def _keeper() -> Keeper:
     return keeper
 
 
-def _task(trace_id: str, text: str = "a piece", timestamp_ms: int = 1_700_000_000_000,
-          partition: int | None = None, offset: int = 7) -> ConsumerRecord[bytes, bytes]:
+def _task(
+    trace_id: str,
+    text: str = "a piece",
+    timestamp_ms: int = 1_700_000_000_000,
+    partition: int | None = None,
+    offset: int = 7,
+) -> ConsumerRecord[bytes, bytes]:
     home = partition_for(trace_id, PARTITIONS) if partition is None else partition
-    return consumed(TOPICS.tasks, offset, encode(Task(input=text)), key=trace_id,
-                    timestamp_ms=timestamp_ms, partition=home)
+    return consumed(
+        TOPICS.tasks,
+        offset,
+        encode(Task(input=text)),
+        key=trace_id,
+        timestamp_ms=timestamp_ms,
+        partition=home,
+    )
 
 
 def _read_back(keeper: Keeper, value: bytes, trace_id: str) -> tuple[str | None, Batch]:
     batch = Batch()
-    record = consumed(TOPICS.outbox, 100, value, key=trace_id,
-                      partition=partition_for(trace_id, PARTITIONS))
+    record = consumed(
+        TOPICS.outbox, 100, value, key=trace_id, partition=partition_for(trace_id, PARTITIONS)
+    )
     return keeper.apply(record, batch), batch
 
 
 @settings(max_examples=40, deadline=None)
-@given(trace_id=st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)),
-                        min_size=1, max_size=20),
-       text=st.text(max_size=200), timestamp_ms=st.integers(1_000_000_000_000,
-                                                             4_000_000_000_000))
-def test_applied_as_logged_equals_applied_when_read_back(trace_id: str, text: str,
-                                                         timestamp_ms: int) -> None:
+@given(
+    trace_id=st.text(
+        st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=20
+    ),
+    text=st.text(max_size=200),
+    timestamp_ms=st.integers(1_000_000_000_000, 4_000_000_000_000),
+)
+def test_applied_as_logged_equals_applied_when_read_back(
+    trace_id: str, text: str, timestamp_ms: int
+) -> None:
     live = _keeper()
     batch = Batch()
     assert live.intake(_task(trace_id, text, timestamp_ms), batch) is None
@@ -61,8 +77,9 @@ def test_applied_as_logged_equals_applied_when_read_back(trace_id: str, text: st
     reason, replay_batch = _read_back(replayed, admit, trace_id)
     assert reason is None
     assert replayed.traces[trace_id] == live.traces[trace_id]
-    assert [(t, k, v) for t, k, v, _ in replay_batch.sends] == \
-        [(t, k, v) for t, k, v, _ in batch.sends]
+    assert [(t, k, v) for t, k, v, _ in replay_batch.sends] == [
+        (t, k, v) for t, k, v, _ in batch.sends
+    ]
     assert replay_batch.snapshots == batch.snapshots
 
     # Read back by the live keeper itself, the admission is a repeat: nothing more happens.
@@ -124,8 +141,9 @@ def test_the_same_admission_read_back_ends_its_trace_once() -> None:
     logged = Batch()
     keeper.intake(_task("t1"), logged)
     batch = Batch(limit=RecordLimit(len(probe.first[0][2]) + 60))
-    reason = keeper.handle(keeper.apply, consumed(TOPICS.outbox, 3, logged.sends[0][2], key="t1"),
-                           batch)
+    reason = keeper.handle(
+        keeper.apply, consumed(TOPICS.outbox, 3, logged.sends[0][2], key="t1"), batch
+    )
     assert reason is not None and "over the record limit" in reason
     [result] = sent(batch, TOPICS.results, TerminalResult)
     assert result.status == "failed" and result.reason == reason

@@ -24,11 +24,11 @@ T0 = 1_700_000_000_000
 STAMPS = st.integers(min_value=-5_000, max_value=5_000)
 
 
-def _apply(keeper: Keeper, offsets: itertools.count[int], value: Envelope,
-           at_ms: int) -> Batch:
+def _apply(keeper: Keeper, offsets: itertools.count[int], value: Envelope, at_ms: int) -> Batch:
     batch = Batch()
-    record = consumed(TOPICS.outbox, next(offsets), encode(value), key=value.trace_id,
-                      timestamp_ms=T0 + at_ms)
+    record = consumed(
+        TOPICS.outbox, next(offsets), encode(value), key=value.trace_id, timestamp_ms=T0 + at_ms
+    )
     assert keeper.apply(record, batch) is None
     return batch
 
@@ -42,14 +42,24 @@ def test_no_change_is_dated_before_the_one_it_follows(steps: list[int], halt: in
     times = [keeper.traces["t1"].updated_at]
     for index, stamp in enumerate(steps):
         writer = index % 2 == 0
-        batch = _apply(keeper, offsets, step("writer" if writer else "editor", cause,
-                                             "a draft" if writer else "REVISE: again"), stamp)
+        batch = _apply(
+            keeper,
+            offsets,
+            step("writer" if writer else "editor", cause, "a draft" if writer else "REVISE: again"),
+            stamp,
+        )
         hops += sent(batch, TOPICS.hops, HopRecord)
         times.append(keeper.traces["t1"].updated_at)
-        cause = sent(batch, TOPICS.event("draft.ready" if writer else "revision.requested"),
-                     Envelope)[0]
-    verdict = Envelope(event_id="halt-1", trace_id="t1", type=HALT, source="watchdog",
-                       payload={"reason": "loop.stuck"})
+        cause = sent(
+            batch, TOPICS.event("draft.ready" if writer else "revision.requested"), Envelope
+        )[0]
+    verdict = Envelope(
+        event_id="halt-1",
+        trace_id="t1",
+        type=HALT,
+        source="watchdog",
+        payload={"reason": "loop.stuck"},
+    )
     (result,) = sent(_apply(keeper, offsets, verdict, halt), TOPICS.results, TerminalResult)
     assert times == sorted(times)
     assert len(hops) == len(steps)
@@ -61,7 +71,6 @@ def test_a_change_in_stamp_order_keeps_its_own_time() -> None:
     harness = Harness()
     cause = harness.admitted()
     admitted = harness.keeper.traces["t1"].updated_at
-    batch = _apply(harness.keeper, itertools.count(1_000), step("writer", cause, "a draft"),
-                   60_000)
+    batch = _apply(harness.keeper, itertools.count(1_000), step("writer", cause, "a draft"), 60_000)
     (hop,) = sent(batch, TOPICS.hops, HopRecord)
     assert (hop.created_at - admitted).total_seconds() > 50  # the record's own stamp

@@ -15,12 +15,16 @@ from tests.unit.support import WRITER_EDITOR, minimal_mesh
 
 
 def choreo(*args: str, bootstrap: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_BOOTSTRAP_SERVERS")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_BOOTSTRAP_SERVERS")
+    }
     if bootstrap is not None:
         env["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-    return subprocess.run([*CHOREO, *args], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [*CHOREO, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def _words(text: str) -> str:
@@ -49,8 +53,9 @@ def test_run_agent_without_agent_lists_the_agents() -> None:
 
 
 def test_run_agent_with_an_unknown_agent_lists_the_agents() -> None:
-    done = choreo("run", "agent", "--mesh", str(WRITER_EDITOR), "--agent", "critic",
-                  bootstrap=_closed_port())
+    done = choreo(
+        "run", "agent", "--mesh", str(WRITER_EDITOR), "--agent", "critic", bootstrap=_closed_port()
+    )
     assert "Traceback" not in done.stderr
     assert done.returncode == 2
     message = _words(done.stderr)
@@ -97,18 +102,25 @@ def test_unreachable_broker_is_an_error_not_a_traceback() -> None:
 
 
 def test_budgets_the_spec_would_reject_are_rejected_on_the_command_line() -> None:
-    for option, value in (("--max-hops", "-1"), ("--max-tokens", "0"), ("--max-cost", "-5"),
-                          ("--max-seconds", "0"), ("--max-hops", "2.5")):
-        done = choreo("submit", str(WRITER_EDITOR), "hello", option, value,
-                      bootstrap=_closed_port())
+    for option, value in (
+        ("--max-hops", "-1"),
+        ("--max-tokens", "0"),
+        ("--max-cost", "-5"),
+        ("--max-seconds", "0"),
+        ("--max-hops", "2.5"),
+    ):
+        done = choreo(
+            "submit", str(WRITER_EDITOR), "hello", option, value, bootstrap=_closed_port()
+        )
         assert done.returncode == 2, (option, value)
         assert f"argument {option}:" in _words(done.stderr) and value in done.stderr
 
 
 def test_a_bad_choreo_variable_is_one_clear_line() -> None:
     env = {**os.environ, "CHOREO_MAX_IN_FLIGHT": "lots", "CHOREO_LOG_LEVEL": "loud"}
-    done = subprocess.run([*CHOREO, "state", "t"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [*CHOREO, "state", "t"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert "CHOREO_MAX_IN_FLIGHT=lots" in done.stderr
@@ -121,4 +133,5 @@ def test_an_unreachable_broker_is_one_message_without_client_noise() -> None:
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
         f"error: no broker answers at {address} (check KAFKA_BOOTSTRAP_SERVERS and that the "
-        "broker is running)"]
+        "broker is running)"
+    ]

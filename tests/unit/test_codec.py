@@ -51,15 +51,15 @@ def test_smallest_task_decodes() -> None:
 def test_unknown_fields_survive_decode_then_encode() -> None:
     wire = {"input": "x", "priority": 3, "labels": ["a", {"b": None}], "x-origin": {"n": 1.5}}
     task = decode(json.dumps(wire).encode(), Task)
-    assert task.extensions == {"priority": 3, "labels": ["a", {"b": None}],
-                               "x-origin": {"n": 1.5}}
+    assert task.extensions == {"priority": 3, "labels": ["a", {"b": None}], "x-origin": {"n": 1.5}}
     again = json.loads(encode(task))
     assert {k: again[k] for k in wire} == wire
 
 
 def test_newer_schema_version_is_passed_on_unchanged() -> None:
-    newer = dict(json.loads(encode(SAMPLES["Envelope"])), schema_version=SCHEMA_VERSION + 1,
-                 new_field="kept")
+    newer = dict(
+        json.loads(encode(SAMPLES["Envelope"])), schema_version=SCHEMA_VERSION + 1, new_field="kept"
+    )
     again = json.loads(encode(decode(json.dumps(newer).encode(), Envelope)))
     assert again == newer
 
@@ -74,17 +74,20 @@ def test_schema_version_is_added_when_the_producer_omits_it() -> None:
     assert added["schema_version"] == SCHEMA_VERSION
 
 
-@pytest.mark.parametrize(("data", "problem"), [
-    (b"\xff\xfe\x00", "malformed"),
-    (b"not json", "malformed"),
-    (b"", "not a JSON object"),
-    (b"[1, 2]", "got `array`"),
-    (b'"input"', "got `str`"),
-    (b'{"trace_id": "t-1"}', "`input`"),
-    (b'{"input": 3}', "$.input"),
-    (b'{"input": "x", "budget": {"max_hops": "many"}}', "$.budget.max_hops"),
-], ids=["binary", "text", "empty", "array", "string", "missing-input", "int-input",
-        "nested-type"])
+@pytest.mark.parametrize(
+    ("data", "problem"),
+    [
+        (b"\xff\xfe\x00", "malformed"),
+        (b"not json", "malformed"),
+        (b"", "not a JSON object"),
+        (b"[1, 2]", "got `array`"),
+        (b'"input"', "got `str`"),
+        (b'{"trace_id": "t-1"}', "`input`"),
+        (b'{"input": 3}', "$.input"),
+        (b'{"input": "x", "budget": {"max_hops": "many"}}', "$.budget.max_hops"),
+    ],
+    ids=["binary", "text", "empty", "array", "string", "missing-input", "int-input", "nested-type"],
+)
 def test_garbage_raises_decode_error_naming_the_problem(data: bytes, problem: str) -> None:
     with pytest.raises(DecodeError) as caught:
         decode(data, Task)

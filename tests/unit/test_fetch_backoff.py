@@ -13,7 +13,8 @@ polls = st.lists(st.tuples(st.floats(0, 5), st.booleans()), max_size=60)
 
 @given(polls)
 def test_the_wait_stays_between_short_and_idle_and_records_restore_short(
-        steps: list[tuple[float, bool]]) -> None:
+    steps: list[tuple[float, bool]],
+) -> None:
     backoff = FetchBackoff(short_ms=10, idle_ms=250, quiet_s=1.0)
     now = 0.0
     backoff.after_poll(True, now)

@@ -78,8 +78,10 @@ def test_trace_id_comes_from_the_task_then_the_key() -> None:
 
 def test_a_task_without_any_id_gets_one_stable_under_replay() -> None:
     first, second = Harness(), Harness()
-    ids = [sent(h.intake(b'{"input": "x"}')[1], TOPICS.outbox, Envelope)[0].trace_id
-           for h in (first, second)]
+    ids = [
+        sent(h.intake(b'{"input": "x"}')[1], TOPICS.outbox, Envelope)[0].trace_id
+        for h in (first, second)
+    ]
     assert ids[0] == ids[1]
 
 
@@ -163,12 +165,15 @@ def test_an_undecodable_outbox_record_is_dead_lettered() -> None:
 def test_a_refused_step_halts_the_trace_with_exactly_one_result() -> None:
     harness = Harness()
     entry = harness.admitted()
-    refused = step_event(SPEC.agent("writer"), entry, STEP_REFUSED,
-                         payload={"reason": "writer: hop budget exhausted"})
+    refused = step_event(
+        SPEC.agent("writer"),
+        entry,
+        STEP_REFUSED,
+        payload={"reason": "writer: hop budget exhausted"},
+    )
     _, batch = harness.apply(refused)
     results = sent(batch, TOPICS.results, TerminalResult)
-    assert [(r.status, r.reason) for r in results] == [("halted",
-                                                        "writer: hop budget exhausted")]
+    assert [(r.status, r.reason) for r in results] == [("halted", "writer: hop budget exhausted")]
     assert harness.keeper.traces["t1"].status == "halted"
     _, again = harness.apply(refused)
     assert again.sends == []
@@ -177,8 +182,9 @@ def test_a_refused_step_halts_the_trace_with_exactly_one_result() -> None:
 def test_steps_after_the_end_are_dropped() -> None:
     harness = Harness()
     entry = harness.admitted()
-    harness.apply(step_event(SPEC.agent("writer"), entry, STEP_REFUSED,
-                             payload={"reason": "budget"}))
+    harness.apply(
+        step_event(SPEC.agent("writer"), entry, STEP_REFUSED, payload={"reason": "budget"})
+    )
     ended = harness.keeper.traces["t1"]
     late = msgspec.structs.replace(step("writer", entry, "late draft"), event_id="late-1")
     reason, batch = harness.apply(late)
@@ -192,8 +198,9 @@ def test_an_ended_trace_is_kept_small_yet_still_drops_late_steps_and_repeat_task
     admit = sent(batch, TOPICS.outbox, Envelope)[0]
     _, admitted = harness.apply(admit)
     entry = sent(admitted, TOPICS.event("draft.requested"), Envelope)[0]
-    harness.apply(step_event(SPEC.agent("writer"), entry, STEP_REFUSED,
-                             payload={"reason": "budget"}))
+    harness.apply(
+        step_event(SPEC.agent("writer"), entry, STEP_REFUSED, payload={"reason": "budget"})
+    )
     harness.keeper.settle(["t1"])  # what the service does once the final snapshot is acked
 
     ended = harness.keeper.traces["t1"]
@@ -232,8 +239,9 @@ def test_a_full_revision_cycle_counts_revisions() -> None:
 def test_a_delta_that_does_not_fit_its_reducer_fails_the_trace() -> None:
     harness = Harness()
     entry = harness.admitted()
-    bad = step_event(SPEC.agent("editor"), entry, "revision.requested",
-                     delta={"revisions": "one more"})
+    bad = step_event(
+        SPEC.agent("editor"), entry, "revision.requested", delta={"revisions": "one more"}
+    )
     reason, batch = harness.apply(bad)
     assert reason is not None and "revisions" in reason
     results = sent(batch, TOPICS.results, TerminalResult)

@@ -11,8 +11,14 @@ from choreo.schemas import Snapshot, decode, encode
 
 def _snapshot(version: int, text: str = "x", status: str = "running") -> Snapshot:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    return Snapshot(trace_id="t", version=version, status=status,  # type: ignore[arg-type]
-                    fields={"text": text, "kept": 1}, admitted_at=at, updated_at=at)
+    return Snapshot(
+        trace_id="t",
+        version=version,
+        status=status,  # type: ignore[arg-type]
+        fields={"text": text, "kept": 1},
+        admitted_at=at,
+        updated_at=at,
+    )
 
 
 def test_rollback_restores_the_snapshot_queued_at_the_mark_and_its_bytes() -> None:

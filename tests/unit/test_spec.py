@@ -26,12 +26,15 @@ def test_writer_editor_example_loads() -> None:
 
 
 def test_relative_script_resolves_against_the_mesh_folder(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     folder = tmp_path / "meshes"
     folder.mkdir()
     data = minimal_mesh()
-    data["models"] = {"local": {"model": "m", "script": "scripts/model.yaml"},
-                      "fixed": {"model": "m", "script": str(tmp_path / "abs.yaml")}}
+    data["models"] = {
+        "local": {"model": "m", "script": "scripts/model.yaml"},
+        "fixed": {"model": "m", "script": str(tmp_path / "abs.yaml")},
+    }
     for agent in data["agents"]:
         agent["model"] = "local"
     (folder / "mesh.yaml").write_text(_yaml(data))
@@ -53,6 +56,7 @@ def test_example_script_exists_after_loading() -> None:
 
 def _set(path: str, value: Any) -> Callable[[Mesh], None]:
     """A mutation that sets one dotted path (list indexes as numbers) of the mesh."""
+
     def mutate(mesh: Mesh) -> None:
         *parents, last = path.split(".")
         node: Any = mesh
@@ -62,6 +66,7 @@ def _set(path: str, value: Any) -> Callable[[Mesh], None]:
             node[int(last)] = value
         else:
             node[last] = value
+
     return mutate
 
 
@@ -70,59 +75,92 @@ def _duplicate_agent(mesh: Mesh) -> None:
 
 
 INVALID: dict[str, tuple[Callable[[Mesh], None], list[str]]] = {
-    "unknown model tier": (_set("agents.1.model", "huge"),
-                           ["agents[checker].model", "unknown model tier 'huge'"]),
-    "topic nobody emits": (_set("agents.0.subscribe", ["work.requested", "ghost"]),
-                           ["agents[worker].subscribe[#2]", "nothing emits 'ghost'"]),
-    "emit nobody subscribes": (_set("agents.0.routes.0.emit", "void"),
-                               ["agents[worker].routes[#1].emit", "subscribes to 'void'"]),
-    "entry nobody subscribes": (_set("entry", ["work.requested", "orphan"]),
-                                ["entry[#2]", "no agent subscribes to 'orphan'"]),
-    "duplicate agent names": (_duplicate_agent,
-                              ["agents[worker].name", "duplicate agent name 'worker'"]),
-    "bad regex in when": (_set("agents.1.routes.0.when", "^(OK"),
-                          ["agents[checker].routes[#1].when", "not a regular expression"]),
-    "route with two actions": (_set("agents.1.routes.0.emit", "work.requested"),
-                               ["agents[checker].routes[#1]",
-                                "exactly one of emit, finish, fail"]),
-    "route with no action": (_set("agents.0.routes.0", {"when": "x"}),
-                             ["agents[worker].routes[#1]", "exactly one of emit, finish, fail"]),
-    "unknown reducer": (_set("state.notes.reducer", "concat"),
-                        ["state.notes.reducer", "unknown reducer 'concat'"]),
-    "reducer module missing": (_set("state.notes.reducer", "no_such_module_xyz:fold"),
-                               ["state.notes.reducer", "cannot import reducer"]),
-    "reducer function missing": (_set("state.notes.reducer", "json:no_such_function"),
-                                 ["state.notes.reducer", "cannot import reducer"]),
-    "bad agent name": (_set("agents.0.name", "Worker One"),
-                       ["agents[Worker One].name", "pattern"]),
+    "unknown model tier": (
+        _set("agents.1.model", "huge"),
+        ["agents[checker].model", "unknown model tier 'huge'"],
+    ),
+    "topic nobody emits": (
+        _set("agents.0.subscribe", ["work.requested", "ghost"]),
+        ["agents[worker].subscribe[#2]", "nothing emits 'ghost'"],
+    ),
+    "emit nobody subscribes": (
+        _set("agents.0.routes.0.emit", "void"),
+        ["agents[worker].routes[#1].emit", "subscribes to 'void'"],
+    ),
+    "entry nobody subscribes": (
+        _set("entry", ["work.requested", "orphan"]),
+        ["entry[#2]", "no agent subscribes to 'orphan'"],
+    ),
+    "duplicate agent names": (
+        _duplicate_agent,
+        ["agents[worker].name", "duplicate agent name 'worker'"],
+    ),
+    "bad regex in when": (
+        _set("agents.1.routes.0.when", "^(OK"),
+        ["agents[checker].routes[#1].when", "not a regular expression"],
+    ),
+    "route with two actions": (
+        _set("agents.1.routes.0.emit", "work.requested"),
+        ["agents[checker].routes[#1]", "exactly one of emit, finish, fail"],
+    ),
+    "route with no action": (
+        _set("agents.0.routes.0", {"when": "x"}),
+        ["agents[worker].routes[#1]", "exactly one of emit, finish, fail"],
+    ),
+    "unknown reducer": (
+        _set("state.notes.reducer", "concat"),
+        ["state.notes.reducer", "unknown reducer 'concat'"],
+    ),
+    "reducer module missing": (
+        _set("state.notes.reducer", "no_such_module_xyz:fold"),
+        ["state.notes.reducer", "cannot import reducer"],
+    ),
+    "reducer function missing": (
+        _set("state.notes.reducer", "json:no_such_function"),
+        ["state.notes.reducer", "cannot import reducer"],
+    ),
+    "bad agent name": (_set("agents.0.name", "Worker One"), ["agents[Worker One].name", "pattern"]),
     "negative max_hops": (_set("budgets", {"max_hops": -1}), ["budgets.max_hops"]),
     "negative max_cost": (_set("budgets", {"max_cost": -0.5}), ["budgets.max_cost"]),
     "negative max_seconds": (_set("budgets", {"max_seconds": -5}), ["budgets.max_seconds"]),
     "negative max_tokens": (_set("budgets", {"max_tokens": -10}), ["budgets.max_tokens"]),
     "typo at top level": (_set("budget", {"max_hops": 3}), ["budget", "Extra inputs"]),
-    "typo in an agent": (_set("agents.0.subscibe", ["x"]),
-                         ["agents[worker].subscibe", "Extra inputs"]),
-    "typo in a route": (_set("agents.1.routes.0.outptu", "notes"),
-                        ["agents[checker].routes[#1].outptu", "Extra inputs"]),
-    "typo in a state field": (_set("state.count.reduce", "add"),
-                              ["state.count.reduce", "Extra inputs"]),
+    "typo in an agent": (
+        _set("agents.0.subscibe", ["x"]),
+        ["agents[worker].subscibe", "Extra inputs"],
+    ),
+    "typo in a route": (
+        _set("agents.1.routes.0.outptu", "notes"),
+        ["agents[checker].routes[#1].outptu", "Extra inputs"],
+    ),
+    "typo in a state field": (
+        _set("state.count.reduce", "add"),
+        ["state.count.reduce", "Extra inputs"],
+    ),
     "unknown placeholder in agent writes": (
-        _set("agents.0.writes", {"notes": "{outptu}"}), ["agents[worker].writes", "outptu"]),
+        _set("agents.0.writes", {"notes": "{outptu}"}),
+        ["agents[worker].writes", "outptu"],
+    ),
     "unknown placeholder in route writes": (
         _set("agents.1.routes.1.writes", {"notes": "{agnet} says"}),
-        ["agents[checker].routes[#2].writes", "agnet"]),
+        ["agents[checker].routes[#2].writes", "agnet"],
+    ),
     "finish output names no field": (
         _set("agents.1.routes.0.output", "drafts"),
-        ["agents[checker].routes[#1].output", "no state field 'drafts'"]),
+        ["agents[checker].routes[#1].output", "no state field 'drafts'"],
+    ),
     "read of a misspelled field": (
         _set("agents.0.reads", ["input", "nots"]),
-        ["agents[worker].reads[#2]", "no state field 'nots'", "did you mean 'notes'"]),
+        ["agents[worker].reads[#2]", "no state field 'nots'", "did you mean 'notes'"],
+    ),
     "write to an undeclared field": (
         _set("agents.0.writes", {"ntes": "{output}"}),
-        ["agents[worker].writes.ntes", "'ntes' is not declared", "did you mean 'notes'"]),
+        ["agents[worker].writes.ntes", "'ntes' is not declared", "did you mean 'notes'"],
+    ),
     "misspelled emitted type": (
         _set("agents.0.routes.0.emit", "work.dne"),
-        ["agents[worker].routes[#1].emit", "'work.dne'", "did you mean 'work.done'"]),
+        ["agents[worker].routes[#1].emit", "'work.dne'", "did you mean 'work.done'"],
+    ),
 }
 
 #: A list position printed the way Python counts (``agents.1``, ``routes[0]``): never shown.
@@ -174,12 +212,17 @@ def test_a_missing_model_script_is_a_spec_error_at_its_line(tmp_path: Path) -> N
     data["models"] = {"small": {"model": "m", "script": "absent.yaml"}}
     path = tmp_path / "mesh.yaml"
     path.write_text(_yaml(data))
-    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
-                if "script: absent.yaml" in text)
+    line = next(
+        n
+        for n, text in enumerate(path.read_text().splitlines(), 1)
+        if "script: absent.yaml" in text
+    )
     with pytest.raises(SpecError) as caught:
         load_mesh(path)
-    assert f"{path}:{line}: models.small.script: no such model script: " \
+    assert (
+        f"{path}:{line}: models.small.script: no such model script: "
         f"{tmp_path / 'absent.yaml'}" in str(caught.value)
+    )
 
 
 def test_missing_file(tmp_path: Path) -> None:

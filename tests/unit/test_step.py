@@ -18,13 +18,18 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def _agent(**overrides: Any) -> AgentSpec:
-    fields: dict[str, Any] = {"name": "reviewer", "subscribe": ["draft.ready"],
-                              "persona": "You review drafts.", "model": "small",
-                              "routes": [{"emit": "review.done"}]}
+    fields: dict[str, Any] = {
+        "name": "reviewer",
+        "subscribe": ["draft.ready"],
+        "persona": "You review drafts.",
+        "model": "small",
+        "routes": [{"emit": "review.done"}],
+    }
     return AgentSpec.model_validate({**fields, **overrides})
 
 
 # -- render_messages -----------------------------------------------------------------------
+
 
 def test_persona_is_the_system_message() -> None:
     messages = render_messages(_agent(), event(state={"input": "hello"}))
@@ -39,8 +44,14 @@ def test_system_prompt_override_replaces_the_persona() -> None:
 
 def test_only_read_fields_reach_the_prompt_and_empty_ones_are_skipped() -> None:
     agent = _agent(reads=["input", "draft", "review", "notes", "extra", "missing"])
-    state: dict[str, Any] = {"input": "brief", "draft": "", "review": None, "notes": [],
-                             "extra": {}, "secret": "not for this agent"}
+    state: dict[str, Any] = {
+        "input": "brief",
+        "draft": "",
+        "review": None,
+        "notes": [],
+        "extra": {},
+        "secret": "not for this agent",
+    }
     user = render_messages(agent, event(state=state))[1]["content"]
     assert user == "## input\nbrief"
 
@@ -64,11 +75,20 @@ def test_empty_state_still_gives_the_model_a_user_message() -> None:
 
 # -- over_budget ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("hop", "max_hops", "refused"), [
-    (0, 1, False), (2, 3, False), (3, 3, True), (9, 3, True), (100, None, False),
-])
+
+@pytest.mark.parametrize(
+    ("hop", "max_hops", "refused"),
+    [
+        (0, 1, False),
+        (2, 3, False),
+        (3, 3, True),
+        (9, 3, True),
+        (100, None, False),
+    ],
+)
 def test_hop_budget_refuses_exactly_when_the_next_hop_exceeds_it(
-        hop: int, max_hops: int | None, refused: bool) -> None:
+    hop: int, max_hops: int | None, refused: bool
+) -> None:
     reason = over_budget(event(hop=hop, budget=Budget(max_hops=max_hops)), NOW)
     assert (reason is not None) is refused
     if refused:
@@ -84,18 +104,23 @@ def test_deadline_refuses_only_after_it_passes() -> None:
 
 # -- choose_route --------------------------------------------------------------------------
 
-ROUTES = [{"when": "^APPROVED", "finish": True, "output": "draft"},
-          {"when": "REVISE", "emit": "revision.requested"},
-          {"when": "REVISE|APPROVED", "fail": True},
-          {"emit": "draft.ready"}]
+ROUTES = [
+    {"when": "^APPROVED", "finish": True, "output": "draft"},
+    {"when": "REVISE", "emit": "revision.requested"},
+    {"when": "REVISE|APPROVED", "fail": True},
+    {"emit": "draft.ready"},
+]
 
 
-@pytest.mark.parametrize(("text", "index"), [
-    ("APPROVED, and REVISE nothing", 0),  # first match wins even when later ones match too
-    ("Please REVISE: 1. shorter", 1),
-    ("NOT APPROVED", 2),
-    ("no keyword at all", 3),  # a route without ``when`` is the default
-])
+@pytest.mark.parametrize(
+    ("text", "index"),
+    [
+        ("APPROVED, and REVISE nothing", 0),  # first match wins even when later ones match too
+        ("Please REVISE: 1. shorter", 1),
+        ("NOT APPROVED", 2),
+        ("no keyword at all", 3),  # a route without ``when`` is the default
+    ],
+)
 def test_first_matching_route_wins(text: str, index: int) -> None:
     agent = _agent(routes=ROUTES)
     assert choose_route(agent, text) is agent.routes[index]
@@ -107,30 +132,45 @@ def test_no_route_matches() -> None:
 
 # -- build_delta ---------------------------------------------------------------------------
 
+
 def test_templates_are_filled_and_other_values_kept() -> None:
-    agent = _agent(writes={"draft": "{output}", "log": "{agent} at hop {hop}", "count": 1,
-                           "tags": ["a"], "plain": "no placeholders"})
+    agent = _agent(
+        writes={
+            "draft": "{output}",
+            "log": "{agent} at hop {hop}",
+            "count": 1,
+            "tags": ["a"],
+            "plain": "no placeholders",
+        }
+    )
     delta = build_delta(agent, agent.routes[0], "the {text}", event(hop=4))
-    assert delta == {"draft": "the {text}", "log": "reviewer at hop 5", "count": 1,
-                     "tags": ["a"], "plain": "no placeholders"}
+    assert delta == {
+        "draft": "the {text}",
+        "log": "reviewer at hop 5",
+        "count": 1,
+        "tags": ["a"],
+        "plain": "no placeholders",
+    }
 
 
 def test_route_writes_override_agent_writes() -> None:
-    agent = _agent(writes={"status": "drafting", "draft": "{output}"},
-                   routes=[{"emit": "review.done", "writes": {"status": "done", "n": 2}}])
+    agent = _agent(
+        writes={"status": "drafting", "draft": "{output}"},
+        routes=[{"emit": "review.done", "writes": {"status": "done", "n": 2}}],
+    )
     delta = build_delta(agent, agent.routes[0], "text", event())
     assert delta == {"status": "done", "draft": "text", "n": 2}
 
 
 # -- outcome -------------------------------------------------------------------------------
 
+
 def _editor() -> AgentSpec:
     return load_mesh(WRITER_EDITOR).agent("editor")
 
 
 def test_finish_route_names_the_output_field() -> None:
-    out = outcome(_editor(), event(hop=3, state_version=7), "APPROVED", Usage(tokens_in=5),
-                  [])
+    out = outcome(_editor(), event(hop=3, state_version=7), "APPROVED", Usage(tokens_in=5), [])
     assert out.type == FINISH
     assert out.payload["output_field"] == "draft"
     assert out.delta == {"review": "APPROVED", "history": "editor: review at hop 4"}
@@ -168,8 +208,10 @@ def test_event_ids_are_deterministic() -> None:
     assert first.event_id == again.event_id  # a rerun of the same step: the keeper dedupes
     assert first.causation_id == "cause-1"
     assert outcome(other, cause, "APPROVED", Usage(), []).event_id != first.event_id
-    assert outcome(editor, event(event_id="cause-2"), "APPROVED", Usage(),
-                   []).event_id != first.event_id
+    assert (
+        outcome(editor, event(event_id="cause-2"), "APPROVED", Usage(), []).event_id
+        != first.event_id
+    )
 
 
 def test_input_fingerprint_follows_the_prompt() -> None:

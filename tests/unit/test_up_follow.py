@@ -27,8 +27,9 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def announce(*, pid: int, prefix: str) -> None:
     local.UP_FILE.parent.mkdir(exist_ok=True)
-    local.UP_FILE.write_text(json.dumps({"pid": pid, "bootstrap": UP_BROKER, "mesh": "m.yaml",
-                                         "topic_prefix": prefix}))
+    local.UP_FILE.write_text(
+        json.dumps({"pid": pid, "bootstrap": UP_BROKER, "mesh": "m.yaml", "topic_prefix": prefix})
+    )
 
 
 def test_a_command_with_no_broker_or_prefix_takes_the_ups(folder: Path) -> None:
@@ -38,7 +39,8 @@ def test_a_command_with_no_broker_or_prefix_takes_the_ups(folder: Path) -> None:
 
 
 def test_naming_the_ups_broker_still_takes_its_prefix(
-        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", UP_BROKER)
     assert local.follow(Settings()).topic_prefix == "acme"
 
@@ -49,13 +51,15 @@ def test_an_explicit_prefix_wins(folder: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_another_broker_keeps_the_default_prefix(
-        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "10.0.0.7:9092")
     assert local.follow(Settings()).topic_prefix == "choreo"
 
 
 def test_other_settings_from_the_environment_are_kept(
-        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("CHOREO_FETCH_MAX_WAIT_MS", "7")
     followed = local.follow(Settings())
     assert (followed.topic_prefix, followed.fetch_max_wait_ms) == ("acme", 7)

@@ -62,8 +62,10 @@ def test_cycle_needs_same_agent_input_and_state() -> None:
 
 
 def steps(agents: str, hashes: str, start: int = 1) -> list[Step]:
-    return [Step(start + i, "writer" if a == "w" else "editor", h)
-            for i, (a, h) in enumerate(zip(agents, hashes, strict=True))]
+    return [
+        Step(start + i, "writer" if a == "w" else "editor", h)
+        for i, (a, h) in enumerate(zip(agents, hashes, strict=True))
+    ]
 
 
 def test_ping_pong_after_the_configured_rounds_without_new_state() -> None:
@@ -102,8 +104,7 @@ def test_budget_limits_are_inclusive_and_going_over_halts() -> None:
     found = over_budget(budget, Totals(hops=4, tokens_in=90, tokens_out=20, cost=0.5), None, T0)
     assert found is not None
     assert found.rule == "budget.hops"
-    assert found.details == {"hops": {"used": 4, "limit": 3},
-                             "tokens": {"used": 110, "limit": 100}}
+    assert found.details == {"hops": {"used": 4, "limit": 3}, "tokens": {"used": 110, "limit": 100}}
     over_cost = over_budget(budget, Totals(hops=1, cost=1.5), None, T0)
     assert over_cost is not None and over_cost.rule == "budget.cost"
     assert over_budget(Budget(), Totals(hops=10**6, tokens_in=10**9, cost=1e9), None, T0) is None
@@ -120,6 +121,11 @@ def test_wall_clock_from_deadline_or_start_plus_seconds() -> None:
 
 
 def test_trace_watch_round_trips_through_json() -> None:
-    watch = TraceWatch(trace_id="t1", budget=Budget(max_hops=5), admitted_at=T0,
-                       recent=[Step(1, "writer", "a")], meetings={"k": 1})
+    watch = TraceWatch(
+        trace_id="t1",
+        budget=Budget(max_hops=5),
+        admitted_at=T0,
+        recent=[Step(1, "writer", "a")],
+        meetings={"k": 1},
+    )
     assert load_watch(dump_watch(watch)) == watch

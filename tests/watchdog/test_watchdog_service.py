@@ -72,20 +72,21 @@ class Running:
 
 
 @pytest.fixture(scope="module")
-def watchdog(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[Running]:
+def watchdog(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     tmp = tmp_path_factory.mktemp("watchdog")
     mesh = tmp / "mesh.yaml"
     mesh.write_text(MESH)
     spec = load_mesh(mesh)
     asyncio.run(ensure_topics(broker.bootstrap, TOPICS, spec))
     log = tmp / "watchdog.log"
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-           "CHOREO_TOPIC_PREFIX": PREFIX}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "CHOREO_TOPIC_PREFIX": PREFIX}
     with open(log, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "choreo.watchdog", "--mesh", str(mesh)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         yield Running(broker.bootstrap, spec, log, process)
@@ -101,24 +102,59 @@ def watchdog(broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
 
 def looping(trace: str) -> list[HopRecord]:
     """Writer and editor hand the same draft back and forth: same inputs, same states."""
-    return [hop(n, "writer" if n % 2 else "editor", trace=trace, state=f"s{n % 2}",
-                fingerprint=f"f{n % 2}", output=f"attempt {n}") for n in range(1, 10)]
+    return [
+        hop(
+            n,
+            "writer" if n % 2 else "editor",
+            trace=trace,
+            state=f"s{n % 2}",
+            fingerprint=f"f{n % 2}",
+            output=f"attempt {n}",
+        )
+        for n in range(1, 10)
+    ]
 
 
 def healthy(trace: str) -> list[HopRecord]:
     topics = ["partitions", "replication", "consumer groups", "offsets", "retention"]
     records = []
     for i, topic in enumerate(topics):
-        records.append(hop(2 * i + 1, "writer", trace=trace, state=f"w{i}", fingerprint=f"fw{i}",
-                           output=f"Draft {i}: a paragraph that now also explains {topic}."))
-        records.append(hop(2 * i + 2, "editor", trace=trace, state=f"e{i}", fingerprint=f"fe{i}",
-                           output=f"Review {i}: good, but say more about {topic}."))
+        records.append(
+            hop(
+                2 * i + 1,
+                "writer",
+                trace=trace,
+                state=f"w{i}",
+                fingerprint=f"fw{i}",
+                output=f"Draft {i}: a paragraph that now also explains {topic}.",
+            )
+        )
+        records.append(
+            hop(
+                2 * i + 2,
+                "editor",
+                trace=trace,
+                state=f"e{i}",
+                fingerprint=f"fe{i}",
+                output=f"Review {i}: good, but say more about {topic}.",
+            )
+        )
     return records
 
 
 def overspending(trace: str) -> list[HopRecord]:
-    return [hop(n, "writer", trace=trace, state=f"s{n}", fingerprint=f"f{n}",
-                output=f"version {n} " * n, tokens=100) for n in range(1, 6)]
+    return [
+        hop(
+            n,
+            "writer",
+            trace=trace,
+            state=f"s{n}",
+            fingerprint=f"f{n}",
+            output=f"version {n} " * n,
+            tokens=100,
+        )
+        for n in range(1, 6)
+    ]
 
 
 async def produce(bootstrap: str) -> dict[int, int]:
@@ -133,8 +169,9 @@ async def produce(bootstrap: str) -> dict[int, int]:
         loop = looping("loop")
         records = [*loop[:3], loop[2], *loop[3:], *healthy("ok"), *overspending("spend")]
         for record in records:
-            meta = await producer.send_and_wait(TOPICS.hops, encode(record),
-                                                key=record.trace_id.encode())
+            meta = await producer.send_and_wait(
+                TOPICS.hops, encode(record), key=record.trace_id.encode()
+            )
             if record.trace_id == "ok":
                 healthy_ends[meta.partition] = meta.offset + 1
         await producer.send_and_wait(TOPICS.hops, b"not json", key=b"junk")
@@ -155,14 +192,21 @@ async def committed(bootstrap: str, partitions: list[int]) -> dict[int, int]:
         await admin.close()
 
 
-async def outputs(bootstrap: str) -> tuple[list[ControlVerdict], list[Escalation],
-                                           list[DeadLetter]]:
-    verdicts = [decode(r.value or b"", ControlVerdict)
-                for r in await read_topic(bootstrap, SETTINGS, TOPICS.control)]
-    escalations = [decode(r.value or b"", Escalation)
-                   for r in await read_topic(bootstrap, SETTINGS, TOPICS.escalations)]
-    letters = [decode(r.value or b"", DeadLetter)
-               for r in await read_topic(bootstrap, SETTINGS, TOPICS.dlq)]
+async def outputs(
+    bootstrap: str,
+) -> tuple[list[ControlVerdict], list[Escalation], list[DeadLetter]]:
+    verdicts = [
+        decode(r.value or b"", ControlVerdict)
+        for r in await read_topic(bootstrap, SETTINGS, TOPICS.control)
+    ]
+    escalations = [
+        decode(r.value or b"", Escalation)
+        for r in await read_topic(bootstrap, SETTINGS, TOPICS.escalations)
+    ]
+    letters = [
+        decode(r.value or b"", DeadLetter)
+        for r in await read_topic(bootstrap, SETTINGS, TOPICS.dlq)
+    ]
     return verdicts, escalations, letters
 
 

@@ -13,8 +13,9 @@ from choreo.tools.sandbox.transcript import as_code, transcript
 
 PARAMETERS: dict[str, Any] = {
     "type": "object",
-    "properties": {"code": {"type": "string",
-                            "description": "A complete Python program; print what you need."}},
+    "properties": {
+        "code": {"type": "string", "description": "A complete Python program; print what you need."}
+    },
     "required": ["code"],
     "additionalProperties": False,
 }
@@ -24,8 +25,10 @@ class SandboxCallTool:
     """``sandbox(code)``; the spec's ``files`` (state fields) are put next to the code."""
 
     name = "sandbox"
-    description = ("Run a Python program in an isolated sandbox (no network, limited time "
-                   "and memory) and get its exit status, stdout and stderr.")
+    description = (
+        "Run a Python program in an isolated sandbox (no network, limited time "
+        "and memory) and get its exit status, stdout and stderr."
+    )
     parameters = PARAMETERS
     server: str | None = None
 
@@ -40,9 +43,11 @@ class SandboxCallTool:
         if not isinstance(code, str) or not code.strip():
             raise ToolFailure("invalid", "sandbox needs 'code': a non-empty Python program")
         try:
-            result = await run_code(code, files=self.files, timeout_s=self.spec.timeout_s,
-                                    base_url=self.base_url)
+            result = await run_code(
+                code, files=self.files, timeout_s=self.spec.timeout_s, base_url=self.base_url
+            )
         except SandboxError as exc:
             raise ToolFailure("error", f"sandbox unavailable: {exc}") from None
-        return transcript(result.status, result.reason, result.exit_code,
-                          result.stdout, result.stderr)
+        return transcript(
+            result.status, result.reason, result.exit_code, result.stdout, result.stderr
+        )

@@ -24,10 +24,17 @@ class SandboxError(RuntimeError):
     """The service could not be reached or rejected the request; nothing ran."""
 
 
-async def run_code(code: str, *, language: str = "python", timeout_s: float = 5.0,
-                   stdin: str = "", files: dict[str, str] | None = None,
-                   socket_path: Path | str | None = None,
-                   base_url: str | None = None, tool: str = "sandbox") -> SandboxResult:
+async def run_code(
+    code: str,
+    *,
+    language: str = "python",
+    timeout_s: float = 5.0,
+    stdin: str = "",
+    files: dict[str, str] | None = None,
+    socket_path: Path | str | None = None,
+    base_url: str | None = None,
+    tool: str = "sandbox",
+) -> SandboxResult:
     """Run ``code`` in the sandbox and return its result.
 
     The service is reached at ``base_url`` when given, else over the Unix socket
@@ -55,23 +62,36 @@ async def run_code(code: str, *, language: str = "python", timeout_s: float = 5.
         return result
 
 
-async def _post(code: str, language: str, timeout_s: float, stdin: str,
-                files: dict[str, str] | None, socket_path: Path | str | None,
-                base_url: str | None) -> SandboxResult:
+async def _post(
+    code: str,
+    language: str,
+    timeout_s: float,
+    stdin: str,
+    files: dict[str, str] | None,
+    socket_path: Path | str | None,
+    base_url: str | None,
+) -> SandboxResult:
     if base_url is None:
         path = socket_path or SandboxLimits().socket
         transport = httpx.AsyncHTTPTransport(uds=str(path))
         client = httpx.AsyncClient(transport=transport, base_url="http://sandbox")
     else:
         client = httpx.AsyncClient(base_url=base_url)
-    request = RunRequest(code=code, language=language,  # type: ignore[arg-type]
-                         stdin=stdin, timeout_s=timeout_s, files=files or {})
+    request = RunRequest(
+        code=code,
+        language=language,  # type: ignore[arg-type]
+        stdin=stdin,
+        timeout_s=timeout_s,
+        files=files or {},
+    )
     async with client:
         try:
             response = await client.post(
-                "/run", content=msgspec.json.encode(request),
+                "/run",
+                content=msgspec.json.encode(request),
                 headers={"Content-Type": "application/json"},
-                timeout=timeout_s + OVERHEAD_S)
+                timeout=timeout_s + OVERHEAD_S,
+            )
         except httpx.TransportError as exc:
             raise SandboxError(f"sandbox service unreachable: {exc!r}") from exc
     if response.status_code not in (200, 503):

@@ -61,8 +61,12 @@ def default_python() -> Path | None:
     (pyenv under /root), in which case a system interpreter is used instead.
     """
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    candidates = [Path(sys.base_prefix) / "bin" / version, Path(sys.base_prefix) / "bin/python3",
-                  Path("/usr/local/bin/python3"), Path("/usr/bin/python3")]
+    candidates = [
+        Path(sys.base_prefix) / "bin" / version,
+        Path(sys.base_prefix) / "bin/python3",
+        Path("/usr/local/bin/python3"),
+        Path("/usr/bin/python3"),
+    ]
     return next((path.resolve() for path in candidates if _world_executable(path)), None)
 
 

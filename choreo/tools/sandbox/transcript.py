@@ -21,8 +21,9 @@ def as_code(value: Any) -> str:
     return "\n\n".join(code_blocks(text)) or text
 
 
-def transcript(status: str, reason: str | None, exit_code: int | None, stdout: str,
-               stderr: str) -> str:
+def transcript(
+    status: str, reason: str | None, exit_code: int | None, stdout: str, stderr: str
+) -> str:
     """A sandbox run as text: ``[sandbox: ok, exit 0]``, the reason, then each stream's
     last ``TRANSCRIPT_CHARS``."""
     head = f"[sandbox: {status}" + (f", exit {exit_code}" if exit_code is not None else "")
