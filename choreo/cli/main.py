@@ -75,7 +75,7 @@ def failure(exc: Exception, settings: Settings | None) -> tuple[int, str] | None
         case UsageError() | SpecError() | SettingsError() | ModelConfigError() | ScriptError():
             return 2, str(exc)
         case KafkaConnectionError():
-            return 1, f"no broker answers at {_where(settings)} and that the broker is running)"
+            return 1, _unreachable(settings)
         case KafkaError():  # the broker answered with an error: one line, not a traceback
             return 1, f"the broker refused the request: {type(exc).__name__}: {exc}"
         # LookupError: the traces, escalations and meshes that are not there
@@ -84,11 +84,13 @@ def failure(exc: Exception, settings: Settings | None) -> tuple[int, str] | None
     return None
 
 
-def _where(settings: Settings | None) -> str:
-    """The broker a command tried, and where its address came from."""
+def _unreachable(settings: Settings | None) -> str:
+    """The broker a command tried, where its address came from, and what to check."""
     if settings is not None and settings.bootstrap_servers:
-        return f"{settings.bootstrap_servers} (check KAFKA_BOOTSTRAP_SERVERS"
-    return f"{local.running_broker()} (the broker of this folder's `choreo up`"
+        where = f"{settings.bootstrap_servers} (check KAFKA_BOOTSTRAP_SERVERS"
+    else:
+        where = f"{local.running_broker()} (the broker of this folder's `choreo up`"
+    return f"no broker answers at {where} and that the broker is running)"
 
 
 if __name__ == "__main__":
