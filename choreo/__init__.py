@@ -99,11 +99,14 @@ del globals()["agent"]
 
 
 def __getattr__(name: str) -> Any:
-    """Import an exported name on first use (PEP 562) and keep it in this module.
+    """Import an exported name (or ``choreo.errors``) on first use (PEP 562) and keep it in
+    this module.
 
     Its ``__module__`` becomes ``choreo``, so reprs and ``help()`` show one import path
     (``choreo.Step``, not ``choreo.agent.sdk.Step``), as httpx does for its exports.
     """
+    if name == "errors":  # ``choreo.errors.SpecError`` after a bare ``import choreo``
+        return importlib.import_module("choreo.errors")
     if name == "__version__":
         value: Any = _version()
     elif name in _EXPORTS:

@@ -88,6 +88,14 @@ def test_the_exports_are_listed_by_dir_and_an_unknown_name_is_an_attribute_error
     assert not hasattr(choreo, "Missing")
 
 
+def test_the_error_tree_is_reachable_after_a_bare_import_choreo() -> None:
+    program = "import choreo; print(choreo.errors.SpecError.__mro__[1].__name__)"
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", program], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "ChoreoError"), done.stderr
+
+
 def test_a_name_is_the_same_object_from_the_front_door_and_from_its_home() -> None:
     from choreo.agent.sdk import Step
     from choreo.models.client import ModelError
