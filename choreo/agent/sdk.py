@@ -15,12 +15,15 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from choreo.budget.left import BudgetLeft, left, plus
-from choreo.models.client import ModelClient, ModelError
+from choreo.models.errors import ModelError
 from choreo.schemas import Envelope, Usage
 from choreo.schemas.errors import BudgetExhausted, HandlerError
+
+if TYPE_CHECKING:  # the agent service hands a step its clients; the SDK never builds one
+    from choreo.models.client import ModelClient
 
 Action = Literal["emit", "finish", "fail"]
 

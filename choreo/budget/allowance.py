@@ -21,17 +21,24 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from choreo.budget.tokens import estimate_tokens
 from choreo.schemas import Usage
+from choreo.schemas.errors import BudgetExhausted
 from choreo.schemas.records import Allowance
-from choreo.spec.mesh import ModelTier
+
+if TYPE_CHECKING:  # a tier is only read here, so catching OverBudget loads no spec models
+    from choreo.spec.mesh import ModelTier
 
 
-class OverBudget(RuntimeError):
+class OverBudget(BudgetExhausted, RuntimeError):
     """A model call the step's allowance cannot pay for; ``spent`` is what the step already
-    used in earlier calls (it is still counted)."""
+    used in earlier calls (it is still counted). ``rule`` names the budget (``budget.tokens``,
+    ``budget.cost``) and ``details`` gives its figures.
+
+    A ``BudgetExhausted``: to the step it is the same refusal, only found at the model call
+    (against the step's share of the budget) rather than before it (against the trace's)."""
 
     def __init__(self, rule: str, details: dict[str, Any], spent: Usage) -> None:
         figures = ", ".join(f"{k} {v}" for k, v in details.items())

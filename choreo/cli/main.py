@@ -2,7 +2,8 @@
 
 Every subcommand fails fast with a message naming the bad argument or spec field, and exits
 non-zero: 2 for bad input, 1 when the mesh or broker did not do what was asked, 3 when a trace
-asked for has not ended yet.
+asked for has not ended yet (the commands return 0 and 3 themselves; :func:`failure` turns an
+error into 2 or 1).
 """
 
 from __future__ import annotations
@@ -12,18 +13,17 @@ import sys
 from collections.abc import Sequence
 
 from aiokafka.errors import KafkaConnectionError, KafkaError
-from pydantic import ValidationError
 
 from choreo.cli import bench, letters, operate, traces
 from choreo.cli.common import Command, UsageError
-from choreo.kafka.broker import BrokerError
 from choreo.local import announce as local
-from choreo.local.processes import ServiceStartError
-from choreo.models.client import ModelConfigError
+from choreo.models.errors import ModelConfigError, ScriptError
 from choreo.observe import logs
 from choreo.observe import terminal as output
-from choreo.observe.settings import Settings, get_settings, settings_error
-from choreo.spec.mesh import SpecError
+from choreo.observe.errors import SettingsError
+from choreo.observe.settings import Settings, get_settings
+from choreo.schemas.errors import ChoreoError
+from choreo.spec.errors import SpecError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,36 +48,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    settings: Settings | None = None
     try:
         settings = local.follow(get_settings())
-    except ValidationError as exc:
-        output.error(settings_error(exc))
-        return 2
-    logs.configure_cli(settings)
-    return _run(args, settings)
-
-
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    try:
+        logs.configure_cli(settings)
         code: int = args.func(args, settings)
-        return code
-    except (SpecError, UsageError, ModelConfigError) as exc:
-        output.error(str(exc))
-        return 2
-    # missing traces, escalations or meshes; a server of the mesh that would not start
-    except (BrokerError, LookupError, ServiceStartError) as exc:
-        output.error(str(exc))
-        return 1
-    except KafkaConnectionError:
-        if settings.bootstrap_servers:
-            where = f"{settings.bootstrap_servers} (check KAFKA_BOOTSTRAP_SERVERS"
-        else:
-            where = f"{local.running_broker()} (the broker of this folder's `choreo up`"
-        output.error(f"no broker answers at {where} and that the broker is running)")
-        return 1
-    except KafkaError as exc:  # the broker answered with an error: one line, not a traceback
-        output.error(f"the broker refused the request: {type(exc).__name__}: {exc}")
-        return 1
+    except Exception as exc:
+        failed = failure(exc, settings)
+        if failed is None:
+            raise  # a bug: its traceback is the report
+        code, message = failed
+        output.error(message)
+    return code
+
+
+def failure(exc: Exception, settings: Settings | None) -> tuple[int, str] | None:
+    """The exit code and the one line to print for an error a command raised; ``None`` for
+    an error no user can fix (a bug), whose traceback is then shown.
+
+    2: the input is bad (an argument, the spec, a model script or tier, an environment
+    variable); fix it and run the command again. 1: the mesh or broker did not do what was
+    asked (no broker answers, nothing found, a server of the mesh did not start, ...).
+    ``settings`` is ``None`` when reading them failed.
+    """
+    match exc:
+        case UsageError() | SpecError() | SettingsError() | ModelConfigError() | ScriptError():
+            return 2, str(exc)
+        case KafkaConnectionError():
+            return 1, _unreachable(settings)
+        case KafkaError():  # the broker answered with an error: one line, not a traceback
+            return 1, f"the broker refused the request: {type(exc).__name__}: {exc}"
+        # LookupError: the traces, escalations and meshes that are not there
+        case ChoreoError() | LookupError():
+            return 1, str(exc)
+    return None
+
+
+def _unreachable(settings: Settings | None) -> str:
+    """The broker a command tried, where its address came from, and what to check."""
+    if settings is not None and settings.bootstrap_servers:
+        where = f"{settings.bootstrap_servers} (check KAFKA_BOOTSTRAP_SERVERS"
+    else:
+        where = f"{local.running_broker()} (the broker of this folder's `choreo up`"
+    return f"no broker answers at {where} and that the broker is running)"
 
 
 if __name__ == "__main__":

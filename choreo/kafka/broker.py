@@ -29,11 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from choreo.kafka.errors import BrokerError
+
 log = logging.getLogger(__name__)
-
-
-class BrokerError(RuntimeError):
-    """No broker could be found or started; the message says what was tried."""
 
 
 class _Stoppable(Protocol):

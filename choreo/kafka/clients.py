@@ -29,6 +29,7 @@ from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
 
 from choreo.kafka.broker import BrokerKind, broker_kind
+from choreo.kafka.errors import BrokerOutage
 from choreo.kafka.limits import RecordLimit
 from choreo.observe import metrics
 from choreo.observe.settings import Settings
@@ -378,10 +379,6 @@ async def read_topic(
         return [r async for r in read_to_end(consumer, [TopicPartition(topic, p) for p in numbers])]
     finally:
         await consumer.stop()
-
-
-class BrokerOutage(RuntimeError):
-    """The broker has not answered for longer than the configured outage; the service exits."""
 
 
 def transient(exc: BaseException) -> bool:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from choreo.kafka.errors import RecordTooLarge
 from choreo.schemas import DeadLetter, encode
 
 log = logging.getLogger(__name__)
@@ -34,14 +35,6 @@ DEFAULT_MAX_RECORD_BYTES = 1024 * 1024
 #: ~70 bytes), record and batch framing.
 HEADROOM = 16 * 1024
 _TOPIC_LIMIT = "max.message.bytes"
-
-
-class RecordTooLarge(ValueError):
-    """A record would exceed the limit; the message names what, its size and the limit."""
-
-    def __init__(self, what: str, size: int, limit: int) -> None:
-        super().__init__(f"{what} would be {size} bytes, over the record limit of {limit} bytes")
-        self.what, self.size, self.limit = what, size, limit
 
 
 @dataclass(frozen=True)

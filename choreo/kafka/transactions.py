@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionCoordinatorFenced
 
 from choreo.kafka.clients import kind_of, make_producer
+from choreo.kafka.errors import Fenced
 from choreo.observe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,11 +41,6 @@ log = logging.getLogger(__name__)
 TRANSACTION_TIMEOUT_MS = 300_000
 #: Seconds to wait for a producer to stop before abandoning it (its broker may be gone).
 STOP_GRACE_S = 10.0
-
-
-class Fenced(RuntimeError):
-    """Another process owns this input now (it started a producer with the same transactional
-    id). Nothing this process still holds may be written: it must exit and be restarted."""
 
 
 def exactly_once(bootstrap: str, settings: Settings) -> bool:

@@ -42,7 +42,9 @@ _sorted_json = msgspec.json.Encoder(order="sorted")
 
 
 class FoldError(ValueError):
-    """A delta cannot be folded (it does not fit a field's reducer); the trace fails."""
+    """A delta cannot be folded (it does not fit a field's reducer); the trace fails.
+
+    Not a ``ChoreoError``: it never leaves the keeper, which ends the trace with it."""
 
 
 @dataclass

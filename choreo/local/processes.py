@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from choreo.schemas.errors import ChoreoError
+
 #: ``choreo`` run by this interpreter; ``-P`` keeps the current folder off the import path, so an
 #: application's own packages can never shadow ours.
 CHOREO_CLI = (sys.executable, "-P", "-m", "choreo.cli.main")
@@ -27,7 +29,7 @@ CHOREO_CLI = (sys.executable, "-P", "-m", "choreo.cli.main")
 _ANNOUNCE = re.compile(r"listening on (http://\S+)")
 
 
-class ServiceStartError(RuntimeError):
+class ServiceStartError(ChoreoError, RuntimeError):
     """A server child exited or stayed silent before announcing its address; the message
     names its log."""
 

@@ -12,12 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from choreo.models.errors import ScriptError
 from choreo.spec import yamlfile
 from choreo.spec.mesh import Regex
-
-
-class ScriptError(ValueError):
-    """The model script is missing or invalid; the message names the file and each bad field."""
 
 
 class _Strict(BaseModel):

@@ -36,7 +36,8 @@ FINGERPRINT = "choreo-scripted"
 
 
 class BadRequest(ValueError):
-    """The request body is not a chat-completions request."""
+    """The request body is not a chat-completions request. It becomes the 400 answer, never
+    reaching a caller as an exception (so no ``ChoreoError``)."""
 
 
 class ScriptedServer(ThreadingHTTPServer):

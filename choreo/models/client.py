@@ -41,6 +41,7 @@ from pydantic import ValidationError
 
 from choreo.budget import allowance
 from choreo.budget.tokens import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
+from choreo.models.errors import ModelConfigError, ModelError
 from choreo.models.ratelimit import CircuitState, TierGate
 from choreo.models.scripted import SCRIPTED_HEADER, SCRIPTED_PROVIDER
 from choreo.observe import telemetry
@@ -123,31 +124,6 @@ class Completion:
                 for c in self.tool_calls
             ]
         return message
-
-
-class ModelError(RuntimeError):
-    """A model call failed for good: retries exhausted, or an error that retrying cannot fix.
-
-    ``reason`` is a bounded label: ``rate_limited``, ``http_<status>``, ``timeout`` (an
-    attempt took longer than the tier's ``timeout_s``), ``deadline`` (the trace's deadline
-    came first), ``connection`` (any transport error), ``protocol`` (any other HTTP client
-    error), ``bad_response`` (undecodable, too large, or not a chat completion) or
-    ``circuit_open`` (the tier's circuit refused the request). ``attempts`` counts the requests
-    made; ``usage`` is what the provider reported for them (an answer it billed but that
-    could not be used still cost its tokens).
-    """
-
-    def __init__(
-        self, reason: str, message: str, attempts: int, usage: Usage | None = None
-    ) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.attempts = attempts
-        self.usage = usage if usage is not None else Usage(calls=attempts)
-
-
-class ModelConfigError(ValueError):
-    """A model tier cannot be reached as configured; the message says what to set."""
 
 
 def env_var(tier_name: str, suffix: str) -> str:

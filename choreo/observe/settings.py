@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from choreo.observe.errors import SettingsError
+
 
 class Settings(BaseSettings):
     """Runtime knobs. The mesh spec says *what* runs; these say *where* and *how fast*."""
@@ -86,4 +88,11 @@ def settings_error(exc: ValidationError) -> str:
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """This process's settings, read from the environment once.
+
+    Raises ``SettingsError`` naming every bad variable, its value and what it must be.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(settings_error(exc)) from None

@@ -30,7 +30,10 @@ ETC_FILES = (
 
 
 class IsolationUnavailable(RuntimeError):
-    """Something the sandbox needs is missing; the message names it. Nothing may run."""
+    """Something the sandbox needs is missing; the message names it. Nothing may run.
+
+    Not a ``ChoreoError``: the service keeps it as its health problem and answers every run
+    with a ``refused`` result naming it; no caller ever catches this."""
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,8 @@ ARCHES: dict[str, Arch] = {
 
 
 class UnsupportedArch(RuntimeError):
-    """The running machine has no filter here, so the sandbox must refuse to run."""
+    """The running machine has no filter here, so the sandbox must refuse to run. The service
+    reports it as ``IsolationUnavailable`` (``choreo.sandbox.isolation``)."""
 
 
 def compile_filter(machine: str | None = None) -> bytes:

@@ -40,6 +40,9 @@ JSON = "application/json"
 
 
 class HttpError(Exception):
+    """A request the API refuses with ``status``; it becomes that response, never reaching
+    a caller as an exception (so no ``ChoreoError``)."""
+
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status

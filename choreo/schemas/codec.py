@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from choreo.schemas.errors import ChoreoError
 from choreo.schemas.records import Record
 
 R = TypeVar("R", bound=Record)
@@ -22,7 +23,7 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _raw_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
-class DecodeError(ValueError):
+class DecodeError(ChoreoError, ValueError):
     """A record's bytes are not a valid instance of the expected type; the message says why."""
 
 

@@ -1,18 +1,17 @@
-"""The errors the public API raises, under one root.
+"""The root of the error tree, and the errors of the agent and tool SDK.
 
-::
-
-    ChoreoError
-    ├── ToolError          raised by a tool: its message goes back to the model as the result
-    ├── HandlerError       a ``@choreo.agent`` function broke the step's contract
-    └── BudgetExhausted    a step asked for a model call with a trace budget used up
+The root lives in the wire-contract layer, which imports nothing of ours, so every layer
+can hang its errors from it. The whole tree is drawn in ``choreo.errors``, which re-exports
+every class a user may catch.
 """
 
 from __future__ import annotations
 
 
 class ChoreoError(Exception):
-    """Root of every error the ``choreo`` API raises."""
+    """Root of every error Choreo raises to its users: ``except choreo.ChoreoError`` catches
+    them all. Each subclass also derives from the builtin it stands for where there is one
+    (``SpecError`` is a ``ValueError``), so code catching the builtin keeps working."""
 
 
 class ToolError(ChoreoError):

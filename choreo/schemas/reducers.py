@@ -12,10 +12,12 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+from choreo.schemas.errors import ChoreoError
+
 Reducer = Callable[[Any, Any], Any]
 
 
-class ReducerError(ValueError):
+class ReducerError(ChoreoError, ValueError):
     """A reducer name cannot be resolved, or a write does not fit its reducer."""
 
 

@@ -40,7 +40,12 @@ class Problem:
 
 
 class SpecProblems(ValueError):
-    """Every name-resolution problem of a spec, raised together from the model validator."""
+    """Every name-resolution problem of a spec, raised together from the model validator.
+
+    Never reaches a user, so no ``ChoreoError``: pydantic takes it (it must be a
+    ``ValueError``) into its validation error, which ``choreo.spec.mesh.parse_mesh`` reports
+    as one ``SpecError``.
+    """
 
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("; ".join(f"{'.'.join(map(str, p.loc))}: {p.message}" for p in problems))

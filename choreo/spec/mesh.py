@@ -24,6 +24,7 @@ from choreo.schemas import reducers
 from choreo.spec import check as speccheck
 from choreo.spec import yamlfile
 from choreo.spec.check import AUTO_TIER
+from choreo.spec.errors import SpecError
 from choreo.spec.supervisor import PlanSpec
 from choreo.spec.watchdog import WatchdogSpec
 
@@ -73,10 +74,6 @@ def _regex(value: str) -> str:
 
 #: A string that must compile as a regular expression (``re.search`` semantics).
 Regex = Annotated[str, AfterValidator(_regex)]
-
-
-class SpecError(ValueError):
-    """The mesh spec is invalid; the message names the file and every bad field."""
 
 
 class _Strict(BaseModel):

@@ -10,6 +10,8 @@ class ToolFailure(Exception):
 
     ``status`` is a bounded label for metrics and hop records: ``error`` (the tool raised or
     reported an error), ``invalid`` (the arguments did not fit the schema) or ``timeout``.
+    Not a ``ChoreoError``: it never leaves the tool loop (``choreo.tools.loop``), which sends
+    it to the model as the call's result.
     """
 
     def __init__(self, status: str, message: str) -> None:

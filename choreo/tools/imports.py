@@ -8,8 +8,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from choreo.schemas.errors import ChoreoError
 
-class ImportPathError(ImportError):
+
+class ImportPathError(ChoreoError, ImportError):
     """An import path that names no importable object; the message says which part failed."""
 
 

@@ -29,6 +29,7 @@ from choreo.schemas import ToolCallRecord, Usage
 from choreo.spec.mesh import AgentSpec, FunctionToolSpec, McpServerSpec, ToolSpec
 from choreo.tools import imports
 from choreo.tools.base import Tool, ToolFailure, openai_tool
+from choreo.tools.errors import ToolSetupError
 from choreo.tools.function import FunctionTool
 from choreo.tools.mcp import McpServer
 from choreo.tools.record import canonical_arguments, make_record, prime
@@ -38,10 +39,6 @@ log = logging.getLogger(__name__)
 
 #: What a refused call (past ``max_tool_calls``) tells the model.
 LIMIT_MESSAGE = "ERROR: tool call limit reached ({limit} per step); answer now with what you have."
-
-
-class ToolSetupError(RuntimeError):
-    """The agent's tools cannot be offered (two with one name, a server unreachable)."""
 
 
 class ToolBox:

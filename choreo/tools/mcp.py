@@ -37,6 +37,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from choreo.spec.mesh import McpServerSpec
 from choreo.tools.base import ToolFailure
+from choreo.tools.errors import McpUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +55,6 @@ GONE = "the server went away during the call; it is reconnected for the next cal
 
 class _NotRun(ToolFailure):
     """The server refused the call without running it: the call may be made again."""
-
-
-class McpUnavailable(RuntimeError):
-    """The server could not be started, reached or listed; the message says which."""
 
 
 def result_text(result: types.CallToolResult) -> str:

@@ -13,15 +13,12 @@ import msgspec
 from opentelemetry.trace import StatusCode
 
 from choreo.observe import telemetry
+from choreo.tools.errors import SandboxError
 from choreo.tools.sandbox.limits import SandboxLimits
 from choreo.tools.sandbox.protocol import RunRequest, SandboxResult
 
 # The service needs time around the run itself: starting the sandbox, tearing it down.
 OVERHEAD_S = 10.0
-
-
-class SandboxError(RuntimeError):
-    """The service could not be reached or rejected the request; nothing ran."""
 
 
 async def run_code(

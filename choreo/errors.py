@@ -1,0 +1,74 @@
+"""Every error Choreo raises to its users, under one root.
+
+Catch ``ChoreoError`` for all of them, or one kind by its class. Each class also derives from
+the builtin it stands for (in brackets), so code that catches the builtin keeps working::
+
+    ChoreoError
+    ├── SpecError          [ValueError]    the mesh spec is invalid: its file and fields named
+    ├── SettingsError      [ValueError]    a CHOREO_* variable has a value the settings refuse
+    ├── ModelConfigError   [ValueError]    a model tier cannot be reached as configured
+    ├── ScriptError        [ValueError]    a scripted model's script is missing or invalid
+    ├── ImportPathError    [ImportError]   a handler or tool path names nothing importable
+    ├── DecodeError        [ValueError]    a record's bytes are not the record expected
+    ├── ReducerError       [ValueError]    a write does not fit its state field's reducer
+    ├── RecordTooLarge     [ValueError]    a record would pass the broker's size limit
+    ├── BrokerError        [RuntimeError]  no broker could be found or started
+    ├── BrokerOutage       [RuntimeError]  the broker did not answer for CHOREO_BROKER_OUTAGE_S
+    ├── Fenced             [RuntimeError]  another process owns this input now
+    ├── ServiceStartError  [RuntimeError]  a server of the mesh did not start
+    ├── ModelError         [RuntimeError]  a model call failed for good (.reason, .attempts,
+    │                                      .usage)
+    ├── BudgetExhausted                    a step asked for a model call with a budget used up
+    │   └── OverBudget     [RuntimeError]  the step's share of the budget cannot pay for the
+    │                                      call (.rule, .details, .spent)
+    ├── HandlerError                       an agent function broke the step's contract
+    ├── ToolError                          raised by a tool: its message goes to the model
+    ├── ToolSetupError     [RuntimeError]  an agent's tools cannot be offered
+    │   └── McpUnavailable                 an MCP server could not be started, reached or listed
+    └── SandboxError       [RuntimeError]  the sandbox service was unreachable or refused the
+                                           request: nothing ran
+
+The ``choreo`` command prints the message of any of them on one line and exits 2 for bad
+input (``SpecError``, ``SettingsError``, ``ModelConfigError``, ``ScriptError``), else 1.
+
+Each class is defined in a light module of its own layer (``choreo.models.errors``,
+``choreo.kafka.errors``, ...), so importing this module loads no Kafka, HTTP, metrics or
+tracing library; the modules that raise them import them from there. Following httpx, whose
+``_exceptions`` module draws its tree the same way.
+"""
+
+from choreo.budget.allowance import OverBudget
+from choreo.kafka.errors import BrokerError, BrokerOutage, Fenced, RecordTooLarge
+from choreo.local.processes import ServiceStartError
+from choreo.models.errors import ModelConfigError, ModelError, ScriptError
+from choreo.observe.errors import SettingsError
+from choreo.schemas.codec import DecodeError
+from choreo.schemas.errors import BudgetExhausted, ChoreoError, HandlerError, ToolError
+from choreo.schemas.reducers import ReducerError
+from choreo.spec.errors import SpecError
+from choreo.tools.errors import McpUnavailable, SandboxError, ToolSetupError
+from choreo.tools.imports import ImportPathError
+
+__all__ = [
+    "BrokerError",
+    "BrokerOutage",
+    "BudgetExhausted",
+    "ChoreoError",
+    "DecodeError",
+    "Fenced",
+    "HandlerError",
+    "ImportPathError",
+    "McpUnavailable",
+    "ModelConfigError",
+    "ModelError",
+    "OverBudget",
+    "RecordTooLarge",
+    "ReducerError",
+    "SandboxError",
+    "ScriptError",
+    "ServiceStartError",
+    "SettingsError",
+    "SpecError",
+    "ToolError",
+    "ToolSetupError",
+]
