@@ -158,24 +158,27 @@ def test_an_escalation_is_resolved_once(writer_editor: RunningMesh) -> None:
         assert [e.status for e in client.escalations() if e.trace_id == trace_id] == ["closed"]
 
 
-def _python_blocks(section: str) -> list[str]:
+def run_documented(section: str, mesh: RunningMesh, folder: Path) -> list[str]:
+    """Run the first Python block under ``section`` of docs/CLIENT.md as a script, against
+    ``mesh``; the lines it printed."""
     text = (REPO / "docs" / "CLIENT.md").read_text()
-    return re.findall(r"```python\n(.*?)```", text.split(section, 1)[1], re.DOTALL)
-
-
-def test_the_documented_example_runs(writer_editor: RunningMesh, tmp_path: Path) -> None:
-    script = tmp_path / "example.py"
-    script.write_text(_python_blocks("## A complete example")[0])
+    block = re.findall(r"```python\n(.*?)```", text.split(section, 1)[1], re.DOTALL)[0]
+    script = folder / "example.py"
+    script.write_text(block)
     done = subprocess.run(
         [sys.executable, str(script)],
         cwd=REPO,
-        env=writer_editor.env(),
+        env=mesh.env(),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def test_the_documented_example_runs(writer_editor: RunningMesh, tmp_path: Path) -> None:
+    lines = run_documented("## A complete example", writer_editor, tmp_path)
     assert lines[0].startswith("completed after 6 steps")
     assert [line.split()[1] for line in lines[1:7]] == ["writer", "editor"] * 3
     assert lines[-2].startswith("halted budget.hops")
@@ -183,15 +186,5 @@ def test_the_documented_example_runs(writer_editor: RunningMesh, tmp_path: Path)
 
 
 def test_the_documented_sync_example_runs(writer_editor: RunningMesh, tmp_path: Path) -> None:
-    script = tmp_path / "sync_example.py"
-    script.write_text(_python_blocks("## From plain code")[0])
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        cwd=REPO,
-        env=writer_editor.env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    assert "[draft 3]" in done.stdout
+    printed = run_documented("## From plain code", writer_editor, tmp_path)
+    assert "[draft 3]" in "\n".join(printed)  # the approved third draft
