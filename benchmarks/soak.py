@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from aiokafka import AIOKafkaProducer
 
+from choreo.client import Client
 from choreo.kafka.broker import broker_session
 from choreo.kafka.clients import read_topic
 from choreo.local.launch import start_mesh
 from choreo.local.processes import ProcessGroup
 from choreo.observe.settings import Settings
-from choreo.schemas import Budget, Task, TerminalResult, decode, encode
+from choreo.schemas import Budget, TerminalResult, decode
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, load_mesh
 
@@ -96,25 +96,17 @@ def prepare_mesh(folder: Path, replicas: int) -> Path:
     return path
 
 
-async def submit_all(bootstrap: str, topic: str, count: int, max_seconds: float) -> list[str]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        traces = [f"soak-{uuid.uuid4()}" for _ in range(count)]
-        sends = [
-            await producer.send(
-                topic,
-                encode(
-                    Task(input=f"soak task {n}", trace_id=t, budget=Budget(max_seconds=max_seconds))
-                ),
-                key=t.encode(),
-            )
-            for n, t in enumerate(traces)
-        ]
-        await asyncio.gather(*sends)
-        return traces
-    finally:
-        await producer.stop()
+async def submit_all(
+    bootstrap: str, settings: Settings, count: int, max_seconds: float
+) -> list[str]:
+    """Submit ``count`` tasks at once (the client's producer batches them); their trace ids."""
+    budget = Budget(max_seconds=max_seconds)
+    async with Client(bootstrap, settings=settings, client_id="soak") as client:
+        sends = (
+            client.submit(f"soak task {n}", trace_id=f"soak-{uuid.uuid4()}", budget=budget)
+            for n in range(count)
+        )
+        return list(await asyncio.gather(*sends))
 
 
 def ended(bootstrap: str, settings: Settings) -> list[TerminalResult]:
@@ -210,9 +202,7 @@ def kill_mid_flight(
     mid-batch: the others are in flight, their steps being folded and forwarded), then
     SIGKILL a ``target`` at a random moment of the next half second. Returns the traces."""
     restart_exited(group, report)
-    traces = set(
-        asyncio.run(submit_all(bootstrap, Topics(settings.topic_prefix).tasks, count, max_seconds))
-    )
+    traces = set(asyncio.run(submit_all(bootstrap, settings, count, max_seconds)))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (
         traces & {r.trace_id for r in ended(bootstrap, settings)}
@@ -258,7 +248,6 @@ def soak(
     with start_mesh(
         spec, mesh_path, bootstrap, settings, work_dir / "logs", watchdog=False, env=env
     ) as group:
-        topic = Topics(prefix).tasks
         # deadlines far beyond the soak: a task that ends must end by being served
         started = time.monotonic()
         traces: set[str] = set()
@@ -267,7 +256,7 @@ def soak(
                 group, rng, target, bootstrap, settings, part, 4 * timeout_s, report
             )
         if not kills:
-            traces = set(asyncio.run(submit_all(bootstrap, topic, tasks, 4 * timeout_s)))
+            traces = set(asyncio.run(submit_all(bootstrap, settings, tasks, 4 * timeout_s)))
         next_kill = time.monotonic() + kill_every_s
         while time.monotonic() - started < timeout_s:
             restart_exited(group, report)

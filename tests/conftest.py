@@ -11,14 +11,14 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 import yaml
 
-from choreo.client import queries
+from choreo.client import ResultTimeout, SyncClient
 from choreo.kafka.broker import BrokerHandle, resolve_broker
 from choreo.local.launch import start_mesh
 from choreo.local.processes import ProcessGroup
@@ -93,69 +93,64 @@ def broker() -> Iterator[BrokerHandle]:
 
 @dataclass
 class RunningMesh:
-    """A mesh whose services run as processes, with its own topic prefix on the broker."""
+    """A mesh whose services run as processes, with its own topic prefix on the broker; read
+    and written through a choreo.client.SyncClient (``client``)."""
 
     spec: MeshSpec
     path: Path
     bootstrap: str
     settings: Settings
     group: ProcessGroup
+    _client: SyncClient | None = field(default=None, init=False, repr=False)
 
     @property
     def topics(self) -> Topics:
         return Topics(self.settings.topic_prefix)
 
+    @property
+    def client(self) -> SyncClient:
+        """A client of this mesh, opened on first use and closed by ``stop``."""
+        if self._client is None:
+            self._client = SyncClient(self.bootstrap, settings=self.settings)
+        return self._client
+
     def run(self, coro: Any) -> Any:
         return asyncio.run(coro)
 
     def submit(self, text: str, **fields: Any) -> str:
-        return self.run(
-            queries.submit(self.bootstrap, self.topics.tasks, Task(input=text, **fields))
-        )
+        return self.client.submit(Task(input=text, **fields))
 
     def result(self, trace_id: str, timeout: float = 90.0) -> TerminalResult:
-        result = self.run(
-            queries.wait_for_result(
-                self.bootstrap, self.settings, self.topics.results, trace_id, timeout
-            )
-        )
-        if result is None:
+        try:
+            return self.client.wait(trace_id, timeout)
+        except ResultTimeout:
             failed = [f"{c.name}: {c.log_path.read_text()[-2000:]}" for c in self.group.failed()]
             raise AssertionError(
                 f"no result for {trace_id} within {timeout}s; exited services: {failed}"
-            )
-        return result
+            ) from None
 
     def results(self, trace_id: str) -> list[TerminalResult]:
-        return self.run(
-            queries.trace_typed(
-                self.bootstrap, self.settings, self.topics.results, trace_id, TerminalResult
-            )
-        )
+        return self.client.read(self.topics.results, trace_id, TerminalResult)
 
     def steps(self, trace_id: str, agent: str) -> list[Envelope]:
         """The records ``agent`` wrote to the outbox for the trace, folded or not."""
-        records = self.run(
-            queries.trace_typed(
-                self.bootstrap, self.settings, self.topics.outbox, trace_id, Envelope
-            )
-        )
-        return [r for r in records if r.source == agent]
+        return [r for r in self.client.steps(trace_id) if r.source == agent]
 
     def hops(self, trace_id: str) -> list[HopRecord]:
         """The trace's hop records in step order."""
-        records = self.run(queries.hops(self.bootstrap, self.settings, self.topics.hops, trace_id))
-        return sorted(records, key=lambda h: (h.hop, h.state_version))
+        return sorted(self.client.hops(trace_id), key=lambda h: (h.hop, h.state_version))
 
     def snapshot(self, trace_id: str) -> Snapshot:
         """The trace's latest snapshot on the state topic."""
-        return self.run(
-            queries.latest_snapshot(self.bootstrap, self.settings, self.topics.state, trace_id)
-        )
+        return self.client.state(trace_id)
 
     def stop(self) -> None:
-        """Stop the mesh's processes: idle services still poll the broker and cost CPU."""
+        """Stop the mesh's processes (idle services still poll the broker and cost CPU) and
+        close its client."""
         self.group.stop()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def __enter__(self) -> RunningMesh:
         return self
@@ -183,7 +178,7 @@ def start_mesh_processes(
     ``watchdog=True`` starts the mesh's watchdog too; on the embedded broker it takes about
     30 s to join its group, so start as few watchdog meshes as a module can do with.
     """
-    groups: list[ProcessGroup] = []
+    meshes: list[RunningMesh] = []
 
     def start(
         mesh: Path | dict[str, Any],
@@ -211,12 +206,12 @@ def start_mesh_processes(
         group = start_mesh(
             spec, path, broker.bootstrap, settings, log_dir, watchdog=watchdog, env=child_env
         )
-        groups.append(group)
-        return RunningMesh(spec, path, broker.bootstrap, settings, group)
+        meshes.append(RunningMesh(spec, path, broker.bootstrap, settings, group))
+        return meshes[-1]
 
     yield start
-    for group in groups:
-        group.stop()
+    for mesh in meshes:
+        mesh.stop()
 
 
 @pytest.fixture

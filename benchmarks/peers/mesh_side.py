@@ -3,7 +3,6 @@ is timed on the client, from its produce to the arrival of its terminal record."
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
@@ -11,73 +10,36 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
-from aiokafka import TopicPartition
 from workloads import MESHES
 
-from choreo.kafka.clients import make_consumer, make_producer, partitions_of
+from choreo.client import Client
 from choreo.local.launch import start_mesh
 from choreo.observe.settings import Settings
-from choreo.schemas import Task, TerminalResult, decode, encode
-from choreo.schemas.ids import new_id
-from choreo.schemas.topics import Topics
 from choreo.spec.mesh import load_mesh
 
 
 class MeshClient:
-    """Submits tasks to one running mesh and resolves each on its terminal record."""
+    """Times tasks on one running mesh through choreo.client.Client: from submitting each to
+    the arrival of its terminal record (one follower of the results topic serves them all)."""
 
     def __init__(self, bootstrap: str, prefix: str) -> None:
-        self.settings = Settings(topic_prefix=prefix)
-        self.topics = Topics(prefix)
-        self.producer = make_producer(bootstrap, "peer-bench")
-        self.consumer = make_consumer(
-            bootstrap, self.settings, group_id=None, client_id="peer-bench"
-        )
-        self.waiting: dict[str, asyncio.Future[TerminalResult]] = {}
-        self.reader: asyncio.Task[None] | None = None
+        self.client = Client(bootstrap, prefix=prefix, client_id="peer-bench")
 
     async def start(self) -> None:
-        await self.producer.start()
-        await self.consumer.start()
-        parts = [
-            TopicPartition(self.topics.results, p)
-            for p in await partitions_of(self.consumer, self.topics.results, 60)
-        ]
-        self.consumer.assign(parts)
-        await self.consumer.seek_to_end(*parts)
-        self.reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        while True:
-            batch = await self.consumer.getmany(timeout_ms=100)
-            for records in batch.values():
-                for record in records:
-                    result = decode(record.value or b"", TerminalResult)
-                    future = self.waiting.pop(result.trace_id, None)
-                    if future is not None and not future.done():
-                        future.set_result(result)
+        await self.client.__aenter__()
 
     async def run(self, text: str, timeout_s: float = 60.0) -> float:
         """Seconds from submitting one task to its terminal record; it must complete."""
-        trace_id = new_id()
-        future = self.waiting[trace_id] = asyncio.get_running_loop().create_future()
         started = time.perf_counter()
-        await self.producer.send_and_wait(
-            self.topics.tasks, encode(Task(input=text, trace_id=trace_id)), key=trace_id.encode()
-        )
-        result = await asyncio.wait_for(future, timeout_s)
+        trace_id = await self.client.submit(text)
+        result = await self.client.wait(trace_id, timeout_s)
         elapsed = time.perf_counter() - started
         if result.status != "completed":
             raise RuntimeError(f"mesh task {trace_id} ended {result.status}: {result.reason}")
         return elapsed
 
     async def stop(self) -> None:
-        if self.reader is not None:
-            self.reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.reader
-        await self.consumer.stop()
-        await self.producer.stop()
+        await self.client.close()
 
 
 @contextmanager

@@ -7,7 +7,8 @@ ran after that hop before each verdict was sent and before the trace ended. Thos
 the cost of watching from outside the agents: the hop records travel to the watchdog and the
 verdict travels back while the agents keep working.
 
-The scenario catalogue and the read-back helpers are shared with tests/scenarios.
+The scenario catalogue (choreo.bench.scenarios) and the read-back helpers, over
+choreo.client.Client, are shared with tests/scenarios.
 """
 
 from __future__ import annotations
@@ -23,37 +24,14 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from choreo.bench.corpus import Outcome
-from choreo.client import queries
+from choreo.bench.scenarios import HEALTHY, SCENARIO_MESH, SCENARIOS
+from choreo.client import Client, ResultTimeout
 from choreo.local.launch import start_mesh
 from choreo.observe.settings import Settings
-from choreo.schemas import Budget, ControlVerdict, Escalation, HopRecord, Task, TerminalResult
+from choreo.schemas import ControlVerdict, Escalation, HopRecord, TerminalResult
 from choreo.schemas.ids import new_id
-from choreo.schemas.topics import Topics
 from choreo.spec.mesh import load_mesh
 from choreo.spec.watchdog import app_id
-
-SCENARIO_MESH = Path(__file__).resolve().parents[2] / "tests" / "scenarios" / "mesh.yaml"
-#: A healthy task of the scenario mesh: once the watchdog has read its hops, it is reading.
-HEALTHY = "echo: are you there?"
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    input: str
-    budget: Budget | None = None
-
-
-#: One task per scenario of the scenario mesh; its input's first word picks the scenario.
-SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("ping-pong", "ping-pong: keep the rally going"),
-    Scenario("never-approves", "review: one line on event streams"),
-    Scenario("same-code", "code: a function that sums a list"),
-    Scenario("budget", "spend: notes on event streams", Budget(max_tokens=300)),
-    Scenario("persona-fix", "fix: the input that will not parse"),
-    Scenario("checklist", "checklist: the pre-drive checks"),
-    Scenario("flip", "flip: the cache races under load"),
-)
 
 
 @dataclass(frozen=True)
@@ -67,40 +45,34 @@ class Observation:
     results: list[TerminalResult]
 
 
-async def observe(bootstrap: str, settings: Settings, trace_id: str) -> Observation:
+async def observe(client: Client, trace_id: str) -> Observation:
     """Read one trace back. A verdict or escalation re-sent with the same id (at-least-once
     delivery; the keeper drops the repeat by that id) is counted once."""
-    topics = Topics(settings.topic_prefix)
-    verdicts = await queries.trace_typed(
-        bootstrap, settings, topics.control, trace_id, ControlVerdict
-    )
-    escalations = await queries.trace_typed(
-        bootstrap, settings, topics.escalations, trace_id, Escalation
-    )
+    trace = await client.trace(trace_id)
     return Observation(
         trace_id,
-        list({v.verdict_id: v for v in verdicts}.values()),
-        list({(e.escalation_id, e.status): e for e in escalations}.values()),
-        await queries.hops(bootstrap, settings, topics.hops, trace_id),
-        await queries.trace_typed(bootstrap, settings, topics.results, trace_id, TerminalResult),
+        list({v.verdict_id: v for v in trace.verdicts}.values()),
+        list({(e.escalation_id, e.status): e for e in trace.escalations}.values()),
+        trace.hops,
+        trace.results,
     )
 
 
-async def caught_up(bootstrap: str, settings: Settings, trace_id: str) -> bool:
+async def caught_up(client: Client, trace_id: str) -> bool:
     """True once the watchdog's group has committed past every hop record of the trace:
     whatever it had to say about the trace is then on the control topic."""
-    topics = Topics(settings.topic_prefix)
-    records = await queries.trace_records(bootstrap, settings, topics.hops, trace_id)
+    topics = client.topics
+    records = await client.records(topics.hops, trace_id)
     if not records:
         return False
     ends: dict[int, int] = {}
     for record in records:
         ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=client.bootstrap)
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(
-            app_id(settings.topic_prefix),
+            app_id(topics.prefix),
             partitions=[TopicPartition(topics.hops, p) for p in sorted(ends)],
         )
     finally:
@@ -185,30 +157,32 @@ async def _poll(check: Callable[[], Awaitable[bool]], what: str, within_s: float
         await asyncio.sleep(0.5)  # polling the log for a condition, with a deadline
 
 
-async def _measure_all(bootstrap: str, settings: Settings, within_s: float) -> list[Row]:
-    topics = Topics(settings.topic_prefix)
-    healthy = await queries.submit(bootstrap, topics.tasks, Task(input=HEALTHY))
-    await _poll(partial(caught_up, bootstrap, settings, healthy), "the watchdog to start", within_s)
-    traces = {
-        s.name: await queries.submit(bootstrap, topics.tasks, Task(input=s.input, budget=s.budget))
-        for s in SCENARIOS
-    }
+async def _measure_all(client: Client, within_s: float) -> list[Row]:
+    healthy = await client.submit(HEALTHY)
+    await _poll(partial(caught_up, client, healthy), "the watchdog to start", within_s)
+    traces = {s.name: await client.submit(s.input, budget=s.budget) for s in SCENARIOS}
     rows = []
     for name, trace_id in traces.items():
-        result = await queries.wait_for_result(
-            bootstrap, settings, topics.results, trace_id, within_s
-        )
-        if result is None:
-            raise TimeoutError(f"scenario {name}: no terminal record within {within_s:.0f}s")
+        try:
+            result = await client.wait(trace_id, within_s)
+        except ResultTimeout:
+            raise TimeoutError(
+                f"scenario {name}: no terminal record within {within_s:.0f}s"
+            ) from None
         if result.status == "failed":  # no scenario fails: the mesh itself is broken
             raise RuntimeError(f"scenario {name} failed: {result.reason}")
         await _poll(
-            partial(caught_up, bootstrap, settings, trace_id),
+            partial(caught_up, client, trace_id),
             f"the watchdog to read scenario {name}",
             within_s,
         )
-        rows.append(measure(name, await observe(bootstrap, settings, trace_id)))
+        rows.append(measure(name, await observe(client, trace_id)))
     return rows
+
+
+async def _measure_on(bootstrap: str, settings: Settings, within_s: float) -> list[Row]:
+    async with Client(bootstrap, settings=settings) as client:
+        return await _measure_all(client, within_s)
 
 
 def run(
@@ -221,7 +195,7 @@ def run(
     with start_mesh(
         spec, mesh, bootstrap, settings, log_dir, watchdog=True, env={"CHOREO_TOPIC_PREFIX": prefix}
     ):
-        return asyncio.run(_measure_all(bootstrap, settings, timeout))
+        return asyncio.run(_measure_on(bootstrap, settings, timeout))
 
 
 def report(rows: list[Row], command: str, broker_kind: str) -> str:

@@ -7,29 +7,30 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from choreo.bench.stats import publish
-from choreo.bench.watchdog import SCENARIO_MESH
-from choreo.kafka.broker import (
-    ApacheKafka,
-    BrokerHandle,
-    EmbeddedBroker,
-    broker_kind,
-    broker_session,
-)
-from choreo.observe import terminal as output
+from choreo.bench.scenarios import SCENARIO_MESH
 from choreo.observe.settings import Settings
 
-#: What ``--brokers`` starts, one after the other, for each kind named.
-_BROKERS: dict[str, type[EmbeddedBroker] | type[ApacheKafka]] = {
-    "embedded": EmbeddedBroker,
-    "kafka": ApacheKafka,
-}
+if TYPE_CHECKING:
+    from choreo.kafka.broker import ApacheKafka, BrokerHandle, EmbeddedBroker
+
+#: The brokers ``--brokers`` can start, one after the other (choreo.kafka.broker).
+_KINDS = ("embedded", "kafka")
+
+
+def _broker(kind: str) -> EmbeddedBroker | ApacheKafka:
+    """A broker of ``kind`` (one of ``_KINDS``), not started."""
+    from choreo.kafka.broker import ApacheKafka, EmbeddedBroker
+
+    return EmbeddedBroker() if kind == "embedded" else ApacheKafka()
 
 
 def _publish(title: str, out: str | None, measure: Callable[[BrokerHandle], str]) -> int:
     """Measure against the resolved broker, print the report section, then write it to
     ``out`` if given: the figures are on stdout before any file can fail."""
+    from choreo.kafka.broker import broker_session
+
     with broker_session() as broker:
         body = measure(broker)
     _emit(title, out, body)
@@ -37,6 +38,9 @@ def _publish(title: str, out: str | None, measure: Callable[[BrokerHandle], str]
 
 
 def _emit(title: str, out: str | None, body: str) -> None:
+    from choreo.bench.stats import publish
+    from choreo.observe import terminal as output
+
     publish(title, out, body)
     if out is not None:
         output.warn(f"written to {out}")
@@ -44,13 +48,14 @@ def _emit(title: str, out: str | None, body: str) -> None:
 
 def cmd_hop(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.bench import hop
+    from choreo.kafka.broker import broker_kind, broker_session
 
     command = f"choreo bench hop --traces {args.traces} --chain {args.chain}"
     results = {}
     if args.brokers:
         command += f" --brokers {' '.join(args.brokers)}"
         for kind in args.brokers:
-            started = _BROKERS[kind]().start()
+            started = _broker(kind).start()
             try:
                 results[kind] = hop.run(started.bootstrap, args.traces, args.chain)
             finally:
@@ -112,7 +117,7 @@ def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
 
     usage = {}
     for kind in args.brokers:
-        broker = _BROKERS[kind]().start()
+        broker = _broker(kind).start()
         try:
             usage[kind] = idle.run(
                 broker.bootstrap, Path(args.log_dir) / kind, args.settle, args.window
@@ -139,7 +144,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--brokers",
         nargs="+",
-        choices=list(_BROKERS),
+        choices=list(_KINDS),
         default=None,
         help="brokers to start, one after the other, a column each (default: the "
         "resolved broker: KAFKA_BOOTSTRAP_SERVERS, else Docker, else embedded)",
@@ -161,8 +166,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "--brokers",
         nargs="+",
-        choices=["embedded", "kafka"],
-        default=["embedded", "kafka"],
+        choices=list(_KINDS),
+        default=list(_KINDS),
         help="brokers to start, one after the other (default: embedded kafka)",
     )
     p.add_argument(

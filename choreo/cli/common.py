@@ -1,15 +1,27 @@
-"""What every ``choreo`` command shares: input errors, argument types, the broker address."""
+"""What every ``choreo`` command shares: input errors, argument types, the broker address and
+the client of the running mesh.
+
+Light to import: ``choreo --help`` builds every parser from here and the command modules; what
+a command needs to run (the client, Kafka, the views) is imported by the command itself.
+"""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import ValidationError
 
 from choreo.local import announce as local
 from choreo.observe.settings import Settings
 from choreo.spec.mesh import BudgetSpec
+
+if TYPE_CHECKING:
+    from choreo.client import Client
+
+T = TypeVar("T")
 
 #: A subcommand: parsed arguments and settings in, exit status out.
 Command = Callable[[argparse.Namespace, Settings], int]
@@ -22,22 +34,27 @@ class UsageError(Exception):
 
 
 def bootstrap_of(settings: Settings) -> str:
-    """The broker of the running mesh: ``KAFKA_BOOTSTRAP_SERVERS`` (or
-    ``CHOREO_BOOTSTRAP_SERVERS``) if set, else the broker of a ``choreo up`` running from the
-    current folder; a usage error that says how to get one otherwise.
+    """The broker of the running mesh, by choreo.local.announce.broker_of's rules; a usage
+    error that says how to give one otherwise."""
+    try:
+        return local.broker_of(settings)
+    except local.NoBrokerAddress as exc:
+        raise UsageError(str(exc)) from None
 
-    Commands that read or write a running mesh never start a broker of their own: a new
-    broker would hold none of the mesh's records.
-    """
-    if settings.bootstrap_servers:
-        return settings.bootstrap_servers
-    if (found := local.running_broker()) is not None:
-        return found
-    raise UsageError(
-        "no broker address: set KAFKA_BOOTSTRAP_SERVERS to the broker the mesh "
-        "runs on (`choreo up` and `choreo broker` print it), or run this command "
-        f"in the folder of a running `choreo up` (it writes {local.UP_FILE})"
-    )
+
+def with_client(
+    settings: Settings, work: Callable[[Client], Awaitable[T]], bootstrap: str | None = None
+) -> T:
+    """Run ``work`` with a client of the mesh on ``bootstrap`` (default: ``bootstrap_of``), in
+    one event loop; the client is closed when ``work`` returns or raises."""
+    address = bootstrap if bootstrap is not None else bootstrap_of(settings)
+    from choreo.client import Client
+
+    async def run() -> T:
+        async with Client(address, settings=settings) as client:
+            return await work(client)
+
+    return asyncio.run(run())
 
 
 def positive(value: str) -> float:

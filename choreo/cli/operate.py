@@ -1,29 +1,27 @@
-"""Commands that run the mesh: the broker, topics, the contract, services, ``up``, the demo."""
+"""Commands that run the mesh: the broker, topics, the contract, services, ``up``, the demo.
+
+Brokers, processes, Kafka and the views load when a command runs, not for ``choreo --help``.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from choreo.cli.common import AddCommand, UsageError, bootstrap_of, positive
-from choreo.cli.traces import show_result
-from choreo.client import queries
-from choreo.kafka.broker import ApacheKafka, EmbeddedBroker, broker_session
-from choreo.local import announce as local
+from choreo.cli.common import AddCommand, UsageError, bootstrap_of, positive, with_client
 from choreo.local.examples import example_mesh
-from choreo.local.launch import create_topics, start_mesh
-from choreo.local.processes import ProcessGroup
-from choreo.local.supervise import Supervisor
-from choreo.observe import terminal as output
 from choreo.observe.settings import Settings
-from choreo.schemas import Task
-from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, load_mesh
 from choreo.tools.sandbox.limits import SandboxLimits
+
+if TYPE_CHECKING:
+    from choreo.client import Client
+    from choreo.local.processes import ProcessGroup
+    from choreo.observe.terminal import Sheet
 
 DEMO_MESH = example_mesh("writer-editor")
 DEMO_TASK = "Write a short piece on why event-driven agents need shared, versioned state."
@@ -31,6 +29,9 @@ DEMO_TASK = "Write a short piece on why event-driven agents need shared, version
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     """Run a broker in the foreground until Ctrl-C or SIGTERM; its address goes to stderr."""
+    from choreo.kafka.broker import ApacheKafka, EmbeddedBroker
+    from choreo.observe import terminal as output
+
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop ends the broker too
     broker: EmbeddedBroker | ApacheKafka
     if args.kafka:
@@ -53,6 +54,9 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.local.launch import create_topics
+    from choreo.observe import terminal as output
+
     spec = load_mesh(args.mesh)
     created = create_topics(spec, bootstrap_of(settings), settings)
     output.say(
@@ -63,6 +67,7 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_schema(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.observe import terminal as output
     from choreo.schemas import export
 
     if args.check:
@@ -111,6 +116,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
             )
         spec.agent(args.agent)
     bootstrap = bootstrap_of(settings)
+    from choreo.local.launch import create_topics
+
     create_topics(spec, bootstrap, settings)
     if args.service == "keeper":
         from choreo.keeper.service import run as run_keeper
@@ -128,7 +135,9 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _status_sheet(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> output.Sheet:
+def _status_sheet(spec: MeshSpec, bootstrap: str, group: ProcessGroup) -> Sheet:
+    from choreo.observe import terminal as output
+
     sheet = output.Sheet(
         ["service", "pid", "status", "log"], title=f"mesh {spec.name} on {bootstrap}"
     )
@@ -146,10 +155,18 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _event(message: str) -> None:
     """One time-stamped line: reads the same in a terminal and in a log file."""
+    from choreo.observe import terminal as output
+
     output.say((time.strftime("%H:%M:%S "), "dim"), message)
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.kafka.broker import broker_session
+    from choreo.local import announce as local
+    from choreo.local.launch import start_mesh
+    from choreo.local.supervise import Supervisor
+    from choreo.observe import terminal as output
+
     spec = load_mesh(args.mesh)
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is Ctrl-C: no orphans
     with broker_session() as broker:
@@ -186,6 +203,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.cli.traces import show_result
+    from choreo.kafka.broker import broker_session
+    from choreo.local.launch import start_mesh
+    from choreo.observe import terminal as output
+
     mesh_path = Path(args.mesh)
     spec = load_mesh(mesh_path)
     output.say(("Choreo Mesh demo", "bold"), f": {spec.name} (scripted model, offline)")
@@ -195,15 +217,14 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
             group = start_mesh(
                 spec, mesh_path, broker.bootstrap, settings, Path(args.log_dir), watchdog=False
             )
-        with group:
-            topics = Topics(settings.topic_prefix)
-            trace_id = asyncio.run(
-                queries.submit(broker.bootstrap, topics.tasks, Task(input=args.text))
-            )
+
+        async def demo(client: Client) -> int:
+            trace_id = await client.submit(args.text)
             output.say("task submitted as trace ", (trace_id, "cyan"), f": {args.text}")
-            return show_result(
-                broker.bootstrap, settings, trace_id, args.timeout, tree=True, group=group
-            )
+            return await show_result(client, trace_id, args.timeout, tree=True, group=group)
+
+        with group:
+            return with_client(settings, demo, broker.bootstrap)
 
 
 def register(add: AddCommand) -> None:

@@ -1,5 +1,6 @@
 """Commands that talk to a running mesh about traces: submit, result, state, trace, budget,
-replay, escalations.
+replay, escalations. Each is argument parsing and a view over choreo.client.Client; the
+client, Kafka and the views load when a command runs, not for ``choreo --help``.
 
 Exit codes: 0 success (a completed trace), 1 the mesh or broker did not do what was asked (a
 failed or halted trace, a dead-lettered task, a missing record), 2 bad input, 3 the trace is
@@ -9,28 +10,32 @@ still running.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
-from choreo.cli import views
-from choreo.cli.common import AddCommand, UsageError, bootstrap_of, budget_limit, positive
-from choreo.client import queries, submission
-from choreo.kafka.clients import read_topic
-from choreo.local.processes import ProcessGroup
-from choreo.observe import telemetry
-from choreo.observe import terminal as output
+from choreo.cli.common import (
+    AddCommand,
+    UsageError,
+    bootstrap_of,
+    budget_limit,
+    positive,
+    with_client,
+)
 from choreo.observe.settings import Settings
-from choreo.schemas import Budget, Envelope, Snapshot, StateConflict, Task
-from choreo.schemas.codec import as_text
-from choreo.schemas.topics import Topics
+from choreo.schemas import Budget, Envelope, Escalation, Snapshot, Task
 from choreo.spec.mesh import load_mesh
+
+if TYPE_CHECKING:
+    from choreo.client import Client
+    from choreo.local.processes import ProcessGroup
 
 #: Exit status of ``result`` and ``submit --wait`` when the trace has not ended yet.
 RUNNING = 3
 #: How long the keeper may take to admit or refuse a task before ``submit --wait`` says so.
 ADMISSION_S = 30.0
+#: How long ``submit`` waits for the services of a mesh just started to join their groups.
+JOIN_S = 60.0
 
 
 def _task_from_args(args: argparse.Namespace) -> Task:
@@ -46,48 +51,57 @@ def _task_from_args(args: argparse.Namespace) -> Task:
 
 
 def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.observe import telemetry
+    from choreo.observe import terminal as output
+
     spec = load_mesh(args.mesh)
-    bootstrap = bootstrap_of(settings)
-    with output.err.status(output.line(f"checking that mesh {spec.name} runs…")):
-        asyncio.run(submission.check_running(spec, bootstrap, settings))
-    topics = Topics(settings.topic_prefix)
-    telemetry.configure("cli")  # the submit's span starts the task's trace
-    try:
-        sent = asyncio.run(queries.send_task(bootstrap, topics.tasks, _task_from_args(args)))
-    finally:
-        telemetry.shutdown()
-    output.say("submitted trace ", (sent.trace_id, "cyan"))
-    if not args.wait:
-        return 0
-    fate = asyncio.run(submission.fate(bootstrap, settings, sent, min(ADMISSION_S, args.timeout)))
-    if fate.status == "dead-lettered":
-        output.error(f"the task was not admitted: {fate.reason}")
-        return 1
-    if fate.status == "unknown":
-        output.error(
-            f"trace {sent.trace_id}: the keeper neither admitted nor refused the task "
-            f"within {min(ADMISSION_S, args.timeout):.0f}s; is the keeper running?"
-        )
-        return 1
-    return show_result(bootstrap, settings, sent.trace_id, args.timeout, tree=True)
+    task = _task_from_args(args)
+
+    async def submit(client: Client) -> int:
+        with output.err.status(output.line(f"checking that mesh {spec.name} runs…")):
+            await client.ensure_running(spec, join_s=JOIN_S)
+        telemetry.configure("cli")  # the submit's span starts the task's trace
+        try:
+            sent = await client.send(task)
+        finally:
+            telemetry.shutdown()
+        output.say("submitted trace ", (sent.trace_id, "cyan"))
+        if not args.wait:
+            return 0
+        within_s = min(ADMISSION_S, args.timeout)
+        admission = await client.admission(sent, within_s)
+        if admission.status == "dead-lettered":
+            output.error(f"the task was not admitted: {admission.reason}")
+            return 1
+        if admission.status == "unknown":
+            output.error(
+                f"trace {sent.trace_id}: the keeper neither admitted nor refused the task "
+                f"within {within_s:.0f}s; is the keeper running?"
+            )
+            return 1
+        return await show_result(client, sent.trace_id, args.timeout, tree=True)
+
+    return with_client(settings, submit)
 
 
-def show_result(
-    bootstrap: str,
-    settings: Settings,
+async def show_result(
+    client: Client,
     trace_id: str,
-    timeout: float,
+    timeout_s: float,
     tree: bool,
     group: ProcessGroup | None = None,
     as_json: bool = False,
 ) -> int:
     """Wait for the trace's terminal record and print it; give up early if services died.
 
-    A trace that has not ended within ``timeout`` is reported as running (exit 3) when the
+    A trace that has not ended within ``timeout_s`` seconds is reported as running (exit 3) when the
     keeper knows it, else as not found (exit 1).
     """
-    topics = Topics(settings.topic_prefix)
-    deadline = time.monotonic() + timeout
+    from choreo.cli import views
+    from choreo.client import ResultTimeout
+    from choreo.observe import terminal as output
+
+    deadline = time.monotonic() + timeout_s
     result = None
     with output.err.status(output.line(f"waiting for trace {trace_id}…")):
         while result is None and time.monotonic() < deadline:
@@ -95,31 +109,29 @@ def show_result(
                 names = ", ".join(f"{c.name} ({c.log_path})" for c in group.failed())
                 output.error(f"services exited: {names}")
                 return 1
-            result = asyncio.run(
-                queries.wait_for_result(
-                    bootstrap,
-                    settings,
-                    topics.results,
-                    trace_id,
-                    min(5.0, max(0.1, deadline - time.monotonic())),
+            try:  # in slices: a service that died is noticed between them
+                result = await client.wait(
+                    trace_id, min(5.0, max(0.1, deadline - time.monotonic()))
                 )
-            )
+            except ResultTimeout:
+                continue
     if result is None:
-        return _not_ended(bootstrap, settings, trace_id, as_json)
+        return await _not_ended(client, trace_id, as_json)
     if as_json:
         output.show_json(result)
     else:
         output.show(views.result_view(result))
         if tree:
-            hops = asyncio.run(queries.hops(bootstrap, settings, topics.hops, trace_id))
-            output.show(views.trace_tree(trace_id, hops, result))
+            output.show(views.trace_tree(trace_id, await client.hops(trace_id), result))
     return 0 if result.status == "completed" else 1
 
 
-def _not_ended(bootstrap: str, settings: Settings, trace_id: str, as_json: bool) -> int:
+async def _not_ended(client: Client, trace_id: str, as_json: bool) -> int:
     """No terminal record: say the trace is running, or that nothing of it exists."""
-    topics = Topics(settings.topic_prefix)
-    snapshot = asyncio.run(queries.latest_snapshot(bootstrap, settings, topics.state, trace_id))
+    from choreo.cli import views
+    from choreo.observe import terminal as output
+
+    snapshot = await client.state(trace_id)
     if as_json:
         output.show_json(
             {
@@ -136,19 +148,20 @@ def _not_ended(bootstrap: str, settings: Settings, trace_id: str, as_json: bool)
 
 def cmd_result(args: argparse.Namespace, settings: Settings) -> int:
     timeout = args.timeout if args.wait else 2.0
-    return show_result(
-        bootstrap_of(settings), settings, args.trace, timeout, tree=False, as_json=args.json
-    )
+
+    async def result(client: Client) -> int:
+        return await show_result(client, args.trace, timeout, tree=False, as_json=args.json)
+
+    return with_client(settings, result)
 
 
-def _authors(records: Sequence[Any], snapshot: Snapshot) -> dict[str, list[str]]:
+def _authors(steps: Sequence[Envelope], snapshot: Snapshot) -> dict[str, list[str]]:
     """Each field's writers, in the order their applied steps wrote it; a join field's
     arrivals are its writers."""
     applied = set(snapshot.applied)
     authors: dict[str, list[str]] = {}
-    for record in records:
-        step = queries.decoded(record, Envelope)
-        if step is None or step.event_id not in applied:
+    for step in steps:
+        if step.event_id not in applied:
             continue
         for name in step.delta or {}:
             writers = authors.setdefault(name, [])
@@ -162,37 +175,38 @@ def _authors(records: Sequence[Any], snapshot: Snapshot) -> dict[str, list[str]]
 
 def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = bootstrap_of(settings)
-    topics = Topics(settings.topic_prefix)
     if args.at is None and args.diff is None:
-        snapshot = asyncio.run(
-            queries.latest_snapshot(bootstrap, settings, topics.state, args.trace)
-        )
-        return _print_state(
-            snapshot,
-            args,
-            asyncio.run(queries.trace_records(bootstrap, settings, topics.outbox, args.trace)),
-        )
+
+        async def now(client: Client) -> int:
+            snapshot = await client.state(args.trace)
+            return _print_state(snapshot, args, await client.steps(args.trace))
+
+        return with_client(settings, now, bootstrap)
     option = "--at" if args.at is not None else "--diff"
     if args.mesh is None:
         raise UsageError(f"choreo state {option}: --mesh is required to replay the outbox")
-    from choreo.keeper.replay import history
-
     spec = load_mesh(args.mesh)
-    records = asyncio.run(queries.trace_records(bootstrap, settings, topics.outbox, args.trace))
-    versions = history(spec, topics, records, args.trace)
-    if not versions:
-        raise queries.TraceNotFound(f"no outbox record of trace {args.trace!r}")
-    wanted = [args.at] if args.at is not None else args.diff
-    for version in wanted:
+
+    async def then(client: Client) -> tuple[list[Snapshot], list[Envelope]]:
+        return await client.history(args.trace, spec), await client.steps(args.trace)
+
+    versions, steps = with_client(settings, then, bootstrap)
+    for version in [args.at] if args.at is not None else args.diff:
         if not 1 <= version <= len(versions):
             raise UsageError(
                 f"{option}: trace {args.trace} has versions 1..{len(versions)}, not {version}"
             )
     if args.diff is None:
-        return _print_state(versions[args.at - 1], args, records)
-    before, after = (versions[v - 1] for v in args.diff)
+        return _print_state(versions[args.at - 1], args, steps)
+    return _print_diff(args.trace, versions[args.diff[0] - 1], versions[args.diff[1] - 1], args)
+
+
+def _print_diff(trace_id: str, before: Snapshot, after: Snapshot, args: argparse.Namespace) -> int:
+    from choreo.cli import views
+    from choreo.observe import terminal as output
+
     if args.json:
-        output.show_json({"trace_id": args.trace, "before": before, "after": after})
+        output.show_json({"trace_id": trace_id, "before": before, "after": after})
         return 0
     heading, sheet, status = views.state_diff(before, after)
     output.show(heading)
@@ -202,8 +216,12 @@ def cmd_state(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _print_state(snapshot: Snapshot, args: argparse.Namespace, records: Sequence[Any]) -> int:
+def _print_state(snapshot: Snapshot, args: argparse.Namespace, steps: Sequence[Envelope]) -> int:
     """One field verbatim (``--field``), the snapshot as JSON, or the table of fields."""
+    from choreo.cli import views
+    from choreo.observe import terminal as output
+    from choreo.schemas.codec import as_text
+
     if args.field is not None:
         if args.field not in snapshot.fields:
             known = ", ".join(sorted(snapshot.fields))
@@ -222,98 +240,74 @@ def _print_state(snapshot: Snapshot, args: argparse.Namespace, records: Sequence
         return 0
     output.show(views.state_heading(snapshot))
     output.show_sheet(
-        views.state_sheet(snapshot, _authors(records, snapshot), width=None if args.full else 80)
+        views.state_sheet(snapshot, _authors(steps, snapshot), width=None if args.full else 80)
     )
     return 0
 
 
 def cmd_trace(args: argparse.Namespace, settings: Settings) -> int:
-    bootstrap = bootstrap_of(settings)
-    topics = Topics(settings.topic_prefix)
-    hops = asyncio.run(queries.hops(bootstrap, settings, topics.hops, args.trace))
-    result = asyncio.run(
-        queries.wait_for_result(bootstrap, settings, topics.results, args.trace, 1.0)
-    )
-    if not hops and result is None:
-        raise queries.TraceNotFound(f"no hop or result record of trace {args.trace!r}")
-    conflicts = asyncio.run(
-        queries.trace_typed(bootstrap, settings, topics.conflicts, args.trace, StateConflict)
-    )
-    joins = _joins(bootstrap, settings, topics, args.trace)
+    from choreo.cli import views
+    from choreo.observe import terminal as output
+
+    found = with_client(settings, lambda client: client.trace(args.trace))
     if args.json:
         output.show_json(
             {
                 "trace_id": args.trace,
-                "status": result.status if result else "running",
-                "hops": hops,
-                "conflicts": conflicts,
-                "joins": joins,
-                "result": result,
+                "status": found.status,
+                "hops": found.hops,
+                "conflicts": found.conflicts,
+                "joins": found.joins,
+                "result": found.result,
             }
         )
         return 0
-    output.show(views.trace_tree(args.trace, hops, result, conflicts, joins))
+    output.show(
+        views.trace_tree(args.trace, found.hops, found.result, found.conflicts, found.joins)
+    )
     return 0
-
-
-def _joins(
-    bootstrap: str, settings: Settings, topics: Topics, trace_id: str
-) -> dict[str, list[str]]:
-    """Each join's arrivals, in arrival order, from the trace's latest snapshot (a join's
-    field is not scratch: an ended trace keeps it)."""
-    try:
-        snapshot = asyncio.run(queries.latest_snapshot(bootstrap, settings, topics.state, trace_id))
-    except queries.TraceNotFound:
-        return {}
-    return {
-        name.removeprefix("join."): [str(a) for a in value]
-        for name, value in snapshot.fields.items()
-        if name.startswith("join.") and isinstance(value, list)
-    }
 
 
 def cmd_budget(args: argparse.Namespace, settings: Settings) -> int:
     """The trace's budget and what is left of it."""
-    bootstrap = bootstrap_of(settings)
-    topics = Topics(settings.topic_prefix)
-    snapshot = asyncio.run(queries.latest_snapshot(bootstrap, settings, topics.state, args.trace))
+    from choreo.cli import views
+    from choreo.observe import terminal as output
+
+    budget = with_client(settings, lambda client: client.budget(args.trace))
     if args.json:
         output.show_json(
             {
-                "trace_id": snapshot.trace_id,
-                "status": snapshot.status,
-                "version": snapshot.version,
-                "budget": snapshot.budget,
-                "used": snapshot.totals,
+                "trace_id": budget.trace_id,
+                "status": budget.status,
+                "version": budget.version,
+                "budget": budget.budget,
+                "used": budget.used,
             }
         )
         return 0
-    output.show(views.state_heading(snapshot))
-    output.show_sheet(views.budget_sheet(snapshot))
+    output.show(views.state_heading(budget))
+    output.show_sheet(views.budget_sheet(budget))
     return 0
 
 
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     """Rebuild every trace from the outbox in a fresh keeper; exit 1 on any difference."""
-    from choreo.keeper.replay import compare, latest
+    from choreo.cli import views
+    from choreo.observe import terminal as output
 
     spec = load_mesh(args.mesh)
-    bootstrap = bootstrap_of(settings)
-    topics = Topics(settings.topic_prefix)
-    states = asyncio.run(read_topic(bootstrap, settings, topics.state))  # before the outbox
-    live = latest(s for r in states if (s := queries.decoded(r, Snapshot)) is not None)
-    outbox = asyncio.run(read_topic(bootstrap, settings, topics.outbox))
-    comparisons = compare(spec, topics, outbox, live)
-    output.show_sheet(views.replay_sheet(comparisons, len(outbox)))
-    return 1 if any(c.differences for c in comparisons) else 0
+    replay = with_client(settings, lambda client: client.replay(spec))
+    output.show_sheet(views.replay_sheet(replay.comparisons, replay.records))
+    return 1 if replay.differing else 0
 
 
 def cmd_escalations(args: argparse.Namespace, settings: Settings) -> int:
-    from choreo.client import escalations
+    from choreo.cli import views
+    from choreo.observe import terminal as output
 
     bootstrap = bootstrap_of(settings)
     if args.action == "list":
-        found = asyncio.run(escalations.current(bootstrap, settings))
+        found = with_client(settings, lambda client: client.escalations(), bootstrap)
         if args.json:
             output.show_json(found)
         else:
@@ -323,7 +317,13 @@ def cmd_escalations(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(
             "choreo escalations resolve ID: give exactly one of --resume GUIDANCE or --close"
         )
-    updated = asyncio.run(escalations.resolve(bootstrap, settings, args.id, guidance=args.resume))
+
+    async def resolve(client: Client) -> Escalation:
+        if args.resume is None:
+            return await client.close_escalation(args.id)
+        return await client.resume(args.id, args.resume)
+
+    updated = with_client(settings, resolve, bootstrap)
     if updated.continuation_trace_id:
         output.say(
             "resumed: continuation trace ",
@@ -350,7 +350,7 @@ def register(add: AddCommand) -> None:
         help="the mesh spec (YAML) of the running mesh: its topics must "
         "exist under CHOREO_TOPIC_PREFIX, and its keeper and agents be live in their "
         "consumer groups (waits up to "
-        f"{submission.JOIN_S:.0f} s for them to join)",
+        f"{JOIN_S:.0f} s for them to join)",
     )
     p.add_argument("text", help="the task's input")
     p.add_argument(

@@ -16,7 +16,6 @@ from rich.tree import Tree
 
 from choreo.observe.terminal import Sheet, line, text
 from choreo.schemas import (
-    Budget,
     DeadLetter,
     Escalation,
     HopRecord,
@@ -28,6 +27,7 @@ from choreo.schemas import (
 from choreo.schemas.codec import as_text
 
 if TYPE_CHECKING:
+    from choreo.client import TraceBudget
     from choreo.keeper.replay import Comparison
 
 _STATUS_STYLE = {
@@ -250,12 +250,13 @@ def escalation_sheet(escalations: list[Escalation]) -> Sheet:
     return sheet
 
 
-def state_heading(snapshot: Snapshot) -> Text:
+def state_heading(at: Snapshot | TraceBudget) -> Text:
+    """``trace ID at version N STATUS``, for a snapshot or a budget read from one."""
     return line(
         ("trace ", "bold"),
-        snapshot.trace_id,
-        f" at version {snapshot.version} ",
-        status_text(snapshot.status),
+        at.trace_id,
+        f" at version {at.version} ",
+        status_text(at.status),
     )
 
 
@@ -329,23 +330,23 @@ def replay_sheet(comparisons: Sequence[Comparison], records: int) -> Sheet:
     return sheet
 
 
-def budget_sheet(snapshot: Snapshot) -> Sheet:
+def budget_sheet(budget: TraceBudget) -> Sheet:
     """Each limit of the trace's budget, what is used and what is left."""
-    budget: Budget = snapshot.budget
-    totals = snapshot.totals
+    limits, used, left = budget.budget, budget.used, budget.left
     sheet = Sheet(["limit", "budget", "used", "left"])
 
-    def row(name: str, limit: float | None, used: float, fmt: str) -> None:
-        left = "" if limit is None else format(max(0.0, limit - used), fmt)
+    def row(name: str, limit: float | None, spent: float, rest: float | None, fmt: str) -> None:
         sheet.add(
-            name, "unlimited" if limit is None else format(limit, fmt), format(used, fmt), left
+            name,
+            "unlimited" if limit is None else format(limit, fmt),
+            format(spent, fmt),
+            "" if rest is None else format(rest, fmt),
         )
 
-    row("steps", budget.max_hops, totals.hops, "g")
-    row("tokens", budget.max_tokens, totals.tokens_in + totals.tokens_out, "g")
-    row("cost ($)", budget.max_cost, totals.cost, ".6f")
-    elapsed = (snapshot.updated_at - snapshot.admitted_at).total_seconds()
-    row("seconds", budget.max_seconds, elapsed, ".1f")
+    row("steps", limits.max_hops, used.hops, left.hops, "g")
+    row("tokens", limits.max_tokens, used.tokens_in + used.tokens_out, left.tokens, "g")
+    row("cost ($)", limits.max_cost, used.cost, left.cost, ".6f")
+    row("seconds", limits.max_seconds, budget.elapsed_s, left.seconds, ".1f")
     return sheet
 
 

@@ -1,4 +1,10 @@
-"""The broker of a ``choreo up`` running from the current folder.
+"""Where the running mesh is: its broker and topic prefix, from the environment or from the
+``choreo up`` running in the current folder.
+
+One set of rules for the CLI and the Python client (choreo.client.Client): an address or
+prefix given explicitly (an argument, ``KAFKA_BOOTSTRAP_SERVERS``, ``CHOREO_TOPIC_PREFIX``) wins;
+else those of the ``choreo up`` running from the current folder; else no broker (an error that
+says how to get one) and the default prefix.
 
 ``choreo up`` writes ``.choreo/up.json`` (its pid, the broker's address, the mesh and the topic
 prefix) while it runs and removes it when it stops, so the commands that work on a running mesh
@@ -17,7 +23,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from choreo.observe.settings import Settings
+from choreo.observe.settings import Settings, get_settings
+from choreo.schemas.errors import ChoreoError
 
 #: Where ``choreo up`` announces itself, relative to the folder it runs in.
 UP_FILE = Path(".choreo") / "up.json"
@@ -45,6 +52,57 @@ def announce(bootstrap: str, mesh: Path, topic_prefix: str) -> Iterator[Path]:
     finally:
         if (running := _read()) is not None and running.get("pid") == os.getpid():
             UP_FILE.unlink(missing_ok=True)
+
+
+class NoBrokerAddress(ChoreoError, ValueError):
+    """No broker address is set and no ``choreo up`` runs from the current folder; the message
+    says how to give one."""
+
+
+def broker_of(settings: Settings) -> str:
+    """The broker of the running mesh: ``settings.bootstrap_servers`` (``KAFKA_BOOTSTRAP_SERVERS``
+    or ``CHOREO_BOOTSTRAP_SERVERS``) if set, else the broker of a ``choreo up`` running from the
+    current folder.
+
+    Whatever reads or writes a running mesh never starts a broker of its own: a new broker
+    would hold none of the mesh's records.
+
+    Raises:
+        NoBrokerAddress: neither is there.
+    """
+    if settings.bootstrap_servers:
+        return settings.bootstrap_servers
+    if (found := running_broker()) is not None:
+        return found
+    raise NoBrokerAddress(
+        "no broker address: set KAFKA_BOOTSTRAP_SERVERS to the broker the mesh "
+        "runs on (`choreo up` and `choreo broker` print it), or run this command "
+        f"in the folder of a running `choreo up` (it writes {UP_FILE})"
+    )
+
+
+def resolve(
+    bootstrap: str | None = None,
+    prefix: str | None = None,
+    settings: Settings | None = None,
+) -> tuple[str, Settings]:
+    """The broker address and the settings (with their topic prefix) of the mesh to talk to.
+
+    ``bootstrap`` and ``prefix`` count as if they were set in the environment; ``settings``
+    defaults to the environment's (``get_settings``). Then the prefix follows a ``choreo up``
+    in this folder (``follow``) and the broker is ``broker_of`` the result.
+
+    Raises:
+        NoBrokerAddress: no address given, set or announced.
+        pydantic.ValidationError: (a ``ValueError``) ``prefix`` is not a valid topic prefix, or
+            a ``CHOREO_*`` variable is bad.
+    """
+    base = settings if settings is not None else get_settings()
+    given = {"bootstrap_servers": bootstrap, "topic_prefix": prefix}
+    if overrides := {name: value for name, value in given.items() if value is not None}:
+        base = Settings.model_validate({**base.model_dump(exclude_unset=True), **overrides})
+    followed = follow(base)
+    return broker_of(followed), followed
 
 
 def running_broker() -> str | None:

@@ -14,7 +14,10 @@ from choreo.observe.errors import SettingsError
 class Settings(BaseSettings):
     """Runtime knobs. The mesh spec says *what* runs; these say *where* and *how fast*."""
 
-    model_config = SettingsConfigDict(env_prefix="CHOREO_", extra="ignore")
+    # populate_by_name: settings re-validated with a field changed (the topic prefix a
+    # ``choreo up`` announces, a client's own broker) keep ``bootstrap_servers``, which the
+    # environment sets through its aliases
+    model_config = SettingsConfigDict(env_prefix="CHOREO_", extra="ignore", populate_by_name=True)
 
     bootstrap_servers: str | None = Field(
         None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_BOOTSTRAP_SERVERS")

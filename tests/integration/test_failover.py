@@ -14,10 +14,9 @@ import msgspec
 import pytest
 import yaml
 
-from choreo.client import queries
 from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import replay
-from choreo.schemas import Envelope, Snapshot, decode
+from choreo.schemas import Snapshot, decode
 from tests.conftest import EXAMPLES, RunningMesh, wait_until
 
 pytestmark = pytest.mark.integration
@@ -131,9 +130,7 @@ def test_sigterm_drains_the_in_flight_step_and_exits_cleanly(
     wait_until(writer_busy, 60, message="the writer's model call")
     writer.process.send_signal(signal.SIGTERM)
     assert writer.process.wait(timeout=30) == 0
-    steps = mesh.run(
-        queries.trace_typed(mesh.bootstrap, mesh.settings, mesh.topics.outbox, trace_id, Envelope)
-    )
+    steps = mesh.client.steps(trace_id)
     assert [s.source for s in steps].count("writer") == 1  # the drained step: done, not lost
     mesh.group.start_choreo(
         "writer-2", ["run", "agent", "--mesh", str(mesh.path), "--agent", "writer"]

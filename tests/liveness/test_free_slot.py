@@ -18,7 +18,7 @@ import yaml
 
 from choreo.agent import service as agent_service
 from choreo.agent.service import AgentService
-from choreo.client import queries
+from choreo.client import Client
 from choreo.kafka.broker import BrokerHandle
 from choreo.kafka.clients import make_producer
 from choreo.kafka.topics import ensure_topics
@@ -83,7 +83,8 @@ def test_a_finished_step_frees_its_slot_at_once(
                 await producer.send_and_wait(
                     topics.event("task.received"), encode(event), key=trace_id.encode()
                 )
-            return await _finished(broker.bootstrap, settings, topics, traces)
+            async with Client(broker.bootstrap, settings=settings) as client:
+                return await _finished(client, traces)
         finally:
             await producer.stop()
             serving.cancel()  # its poll may wait the ten minutes: no clean stop
@@ -92,15 +93,13 @@ def test_a_finished_step_frees_its_slot_at_once(
     assert asyncio.run(run()) == set(traces)
 
 
-async def _finished(
-    bootstrap: str, settings: Settings, topics: Topics, traces: list[str]
-) -> set[str]:
+async def _finished(client: Client, traces: list[str]) -> set[str]:
     """The traces whose step record is on the outbox, once all are or ``WAIT_S`` passed."""
     done: set[str] = set()
     deadline = time.monotonic() + WAIT_S
     while len(done) < len(traces) and time.monotonic() < deadline:
         for trace_id in set(traces) - done:
-            if await queries.trace_typed(bootstrap, settings, topics.outbox, trace_id, Envelope):
+            if await client.steps(trace_id):
                 done.add(trace_id)
         await asyncio.sleep(0.5)  # between reads of the outbox, not as synchronisation
     return done

@@ -11,8 +11,7 @@ import httpx
 import pytest
 from aiokafka import TopicPartition
 
-from choreo.client import queries
-from choreo.schemas import Budget, Envelope
+from choreo.schemas import Budget
 from tests.conftest import RunningMesh, wait_until
 from tests.liveness.support import model_url, one_agent_mesh
 from tests.liveness.test_replies import committed
@@ -57,9 +56,7 @@ def test_a_model_outage_pauses_the_agent_and_every_task_completes_once_it_ends(
         lambda: server_stats(url)["unavailable"] >= 4, 30, message="probes after the first failures"
     )  # the outage was probed, not waited out
     assert all(mesh.results(t) == [] for t in traces)  # no task failed for the outage
-    steps = mesh.run(
-        queries.trace_records(mesh.bootstrap, mesh.settings, mesh.topics.outbox, traces[0])
-    )
+    steps = mesh.client.records(mesh.topics.outbox, traces[0])
     assert [r for r in steps if r.value and b'"source":"solo"' in r.value] == []
     assert committed(mesh, group, tp) <= 0  # nothing committed past the held records
 
@@ -71,11 +68,7 @@ def test_a_model_outage_pauses_the_agent_and_every_task_completes_once_it_ends(
     wait_until(lambda: paused() == 0, 30, message="the agent to resume")
     assert server_stats(url)["completions"] == 4
     for trace_id in traces:
-        outbox = mesh.run(
-            queries.trace_typed(
-                mesh.bootstrap, mesh.settings, mesh.topics.outbox, trace_id, Envelope
-            )
-        )
+        outbox = mesh.client.steps(trace_id)
         assert [r.type for r in outbox if r.source == "solo"] == ["trace.finish"]
 
 

@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from choreo.client import queries
-from choreo.schemas import Envelope
 from tests.conftest import RunningMesh
 from tests.liveness.support import model_url, one_agent_mesh
 from tests.tiers.support import server_stats
@@ -34,10 +32,6 @@ def test_a_step_longer_than_the_poll_interval_runs_once(
         assert mesh.result(trace_id, timeout=120).status == "completed"
     assert server_stats(model_url(mesh))["completions"] == 3  # no call made twice
     for trace_id in traces:
-        outbox = mesh.run(
-            queries.trace_typed(
-                mesh.bootstrap, mesh.settings, mesh.topics.outbox, trace_id, Envelope
-            )
-        )
+        outbox = mesh.client.steps(trace_id)
         ids = Counter(r.event_id for r in outbox if r.source == "solo")
         assert list(ids.values()) == [1], ids

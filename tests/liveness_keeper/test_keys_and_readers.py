@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 
-from choreo.client import queries
+from choreo.client import SyncClient
 from choreo.schemas import Task, TerminalResult, encode
 from tests.conftest import wait_until
 from tests.liveness_keeper.support import LoneKeeper
@@ -44,13 +43,8 @@ def test_a_reader_skips_a_record_it_cannot_decode_and_finds_the_result(
         encode(TerminalResult(trace_id=trace_id, status="completed", output="found")),
         trace_id.encode(),
     )
-    found = asyncio.run(
-        queries.wait_for_result(lone_keeper.bootstrap, lone_keeper.settings, topic, trace_id, 60)
-    )
-    assert found is not None and found.output == "found"
-    typed = asyncio.run(
-        queries.trace_typed(
-            lone_keeper.bootstrap, lone_keeper.settings, topic, trace_id, TerminalResult
-        )
-    )
+    with SyncClient(lone_keeper.bootstrap, settings=lone_keeper.settings) as client:
+        found = client.wait(trace_id, 60)
+        assert found is not None and found.output == "found"
+        typed = client.read(topic, trace_id, TerminalResult)
     assert [r.output for r in typed] == ["found"]

@@ -136,7 +136,7 @@ def looping(
 
 
 def read_by_watchdog(mesh: RunningMesh, trace_id: str) -> bool:
-    return bool(mesh.run(caught_up(mesh.bootstrap, mesh.settings, trace_id)))
+    return mesh.client.run(caught_up, trace_id)
 
 
 def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(looping: RunningMesh) -> None:
@@ -162,7 +162,7 @@ def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(looping: Run
             interval=1.0,
             message=f"the watchdog to read trace {trace_id}",
         )
-        seen = looping.run(observe(looping.bootstrap, looping.settings, trace_id))
+        seen = looping.client.run(observe, trace_id)
         assert [(v.action, v.agent, v.reason) for v in seen.verdicts] == [
             ("persona_shift", "checker", "loop.tool_repeat"),
             ("halt", "checker", "loop.tool_repeat"),
@@ -205,7 +205,7 @@ def test_the_same_tool_with_new_arguments_on_every_step_is_not_a_loop(looping: R
         interval=1.0,
         message="the watchdog to read the trace",
     )
-    seen = looping.run(observe(looping.bootstrap, looping.settings, trace_id))
+    seen = looping.client.run(observe, trace_id)
     assert seen.verdicts == [] and seen.escalations == []
     calls = [c for h in seen.hops for c in h.tool_calls]
     assert len({c.args_sha256 for c in calls}) == len(calls) == len(TICKETS)

@@ -41,7 +41,7 @@ def test_a_healthy_example_gets_no_verdict_and_no_escalation(
     trace_id = mesh.submit(TASKS[example])
     assert mesh.result(trace_id, timeout=120.0).status == "completed"
     wait_until(
-        lambda: mesh.run(caught_up(mesh.bootstrap, mesh.settings, trace_id)),
+        lambda: mesh.client.run(caught_up, trace_id),
         180.0,
         interval=1.0,
         message=f"the watchdog of {example} to read every hop",

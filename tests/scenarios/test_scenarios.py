@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from choreo.bench.watchdog import HEALTHY, SCENARIOS, Observation, caught_up, observe
-from choreo.client import queries
+from choreo.bench.scenarios import HEALTHY, SCENARIOS
+from choreo.bench.watchdog import Observation, caught_up, observe
 from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import compare, latest
 from choreo.schemas import Budget, Escalation, Snapshot, decode
@@ -42,12 +42,12 @@ class Scenarios:
     def settled(self, trace_id: str) -> Observation:
         self.mesh.result(trace_id, timeout=120.0)
         wait_until(
-            lambda: self.mesh.run(caught_up(self.mesh.bootstrap, self.mesh.settings, trace_id)),
+            lambda: self.mesh.client.run(caught_up, trace_id),
             60.0,
             interval=0.5,
             message=f"the watchdog to read trace {trace_id}",
         )
-        return self.mesh.run(observe(self.mesh.bootstrap, self.mesh.settings, trace_id))
+        return self.mesh.client.run(observe, trace_id)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def scenarios(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[Scen
     assert mesh.result(healthy).status == "completed"
     # Loops started before the watchdog reads would run into the agents' hop budget instead.
     wait_until(
-        lambda: mesh.run(caught_up(mesh.bootstrap, mesh.settings, healthy)),
+        lambda: mesh.client.run(caught_up, healthy),
         WATCHDOG_START_S,
         interval=1.0,
         message="the watchdog to join and read",
@@ -210,11 +210,7 @@ def test_escalations_are_listed_resumed_and_closed_through_the_cli(scenarios: Sc
 
     escalations = {
         e.escalation_id: e
-        for e in mesh.run(
-            queries.trace_typed(
-                mesh.bootstrap, mesh.settings, mesh.topics.escalations, code.trace_id, Escalation
-            )
-        )
+        for e in mesh.client.read(mesh.topics.escalations, code.trace_id, Escalation)
     }
     updated = escalations[code.escalations[0].escalation_id]
     assert (updated.status, updated.guidance) == ("resumed", guidance)
@@ -226,11 +222,7 @@ def test_escalations_are_listed_resumed_and_closed_through_the_cli(scenarios: Sc
     assert (result.status, result.parent_trace_id) == ("completed", code.trace_id)
     assert result.output.startswith("DONE")
     assert follow.verdicts == []  # a fresh budget and a fresh watch
-    first = mesh.run(
-        queries.trace_typed(
-            mesh.bootstrap, mesh.settings, mesh.topics.state, continuation, Snapshot
-        )
-    )[0]
+    first = mesh.client.read(mesh.topics.state, continuation, Snapshot)[0]
     assert first.fields["guidance"] == guidance
     assert first.fields["attempts"] == code.hops[-1].totals.hops - 1  # the halted state
 
@@ -260,7 +252,7 @@ def test_with_the_watchdog_stopped_the_agents_own_budget_halts_the_loop(
         "budget.hops: hops used 8, in_flight 0, next 1, limit 8",
     )
     assert result.usage.hops == 8  # the keeper did not forward a ninth step
-    seen = mesh.run(observe(mesh.bootstrap, mesh.settings, trace_id))
+    seen = mesh.client.run(observe, trace_id)
     assert seen.verdicts == [] and len(seen.results) == 1
     (escalation,) = seen.escalations  # a budget halt is handed to a human like any other
     assert escalation.evidence["rule"] == "budget.hops"

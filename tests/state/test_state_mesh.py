@@ -12,7 +12,6 @@ import msgspec
 import pytest
 from kafka import KafkaProducer
 
-from choreo.client import queries
 from choreo.schemas import StateConflict, encode
 from tests.commands import CHOREO
 from tests.conftest import EXAMPLES, RunningMesh
@@ -69,15 +68,7 @@ def test_three_concurrent_writers_lose_nothing_and_every_collision_is_reported(
         assert fields["last"] == last_folded == state.writes["last"].agent
         assert fields["first"] == first_folded == state.writes["first"].agent
 
-        found = writers.run(
-            queries.trace_typed(
-                writers.bootstrap,
-                writers.settings,
-                writers.topics.conflicts,
-                trace_id,
-                StateConflict,
-            )
-        )
+        found = writers.client.read(writers.topics.conflicts, trace_id, StateConflict)
         for name, policy in (("last", "last_writer_wins"), ("first", "first_writer_wins")):
             on_field = sorted((c for c in found if c.field == name), key=lambda c: c.version)
             assert len(on_field) == 2, on_field  # three writers from one base: two collisions
