@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # the names as type checkers and editors see them; imported lazily below
     from choreo.agent.sdk import Agent, Reply, Result, Step, agent
     from choreo.budget.left import BudgetLeft
+    from choreo.client import Client, SyncClient
     from choreo.models.errors import ModelError
     from choreo.schemas.errors import BudgetExhausted, ChoreoError, HandlerError, ToolError
     from choreo.tools.decorator import tool
@@ -63,11 +64,13 @@ _EXPORTS = {
     "BudgetExhausted": "choreo.schemas.errors",
     "BudgetLeft": "choreo.budget.left",
     "ChoreoError": "choreo.schemas.errors",
+    "Client": "choreo.client",
     "HandlerError": "choreo.schemas.errors",
     "ModelError": "choreo.models.errors",
     "Reply": "choreo.agent.sdk",
     "Result": "choreo.agent.sdk",
     "Step": "choreo.agent.sdk",
+    "SyncClient": "choreo.client",
     "ToolError": "choreo.schemas.errors",
     "agent": "choreo.agent.sdk",
     "tool": "choreo.tools.decorator",
@@ -78,11 +81,13 @@ __all__ = [
     "BudgetExhausted",
     "BudgetLeft",
     "ChoreoError",
+    "Client",
     "HandlerError",
     "ModelError",
     "Reply",
     "Result",
     "Step",
+    "SyncClient",
     "ToolError",
     "__version__",
     "agent",

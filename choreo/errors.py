@@ -12,6 +12,7 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     ├── DecodeError        [ValueError]    a record's bytes are not the record expected
     ├── ReducerError       [ValueError]    a write does not fit its state field's reducer
     ├── RecordTooLarge     [ValueError]    a record would pass the broker's size limit
+    ├── NoBrokerAddress    [ValueError]    no broker address is given, set or announced
     ├── BrokerError        [RuntimeError]  no broker could be found or started
     ├── BrokerOutage       [RuntimeError]  the broker did not answer for CHOREO_BROKER_OUTAGE_S
     ├── Fenced             [RuntimeError]  another process owns this input now
@@ -25,11 +26,17 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     ├── ToolError                          raised by a tool: its message goes to the model
     ├── ToolSetupError     [RuntimeError]  an agent's tools cannot be offered
     │   └── McpUnavailable                 an MCP server could not be started, reached or listed
-    └── SandboxError       [RuntimeError]  the sandbox service was unreachable or refused the
-                                           request: nothing ran
+    ├── SandboxError       [RuntimeError]  the sandbox service was unreachable or refused the
+    │                                      request: nothing ran
+    ├── TraceNotFound      [LookupError]   no record of the trace asked for
+    │   └── VersionNotFound                the trace never reached the state version asked for
+    ├── MeshNotRunning     [LookupError]   the named mesh has no topics or no live services
+    ├── EscalationError    [LookupError]   no open escalation by that id
+    └── ResultTimeout      [TimeoutError]  a trace did not end within the time waited
 
 The ``choreo`` command prints the message of any of them on one line and exits 2 for bad
-input (``SpecError``, ``SettingsError``, ``ModelConfigError``, ``ScriptError``), else 1.
+input (``SpecError``, ``SettingsError``, ``ModelConfigError``, ``ScriptError``,
+``NoBrokerAddress``), else 1.
 
 Each class is defined in a light module of its own layer (``choreo.models.errors``,
 ``choreo.kafka.errors``, ...), so importing this module loads no Kafka, HTTP, metrics or
@@ -38,7 +45,15 @@ tracing library; the modules that raise them import them from there. Following h
 """
 
 from choreo.budget.allowance import OverBudget
+from choreo.client.errors import (
+    EscalationError,
+    MeshNotRunning,
+    ResultTimeout,
+    TraceNotFound,
+    VersionNotFound,
+)
 from choreo.kafka.errors import BrokerError, BrokerOutage, Fenced, RecordTooLarge
+from choreo.local.announce import NoBrokerAddress
 from choreo.local.processes import ServiceStartError
 from choreo.models.errors import ModelConfigError, ModelError, ScriptError
 from choreo.observe.errors import SettingsError
@@ -55,15 +70,19 @@ __all__ = [
     "BudgetExhausted",
     "ChoreoError",
     "DecodeError",
+    "EscalationError",
     "Fenced",
     "HandlerError",
     "ImportPathError",
     "McpUnavailable",
+    "MeshNotRunning",
     "ModelConfigError",
     "ModelError",
+    "NoBrokerAddress",
     "OverBudget",
     "RecordTooLarge",
     "ReducerError",
+    "ResultTimeout",
     "SandboxError",
     "ScriptError",
     "ServiceStartError",
@@ -71,4 +90,6 @@ __all__ = [
     "SpecError",
     "ToolError",
     "ToolSetupError",
+    "TraceNotFound",
+    "VersionNotFound",
 ]

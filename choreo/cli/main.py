@@ -12,12 +12,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from aiokafka.errors import KafkaConnectionError, KafkaError
-
 from choreo.cli import bench, letters, operate, traces
 from choreo.cli.common import Command, UsageError
 from choreo.local import announce as local
-from choreo.models.errors import ModelConfigError, ScriptError
+from choreo.local.announce import NoBrokerAddress
 from choreo.observe import logs
 from choreo.observe import terminal as output
 from choreo.observe.errors import SettingsError
@@ -71,15 +69,26 @@ def failure(exc: Exception, settings: Settings | None) -> tuple[int, str] | None
     asked (no broker answers, nothing found, a server of the mesh did not start, ...).
     ``settings`` is ``None`` when reading them failed.
     """
+    # Imported here, not at the top: ``choreo --help`` loads no Kafka client (a test checks).
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    from choreo.models.errors import ModelConfigError, ScriptError
+
     match exc:
-        case UsageError() | SpecError() | SettingsError() | ModelConfigError() | ScriptError():
+        case (
+            UsageError()
+            | SpecError()
+            | SettingsError()
+            | ModelConfigError()
+            | ScriptError()
+            | NoBrokerAddress()
+        ):
             return 2, str(exc)
         case KafkaConnectionError():
             return 1, _unreachable(settings)
         case KafkaError():  # the broker answered with an error: one line, not a traceback
             return 1, f"the broker refused the request: {type(exc).__name__}: {exc}"
-        # LookupError: the traces, escalations and meshes that are not there
-        case ChoreoError() | LookupError():
+        case ChoreoError():
             return 1, str(exc)
     return None
 

@@ -31,12 +31,6 @@ print(json.dumps({"help": shown.getvalue(), "modules": sorted(sys.modules)}))
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="until choreo/__init__.py re-exports lazily and choreo/cli/main.py imports the "
-    "error classes it maps inside the function that maps them (both on other branches); "
-    "remove this mark when they land",
-)
 @pytest.mark.parametrize(
     "argv", [["--help"], ["submit", "--help"], ["state", "--help"], ["bench", "hop", "--help"]]
 )

@@ -20,7 +20,7 @@ from choreo.schemas import Usage
 from tests.unit.support import WRITER_EDITOR, minimal_mesh
 
 #: The errors that mean "fix what you gave and run again".
-BAD_INPUT = {"SpecError", "SettingsError", "ModelConfigError", "ScriptError"}
+BAD_INPUT = {"SpecError", "SettingsError", "ModelConfigError", "ScriptError", "NoBrokerAddress"}
 
 
 def instance(kind: type[Exception]) -> Exception:
@@ -31,6 +31,8 @@ def instance(kind: type[Exception]) -> Exception:
         return kind("a step record", 2_000_000, 1_000_000)
     if kind is choreo.errors.OverBudget:
         return kind("budget.tokens", {"left": 3}, Usage())
+    if kind is choreo.errors.ResultTimeout:
+        return kind("t-1", 2.5)
     return kind("what went wrong")
 
 
@@ -42,12 +44,13 @@ def test_every_error_of_the_tree_is_one_line_and_an_exit_code(name: str) -> None
     assert failure(error, Settings()) == (2 if name in BAD_INPUT else 1, str(error))
 
 
-def test_usage_errors_exit_2_and_lookups_exit_1() -> None:
+def test_usage_errors_exit_2_and_what_is_not_there_exits_1() -> None:
     assert failure(UsageError("--agent NAME is required"), None) == (
         2,
         "--agent NAME is required",
     )
-    assert failure(LookupError("no trace 't-1'"), None) == (1, "no trace 't-1'")
+    missing = choreo.errors.TraceNotFound("no trace 't-1'")
+    assert failure(missing, None) == (1, "no trace 't-1'")
 
 
 def test_a_broker_that_does_not_answer_or_refuses_exits_1_naming_it() -> None:
