@@ -48,7 +48,7 @@ from choreo.kafka.clients import (
 )
 from choreo.kafka.offsets import OffsetTracker
 from choreo.kafka.transactions import Transactions, exactly_once
-from choreo.models.client import tiers_down
+from choreo.models.client import Pausing
 from choreo.observe import metrics, telemetry
 from choreo.observe.settings import Settings
 from choreo.schemas import DecodeError, Envelope, Usage, decode, encode
@@ -129,7 +129,10 @@ class AgentService:
             bootstrap, settings, group_id=self.group, client_id=client_id
         )
         self.lag = metrics.ConsumerLag(self.consumer, self.group)
-        self.behaviour: Behaviour = behaviour or behaviour_for(spec, self.agent)
+        #: The model tiers whose outage pauses this agent: those its behaviour calls.
+        self.pausing = Pausing()
+        with self.pausing.collecting():
+            self.behaviour: Behaviour = behaviour or behaviour_for(spec, self.agent)
         models = self.behaviour.models if isinstance(self.behaviour, ModelAgent) else []
         metrics.prime_agent(
             agent_name, models, [self.topics.event(t) for t in self.agent.subscribe]
@@ -202,10 +205,10 @@ class AgentService:
             await self.lag.update()
 
     def _model_down(self) -> bool:
-        """Back-pressure: while a tier this process calls is down (``on_outage: pause``), take
+        """Back-pressure: while a tier this agent calls is down (``on_outage: pause``), take
         no new records. Steps already running wait for the tier inside their call, their
         offsets uncommitted; records not yet fetched stay on the topic."""
-        down = tiers_down()
+        down = self.pausing.tiers_down()
         if bool(down) != self._paused_for:
             self._paused_for = bool(down)
             metrics.AGENT_PAUSED.labels(agent=self.agent.name).set(int(self._paused_for))
