@@ -12,6 +12,9 @@ transaction: its outputs, snapshots, dead letters and input offsets, all or noth
 crash it restores each partition from the latest snapshots plus the results already written,
 and re-reads the outbox from the committed offset; the event ids in each snapshot make that
 re-read idempotent. A broker error takes the same path without a restart.
+
+``KeeperService`` is an async context manager (choreo.kafka.service): its clients start on
+enter and stop on exit, so a keeper runs in any event loop as well as in its own process.
 """
 
 from __future__ import annotations
@@ -22,28 +25,27 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import StatusCode
 
 from choreo.kafka.clients import (
-    DeadLetters,
-    Headers,
     Outage,
     acked,
     make_consumer,
-    make_producer,
     partition_for,
     read_to_end,
     transient,
 )
 from choreo.kafka.limits import HEADROOM, RecordLimit, broker_limit
-from choreo.kafka.transactions import Transactions, exactly_once, sends_of
+from choreo.kafka.service import ConsumerService, wait_or_stop
+from choreo.kafka.transactions import sends_of
 from choreo.keeper.batch import Batch
 from choreo.keeper.machine import Handler, Keeper
 from choreo.observe import metrics, telemetry
 from choreo.observe.settings import Settings
+from choreo.observe.telemetry import Headers
 from choreo.schemas import Snapshot, TerminalResult, decode
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec
@@ -70,32 +72,36 @@ class _Rebuild(ConsumerRebalanceListener):
             self.service._stale = True
 
 
-class KeeperService:
-    """The keeper's Kafka loop: read a batch, transition, produce in phases, commit."""
+class KeeperService(ConsumerService):
+    """The keeper's Kafka loop: read a batch, transition, produce in phases, commit.
+
+    Use as ``async with KeeperService(spec, bootstrap, settings) as keeper: await
+    keeper.run(stop)``, inside a running event loop.
+    """
 
     def __init__(self, spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
+        topics = Topics(settings.topic_prefix)
         self.spec = spec
-        self.bootstrap = bootstrap
-        self.settings = settings
-        self.topics = Topics(settings.topic_prefix)
-        self.keeper = Keeper(spec, self.topics)
-        self.group = f"{self.topics.prefix}.keeper"
-        self.producer: AIOKafkaProducer = make_producer(bootstrap, "choreo-keeper")
-        self.consumer: AIOKafkaConsumer = make_consumer(
-            bootstrap, settings, group_id=self.group, client_id="choreo-keeper", max_records=500
-        )
-        self.lag = metrics.ConsumerLag(self.consumer, self.group)
+        self.keeper = Keeper(spec, topics)
         #: The topics the keeper reads, each with what it does to one record.
         self._handlers: dict[str, Handler] = {
-            self.topics.tasks: self.keeper.intake,
-            self.topics.outbox: self.keeper.apply,
-            self.topics.control: self.keeper.control,
+            topics.tasks: self.keeper.intake,
+            topics.outbox: self.keeper.apply,
+            topics.control: self.keeper.control,
         }
+        super().__init__(
+            bootstrap,
+            settings,
+            group=f"{topics.prefix}.keeper",
+            client_id="choreo-keeper",
+            inputs=list(self._handlers),
+            consumer_name="keeper",
+            max_records=500,
+        )
         metrics.prime_keeper(
             list(self._handlers),
             [(name, f.conflict) for name, f in spec.state.items() if f.reducer == "replace"],
         )
-        self.dead_letters = DeadLetters(self.producer, self.topics.dlq, "keeper")
         #: Partition numbers held and restored; a partition lost in a rebalance leaves it.
         self._owned: set[int] = set()
         self.limit = RecordLimit(settings.max_record_bytes - HEADROOM)
@@ -103,12 +109,16 @@ class KeeperService:
         self._stale = False
         #: The broker refused a batch outright: handle records one by one to find which.
         self._isolating = False
-        #: On a broker with transactions, one transactional producer per partition number.
-        self.transactions: Transactions | None = (
-            Transactions(bootstrap, self.group, "choreo-keeper")
-            if exactly_once(bootstrap, settings)
-            else None
+
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        return _Rebuild(self)
+
+    async def _open(self, stack: contextlib.AsyncExitStack) -> None:
+        """Learn the record limit of the keeper's topics before reading a record."""
+        self.limit = await broker_limit(
+            self.bootstrap, list(self._handlers), self.settings.max_record_bytes
         )
+        self.dead_letters.limit = self.limit
 
     async def take_over(self, partitions: list[int]) -> None:
         """Own ``partitions``: fence their previous owner's producers (which settles its last
@@ -124,19 +134,9 @@ class KeeperService:
             return
         await self.transactions.own(str(p) for p in partitions)
         # every partition: a rebalance resets the positions of those kept too
-        offsets = await self._committed(list(self.consumer.assignment()))
+        offsets = await self.committed(list(self.consumer.assignment()))
         await self.rebuild(partitions)
-        self._seek(offsets)
-
-    async def _committed(
-        self, partitions: list[TopicPartition]
-    ) -> dict[TopicPartition, int | None]:
-        return {tp: await self.consumer.committed(tp) for tp in partitions}
-
-    def _seek(self, offsets: dict[TopicPartition, int | None]) -> None:
-        """Seek to the committed offsets (the beginning where none), without awaiting."""
-        for tp, offset in offsets.items():
-            self.consumer.seek(tp, 0 if offset is None else offset)
+        self.seek(offsets)
 
     async def rebuild(self, partitions: list[int]) -> None:
         """Load the latest snapshots and the written results of newly owned partitions.
@@ -193,45 +193,33 @@ class KeeperService:
         connection) is retried with back-off: the owned partitions are rebuilt from what the
         broker holds and re-read from their committed offsets, exactly as after a restart,
         so nothing is lost and no terminal record is written twice. The keeper gives up,
-        saying why, only once the broker has failed for ``broker_outage_s``.
+        saying why (``BrokerOutage``), only once the broker has failed for
+        ``broker_outage_s``.
         """
-        self.limit = await broker_limit(
-            self.bootstrap, list(self._handlers), self.settings.max_record_bytes
-        )
-        self.dead_letters.limit = self.limit
-        await self.producer.start()
-        self.consumer.subscribe(list(self._handlers), listener=_Rebuild(self))
-        await self.consumer.start()
         outage = Outage(self.settings.broker_outage_s, "keeper")
         next_sweep = time.monotonic()
-        try:
-            while not stop.is_set():
-                try:
-                    if self._stale:
-                        await self._recover()
-                    records = self._restored_only(await self.consumer.getmany(timeout_ms=200))
-                    if self._stale:
-                        continue  # a rebalance could not restore: nothing read is applied
-                    if records:
-                        await self._process(records)
-                    if time.monotonic() >= next_sweep:
-                        await self._sweep()
-                        next_sweep = time.monotonic() + self.settings.deadline_sweep_s
-                    await self.lag.update()
-                    outage.ok()
-                except KafkaError as exc:
-                    self._stale = True
-                    if not transient(exc):
-                        self._isolating = True  # one of these records makes the broker refuse
-                    await _wait(stop, outage.failed(exc))
-                except (OSError, TimeoutError) as exc:
-                    self._stale = True
-                    await _wait(stop, outage.failed(exc))
-        finally:
-            await self.consumer.stop()
-            await self.producer.stop()
-            if self.transactions is not None:
-                await self.transactions.close()
+        while not stop.is_set():
+            try:
+                if self._stale:
+                    await self._recover()
+                records = self._restored_only(await self.consumer.getmany(timeout_ms=200))
+                if self._stale:
+                    continue  # a rebalance could not restore: nothing read is applied
+                if records:
+                    await self._process(records)
+                if time.monotonic() >= next_sweep:
+                    await self._sweep()
+                    next_sweep = time.monotonic() + self.settings.deadline_sweep_s
+                await self.lag.update()
+                outage.ok()
+            except KafkaError as exc:
+                self._stale = True
+                if not transient(exc):
+                    self._isolating = True  # one of these records makes the broker refuse
+                await wait_or_stop(stop, outage.failed(exc))
+            except (OSError, TimeoutError) as exc:
+                self._stale = True
+                await wait_or_stop(stop, outage.failed(exc))
 
     def _restored_only(
         self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
@@ -262,9 +250,9 @@ class KeeperService:
             # waits for (KIP-447's stable offsets are not in aiokafka's offset fetch).
             await self.transactions.close()
             await self.transactions.own(str(p) for p in owned)
-        offsets = await self._committed(list(self.consumer.assignment()))
+        offsets = await self.committed(list(self.consumer.assignment()))
         await self.rebuild(owned)
-        self._seek(offsets)
+        self.seek(offsets)
         self._stale = False
         log.warning("partitions rebuilt after a broker error", extra={"partitions": owned})
 
@@ -400,18 +388,3 @@ def _next_offsets(
 ) -> dict[TopicPartition, int]:
     """The offsets to commit after ``records``: one past each partition's last."""
     return {tp: recs[-1].offset + 1 for tp, recs in records.items()}
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds`` or until ``stop`` is set, whichever comes first."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
-    from choreo.kafka.runner import run_service
-
-    async def main(stop: asyncio.Event) -> None:
-        await KeeperService(spec, bootstrap, settings).run(stop)  # clients need a running loop
-
-    run_service("keeper", settings, main)
