@@ -21,7 +21,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -33,22 +33,19 @@ from opentelemetry.trace import Span, StatusCode
 
 from choreo.agent import step as steps
 from choreo.agent.behaviour import Behaviour, ModelAgent
-from choreo.agent.kinds import behaviour_for
+from choreo.agent.kinds import BehaviourFactory, behaviour_for
 from choreo.agent.outbox import HeldOutputs, unit_of
 from choreo.budget import allowance
 from choreo.kafka.clients import (
     BrokerOutage,
-    DeadLetters,
     Outage,
     acked,
     forward_headers,
-    make_consumer,
-    make_producer,
     transient,
 )
 from choreo.kafka.offsets import OffsetTracker
-from choreo.kafka.transactions import Transactions, exactly_once
-from choreo.models.client import tiers_down
+from choreo.kafka.service import ConsumerService
+from choreo.models.client import Pausing
 from choreo.observe import metrics, telemetry
 from choreo.observe.settings import Settings
 from choreo.schemas import DecodeError, Envelope, Usage, decode, encode
@@ -100,45 +97,51 @@ class _Drain(ConsumerRebalanceListener):
             return
         try:
             await service.held.transactions.own(unit_of(tp) for tp in assigned)
-            offsets = {tp: await service.consumer.committed(tp) for tp in assigned}
+            offsets = await service.committed(assigned)
         except Exception as exc:  # the loop raises it: the agent restarts from its commits
             service._fatal = exc
             return
-        for tp, offset in offsets.items():  # no await from here: seek and take at once
-            service.consumer.seek(tp, 0 if offset is None else offset)
-            service.taken.add(tp)
+        service.seek(offsets)  # no await from here: seek and take at once
+        service.taken.update(offsets)
 
 
-class AgentService:
+class AgentService(ConsumerService):
+    """One replica of an agent: its consumer-group member, its behaviour, its steps.
+
+    Use as ``async with AgentService(spec, name, bootstrap, settings) as agent: await
+    agent.run(stop)``, inside a running event loop. Entering starts the Kafka clients and
+    builds the behaviour (its model clients, MCP sessions); leaving stops them in reverse.
+    ``behaviour`` builds the behaviour instead of the agent's kind (choreo.agent.kinds).
+    """
+
     def __init__(
         self,
         spec: MeshSpec,
         agent_name: str,
         bootstrap: str,
         settings: Settings,
-        behaviour: Behaviour | None = None,
+        behaviour: BehaviourFactory = behaviour_for,
     ) -> None:
         self.spec = spec
         self.agent: AgentSpec = spec.agent(agent_name)
-        self.settings = settings
-        self.topics = Topics(settings.topic_prefix)
-        client_id = f"choreo-agent-{agent_name}"
-        self.group = f"{self.topics.prefix}.agent.{agent_name}"
-        self.producer: AIOKafkaProducer = make_producer(bootstrap, client_id)
-        self.consumer: AIOKafkaConsumer = make_consumer(
-            bootstrap, settings, group_id=self.group, client_id=client_id
+        topics = Topics(settings.topic_prefix)
+        super().__init__(
+            bootstrap,
+            settings,
+            group=f"{topics.prefix}.agent.{agent_name}",
+            client_id=f"choreo-agent-{agent_name}",
+            inputs=[topics.event(t) for t in self.agent.subscribe],
+            consumer_name=f"agent:{agent_name}",
         )
-        self.lag = metrics.ConsumerLag(self.consumer, self.group)
-        self.behaviour: Behaviour = behaviour or behaviour_for(spec, self.agent)
-        models = self.behaviour.models if isinstance(self.behaviour, ModelAgent) else []
-        metrics.prime_agent(
-            agent_name, models, [self.topics.event(t) for t in self.agent.subscribe]
-        )
-        self.dead_letters = DeadLetters(self.producer, self.topics.dlq, f"agent:{agent_name}")
+        self._build = behaviour
+        #: What turns each event into the step's records; built on enter.
+        self.behaviour: Behaviour
+        #: The model tiers whose outage pauses this agent: those its behaviour calls.
+        self.pausing = Pausing()
         #: On a broker with transactions, finished steps' records wait here for their commit.
         self.held: HeldOutputs | None = (
-            HeldOutputs(Transactions(bootstrap, self.group, client_id), self.dead_letters)
-            if exactly_once(bootstrap, settings)
+            HeldOutputs(self.transactions, self.dead_letters)
+            if self.transactions is not None
             else None
         )
         self._commit_outage = Outage(settings.broker_outage_s, f"agent {agent_name} commit")
@@ -154,24 +157,22 @@ class AgentService:
         self._fatal: BaseException | None = None
         self._paused_for = False  # paused because a model tier is down
 
+    def rebalance_listener(self) -> ConsumerRebalanceListener:
+        return _Drain(self)
+
+    async def _open(self, stack: contextlib.AsyncExitStack) -> None:
+        """Build the behaviour (its model clients join ``pausing``); it closes on exit."""
+        with self.pausing.collecting():
+            self.behaviour = self._build(self.spec, self.agent)
+        stack.push_async_callback(self.behaviour.aclose)
+        models = self.behaviour.models if isinstance(self.behaviour, ModelAgent) else []
+        metrics.prime_agent(self.agent.name, models, self.inputs)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop``; whatever was started is stopped, in reverse order."""
-        async with contextlib.AsyncExitStack() as stack:
-            await self.producer.start()
-            stack.push_async_callback(self.producer.stop)
-            if self.held is not None:
-                stack.push_async_callback(self.held.transactions.close)
-            stack.push_async_callback(self.behaviour.aclose)
-            self.consumer.subscribe(
-                [self.topics.event(t) for t in self.agent.subscribe], listener=_Drain(self)
-            )
-            await self.consumer.start()
-            stack.push_async_callback(self.consumer.stop)
-            log.info(
-                "agent started", extra={"agent": self.agent.name, "topics": self.agent.subscribe}
-            )
-            await self._consume(stop)
-            await self.drain(None)
+        """Consume until ``stop``, then let the steps in flight finish and commit."""
+        log.info("agent started", extra={"agent": self.agent.name, "topics": self.agent.subscribe})
+        await self._consume(stop)
+        await self.drain(None)
 
     async def _consume(self, stop: asyncio.Event) -> None:
         """Poll without pause, whatever the steps are doing: a member that stops polling for
@@ -202,10 +203,10 @@ class AgentService:
             await self.lag.update()
 
     def _model_down(self) -> bool:
-        """Back-pressure: while a tier this process calls is down (``on_outage: pause``), take
+        """Back-pressure: while a tier this agent calls is down (``on_outage: pause``), take
         no new records. Steps already running wait for the tier inside their call, their
         offsets uncommitted; records not yet fetched stay on the topic."""
-        down = tiers_down()
+        down = self.pausing.tiers_down()
         if bool(down) != self._paused_for:
             self._paused_for = bool(down)
             metrics.AGENT_PAUSED.labels(agent=self.agent.name).set(int(self._paused_for))
@@ -514,12 +515,3 @@ async def run_step(agent: AgentSpec, behaviour: Behaviour, event: Envelope) -> l
                 },
             )
         ]
-
-
-def run(spec: MeshSpec, agent_name: str, bootstrap: str, settings: Settings) -> None:
-    from choreo.kafka.runner import run_service
-
-    async def main(stop: asyncio.Event) -> None:
-        await AgentService(spec, agent_name, bootstrap, settings).run(stop)  # needs a loop
-
-    run_service(f"agent:{agent_name}", settings, main)

@@ -46,8 +46,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from choreo.agent.behaviour import Behaviour
 from choreo.agent.kinds import behaviour_for
 from choreo.agent.service import run_step
+from choreo.keeper.batch import Batch
 from choreo.keeper.fold import carried_over
-from choreo.keeper.service import Batch, Keeper
+from choreo.keeper.machine import Keeper
 from choreo.local import services  # noqa: F401  (every agent kind registered)
 from choreo.model_server.script import parse_script
 from choreo.model_server.server import ScriptedServer

@@ -119,19 +119,25 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.local.launch import create_topics
 
     create_topics(spec, bootstrap, settings)
-    if args.service == "keeper":
-        from choreo.keeper.service import run as run_keeper
+    from choreo.kafka.runner import run_service
 
-        run_keeper(spec, bootstrap, settings)
+    if args.service == "keeper":
+        from choreo.keeper.service import KeeperService
+
+        run_service("keeper", settings, lambda: KeeperService(spec, bootstrap, settings))
     elif args.service == "agent":
-        from choreo.agent.service import run as run_agent
+        from choreo.agent.service import AgentService
         from choreo.local import services  # noqa: F401  (every agent kind registered)
 
-        run_agent(spec, args.agent, bootstrap, settings)
+        run_service(
+            f"agent:{args.agent}",
+            settings,
+            lambda: AgentService(spec, args.agent, bootstrap, settings),
+        )
     elif args.service == "watchdog":
-        from choreo.watchdog.app import run as run_watchdog
+        from choreo.watchdog.app import WatchdogService
 
-        run_watchdog(spec, bootstrap, settings)
+        run_service("watchdog", settings, lambda: WatchdogService(spec, bootstrap, settings))
     return 0
 
 

@@ -9,7 +9,8 @@ import msgspec
 from aiokafka.structs import ConsumerRecord
 
 from choreo.kafka.clients import key_of
-from choreo.keeper.service import Batch, Keeper
+from choreo.keeper.batch import Batch
+from choreo.keeper.machine import Keeper
 from choreo.schemas import Snapshot
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec

@@ -6,13 +6,14 @@ from choreo.model_server.process import (
     stop_model_server_process,
 )
 from choreo.model_server.script import Script, ScriptError, load_script, parse_script
-from choreo.model_server.server import serve
+from choreo.model_server.server import ScriptedModel, serve
 from choreo.models.scripted import SCRIPTED_HEADER
 
 __all__ = [
     "SCRIPTED_HEADER",
     "Script",
     "ScriptError",
+    "ScriptedModel",
     "load_script",
     "model_server",
     "parse_script",

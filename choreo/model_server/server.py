@@ -11,10 +11,11 @@ and ends), and a rule can break its own answers the ways real servers do (``Rule
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
-import signal
 import threading
 import time
 from http import HTTPStatus
@@ -24,10 +25,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from choreo.kafka.runner import run_service
+from choreo.kafka.service import Service
 from choreo.model_server.process import ANNOUNCEMENT
 from choreo.model_server.script import Faults, Rule, Script, load_script
 from choreo.models.scripted import SCRIPTED_HEADER
-from choreo.observe import metrics
 from choreo.observe.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -350,25 +352,45 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(script: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-    """Serve ``script`` until SIGTERM or SIGINT; announce the bound URL on one stdout line.
+    """Serve ``script`` as this process until SIGTERM or SIGINT (choreo.kafka.runner);
+    announce the bound URL on one stdout line.
 
-    The script is validated before binding, so a bad one fails without ever listening.
-    Prometheus metrics are served on ``CHOREO_METRICS_PORT`` when it is set, as by every
-    service of the mesh (the process metrics; model calls are counted by the agents).
+    The script is validated before binding, so a bad one fails without ever listening
+    (``ScriptError``; ``OSError`` when the address cannot be bound). Prometheus metrics are
+    served on ``CHOREO_METRICS_PORT`` when it is set, as by every service of the mesh (the
+    process metrics; model calls are counted by the agents).
     """
-    server = ScriptedServer((host, port), load_script(script))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    worker = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="model-server", daemon=True
-    )
-    worker.start()
-    bound_host, bound_port = server.server_address[:2]
-    print(f"{ANNOUNCEMENT}http://{bound_host!s}:{bound_port}/v1", flush=True)
-    try:
-        with metrics.expose(get_settings().metrics_port, "model-server"):
-            stop.wait()
-    finally:
-        server.shutdown()
-        server.server_close()
+    run_service("model-server", get_settings(), lambda: ScriptedModel(script, host, port))
+
+
+class ScriptedModel(Service):
+    """The scripted server as a service (choreo.kafka.service.Service): entering loads the
+    script, binds and serves from a thread of its own at ``url``; leaving stops it.
+    ``run(stop)``, the process's part, announces ``url`` on stdout and serves until ``stop``
+    is set."""
+
+    def __init__(self, script: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.script = script
+        self.address = (host, port)
+        self.url = ""
+
+    async def _acquire(self, stack: contextlib.AsyncExitStack) -> None:
+        server = ScriptedServer(self.address, load_script(self.script))
+        stack.callback(server.server_close)
+
+        async def shutdown() -> None:
+            await asyncio.to_thread(server.shutdown)  # waits up to one poll interval
+
+        threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="model-server",
+            daemon=True,
+        ).start()
+        stack.push_async_callback(shutdown)
+        bound_host, bound_port = server.server_address[:2]
+        self.url = f"http://{bound_host!s}:{bound_port}/v1"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        print(f"{ANNOUNCEMENT}{self.url}", flush=True)  # what the starter of the process reads
+        await stop.wait()

@@ -8,7 +8,7 @@ a ``Retry-After`` is honoured by every caller of the tier, not only the one that
 ``circuit_failures`` consecutive failed requests the tier's circuit opens until a probe
 succeeds (see choreo.models.ratelimit): with ``on_outage: fail`` calls then fail fast;
 with ``pause`` (the default) they wait for the circuit, within their trace's deadline, and
-``tiers_down`` tells the agent loop to stop taking work meanwhile. Anything else fails fast as a
+the agent's ``Pausing`` tells its loop to stop taking work meanwhile. Anything else fails fast as a
 ``ModelError`` whose ``reason`` is a short, bounded label fit for metrics and terminal records.
 
 Time is bounded twice: each attempt (connect, sending, every read of the body) by the tier's
@@ -28,7 +28,9 @@ import os
 import random
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
@@ -70,14 +72,35 @@ MAX_RESPONSE_BYTES = 32 * 1024 * 1024
 #: Longest sleep of a call waiting for an open circuit before it looks again.
 CIRCUIT_POLL_S = 0.5
 
-#: Clients of this process whose tier pauses on an outage (``on_outage: pause``).
-_PAUSING: weakref.WeakSet[ModelClient] = weakref.WeakSet()
+
+class Pausing:
+    """The model clients of one service whose tier pauses on an outage (``on_outage:
+    pause``): while one of them is held, the service's agent takes no new work.
+
+    A client joins the ``Pausing`` that is ``collecting`` when it is built (in the same
+    thread of control), so services sharing a process or an event loop each pause for their
+    own tiers only, never for another's outage.
+    """
+
+    def __init__(self) -> None:
+        self._clients: weakref.WeakSet[ModelClient] = weakref.WeakSet()
+
+    @contextmanager
+    def collecting(self) -> Iterator[Pausing]:
+        """Within the block, every pausing client built joins this set."""
+        token = _collecting.set(self)
+        try:
+            yield self
+        finally:
+            _collecting.reset(token)
+
+    def tiers_down(self) -> list[str]:
+        """Tiers whose calls are held for an outage right now: the circuit is open and
+        cooling down, or its probe is in flight."""
+        return sorted({c.name for c in self._clients if c.gate.breaker.holding()})
 
 
-def tiers_down() -> list[str]:
-    """Tiers of this process whose calls are held for an outage right now: the circuit is
-    open and cooling down, or its probe is in flight. An agent takes no work meanwhile."""
-    return sorted({client.name for client in _PAUSING if client.gate.breaker.holding()})
+_collecting: ContextVar[Pausing | None] = ContextVar("choreo_pausing", default=None)
 
 
 _OVERRIDES = {
@@ -295,8 +318,8 @@ class ModelClient:
         self._slots = asyncio.Semaphore(tier.concurrency)
         self.gate = TierGate(tier)
         self._report_circuit()
-        if tier.on_outage == "pause":
-            _PAUSING.add(self)
+        if tier.on_outage == "pause" and (pausing := _collecting.get()) is not None:
+            pausing._clients.add(self)
         headers = {"User-Agent": "choreo-mesh"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"

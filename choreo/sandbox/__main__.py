@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from choreo.observe import logs
-from choreo.observe.settings import get_settings
 from choreo.sandbox.server import serve
 from choreo.tools.sandbox.limits import SandboxLimits
 
@@ -25,7 +23,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=None, help="also or only serve TCP")
     parser.add_argument("--host", default="127.0.0.1", help="TCP address (default loopback)")
     args = parser.parse_args(argv)
-    logs.configure(get_settings(), "sandbox")
     socket_path = args.socket if args.socket or args.port is not None else limits.socket
     serve(socket_path, args.host, args.port, limits)
 

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import socket
 import stat
 from collections.abc import Awaitable, Callable
@@ -25,7 +24,8 @@ from pathlib import Path
 import msgspec
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from choreo.observe import metrics
+from choreo.kafka.runner import run_service
+from choreo.kafka.service import Service
 from choreo.observe.settings import get_settings
 from choreo.sandbox.runner import become_subreaper
 from choreo.sandbox.service import SandboxService
@@ -54,49 +54,73 @@ Response = tuple[HTTPStatus, bytes, str]
 def serve(
     socket_path: Path | None, host: str | None, port: int | None, limits: SandboxLimits
 ) -> None:
-    """Serve until SIGTERM/SIGINT; print ``listening on ...`` once per listener when ready.
+    """Serve as this process until SIGTERM/SIGINT (choreo.kafka.runner); print ``listening on
+    ...`` once per listener when ready.
 
     Metrics are on ``GET /metrics`` of the API, and also on ``CHOREO_METRICS_PORT`` when set
     (a container with no network can only be scraped through its socket).
     """
     if socket_path is None and port is None:
         raise ValueError("give a socket path, a port, or both")
-    with metrics.expose(get_settings().metrics_port, "sandbox"):
-        asyncio.run(_serve(socket_path, host or "127.0.0.1", port, limits))
+    become_subreaper()  # the process adopts whatever a run leaves behind, and reaps it
+    run_service(
+        "sandbox",
+        get_settings(),
+        lambda: SandboxServer(socket_path, host or "127.0.0.1", port, limits),
+    )
 
 
-async def _serve(
-    socket_path: Path | None, host: str, port: int | None, limits: SandboxLimits
-) -> None:
-    become_subreaper()
-    service = SandboxService(limits)
-    await service.check()  # logs the problem if any; runs are then refused, never unconfined
-    handler = partial(_handle, service)
-    servers: list[asyncio.Server] = []
-    if socket_path is not None:
-        _clear_stale_socket(socket_path)
-        socket_path.parent.mkdir(parents=True, exist_ok=True)
-        servers.append(await asyncio.start_unix_server(handler, path=str(socket_path)))
-        os.chmod(socket_path, limits.socket_mode)
-        print(f"listening on unix:{socket_path}", flush=True)
-    if port is not None:
-        server = await asyncio.start_server(handler, host, port)
-        servers.append(server)
-        bound = server.sockets[0].getsockname()[1]
-        print(f"listening on http://{host}:{bound}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
+class SandboxServer(Service):
+    """The sandbox's API on a Unix socket and/or loopback TCP, as a service
+    (choreo.kafka.service.Service): entering checks isolation and opens the listeners
+    (announcing each on stdout), leaving closes them and removes the socket; ``run(stop)``
+    serves until ``stop`` is set."""
+
+    def __init__(
+        self, socket_path: Path | None, host: str, port: int | None, limits: SandboxLimits
+    ) -> None:
+        self.socket_path = socket_path
+        self.host = host
+        self.port = port
+        self.limits = limits
+
+    async def _acquire(self, stack: contextlib.AsyncExitStack) -> None:
+        service = SandboxService(self.limits)
+        await service.check()  # logs any problem; runs are then refused, never unconfined
+        handler = partial(_handle, service)
+        if self.socket_path is not None:
+            path = self.socket_path
+            _clear_stale_socket(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stack.callback(_unlink, path)  # once the server on it is closed
+            await _listening(stack, await asyncio.start_unix_server(handler, path=str(path)))
+            os.chmod(path, self.limits.socket_mode)
+            print(f"listening on unix:{path}", flush=True)
+        if self.port is not None:
+            server = await _listening(
+                stack, await asyncio.start_server(handler, self.host, self.port)
+            )
+            bound = server.sockets[0].getsockname()[1]
+            print(f"listening on http://{self.host}:{bound}", flush=True)
+
+    async def run(self, stop: asyncio.Event) -> None:
         await stop.wait()
-    finally:
-        for server in servers:
-            server.close()
-            await server.wait_closed()
-        if socket_path is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(socket_path)
+
+
+async def _listening(stack: contextlib.AsyncExitStack, server: asyncio.Server) -> asyncio.Server:
+    """``server``, to be closed when ``stack`` unwinds."""
+
+    async def close() -> None:
+        server.close()
+        await server.wait_closed()
+
+    stack.push_async_callback(close)
+    return server
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _clear_stale_socket(path: Path) -> None:

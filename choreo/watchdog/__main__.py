@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from choreo.kafka.runner import run_service
 from choreo.observe.settings import Settings
 from choreo.spec.mesh import SpecError, load_mesh
-from choreo.watchdog.app import run
+from choreo.watchdog.app import WatchdogService
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(exc, file=sys.stderr)
         return 2
-    run(spec, bootstrap, settings)
+    run_service("watchdog", settings, lambda: WatchdogService(spec, bootstrap, settings))
     return 0
 
 

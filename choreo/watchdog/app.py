@@ -14,6 +14,7 @@ the same verdict with the same deterministic id rather than losing it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -23,10 +24,12 @@ from typing import Any, Protocol, TypeVar
 import faust
 import msgspec
 from aiokafka.errors import KafkaError
+from faust.types import TableT
 
 from choreo.kafka.limits import HEADROOM, RecordLimit
+from choreo.kafka.service import Service
 from choreo.kafka.topics import ensure_topics
-from choreo.observe import logs, metrics, telemetry
+from choreo.observe import metrics, telemetry
 from choreo.observe.settings import Settings
 from choreo.schemas import (
     Budget,
@@ -78,51 +81,149 @@ def decode_snapshot(data: bytes) -> SnapshotHead:
         raise DecodeError(f"invalid Snapshot: {exc}") from None
 
 
-def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) -> faust.App:
-    """The faust app with its topics, table and the two agents; not started.
+class WatchdogService(Service):
+    """The watchdog of one mesh: a faust app that reads hop records and snapshots and answers
+    with verdicts. Handling is per record (``_handle``): nothing one record raises stops it.
 
-    The table lives in memory and its changelog topic, so ``datadir`` holds nothing that
-    must outlive the process.
+    A service like every other (choreo.kafka.service.Service): entering creates the mesh's
+    topics if missing, builds the faust app in the running event loop (its topics, its
+    ``traces`` table, the two agents) and starts it; faust's ``App`` is a ``mode.Service``,
+    whose ``start`` returns once the app has joined its group and recovered its table, so it
+    runs in any event loop without faust's ``Worker`` (which would own the loop, the signals
+    and the logging). Leaving stops the app and removes its data folder. ``run(stop)`` waits
+    for ``stop``, and raises what crashed the app if anything did.
     """
-    names = Topics(settings.topic_prefix)
-    partitions = spec.topics.partitions
-    app = faust.App(
-        app_id(settings.topic_prefix),
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        datadir=datadir,
-        topic_partitions=partitions,
-        topic_replication_factor=spec.topics.replication_factor,
-        table_standby_replicas=0,
-        broker_session_timeout=settings.session_timeout_ms / 1000,
-        broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        web_enabled=False,
-    )
 
-    raw: faust.Schema = faust.Schema(
-        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
-    )
+    def __init__(self, spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
+        self.spec = spec
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.names = Topics(settings.topic_prefix)
+        self.policy = Watchdog(spec.watchdog, default_budget(spec))
+        self.limit = RecordLimit(settings.max_record_bytes - HEADROOM)
+        #: Hops and snapshots of one trace share its table entry: one update at a time.
+        self._updating = asyncio.Lock()
+        # Built on enter, in the running event loop (faust binds to it):
+        self.app: faust.App
+        self.table: TableT[bytes, bytes]
+        self.control: faust.TopicT
+        self.dlq: faust.TopicT
 
-    def topic(name: str) -> faust.TopicT:
-        return app.topic(name, schema=raw, partitions=partitions)
+    async def _acquire(self, stack: contextlib.AsyncExitStack) -> None:
+        """Create the topics, build the app in a data folder of its own, start it."""
+        log.info("watchdog starting", extra={"mesh": self.spec.name, "prefix": self.names.prefix})
+        await ensure_topics(self.bootstrap, self.names, self.spec)
+        datadir = stack.enter_context(tempfile.TemporaryDirectory(prefix="choreo-watchdog-"))
+        self.app = self._build(datadir)
+        stack.push_async_callback(self._stop_app)
+        await self.app.start()
+        log.info("watchdog started", extra={"mesh": self.spec.name, "group": self.app.conf.id})
 
-    hops, state = topic(names.hops), topic(names.state)
-    control, dlq = topic(names.control), topic(names.dlq)
-    table = app.Table(TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes)
-    policy = Watchdog(spec.watchdog, default_budget(spec))
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until ``stop`` is set. Raises what crashed the app (faust's agents and
+        consumer report their failures to the app rather than raise them)."""
+        await self.app.wait(stop.wait())  # or until the app stops or crashes
+        if self.app.crash_reason is not None:
+            raise self.app.crash_reason
 
-    async def send(
-        target: faust.TopicT, key: bytes | None, value: bytes, headers: Any = None
+    async def _stop_app(self) -> None:
+        await self.app.stop()
+        log.info("watchdog stopped", extra={"mesh": self.spec.name})
+
+    def _build(self, datadir: str) -> faust.App:
+        """The faust app with its topics, table and the two agents; not started.
+
+        The table lives in memory and its changelog topic, so ``datadir`` holds nothing that
+        must outlive the service.
+        """
+        settings, partitions = self.settings, self.spec.topics.partitions
+        app = faust.App(
+            app_id(settings.topic_prefix),
+            broker=f"kafka://{self.bootstrap}",
+            store="memory://",
+            datadir=datadir,
+            topic_partitions=partitions,
+            topic_replication_factor=self.spec.topics.replication_factor,
+            table_standby_replicas=0,
+            broker_session_timeout=settings.session_timeout_ms / 1000,
+            broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=False,
+            loop=asyncio.get_running_loop(),
+        )
+        raw: faust.Schema = faust.Schema(
+            key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+        )
+
+        def topic(name: str) -> faust.TopicT:
+            return app.topic(name, schema=raw, partitions=partitions)
+
+        self.control, self.dlq = topic(self.names.control), topic(self.names.dlq)
+        self.table = app.Table(
+            TABLE, default=None, partitions=partitions, key_type=bytes, value_type=bytes
+        )
+        app.agent(topic(self.names.hops), name="on_hops")(self._on_hops)
+        app.agent(topic(self.names.state), name="on_state")(self._on_state)
+        return app
+
+    async def _on_hops(self, stream: faust.StreamT) -> None:
+        await self._consume(stream.events(), decode_hop, self.policy.on_hop)
+
+    async def _on_state(self, stream: faust.StreamT) -> None:
+        await self._consume(stream.events(), decode_snapshot, self.policy.on_snapshot)
+
+    async def _consume(
+        self,
+        stream: AsyncIterator[faust.EventT],
+        parse: Callable[[bytes], R],
+        apply: Callable[[TraceWatch, R, datetime], list[Answer]],
     ) -> None:
-        # verdicts join the trace of the hop record that caused them
-        pending = await target.send(key=key, value=value, headers=telemetry.inject(headers or ()))
-        await pending
+        async for event in stream:
+            with telemetry.consume_span(event.message, group=self.app.conf.id):
+                async with self._updating:
+                    await self._handle(event, parse, apply)
 
-    async def answer(trace_id: str, answers: list[Answer]) -> None:
+    async def _handle(
+        self,
+        event: faust.EventT,
+        parse: Callable[[bytes], R],
+        apply: Callable[[TraceWatch, R, datetime], list[Answer]],
+    ) -> None:
+        """One record; whatever it raises (other than the broker's own errors, which faust
+        retries) parks it on the dead-letter topic and the stream moves on."""
+        try:
+            await self._check(event, parse, apply)
+        except KafkaError:
+            raise
+        except Exception as exc:
+            log.exception("watchdog failed on a record", extra={"topic": event.message.topic})
+            await self._dead_letter(event, f"watchdog error: {type(exc).__name__}: {exc}")
+
+    async def _check(
+        self,
+        event: faust.EventT,
+        parse: Callable[[bytes], R],
+        apply: Callable[[TraceWatch, R, datetime], list[Answer]],
+    ) -> None:
+        try:
+            record = parse(event.value)
+        except DecodeError as exc:
+            await self._dead_letter(event, str(exc))
+            return
+        trace_id = record.trace_id
+        if event.key != trace_id.encode():
+            await self._dead_letter(event, f"record key is not its trace id {trace_id!r}")
+            return
+        stored = self.table.get(event.key)
+        watch = load_watch(stored) if stored is not None else TraceWatch(trace_id=trace_id)
+        answers = apply(watch, record, datetime.now(UTC))
+        await self._answer(trace_id, answers)
+        self.table[event.key] = dump_watch(watch)
+
+    async def _answer(self, trace_id: str, answers: list[Answer]) -> None:
         for record in answers:
-            await send(control, trace_id.encode(), encode(record))
+            await self._send(self.control, trace_id.encode(), encode(record))
             metrics.VERDICTS.labels(action=record.action, reason=record.reason).inc()
             log.warning(
                 "verdict",
@@ -134,7 +235,7 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
                 },
             )
 
-    async def dead_letter(event: faust.EventT, reason: str) -> None:
+    async def _dead_letter(self, event: faust.EventT, reason: str) -> None:
         msg = event.message
         letter = DeadLetter(
             topic=msg.topic,
@@ -145,7 +246,7 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
             consumer=CONSUMER,
             original=msg.value or b"",
         )
-        await send(dlq, msg.key, limit.dead_letter(letter), list(msg.headers or ()))
+        await self._send(self.dlq, msg.key, self.limit.dead_letter(letter), list(msg.headers or ()))
         metrics.DEAD_LETTERS.labels(consumer=CONSUMER, topic=msg.topic).inc()
         log.warning(
             "dead-lettered record",
@@ -157,92 +258,10 @@ def build_app(spec: MeshSpec, bootstrap: str, settings: Settings, datadir: str) 
             },
         )
 
-    async def consume(
-        stream: AsyncIterator[faust.EventT],
-        parse: Callable[[bytes], R],
-        apply: Callable[[TraceWatch, R, datetime], list[Answer]],
+    @staticmethod
+    async def _send(
+        target: faust.TopicT, key: bytes | None, value: bytes, headers: Any = None
     ) -> None:
-        async for event in stream:
-            # hops and snapshots of one trace share its table entry: one update at a time
-            with telemetry.consume_span(event.message, group=app.conf.id):
-                async with updating:
-                    await handle(event, parse, apply)
-
-    updating = asyncio.Lock()
-    limit = RecordLimit(settings.max_record_bytes - HEADROOM)
-
-    async def handle(
-        event: faust.EventT,
-        parse: Callable[[bytes], R],
-        apply: Callable[[TraceWatch, R, datetime], list[Answer]],
-    ) -> None:
-        """One record; whatever it raises (other than the broker's own errors, which faust
-        retries) parks it on the dead-letter topic and the stream moves on."""
-        try:
-            await check(event, parse, apply)
-        except KafkaError:
-            raise
-        except Exception as exc:
-            log.exception("watchdog failed on a record", extra={"topic": event.message.topic})
-            await dead_letter(event, f"watchdog error: {type(exc).__name__}: {exc}")
-
-    async def check(
-        event: faust.EventT,
-        parse: Callable[[bytes], R],
-        apply: Callable[[TraceWatch, R, datetime], list[Answer]],
-    ) -> None:
-        try:
-            record = parse(event.value)
-        except DecodeError as exc:
-            await dead_letter(event, str(exc))
-            return
-        trace_id = record.trace_id
-        if event.key != trace_id.encode():
-            await dead_letter(event, f"record key is not its trace id {trace_id!r}")
-            return
-        stored = table.get(event.key)
-        watch = load_watch(stored) if stored is not None else TraceWatch(trace_id=trace_id)
-        answers = apply(watch, record, datetime.now(UTC))
-        await answer(trace_id, answers)
-        table[event.key] = dump_watch(watch)
-
-    @app.agent(hops)
-    async def on_hops(stream: faust.StreamT) -> None:
-        await consume(stream.events(), decode_hop, policy.on_hop)
-
-    @app.agent(state)
-    async def on_state(stream: faust.StreamT) -> None:
-        await consume(stream.events(), decode_snapshot, policy.on_snapshot)
-
-    return app
-
-
-def run(spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
-    """Run the watchdog until SIGTERM or SIGINT; topics are created first if missing."""
-    logs.configure(settings, "watchdog")  # before faust, which keeps the root logger as set
-    log.info("watchdog starting", extra={"mesh": spec.name, "prefix": settings.topic_prefix})
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    loop.run_until_complete(ensure_topics(bootstrap, Topics(settings.topic_prefix), spec))
-    telemetry.configure("watchdog")
-    with (
-        metrics.expose(settings.metrics_port, "watchdog"),
-        tempfile.TemporaryDirectory(prefix="choreo-watchdog-") as datadir,
-    ):
-        worker = faust.Worker(
-            build_app(spec, bootstrap, settings, datadir),
-            loop=loop,
-            loglevel=settings.log_level,
-            quiet=True,
-            redirect_stdouts=False,
-            override_logging=False,
-        )
-        worker.spinner = None  # its cursor codes would land in the log file
-        try:
-            worker.execute_from_commandline()
-        except SystemExit as exc:
-            if exc.code not in (0, None):
-                raise
-        finally:
-            telemetry.shutdown()
-            log.info("watchdog stopped", extra={"mesh": spec.name})
+        # verdicts join the trace of the hop record that caused them
+        pending = await target.send(key=key, value=value, headers=telemetry.inject(headers or ()))
+        await pending

@@ -68,27 +68,29 @@ def test_a_finished_step_frees_its_slot_at_once(
 
     async def run() -> set[str]:
         await ensure_topics(broker.bootstrap, topics, spec)
-        agent = AgentService(spec, "solo", broker.bootstrap, settings, behaviour=Finish())
-        serving = asyncio.create_task(agent.run(asyncio.Event()))
-        producer = make_producer(broker.bootstrap, "slot-test")
-        await producer.start()
-        try:
-            for trace_id in traces:
-                event = Envelope(
-                    event_id=f"{trace_id}.task",
-                    trace_id=trace_id,
-                    type="task.received",
-                    source="keeper",
-                )
-                await producer.send_and_wait(
-                    topics.event("task.received"), encode(event), key=trace_id.encode()
-                )
-            async with Client(broker.bootstrap, settings=settings) as client:
-                return await _finished(client, traces)
-        finally:
-            await producer.stop()
-            serving.cancel()  # its poll may wait the ten minutes: no clean stop
-            await asyncio.gather(serving, return_exceptions=True)
+        async with (
+            AgentService(
+                spec, "solo", broker.bootstrap, settings, behaviour=lambda spec, agent: Finish()
+            ) as agent,
+            make_producer(broker.bootstrap, "slot-test") as producer,
+        ):
+            serving = asyncio.create_task(agent.run(asyncio.Event()))
+            try:
+                for trace_id in traces:
+                    event = Envelope(
+                        event_id=f"{trace_id}.task",
+                        trace_id=trace_id,
+                        type="task.received",
+                        source="keeper",
+                    )
+                    await producer.send_and_wait(
+                        topics.event("task.received"), encode(event), key=trace_id.encode()
+                    )
+                async with Client(broker.bootstrap, settings=settings) as client:
+                    return await _finished(client, traces)
+            finally:
+                serving.cancel()  # its poll may wait the ten minutes: no clean stop
+                await asyncio.gather(serving, return_exceptions=True)
 
     assert asyncio.run(run()) == set(traces)
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import msgspec
 
 from choreo.agent.behaviour import system_prompt, temperature
+from choreo.keeper.batch import Batch
+from choreo.keeper.machine import Keeper
 from choreo.keeper.replay import replay
-from choreo.keeper.service import Batch, Keeper
 from choreo.schemas import ControlVerdict, Envelope, decode
 from choreo.schemas.records import PERSONA, Persona
 from tests.state.support import TOPICS, Outbox, mesh, record, run, sent, step

@@ -10,7 +10,8 @@ from typing import Any
 import msgspec
 from aiokafka.structs import ConsumerRecord
 
-from choreo.keeper.service import Batch, Keeper
+from choreo.keeper.batch import Batch
+from choreo.keeper.machine import Keeper
 from choreo.schemas import Envelope, Snapshot, StateConflict, Task, TerminalResult, decode, encode
 from choreo.schemas.ids import derive_event_id
 from choreo.schemas.topics import Topics

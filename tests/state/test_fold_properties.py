@@ -13,8 +13,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from choreo.keeper.batch import Batch
+from choreo.keeper.machine import Keeper
 from choreo.keeper.replay import replay
-from choreo.keeper.service import Batch, Keeper
 from choreo.schemas import Envelope, Snapshot, TerminalResult, decode, encode, reducers
 from choreo.schemas.records import FINISH
 from tests.state.support import (

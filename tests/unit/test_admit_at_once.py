@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from choreo.kafka.clients import partition_for
 from choreo.kafka.limits import RecordLimit
 from choreo.keeper.batch import Batch
-from choreo.keeper.service import Keeper
+from choreo.keeper.machine import Keeper
 from choreo.schemas import Envelope, Task, TerminalResult, decode, encode
 from choreo.schemas.records import ADMIT
 from tests.unit.support import consumed

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from choreo.keeper.batch import Batch
-from choreo.keeper.service import Keeper
+from choreo.keeper.machine import Keeper
 from choreo.schemas import Envelope, HopRecord, TerminalResult, encode
 from choreo.schemas.records import HALT
 from tests.unit.support import consumed

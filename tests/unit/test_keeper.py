@@ -8,7 +8,8 @@ from typing import Any, TypeVar
 import msgspec
 
 from choreo.agent.step import outcome, step_event
-from choreo.keeper.service import Batch, Keeper
+from choreo.keeper.batch import Batch
+from choreo.keeper.machine import Keeper
 from choreo.schemas import Envelope, HopRecord, Record, Task, TerminalResult, Usage, decode, encode
 from choreo.schemas.records import ADMIT, STEP_REFUSED
 from choreo.schemas.topics import Topics

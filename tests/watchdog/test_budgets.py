@@ -16,7 +16,8 @@ from prometheus_client import REGISTRY
 from choreo.agent.step import outcome, step_event
 from choreo.budget import allowance
 from choreo.budget import reserve as budget
-from choreo.keeper.service import Batch, Keeper
+from choreo.keeper.batch import Batch
+from choreo.keeper.machine import Keeper
 from choreo.model_server import model_server
 from choreo.models.client import ModelClient
 from choreo.schemas import (
