@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
@@ -120,18 +121,15 @@ def test_every_view_prints_untrusted_text_verbatim(text: str, agent: str, trace:
         assert _one_line(trace)[:30] in shown or _one_line(text)[:30] in shown
 
 
-@settings(max_examples=40, deadline=None)
+# capsys is read and emptied per example; the console writes to whatever sys.stderr is then.
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=untrusted)
-def test_an_error_message_prints_verbatim(text: str) -> None:
-    buffer = io.StringIO()
-    console = output.err
-    original = console.file
-    console.file = buffer
-    try:
-        output.error(text)
-    finally:
-        console.file = original
-    assert _one_line(buffer.getvalue()) == _one_line(f"error: {text}")
+def test_an_error_message_prints_verbatim(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    output.error(text)
+    assert _one_line(capsys.readouterr().err) == _one_line(f"error: {text}")
 
 
 def test_terminal_escape_codes_in_text_never_reach_the_output() -> None:
