@@ -57,9 +57,11 @@ class LoopThread:
 
     @property
     def closed(self) -> bool:
+        """True once ``close`` has run."""
         return self.loop.is_closed()
 
     def call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the loop; block until it ends; return its result or raise."""
         if self.loop.is_closed():
             work.close()
             raise RuntimeError(f"{self._thread.name} is closed")
@@ -71,6 +73,7 @@ class LoopThread:
             raise
 
     def close(self) -> None:
+        """Stop the loop and join its thread; idempotent."""
         if self.loop.is_closed():
             return
         self.loop.call_soon_threadsafe(self.loop.stop)

@@ -175,7 +175,7 @@ class Mesh:
             failure = self._take_failure()
             await self._close()
             if failure is not None:
-                raise failure
+                raise failure from failure.error
             raise exc
         return self
 

@@ -82,6 +82,7 @@ class SyncMesh:
 
     @property
     def bootstrap(self) -> str:
+        """The broker's address."""
         return self.mesh.bootstrap
 
     @property
@@ -91,6 +92,7 @@ class SyncMesh:
 
     @property
     def topics(self) -> Topics:
+        """The mesh's topic names under its prefix."""
         return self.mesh.topics
 
     @property
