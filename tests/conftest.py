@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from choreo.client import ResultTimeout, SyncClient
-from choreo.kafka.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle, broker_kind
 from choreo.local.launch import start_mesh as start_mesh_group
 from choreo.local.processes import ProcessGroup
 from choreo.models.client import env_var
@@ -99,6 +99,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def broker() -> BrokerHandle:
     """The session's broker; choreo.testing's ``choreo_broker`` is the same one."""
     return shared_broker()
+
+
+@pytest.fixture
+def transactional(broker: BrokerHandle) -> BrokerHandle:
+    """The session broker, when it has transactions (Apache Kafka); else the test skips."""
+    if broker_kind(broker.bootstrap) != "kafka":
+        pytest.skip(
+            "exactly-once output needs broker transactions (Apache Kafka); the "
+            "embedded broker has none, and there a killed service may write a record "
+            "twice, which readers absorb by its id (docs/ARCHITECTURE.md)"
+        )
+    return broker
 
 
 class RunningMesh:

@@ -16,7 +16,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from choreo.kafka.broker import BrokerHandle, broker_kind
 from choreo.observe import telemetry
 from tests.conftest import EXAMPLES, ProcessMesh
 from tests.telemetry.otlp import OtlpReceiver
@@ -70,18 +69,6 @@ def scrape(targets: Path, service: str) -> str:
             for address in entry["targets"]:
                 texts.append(httpx.get(f"http://{address}/metrics", timeout=10).text)
     return "\n".join(texts)
-
-
-@pytest.fixture
-def transactional(broker: BrokerHandle) -> BrokerHandle:
-    """The session broker, when it has transactions (Apache Kafka); else the test skips."""
-    if broker_kind(broker.bootstrap) != "kafka":
-        pytest.skip(
-            "exactly-once output needs broker transactions (Apache Kafka); the "
-            "embedded broker has none, and there a killed service may write a record "
-            "twice, which readers absorb by its id (docs/ARCHITECTURE.md)"
-        )
-    return broker
 
 
 @pytest.fixture(scope="package")
