@@ -123,15 +123,10 @@ def test_every_view_prints_untrusted_text_verbatim(text: str, agent: str, trace:
 @settings(max_examples=40, deadline=None)
 @given(text=untrusted)
 def test_an_error_message_prints_verbatim(text: str) -> None:
-    buffer = io.StringIO()
-    console = output.err
-    original = console.file
-    console.file = buffer
-    try:
+    # captured, not redirected: setting the console's file would pin it to this test's stderr
+    with output.err.capture() as captured:
         output.error(text)
-    finally:
-        console.file = original
-    assert _one_line(buffer.getvalue()) == _one_line(f"error: {text}")
+    assert _one_line(captured.get()) == _one_line(f"error: {text}")
 
 
 def test_terminal_escape_codes_in_text_never_reach_the_output() -> None:
