@@ -17,6 +17,8 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     ├── BrokerOutage       [RuntimeError]  the broker did not answer for CHOREO_BROKER_OUTAGE_S
     ├── Fenced             [RuntimeError]  another process owns this input now
     ├── ServiceStartError  [RuntimeError]  a server of the mesh did not start
+    ├── ServiceFailed      [RuntimeError]  a service of a mesh under test (choreo.testing)
+    │                                      ended on its own (.service, .error)
     ├── ModelError         [RuntimeError]  a model call failed for good (.reason, .attempts,
     │                                      .usage)
     ├── BudgetExhausted                    a step asked for a model call with a budget used up
@@ -32,7 +34,9 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     │   └── VersionNotFound                the trace never reached the state version asked for
     ├── MeshNotRunning     [LookupError]   the named mesh has no topics or no live services
     ├── EscalationError    [LookupError]   no open escalation by that id
-    └── ResultTimeout      [TimeoutError]  a trace did not end within the time waited
+    ├── ResultTimeout      [TimeoutError]  a trace did not end within the time waited
+    └── MeshNotReady       [TimeoutError]  a mesh under test was not given its partitions in
+                                           time
 
 The ``choreo`` command prints the message of any of them on one line and exits 2 for bad
 input (``SpecError``, ``SettingsError``, ``ModelConfigError``, ``ScriptError``,
@@ -61,6 +65,7 @@ from choreo.schemas.codec import DecodeError
 from choreo.schemas.errors import BudgetExhausted, ChoreoError, HandlerError, ToolError
 from choreo.schemas.reducers import ReducerError
 from choreo.spec.errors import SpecError
+from choreo.testing.errors import MeshNotReady, ServiceFailed
 from choreo.tools.errors import McpUnavailable, SandboxError, ToolSetupError
 from choreo.tools.imports import ImportPathError
 
@@ -75,6 +80,7 @@ __all__ = [
     "HandlerError",
     "ImportPathError",
     "McpUnavailable",
+    "MeshNotReady",
     "MeshNotRunning",
     "ModelConfigError",
     "ModelError",
@@ -85,6 +91,7 @@ __all__ = [
     "ResultTimeout",
     "SandboxError",
     "ScriptError",
+    "ServiceFailed",
     "ServiceStartError",
     "SettingsError",
     "SpecError",

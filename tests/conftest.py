@@ -1,7 +1,10 @@
-"""Shared fixtures: one real broker per test session, meshes started as real processes.
+"""Shared fixtures: one real broker per test session; meshes in this process, or as processes.
 
 The broker comes from the project's one resolution order: ``KAFKA_BOOTSTRAP_SERVERS``, else a
-testcontainers Kafka where a Docker engine answers, else the embedded broker.
+testcontainers Kafka where a Docker engine answers, else the embedded broker
+(choreo.testing.broker, shared with the examples' own tests). A mesh runs in this process
+(``start_mesh``: choreo.testing, every service a task of one event loop) unless the test is
+about processes: those are in tests/processes/ and start meshes with ``start_mesh_processes``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,6 @@ import itertools
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,13 +21,17 @@ import pytest
 import yaml
 
 from choreo.client import ResultTimeout, SyncClient
-from choreo.kafka.broker import BrokerHandle, resolve_broker
-from choreo.local.launch import start_mesh
+from choreo.kafka.broker import BrokerHandle, broker_kind
+from choreo.local.launch import start_mesh as start_mesh_group
 from choreo.local.processes import ProcessGroup
+from choreo.models.client import env_var
 from choreo.observe.settings import Settings
 from choreo.schemas import Envelope, HopRecord, Snapshot, Task, TerminalResult
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, load_mesh
+from choreo.testing import SyncMesh
+from choreo.testing.broker import shared_broker
+from choreo.testing.sync import close_all
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
@@ -65,6 +71,11 @@ def processes_mentioning(marker: str) -> list[int]:
     return found
 
 
+#: The fixtures that hand a test the session's broker (choreo.testing.plugin's, for the
+#: examples' own tests, is the same broker).
+BROKER_FIXTURES = {"broker", "choreo_broker"}
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--broker-only",
@@ -78,30 +89,39 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not config.getoption("--broker-only"):
         return
-    keep = [item for item in items if "broker" in getattr(item, "fixturenames", ())]
+    keep = [item for item in items if BROKER_FIXTURES & set(getattr(item, "fixturenames", ()))]
     if len(keep) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in keep])
         items[:] = keep
 
 
 @pytest.fixture(scope="session")
-def broker() -> Iterator[BrokerHandle]:
-    handle = resolve_broker()
-    yield handle
-    handle.stop()
+def broker() -> BrokerHandle:
+    """The session's broker; choreo.testing's ``choreo_broker`` is the same one."""
+    return shared_broker()
 
 
-@dataclass
+@pytest.fixture
+def transactional(broker: BrokerHandle) -> BrokerHandle:
+    """The session broker, when it has transactions (Apache Kafka); else the test skips."""
+    if broker_kind(broker.bootstrap) != "kafka":
+        pytest.skip(
+            "exactly-once output needs broker transactions (Apache Kafka); the "
+            "embedded broker has none, and there a killed service may write a record "
+            "twice, which readers absorb by its id (docs/ARCHITECTURE.md)"
+        )
+    return broker
+
+
 class RunningMesh:
-    """A mesh whose services run as processes, with its own topic prefix on the broker; read
-    and written through a choreo.client.SyncClient (``client``)."""
+    """A running mesh under its own topic prefix, read and written through a
+    choreo.client.SyncClient (``client``): the face every mesh test uses, whether the mesh's
+    services run in this process (``LocalMesh``) or as processes (``ProcessMesh``)."""
 
     spec: MeshSpec
     path: Path
     bootstrap: str
     settings: Settings
-    group: ProcessGroup
-    _client: SyncClient | None = field(default=None, init=False, repr=False)
 
     @property
     def topics(self) -> Topics:
@@ -109,12 +129,10 @@ class RunningMesh:
 
     @property
     def client(self) -> SyncClient:
-        """A client of this mesh, opened on first use and closed by ``stop``."""
-        if self._client is None:
-            self._client = SyncClient(self.bootstrap, settings=self.settings)
-        return self._client
+        raise NotImplementedError
 
     def run(self, coro: Any) -> Any:
+        """Await ``coro`` and return what it gives."""
         return asyncio.run(coro)
 
     def submit(self, text: str, **fields: Any) -> str:
@@ -124,9 +142,8 @@ class RunningMesh:
         try:
             return self.client.wait(trace_id, timeout)
         except ResultTimeout:
-            failed = [f"{c.name}: {c.log_path.read_text()[-2000:]}" for c in self.group.failed()]
             raise AssertionError(
-                f"no result for {trace_id} within {timeout}s; exited services: {failed}"
+                f"no result for {trace_id} within {timeout}s; ended services: {self.failed()}"
             ) from None
 
     def results(self, trace_id: str) -> list[TerminalResult]:
@@ -144,13 +161,16 @@ class RunningMesh:
         """The trace's latest snapshot on the state topic."""
         return self.client.state(trace_id)
 
+    def model_url(self, tier: str) -> str:
+        """The base URL (``.../v1``) of the mesh's scripted model server of ``tier``."""
+        raise NotImplementedError
+
+    def failed(self) -> list[str]:
+        """The services that ended on their own, with why."""
+        raise NotImplementedError
+
     def stop(self) -> None:
-        """Stop the mesh's processes (idle services still poll the broker and cost CPU) and
-        close its client."""
-        self.group.stop()
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        raise NotImplementedError
 
     def __enter__(self) -> RunningMesh:
         return self
@@ -159,6 +179,7 @@ class RunningMesh:
         self.stop()
 
     def env(self) -> dict[str, str]:
+        """An environment for the ``choreo`` command to reach this mesh."""
         return {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
@@ -166,19 +187,156 @@ class RunningMesh:
         }
 
 
+class LocalMesh(RunningMesh):
+    """A mesh whose services run as tasks of one event loop in this process
+    (choreo.testing.SyncMesh); a service that ends on its own fails the next call."""
+
+    def __init__(self, running: SyncMesh, path: Path) -> None:
+        self.running = running
+        self.spec = running.spec
+        self.path = path
+        self.bootstrap = running.bootstrap
+        self.settings = running.settings
+
+    @property
+    def client(self) -> SyncClient:
+        return self.running.client
+
+    def run(self, coro: Any) -> Any:
+        """Await ``coro`` on the mesh's own loop."""
+        return self.running.run(coro)
+
+    def model_url(self, tier: str) -> str:
+        return self.running.model_url(tier)
+
+    def failed(self) -> list[str]:
+        failure = self.running.failure
+        return [] if failure is None else [str(failure)]
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service (``watchdog``, ``writer-1``) as SIGTERM would; the rest run on."""
+        self.running.run(self.running.mesh.stop_service(name))
+
+    def stop(self) -> None:
+        """Stop the mesh: agents drain and commit, then every service closes."""
+        self.running.close()
+
+
+class ProcessMesh(RunningMesh):
+    """A mesh whose services run as processes (choreo.local.launch.start_mesh)."""
+
+    def __init__(
+        self, spec: MeshSpec, path: Path, bootstrap: str, settings: Settings, group: ProcessGroup
+    ) -> None:
+        self.spec = spec
+        self.path = path
+        self.bootstrap = bootstrap
+        self.settings = settings
+        self.group = group
+        self._client: SyncClient | None = None
+
+    @property
+    def client(self) -> SyncClient:
+        """A client of this mesh, opened on first use and closed by ``stop``."""
+        if self._client is None:
+            self._client = SyncClient(self.bootstrap, settings=self.settings)
+        return self._client
+
+    def model_url(self, tier: str) -> str:
+        return self.group.env[env_var(tier, "BASE_URL")]
+
+    def failed(self) -> list[str]:
+        return [f"{c.name}: {c.log_path.read_text()[-2000:]}" for c in self.group.failed()]
+
+    def stop(self) -> None:
+        """Stop the mesh's processes (idle services still poll the broker and cost CPU) and
+        close its client."""
+        self.group.stop()
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+def _spec_file(mesh: Path | dict[str, Any], base_dir: Path | None, name: str) -> Path:
+    """``mesh``'s file: the path given, or the dict written as ``base_dir/mesh-NAME.yaml``
+    (next to its scripts, which it names relative to itself)."""
+    if not isinstance(mesh, dict):
+        return mesh
+    assert base_dir is not None
+    path = base_dir / f"mesh-{name}.yaml"
+    path.write_text(yaml.safe_dump(mesh))
+    return path
+
+
+@pytest.fixture(scope="package")
+def start_mesh(broker: BrokerHandle) -> Iterator[Callable[..., LocalMesh]]:
+    """Start a mesh (path, or a spec dict written next to its scripts) in this process, under
+    a fresh prefix, ready: every consumer holds its partitions (choreo.testing.Mesh).
+
+    ``watchdog=True`` runs the watchdog too; ``agents`` names the agents to run (``[]``: the
+    keeper alone); ``settings`` are choreo.observe.settings.Settings fields for every service.
+    Stop a mesh when its tests are done (``mesh.stop()``, or ``with start(...) as mesh``);
+    whatever is still running when the test package ends is stopped then.
+    """
+    meshes: list[LocalMesh] = []
+
+    def start(
+        mesh: Path | dict[str, Any],
+        *,
+        base_dir: Path | None = None,
+        watchdog: bool = False,
+        agents: list[str] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> LocalMesh:
+        path = _spec_file(mesh, base_dir, f"local{next(_prefixes)}")
+        running = SyncMesh(
+            path,
+            broker.bootstrap,
+            watchdog=watchdog,
+            agents=agents,
+            settings=Settings(**{"session_timeout_ms": 6000, **(settings or {})}),
+        )
+        meshes.append(LocalMesh(running, path))
+        return meshes[-1]
+
+    yield start
+    close_all([mesh.running for mesh in meshes])
+
+
+@pytest.fixture
+def start_test_mesh(start_mesh: Callable[..., LocalMesh]) -> Iterator[Callable[..., LocalMesh]]:
+    """Like ``start_mesh``, for one test: its meshes stop when the test ends."""
+    started: list[LocalMesh] = []
+
+    def start(*args: Any, **options: Any) -> LocalMesh:
+        started.append(start_mesh(*args, **options))
+        return started[-1]
+
+    yield start
+    close_all([mesh.running for mesh in started])
+
+
+@pytest.fixture(scope="module")
+def writer_editor(start_mesh: Callable[..., LocalMesh]) -> Iterator[LocalMesh]:
+    with start_mesh(EXAMPLES / "writer-editor" / "mesh.yaml") as mesh:
+        yield mesh
+
+
 @pytest.fixture(scope="package")
 def start_mesh_processes(
     broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., RunningMesh]]:
-    """Start a mesh (path, or a spec dict written next to its scripts) under a fresh prefix.
+) -> Iterator[Callable[..., ProcessMesh]]:
+    """Start a mesh (path, or a spec dict written next to its scripts) as processes, one per
+    service, under a fresh prefix: for what only processes show (signals, replicas across
+    processes, logs and metrics endpoints of processes).
 
     Stop a mesh when its tests are done (``mesh.stop()``, or ``with start(...) as mesh``);
     whatever is still running when the test package ends is stopped then.
 
-    ``watchdog=True`` starts the mesh's watchdog too; on the embedded broker it takes about
-    30 s to join its group, so start as few watchdog meshes as a module can do with.
+    ``watchdog=True`` starts the mesh's watchdog too; on the embedded broker it takes a few
+    seconds more to join its group. ``env`` is added to every child's environment.
     """
-    meshes: list[RunningMesh] = []
+    meshes: list[ProcessMesh] = []
 
     def start(
         mesh: Path | dict[str, Any],
@@ -186,14 +344,9 @@ def start_mesh_processes(
         base_dir: Path | None = None,
         env: dict[str, str] | None = None,
         watchdog: bool = False,
-    ) -> RunningMesh:
+    ) -> ProcessMesh:
         prefix = f"t{os.getpid()}x{next(_prefixes)}"
-        if isinstance(mesh, dict):
-            assert base_dir is not None
-            path = base_dir / f"mesh-{prefix}.yaml"
-            path.write_text(yaml.safe_dump(mesh))
-        else:
-            path = mesh
+        path = _spec_file(mesh, base_dir, prefix)
         settings = Settings(topic_prefix=prefix, session_timeout_ms=6000)
         child_env = {
             "CHOREO_TOPIC_PREFIX": prefix,
@@ -203,10 +356,10 @@ def start_mesh_processes(
         }
         log_dir = tmp_path_factory.mktemp(f"logs-{prefix}")
         spec = load_mesh(path)
-        group = start_mesh(
+        group = start_mesh_group(
             spec, path, broker.bootstrap, settings, log_dir, watchdog=watchdog, env=child_env
         )
-        meshes.append(RunningMesh(spec, path, broker.bootstrap, settings, group))
+        meshes.append(ProcessMesh(spec, path, broker.bootstrap, settings, group))
         return meshes[-1]
 
     yield start
@@ -215,22 +368,16 @@ def start_mesh_processes(
 
 
 @pytest.fixture
-def start_test_mesh(
-    start_mesh_processes: Callable[..., RunningMesh],
-) -> Iterator[Callable[..., RunningMesh]]:
+def start_test_mesh_processes(
+    start_mesh_processes: Callable[..., ProcessMesh],
+) -> Iterator[Callable[..., ProcessMesh]]:
     """Like ``start_mesh_processes``, for one test: its meshes stop when the test ends."""
-    started: list[RunningMesh] = []
+    started: list[ProcessMesh] = []
 
-    def start(*args: Any, **options: Any) -> RunningMesh:
+    def start(*args: Any, **options: Any) -> ProcessMesh:
         started.append(start_mesh_processes(*args, **options))
         return started[-1]
 
     yield start
     for mesh in started:
         mesh.stop()
-
-
-@pytest.fixture(scope="module")
-def writer_editor(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
-    with start_mesh_processes(EXAMPLES / "writer-editor" / "mesh.yaml") as mesh:
-        yield mesh

@@ -9,7 +9,6 @@ sandbox service, never on the host. Tools the model calls itself are in choreo.t
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from choreo.agent import step as steps
@@ -20,22 +19,22 @@ from choreo.schemas.codec import clean_text
 from choreo.schemas.records import STEP_FAILED
 from choreo.spec.mesh import AgentSpec, ToolSpec
 from choreo.tools.record import args_sha256
-from choreo.tools.sandbox.client import SandboxError, run_code
+from choreo.tools.sandbox.client import SandboxError, run_code, service_url
 from choreo.tools.sandbox.transcript import TRANSCRIPT_CHARS, as_code, code_blocks, transcript
 
 
 class SandboxTool:
     """Runs the output's code blocks (joined, as one program) in the sandbox service.
 
-    The service is reached at ``CHOREO_SANDBOX_URL`` when set, else over the Unix socket
-    ``CHOREO_SANDBOX_SOCKET`` (the client's default).
+    The service is reached at ``CHOREO_SANDBOX_URL`` when set, else at the tool's ``url``,
+    else over the Unix socket ``CHOREO_SANDBOX_SOCKET`` (the client's default).
     """
 
     name = "sandbox"
 
     def __init__(self, spec: ToolSpec) -> None:
         self.spec = spec
-        self.base_url = os.environ.get("CHOREO_SANDBOX_URL") or None
+        self.base_url = service_url(spec)
 
     async def run(self, text: str, event: Envelope) -> tuple[str, dict[str, Any]]:
         code = "\n\n".join(code_blocks(text))

@@ -18,7 +18,7 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from choreo.client.client import Client
 from choreo.observe.settings import Settings
@@ -39,6 +39,46 @@ def _blocking(
     call.__name__ = call.__qualname__ = method.__name__
     call.__doc__ = f"Blocking ``Client.{method.__name__}``. " + (method.__doc__ or "")
     return call
+
+
+class LoopThread:
+    """An event loop running in a daemon thread of its own, for blocking code to call into.
+
+    ``call(work)`` runs the coroutine ``work`` on the loop and blocks until it ends,
+    returning its result or raising its error; the caller's context variables go with it,
+    and a caller interrupted while it waits (Ctrl-C) cancels the work. ``close`` stops the
+    loop and joins the thread, and is idempotent; a call after it raises ``RuntimeError``.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close`` has run."""
+        return self.loop.is_closed()
+
+    def call(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run ``work`` on the loop; block until it ends; return its result or raise."""
+        if self.loop.is_closed():
+            work.close()
+            raise RuntimeError(f"{self._thread.name} is closed")
+        future = asyncio.run_coroutine_threadsafe(work, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            future.cancel()  # interrupted while waiting: stop the work too
+            raise
+
+    def close(self) -> None:
+        """Stop the loop and join its thread; idempotent."""
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
 
 
 class SyncClient:
@@ -64,16 +104,24 @@ class SyncClient:
         client_id: str = "choreo-client",
     ) -> None:
         self._client = Client(bootstrap, prefix=prefix, settings=settings, client_id=client_id)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self._loop.run_forever, name="choreo-client", daemon=True
-        )
-        self._thread.start()
+        self._loop: LoopThread | None = LoopThread("choreo-client")
+        self._runs: Callable[[Coroutine[Any, Any, Any]], Any] = self._loop.call
+        self._closed = False
         try:
             self._call(self._client.__aenter__())
         except BaseException:
-            self._stop_loop()
+            self._loop.close()
             raise
+
+    @classmethod
+    def over(cls, client: Client, runs: Callable[[Coroutine[Any, Any, Any]], Any]) -> SyncClient:
+        """A blocking face of ``client``, an async Client open on an event loop of someone
+        else's, whose coroutines ``runs`` runs there to their end (choreo.testing.SyncMesh's
+        client). Closing this face closes neither the client nor that loop: their owner does.
+        """
+        face = cls.__new__(cls)
+        face._client, face._runs, face._loop, face._closed = client, runs, None, False
+        return face
 
     @property
     def bootstrap(self) -> str:
@@ -91,15 +139,10 @@ class SyncClient:
         return self._client.topics
 
     def _call(self, work: Coroutine[Any, Any, T]) -> T:
-        if self._loop.is_closed():
+        if self._closed:
             work.close()
             raise RuntimeError("the client is closed")
-        future = asyncio.run_coroutine_threadsafe(work, self._loop)
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # interrupted while waiting: stop the work too
-            raise
+        return cast(T, self._runs(work))
 
     def run(
         self,
@@ -117,17 +160,15 @@ class SyncClient:
 
     def close(self) -> None:
         """Close the client, then stop its loop and thread; idempotent."""
-        if self._loop.is_closed():
+        if self._closed:
             return
         try:
-            self._call(self._client.close())
+            if self._loop is not None:
+                self._call(self._client.close())
         finally:
-            self._stop_loop()
-
-    def _stop_loop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+            self._closed = True
+            if self._loop is not None:
+                self._loop.close()
 
     def __enter__(self) -> SyncClient:
         return self

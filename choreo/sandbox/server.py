@@ -72,9 +72,10 @@ def serve(
 
 class SandboxServer(Service):
     """The sandbox's API on a Unix socket and/or loopback TCP, as a service
-    (choreo.kafka.service.Service): entering checks isolation and opens the listeners
-    (announcing each on stdout), leaving closes them and removes the socket; ``run(stop)``
-    serves until ``stop`` is set."""
+    (choreo.kafka.service.Service): entering checks isolation and opens the listeners (their
+    addresses in ``urls``: ``unix:PATH``, ``http://HOST:PORT``), leaving closes them and
+    removes the socket; ``run(stop)``, the process's part, announces each address on stdout
+    and serves until ``stop`` is set. ``url`` is the HTTP address, once entered."""
 
     def __init__(
         self, socket_path: Path | None, host: str, port: int | None, limits: SandboxLimits
@@ -83,6 +84,8 @@ class SandboxServer(Service):
         self.host = host
         self.port = port
         self.limits = limits
+        self.urls: list[str] = []
+        self.url = ""
 
     async def _acquire(self, stack: contextlib.AsyncExitStack) -> None:
         service = SandboxService(self.limits)
@@ -95,15 +98,18 @@ class SandboxServer(Service):
             stack.callback(_unlink, path)  # once the server on it is closed
             await _listening(stack, await asyncio.start_unix_server(handler, path=str(path)))
             os.chmod(path, self.limits.socket_mode)
-            print(f"listening on unix:{path}", flush=True)
+            self.urls.append(f"unix:{path}")
         if self.port is not None:
             server = await _listening(
                 stack, await asyncio.start_server(handler, self.host, self.port)
             )
             bound = server.sockets[0].getsockname()[1]
-            print(f"listening on http://{self.host}:{bound}", flush=True)
+            self.url = f"http://{self.host}:{bound}"
+            self.urls.append(self.url)
 
     async def run(self, stop: asyncio.Event) -> None:
+        for url in self.urls:  # what the starter of the process reads
+            print(f"listening on {url}", flush=True)
         await stop.wait()
 
 

@@ -153,12 +153,16 @@ class ToolSpec(_Strict):
     service before routing. With ``call: true`` it is offered to the model instead, as the
     function ``sandbox(code)`` the model calls when it wants to run code. ``files`` puts state
     fields (their code block, else their text) next to the code, by file name.
+
+    ``url`` is the sandbox service's HTTP address; ``CHOREO_SANDBOX_URL`` replaces it, and
+    with neither the service is reached over its Unix socket (``CHOREO_SANDBOX_SOCKET``).
     """
 
     name: Literal["sandbox"]
     files: dict[str, str] = Field(default_factory=dict)
     timeout_s: float = Field(10.0, gt=0, le=60)
     call: bool = False
+    url: str | None = Field(None, pattern=r"^https?://")
 
 
 class FunctionToolSpec(_Strict):

@@ -83,7 +83,8 @@ def test_waiting_on_a_trace_that_never_ends_raises_result_timeout(
 ) -> None:
     # a model that answers long after the test: the trace runs until its deadline
     spec = one_agent_mesh(tmp_path, script={"latency_ms": 900_000}, tier={"timeout_s": 1800})
-    running = start_test_mesh(spec, base_dir=tmp_path)
+    # the step never ends: stop the mesh without waiting for it
+    running = start_test_mesh(spec, base_dir=tmp_path, settings={"shutdown_grace_s": 1})
     with client_of(running) as client:
         sent = client.send("whole task that takes forever", mesh=running.path)
         assert client.admission(sent, 60).status == "admitted"

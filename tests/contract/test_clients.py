@@ -30,8 +30,8 @@ Client = Callable[[str, str, str, str, str], str]
 
 
 @pytest.fixture(scope="module")
-def mesh(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
-    with start_mesh_processes(EXAMPLES / "writer-editor" / "mesh.yaml") as running:
+def mesh(start_mesh: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh(EXAMPLES / "writer-editor" / "mesh.yaml") as running:
         yield running
 
 

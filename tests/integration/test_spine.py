@@ -1,9 +1,9 @@
-"""The spine end to end: real broker, keeper and agents as processes, the scripted model."""
+"""The spine end to end: the real broker, the keeper and the agents, the scripted model over
+HTTP. (The command line reading this mesh: tests/processes/test_cli_reads.py.)"""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 
 import msgspec
@@ -14,7 +14,6 @@ from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import replay
 from choreo.schemas import DeadLetter, Snapshot, decode
 from choreo.schemas.ids import task_trace_id
-from tests.commands import CHOREO
 from tests.conftest import RunningMesh, wait_until
 
 pytestmark = pytest.mark.integration
@@ -97,7 +96,7 @@ def test_garbage_goes_to_the_dead_letter_topic_and_the_mesh_keeps_working(
 
     later = writer_editor.submit("after the garbage")
     assert writer_editor.result(later).status == "completed"
-    assert writer_editor.group.failed() == []
+    assert writer_editor.failed() == []
 
 
 def test_replaying_the_outbox_rebuilds_every_live_snapshot_exactly(
@@ -117,52 +116,3 @@ def test_replaying_the_outbox_rebuilds_every_live_snapshot_exactly(
     assert len(live) >= 1
     for tid, snapshot in live.items():
         assert msgspec.to_builtins(rebuilt.traces[tid]) == msgspec.to_builtins(snapshot), tid
-
-
-def test_state_at_each_version_through_the_cli(writer_editor: RunningMesh) -> None:
-    trace_id = writer_editor.submit("time travel")
-    result = writer_editor.result(trace_id)
-    final = result.state_version
-    assert final == 7  # admission + six steps
-    outputs = []
-    for version in (1, 2, final):
-        out = subprocess.run(
-            [*CHOREO, "state", trace_id, "--at", str(version), "--mesh", str(writer_editor.path)],
-            env={**writer_editor.env(), "COLUMNS": "200"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-        assert f"at version {version}" in out.stdout
-        outputs.append(out.stdout)
-    fields = [line.split("\t")[0] for line in outputs[0].splitlines()]
-    assert "input" in fields and "draft" not in fields  # version 1: the task only, no draft
-    assert "why they matter" in outputs[1]  # the first draft
-    assert "APPROVED" in outputs[2]
-    beyond = subprocess.run(
-        [*CHOREO, "state", trace_id, "--at", str(final + 1), "--mesh", str(writer_editor.path)],
-        env=writer_editor.env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert beyond.returncode == 2
-    assert f"versions 1..{final}" in beyond.stderr
-
-
-def test_trace_command_prints_the_tree_of_steps(writer_editor: RunningMesh) -> None:
-    trace_id = writer_editor.submit("show me the tree")
-    writer_editor.result(trace_id)
-    out = subprocess.run(
-        [*CHOREO, "trace", trace_id],
-        env={**writer_editor.env(), "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    lines = out.stdout.splitlines()
-    assert trace_id in lines[0] and "completed" in lines[0]
-    agents = [name for line in lines[1:] for name in ("writer", "editor") if f"{name}  hop" in line]
-    assert agents == ["writer", "editor"] * 3

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from choreo.models.client import env_var
 from tests.conftest import RunningMesh
 
 TIER = "faulty"
@@ -82,4 +82,20 @@ def one_agent_mesh(
 
 def model_url(mesh: RunningMesh) -> str:
     """The base URL (``.../v1``) of the mesh's scripted model server."""
-    return mesh.group.env[env_var(TIER, "BASE_URL")]
+    return mesh.model_url(TIER)
+
+
+def committed(mesh: RunningMesh, group: str, tp: TopicPartition) -> int:
+    """The offset ``group`` has committed on ``tp`` (-1 when none)."""
+
+    async def ask() -> int:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=mesh.bootstrap, group_id=group, enable_auto_commit=False
+        )
+        await consumer.start()
+        try:
+            return await consumer.committed(tp) or -1
+        finally:
+            await consumer.stop()
+
+    return int(mesh.run(ask()))

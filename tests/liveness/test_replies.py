@@ -1,24 +1,20 @@
-"""Replies that used to strand their trace, through real processes, the real broker and a
-scripted model server that breaks its answers over real HTTP: every trace ends."""
+"""Replies that used to strand their trace, through the real broker and a scripted model server
+that breaks its answers over real HTTP: every trace ends. (A step that raises, then its agent
+killed: tests/processes/test_crashed_step.py.)"""
 
 from __future__ import annotations
 
 import itertools
-import os
-import signal
 from collections.abc import Callable, Iterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka import KafkaProducer
 
-from choreo.kafka.clients import read_topic
 from choreo.schemas import Budget
-from tests.conftest import RunningMesh, wait_until
-from tests.liveness.support import model_url, one_agent_mesh
-from tests.tiers.support import server_stats
+from tests.conftest import RunningMesh
+from tests.liveness.support import one_agent_mesh
 
 pytestmark = pytest.mark.integration
 
@@ -27,10 +23,10 @@ LIMIT = 256 * 1024  # the default max_reply_bytes
 
 @pytest.fixture(scope="module")
 def mesh(
-    start_mesh_processes: Callable[..., RunningMesh], tmp_path_factory: pytest.TempPathFactory
+    start_mesh: Callable[..., RunningMesh], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningMesh]:
     folder = tmp_path_factory.mktemp("liveness")
-    with start_mesh_processes(one_agent_mesh(folder), base_dir=folder) as running:
+    with start_mesh(one_agent_mesh(folder), base_dir=folder) as running:
         yield running
 
 
@@ -129,56 +125,4 @@ def test_random_broken_replies_each_end_their_trace_exactly_once(
         assert mesh.result(trace_id, timeout=120).status == ENDS[kind], kind
     for trace_id in traces:
         assert len(mesh.results(trace_id)) == 1
-    assert mesh.group.failed() == []  # no service process exited
-
-
-def committed(mesh: RunningMesh, group: str, tp: TopicPartition) -> int:
-    """The offset ``group`` has committed on ``tp`` (-1 when none)."""
-
-    async def ask() -> int:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=mesh.bootstrap, group_id=group, enable_auto_commit=False
-        )
-        await consumer.start()
-        try:
-            return await consumer.committed(tp) or -1
-        finally:
-            await consumer.stop()
-
-    return int(mesh.run(ask()))
-
-
-def test_a_step_that_raises_ends_failed_and_never_pins_its_partition(mesh: RunningMesh) -> None:
-    url = model_url(mesh)
-    tp = TopicPartition(mesh.topics.event("task.received"), 0)
-    group = f"{mesh.settings.topic_prefix}.agent.solo"
-    # Cut to 256 KiB and written to four fields, this step's record is over 1 MiB: the
-    # producer refuses it, so the step raises.
-    crashed = mesh.submit("wide please", trace_id="wide-1")
-    later = [mesh.submit(f"whole task {i}", trace_id=f"after-wide-{i}") for i in range(5)]
-    result = mesh.result(crashed)
-    assert result.status == "failed"
-    assert "MessageSizeTooLargeError" in result.reason
-    for trace_id in later:
-        assert mesh.result(trace_id).status == "completed"
-    # past the last record, not the record count: on Apache Kafka the keeper writes the topic
-    # in transactions, and each transaction's commit marker takes an offset too
-    records = mesh.run(read_topic(mesh.bootstrap, mesh.settings, tp.topic, [tp.partition]))
-    end = records[-1].offset + 1
-    wait_until(
-        lambda: committed(mesh, group, tp) == end,
-        30,
-        message="the agent's commit past every record, the crashed one included",
-    )
-    requests = server_stats(url)["requests"]
-
-    solo = mesh.group.find("solo-1")
-    assert solo.process is not None
-    os.kill(solo.process.pid, signal.SIGKILL)
-    solo.process.wait()
-    mesh.group.start_choreo("solo-2", ["run", "agent", "--mesh", str(mesh.path), "--agent", "solo"])
-    barrier = mesh.submit("whole barrier", trace_id="after-restart")
-    assert mesh.result(barrier).status == "completed"
-    assert server_stats(url)["requests"] == requests + 1  # nothing finished was run again
-    for trace_id in [crashed, *later]:
-        assert len(mesh.results(trace_id)) == 1
+    assert mesh.failed() == []  # no service ended

@@ -25,7 +25,7 @@ def test_a_step_longer_than_the_poll_interval_runs_once(
     mesh = start_test_mesh(
         spec,
         base_dir=tmp_path,
-        env={"CHOREO_MAX_POLL_INTERVAL_MS": "1500", "CHOREO_MAX_IN_FLIGHT": "1"},
+        settings={"max_poll_interval_ms": 1500, "max_in_flight": 1},
     )
     traces = [mesh.submit(f"whole slow task {i}", trace_id=f"slow-{i}") for i in range(3)]
     for trace_id in traces:

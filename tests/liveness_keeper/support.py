@@ -1,4 +1,5 @@
-"""A keeper alone, as its own process on the real broker, and the records around it.
+"""A keeper alone, on the real broker in this process (choreo.testing), and the records around
+it.
 
 With no agent running, a test plays every agent itself: it writes the step records an agent
 would write to the outbox, and reads what the keeper made of them.
@@ -7,10 +8,8 @@ would write to the outbox, and reads what the keeper made of them.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +17,12 @@ from kafka import KafkaProducer
 
 from choreo.kafka.broker import BrokerHandle
 from choreo.kafka.clients import read_topic
-from choreo.local.launch import create_topics
-from choreo.local.processes import Child, ProcessGroup
 from choreo.observe.settings import Settings
 from choreo.schemas import DeadLetter, Envelope, HopRecord, TerminalResult, decode, encode
 from choreo.schemas.ids import new_id
 from choreo.schemas.topics import Topics
-from choreo.spec.mesh import MeshSpec, load_mesh
+from choreo.spec.mesh import MeshSpec
+from choreo.testing import SyncMesh
 from tests.conftest import EXAMPLES
 
 WRITER_EDITOR = EXAMPLES / "writer-editor" / "mesh.yaml"
@@ -32,13 +30,10 @@ WRITER_EDITOR = EXAMPLES / "writer-editor" / "mesh.yaml"
 
 @dataclass
 class LoneKeeper:
-    """A keeper process for ``spec`` under its own topic prefix."""
+    """A mesh's keeper and none of its agents (``mesh``: a choreo.testing.SyncMesh), under a
+    topic prefix of its own."""
 
-    spec: MeshSpec
-    path: Path
-    bootstrap: str
-    settings: Settings
-    group: ProcessGroup
+    mesh: SyncMesh
     producer: KafkaProducer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -47,12 +42,20 @@ class LoneKeeper:
         )
 
     @property
-    def topics(self) -> Topics:
-        return Topics(self.settings.topic_prefix)
+    def bootstrap(self) -> str:
+        return self.mesh.bootstrap
 
     @property
-    def process(self) -> Child:
-        return self.group.find("keeper")
+    def settings(self) -> Settings:
+        return self.mesh.settings
+
+    @property
+    def spec(self) -> MeshSpec:
+        return self.mesh.spec
+
+    @property
+    def topics(self) -> Topics:
+        return Topics(self.settings.topic_prefix)
 
     def produce(self, topic: str, value: bytes, key: bytes | None) -> None:
         self.producer.send(topic, key=key, value=value).get(timeout=60)
@@ -101,42 +104,21 @@ class LoneKeeper:
         return [decode(r.value, Envelope) for r in self.read(self.topics.event(event_type))]
 
     def running(self) -> bool:
-        return self.process.status == "running"
+        """The keeper still runs: it did not end on its own."""
+        return self.mesh.failure is None
 
     def stop(self) -> None:
         self.producer.close()
-        self.group.stop()
-
-
-def start_keeper(
-    broker: BrokerHandle,
-    log_dir: Path,
-    path: Path = WRITER_EDITOR,
-    env: dict[str, str] | None = None,
-) -> LoneKeeper:
-    prefix = f"lk{os.getpid()}x{new_id()[:8]}"
-    settings = Settings(topic_prefix=prefix, session_timeout_ms=6000)
-    spec = load_mesh(path)
-    create_topics(spec, broker.bootstrap, settings)
-    group = ProcessGroup(
-        log_dir,
-        env={
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-            "CHOREO_TOPIC_PREFIX": prefix,
-            "CHOREO_SESSION_TIMEOUT_MS": "6000",
-            "CHOREO_LOG_LEVEL": "INFO",
-            **(env or {}),
-        },
-    )
-    group.start_choreo("keeper", ["run", "keeper", "--mesh", str(path)])
-    return LoneKeeper(spec, path, broker.bootstrap, settings, group)
+        self.mesh.close()
 
 
 @pytest.fixture(scope="module")
-def lone_keeper(
-    broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LoneKeeper]:
+def lone_keeper(broker: BrokerHandle) -> Iterator[LoneKeeper]:
     """One keeper for a test module: starting one costs a group join (~5 s)."""
-    keeper = start_keeper(broker, tmp_path_factory.mktemp("keeper-logs"))
+    keeper = LoneKeeper(
+        SyncMesh(
+            WRITER_EDITOR, broker.bootstrap, agents=[], settings=Settings(session_timeout_ms=6000)
+        )
+    )
     yield keeper
     keeper.stop()

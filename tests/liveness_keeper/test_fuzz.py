@@ -99,4 +99,4 @@ def test_fuzzed_records_end_in_results_or_dead_letters_exactly_once(
     assert consumers == {(mesh.topics.tasks, "keeper"), (agent_topic, "agent:editor")}
     ended = results()
     assert all(ended[trace_id] == 1 for trace_id in valid)
-    assert mesh.group.failed() == [], [c.name for c in mesh.group.failed()]
+    assert mesh.failed() == []

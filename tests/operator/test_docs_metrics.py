@@ -11,6 +11,8 @@ from choreo.observe import metrics
 from tests.conftest import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+#: Names the docs write like metrics that are not: choreo.testing.plugin's pytest fixtures.
+NOT_METRICS = {"choreo_broker", "choreo_mesh"}
 
 
 def _registered() -> dict[str, tuple[str, ...]]:
@@ -37,6 +39,8 @@ def _documented() -> list[tuple[str, str, tuple[str, ...] | None]]:
             text,
         ):
             name, braces, paren = found.groups()
+            if name in NOT_METRICS:
+                continue
             labels: tuple[str, ...] | None = None
             if braces is not None:
                 labels = tuple(braces.split(",")) if braces else ()

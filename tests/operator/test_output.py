@@ -5,8 +5,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 
-import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.console import Console, RenderableType
 
@@ -121,15 +120,13 @@ def test_every_view_prints_untrusted_text_verbatim(text: str, agent: str, trace:
         assert _one_line(trace)[:30] in shown or _one_line(text)[:30] in shown
 
 
-# capsys is read and emptied per example; the console writes to whatever sys.stderr is then.
-@settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=40, deadline=None)
 @given(text=untrusted)
-def test_an_error_message_prints_verbatim(text: str, capsys: pytest.CaptureFixture[str]) -> None:
-    capsys.readouterr()
-    output.error(text)
-    assert _one_line(capsys.readouterr().err) == _one_line(f"error: {text}")
+def test_an_error_message_prints_verbatim(text: str) -> None:
+    # captured, not redirected: setting the console's file would pin it to this test's stderr
+    with output.err.capture() as captured:
+        output.error(text)
+    assert _one_line(captured.get()) == _one_line(f"error: {text}")
 
 
 def test_terminal_escape_codes_in_text_never_reach_the_output() -> None:

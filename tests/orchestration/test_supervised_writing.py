@@ -13,8 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def supervised(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
-    with start_mesh_processes(EXAMPLES / "supervised-writing" / "mesh.yaml") as mesh:
+def supervised(start_mesh: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh(EXAMPLES / "supervised-writing" / "mesh.yaml") as mesh:
         yield mesh
 
 

@@ -25,8 +25,8 @@ LABELLED = [
 
 
 @pytest.fixture(scope="module")
-def triage(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
-    with start_mesh_processes(EXAMPLES / "triage" / "mesh.yaml") as mesh:
+def triage(start_mesh: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh(EXAMPLES / "triage" / "mesh.yaml") as mesh:
         yield mesh
 
 

@@ -1,5 +1,5 @@
 """The complete small example of docs/AGENTS.md runs as printed: its two code blocks are
-written to files, given a scripted model, and run through real processes."""
+written to files, given a scripted model, and run on the real broker."""
 
 from __future__ import annotations
 

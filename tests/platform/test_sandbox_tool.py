@@ -1,4 +1,4 @@
-"""The sandbox as a tool the model calls with code, end to end through real processes: the
+"""The sandbox as a tool the model calls with code, end to end on the real broker: the
 model agent sends a program, the sandbox service runs it (bubblewrap) next to a file made
 from the trace's state, the transcript goes back to the model, and its answer ends the
 trace."""
@@ -69,12 +69,12 @@ def sandbox_mesh(script: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def mesh(
-    start_mesh_processes: Callable[..., RunningMesh], tmp_path_factory: pytest.TempPathFactory
+    start_mesh: Callable[..., RunningMesh], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningMesh]:
     base = tmp_path_factory.mktemp("sandbox-tool")
     script = base / "model.yaml"
     script.write_text(yaml.safe_dump(SCRIPT))
-    with start_mesh_processes(sandbox_mesh(script), base_dir=base) as running:
+    with start_mesh(sandbox_mesh(script), base_dir=base) as running:
         yield running
 
 
@@ -95,4 +95,4 @@ def test_the_model_runs_code_in_the_sandbox_and_answers_from_its_transcript(
     (call,) = hop.tool_calls
     assert (call.name, call.status, call.server) == ("sandbox", "ok", None)
     assert hop.usage.calls == 2  # the call for code, then the answer
-    assert mesh.group.failed() == []
+    assert mesh.failed() == []

@@ -1,5 +1,5 @@
 """A model agent that calls one tool with the same arguments on every step of a trace is a
-loop, and the watchdog halts it, through real processes on the real broker.
+loop, and the watchdog halts it, on the real broker.
 
 Each step makes one call, well within its own ``max_tool_calls``, and every round moves the
 state on (a Python planner hands out a new ticket, the checker answers about it in new
@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from choreo.bench.watchdog import caught_up, observe
-from choreo.models.client import env_var
 from tests.conftest import RunningMesh, wait_until
 from tests.platform.conftest import HERE
 from tests.platform.handlers import TICKETS
@@ -116,14 +115,14 @@ def loop_mesh(script: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def looping(
-    start_mesh_processes: Callable[..., RunningMesh], tmp_path_factory: pytest.TempPathFactory
+    start_mesh: Callable[..., RunningMesh], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningMesh]:
     """The mesh with its watchdog, once the watchdog reads: a loop started before it joined
     its group would run into the hop budget instead."""
     base = tmp_path_factory.mktemp("tool-loops")
     script = base / "model.yaml"
     script.write_text(yaml.safe_dump(loop_script(), sort_keys=False))
-    with start_mesh_processes(loop_mesh(script), base_dir=base, watchdog=True) as mesh:
+    with start_mesh(loop_mesh(script), base_dir=base, watchdog=True) as mesh:
         healthy = mesh.submit("hello")
         assert mesh.result(healthy).status == "completed"
         wait_until(
@@ -140,7 +139,7 @@ def read_by_watchdog(mesh: RunningMesh, trace_id: str) -> bool:
 
 
 def test_the_same_tool_call_on_every_step_is_halted_by_the_watchdog(looping: RunningMesh) -> None:
-    url = looping.group.env[env_var("scripted", "BASE_URL")]
+    url = looping.model_url("scripted")
     before = server_stats(url)["completions"]
     traces = {case: looping.submit(f"case: {case}") for case in CASES}
     for trace_id in traces.values():

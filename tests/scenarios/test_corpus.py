@@ -3,7 +3,7 @@ or shifted, no budget overspent, the first verdict within two steps of its evide
 
 Each case runs its whole mesh in this process (choreo/bench/corpus.py): the keeper's
 transitions, the agents' steps with real HTTP calls to scripted model servers, the watchdog's
-policy. tests/scenarios/test_scenarios.py runs a subset through real processes on a broker.
+policy. tests/scenarios/test_scenarios.py runs a subset as services on a broker.
 """
 
 from __future__ import annotations

@@ -1,90 +1,33 @@
-"""The watchdog's scenarios end to end: the scenario mesh (mesh.yaml) with its watchdog, every
-service a real process on a real broker, one task per scenario, all running at once.
+"""The watchdog's scenarios end to end: the scenario mesh (mesh.yaml) with its watchdog on a
+real broker, one task per scenario, all running at once.
 
-One watchdog serves every scenario: its group join is the slow part of starting it. The tests
-read what happened back from the log (verdicts, escalations, hop records, terminal records).
-The last test stops the watchdog, so it must stay last in this module.
+One watchdog serves every scenario. The tests read what happened back from the log (verdicts,
+escalations, hop records, terminal records). The last test stops the watchdog, so it must stay
+last in this module. (Escalations resolved through the command line:
+tests/processes/test_cli_escalations.py.)
 """
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
-from choreo.bench.scenarios import HEALTHY, SCENARIOS
-from choreo.bench.watchdog import Observation, caught_up, observe
+from choreo.bench.scenarios import SCENARIOS
+from choreo.bench.watchdog import observe
 from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import compare, latest
-from choreo.schemas import Budget, Escalation, Snapshot, decode
-from tests.commands import CHOREO
-from tests.conftest import RunningMesh, wait_until
+from choreo.schemas import Budget, Snapshot, decode
+from tests.conftest import RunningMesh
+from tests.scenarios.support import MESH, Scenarios, assert_halted_by, run_scenarios
 
 pytestmark = pytest.mark.integration
 
-MESH = Path(__file__).parent / "mesh.yaml"
-WATCHDOG_START_S = 150.0
-
-
-@dataclass
-class Scenarios:
-    mesh: RunningMesh
-    healthy: str
-    traces: dict[str, str]
-
-    def finished(self, name: str) -> Observation:
-        """The scenario's trace once it has ended and the watchdog has read all of it."""
-        return self.settled(self.traces[name])
-
-    def settled(self, trace_id: str) -> Observation:
-        self.mesh.result(trace_id, timeout=120.0)
-        wait_until(
-            lambda: self.mesh.client.run(caught_up, trace_id),
-            60.0,
-            interval=0.5,
-            message=f"the watchdog to read trace {trace_id}",
-        )
-        return self.mesh.client.run(observe, trace_id)
-
 
 @pytest.fixture(scope="module")
-def scenarios(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[Scenarios]:
-    mesh = start_mesh_processes(MESH, watchdog=True)
-    healthy = mesh.submit(HEALTHY)
-    assert mesh.result(healthy).status == "completed"
-    # Loops started before the watchdog reads would run into the agents' hop budget instead.
-    wait_until(
-        lambda: mesh.client.run(caught_up, healthy),
-        WATCHDOG_START_S,
-        interval=1.0,
-        message="the watchdog to join and read",
-    )
-    traces = {s.name: mesh.submit(s.input, budget=s.budget) for s in SCENARIOS}
-    yield Scenarios(mesh, healthy, traces)
-    mesh.stop()
-
-
-def cli(mesh: RunningMesh, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**mesh.env(), "COLUMNS": "250"}  # wide enough that rich never shortens an id
-    return subprocess.run([*CHOREO, *args], env=env, capture_output=True, text=True, timeout=120)
-
-
-def assert_halted_by(seen: Observation, halt_reason: str) -> None:
-    """Exactly one terminal record, ``halted`` for the halt verdict's reason, exactly one
-    escalation (the keeper's, by trace id), no step folded after it, and the halt not counted
-    as a step."""
-    halt = seen.verdicts[-1]
-    assert halt.action == "halt" and halt.reason == halt_reason
-    (result,) = seen.results
-    assert (result.status, result.reason) == ("halted", halt_reason)
-    (escalation,) = seen.escalations
-    assert (escalation.status, escalation.reason) == ("open", halt_reason)
-    assert escalation.evidence["verdict_id"] == halt.verdict_id
-    assert all(h.created_at <= result.finished_at for h in seen.hops)
-    assert result.usage.hops == len(seen.hops) and "watchdog" not in result.usage.by_agent
+def scenarios(start_mesh: Callable[..., RunningMesh]) -> Iterator[Scenarios]:
+    with start_mesh(MESH, watchdog=True) as mesh:
+        yield run_scenarios(mesh, SCENARIOS)
 
 
 def test_ping_pong_without_progress_is_shifted_then_halted(scenarios: Scenarios) -> None:
@@ -184,65 +127,14 @@ def test_a_fix_flipping_beside_a_counter_is_caught_by_the_revisit_rule(
     assert_halted_by(seen, halt.reason)
 
 
-@pytest.mark.timeout(600)  # eight CLI processes and a continuation trace, on 2 busy cores
-def test_escalations_are_listed_resumed_and_closed_through_the_cli(scenarios: Scenarios) -> None:
-    mesh = scenarios.mesh
-    code, review = (scenarios.finished(n) for n in ("same-code", "never-approves"))
-    listed = cli(mesh, "escalations")
-    assert listed.returncode == 0, listed.stderr
-    for seen in (code, review):
-        assert seen.escalations[0].escalation_id in listed.stdout
-        assert seen.trace_id in listed.stdout
-
-    guidance = "Use the built-in sum; stop iterating by index."
-    resumed = cli(
-        mesh, "escalations", "resolve", code.escalations[0].escalation_id, "--resume", guidance
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    closed = cli(mesh, "escalations", "resolve", review.escalations[0].escalation_id, "--close")
-    assert closed.returncode == 0, closed.stderr
-    again = cli(mesh, "escalations", "resolve", review.escalations[0].escalation_id, "--close")
-    assert again.returncode == 1 and "already closed" in again.stderr
-    twice = cli(
-        mesh, "escalations", "resolve", code.escalations[0].escalation_id, "--resume", guidance
-    )
-    assert twice.returncode == 1 and "already resumed" in twice.stderr
-
-    escalations = {
-        e.escalation_id: e
-        for e in mesh.client.read(mesh.topics.escalations, code.trace_id, Escalation)
-    }
-    updated = escalations[code.escalations[0].escalation_id]
-    assert (updated.status, updated.guidance) == ("resumed", guidance)
-    continuation = updated.continuation_trace_id
-    assert continuation is not None and continuation in resumed.stdout
-
-    follow = scenarios.settled(continuation)
-    (result,) = follow.results
-    assert (result.status, result.parent_trace_id) == ("completed", code.trace_id)
-    assert result.output.startswith("DONE")
-    assert follow.verdicts == []  # a fresh budget and a fresh watch
-    first = mesh.client.read(mesh.topics.state, continuation, Snapshot)[0]
-    assert first.fields["guidance"] == guidance
-    assert first.fields["attempts"] == code.hops[-1].totals.hops - 1  # the halted state
-
-    listed = cli(mesh, "escalations")
-    assert "resumed" in listed.stdout and "closed" in listed.stdout
-    for seen in (code, review):  # neither leaves events flowing
-        after = scenarios.settled(seen.trace_id)
-        assert len(after.results) == 1 and after.hops == seen.hops
-
-
 def test_with_the_watchdog_stopped_the_agents_own_budget_halts_the_loop(
     scenarios: Scenarios,
 ) -> None:
     mesh = scenarios.mesh
     for name in scenarios.traces:  # every watched scenario is over before the watchdog goes
         scenarios.finished(name)
-    watchdog = mesh.group.find("watchdog").process
-    assert watchdog is not None and watchdog.poll() is None
-    watchdog.terminate()
-    assert watchdog.wait(timeout=60) == 0
+    assert mesh.failed() == []  # the watchdog ran until now
+    mesh.stop_service("watchdog")  # as SIGTERM stops its process: cleanly, or this raises
 
     ping_pong = next(s for s in SCENARIOS if s.name == "ping-pong")
     trace_id = mesh.submit(ping_pong.input, budget=Budget(max_hops=8))

@@ -69,15 +69,14 @@ async def _running(
     spec: MeshSpec, bootstrap: str, settings: Settings, stop: asyncio.Event
 ) -> AsyncIterator[list[asyncio.Task[None]]]:
     """The keeper and every agent of ``spec``, entered and running in this event loop until
-    the block ends; then stopped, drained and closed."""
+    the block ends; then stopped, drained and closed. They are entered at once: entering a
+    consumer service joins its group, seconds each on the embedded broker."""
     async with contextlib.AsyncExitStack() as stack:
         services: list[KeeperService | AgentService] = [
-            await stack.enter_async_context(KeeperService(spec, bootstrap, settings))
+            KeeperService(spec, bootstrap, settings),
+            *(AgentService(spec, agent.name, bootstrap, settings) for agent in spec.agents),
         ]
-        for agent in spec.agents:
-            services.append(
-                await stack.enter_async_context(AgentService(spec, agent.name, bootstrap, settings))
-            )
+        await asyncio.gather(*(stack.enter_async_context(s) for s in services))
         running = [asyncio.create_task(service.run(stop)) for service in services]
         try:
             yield running

@@ -33,6 +33,10 @@ def instance(kind: type[Exception]) -> Exception:
         return kind("budget.tokens", {"left": 3}, Usage())
     if kind is choreo.errors.ResultTimeout:
         return kind("t-1", 2.5)
+    if kind is choreo.errors.ServiceFailed:
+        return kind("writer-1", ValueError("what went wrong"))
+    if kind is choreo.errors.MeshNotReady:
+        return kind(["prefix.keeper"], 60.0)
     return kind("what went wrong")
 
 

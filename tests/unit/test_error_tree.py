@@ -27,6 +27,8 @@ BUILTINS: dict[str, type[Exception]] = {
     "BrokerOutage": RuntimeError,
     "Fenced": RuntimeError,
     "ServiceStartError": RuntimeError,
+    "ServiceFailed": RuntimeError,
+    "MeshNotReady": TimeoutError,
     "ModelError": RuntimeError,
     "OverBudget": RuntimeError,
     "ToolSetupError": RuntimeError,

@@ -3,12 +3,11 @@ service (never on the host) and answers with the run's transcript."""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from choreo.spec.mesh import ToolSpec
 from choreo.tools.base import ToolFailure
-from choreo.tools.sandbox.client import OVERHEAD_S, SandboxError, run_code
+from choreo.tools.sandbox.client import OVERHEAD_S, SandboxError, run_code, service_url
 from choreo.tools.sandbox.transcript import as_code, transcript
 
 PARAMETERS: dict[str, Any] = {
@@ -36,7 +35,7 @@ class SandboxCallTool:
         self.spec = spec
         self.files = {name: as_code(state.get(field)) for name, field in spec.files.items()}
         self.timeout_s: float | None = spec.timeout_s + OVERHEAD_S
-        self.base_url = os.environ.get("CHOREO_SANDBOX_URL") or None
+        self.base_url = service_url(spec)
 
     async def call(self, arguments: dict[str, Any]) -> str:
         code = arguments.get("code")

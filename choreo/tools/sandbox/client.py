@@ -6,6 +6,7 @@ agent's tool counts the run in ``choreo_tool_runs_total``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import httpx
@@ -13,12 +14,19 @@ import msgspec
 from opentelemetry.trace import StatusCode
 
 from choreo.observe import telemetry
+from choreo.spec.mesh import ToolSpec
 from choreo.tools.errors import SandboxError
 from choreo.tools.sandbox.limits import SandboxLimits
 from choreo.tools.sandbox.protocol import RunRequest, SandboxResult
 
 # The service needs time around the run itself: starting the sandbox, tearing it down.
 OVERHEAD_S = 10.0
+
+
+def service_url(spec: ToolSpec) -> str | None:
+    """Where an agent's sandbox tool reaches the service over HTTP: ``CHOREO_SANDBOX_URL``
+    when set, else the spec's ``url``; None means over its Unix socket."""
+    return os.environ.get("CHOREO_SANDBOX_URL") or spec.url
 
 
 async def run_code(

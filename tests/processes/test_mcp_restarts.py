@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from choreo.schemas import ToolCallRecord
-from tests.conftest import RunningMesh, wait_until
+from tests.conftest import ProcessMesh, wait_until
 from tests.platform.conftest import HERE, free_port, serve_mcp_over_http
 
 pytestmark = pytest.mark.integration
@@ -115,10 +115,10 @@ SCRIPT = {
 
 @pytest.fixture(scope="module")
 def mesh(
-    start_mesh_processes: Callable[..., RunningMesh],
+    start_mesh_processes: Callable[..., ProcessMesh],
     http_server: HttpServer,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RunningMesh]:
+) -> Iterator[ProcessMesh]:
     base = tmp_path_factory.mktemp("mcp-restarts")
     script = base / "model.yaml"
     script.write_text(yaml.safe_dump(SCRIPT))
@@ -129,7 +129,7 @@ def mesh(
         yield running
 
 
-def call(mesh: RunningMesh, task: str) -> ToolCallRecord:
+def call(mesh: ProcessMesh, task: str) -> ToolCallRecord:
     """The one tool call of the task's model step; the trace completed all the same."""
     trace_id = mesh.submit(task)
     result = mesh.result(trace_id)
@@ -139,11 +139,11 @@ def call(mesh: RunningMesh, task: str) -> ToolCallRecord:
     return only
 
 
-def agent_log(mesh: RunningMesh, name: str) -> str:
+def agent_log(mesh: ProcessMesh, name: str) -> str:
     return mesh.group.find(f"{name}-1").log_path.read_text()
 
 
-def test_a_stdio_server_that_dies_is_started_again_for_the_next_step(mesh: RunningMesh) -> None:
+def test_a_stdio_server_that_dies_is_started_again_for_the_next_step(mesh: ProcessMesh) -> None:
     first = call(mesh, "local pid")
     assert first.status == "ok" and first.result is not None
     died = call(mesh, "local die")  # the server exits while answering
@@ -163,7 +163,7 @@ def test_a_stdio_server_that_dies_is_started_again_for_the_next_step(mesh: Runni
 
 
 def test_an_http_server_killed_mid_call_or_restarted_is_reached_again(
-    mesh: RunningMesh, http_server: HttpServer
+    mesh: ProcessMesh, http_server: HttpServer
 ) -> None:
     assert http_server.process is not None
     first = call(mesh, "remote pid")

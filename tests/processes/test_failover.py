@@ -17,7 +17,7 @@ import yaml
 from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import replay
 from choreo.schemas import Snapshot, decode
-from tests.conftest import EXAMPLES, RunningMesh, wait_until
+from tests.conftest import EXAMPLES, ProcessMesh, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +36,11 @@ def slow_writer_editor(tmp_path: Path, latency_ms: int, writer_replicas: int) ->
     return mesh
 
 
-def hop_count(mesh: RunningMesh, trace_ids: list[str]) -> int:
+def hop_count(mesh: ProcessMesh, trace_ids: list[str]) -> int:
     return sum(len(mesh.hops(t)) for t in trace_ids)
 
 
-def assert_each_delta_applied_once(mesh: RunningMesh, trace_id: str) -> None:
+def assert_each_delta_applied_once(mesh: ProcessMesh, trace_id: str) -> None:
     result = mesh.result(trace_id, timeout=180)
     assert result.status == "completed", result.reason
     assert len(mesh.results(trace_id)) == 1
@@ -53,7 +53,7 @@ def assert_each_delta_applied_once(mesh: RunningMesh, trace_id: str) -> None:
     assert snapshot.totals.hops == 6
 
 
-def kill(mesh: RunningMesh, name: str) -> None:
+def kill(mesh: ProcessMesh, name: str) -> None:
     child = mesh.group.find(name)
     assert child.process is not None
     os.kill(child.process.pid, signal.SIGKILL)
@@ -61,9 +61,11 @@ def kill(mesh: RunningMesh, name: str) -> None:
 
 
 def test_sigkill_of_an_agent_replica_mid_task_loses_and_repeats_nothing(
-    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+    start_test_mesh_processes: Callable[..., ProcessMesh], tmp_path: Path
 ) -> None:
-    mesh = start_test_mesh(slow_writer_editor(tmp_path, 400, writer_replicas=2), base_dir=tmp_path)
+    mesh = start_test_mesh_processes(
+        slow_writer_editor(tmp_path, 400, writer_replicas=2), base_dir=tmp_path
+    )
     traces = [mesh.submit(f"failover task {i}", trace_id=f"agent-kill-{i}") for i in range(6)]
     wait_until(lambda: hop_count(mesh, traces) >= 4, 90, message="the first steps")
     kill(mesh, "writer-1")
@@ -72,9 +74,11 @@ def test_sigkill_of_an_agent_replica_mid_task_loses_and_repeats_nothing(
 
 
 def test_sigkill_of_the_keeper_mid_stream_then_restart_rebuilds_exact_state(
-    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+    start_test_mesh_processes: Callable[..., ProcessMesh], tmp_path: Path
 ) -> None:
-    mesh = start_test_mesh(slow_writer_editor(tmp_path, 150, writer_replicas=1), base_dir=tmp_path)
+    mesh = start_test_mesh_processes(
+        slow_writer_editor(tmp_path, 150, writer_replicas=1), base_dir=tmp_path
+    )
     traces = [mesh.submit(f"keeper kill {i}", trace_id=f"keeper-kill-{i}") for i in range(6)]
     wait_until(lambda: hop_count(mesh, traces) >= 6, 90, message="the first steps")
     kill(mesh, "keeper")
@@ -112,10 +116,10 @@ def outcome(snapshot: Snapshot) -> dict[str, Any]:
 
 
 def test_sigterm_drains_the_in_flight_step_and_exits_cleanly(
-    start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+    start_test_mesh_processes: Callable[..., ProcessMesh], tmp_path: Path
 ) -> None:
     # each step's start is a debug line: the test waits for it
-    mesh = start_test_mesh(
+    mesh = start_test_mesh_processes(
         slow_writer_editor(tmp_path, 1500, writer_replicas=1),
         base_dir=tmp_path,
         env={"CHOREO_LOG_LEVEL": "DEBUG"},

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from tests.conftest import EXAMPLES, RunningMesh
+from tests.conftest import EXAMPLES, ProcessMesh
 
 
 def test_services_log_lifecycle_as_json_lines_with_trace_ids(
-    start_test_mesh: Callable[..., RunningMesh],
+    start_test_mesh_processes: Callable[..., ProcessMesh],
 ) -> None:
-    mesh = start_test_mesh(EXAMPLES / "writer-editor" / "mesh.yaml", watchdog=True)
+    mesh = start_test_mesh_processes(EXAMPLES / "writer-editor" / "mesh.yaml", watchdog=True)
     trace_id = mesh.submit("a task to log")
     assert mesh.result(trace_id, timeout=150).status == "completed"
     mesh.stop()

@@ -15,14 +15,14 @@ import pytest
 from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import replay
 from choreo.schemas import Budget
-from tests.conftest import RunningMesh, wait_until
+from tests.conftest import ProcessMesh, wait_until
 from tests.liveness_keeper.support import WRITER_EDITOR
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def editorless(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+def editorless(start_mesh_processes: Callable[..., ProcessMesh]) -> Iterator[ProcessMesh]:
     """writer-editor whose editor was killed after the mesh served one task."""
     with start_mesh_processes(WRITER_EDITOR) as mesh:
         assert mesh.result(mesh.submit("while the editor lives")).status == "completed"
@@ -33,7 +33,7 @@ def editorless(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[Run
         yield mesh
 
 
-def test_a_trace_whose_agent_died_ends_failed_at_its_deadline(editorless: RunningMesh) -> None:
+def test_a_trace_whose_agent_died_ends_failed_at_its_deadline(editorless: ProcessMesh) -> None:
     mesh = editorless
     trace_id = mesh.submit("the editor is gone", budget=Budget(max_seconds=8))
     result = mesh.result(trace_id, timeout=120)
@@ -52,7 +52,7 @@ def test_a_trace_whose_agent_died_ends_failed_at_its_deadline(editorless: Runnin
     )
 
 
-def test_the_sweep_ends_a_trace_once_across_a_keeper_restart(editorless: RunningMesh) -> None:
+def test_the_sweep_ends_a_trace_once_across_a_keeper_restart(editorless: ProcessMesh) -> None:
     mesh = editorless
     trace_id = mesh.submit("the keeper restarts meanwhile", budget=Budget(max_seconds=20))
     wait_until(

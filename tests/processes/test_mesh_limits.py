@@ -1,5 +1,6 @@
 """Rate limits and outages through a whole mesh: real broker, keeper and agents as processes,
-scripted model servers over real HTTP that count what they answered."""
+scripted model servers over real HTTP that count what they answered, and what each agent
+process's metrics endpoint and ``choreo trace`` say of them."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ import pytest
 
 from choreo.schemas import TerminalResult
 from tests.commands import CHOREO
-from tests.conftest import RunningMesh
+from tests.conftest import ProcessMesh
+from tests.tiers.conftest import scripted
 from tests.tiers.support import cost_of, scrape, server_stats
 
 pytestmark = pytest.mark.integration
+
+__all__ = ["scripted"]  # the tiers tests' fixture: scripted model servers as processes
 
 PRICES = {"local-model": (0.5, 1.5), "premium-model": (3.0, 15.0)}
 BATCH = 6
@@ -37,16 +41,16 @@ def metrics_env(folder: Path) -> dict[str, str]:
     return {"CHOREO_METRICS_PORT": "0", "CHOREO_METRICS_TARGETS_DIR": str(folder)}
 
 
-def results(mesh: RunningMesh, trace_ids: list[str]) -> list[TerminalResult]:
+def results(mesh: ProcessMesh, trace_ids: list[str]) -> list[TerminalResult]:
     return [mesh.result(trace_id, timeout=120) for trace_id in trace_ids]
 
 
 @pytest.fixture(scope="module")
 def storm(
     scripted: Callable[..., str],
-    start_mesh_processes: Callable[..., RunningMesh],
+    start_mesh_processes: Callable[..., ProcessMesh],
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[RunningMesh, str, Path]]:
+) -> Iterator[tuple[ProcessMesh, str, Path]]:
     """A triage → solver mesh on ``auto`` tiers whose server answers 429 to every 2nd call."""
     url = scripted(
         faults={"rate_limit": {"every": 2, "retry_after": 0.05}},
@@ -91,7 +95,7 @@ def storm(
 
 
 def test_a_429_storm_is_absorbed_and_every_task_completes(
-    storm: tuple[RunningMesh, str, Path],
+    storm: tuple[ProcessMesh, str, Path],
 ) -> None:
     mesh, url, targets = storm
     trace_ids = [mesh.submit(f"ticket {i}") for i in range(BATCH)]
@@ -123,7 +127,7 @@ def test_a_429_storm_is_absorbed_and_every_task_completes(
 
 
 def test_hop_records_and_choreo_trace_show_each_agents_tokens_and_cost(
-    storm: tuple[RunningMesh, str, Path],
+    storm: tuple[ProcessMesh, str, Path],
 ) -> None:
     mesh, _url, _targets = storm
     trace_id = mesh.submit("one more ticket")
@@ -154,7 +158,9 @@ def test_hop_records_and_choreo_trace_show_each_agents_tokens_and_cost(
 
 
 def test_a_tier_set_to_fail_on_outage_fails_the_tasks_with_the_reason_and_opens_its_circuit(
-    scripted: Callable[..., str], start_test_mesh: Callable[..., RunningMesh], tmp_path: Path
+    scripted: Callable[..., str],
+    start_test_mesh_processes: Callable[..., ProcessMesh],
+    tmp_path: Path,
 ) -> None:
     url = scripted(faults={"down": True})
     spec = {
@@ -181,7 +187,7 @@ def test_a_tier_set_to_fail_on_outage_fails_the_tasks_with_the_reason_and_opens_
         ],
     }
     targets = tmp_path / "targets"
-    mesh = start_test_mesh(spec, base_dir=tmp_path, env=metrics_env(targets))
+    mesh = start_test_mesh_processes(spec, base_dir=tmp_path, env=metrics_env(targets))
     trace_ids = [mesh.submit(f"ticket {i}") for i in range(3)]
     done = results(mesh, trace_ids)
 

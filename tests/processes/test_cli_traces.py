@@ -1,5 +1,5 @@
-"""The trace commands, run as the real ``choreo`` against a running mesh: what they print is
-the truth about this trace, verbatim, as text or as JSON."""
+"""The trace commands, run as the real ``choreo`` (a process of its own) against a running
+mesh: what they print is the truth about this trace, verbatim, as text or as JSON."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ MARKUP = "Write about [/b] closing tags, [audit] logs and [bold red]colour[/]"
 
 
 @pytest.fixture(scope="module")
-def mesh(start_mesh_processes: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
-    with start_mesh_processes(EXAMPLES / "writer-editor" / "mesh.yaml") as running:
+def mesh(start_mesh: Callable[..., RunningMesh]) -> Iterator[RunningMesh]:
+    with start_mesh(EXAMPLES / "writer-editor" / "mesh.yaml") as running:
         yield running
 
 
@@ -137,6 +137,7 @@ def test_result_of_a_running_trace_says_running(
             ],
         },
         base_dir=tmp_path,
+        settings={"shutdown_grace_s": 1},  # the step never ends: stop without waiting for it
     )
     trace_id = submitted_id(choreo("submit", str(running.path), "x", mesh=running).stdout)
     wait_until(lambda: _admitted(running, trace_id), 60, message="admission")

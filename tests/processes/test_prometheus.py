@@ -16,7 +16,7 @@ import pytest
 from choreo.kafka.broker import free_port
 from choreo.kafka.clients import read_topic
 from choreo.schemas import HopRecord, decode
-from tests.conftest import REPO, RunningMesh, wait_until
+from tests.conftest import REPO, ProcessMesh, wait_until
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 pytestmark = [
@@ -98,7 +98,7 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
 
 
 def test_prometheus_reads_step_latency_quantiles_and_token_totals(
-    observed_mesh: RunningMesh, prometheus: str
+    observed_mesh: ProcessMesh, prometheus: str
 ) -> None:
     mesh = observed_mesh
     trace_ids = [mesh.submit(f"measured task {n}") for n in range(3)]

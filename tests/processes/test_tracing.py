@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 
 from choreo.schemas import HopRecord
-from tests.conftest import RunningMesh, wait_until
+from tests.conftest import ProcessMesh, wait_until
 from tests.telemetry.otlp import CLIENT, CONSUMER, PRODUCER, OtlpReceiver, Span
 
 pytestmark = pytest.mark.integration
@@ -17,7 +17,7 @@ KEEPER, WRITER, EDITOR = "choreo-keeper", "choreo-agent-writer", "choreo-agent-e
 
 
 def _task_trace(
-    receiver: OtlpReceiver, mesh: RunningMesh, trace_id: str, hops: list[HopRecord]
+    receiver: OtlpReceiver, mesh: ProcessMesh, trace_id: str, hops: list[HopRecord]
 ) -> list[Span]:
     """The task's spans once all have arrived (else none): its submission, then per step the
     agent's span with its model call and the keeper's, plus the keeper's intake and admission."""
@@ -38,7 +38,7 @@ def _task_trace(
 
 
 def test_each_task_is_one_connected_trace_through_keeper_writer_and_editor(
-    observed_mesh: RunningMesh, receiver: OtlpReceiver
+    observed_mesh: ProcessMesh, receiver: OtlpReceiver
 ) -> None:
     mesh = observed_mesh
     trace_ids = [mesh.submit(f"traced task {n}") for n in range(2)]

@@ -28,7 +28,7 @@ from choreo.local.launch import start_mesh
 from choreo.observe.settings import Settings
 from choreo.schemas import Task, encode
 from choreo.spec.mesh import load_mesh
-from tests.conftest import RunningMesh
+from tests.conftest import ProcessMesh
 from tests.liveness_keeper.support import WRITER_EDITOR
 
 pytestmark = pytest.mark.integration
@@ -40,7 +40,7 @@ STALL_S = 60
 MODEL_LATENCY_MS = 100
 
 
-def submit_many(mesh: RunningMesh, count: int) -> list[str]:
+def submit_many(mesh: ProcessMesh, count: int) -> list[str]:
     """Submit ``count`` tasks at once, so many are in flight when the broker stalls."""
     producer = KafkaProducer(bootstrap_servers=mesh.bootstrap, acks="all")
     traces = [f"stall-{uuid.uuid4()}" for _ in range(count)]
@@ -91,7 +91,7 @@ def test_every_task_ends_once_across_a_broker_stall(
     group = start_mesh(
         spec, mesh_path, own_broker.bootstrap, settings, tmp_path, watchdog=False, env=env
     )
-    with RunningMesh(spec, mesh_path, own_broker.bootstrap, settings, group) as mesh:
+    with ProcessMesh(spec, mesh_path, own_broker.bootstrap, settings, group) as mesh:
         first = mesh.submit("before the stall")
         mesh.result(first, timeout=120)  # every service has joined its group
         traces = submit_many(mesh, 100)  # the agents are working through them as it stops
