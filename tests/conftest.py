@@ -10,9 +10,12 @@ about processes: those are in tests/processes/ and start meshes with ``start_mes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
+import signal
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -69,6 +72,48 @@ def processes_mentioning(marker: str) -> list[int]:
         if marker in cmdline:
             found.append(int(entry.name))
     return found
+
+
+def processes_marked(variable: str, token: str) -> list[int]:
+    """Pids of this user's processes whose environment variable ``variable`` holds ``token``
+    as one of its space-separated words (children inherit it, whatever their session)."""
+    prefix, wanted = f"{variable}=".encode(), token.encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(
+            item.startswith(prefix) and wanted in item[len(prefix) :].split() for item in environ
+        ):
+            found.append(int(entry.name))
+    return found
+
+
+#: Every process the suite starts inherits this run's id in this variable (a nested run adds
+#: its own): what a SIGTERM to pytest uses to end them all, even those in sessions of their
+#: own, which the parent-death signal (choreo.kafka.children) does not reach.
+RUN_MARK = "CHOREO_TEST_RUNS"
+_run = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ[RUN_MARK] = f"{os.environ.get(RUN_MARK, '')} {_run}".strip()
+    signal.signal(signal.SIGTERM, _end_run)
+
+
+def _end_run(signum: int, frame: object) -> None:
+    """On SIGTERM: SIGKILL every process this run started (twice: one may be forking), then
+    end as SIGTERM would have ended pytest."""
+    for _ in range(2):
+        for pid in processes_marked(RUN_MARK, _run):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 #: The fixtures that hand a test the session's broker (choreo.testing.plugin's, for the

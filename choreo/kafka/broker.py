@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -29,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from choreo.kafka.children import popen
 from choreo.kafka.errors import BrokerError
 
 log = logging.getLogger(__name__)
@@ -99,7 +98,7 @@ class EmbeddedBroker:
         binary = _broker_binary()
         url = f"tcp://127.0.0.1:{self.port}"
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self._process = subprocess.Popen(
+        self._process = popen(  # the broker dies with whoever started it, even by SIGKILL
             [binary, "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -134,7 +133,6 @@ def _broker_binary() -> str:
 #: The Apache Kafka release ``deploy/kafka/pom.xml`` fetches.
 KAFKA_VERSION = "4.1.1"
 _POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
-_PR_SET_PDEATHSIG = 1
 
 #: Settings fit for tests on one node: one replica everywhere (the transaction log too, with a
 #: minimum ISR of 1), no delay before a group's first rebalance, few internal partitions (each
@@ -202,12 +200,6 @@ def fetch_command(version: str = KAFKA_VERSION) -> list[str]:
         "dependency:copy-dependencies",
         f"-DoutputDirectory={kafka_home(version) / 'libs'}",
     ]
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the process that started it dies, even by
-    SIGKILL, so no broker outlives the CLI or test run that owns it (Linux ``prctl``)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def cluster_id() -> str:
@@ -310,13 +302,12 @@ class ApacheKafka:
                     + formatted.stderr.decode(errors="replace")[-2000:]
                 )
             out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-            self._process = subprocess.Popen(
+            self._process = popen(  # dies with whoever started it (choreo.kafka.children)
                 [*java, "kafka.Kafka", str(config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
             _wait_for_kafka("127.0.0.1", self.port, timeout, self._process)
         except BaseException:

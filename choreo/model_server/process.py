@@ -12,6 +12,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
+from choreo.kafka.children import popen
+
 #: ``-P`` keeps the current folder off the import path (see ``CHOREO_CLI``).
 _SERVER = (sys.executable, "-P", "-m", "choreo.model_server")
 
@@ -34,7 +36,7 @@ def start_model_server_process(
     # stderr goes to a file, not a pipe: nobody reads it while the server runs, so it must
     # never fill up and block the child.
     with tempfile.TemporaryFile(mode="w+") as stderr:
-        proc = subprocess.Popen(
+        proc = popen(  # dies with this process, even by SIGKILL
             [*_SERVER, str(script), "--port", "0"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,

@@ -35,6 +35,7 @@ from mcp import ClientSession, McpError, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
+from choreo.kafka.children import lifeline_argv
 from choreo.spec.mesh import McpServerSpec
 from choreo.tools.base import ToolFailure
 from choreo.tools.errors import McpUnavailable
@@ -158,6 +159,9 @@ class McpServer:
         command, *args = self.spec.command
         if command in ("python", "python3"):
             command = sys.executable  # the agent's interpreter, with its packages
+        # the SDK starts the server in a session of its own: the wrapper makes it die with
+        # this agent, even by SIGKILL (choreo.kafka.children)
+        command, *args = lifeline_argv([command, *args], str(self.cwd) if self.cwd else None)
         return stdio_client(
             StdioServerParameters(
                 command=command,
