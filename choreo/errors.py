@@ -17,6 +17,7 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     ├── BrokerOutage       [RuntimeError]  the broker did not answer for CHOREO_BROKER_OUTAGE_S
     ├── Fenced             [RuntimeError]  another process owns this input now
     ├── ServiceStartError  [RuntimeError]  a server of the mesh did not start
+    ├── MeshAlreadyUp      [RuntimeError]  a ``choreo up`` already runs from this folder
     ├── ServiceFailed      [RuntimeError]  a service of a mesh under test (choreo.testing)
     │                                      ended on its own (.service, .error)
     ├── ModelError         [RuntimeError]  a model call failed for good (.reason, .attempts,
@@ -57,7 +58,7 @@ from choreo.client.errors import (
     VersionNotFound,
 )
 from choreo.kafka.errors import BrokerError, BrokerOutage, Fenced, RecordTooLarge
-from choreo.local.announce import NoBrokerAddress
+from choreo.local.announce import MeshAlreadyUp, NoBrokerAddress
 from choreo.local.processes import ServiceStartError
 from choreo.models.errors import ModelConfigError, ModelError, ScriptError
 from choreo.observe.errors import SettingsError
@@ -80,6 +81,7 @@ __all__ = [
     "HandlerError",
     "ImportPathError",
     "McpUnavailable",
+    "MeshAlreadyUp",
     "MeshNotReady",
     "MeshNotRunning",
     "ModelConfigError",

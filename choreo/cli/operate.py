@@ -174,7 +174,11 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.observe import terminal as output
 
     spec = load_mesh(args.mesh)
-    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop is Ctrl-C: no orphans
+    if stale := local.claim():  # refuses while this folder's mesh runs
+        _event(stale)
+    # a supervisor's stop or a closed terminal is Ctrl-C: every service stops cleanly
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _interrupt)
     with broker_session() as broker:
         memory = " (data in memory only: gone when it stops)" if broker.kind == "embedded" else ""
         output.say(f"broker ({broker.kind}): ", (broker.bootstrap, "cyan"), memory)
@@ -307,7 +311,10 @@ def register(add: AddCommand) -> None:
     )
 
     p = add(
-        "up", cmd_up, "start every service of a mesh as its own process; restart any that crashes"
+        "up",
+        cmd_up,
+        "start every service of a mesh as its own process; restart any that crashes; refused "
+        "while a `choreo up` runs from this folder",
     )
     p.add_argument("mesh", help="the mesh spec (YAML)")
     p.add_argument(

@@ -10,7 +10,10 @@ says how to get one) and the default prefix.
 prefix) while it runs and removes it when it stops, so the commands that work on a running mesh
 find its broker and its topic prefix without an exported ``KAFKA_BOOTSTRAP_SERVERS`` or
 ``CHOREO_TOPIC_PREFIX``. A file whose process is gone (a ``choreo up`` killed with SIGKILL) is
-ignored: its broker went with it.
+ignored: its broker and services went with it (choreo.kafka.children). One folder runs one
+mesh: ``choreo up`` calls ``claim`` first, which refuses while the announced one is alive and
+removes an announcement whose process is gone. The pid is stored with its start time, so a
+pid the system has since given to another process does not count as the mesh.
 """
 
 from __future__ import annotations
@@ -30,6 +33,34 @@ from choreo.schemas.errors import ChoreoError
 UP_FILE = Path(".choreo") / "up.json"
 
 
+class MeshAlreadyUp(ChoreoError, RuntimeError):
+    """A ``choreo up`` is already running from this folder; the message names its pid and mesh
+    and how to stop it."""
+
+
+def claim() -> str | None:
+    """Make sure no live ``choreo up`` is announced in this folder, before one starts here.
+
+    Returns a line to show when a stale announcement (its process gone) was removed, else
+    None.
+
+    Raises:
+        MeshAlreadyUp: the announced ``choreo up`` is alive.
+    """
+    running = _read()
+    if running is None:
+        return None
+    pid = running.get("pid")
+    if _alive(pid, running.get("started")):
+        raise MeshAlreadyUp(
+            f"a `choreo up` already runs from this folder (pid {pid}, mesh "
+            f"{running.get('mesh')}, broker {running.get('bootstrap')}): stop it with Ctrl-C "
+            f"in its terminal or `kill {pid}`, or use another folder"
+        )
+    UP_FILE.unlink(missing_ok=True)
+    return f"removed {UP_FILE} of a `choreo up` that is gone (pid {pid})"
+
+
 @contextlib.contextmanager
 def announce(bootstrap: str, mesh: Path, topic_prefix: str) -> Iterator[Path]:
     """Write ``UP_FILE`` for the life of the block; remove it after, unless a later
@@ -40,6 +71,7 @@ def announce(bootstrap: str, mesh: Path, topic_prefix: str) -> Iterator[Path]:
         json.dumps(
             {
                 "pid": os.getpid(),
+                "started": started_at(os.getpid()),
                 "bootstrap": bootstrap,
                 "mesh": str(mesh.resolve()),
                 "topic_prefix": topic_prefix,
@@ -133,7 +165,7 @@ def follow(settings: Settings) -> Settings:
 def _running() -> dict[str, str]:
     """The non-empty text fields of the live ``choreo up``'s announcement (none without one)."""
     running = _read()
-    if running is None or not _alive(running.get("pid")):
+    if running is None or not _alive(running.get("pid"), running.get("started")):
         return {}
     return {k: v for k, v in running.items() if isinstance(v, str) and v}
 
@@ -146,7 +178,26 @@ def _read() -> dict[str, object] | None:
     return found if isinstance(found, dict) else None
 
 
-def _alive(pid: object) -> bool:
+def started_at(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22);
+    None where there is no ``/proc`` or no such process."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: count from its end
+    return stat.rpartition(")")[2].split()
+
+
+def _alive(pid: object, started: object = None) -> bool:
+    """True when ``pid`` runs (a zombie does not) and, if ``started`` is known, is the process
+    that started then."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -155,4 +206,7 @@ def _alive(pid: object) -> bool:
         return False
     except PermissionError:  # alive, another user's
         return True
-    return True
+    fields = _stat(pid)
+    if fields is None:  # no /proc: the signal's answer is all there is
+        return True
+    return fields[0] != "Z" and (not isinstance(started, int) or int(fields[19]) == started)

@@ -35,10 +35,16 @@ def start_mesh(
 ) -> ProcessGroup:
     """Start every service of ``spec`` as its own process; return the running group.
 
-    ``env`` is added to every child's environment (e.g. a topic prefix or tuning knobs).
+    ``env`` is added to every child's environment (e.g. a topic prefix or tuning knobs). A
+    fixed ``settings.metrics_port`` is the first of consecutive ports, one per service in
+    start order (see ProcessGroup); 0 gives each a free port, as before.
     """
     create_topics(spec, bootstrap, settings)
-    group = ProcessGroup(log_dir, env={**(env or {}), "KAFKA_BOOTSTRAP_SERVERS": bootstrap})
+    group = ProcessGroup(
+        log_dir,
+        env={**(env or {}), "KAFKA_BOOTSTRAP_SERVERS": bootstrap},
+        metrics_base=settings.metrics_port,
+    )
     try:
         for tier_name, tier in sorted(spec.models.items()):
             variable = env_var(tier_name, "BASE_URL")

@@ -2,11 +2,14 @@
 
 Each service of a mesh runs as its own OS process, exactly as it would in its own container;
 this group only starts them, reports their status and stops them (SIGTERM, then SIGKILL after
-a grace period) so nothing is left behind.
+a grace period) so nothing is left behind. Each child also dies with the process that started
+it, however that one ends (choreo.kafka.children): a ``choreo up`` or test run killed with
+SIGKILL leaves no service running.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -20,13 +23,19 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
+from choreo.kafka.children import popen
 from choreo.schemas.errors import ChoreoError
 
 #: ``choreo`` run by this interpreter; ``-P`` keeps the current folder off the import path, so an
 #: application's own packages can never shadow ours.
 CHOREO_CLI = (sys.executable, "-P", "-m", "choreo.cli.main")
 
+#: The variable of a service's metrics port (choreo.observe.settings).
+METRICS_PORT = "CHOREO_METRICS_PORT"
+
 _ANNOUNCE = re.compile(r"listening on (http://\S+)")
+#: How much of a log's end ``Child.last_error`` reads.
+_TAIL_BYTES = 64 * 1024
 
 
 class ServiceStartError(ChoreoError, RuntimeError):
@@ -42,6 +51,8 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: Where this run's output starts in the log (the log is appended to by every run).
+    log_offset: int = 0
 
     @property
     def pid(self) -> int | None:
@@ -56,14 +67,39 @@ class Child:
             return "running"
         return "stopped" if code in (0, -signal.SIGTERM) else f"exited ({code})"
 
+    def last_error(self) -> str | None:
+        """The last error line of this run's log, at most 300 characters, or None.
+
+        That is the last line that is not a JSON log event (Python's uncaught exception ends
+        in ``ModuleNotFoundError: No module named 'x'``), or the message and reason of the
+        last ``error`` or ``critical`` event after it; only the run's last 64 KB are read.
+        """
+        try:
+            with self.log_path.open("rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                log.seek(max(self.log_offset, size - _TAIL_BYTES))
+                tail = log.read().decode(errors="replace")
+        except OSError:
+            return None
+        for text in reversed(tail.splitlines()):
+            if found := _error_of(text.strip()):
+                return found[:300]
+        return None
+
 
 @dataclass
 class ProcessGroup:
-    """Children of one mesh; logs go to ``log_dir/<name>.log``."""
+    """Children of one mesh; logs go to ``log_dir/<name>.log``.
+
+    With ``metrics_base`` set (a fixed ``CHOREO_METRICS_PORT``), the n-th child started
+    (from 0) serves its metrics on ``metrics_base + n``, kept across restarts: one port per
+    service, never two services on one port.
+    """
 
     log_dir: Path
     env: dict[str, str] = field(default_factory=dict)
     children: list[Child] = field(default_factory=list)
+    metrics_base: int | None = None
 
     def start(
         self,
@@ -75,9 +111,10 @@ class ProcessGroup:
     ) -> Child:
         """Start ``argv``; its output is appended to its log (stdout to ``stdout`` if given)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        child = Child(
-            name, list(argv), self.log_dir / f"{name}.log", extra_env=dict(extra_env or {})
-        )
+        own_env = dict(extra_env or {})
+        if self.metrics_base:
+            own_env.setdefault(METRICS_PORT, str(self.metrics_base + len(self.children)))
+        child = Child(name, list(argv), self.log_dir / f"{name}.log", extra_env=own_env)
         self.respawn(child, stdout)
         self.children.append(child)
         return child
@@ -87,7 +124,8 @@ class ProcessGroup:
         ``stdout`` if given)."""
         env = {**os.environ, **self.env, **child.extra_env}
         with child.log_path.open("ab") as log:
-            child.process = subprocess.Popen(
+            child.log_offset = log.seek(0, os.SEEK_END)
+            child.process = popen(
                 child.argv,
                 stdout=stdout or log,
                 stderr=log if stdout else subprocess.STDOUT,
@@ -133,7 +171,7 @@ class ProcessGroup:
         """Start ``child``'s command again under its name (after it exited or was killed);
         the new process takes its place in the group."""
         self.children.remove(child)
-        return self.start(child.name, child.argv)
+        return self.start(child.name, child.argv, child.extra_env)
 
     def find(self, name: str) -> Child:
         for child in self.children:
@@ -180,3 +218,20 @@ def _announced_url(child: Child, announcements: IO[bytes], timeout: float) -> st
     raise ServiceStartError(
         f"{child.name} did not announce its address within {timeout:.0f}s; see {child.log_path}"
     )
+
+
+def _error_of(text: str) -> str | None:
+    """The error one log line reports: itself if it is plain text, the message (and reason)
+    of a JSON event of level ``error`` or above, else None."""
+    if not text:
+        return None
+    try:
+        event = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(event, dict):
+        return text
+    if event.get("level") not in ("error", "critical"):
+        return None
+    reason = event.get("reason")
+    return f"{event.get('msg')}: {reason}" if reason else str(event.get("msg"))

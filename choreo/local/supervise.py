@@ -4,7 +4,8 @@ A service that exits on its own (a crash, an OOM kill, ``kill -9``) strands the 
 records it was handling until it is back: its consumer group hands them to it again when it
 rejoins. So ``choreo up`` restarts it, waiting 1 s, then 2 s, 4 s… up to 30 s between
 attempts, so a service that cannot start does not spin; one that stayed up for a minute starts
-over at 1 s. Every exit and restart is reported as one line.
+over at 1 s. Every exit and restart is reported as one line; an exit names the last error
+its log holds (``ModuleNotFoundError: No module named 'handlers'``), not only its status.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ class Supervisor:
             self.restarts.pop(child.name, None)
         wait = self.delay(child.name)
         self._due[child.name] = now + wait
+        error = child.last_error()
         return (
-            f"{child.name} {child.status} after {uptime:.0f}s; restarting in {wait:.0f}s "
-            f"(log: {child.log_path})"
+            f"{child.name} {child.status} after {uptime:.0f}s"
+            + (f": {error}" if error else "")
+            + f"; restarting in {wait:.0f}s (log: {child.log_path})"
         )

@@ -4,10 +4,15 @@ Labels are bounded (agent, model, topic, status, reason: all from the mesh spec 
 enums), never trace ids. ``expose`` serves ``/metrics`` on the port from the settings; the
 ``prime_*`` functions create the series whose labels are known at start at zero, so that
 ``increase()`` and ``rate()`` see the first event; ``ConsumerLag`` keeps the lag gauge current.
+
+Every family is defined here, but a process exports only the series it made (``OWN``): an
+agent shows no keeper counters at 0, so a scrape never mistakes one service for another. The
+keeper's two series without labels are registered by ``prime_keeper``, for that reason.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -15,11 +20,20 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import IllegalStateError
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from choreo.schemas.records import TerminalStatus
 
@@ -92,21 +106,56 @@ DEAD_LETTERS = Counter(
     "choreo_dead_letters_total", "Records sent to the dead-letter topic.", ["consumer", "topic"]
 )
 TRACES_FINISHED = Counter("choreo_traces_finished_total", "Traces by terminal status.", ["status"])
-TRACES_ADMITTED = Counter("choreo_traces_admitted_total", "Tasks admitted as new traces.")
-TRACES_IN_FLIGHT = Gauge("choreo_traces_in_flight", "Traces admitted and not yet finished.")
+TRACES_ADMITTED = Counter(
+    "choreo_traces_admitted_total", "Tasks admitted as new traces.", registry=None
+)
+TRACES_IN_FLIGHT = Gauge(
+    "choreo_traces_in_flight", "Traces admitted and not yet finished.", registry=None
+)
 FOLDS = Counter("choreo_state_folds_total", "Deltas folded into state, by outcome.", ["outcome"])
 CONSUMER_LAG = Gauge(
     "choreo_consumer_lag_records", "Records behind the high watermark.", ["group", "topic"]
 )
 
 
+class _Made(Collector):
+    """The families of ``REGISTRY`` this process has made series of (the others are another
+    service's)."""
+
+    def collect(self) -> Iterator[Metric]:
+        return (family for family in REGISTRY.collect() if family.samples)
+
+
+#: What a process exports: its own series, and the process and runtime collectors' ones.
+OWN = CollectorRegistry(auto_describe=False)
+OWN.register(_Made())
+
+
 def serve(port: int | None) -> int | None:
-    """Expose ``/metrics`` on ``port`` (0 picks a free one); return the bound port."""
+    """Expose ``/metrics`` on ``port`` (0 picks a free one); return the bound port.
+
+    A port already taken is no reason to stop a service (its supervisor would start it again
+    on the same port, for ever): the error is logged and a free port is served instead,
+    announced like one asked for with 0 (see ``expose``).
+    """
     if port is None:
         return None
-    server, _thread = start_http_server(port, addr="127.0.0.1" if port == 0 else "0.0.0.0")
+    try:
+        server, _thread = _start(port)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        server, _thread = _start(0)
+        log.error(
+            "metrics port taken; serving on a free port instead",
+            extra={"port": port, "served_port": server.server_port},
+        )
     bound: int = server.server_port
     return bound
+
+
+def _start(port: int) -> tuple[Any, Any]:
+    return start_http_server(port, addr="127.0.0.1" if port == 0 else "0.0.0.0", registry=OWN)
 
 
 @contextmanager
@@ -142,6 +191,9 @@ def _announce(folder: Path, service: str, port: int) -> Path:
 
 # -- series known at start ----------------------------------------------------------------
 
+#: The collectors ``prime_keeper`` has registered (once per process, however many keepers).
+_registered: set[Collector] = set()
+
 
 def prime_agent(agent: str, models: Iterable[str], topics: Iterable[str]) -> None:
     """Zero series for an agent: its steps, its models' calls and tokens, its dead letters."""
@@ -159,7 +211,12 @@ def prime_agent(agent: str, models: Iterable[str], topics: Iterable[str]) -> Non
 
 
 def prime_keeper(topics: Iterable[str], conflict_fields: Iterable[tuple[str, str]]) -> None:
-    """Zero series for the keeper: terminal statuses, fold outcomes, conflicts, dead letters."""
+    """Zero series for the keeper: terminal statuses, fold outcomes, conflicts, dead letters,
+    and its series without labels (admitted, in flight), which only the keeper exports."""
+    for keepers_own in (TRACES_ADMITTED, TRACES_IN_FLIGHT):
+        if keepers_own not in _registered:
+            REGISTRY.register(keepers_own)
+            _registered.add(keepers_own)
     for status in get_args(TerminalStatus):
         TRACES_FINISHED.labels(status=status)
     for outcome in FOLD_OUTCOMES:

@@ -7,9 +7,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
 from choreo.kafka.broker import BrokerHandle
+from choreo.local.processes import ProcessGroup
+from choreo.local.supervise import Supervisor
 from tests.commands import CHOREO
 from tests.conftest import EXAMPLES, REPO, processes_mentioning, wait_until
 from tests.operator.support import words
@@ -99,3 +104,34 @@ def test_up_restarts_a_killed_service_and_reports_it(broker: BrokerHandle, tmp_p
     assert lines[stopping + 1] == "# " + words(lines[stopping + 1][2:])  # the sheet, apart
     for pid in [*pids, int(restarted.group(1))]:
         assert not _alive(pid), pid
+
+
+@pytest.mark.parametrize(
+    ("program", "shown"),
+    [
+        (
+            "import handlers_with_a_typo",
+            "ModuleNotFoundError: No module named 'handlers_with_a_typo'",
+        ),
+        (
+            "import json, sys\n"
+            "print(json.dumps({'level': 'error', 'msg': 'fenced', 'reason': 'epoch 3'}))\n"
+            "print(json.dumps({'level': 'info', 'msg': 'closing'}))\n"
+            "sys.exit(1)",
+            "exited (1) after 0s: fenced: epoch 3;",
+        ),
+    ],
+)
+def test_a_service_that_exits_shows_its_last_error_line_not_only_its_status(
+    tmp_path: Path, program: str, shown: str
+) -> None:
+    with ProcessGroup(tmp_path) as group:
+        child = group.start("writer-1", [sys.executable, "-c", "print('ValueError: old run')"])
+        wait_until(lambda: child.status == "stopped", 30, message="the earlier run to end")
+        child.argv = [sys.executable, "-c", program]
+        group.respawn(child)  # the same log: only this run's lines count
+        wait_until(lambda: child.status.startswith("exited"), 30, message="the service to exit")
+        events = Supervisor(group).check()
+    assert len(events) == 1
+    assert shown in events[0], events[0]
+    assert "old run" not in events[0]
