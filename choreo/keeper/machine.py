@@ -65,10 +65,21 @@ def record_time(record: ConsumerRecord[bytes, bytes]) -> datetime:
     return datetime.fromtimestamp(record.timestamp / 1000, UTC)
 
 
+#: The rule of the wall-clock budget: one ending whoever sees the deadline pass first.
+WALL_CLOCK = "budget.wall_clock"
+
+
 def past_deadline(limits: Budget, at: datetime) -> bool:
-    """True when ``at`` is at or after the trace's deadline: a step refused then ends the
-    trace ``failed``, as the deadline sweep would, not ``halted`` for a person to resolve."""
+    """True when ``at`` is at or after the trace's deadline: a step refused or failed then
+    ends the trace as the deadline sweep and the watchdog do, ``halted`` by ``WALL_CLOCK``
+    with one escalation (docs/WATCHDOG.md, "One ending per budget")."""
     return limits.deadline is not None and at >= limits.deadline
+
+
+def wall_clock_evidence(limits: Budget, at: datetime) -> dict[str, Any]:
+    """The escalation's evidence for a trace ended by its deadline, as the watchdog gives it."""
+    deadline = limits.deadline.isoformat() if limits.deadline else None
+    return {"rule": WALL_CLOCK, "wall_clock": {"at": at.isoformat(), "deadline": deadline}}
 
 
 def change_time(logged_at: datetime, snapshot: Snapshot) -> datetime:
@@ -359,10 +370,11 @@ class Keeper:
         if step.type == EXPIRE:
             self._finish(
                 transitions.mark_applied(snapshot, step, at),
-                "failed",
-                str(step.payload.get("reason")),
+                "halted",
+                f"{WALL_CLOCK}: {step.payload.get('reason')}",
                 None,
                 batch,
+                evidence={"source": "keeper", **wall_clock_evidence(snapshot.budget, at)},
             )
             return None
         if step.type == PERSONA:
@@ -406,9 +418,20 @@ class Keeper:
                 batch,
                 evidence={"agent": step.source, "hop": step.hop, **msgspec.to_builtins(exhausted)},
             )
-        elif step.type == STEP_REFUSED and past_deadline(new.budget, at):
-            # the deadline sweep's outcome, whoever saw the deadline first (docs/CONTRACT.md)
-            self._finish(new, "failed", reason, None, batch)
+        elif step.type in (STEP_REFUSED, STEP_FAILED) and past_deadline(new.budget, at):
+            # the deadline sweep's outcome, whoever saw the deadline first (docs/WATCHDOG.md)
+            self._finish(
+                new,
+                "halted",
+                f"{WALL_CLOCK}: {reason}",
+                None,
+                batch,
+                evidence={
+                    "agent": step.source,
+                    "hop": step.hop,
+                    **wall_clock_evidence(new.budget, at),
+                },
+            )
         elif step.type == STEP_REFUSED:
             self._finish(
                 new,

@@ -41,7 +41,8 @@ def test_a_call_held_by_an_outage_ends_at_the_trace_deadline(
     """A call whose every attempt fails keeps the tier's circuit open, so it waits for the
     next probe and the agent takes no other work. It must give up at its trace's deadline in
     every kind of agent (a call of the tool loop once waited on), freeing the agent: the next
-    task completes. The trace ends ``failed`` (docs/CONTRACT.md), whoever saw the deadline."""
+    task completes. The trace ends ``halted`` by ``budget.wall_clock`` (docs/WATCHDOG.md),
+    whoever saw the deadline."""
     spec = one_agent_mesh(
         tmp_path, tier={"max_retries": 1, "circuit_failures": 1, "circuit_cooldown_s": 1}
     )
@@ -51,7 +52,8 @@ def test_a_call_held_by_an_outage_ends_at_the_trace_deadline(
     mesh = start_test_mesh(spec, base_dir=tmp_path)
     broken = mesh.submit("broken: every attempt answers HTTP 500", trace_id=f"held-{kind}")
     result = mesh.result(broken, timeout=DEADLINE_S + 90)
-    assert result.status == "failed" and "deadline" in result.reason, result.reason
+    assert result.status == "halted", result.reason
+    assert result.reason.startswith("budget.wall_clock") and "deadline" in result.reason
     after = mesh.submit(
         "whole task after the outage", trace_id=f"after-{kind}", budget=Budget(max_seconds=120)
     )

@@ -3,15 +3,28 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
+import pytest
 
 from choreo.agent.step import outcome, step_event
 from choreo.keeper.batch import Batch
 from choreo.keeper.machine import Keeper
-from choreo.schemas import Envelope, HopRecord, Record, Task, TerminalResult, Usage, decode, encode
-from choreo.schemas.records import ADMIT, STEP_REFUSED
+from choreo.schemas import (
+    Budget,
+    Envelope,
+    Escalation,
+    HopRecord,
+    Record,
+    Task,
+    TerminalResult,
+    Usage,
+    decode,
+    encode,
+)
+from choreo.schemas.records import ADMIT, HALT, STEP_FAILED, STEP_REFUSED
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import load_mesh
 from tests.unit.support import WRITER_EDITOR, consumed
@@ -250,3 +263,54 @@ def test_a_delta_that_does_not_fit_its_reducer_fails_the_trace() -> None:
     assert results[0].reason is not None and "revisions" in results[0].reason
     assert sent(batch, TOPICS.event("revision.requested"), Envelope) == []
     assert harness.keeper.traces["t1"].status == "failed"
+
+
+# -- the wall-clock budget: one ending, whoever sees the deadline pass first ----------------
+
+WALL_CLOCK_WITNESSES = ("sweep", "refusal", "failed call", "watchdog")
+
+
+def _wall_clock_notice(harness: Harness, witness: str, entry: Envelope) -> Envelope:
+    """What ``witness`` writes to the outbox once the trace's deadline has passed."""
+    if witness == "sweep":
+        batch = Batch()
+        assert harness.keeper.sweep(datetime(2100, 1, 1, tzinfo=UTC), batch) == 1
+        return sent(batch, TOPICS.outbox, Envelope)[0]
+    if witness == "watchdog":
+        return Envelope(
+            event_id="halt-1",
+            trace_id=entry.trace_id,
+            type=HALT,
+            source="watchdog",
+            payload={"reason": "budget.wall_clock", "verdict_id": "v1", "evidence": {}},
+        )
+    kind, reason = (
+        (STEP_REFUSED, "writer: deadline passed")
+        if witness == "refusal"
+        else (STEP_FAILED, "model call failed (deadline)")
+    )
+    return step_event(SPEC.agent("writer"), entry, kind, payload={"reason": reason})
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(WALL_CLOCK_WITNESSES)))
+def test_the_wall_clock_ends_a_trace_halted_with_one_escalation_whoever_sees_it_first(
+    order: tuple[str, ...],
+) -> None:
+    harness = Harness()
+    _, batch = harness.intake(encode(Task(input="x", budget=Budget(max_seconds=1))), key="t1")
+    _, batch = harness.apply(sent(batch, TOPICS.outbox, Envelope)[0])
+    entry = sent(batch, TOPICS.event("draft.requested"), Envelope)[0]
+    next(harness.clock)  # the records below arrive past the deadline
+    notices = {witness: _wall_clock_notice(harness, witness, entry) for witness in order}
+    results: list[TerminalResult] = []
+    escalations: list[Escalation] = []
+    for witness in order:
+        _, batch = harness.apply(notices[witness])
+        results += sent(batch, TOPICS.results, TerminalResult)
+        escalations += sent(batch, TOPICS.escalations, Escalation)
+    assert [r.status for r in results] == ["halted"]
+    assert results[0].reason is not None and results[0].reason.startswith("budget.wall_clock")
+    assert len(escalations) == 1
+    if order[0] != "watchdog":  # the keeper's own evidence, shaped like the watchdog's
+        assert escalations[0].evidence["rule"] == "budget.wall_clock"
+        assert set(escalations[0].evidence["wall_clock"]) == {"at", "deadline"}
