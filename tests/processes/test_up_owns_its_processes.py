@@ -198,3 +198,31 @@ def test_up_killed_with_sigkill_leaves_no_process_alive_10s_later(up: Up) -> Non
     up.process.kill()
     up.process.wait(timeout=10)
     wait_until(lambda: not up.processes(), 10, message="every process of the mesh to end")
+
+
+def test_a_closed_terminal_stops_up_and_every_service_cleanly(tmp_path: Path) -> None:
+    shutil.copytree(EXAMPLES / "writer-editor", tmp_path / "writer-editor")
+    probe = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    output = tmp_path / "up.out"
+    with output.open("wb") as out:
+        up = subprocess.Popen(
+            [*CHOREO, "up", "writer-editor/mesh.yaml", "--no-watchdog", "--log-dir", "logs"],
+            cwd=tmp_path,
+            env={**env, PROBE: probe},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(lambda: "mesh up" in output.read_text(), 120, message="the mesh to start")
+        assert len(processes_marked(PROBE, probe)) >= 5  # up, broker, model, keeper, 2 agents
+        up.send_signal(signal.SIGHUP)
+        up.wait(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert up.returncode == 0, output.read_text()
+    assert "all services stopped" in output.read_text()
+    assert processes_marked(PROBE, probe) == []  # stopped, not orphaned
+    assert not (tmp_path / ".choreo" / "up.json").exists()
