@@ -9,9 +9,10 @@ ours (Java, the broker binary, any MCP server).
 
 Two caveats, both documented in docs/ARCHITECTURE.md: the signal fires when the *thread*
 that started the child ends, not the process, so children must be started from a thread
-that lives as long as the process (the main thread, or the event loop's); and a parent that
-dies between ``fork`` and ``prctl`` would leave an orphan that never gets the signal, so the
-child checks its parent is still the one that started it and ends itself if not.
+that lives as long as the process (the main thread, or the spawning thread below); and a
+parent that dies between ``fork`` and ``prctl`` would leave an orphan that never gets the
+signal, so the child checks its parent is still the one that started it and ends itself if
+not.
 
 Choreo's own starts go through :func:`popen`, which forks from the calling thread when it is
 the main thread and otherwise from one daemon thread kept for the life of the process (a
@@ -116,8 +117,10 @@ def lifeline_argv(argv: Sequence[str], cwd: str | None = None) -> list[str]:
     """``argv`` behind an exec wrapper that sets the parent-death signal, for processes
     started by code that takes no ``preexec_fn``.
 
-    The wrapper is this interpreter (``-I -S``: no site, no environment, about 15 ms) and
-    replaces itself with ``argv[0]`` through ``exec``, keeping the pid, stdio and environment.
+    The wrapper is this interpreter (``-I -S``: no ``PYTHON*`` variables, no site; about
+    15 ms) and replaces itself with ``argv[0]`` through ``exec``, keeping the pid, stdio and
+    environment. Start it from a thread that lives as long as the process (the event loop's
+    in a service).
     When ``argv[0]`` cannot be found (on PATH, or relative to ``cwd``), ``argv`` comes back
     unchanged, so the starter's own "not found" error names the command as before.
     """
