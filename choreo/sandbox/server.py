@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from choreo.kafka.runner import run_service
 from choreo.kafka.service import Service
+from choreo.observe.metrics import OWN
 from choreo.observe.settings import get_settings
 from choreo.sandbox.runner import become_subreaper
 from choreo.sandbox.service import SandboxService
@@ -230,7 +231,7 @@ async def _run(service: SandboxService, body: bytes) -> Response:
 
 
 async def _metrics(_service: SandboxService, _body: bytes) -> Response:
-    return HTTPStatus.OK, generate_latest(), CONTENT_TYPE_LATEST
+    return HTTPStatus.OK, generate_latest(OWN), CONTENT_TYPE_LATEST  # its own series only
 
 
 def _error(message: str) -> bytes:
