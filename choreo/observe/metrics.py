@@ -134,21 +134,22 @@ OWN.register(_Made())
 def serve(port: int | None) -> int | None:
     """Expose ``/metrics`` on ``port`` (0 picks a free one); return the bound port.
 
-    A port already taken is no reason to stop a service (its supervisor would start it again
-    on the same port, for ever): the error is logged and a free port is served instead,
-    announced like one asked for with 0 (see ``expose``).
+    A port that cannot be bound (taken, or privileged) is no reason to stop a service (its
+    supervisor would start it again on the same port, for ever): the error is logged and a
+    free port is served instead, announced like one asked for with 0 (see ``expose``).
     """
     if port is None:
         return None
     try:
         server, _thread = _start(port)
     except OSError as exc:
-        if exc.errno != errno.EADDRINUSE:
+        if port == 0:  # no free port at all: nothing to fall back to
             raise
         server, _thread = _start(0)
+        taken = "metrics port taken" if exc.errno == errno.EADDRINUSE else "metrics port refused"
         log.error(
-            "metrics port taken; serving on a free port instead",
-            extra={"port": port, "served_port": server.server_port},
+            f"{taken}; serving on a free port instead",
+            extra={"port": port, "served_port": server.server_port, "error": str(exc)},
         )
     bound: int = server.server_port
     return bound
