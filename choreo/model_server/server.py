@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -46,7 +47,8 @@ log = logging.getLogger(__name__)
 FINGERPRINT = "choreo-scripted"
 #: OpenAI's reasoning models, which refuse ``temperature`` and ``max_tokens``.
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
-_AZURE_PATH = re.compile(r"^/openai/deployments/([^/]+)/chat/completions$")
+#: Azure's deployment path, also under the ``/v1`` a scripted tier's URL ends with.
+_AZURE_PATH = re.compile(r"^(/v1)?/openai/deployments/([^/]+)/chat/completions$")
 
 
 class BadRequest(ValueError):
@@ -77,6 +79,13 @@ class ScriptedServer(ThreadingHTTPServer):
             "server_error": 0,
         }
         self._models: dict[str, dict[str, int]] = {}
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (as one does on a stalled stream) is no server error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("client went away", extra={"client": str(client_address)})
+            return
+        super().handle_error(request, client_address)
 
     def next_request_number(self) -> int:
         with self._lock:

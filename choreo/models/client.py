@@ -490,7 +490,7 @@ class ModelClient:
             except (TimeoutError, httpx.TimeoutException):
                 reason, detail = "timeout", self._timeout_detail()
             except StreamBroken as exc:
-                usage = self._usage(exc.payload, attempts, started, messages)
+                usage = self._usage(exc.payload, attempts, started, messages, partial=True)
                 self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
                 self.gate.breaker.failure()
                 self._report_circuit()
@@ -649,22 +649,26 @@ class ModelClient:
         attempts: int,
         started: float,
         messages: list[Message],
+        *,
+        partial: bool = False,
     ) -> Usage:
         """What the answer (``None`` when it is no JSON object) says it used. A token count
         the answer does not report, or reports as something other than a count, is estimated,
         and the usage marked so: a silent or garbled endpoint must still count against the
-        budgets."""
+        budgets. Of a ``partial`` answer (a broken stream) the output is at least the
+        estimate of the text that arrived, and the usage is marked estimated."""
         counts = self.profile.counts(payload or {})
         counted_in, counted_out = counts.tokens_in, counts.tokens_out
         # a count missing or malformed is estimated: it must still count against the budgets
         tokens_in = estimate_tokens(messages) if counted_in is None else counted_in
         reply = self.profile.reply_text(payload or {})
-        tokens_out = (
-            (estimate_tokens([{"role": "assistant", "content": reply}]) - MESSAGE_OVERHEAD_TOKENS)
-            if counted_out is None
-            else counted_out
+        guessed_out = (
+            estimate_tokens([{"role": "assistant", "content": reply}]) - MESSAGE_OVERHEAD_TOKENS
         )
-        estimated = counted_in is None or counted_out is None
+        tokens_out = guessed_out if counted_out is None else counted_out
+        if partial:  # counts sent before the stream broke are not the final ones
+            tokens_out = max(tokens_out, guessed_out)
+        estimated = partial or counted_in is None or counted_out is None
         if estimated:
             USAGE_ESTIMATED.labels(self.model).inc()
             log.warning(

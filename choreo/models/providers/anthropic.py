@@ -91,9 +91,10 @@ def _sdk(tier: ModelTier, api_key: str | None) -> Any:
             f"model {tier.model!r} is served by Anthropic, whose SDK is not installed: "
             "pip install 'choreo-mesh[anthropic]'"
         ) from None
+    assert tier.base_url is not None
     return anthropic.AsyncAnthropic(
         api_key=api_key or "unset",
-        base_url=tier.base_url,
+        base_url=tier.base_url.rstrip("/").removesuffix("/v1"),
         max_retries=0,
         timeout=None,  # the model client bounds every attempt itself
         default_headers={"User-Agent": "choreo-mesh"},
@@ -122,7 +123,7 @@ class _Answer:
         except httpx2.DecodingError as exc:
             raise httpx.DecodingError(str(exc)) from None
         except httpx2.TransportError as exc:
-            raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}") from None
+            raise httpx.RemoteProtocolError(str(exc)) from None
 
 
 class AnthropicProfile:
@@ -133,7 +134,9 @@ class AnthropicProfile:
 
     def __init__(self, tier: ModelTier, http: httpx.AsyncClient, api_key: str | None) -> None:
         assert tier.base_url is not None  # resolved tiers always have one
-        self.url = tier.base_url.rstrip("/") + "/v1/messages"
+        # the SDK adds the /v1 itself; a base_url written with it (as chat URLs are) is the same
+        root = tier.base_url.rstrip("/").removesuffix("/v1")
+        self.url = root + "/v1/messages"
         self._sdk = _sdk(tier, api_key)
 
     def body(
