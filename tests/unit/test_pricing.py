@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from choreo.budget.allowance import Spending
 from choreo.models.pricing import cost_usd
 from choreo.models.providers.openai import ChatStream
+from choreo.schemas.records import Allowance
 from choreo.spec.mesh import ModelTier
 
 counts = st.integers(min_value=0, max_value=10**7)
@@ -75,7 +78,7 @@ def test_a_chat_stream_cut_into_any_chunks_assembles_the_same_answer(
 ) -> None:
     def pieces(value: str) -> list[str]:
         points = sorted({0, len(value), *(c % (len(value) + 1) for c in cuts)})
-        return [value[a:b] for a, b in zip(points, points[1:], strict=False)]
+        return [value[a:b] for a, b in itertools.pairwise(points)]
 
     stream = ChatStream()
     for piece in pieces(text):
@@ -92,3 +95,13 @@ def test_a_chat_stream_cut_into_any_chunks_assembles_the_same_answer(
     assert stream.complete()
     assert (message["content"] or "") == text
     assert message["tool_calls"][0]["function"] == {"name": "look", "arguments": arguments}
+
+
+def test_a_cost_allowance_caps_the_answer_at_the_dearest_price_a_token_may_cost() -> None:
+    plain = ModelTier(base_url="http://x", model="m", price_out_per_mtok=10.0)
+    reasoning = plain.model_copy(update={"price_reasoning_out_per_mtok": 20.0})
+    allowance = Allowance(cost=0.001)  # a thousandth of a dollar: 100 tokens at 10 $/Mtok
+
+    caps = [Spending(allowance).cap([], tier, None) for tier in (plain, reasoning)]
+
+    assert caps == [100, 50]  # every answer token might be a reasoning one
