@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,9 +51,11 @@ class Completion:
         return message
 
 
-def filled_id(salt: str, index: int) -> str:
+def filled_id(request: dict[str, Any], index: int) -> str:
     """The id of the ``index``-th tool call of an answer that gave it none (several
-    OpenAI-compatible servers omit ids): derived from the request (``salt``, a digest of it),
-    so a replayed step names its calls the same, and two turns of a conversation never
-    share one."""
-    return "call_" + hashlib.sha256(f"{salt}:{index}".encode()).hexdigest()[:24]
+    OpenAI-compatible servers omit ids): a digest of the request body and the index, so a
+    replayed step names its calls the same, and two turns of a conversation never share one.
+    Computed only for an answer that needs it."""
+    digest = hashlib.sha256(json.dumps(request, sort_keys=True).encode())
+    digest.update(f":{index}".encode())
+    return "call_" + digest.hexdigest()[:24]

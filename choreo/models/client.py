@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import hashlib
 import json
 import logging
 import os
@@ -446,12 +445,10 @@ class ModelClient:
         payload = data if isinstance(data, dict) else _json_object(data)
         usage = self._usage(payload, tries.count, started, messages)
         self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
-        # ids the answer leaves out are made from the request, the same on every replay
-        salt = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         try:
             if payload is None:
                 raise ValueError("the body is not JSON")
-            text, tool_calls = self.profile.answer(payload, salt)
+            text, tool_calls = self.profile.answer(payload, body)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ModelError(
                 "bad_response",

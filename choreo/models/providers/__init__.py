@@ -76,7 +76,10 @@ class Profile(Protocol):
         """The answer to one request, its body not yet read (any status); transport errors
         are ``httpx``'s."""
 
-    def answer(self, payload: dict[str, Any], salt: str) -> tuple[str, tuple[ToolCall, ...]]: ...
+    def answer(
+        self, payload: dict[str, Any], request: dict[str, Any]
+    ) -> tuple[str, tuple[ToolCall, ...]]:
+        """Text and tool calls; ids missing from the answer are made from ``request``."""
 
     def reply_text(self, payload: dict[str, Any]) -> str: ...
 

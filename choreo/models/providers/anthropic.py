@@ -188,7 +188,9 @@ class AnthropicProfile:
             raise httpx.ConnectError(str(exc.__cause__ or exc)) from None
         yield _Answer(error)
 
-    def answer(self, payload: dict[str, Any], salt: str) -> tuple[str, tuple[ToolCall, ...]]:
+    def answer(
+        self, payload: dict[str, Any], request: dict[str, Any]
+    ) -> tuple[str, tuple[ToolCall, ...]]:
         content = payload["content"]
         if not isinstance(content, list):
             raise TypeError("content is not a list of blocks")
@@ -206,7 +208,7 @@ class AnthropicProfile:
                     raise TypeError("a tool_use block needs a name and an input object")
                 calls.append(
                     ToolCall(
-                        id=clean_text(block.get("id") or filled_id(salt, len(calls))),
+                        id=clean_text(block.get("id") or filled_id(request, len(calls))),
                         name=clean_text(name),
                         arguments=clean_text(
                             arguments if isinstance(arguments, str) else json.dumps(arguments or {})

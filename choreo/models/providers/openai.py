@@ -107,11 +107,15 @@ class ChatProfile:
         async with self.http.stream("POST", self.url, json=body, headers=self._headers) as answer:
             yield answer
 
-    def answer(self, payload: dict[str, Any], salt: str) -> tuple[str, tuple[ToolCall, ...]]:
+    def answer(
+        self, payload: dict[str, Any], request: dict[str, Any]
+    ) -> tuple[str, tuple[ToolCall, ...]]:
         """The text and tool calls of a chat completion; raises ``KeyError``, ``IndexError``,
         ``TypeError`` or ``ValueError`` when it is not one."""
         message = payload["choices"][0]["message"]
-        calls = tuple(_tool_call(c, salt, i) for i, c in enumerate(message.get("tool_calls") or ()))
+        calls = tuple(
+            _tool_call(c, request, i) for i, c in enumerate(message.get("tool_calls") or ())
+        )
         text = message.get("content")
         if text is None and calls:  # asking for tools instead of answering
             text = ""
@@ -144,9 +148,9 @@ class ChatProfile:
         """Nothing of its own: it sends over the model client's ``http``."""
 
 
-def _tool_call(data: Any, salt: str, index: int) -> ToolCall:
+def _tool_call(data: Any, request: dict[str, Any], index: int) -> ToolCall:
     function = data["function"]
-    call_id = data.get("id") or filled_id(salt, index)
+    call_id = data.get("id") or filled_id(request, index)
     if not isinstance(call_id, str) or not isinstance(function["name"], str):
         raise TypeError("tool call id and name must be strings")
     return ToolCall(
