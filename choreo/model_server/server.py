@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import re
 import sys
 import threading
@@ -549,7 +550,8 @@ def _rate_limit_headers(api: str, retry_after: float) -> dict[str, str]:
         "x-ratelimit-remaining-requests": "0",
         "x-ratelimit-reset-requests": f"{retry_after:g}s",
     }
-    if api == "azure":
+    if api == "azure":  # whole seconds, and the exact wait in milliseconds
+        headers["Retry-After"] = str(math.ceil(retry_after))
         headers["retry-after-ms"] = f"{retry_after * 1000:g}"
     return headers
 

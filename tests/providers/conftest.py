@@ -80,11 +80,15 @@ def call(
     api_key: str | None = KEY,
     tools: list[dict[str, Any]] | None = None,
     max_tokens: int | None = None,
+    **options: Any,
 ) -> Completion:
-    """One call of a fresh client for ``tier``, backing off briefly between retries."""
+    """One call of a fresh client for ``tier``, backing off briefly between retries;
+    ``options`` go to the client."""
 
     async def go() -> Completion:
-        async with ModelClient(tier, name="t", api_key=api_key, backoff_s=0.01) as client:
+        async with ModelClient(
+            tier, name="t", api_key=api_key, backoff_s=0.01, **options
+        ) as client:
             return await client.complete(
                 messages, agent="tester", deadline=None, tools=tools, max_tokens=max_tokens
             )
