@@ -127,7 +127,7 @@ def test_anthropic_gets_its_system_field_and_tool_use_and_tool_result_blocks(
 def test_anthropic_cache_read_and_write_tokens_are_priced_apart(anthropic: str) -> None:
     claude = tier(
         provider="anthropic",
-        base_url=anthropic,
+        base_url=anthropic + "/v1",  # as `choreo up` gives a scripted tier: the same API root
         price_in_per_mtok=3.0,
         price_cached_in_per_mtok=0.3,
         price_cache_write_per_mtok=3.75,
