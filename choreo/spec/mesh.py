@@ -141,6 +141,10 @@ class ModelTier(_Strict):
             raise ValueError("a model tier needs base_url or script")
         if self.provider == "azure" and (self.azure_deployment is None or self.api_version is None):
             raise ValueError("an azure tier needs azure_deployment and api_version")
+        if not self.stream and (self.first_token_timeout_s or self.idle_timeout_s):
+            raise ValueError(
+                "first_token_timeout_s and idle_timeout_s bound streamed answers: set stream: true"
+            )
         return self
 
 

@@ -99,6 +99,11 @@ def test_an_azure_tier_without_deployment_or_api_version_fails_the_spec() -> Non
         tier(provider="azure", base_url="https://example.openai.azure.com")
 
 
+def test_stream_timeouts_on_a_tier_that_does_not_stream_fail_the_spec() -> None:
+    with pytest.raises(ValidationError, match="set stream: true"):
+        tier(base_url="http://localhost:8080/v1", idle_timeout_s=30)
+
+
 @pytest.fixture(scope="module")
 def anthropic() -> Iterator[str]:
     usage = {"cached_tokens": 3, "cache_write_tokens": 2}
