@@ -68,10 +68,14 @@ class Spending:
             caps.append(left - prompt)
         if self.allowance.cost is not None:
             left_cost = self.allowance.cost - self.spent.cost
-            least = prompt * tier.price_in_per_mtok / 1e6
-            if tier.price_out_per_mtok > 0:
+            # the dearest price a token may be billed at (a cache write, a reasoning token),
+            # so the budget holds whatever part of the call the provider prices apart
+            price_in = max(tier.price_in_per_mtok, tier.price_cache_write_per_mtok or 0.0)
+            price_out = max(tier.price_out_per_mtok, tier.price_reasoning_out_per_mtok or 0.0)
+            least = prompt * price_in / 1e6
+            if price_out > 0:
                 # in millionths of a dollar, rounded so float noise never costs a token
-                room = math.floor(round((left_cost - least) * 1e6 / tier.price_out_per_mtok, 6))
+                room = math.floor(round((left_cost - least) * 1e6 / price_out, 6))
                 if room < 1:
                     raise OverBudget(
                         "budget.cost",

@@ -72,4 +72,8 @@ def plus(first: Usage, second: Usage) -> Usage:
         latency_ms=first.latency_ms + second.latency_ms,
         model=second.model or first.model,
         calls=first.calls + second.calls,
+        estimated=first.estimated or second.estimated,
+        tokens_cached=first.tokens_cached + second.tokens_cached,
+        tokens_cache_write=first.tokens_cache_write + second.tokens_cache_write,
+        tokens_reasoning=first.tokens_reasoning + second.tokens_reasoning,
     )

@@ -40,7 +40,18 @@ class When(_Strict):
 
 
 #: How a rule's answer can be broken, as real servers break them (see ``Rule.fault``).
-ReplyFault = Literal["lone_surrogate", "gzip_lie", "trickle", "null_content", "server_error"]
+ReplyFault = Literal[
+    "lone_surrogate",
+    "gzip_lie",
+    "trickle",
+    "null_content",
+    "server_error",
+    "stream_cut",
+    "stream_stall",
+]
+#: Whose answers the server copies (docs/MODELS.md, "Providers"): the quirks of its chat
+#: answers; Anthropic's Messages API is served at ``/v1/messages`` whatever this says.
+ScriptProvider = Literal["openai_compatible", "openai", "azure", "ollama", "vllm", "llamacpp"]
 
 
 class ScriptedCall(_Strict):
@@ -58,7 +69,11 @@ class Rule(_Strict):
     Faults: ``lone_surrogate`` ends the text with the JSON escape of half an emoji
     (``\\ud83d``); ``gzip_lie`` says ``Content-Encoding: gzip`` over a plain body;
     ``trickle`` sends the body one byte every ``trickle_interval_s``; ``null_content`` answers
-    ``content: null`` with the usage still reported; ``server_error`` answers HTTP 500.
+    ``content: null`` with the usage still reported; ``server_error`` answers HTTP 500. Two
+    break a streamed answer half-way: ``stream_cut`` closes the connection there (no end of
+    the chunked body), ``stream_stall`` goes silent there for ``stall_s`` before going on.
+    ``reasoning`` is sent beside the answer, as ``reasoning_content`` (llama.cpp, vLLM) or a
+    ``thinking`` block (Anthropic).
     """
 
     when: When = Field(default_factory=When)
@@ -68,6 +83,8 @@ class Rule(_Strict):
     repeat: int = Field(1, ge=1, le=1_000_000)
     fault: ReplyFault | None = None
     trickle_interval_s: float = Field(0.2, gt=0)
+    stall_s: float = Field(30.0, gt=0)
+    reasoning: str | None = None
 
     @model_validator(mode="after")
     def _one_answer(self) -> Rule:
@@ -97,10 +114,28 @@ class Faults(_Strict):
     rejects: list[str] = Field(default_factory=list)
 
 
+class UsageDetails(_Strict):
+    """Token counts reported beside the totals, as part of them: prompt tokens read from and
+    written to the provider's cache, and output tokens of hidden reasoning."""
+
+    cached_tokens: int = Field(0, ge=0)
+    cache_write_tokens: int = Field(0, ge=0)
+    reasoning_tokens: int = Field(0, ge=0)
+
+
 class Script(_Strict):
-    """A whole script. ``model`` is a label: replies say ``scripted:<model>``."""
+    """A whole script. ``model`` is a label: replies say ``scripted:<model>``.
+
+    ``provider`` picks whose quirks its chat answers have: ``ollama`` sends tool calls
+    without ids and their arguments as an object, ``llamacpp`` and ``vllm`` send a rule's
+    ``reasoning`` as ``reasoning_content``, ``openai`` and ``azure`` refuse ``temperature``
+    and ``max_tokens`` for reasoning models (o1, o3, o4-mini, gpt-5) and send rate-limit
+    headers. ``usage`` adds cached, cache-write and reasoning counts to every answer's usage.
+    """
 
     model: str = Field(min_length=1, pattern=r"^\S+$")
+    provider: ScriptProvider = "openai_compatible"
+    usage: UsageDetails = Field(default_factory=UsageDetails)
     latency_ms: float = Field(0.0, ge=0)
     api_key: str | None = None
     rules: list[Rule] = Field(default_factory=list)

@@ -13,9 +13,13 @@ the agent's ``Pausing`` tells its loop to stop taking work meanwhile. Anything e
 
 Time is bounded twice: each attempt (connect, sending, every read of the body) by the tier's
 ``timeout_s`` as one total, since httpx's own timeouts are per read and a server that trickles
-its answer would never trip them; and the whole call, retries and waits included, by the
-trace's deadline. Every transport, protocol and decoding error becomes a ``ModelError``; an
-answer the provider billed but that is no chat completion still reports its usage.
+its answer would never trip them (a streamed attempt instead by the wait for its first chunk
+and between chunks, choreo.models.stream); and the whole call, retries and waits included, by
+the trace's deadline. Every transport, protocol and decoding error becomes a ``ModelError``;
+an answer the provider billed but that is no chat completion still reports its usage.
+
+How each provider is called and read is its profile's (choreo.models.providers); the cost of
+its tokens is choreo.models.pricing's.
 """
 
 from __future__ import annotations
@@ -43,9 +47,13 @@ from pydantic import ValidationError
 
 from choreo.budget import allowance
 from choreo.budget.tokens import MESSAGE_OVERHEAD_TOKENS, estimate_tokens
+from choreo.models.answer import Completion, Message, ToolCall
 from choreo.models.errors import ModelConfigError, ModelError
+from choreo.models.pricing import cost_usd
+from choreo.models.providers import Profile, Reply, profile_for
 from choreo.models.ratelimit import CircuitState, TierGate
 from choreo.models.scripted import SCRIPTED_HEADER, SCRIPTED_PROVIDER
+from choreo.models.stream import StreamBroken, StreamReader, TooLarge
 from choreo.observe import telemetry
 from choreo.observe.metrics import (
     COST,
@@ -60,12 +68,20 @@ from choreo.schemas import Usage
 from choreo.schemas.codec import clean_text
 from choreo.spec.mesh import ModelTier
 
+__all__ = [
+    "Completion",
+    "Message",
+    "ModelClient",
+    "ModelConfigError",
+    "ModelError",
+    "Pausing",
+    "ToolCall",
+    "env_var",
+    "parse_retry_after",
+]
+
 log = logging.getLogger(__name__)
 _tracer = trace.get_tracer(__name__)
-
-#: One chat message: ``role`` and ``content``, plus ``tool_calls`` (assistant) or
-#: ``tool_call_id`` (tool) in a tool-calling conversation.
-Message = dict[str, Any]
 
 #: The most bytes of one response body the client reads (a guard against runaway replies).
 MAX_RESPONSE_BYTES = 32 * 1024 * 1024
@@ -110,43 +126,6 @@ _OVERRIDES = {
     "price_in_per_mtok": "PRICE_IN_PER_MTOK",
     "price_out_per_mtok": "PRICE_OUT_PER_MTOK",
 }
-
-
-@dataclass(frozen=True)
-class ToolCall:
-    """One function call the model asked for; ``arguments`` is the JSON text it sent."""
-
-    id: str
-    name: str
-    arguments: str
-
-
-@dataclass(frozen=True)
-class Completion:
-    """One model answer; ``scripted`` is true when an offline scripted model wrote it.
-
-    ``tool_calls`` holds the calls the model asked for instead of (or besides) answering;
-    ``text`` is then often empty.
-    """
-
-    text: str
-    usage: Usage
-    scripted: bool
-    tool_calls: tuple[ToolCall, ...] = ()
-
-    def message(self) -> Message:
-        """The answer as the assistant message that continues the conversation."""
-        message: Message = {"role": "assistant", "content": self.text}
-        if self.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments},
-                }
-                for c in self.tool_calls
-            ]
-        return message
 
 
 def env_var(tier_name: str, suffix: str) -> str:
@@ -212,9 +191,20 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-def _provider(host: str) -> str:
-    """``gen_ai.provider.name``: OpenAI's own API by its host, else any OpenAI-compatible one."""
-    return "openai" if host == "api.openai.com" else "openai_compatible"
+def _provider(profile: Profile, host: str) -> str:
+    """``gen_ai.provider.name``: the tier's provider, or OpenAI's own API by its host."""
+    if profile.name == "openai_compatible" and host == "api.openai.com":
+        return "openai"
+    return profile.name
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """The wait a refusal asks for: ``retry-after-ms`` (Azure OpenAI's, finer), else
+    ``Retry-After``."""
+    try:
+        return max(0.0, float(headers["retry-after-ms"]) / 1000)
+    except (KeyError, ValueError):
+        return parse_retry_after(headers.get("Retry-After"))
 
 
 def _status_reason(status: int) -> str:
@@ -231,24 +221,13 @@ def _error_detail(status: int, data: bytes) -> str:
     return f"HTTP {status}{detail}"
 
 
-def _estimate_reply(payload: dict[str, Any] | None) -> int:
-    """Tokens of the answer's text by estimate (0 when it has none)."""
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    """The body as a JSON object, else ``None``."""
     try:
-        text = (payload or {})["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        return 0
-    if not isinstance(text, str):
-        return 0
-    return estimate_tokens([{"role": "assistant", "content": text}]) - MESSAGE_OVERHEAD_TOKENS
-
-
-def _count(value: Any) -> int | None:
-    """A token count from an answer: a non-negative int, else ``None`` (never an exception)."""
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
-
-
-class _TooLarge(Exception):
-    """The answer's body is over ``MAX_RESPONSE_BYTES``."""
+        payload = json.loads(data)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the limit
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 @dataclass
@@ -263,23 +242,6 @@ def _cleaned(message: Message) -> Message:
     message asking for tools has, stays ``None``)."""
     content = message.get("content")
     return {**message, "content": clean_text(content)} if isinstance(content, str) else message
-
-
-def _tool_call(data: Any) -> ToolCall:
-    """One entry of a response's ``tool_calls``; raises ``KeyError``/``TypeError`` if malformed."""
-    function = data["function"]
-    arguments = function.get("arguments") or "{}"
-    if (
-        not isinstance(data["id"], str)
-        or not isinstance(function["name"], str)
-        or not isinstance(arguments, str)
-    ):
-        raise TypeError("tool call id, name and arguments must be strings")
-    return ToolCall(
-        id=clean_text(data["id"]),
-        name=clean_text(function["name"]),
-        arguments=clean_text(arguments),
-    )
 
 
 class ModelClient:
@@ -304,10 +266,19 @@ class ModelClient:
             )
         self.tier = tier
         self.name = name
-        self.url = tier.base_url.rstrip("/") + "/chat/completions"
+        self._http = httpx.AsyncClient(
+            headers={"User-Agent": "choreo-mesh"},
+            # the client bounds each attempt itself; this only keeps httpx from cutting first
+            timeout=httpx.Timeout(
+                max(tier.timeout_s, tier.first_token_timeout_s or 0, tier.idle_timeout_s or 0)
+            ),
+            limits=httpx.Limits(max_connections=tier.concurrency),
+        )
+        self.profile = profile_for(tier, self._http, api_key)
+        self.url = self.profile.url
         endpoint = httpx.URL(self.url)
         self._server_attributes = {  # the span attributes every call to this endpoint shares
-            "gen_ai.provider.name": _provider(endpoint.host),
+            "gen_ai.provider.name": _provider(self.profile, endpoint.host),
             "server.address": endpoint.host,
             "server.port": endpoint.port or (443 if endpoint.scheme == "https" else 80),
         }
@@ -320,14 +291,6 @@ class ModelClient:
         self._report_circuit()
         if tier.on_outage == "pause" and (pausing := _collecting.get()) is not None:
             pausing._clients.add(self)
-        headers = {"User-Agent": "choreo-mesh"}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._http = httpx.AsyncClient(
-            headers=headers,
-            timeout=httpx.Timeout(tier.timeout_s),
-            limits=httpx.Limits(max_connections=tier.concurrency),
-        )
 
     @classmethod
     def for_tier(
@@ -390,17 +353,13 @@ class ModelClient:
         spending = allowance.current()
         if spending is not None:
             max_tokens = spending.cap(messages, self.tier, max_tokens)
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [_cleaned(m) for m in messages],
-            "stream": False,
-        }
-        if self.temperature is not None:  # a tier without one: the model refuses it
-            body["temperature"] = self.temperature if temperature is None else temperature
-        if max_tokens is not None:
-            body[self.tier.max_tokens_field] = max_tokens
-        if tools:
-            body["tools"] = tools
+        body = self.profile.body(
+            self.tier,
+            [_cleaned(m) for m in messages],
+            temperature=temperature,
+            max_tokens=max_tokens,
+            tools=tools,
+        )
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": self.model,
@@ -476,25 +435,20 @@ class ModelClient:
             if left is not None and left <= 0:
                 raise TimeoutError
             async with asyncio.timeout(left):
-                data, scripted = await self._post(body, estimated, tries)
+                data, scripted = await self._post(body, estimated, tries, started, messages)
         except TimeoutError:
             raise ModelError(
                 "deadline",
                 self._failure(f"the trace's deadline {deadline} came first", tries.count),
                 tries.count,
             ) from None
-        usage, payload = self._usage(data, tries.count, started, messages)
+        payload = data if isinstance(data, dict) else _json_object(data)
+        usage = self._usage(payload, tries.count, started, messages)
         self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
         try:
             if payload is None:
                 raise ValueError("the body is not JSON")
-            message = payload["choices"][0]["message"]
-            tool_calls = tuple(_tool_call(c) for c in message.get("tool_calls") or ())
-            text = message.get("content")
-            if text is None and tool_calls:  # asking for tools instead of answering
-                text = ""
-            if not isinstance(text, str):
-                raise TypeError(f"message content is {type(text).__name__}, not text")
+            text, tool_calls = self.profile.answer(payload, body)
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
             raise ModelError(
                 "bad_response",
@@ -507,12 +461,19 @@ class ModelClient:
         )
 
     async def _post(
-        self, body: dict[str, Any], estimated: int, tries: _Tries
-    ) -> tuple[bytes, bool]:
+        self,
+        body: dict[str, Any],
+        estimated: int,
+        tries: _Tries,
+        started: float,
+        messages: list[Message],
+    ) -> tuple[bytes | dict[str, Any], bool]:
         """POST through the tier's gate, with retries on 429, 5xx, timeouts and transport
-        errors; returns the body of the first 2xx answer and whether it is scripted.
-        Failures of the tier (not 429s, the provider's flow control, nor 4xx, the request's
-        own fault) count towards opening its circuit."""
+        errors; returns the body of the first 2xx answer (a streamed one assembled into the
+        payload it stands for) and whether it is scripted. Failures of the tier (not 429s,
+        the provider's flow control, nor 4xx, the request's own fault) count towards opening
+        its circuit. A stream broken after it began is not retried: the provider may have
+        billed it, and its usage is estimated from what arrived."""
         while True:
             tries.count += 1
             attempts = tries.count
@@ -524,14 +485,22 @@ class ModelClient:
                 async with self._slots:
                     response, data = await self._attempt(body)
             except (TimeoutError, httpx.TimeoutException):
-                reason, detail = "timeout", f"no whole answer within {self.tier.timeout_s:g}s"
+                reason, detail = "timeout", self._timeout_detail()
+            except StreamBroken as exc:
+                usage = self._usage(exc.payload, attempts, started, messages, partial=True)
+                self.gate.settle(estimated, usage.tokens_in + usage.tokens_out)
+                self.gate.breaker.failure()
+                self._report_circuit()
+                raise ModelError(
+                    exc.reason, self._failure(str(exc), attempts), attempts, usage
+                ) from None
             except httpx.TransportError as exc:
                 reason, detail = "connection", f"{type(exc).__name__}: {exc}"
-            except (httpx.HTTPError, _TooLarge) as exc:  # decoding, redirects: not retried
+            except (httpx.HTTPError, TooLarge) as exc:  # decoding, redirects: not retried
                 self.gate.settle(estimated, 0)
                 label = (
                     "bad_response"
-                    if isinstance(exc, httpx.DecodingError | _TooLarge)
+                    if isinstance(exc, httpx.DecodingError | TooLarge)
                     else "protocol"
                 )
                 raise ModelError(
@@ -543,8 +512,11 @@ class ModelClient:
                     self._report_circuit()
                     return data, response.headers.get(SCRIPTED_HEADER, "").lower() == "true"
                 status = response.status_code
-                reason, detail = _status_reason(status), _error_detail(status, data)
-                wait = parse_retry_after(response.headers.get("Retry-After"))
+                reason, detail = (
+                    _status_reason(status),
+                    _error_detail(status, data if isinstance(data, bytes) else b""),
+                )
+                wait = _retry_after(response.headers)
             self.gate.settle(estimated, 0)  # a refused request used no tokens
             if status != 429 and 400 <= status < 500:
                 raise ModelError(reason, self._failure(detail, attempts), attempts)
@@ -576,19 +548,49 @@ class ModelClient:
             )
             await asyncio.sleep(wait)
 
-    async def _attempt(self, body: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+    async def _attempt(self, body: dict[str, Any]) -> tuple[Reply, bytes | dict[str, Any]]:
         """One request and its whole body within ``timeout_s``, read at most
-        ``MAX_RESPONSE_BYTES`` (decoded, so a lying ``Content-Encoding`` fails here)."""
-        async with asyncio.timeout(self.tier.timeout_s):
-            async with self._http.stream("POST", self.url, json=body) as response:
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise _TooLarge(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
-                    chunks.append(chunk)
+        ``MAX_RESPONSE_BYTES`` (decoded, so a lying ``Content-Encoding`` fails here). A
+        streamed answer is read as events within its first-chunk and idle bounds instead,
+        and returned assembled."""
+        tier = self.tier
+        first_s = (tier.first_token_timeout_s or tier.timeout_s) if tier.stream else tier.timeout_s
+        reader: StreamReader | None = None
+        try:
+            async with asyncio.timeout(first_s) as timer:
+                async with self.profile.send(body) as response:
+                    streamed = response.headers.get("Content-Type", "").startswith(
+                        "text/event-stream"
+                    )
+                    if tier.stream and response.is_success and streamed:
+                        reader = StreamReader(
+                            self.profile.assembler(),
+                            timer,
+                            tier.idle_timeout_s or tier.timeout_s,
+                            MAX_RESPONSE_BYTES,
+                        )
+                        return response, await reader.read(response)
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > MAX_RESPONSE_BYTES:
+                            raise TooLarge(f"the answer is over {MAX_RESPONSE_BYTES} bytes")
+                        chunks.append(chunk)
+        except TimeoutError:
+            if reader is not None and reader.chunks:  # silent after it began: not retried
+                raise reader.broken(
+                    "stream_stalled",
+                    f"the stream sent nothing for {tier.idle_timeout_s or tier.timeout_s:g}s",
+                ) from None
+            raise
         return response, b"".join(chunks)
+
+    def _timeout_detail(self) -> str:
+        if self.tier.stream:
+            first_s = self.tier.first_token_timeout_s or self.tier.timeout_s
+            return f"no first chunk within {first_s:g}s"
+        return f"no whole answer within {self.tier.timeout_s:g}s"
 
     def _pausing(self) -> bool:
         return self.tier.on_outage == "pause" and self.gate.breaker.state is not (
@@ -639,26 +641,31 @@ class ModelClient:
         return f"model {self.model!r} at {self.url} failed after {attempts} {tries}: {detail}"
 
     def _usage(
-        self, data: bytes, attempts: int, started: float, messages: list[Message]
-    ) -> tuple[Usage, dict[str, Any] | None]:
-        """What the answer says it used, and the answer as a JSON object (None when it is
-        not one). A token count the answer does not report, or reports as something other
-        than a count, is estimated, and the usage marked so: a silent or garbled endpoint must
-        still count against the budgets."""
-        try:
-            payload = json.loads(data)
-        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the limit
-            payload = None
-        if not isinstance(payload, dict):
-            payload = None
-        reported = (payload or {}).get("usage")
-        reported = reported if isinstance(reported, dict) else {}
-        counted_in = _count(reported.get("prompt_tokens"))
-        counted_out = _count(reported.get("completion_tokens"))
+        self,
+        payload: dict[str, Any] | None,
+        attempts: int,
+        started: float,
+        messages: list[Message],
+        *,
+        partial: bool = False,
+    ) -> Usage:
+        """What the answer (``None`` when it is no JSON object) says it used. A token count
+        the answer does not report, or reports as something other than a count, is estimated,
+        and the usage marked so: a silent or garbled endpoint must still count against the
+        budgets. Of a ``partial`` answer (a broken stream) the output is at least the
+        estimate of the text that arrived, and the usage is marked estimated."""
+        counts = self.profile.counts(payload or {})
+        counted_in, counted_out = counts.tokens_in, counts.tokens_out
         # a count missing or malformed is estimated: it must still count against the budgets
         tokens_in = estimate_tokens(messages) if counted_in is None else counted_in
-        tokens_out = _estimate_reply(payload) if counted_out is None else counted_out
-        estimated = counted_in is None or counted_out is None
+        reply = self.profile.reply_text(payload or {})
+        guessed_out = (
+            estimate_tokens([{"role": "assistant", "content": reply}]) - MESSAGE_OVERHEAD_TOKENS
+        )
+        tokens_out = guessed_out if counted_out is None else counted_out
+        if partial:  # counts sent before the stream broke are not the final ones
+            tokens_out = max(tokens_out, guessed_out)
+        estimated = partial or counted_in is None or counted_out is None
         if estimated:
             USAGE_ESTIMATED.labels(self.model).inc()
             log.warning(
@@ -666,21 +673,28 @@ class ModelClient:
                 extra={"model": self.model, "tokens_in": tokens_in, "tokens_out": tokens_out},
             )
         answered_by = (payload or {}).get("model")
-        usage = Usage(
+        return Usage(
             tokens_in=tokens_in,
             tokens_out=tokens_out,
-            cost=(
-                tokens_in * self.tier.price_in_per_mtok + tokens_out * self.tier.price_out_per_mtok
-            )
-            / 1e6,
+            cost=cost_usd(
+                self.tier,
+                tokens_in,
+                tokens_out,
+                cached=counts.cached,
+                cache_write=counts.cache_write,
+                reasoning=counts.reasoning,
+            ),
             latency_ms=(time.perf_counter() - started) * 1000,
             model=clean_text(answered_by) if isinstance(answered_by, str) else self.model,
             calls=attempts,
             estimated=estimated,
+            tokens_cached=min(counts.cached, tokens_in),
+            tokens_cache_write=min(counts.cache_write, tokens_in),
+            tokens_reasoning=min(counts.reasoning, tokens_out),
         )
-        return usage, payload
 
     async def aclose(self) -> None:
+        await self.profile.aclose()
         await self._http.aclose()
 
     async def __aenter__(self) -> Self:

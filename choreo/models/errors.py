@@ -13,7 +13,9 @@ class ModelError(ChoreoError, RuntimeError):
     ``reason`` is a bounded label: ``rate_limited``, ``http_<status>``, ``timeout`` (an
     attempt took longer than the tier's ``timeout_s``), ``deadline`` (the trace's deadline
     came first), ``connection`` (any transport error), ``protocol`` (any other HTTP client
-    error), ``bad_response`` (undecodable, too large, or not a chat completion) or
+    error), ``bad_response`` (undecodable, too large, or not a chat completion),
+    ``stream_cut`` (a streamed answer ended, or sent an error, before it was whole),
+    ``stream_stalled`` (a streamed answer went silent past the tier's ``idle_timeout_s``) or
     ``circuit_open`` (the tier's circuit refused the request). ``attempts`` counts the requests
     made; ``usage`` is what the provider reported for them (an answer it billed but that
     could not be used still cost its tokens).

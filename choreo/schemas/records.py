@@ -74,6 +74,11 @@ class Usage(msgspec.Struct, kw_only=True, omit_defaults=True):
     calls: int = 0
     #: True when the endpoint sent no ``usage`` and the tokens are the client's estimate.
     estimated: bool = False
+    #: Of ``tokens_in``: read from the provider's prompt cache, and written to it (Anthropic).
+    tokens_cached: int = 0
+    tokens_cache_write: int = 0
+    #: Of ``tokens_out``: the model's hidden reasoning.
+    tokens_reasoning: int = 0
 
 
 class AgentTotals(msgspec.Struct, kw_only=True):

@@ -83,23 +83,44 @@ class _Strict(BaseModel):
 #: The request field that carries a step's output-token limit: ``max_tokens`` for most
 #: OpenAI-compatible servers, ``max_completion_tokens`` for newer OpenAI models.
 TokenLimitField = Literal["max_tokens", "max_completion_tokens"]
+#: Who serves a tier, and so how it is called (choreo.models.providers): the OpenAI chat API
+#: and the servers that copy it, or Anthropic's Messages API.
+Provider = Literal[
+    "openai_compatible", "openai", "azure", "anthropic", "gemini", "ollama", "vllm", "llamacpp"
+]
 
 
 class ModelTier(_Strict):
-    """An OpenAI-compatible endpoint. ``script`` makes ``choreo up`` serve a scripted model.
+    """A model endpoint. ``script`` makes ``choreo up`` serve a scripted model.
 
-    ``temperature: null`` never sends a temperature (models that refuse one), not even a
-    persona shift's; ``max_tokens_field`` names the request field of the output-token limit.
-    Prices are US dollars per million tokens in and out.
+    ``provider`` says how it is called (docs/MODELS.md, "Providers"): ``azure`` needs
+    ``azure_deployment`` and ``api_version``. ``temperature: null`` never sends a temperature
+    (models that refuse one), not even a persona shift's; ``max_tokens_field`` names the
+    request field of the output-token limit (default: the provider's). Prices are US dollars
+    per million tokens in and out; input read from the provider's prompt cache, input written
+    to it (Anthropic) and reasoning output have their own prices, each by default the plain
+    input or output price. ``stream: true`` reads the answer as server-sent events:
+    ``first_token_timeout_s`` bounds the wait for the first event and ``idle_timeout_s`` each
+    wait between events (both default ``timeout_s``), instead of ``timeout_s`` bounding the
+    whole attempt.
     """
 
     base_url: str | None = None
     model: str
+    provider: Provider = "openai_compatible"
     api_key_env: str | None = None
     temperature: float | None = Field(0.2, ge=0, le=2)
     max_tokens_field: TokenLimitField = "max_tokens"
     price_in_per_mtok: float = Field(0.0, ge=0)
     price_out_per_mtok: float = Field(0.0, ge=0)
+    price_cached_in_per_mtok: float | None = Field(None, ge=0)
+    price_cache_write_per_mtok: float | None = Field(None, ge=0)
+    price_reasoning_out_per_mtok: float | None = Field(None, ge=0)
+    azure_deployment: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
+    api_version: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]+$")
+    stream: bool = False
+    first_token_timeout_s: float | None = Field(None, gt=0)
+    idle_timeout_s: float | None = Field(None, gt=0)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(4, ge=0, le=20)
     concurrency: int = Field(8, ge=1)
@@ -118,6 +139,12 @@ class ModelTier(_Strict):
     def _has_endpoint(self) -> ModelTier:
         if self.base_url is None and self.script is None:
             raise ValueError("a model tier needs base_url or script")
+        if self.provider == "azure" and (self.azure_deployment is None or self.api_version is None):
+            raise ValueError("an azure tier needs azure_deployment and api_version")
+        if not self.stream and (self.first_token_timeout_s or self.idle_timeout_s):
+            raise ValueError(
+                "first_token_timeout_s and idle_timeout_s bound streamed answers: set stream: true"
+            )
         return self
 
 
