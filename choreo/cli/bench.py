@@ -129,6 +129,17 @@ def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_long(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.bench import long
+
+    command = f"choreo bench long --steps {args.steps}" + (" --profile" if args.profile else "")
+    result = long.run(args.steps, profile=args.profile)
+    _emit("Long traces", args.out, long.report(result, command))
+    if args.profile:
+        print(result.profile)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser(
         "bench", help="measure the mesh on a real broker", description=" ".join(__doc__.split())
@@ -158,6 +169,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--traces", type=int, default=1000, help="traces written to a real outbox (default: 1000)"
+    )
+    _output_option(p)
+
+    p = kinds.add_parser("long", help="the keeper's cost per step over one long trace")
+    p.set_defaults(func=cmd_long)
+    p.add_argument("--steps", type=int, default=1000, help="steps in the trace (default: 1000)")
+    p.add_argument(
+        "--profile", action="store_true", help="also print the keeper's cProfile (top 20)"
     )
     _output_option(p)
 

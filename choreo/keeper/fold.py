@@ -26,10 +26,9 @@ from choreo.schemas import (
     Totals,
 )
 from choreo.schemas.codec import encode
-from choreo.schemas.ids import derive_event_id, fingerprint
+from choreo.schemas.ids import derive_event_id
 from choreo.schemas.records import STEP_REFUSED, Persona, ToolCallRecord
 from choreo.schemas.reducers import ReducerError, resolve
-from choreo.schemas.shapes import field_shape, shape_hash
 from choreo.spec.mesh import ConflictPolicy, JoinSpec, MeshSpec
 from choreo.tools.record import from_payload
 
@@ -38,7 +37,6 @@ TASK_SOURCE = "task"
 EXPIRE = "trace.expire"
 #: State fields that record a join's arrivals (``JoinSpec.field``).
 JOIN_FIELD_PREFIX = "join."
-_sorted_json = msgspec.json.Encoder(order="sorted")
 
 
 class FoldError(ValueError):
@@ -56,25 +54,6 @@ class Folded:
     conflicts: list[StateConflict] = field(default_factory=list)
     rejected: bool = False
     joined: list[JoinSpec] = field(default_factory=list)
-
-
-def state_hash(fields: dict[str, Any]) -> str:
-    """Content hash of a state, independent of key order: the watchdog's notion of progress."""
-    return fingerprint(_sorted_json.encode(fields))
-
-
-def field_hashes(fields: dict[str, Any]) -> dict[str, str]:
-    """Each field's shape hash (numbers, ids, timestamps normalised away; a list as the set of
-    its items' shapes), for hop records."""
-    return {name: field_shape(value) for name, value in fields.items()}
-
-
-def situation(spec: MeshSpec, agent: str, fields: dict[str, Any]) -> str:
-    """The shape hash of what ``agent`` reads of ``fields`` (every field without ``reads``):
-    the watchdog's notion of "the same situation again"."""
-    names = next((a.reads for a in spec.agents if a.name == agent), None)
-    seen = fields if names is None else {n: fields.get(n) for n in names}
-    return shape_hash(seen)
 
 
 def tool_calls(step: Envelope) -> list[ToolCallRecord]:

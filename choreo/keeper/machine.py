@@ -25,9 +25,11 @@ from aiokafka.structs import ConsumerRecord
 from choreo.budget import reserve as budget
 from choreo.kafka.clients import headers_of, key_of, partition_for
 from choreo.kafka.limits import RecordTooLarge
+from choreo.keeper import digest as digests
 from choreo.keeper import fold as transitions
 from choreo.keeper.batch import Batch
-from choreo.keeper.fold import EXPIRE, TASK_SOURCE, FoldError, state_hash
+from choreo.keeper.digest import StateDigest
+from choreo.keeper.fold import EXPIRE, TASK_SOURCE, FoldError
 from choreo.observe import metrics
 from choreo.observe.telemetry import Headers
 from choreo.schemas import (
@@ -109,6 +111,9 @@ class Keeper:
         self._subscribers: dict[str, list[str]] = {}
         #: Partitions of the keeper's topics; 0 while unknown (admissions are then read back).
         self.partitions = 0
+        #: Each running trace's field digests, so a hop record costs O(the step's delta).
+        self.digests: dict[str, StateDigest] = {}
+        self._reads = {agent.name: agent.reads for agent in spec.agents}
         for agent in spec.agents:
             for event_type in agent.subscribe:
                 self._subscribers.setdefault(event_type, []).append(agent.name)
@@ -392,7 +397,9 @@ class Keeper:
             status,
             batch,
             conflicts=len(folded.conflicts),
-            situation=transitions.situation(self.spec, step.source, snapshot.fields),
+            situation=digests.situation(
+                self._digest(step.trace_id).of(snapshot.fields), self._reads.get(step.source)
+            ),
         )
         metrics.FOLDS.labels(outcome="rejected" if folded.rejected else "applied").inc()
         reason = str(step.payload.get("reason") or step.type)
@@ -646,6 +653,7 @@ class Keeper:
         reason: str | None = None,
         situation: str = "",
     ) -> None:
+        fields = self._digest(step.trace_id).update(snapshot.fields)
         batch.send(
             self.topics.hops,
             step.trace_id,
@@ -658,7 +666,7 @@ class Keeper:
                 type=step.type,
                 status=status,  # type: ignore[arg-type]
                 state_version=snapshot.version,
-                state_hash=state_hash(snapshot.fields),
+                state_hash=digests.state_hash(fields),
                 input_fingerprint=str(step.payload.get("input_fingerprint", "")),
                 output=str(step.payload.get("text", ""))[:OUTPUT_LIMIT],
                 duration_ms=float(step.payload.get("duration_ms", 0.0)),
@@ -667,13 +675,16 @@ class Keeper:
                 conflicts=conflicts,
                 created_at=snapshot.updated_at,
                 extensions={"reason": reason} if reason else {},
-                # what the watchdog's progress-aware rules compare (choreo.keeper.fold)
-                field_hashes=transitions.field_hashes(snapshot.fields),
+                # what the watchdog's progress-aware rules compare (choreo.keeper.digest)
+                field_hashes=digests.field_hashes(fields),
                 situation=situation,
                 tool_calls=transitions.tool_calls(step),
                 read_version=step.state_version,
             ),
         )
+
+    def _digest(self, trace_id: str) -> StateDigest:
+        return self.digests.setdefault(trace_id, StateDigest())
 
     @staticmethod
     def _output(snapshot: Snapshot, step: Envelope) -> Any:
@@ -701,6 +712,8 @@ class Keeper:
             snapshot = self.traces.get(trace_id)
             if snapshot is not None:
                 self.traces[trace_id] = tombstone(snapshot)
+                if snapshot.status != "running":
+                    self.digests.pop(trace_id, None)
 
     def mark_finished(self, result: TerminalResult) -> None:
         """A terminal record already exists: never write a second one for this trace.
