@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiokafka.structs import ConsumerRecord
 
+from choreo.agent.sdk import Result, Step
 from choreo.bench.state import admission
 from choreo.bench.stats import Summary
 from choreo.kafka.limits import RecordLimit
@@ -37,6 +38,7 @@ from choreo.spec.mesh import MeshSpec, parse_mesh
 TRACE = "long-1"
 AGENT = "writer"
 LINE_BYTES = 2048
+STEPS = 1000
 #: Step ranges the report gives figures for: (first, last), both included.
 RANGES = ((1, 10), (10, 100), (100, 200), (200, 500), (500, 900), (900, 1000))
 #: What a broker takes by default (choreo.kafka.limits), to say when a trace would fail.
@@ -44,7 +46,8 @@ BROKER_LIMIT = RecordLimit().max_bytes
 
 
 def long_spec() -> MeshSpec:
-    """One agent that appends a line and counts, emitting to itself."""
+    """One Python agent that reads the counter, appends a line and counts, emitting to
+    itself (``write_line``)."""
     return parse_mesh(
         {
             "name": "bench-long",
@@ -58,10 +61,11 @@ def long_spec() -> MeshSpec:
             "agents": [
                 {
                     "name": AGENT,
+                    "kind": "python",
+                    "handler": "choreo.bench.long:write_line",
                     "subscribe": ["work.next"],
-                    "persona": "p",
-                    "model": "m",
-                    "routes": [{"emit": "work.next"}],
+                    "emit": ["work.next"],
+                    "reads": ["n"],
                 }
             ],
             "budgets": {"max_hops": 1_000_000},
@@ -73,6 +77,15 @@ def line(index: int) -> str:
     """The step's 2 KB line: distinct text per step, as a coding agent's log would be."""
     text = f"step {index}: " + "the agent noted what it did and why. " * (LINE_BYTES // 37 + 1)
     return text[:LINE_BYTES]
+
+
+async def write_line(step: Step) -> Result:
+    """The workload's agent: append this step's line and count it; finish at :data:`STEPS`."""
+    n = int(step.state.get("n") or 0) + 1
+    writes = {"log": line(n), "n": 1}
+    if n >= STEPS:
+        return step.finish(output=n, writes=writes)
+    return step.emit("work.next", writes)
 
 
 def step_records(steps: int, at: datetime) -> Iterator[ConsumerRecord[bytes, bytes]]:

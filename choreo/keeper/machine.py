@@ -117,6 +117,9 @@ class Keeper:
         for agent in spec.agents:
             for event_type in agent.subscribe:
                 self._subscribers.setdefault(event_type, []).append(agent.name)
+        self._carried = {
+            t: carried_fields(spec, readers) for t, readers in self._subscribers.items()
+        }
 
     # -- one record, all or nothing -----------------------------------------------------
 
@@ -475,10 +478,21 @@ class Keeper:
                 return
             snapshot, allowance = allotted
             if event.type in self._subscribers:  # a type only joins wait for has no topic
-                sends.append(msgspec.structs.replace(event, allowance=allowance))
+                sends.append(
+                    msgspec.structs.replace(
+                        event, allowance=allowance, state=self._carried_state(event)
+                    )
+                )
         self._store(snapshot, batch)
         for event in sends:
             batch.send(self.topics.event(event.type), event.trace_id, event, headers)
+
+    def _carried_state(self, event: Envelope) -> dict[str, Any] | None:
+        """What of the state ``event`` carries: what its readers declare (``carried_fields``)."""
+        names = self._carried.get(event.type)
+        if names is None or event.state is None:
+            return event.state
+        return {name: event.state[name] for name in names if name in event.state}
 
     def _join(self, join: JoinSpec, cause: Envelope, snapshot: Snapshot) -> Envelope:
         """The one event of a completed join; its id derives from the step that completed it."""
@@ -723,6 +737,17 @@ class Keeper:
         and only the terminal record is left out.
         """
         self.finished.add(result.trace_id)
+
+
+def carried_fields(spec: MeshSpec, readers: list[str]) -> frozenset[str] | None:
+    """The state fields an event read by the agents ``readers`` carries: the union of their
+    ``reads`` (and ``input``) when every one is a Python agent that declares them, else
+    ``None``, every field. A model agent keeps every field: its context, routes and tools
+    name fields of their own (docs/AGENTS.md)."""
+    agents = [a for a in spec.agents if a.name in readers]
+    if any(a.kind != "python" or a.reads is None for a in agents):
+        return None
+    return frozenset({"input", *(name for a in agents for name in a.reads or ())})
 
 
 def _envelope_or_none(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:

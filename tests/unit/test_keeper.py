@@ -6,6 +6,7 @@ import itertools
 from typing import Any, TypeVar
 
 import msgspec
+import pytest
 
 from choreo.agent.step import outcome, step_event
 from choreo.keeper.batch import Batch
@@ -250,3 +251,57 @@ def test_a_delta_that_does_not_fit_its_reducer_fails_the_trace() -> None:
     assert results[0].reason is not None and "revisions" in results[0].reason
     assert sent(batch, TOPICS.event("revision.requested"), Envelope) == []
     assert harness.keeper.traces["t1"].status == "failed"
+
+
+def _python_mesh(reads: list[str] | None) -> Any:
+    from choreo.spec.mesh import parse_mesh
+
+    agent: dict[str, Any] = {
+        "name": "counter",
+        "kind": "python",
+        "handler": "tests.unit.nowhere:count",
+        "subscribe": ["work.next"],
+        "emit": ["work.next"],
+    }
+    if reads is not None:
+        agent["reads"] = reads
+    return parse_mesh(
+        {
+            "name": "reads",
+            "entry": ["work.next"],
+            "state": {"log": {"reducer": "append"}, "n": {"reducer": "add", "default": 0}},
+            "models": {"m": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}},
+            "agents": [agent],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("reads", "carried"), [(["n"], {"input", "n"}), (None, {"input", "n", "log"})]
+)
+def test_a_python_agents_events_carry_only_the_fields_it_reads(
+    reads: list[str] | None, carried: set[str]
+) -> None:
+    keeper = Keeper(_python_mesh(reads), TOPICS)
+    admit = Envelope(
+        event_id="admit-1",
+        trace_id="t1",
+        type=ADMIT,
+        source="task",
+        payload={"task": {"input": "count"}, "origin": "tasks/0/0"},
+    )
+    keeper.apply(consumed(TOPICS.outbox, 0, encode(admit), key="t1"), Batch())
+    wrote = Envelope(
+        event_id="step-1",
+        trace_id="t1",
+        type="work.next",
+        source="counter",
+        hop=1,
+        state_version=1,
+        delta={"log": "a long line", "n": 1},
+    )
+    batch = Batch()
+    assert keeper.apply(consumed(TOPICS.outbox, 1, encode(wrote), key="t1"), batch) is None
+    (forwarded,) = sent(batch, TOPICS.event("work.next"), Envelope)
+    assert set(forwarded.state or {}) == carried
+    assert keeper.traces["t1"].fields["log"] == ["a long line"]  # the state keeps every field
