@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka.structs import ConsumerRecord
 
@@ -33,7 +34,7 @@ from choreo.schemas import Envelope, encode
 from choreo.schemas.ids import derive_event_id
 from choreo.schemas.records import FINISH
 from choreo.schemas.topics import Topics
-from choreo.spec.mesh import MeshSpec, parse_mesh
+from choreo.spec.mesh import parse_mesh
 
 TRACE = "long-1"
 AGENT = "writer"
@@ -45,45 +46,46 @@ RANGES = ((1, 10), (10, 100), (100, 200), (200, 500), (500, 900), (900, 1000))
 BROKER_LIMIT = RecordLimit().max_bytes
 
 
-def long_spec() -> MeshSpec:
-    """One Python agent that reads the counter, appends a line and counts, emitting to
-    itself (``write_line``)."""
-    return parse_mesh(
-        {
-            "name": "bench-long",
-            "entry": ["work.next"],
-            "state": {
-                "log": {"reducer": "append"},
-                "n": {"reducer": "add", "default": 0},
-            },
-            "max_snapshot_bytes": 1 << 40,
-            "models": {"m": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}},
-            "agents": [
-                {
-                    "name": AGENT,
-                    "kind": "python",
-                    "handler": "choreo.bench.long:write_line",
-                    "subscribe": ["work.next"],
-                    "emit": ["work.next"],
-                    "reads": ["n"],
-                }
-            ],
-            "budgets": {"max_hops": 1_000_000},
-        }
-    )
+def long_mesh() -> dict[str, Any]:
+    """One Python agent (``write_line``) that reads the counter, appends a line and counts,
+    emitting to itself; the task's initial state may set ``goal`` (steps) and ``width``
+    (bytes per line)."""
+    return {
+        "name": "bench-long",
+        "entry": ["work.next"],
+        "state": {
+            "log": {"reducer": "append"},
+            "n": {"reducer": "add", "default": 0},
+            "goal": {"reducer": "replace", "default": STEPS},
+            "width": {"reducer": "replace", "default": LINE_BYTES},
+        },
+        "max_snapshot_bytes": 1 << 40,
+        "models": {"m": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}},
+        "agents": [
+            {
+                "name": AGENT,
+                "kind": "python",
+                "handler": "choreo.bench.long:write_line",
+                "subscribe": ["work.next"],
+                "emit": ["work.next"],
+                "reads": ["n", "goal", "width"],
+            }
+        ],
+        "budgets": {"max_hops": 1_000_000, "max_seconds": 3600},
+    }
 
 
-def line(index: int) -> str:
-    """The step's 2 KB line: distinct text per step, as a coding agent's log would be."""
-    text = f"step {index}: " + "the agent noted what it did and why. " * (LINE_BYTES // 37 + 1)
-    return text[:LINE_BYTES]
+def line(index: int, width: int = LINE_BYTES) -> str:
+    """The step's line of ``width`` bytes: distinct text per step, as an agent's log's."""
+    text = f"step {index}: " + "the agent noted what it did and why. " * (width // 37 + 1)
+    return text[:width]
 
 
 async def write_line(step: Step) -> Result:
-    """The workload's agent: append this step's line and count it; finish at :data:`STEPS`."""
+    """The workload's agent: append this step's line and count it; finish at ``goal``."""
     n = int(step.state.get("n") or 0) + 1
-    writes = {"log": line(n), "n": 1}
-    if n >= STEPS:
+    writes = {"log": line(n, int(step.state.get("width") or LINE_BYTES)), "n": 1}
+    if n >= int(step.state.get("goal") or STEPS):
         return step.finish(output=n, writes=writes)
     return step.emit("work.next", writes)
 
@@ -139,7 +141,7 @@ class LongBench:
 def run(steps: int, profile: bool = False) -> LongBench:
     """Apply the workload's ``steps`` steps in a fresh keeper; with ``profile``, under cProfile
     (the twenty costliest functions by cumulative time are kept in the result)."""
-    spec = long_spec()
+    spec = parse_mesh(long_mesh())
     keeper = Keeper(spec, Topics("bench-long"))
     result = LongBench()
     profiler = cProfile.Profile() if profile else None

@@ -14,15 +14,29 @@ def test_the_workloads_agent_reads_the_counter_and_appends_a_line() -> None:
         trace_id="t1",
         type="work.next",
         source="writer",
-        state={"input": "go", "n": 4},
+        state={"input": "go", "n": 4, "goal": 1000, "width": 2048},
         state_version=5,
     )
-    step = long.Step(event, agent=long.AGENT, clients={}, default_tier=None, reads=["n"])
+    step = long.Step(
+        event, agent=long.AGENT, clients={}, default_tier=None, reads=["n", "goal", "width"]
+    )
     result = asyncio.run(long.write_line(step))
     assert (result.action, result.event_type, result.writes["n"]) == ("emit", "work.next", 1)
     assert len(result.writes["log"]) == long.LINE_BYTES and result.writes["log"].startswith(
         "step 5: "
     )
+    last = Envelope(
+        event_id="e2",
+        trace_id="t1",
+        type="work.next",
+        source="writer",
+        state={"input": "go", "n": 9, "goal": 10, "width": 16},
+    )
+    step = long.Step(
+        last, agent=long.AGENT, clients={}, default_tier=None, reads=["n", "goal", "width"]
+    )
+    result = asyncio.run(long.write_line(step))
+    assert (result.action, result.output, len(result.writes["log"])) == ("finish", 10, 16)
 
 
 def test_a_short_long_trace_completes_and_its_report_gives_each_step_range() -> None:
