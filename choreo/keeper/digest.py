@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 
+from choreo.schemas.codec import to_json
 from choreo.schemas.ids import fingerprint
 from choreo.schemas.shapes import shape_hash
 
@@ -43,6 +44,8 @@ class FieldDigest:
     content: str
     situation: str
     shape: str
+    #: The value's size as JSON, in bytes (``choreo.schemas.codec.to_json``).
+    size: int
     #: A list's item shapes (the set ``shape`` hashes); empty for other values.
     items: frozenset[str] = frozenset()
 
@@ -54,25 +57,35 @@ def digest(value: Any, previous: FieldDigest | None = None) -> FieldDigest:
         return previous
     if not isinstance(value, list):
         value_shape = shape_hash(value)
-        return FieldDigest(value, fingerprint(_sorted_json.encode(value)), value_shape, value_shape)
+        return FieldDigest(
+            value,
+            fingerprint(_sorted_json.encode(value)),
+            value_shape,
+            value_shape,
+            len(to_json(value)),
+        )
     old = previous.value if previous is not None else None
     if isinstance(old, list) and len(old) <= len(value) and all(map(operator.is_, old, value)):
         assert previous is not None
         return _extend(previous, value, len(old))
-    return _extend(FieldDigest([], _EMPTY_CHAIN, _EMPTY_CHAIN, _set_hash(frozenset())), value, 0)
+    return _extend(FieldDigest([], _EMPTY_CHAIN, _EMPTY_CHAIN, _set_hash(frozenset()), 2), value, 0)
 
 
 def _extend(base: FieldDigest, value: list[Any], start: int) -> FieldDigest:
     """``base`` (the digest of ``value[:start]``) with the items from ``start`` on added."""
     content, situation, items = base.content, base.situation, set(base.items)
-    for item in value[start:]:
+    size = base.size
+    for index, item in enumerate(value[start:], start):
         item_shape = shape_hash(item)
         content = _chain(content, fingerprint(_sorted_json.encode(item)))
         situation = _chain(situation, item_shape)
         items.add(item_shape)
+        size += len(to_json(item)) + (
+            1 if index else 0
+        )  # "[a,b]": a comma before each but the first
     frozen = frozenset(items)
     shape = base.shape if frozen == base.items else _set_hash(frozen)
-    return FieldDigest(value, content, situation, shape, frozen)
+    return FieldDigest(value, content, situation, shape, size, frozen)
 
 
 def _chain(head: str, item: str) -> str:
@@ -97,6 +110,12 @@ class StateDigest:
     def of(self, fields: dict[str, Any]) -> dict[str, FieldDigest]:
         """The digests of ``fields`` without remembering them (a state the trace left)."""
         return {name: digest(value, self.fields.get(name)) for name, value in fields.items()}
+
+
+def fields_size(digests: dict[str, FieldDigest]) -> int:
+    """The size in bytes of the fields as one JSON object: ``{"name":value,...}``."""
+    entries = sum(len(to_json(name)) + 1 + d.size for name, d in digests.items())
+    return 2 + entries + max(0, len(digests) - 1)
 
 
 def state_hash(digests: dict[str, FieldDigest]) -> str:

@@ -6,6 +6,7 @@ taken from the log records themselves, so a replay reproduces the live snapshots
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,13 +130,25 @@ def admit(spec: MeshSpec, task: Task, trace_id: str, origin: str, at: datetime) 
     )
 
 
-def fold(spec: MeshSpec, snapshot: Snapshot, step: Envelope, at: datetime) -> Folded:
+def encoded_size(snapshot: Snapshot) -> int:
+    """The snapshot's size as the state topic gets it, in bytes."""
+    return len(encode(snapshot))
+
+
+def fold(
+    spec: MeshSpec,
+    snapshot: Snapshot,
+    step: Envelope,
+    at: datetime,
+    measure: Callable[[Snapshot], int] = encoded_size,
+) -> Folded:
     """Fold one step's delta into ``snapshot``; the input snapshot is left untouched.
 
     A ``replace`` field last written after the version the step read is a conflict: the step
     never saw that write. The field's policy decides, and the conflict is returned to be
     published. ``reject`` refuses the whole step, so a step's delta applies atomically or not
-    at all. A fold whose snapshot would exceed ``spec.max_snapshot_bytes`` raises FoldError.
+    at all. A fold whose snapshot would exceed ``spec.max_snapshot_bytes`` raises FoldError;
+    ``measure`` gives a snapshot's encoded size (the keeper's knows its fields' sizes).
     """
     version = snapshot.version + 1
     fields = dict(snapshot.fields)
@@ -163,7 +176,7 @@ def fold(spec: MeshSpec, snapshot: Snapshot, step: Envelope, at: datetime) -> Fo
         return Folded(charged, conflicts, rejected=True)
     joined = _arrive(spec, step, fields, writes, version)
     new = msgspec.structs.replace(charged, fields=fields, writes=writes)
-    check_size(spec, new)
+    check_size(spec, new, measure)
     return Folded(new, conflicts, joined=joined)
 
 
@@ -224,9 +237,11 @@ def carried_over(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k != "input" and not k.startswith(JOIN_FIELD_PREFIX)}
 
 
-def check_size(spec: MeshSpec, snapshot: Snapshot) -> None:
+def check_size(
+    spec: MeshSpec, snapshot: Snapshot, measure: Callable[[Snapshot], int] = encoded_size
+) -> None:
     """Refuse a snapshot over the mesh's limit: it would clog the state topic and every event."""
-    size = len(encode(snapshot))
+    size = measure(snapshot)
     if size > spec.max_snapshot_bytes:
         raise FoldError(
             f"snapshot would be {size} bytes, over the mesh's max_snapshot_bytes "

@@ -376,8 +376,12 @@ class Keeper:
         if step.type == PERSONA:
             self._store(transitions.shift_persona(snapshot, step, at), batch)
             return None
+        # what the step read, hashed before the fold moves the trace's digests on
+        situation = digests.situation(
+            self._digest(step.trace_id).of(snapshot.fields), self._reads.get(step.source)
+        )
         try:
-            folded = transitions.fold(self.spec, snapshot, step, at)
+            folded = transitions.fold(self.spec, snapshot, step, at, self._measure)
         except FoldError as exc:
             failed = transitions.charge(snapshot, step, at)
             self._hop(step, failed, "failed", batch)
@@ -400,9 +404,7 @@ class Keeper:
             status,
             batch,
             conflicts=len(folded.conflicts),
-            situation=digests.situation(
-                self._digest(step.trace_id).of(snapshot.fields), self._reads.get(step.source)
-            ),
+            situation=situation,
         )
         metrics.FOLDS.labels(outcome="rejected" if folded.rejected else "applied").inc()
         reason = str(step.payload.get("reason") or step.type)
@@ -699,6 +701,13 @@ class Keeper:
 
     def _digest(self, trace_id: str) -> StateDigest:
         return self.digests.setdefault(trace_id, StateDigest())
+
+    def _measure(self, snapshot: Snapshot) -> int:
+        """``snapshot``'s encoded size, its fields measured from their digests: the rest is
+        encoded (its ``fields`` empty, ``{}``), the fields' JSON added in place of ``{}``."""
+        fields = self._digest(snapshot.trace_id).update(snapshot.fields)
+        rest = msgspec.structs.replace(snapshot, fields={})
+        return transitions.encoded_size(rest) - 2 + digests.fields_size(fields)
 
     @staticmethod
     def _output(snapshot: Snapshot, step: Envelope) -> Any:

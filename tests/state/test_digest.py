@@ -7,7 +7,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from choreo.keeper.digest import StateDigest, digest, field_hashes, situation, state_hash
+from choreo.keeper.digest import (
+    StateDigest,
+    digest,
+    field_hashes,
+    fields_size,
+    situation,
+    state_hash,
+)
+from choreo.schemas.codec import to_json
 from choreo.schemas.shapes import field_shape
 
 _items = st.one_of(
@@ -15,7 +23,13 @@ _items = st.one_of(
     st.text(alphabet="ab 12", max_size=6),
     st.dictionaries(st.sampled_from("xy"), st.integers(0, 2), max_size=2),
 )
-_values = st.one_of(st.none(), _items, st.lists(_items, max_size=5))
+_values = st.one_of(
+    st.none(),
+    _items,
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(alphabet='a"\\\n\u00e9\U0001f600', max_size=4),
+    st.lists(_items, max_size=5),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -35,6 +49,7 @@ def test_digests_carried_across_steps_equal_digests_made_from_scratch(
         assert field_hashes(kept) == field_hashes(fresh)
         assert situation(kept, None) == situation(fresh, None)
         assert situation(kept, ["a", "z"]) == situation(fresh, ["a", "z"])
+        assert fields_size(kept) == len(to_json(fields))
 
 
 @given(_values)

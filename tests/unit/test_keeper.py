@@ -305,3 +305,34 @@ def test_a_python_agents_events_carry_only_the_fields_it_reads(
     (forwarded,) = sent(batch, TOPICS.event("work.next"), Envelope)
     assert set(forwarded.state or {}) == carried
     assert keeper.traces["t1"].fields["log"] == ["a long line"]  # the state keeps every field
+
+
+def test_the_keeper_measures_a_snapshot_over_the_limit_as_its_encoding_does() -> None:
+    from choreo.keeper import fold as transitions
+    from choreo.keeper.fold import FoldError
+
+    spec = _python_mesh(["n"]).model_copy(update={"max_snapshot_bytes": 1024})
+    keeper = Keeper(spec, TOPICS)
+    admit = Envelope(
+        event_id="admit-1",
+        trace_id="t1",
+        type=ADMIT,
+        source="task",
+        payload={"task": {"input": "count"}, "origin": "tasks/0/0"},
+    )
+    keeper.apply(consumed(TOPICS.outbox, 0, encode(admit), key="t1"), Batch())
+    before = keeper.traces["t1"]
+    big = Envelope(
+        event_id="step-1",
+        trace_id="t1",
+        type="work.next",
+        source="counter",
+        hop=1,
+        state_version=1,
+        delta={"log": "é" * 600, "n": 1},
+    )
+    record = consumed(TOPICS.outbox, 1, encode(big), key="t1")
+    with pytest.raises(FoldError) as encoded:
+        transitions.fold(spec, before, big, before.updated_at)
+    reason = keeper.apply(record, Batch())
+    assert reason is not None and str(encoded.value) in reason  # "would be N bytes", same N
