@@ -90,9 +90,12 @@ async def write_line(step: Step) -> Result:
     return step.emit("work.next", writes)
 
 
-def step_records(steps: int, at: datetime) -> Iterator[ConsumerRecord[bytes, bytes]]:
-    """The outbox records of one trace: its admission, then ``steps`` steps, each reading the
-    version the one before it produced; the last one finishes the trace."""
+def step_records(
+    steps: int, at: datetime, width: int = LINE_BYTES
+) -> Iterator[ConsumerRecord[bytes, bytes]]:
+    """The outbox records of one trace: its admission, then ``steps`` steps of a ``width``-byte
+    line each, each reading the version the one before it produced; the last one finishes
+    the trace."""
     records: list[Envelope] = [admission(TRACE)]
     for index in range(1, steps + 1):
         records.append(
@@ -103,7 +106,7 @@ def step_records(steps: int, at: datetime) -> Iterator[ConsumerRecord[bytes, byt
                 source=AGENT,
                 hop=index,
                 state_version=index,
-                delta={"log": line(index), "n": 1},
+                delta={"log": line(index, width), "n": 1},
                 created_at=at + timedelta(milliseconds=index),
             )
         )
