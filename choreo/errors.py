@@ -26,6 +26,7 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     │   └── OverBudget     [RuntimeError]  the step's share of the budget cannot pay for the
     │                                      call (.rule, .details, .spent)
     ├── HandlerError                       an agent function broke the step's contract
+    │   └── UndeclaredRead [KeyError]      a Python agent read a field not in its reads (.field)
     ├── ToolError                          raised by a tool: its message goes to the model
     ├── ToolSetupError     [RuntimeError]  an agent's tools cannot be offered
     │   └── McpUnavailable                 an MCP server could not be started, reached or listed
@@ -63,7 +64,13 @@ from choreo.local.processes import ServiceStartError
 from choreo.models.errors import ModelConfigError, ModelError, ScriptError
 from choreo.observe.errors import SettingsError
 from choreo.schemas.codec import DecodeError
-from choreo.schemas.errors import BudgetExhausted, ChoreoError, HandlerError, ToolError
+from choreo.schemas.errors import (
+    BudgetExhausted,
+    ChoreoError,
+    HandlerError,
+    ToolError,
+    UndeclaredRead,
+)
 from choreo.schemas.reducers import ReducerError
 from choreo.spec.errors import SpecError
 from choreo.testing.errors import MeshNotReady, ServiceFailed
@@ -100,5 +107,6 @@ __all__ = [
     "ToolError",
     "ToolSetupError",
     "TraceNotFound",
+    "UndeclaredRead",
     "VersionNotFound",
 ]

@@ -77,6 +77,7 @@ class PythonAgent:
             clients=self.clients,
             default_tier=self.agent.model or None,
             persona=self.agent.persona,
+            reads=self.agent.reads,
         )
         name = self.agent.name
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, overload
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from choreo.budget.left import BudgetLeft, left, plus
 from choreo.models.errors import ModelError
 from choreo.schemas import Envelope, Usage
-from choreo.schemas.errors import BudgetExhausted, HandlerError
+from choreo.schemas.errors import BudgetExhausted, HandlerError, UndeclaredRead
 
 if TYPE_CHECKING:  # the agent service hands a step its clients; the SDK never builds one
     from choreo.models.client import ModelClient
@@ -64,15 +64,58 @@ class _TraceLog(logging.LoggerAdapter):
         return msg, kwargs
 
 
+class DeclaredState(Mapping[str, Any]):
+    """A step's read-only view of the trace's state, limited to the fields its agent declares
+    in ``reads:`` (and ``input``); with ``reads`` ``None``, every field.
+
+    Reading a field outside ``reads`` (``state[name]``, ``state.get(name)``, ``name in
+    state``) raises :class:`choreo.errors.UndeclaredRead`: the event never carried it, and a
+    silent ``None`` would read as "not written yet". Iterating yields the declared fields
+    present.
+    """
+
+    def __init__(self, fields: Mapping[str, Any], agent: str, reads: Sequence[str] | None):
+        self._fields = MappingProxyType(copy.deepcopy(dict(fields)))
+        self._agent = agent
+        self._reads = None if reads is None else frozenset([*reads, "input"])
+
+    def _check(self, name: str) -> None:
+        if self._reads is not None and name not in self._reads:
+            raise UndeclaredRead(self._agent, name, sorted(self._reads - {"input"}))
+
+    def __getitem__(self, name: str) -> Any:
+        self._check(name)
+        return self._fields[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        self._check(name)
+        return self._fields.get(name, default)
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            self._check(name)
+        return name in self._fields
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"DeclaredState({dict(self._fields)!r})"
+
+
 class Step:
     """One event as an agent function sees it. Read-only: the step changes the trace only
     through the ``Result`` it returns.
 
     Attributes: ``agent`` (this agent's name), ``trace_id``, ``hop`` (this step's number in
     the trace), ``event_type`` (what it was sent as), ``input`` (the task's text),
-    ``state`` (a read-only copy of the snapshot it was sent with), ``version`` (that
-    snapshot's version), ``payload`` (the event's payload), ``log`` (a logger bound to the
-    trace). ``left`` and ``usage`` are live: they change as the step calls its model.
+    ``state`` (a read-only copy of the state fields it was sent with: those its agent
+    declares in ``reads:``, see :class:`DeclaredState`), ``version`` (that state's
+    version), ``payload`` (the event's payload), ``log`` (a logger bound to the trace).
+    ``left`` and ``usage`` are live: they change as the step calls its model.
     """
 
     def __init__(
@@ -83,6 +126,7 @@ class Step:
         clients: Mapping[str, ModelClient],
         default_tier: str | None,
         persona: str = "",
+        reads: Sequence[str] | None = None,
     ) -> None:
         self._event = event
         self._clients = clients
@@ -94,7 +138,7 @@ class Step:
         self.hop = event.hop + 1
         self.event_type = event.type
         self.version = event.state_version
-        self.state: Mapping[str, Any] = MappingProxyType(copy.deepcopy(event.state or {}))
+        self.state: Mapping[str, Any] = DeclaredState(event.state or {}, agent, reads)
         self.payload: Mapping[str, Any] = MappingProxyType(copy.deepcopy(event.payload))
         self.input: str = str(self.state.get("input") or event.payload.get("input") or "")
         self.log = _TraceLog(

@@ -129,6 +129,32 @@ def cmd_idle(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_long(args: argparse.Namespace, settings: Settings) -> int:
+    from choreo.bench import long
+
+    if args.mesh:
+        from choreo.bench import long_mesh
+        from choreo.kafka.broker import broker_kind, broker_session
+
+        command = f"choreo bench long --mesh --steps {args.steps} --width {args.width}"
+        with broker_session() as broker:
+            on_broker = long_mesh.run(broker.bootstrap, args.steps, args.width)
+            kind = broker_kind(broker.bootstrap)
+        title = "the embedded broker" if kind == "embedded" else "Apache Kafka"
+        _emit(
+            f"Long traces on {title}",
+            args.out,
+            long_mesh.report(on_broker, command, kind, args.width),
+        )
+        return 0
+    command = f"choreo bench long --steps {args.steps}" + (" --profile" if args.profile else "")
+    result = long.run(args.steps, profile=args.profile)
+    _emit("Long traces", args.out, long.report(result, command))
+    if args.profile:
+        print(result.profile)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     bench = sub.add_parser(
         "bench", help="measure the mesh on a real broker", description=" ".join(__doc__.split())
@@ -158,6 +184,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument(
         "--traces", type=int, default=1000, help="traces written to a real outbox (default: 1000)"
+    )
+    _output_option(p)
+
+    p = kinds.add_parser("long", help="the keeper's cost per step over one long trace")
+    p.set_defaults(func=cmd_long)
+    p.add_argument("--steps", type=int, default=1000, help="steps in the trace (default: 1000)")
+    p.add_argument(
+        "--profile", action="store_true", help="also print the keeper's cProfile (top 20)"
+    )
+    p.add_argument(
+        "--mesh",
+        action="store_true",
+        help="run the keeper and the agent on the resolved broker instead of the keeper alone",
+    )
+    p.add_argument(
+        "--width", type=int, default=2048, help="with --mesh, bytes per line (default: 2048)"
     )
     _output_option(p)
 

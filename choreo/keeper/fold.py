@@ -6,6 +6,7 @@ taken from the log records themselves, so a replay reproduces the live snapshots
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,10 +27,9 @@ from choreo.schemas import (
     Totals,
 )
 from choreo.schemas.codec import encode
-from choreo.schemas.ids import derive_event_id, fingerprint
+from choreo.schemas.ids import derive_event_id
 from choreo.schemas.records import STEP_REFUSED, Persona, ToolCallRecord
 from choreo.schemas.reducers import ReducerError, resolve
-from choreo.schemas.shapes import field_shape, shape_hash
 from choreo.spec.mesh import ConflictPolicy, JoinSpec, MeshSpec
 from choreo.tools.record import from_payload
 
@@ -38,7 +38,6 @@ TASK_SOURCE = "task"
 EXPIRE = "trace.expire"
 #: State fields that record a join's arrivals (``JoinSpec.field``).
 JOIN_FIELD_PREFIX = "join."
-_sorted_json = msgspec.json.Encoder(order="sorted")
 
 
 class FoldError(ValueError):
@@ -56,25 +55,6 @@ class Folded:
     conflicts: list[StateConflict] = field(default_factory=list)
     rejected: bool = False
     joined: list[JoinSpec] = field(default_factory=list)
-
-
-def state_hash(fields: dict[str, Any]) -> str:
-    """Content hash of a state, independent of key order: the watchdog's notion of progress."""
-    return fingerprint(_sorted_json.encode(fields))
-
-
-def field_hashes(fields: dict[str, Any]) -> dict[str, str]:
-    """Each field's shape hash (numbers, ids, timestamps normalised away; a list as the set of
-    its items' shapes), for hop records."""
-    return {name: field_shape(value) for name, value in fields.items()}
-
-
-def situation(spec: MeshSpec, agent: str, fields: dict[str, Any]) -> str:
-    """The shape hash of what ``agent`` reads of ``fields`` (every field without ``reads``):
-    the watchdog's notion of "the same situation again"."""
-    names = next((a.reads for a in spec.agents if a.name == agent), None)
-    seen = fields if names is None else {n: fields.get(n) for n in names}
-    return shape_hash(seen)
 
 
 def tool_calls(step: Envelope) -> list[ToolCallRecord]:
@@ -150,13 +130,25 @@ def admit(spec: MeshSpec, task: Task, trace_id: str, origin: str, at: datetime) 
     )
 
 
-def fold(spec: MeshSpec, snapshot: Snapshot, step: Envelope, at: datetime) -> Folded:
+def encoded_size(snapshot: Snapshot) -> int:
+    """The snapshot's size as the state topic gets it, in bytes."""
+    return len(encode(snapshot))
+
+
+def fold(
+    spec: MeshSpec,
+    snapshot: Snapshot,
+    step: Envelope,
+    at: datetime,
+    measure: Callable[[Snapshot], int] = encoded_size,
+) -> Folded:
     """Fold one step's delta into ``snapshot``; the input snapshot is left untouched.
 
     A ``replace`` field last written after the version the step read is a conflict: the step
     never saw that write. The field's policy decides, and the conflict is returned to be
     published. ``reject`` refuses the whole step, so a step's delta applies atomically or not
-    at all. A fold whose snapshot would exceed ``spec.max_snapshot_bytes`` raises FoldError.
+    at all. A fold whose snapshot would exceed ``spec.max_snapshot_bytes`` raises FoldError;
+    ``measure`` gives a snapshot's encoded size (the keeper's knows its fields' sizes).
     """
     version = snapshot.version + 1
     fields = dict(snapshot.fields)
@@ -184,7 +176,7 @@ def fold(spec: MeshSpec, snapshot: Snapshot, step: Envelope, at: datetime) -> Fo
         return Folded(charged, conflicts, rejected=True)
     joined = _arrive(spec, step, fields, writes, version)
     new = msgspec.structs.replace(charged, fields=fields, writes=writes)
-    check_size(spec, new)
+    check_size(spec, new, measure)
     return Folded(new, conflicts, joined=joined)
 
 
@@ -245,9 +237,11 @@ def carried_over(fields: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in fields.items() if k != "input" and not k.startswith(JOIN_FIELD_PREFIX)}
 
 
-def check_size(spec: MeshSpec, snapshot: Snapshot) -> None:
+def check_size(
+    spec: MeshSpec, snapshot: Snapshot, measure: Callable[[Snapshot], int] = encoded_size
+) -> None:
     """Refuse a snapshot over the mesh's limit: it would clog the state topic and every event."""
-    size = len(encode(snapshot))
+    size = measure(snapshot)
     if size > spec.max_snapshot_bytes:
         raise FoldError(
             f"snapshot would be {size} bytes, over the mesh's max_snapshot_bytes "

@@ -25,9 +25,11 @@ from aiokafka.structs import ConsumerRecord
 from choreo.budget import reserve as budget
 from choreo.kafka.clients import headers_of, key_of, partition_for
 from choreo.kafka.limits import RecordTooLarge
+from choreo.keeper import digest as digests
 from choreo.keeper import fold as transitions
 from choreo.keeper.batch import Batch
-from choreo.keeper.fold import EXPIRE, TASK_SOURCE, FoldError, state_hash
+from choreo.keeper.digest import StateDigest
+from choreo.keeper.fold import EXPIRE, TASK_SOURCE, FoldError
 from choreo.observe import metrics
 from choreo.observe.telemetry import Headers
 from choreo.schemas import (
@@ -120,9 +122,15 @@ class Keeper:
         self._subscribers: dict[str, list[str]] = {}
         #: Partitions of the keeper's topics; 0 while unknown (admissions are then read back).
         self.partitions = 0
+        #: Each running trace's field digests, so a hop record costs O(the step's delta).
+        self.digests: dict[str, StateDigest] = {}
+        self._reads = {agent.name: agent.reads for agent in spec.agents}
         for agent in spec.agents:
             for event_type in agent.subscribe:
                 self._subscribers.setdefault(event_type, []).append(agent.name)
+        self._carried = {
+            t: carried_fields(spec, readers) for t, readers in self._subscribers.items()
+        }
 
     # -- one record, all or nothing -----------------------------------------------------
 
@@ -380,8 +388,12 @@ class Keeper:
         if step.type == PERSONA:
             self._store(transitions.shift_persona(snapshot, step, at), batch)
             return None
+        # what the step read, hashed before the fold moves the trace's digests on
+        situation = digests.situation(
+            self._digest(step.trace_id).of(snapshot.fields), self._reads.get(step.source)
+        )
         try:
-            folded = transitions.fold(self.spec, snapshot, step, at)
+            folded = transitions.fold(self.spec, snapshot, step, at, self._measure)
         except FoldError as exc:
             failed = transitions.charge(snapshot, step, at)
             self._hop(step, failed, "failed", batch)
@@ -404,7 +416,7 @@ class Keeper:
             status,
             batch,
             conflicts=len(folded.conflicts),
-            situation=transitions.situation(self.spec, step.source, snapshot.fields),
+            situation=situation,
         )
         metrics.FOLDS.labels(outcome="rejected" if folded.rejected else "applied").inc()
         reason = str(step.payload.get("reason") or step.type)
@@ -491,10 +503,21 @@ class Keeper:
                 return
             snapshot, allowance = allotted
             if event.type in self._subscribers:  # a type only joins wait for has no topic
-                sends.append(msgspec.structs.replace(event, allowance=allowance))
+                sends.append(
+                    msgspec.structs.replace(
+                        event, allowance=allowance, state=self._carried_state(event)
+                    )
+                )
         self._store(snapshot, batch)
         for event in sends:
             batch.send(self.topics.event(event.type), event.trace_id, event, headers)
+
+    def _carried_state(self, event: Envelope) -> dict[str, Any] | None:
+        """What of the state ``event`` carries: what its readers declare (``carried_fields``)."""
+        names = self._carried.get(event.type)
+        if names is None or event.state is None:
+            return event.state
+        return {name: event.state[name] for name in names if name in event.state}
 
     def _join(self, join: JoinSpec, cause: Envelope, snapshot: Snapshot) -> Envelope:
         """The one event of a completed join; its id derives from the step that completed it."""
@@ -669,6 +692,7 @@ class Keeper:
         reason: str | None = None,
         situation: str = "",
     ) -> None:
+        fields = self._digest(step.trace_id).update(snapshot.fields)
         batch.send(
             self.topics.hops,
             step.trace_id,
@@ -681,7 +705,7 @@ class Keeper:
                 type=step.type,
                 status=status,  # type: ignore[arg-type]
                 state_version=snapshot.version,
-                state_hash=state_hash(snapshot.fields),
+                state_hash=digests.state_hash(fields),
                 input_fingerprint=str(step.payload.get("input_fingerprint", "")),
                 output=str(step.payload.get("text", ""))[:OUTPUT_LIMIT],
                 duration_ms=float(step.payload.get("duration_ms", 0.0)),
@@ -690,13 +714,23 @@ class Keeper:
                 conflicts=conflicts,
                 created_at=snapshot.updated_at,
                 extensions={"reason": reason} if reason else {},
-                # what the watchdog's progress-aware rules compare (choreo.keeper.fold)
-                field_hashes=transitions.field_hashes(snapshot.fields),
+                # what the watchdog's progress-aware rules compare (choreo.keeper.digest)
+                field_hashes=digests.field_hashes(fields),
                 situation=situation,
                 tool_calls=transitions.tool_calls(step),
                 read_version=step.state_version,
             ),
         )
+
+    def _digest(self, trace_id: str) -> StateDigest:
+        return self.digests.setdefault(trace_id, StateDigest())
+
+    def _measure(self, snapshot: Snapshot) -> int:
+        """``snapshot``'s encoded size, its fields measured from their digests: the rest is
+        encoded (its ``fields`` empty, ``{}``), the fields' JSON added in place of ``{}``."""
+        fields = self._digest(snapshot.trace_id).update(snapshot.fields)
+        rest = msgspec.structs.replace(snapshot, fields={})
+        return transitions.encoded_size(rest) - 2 + digests.fields_size(fields)
 
     @staticmethod
     def _output(snapshot: Snapshot, step: Envelope) -> Any:
@@ -724,6 +758,8 @@ class Keeper:
             snapshot = self.traces.get(trace_id)
             if snapshot is not None:
                 self.traces[trace_id] = tombstone(snapshot)
+                if snapshot.status != "running":
+                    self.digests.pop(trace_id, None)
 
     def mark_finished(self, result: TerminalResult) -> None:
         """A terminal record already exists: never write a second one for this trace.
@@ -733,6 +769,17 @@ class Keeper:
         and only the terminal record is left out.
         """
         self.finished.add(result.trace_id)
+
+
+def carried_fields(spec: MeshSpec, readers: list[str]) -> frozenset[str] | None:
+    """The state fields an event read by the agents ``readers`` carries: the union of their
+    ``reads`` (and ``input``) when every one is a Python agent that declares them, else
+    ``None``, every field. A model agent keeps every field: its context, routes and tools
+    name fields of their own (docs/AGENTS.md)."""
+    agents = [a for a in spec.agents if a.name in readers]
+    if any(a.kind != "python" or a.reads is None for a in agents):
+        return None
+    return frozenset({"input", *(name for a in agents for name in a.reads or ())})
 
 
 def _envelope_or_none(record: ConsumerRecord[bytes, bytes]) -> Envelope | None:

@@ -28,6 +28,22 @@ class HandlerError(ChoreoError):
     declared wrongly; the step ends as failed with this message."""
 
 
+class UndeclaredRead(HandlerError, KeyError):
+    """A Python agent read a state field its ``reads:`` does not declare. Its events carry
+    only the fields it declares, so the value is not there to read; the step ends as failed
+    with this message, which names the field and the agent. ``.field`` is the field."""
+
+    def __init__(self, agent: str, field: str, reads: list[str]) -> None:
+        super().__init__(
+            f"{agent} read state field {field!r}, not in its reads {sorted(reads)}: "
+            "declare it under the agent's reads: in the mesh"
+        )
+        self.field = field
+
+    def __str__(self) -> str:  # a KeyError would print its message quoted
+        return str(self.args[0])
+
+
 class BudgetExhausted(ChoreoError):
     """A step asked to spend (a model call) with a trace budget used up; raised by
     ``Step.complete``. Left uncaught, the step is refused and the trace halts for a human,

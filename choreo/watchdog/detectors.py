@@ -78,7 +78,12 @@ class TraceWatch(msgspec.Struct, kw_only=True):
     totals: Totals = msgspec.field(default_factory=Totals)
     last_at: datetime | None = None
     state_version: int = 0
+    #: The highest state version of a hop record seen: the keeper writes a trace's hop
+    #: records in version order, so one at or below it is a redelivery.
+    hop_version: int = 0
+    #: The ids of the last hop records seen (a bounded window, see ``KEPT``).
     event_ids: list[str] = msgspec.field(default_factory=list)
+    #: Where each agent met each (input, state) pair, for the last ``KEPT`` pairs met.
     meetings: dict[str, int] = msgspec.field(default_factory=dict)
     recent: list[Step] = msgspec.field(default_factory=list)
     agents: dict[str, AgentWatch] = msgspec.field(default_factory=dict)
@@ -87,11 +92,32 @@ class TraceWatch(msgspec.Struct, kw_only=True):
     #: Recent whole-state shapes, and the hops at which the state went back to one of them.
     shapes: list[Seen] = msgspec.field(default_factory=list)
     revisits: list[Seen] = msgspec.field(default_factory=list)
-    #: Every tool call of the trace, keyed ``name|args_sha256``.
+    #: The trace's last ``KEPT`` tool calls, keyed ``name|args_sha256``.
     tool_calls: list[Seen] = msgspec.field(default_factory=list)
     verdicts: list[str] = msgspec.field(default_factory=list)
     halted: bool = False
     finished: bool = False
+
+
+#: How much history of one trace each rule keeps: a trace's watch (a value of the watchdog's
+#: table, written back on every hop) and the work per hop stay bounded however long the trace
+#: runs. A cycle or a repeated tool call further apart than this goes unseen by its rule; the
+#: trace's budgets still bound it.
+KEPT = 256
+
+
+def remember(window: list[Any], items: list[Any]) -> None:
+    """Add ``items`` to ``window``, keeping its last :data:`KEPT` items."""
+    window += items
+    del window[:-KEPT]
+
+
+def meet(meetings: dict[str, int], key: str, hop: int) -> None:
+    """Note where a meeting first happened, keeping the last :data:`KEPT` meetings (a dict
+    keeps insertion order: the oldest goes first)."""
+    meetings.setdefault(key, hop)
+    while len(meetings) > KEPT:
+        del meetings[next(iter(meetings))]
 
 
 _encoder = msgspec.json.Encoder()
@@ -221,8 +247,8 @@ def revisit(
 
 
 def tool_repeat(calls: list[Seen], agent: str, hop: int, repeats: int) -> Evidence | None:
-    """A tool call (same tool, same arguments) made for the ``repeats``-th time in the trace;
-    ``calls`` already holds this hop's calls."""
+    """A tool call (same tool, same arguments) made for the ``repeats``-th time among the
+    trace's recent ``calls``, which already hold this hop's calls."""
     mine = {c.key for c in calls if c.hop == hop}
     for key in sorted(mine):
         hops = sorted({c.hop for c in calls if c.key == key})

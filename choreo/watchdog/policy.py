@@ -30,9 +30,11 @@ from choreo.watchdog.detectors import (
     best_match,
     cycle,
     deadline_of,
+    meet,
     meeting_key,
     over_budget,
     ping_pong,
+    remember,
     revisit,
     state_shape,
     stuck,
@@ -73,13 +75,19 @@ class Watchdog:
 
     def on_hop(self, watch: TraceWatch, hop: HopRecord, now: datetime) -> list[Answer]:
         """Account one hop record; return the verdicts (and escalation) it calls for."""
-        if watch.finished or watch.halted or hop.event_id in watch.event_ids:
+        if (
+            watch.finished
+            or watch.halted
+            or hop.state_version <= watch.hop_version
+            or hop.event_id in watch.event_ids
+        ):
             return []
         if hop.type in ENDING or hop.status != "ok":  # the keeper has ended the trace
             watch.finished = True
             _retire(watch)
             return []
-        watch.event_ids.append(hop.event_id)
+        remember(watch.event_ids, [hop.event_id])
+        watch.hop_version = hop.state_version
         watch.first_seen_at = watch.first_seen_at or hop.created_at
         watch.state_version = max(watch.state_version, hop.state_version)
         self._advance(watch, hop.totals, hop.created_at)
@@ -131,9 +139,7 @@ class Watchdog:
         """Feed one hop to every loop rule; return the evidence found, all about ``hop.agent``."""
         spec = self.spec
         found = [cycle(watch.meetings, hop.agent, hop.hop, hop.input_fingerprint, hop.state_hash)]
-        watch.meetings.setdefault(
-            meeting_key(hop.agent, hop.input_fingerprint, hop.state_hash), hop.hop
-        )
+        meet(watch.meetings, meeting_key(hop.agent, hop.input_fingerprint, hop.state_hash), hop.hop)
         watch.recent.append(Step(hop.hop, hop.agent, hop.state_hash))
         del watch.recent[: -2 * spec.ping_pong_rounds]
         found.append(ping_pong(watch.recent, spec.ping_pong_rounds))
@@ -150,7 +156,10 @@ class Watchdog:
             oldest = watch.shapes[0].hop
             watch.revisits = [r for r in watch.revisits if r.hop > oldest]
         if hop.tool_calls:
-            watch.tool_calls += [Seen(hop.hop, f"{c.name}|{c.args_sha256}") for c in hop.tool_calls]
+            remember(
+                watch.tool_calls,
+                [Seen(hop.hop, f"{c.name}|{c.args_sha256}") for c in hop.tool_calls],
+            )
             found.append(tool_repeat(watch.tool_calls, hop.agent, hop.hop, spec.tool_repeats))
         return [e for e in found if e is not None]
 

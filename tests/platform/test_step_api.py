@@ -12,6 +12,7 @@ import pytest
 
 import choreo
 from choreo.budget.left import left
+from choreo.errors import UndeclaredRead
 from choreo.model_server.script import ScriptError, parse_script
 from choreo.model_server.server import completion, matching_rule
 from choreo.schemas import Budget, Envelope, Totals, Usage
@@ -69,6 +70,27 @@ def test_the_step_is_a_read_only_view_of_its_event() -> None:
     )
     assert step.fail("gone").reason == "gone"
     assert step.finish("order").output_field == "order"
+
+
+def test_a_step_reading_a_field_its_agent_did_not_declare_is_told_which_and_why() -> None:
+    step = choreo.Step(
+        _event(), agent="lookup", clients={}, default_tier=None, reads=["items", "order"]
+    )
+    assert step.input == "order 1042"  # the task's input is always there
+    assert (step.state["items"], step.state.get("order"), "order" in step.state) == (
+        [1],
+        None,
+        False,
+    )
+    for read in (
+        lambda: step.state["notes"],
+        lambda: step.state.get("notes"),
+        lambda: "notes" in step.state,
+    ):
+        with pytest.raises(UndeclaredRead, match="'notes', not in its reads") as e:
+            read()
+        assert isinstance(e.value, KeyError) and e.value.field == "notes"
+    assert sorted(step.state) == ["input", "items"]
 
 
 def test_budget_left_counts_the_trace_and_the_step() -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from choreo.schemas import reducers
 from choreo.schemas.reducers import ReducerError, resolve
@@ -113,3 +117,59 @@ def test_a_user_reducer_resolves_by_import_path() -> None:
 def test_unresolvable_reducers_are_named_in_the_error(name: str, message: str) -> None:
     with pytest.raises(ReducerError, match=message):
         resolve(name)
+
+
+# -- batching invariance: several writes folded at once equal the writes one by one ----------
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=3))
+_json = st.recursive(
+    _scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=2), inner),
+    max_leaves=8,
+)
+_numbers = st.one_of(st.integers(-100, 100), st.floats(-1e6, 1e6, allow_nan=False))
+_objects = st.dictionaries(st.sampled_from("abc"), _json, max_size=3)
+#: Per reducer: the state it starts from and the writes it takes.
+_WRITES = {
+    "replace": (_json, _json),
+    "append": (st.none() | st.lists(_json, max_size=3), _json),
+    "extend": (st.none() | st.lists(_json, max_size=3), st.lists(_json, max_size=3)),
+    "merge": (st.none() | _objects, _objects),
+    "merge_deep": (st.none() | _objects, _objects),
+    "add": (st.none() | _numbers, _numbers),
+    "max": (st.none() | _numbers, _numbers),
+    "min": (st.none() | _numbers, _numbers),
+    "set_union": (
+        st.none() | st.lists(st.integers(0, 9) | st.text(max_size=2), max_size=3),
+        st.integers(0, 9) | st.lists(st.text(max_size=2), max_size=3),
+    ),
+    "tests.state.user_reducers:longest": (st.none() | st.text(max_size=4), st.text(max_size=4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_WRITES))
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_every_reducer_folds_a_batch_of_writes_as_it_folds_them_one_by_one(
+    name: str, data: st.DataObject
+) -> None:
+    state_strategy, write_strategy = _WRITES[name]
+    start = data.draw(state_strategy, label="state")
+    xs = data.draw(st.lists(write_strategy, max_size=4), label="xs")
+    ys = data.draw(st.lists(write_strategy, max_size=4), label="ys")
+    one_by_one = functools.reduce(resolve(name), [*xs, *ys], start)
+    at_once = reducers.fold_writes(name, start, [*xs, *ys])
+    in_two = reducers.fold_writes(name, reducers.fold_writes(name, start, xs), ys)
+    assert at_once == one_by_one
+    assert in_two == one_by_one
+
+
+def test_every_builtin_reducer_is_checked_for_batching() -> None:
+    assert set(reducers.BUILTIN) <= set(_WRITES)
+
+
+def test_a_batch_is_refused_as_its_bad_write_would_be() -> None:
+    with pytest.raises(ReducerError, match="extend needs a list"):
+        reducers.fold_writes("extend", [1], [[2], 3])
+    with pytest.raises(ReducerError, match="add needs a number"):
+        reducers.fold_writes("add", 1, [2, "3"])

@@ -37,6 +37,8 @@ def instance(kind: type[Exception]) -> Exception:
         return kind("writer-1", ValueError("what went wrong"))
     if kind is choreo.errors.MeshNotReady:
         return kind(["prefix.keeper"], 60.0)
+    if kind is choreo.errors.UndeclaredRead:
+        return kind("lookup", "notes", ["order"])
     return kind("what went wrong")
 
 

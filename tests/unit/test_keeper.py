@@ -314,3 +314,88 @@ def test_the_wall_clock_ends_a_trace_halted_with_one_escalation_whoever_sees_it_
     if order[0] != "watchdog":  # the keeper's own evidence, shaped like the watchdog's
         assert escalations[0].evidence["rule"] == "budget.wall_clock"
         assert set(escalations[0].evidence["wall_clock"]) == {"at", "deadline"}
+
+
+def _python_mesh(reads: list[str] | None) -> Any:
+    from choreo.spec.mesh import parse_mesh
+
+    agent: dict[str, Any] = {
+        "name": "counter",
+        "kind": "python",
+        "handler": "tests.unit.nowhere:count",
+        "subscribe": ["work.next"],
+        "emit": ["work.next"],
+    }
+    if reads is not None:
+        agent["reads"] = reads
+    return parse_mesh(
+        {
+            "name": "reads",
+            "entry": ["work.next"],
+            "state": {"log": {"reducer": "append"}, "n": {"reducer": "add", "default": 0}},
+            "models": {"m": {"model": "m", "base_url": "http://127.0.0.1:9/v1"}},
+            "agents": [agent],
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("reads", "carried"), [(["n"], {"input", "n"}), (None, {"input", "n", "log"})]
+)
+def test_a_python_agents_events_carry_only_the_fields_it_reads(
+    reads: list[str] | None, carried: set[str]
+) -> None:
+    keeper = Keeper(_python_mesh(reads), TOPICS)
+    admit = Envelope(
+        event_id="admit-1",
+        trace_id="t1",
+        type=ADMIT,
+        source="task",
+        payload={"task": {"input": "count"}, "origin": "tasks/0/0"},
+    )
+    keeper.apply(consumed(TOPICS.outbox, 0, encode(admit), key="t1"), Batch())
+    wrote = Envelope(
+        event_id="step-1",
+        trace_id="t1",
+        type="work.next",
+        source="counter",
+        hop=1,
+        state_version=1,
+        delta={"log": "a long line", "n": 1},
+    )
+    batch = Batch()
+    assert keeper.apply(consumed(TOPICS.outbox, 1, encode(wrote), key="t1"), batch) is None
+    (forwarded,) = sent(batch, TOPICS.event("work.next"), Envelope)
+    assert set(forwarded.state or {}) == carried
+    assert keeper.traces["t1"].fields["log"] == ["a long line"]  # the state keeps every field
+
+
+def test_the_keeper_measures_a_snapshot_over_the_limit_as_its_encoding_does() -> None:
+    from choreo.keeper import fold as transitions
+    from choreo.keeper.fold import FoldError
+
+    spec = _python_mesh(["n"]).model_copy(update={"max_snapshot_bytes": 1024})
+    keeper = Keeper(spec, TOPICS)
+    admit = Envelope(
+        event_id="admit-1",
+        trace_id="t1",
+        type=ADMIT,
+        source="task",
+        payload={"task": {"input": "count"}, "origin": "tasks/0/0"},
+    )
+    keeper.apply(consumed(TOPICS.outbox, 0, encode(admit), key="t1"), Batch())
+    before = keeper.traces["t1"]
+    big = Envelope(
+        event_id="step-1",
+        trace_id="t1",
+        type="work.next",
+        source="counter",
+        hop=1,
+        state_version=1,
+        delta={"log": "é" * 600, "n": 1},
+    )
+    record = consumed(TOPICS.outbox, 1, encode(big), key="t1")
+    with pytest.raises(FoldError) as encoded:
+        transitions.fold(spec, before, big, before.updated_at)
+    reason = keeper.apply(record, Batch())
+    assert reason is not None and str(encoded.value) in reason  # "would be N bytes", same N
