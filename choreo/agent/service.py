@@ -34,6 +34,7 @@ from opentelemetry.trace import Span, StatusCode
 from choreo.agent import step as steps
 from choreo.agent.behaviour import Behaviour, ModelAgent
 from choreo.agent.kinds import BehaviourFactory, behaviour_for
+from choreo.agent.markers import Solo, StepMarkers
 from choreo.agent.outbox import HeldOutputs, unit_of
 from choreo.budget import allowance
 from choreo.kafka.clients import (
@@ -53,6 +54,7 @@ from choreo.schemas.codec import clean_text
 from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import AgentSpec, MeshSpec
+from choreo.tools.boundary import UserCodeRaised, describe, guarded
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,9 @@ class AgentService(ConsumerService):
         self._freed = asyncio.Event()
         self._fatal: BaseException | None = None
         self._paused_for = False  # paused because a model tier is down
+        #: Which records' steps are running, kept past this process (choreo.agent.markers).
+        self.markers = StepMarkers(settings.markers_folder() / self.group)
+        self.solo = Solo()
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         return _Drain(self)
@@ -354,15 +359,31 @@ class AgentService(ConsumerService):
                     "messaging.message.id": event.event_id,
                 }
             )
-            outputs: list[Envelope] = []
-            try:
-                await self._traced(record, event, span, outputs)
-            except BrokerOutage:
-                raise
-            except Exception as exc:  # one record's failure ends its step
-                await self._crashed(
-                    record, event, span, exc, outputs[0].usage if outputs else Usage()
-                )
+            verdict = self.markers.judge(record)
+            if verdict.convicted:
+                await self._convicted(record, event, span, verdict.deaths)
+                return
+            async with self.solo.step(alone=verdict.deaths > 0):
+                self.markers.running(record, verdict.deaths)
+                try:
+                    await self._guarded(record, event, span)
+                finally:
+                    self.markers.done(record)
+
+    async def _guarded(
+        self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span
+    ) -> None:
+        """The step, with any exception but the broker's ending it as a failed step."""
+        outputs: list[Envelope] = []
+        try:
+            await guarded(self._traced(record, event, span, outputs))
+        except BrokerOutage:
+            raise
+        except Exception as exc:  # one record's failure, of any class, ends its step
+            cause = exc.original if isinstance(exc, UserCodeRaised) else exc
+            await self._crashed(
+                record, event, span, cause, outputs[0].usage if outputs else Usage()
+            )
 
     async def _traced(
         self,
@@ -447,15 +468,49 @@ class AgentService(ConsumerService):
         record: ConsumerRecord[bytes, bytes],
         event: Envelope,
         span: Span,
-        exc: Exception,
+        exc: BaseException,
         spent: Usage,
     ) -> None:
         """End a step that raised as ``step.failed`` with why (and what it had spent); if even
         that cannot be written, dead-letter the record with the same reason."""
-        reason = clean_text(f"{type(exc).__name__}: {exc}")[:REASON_CHARS]
+        reason = clean_text(describe(exc))[:REASON_CHARS]
         log.error(
             "step crashed", extra={"trace_id": event.trace_id, "reason": reason}, exc_info=exc
         )
+        await self._failed(record, event, span, reason, spent)
+
+    async def _convicted(
+        self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span, deaths: int
+    ) -> None:
+        """A record whose step ended the process ``deaths`` times (choreo.agent.markers):
+        its trace ends failed saying so, and the record is dead-lettered, not run again."""
+        reason = (
+            f"this record's step ended the agent process {deaths} times (the last time "
+            "running alone): not run again"
+        )
+        log.error(
+            "record dead-lettered: its step ended the process",
+            extra={
+                "trace_id": event.trace_id,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "deaths": deaths,
+            },
+        )
+        await self._failed(record, event, span, reason, Usage())
+        await self._dead_letter(record, reason)
+        self.markers.done(record)
+
+    async def _failed(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: Envelope,
+        span: Span,
+        reason: str,
+        spent: Usage,
+    ) -> None:
+        """Write the step's ``step.failed`` record with ``reason`` (or dead-letter)."""
         span.set_status(StatusCode.ERROR, reason)
         failed = steps.step_event(
             self.agent,

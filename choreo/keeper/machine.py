@@ -666,7 +666,7 @@ class Keeper:
                 totals=snapshot.totals,
                 conflicts=conflicts,
                 created_at=snapshot.updated_at,
-                extensions={"reason": reason} if reason else {},
+                extensions=transitions.extensions(step, reason),
                 # what the watchdog's progress-aware rules compare (choreo.keeper.fold)
                 field_hashes=transitions.field_hashes(snapshot.fields),
                 situation=situation,
