@@ -26,15 +26,19 @@ from choreo.schemas.records import FAIL, FINISH, STEP_FAILED, STEP_REFUSED
 from choreo.spec.check import known_fields
 from choreo.spec.mesh import AgentSpec, MeshSpec
 from choreo.tools import imports
-from choreo.tools.boundary import UserCodeRaised, guarded
+from choreo.tools.boundary import UserCodeRaised, describe, guarded
 
 #: Characters of a step's writes shown as its output in the hop record.
 TEXT_CHARS = 2000
 
 
 def last_line(exc: BaseException) -> str:
-    """The last line of an exception's traceback: ``ValueError: no such order``."""
-    return traceback.format_exception_only(exc)[-1].strip()
+    """The last line of an exception's traceback: ``ValueError: no such order`` (its type
+    and message alone when even that line cannot be made)."""
+    try:
+        return traceback.format_exception_only(exc)[-1].strip()
+    except Exception:
+        return describe(exc)
 
 
 def _clients(spec: MeshSpec, own: str) -> dict[str, ModelClient]:

@@ -37,8 +37,12 @@ class UserCodeRaised(Exception):
 
 
 def describe(exc: BaseException) -> str:
-    """``Type: message`` (just ``Type`` when the message is empty)."""
-    text = str(exc)
+    """``Type: message`` (just ``Type`` when the message is empty, or cannot be made: an
+    exception's ``__str__`` is user code too)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
