@@ -5,8 +5,8 @@ Some user code ends the whole process, past any ``except``: ``os._exit``, a segf
 extension, the kernel's OOM killer. The record's offset was never committed, so it is
 delivered again after the restart and, run again, ends the process again: a crash loop that
 stalls every other record of its partition. Each step therefore leaves a marker file while
-it runs (``<folder>/<topic>-<partition>-<offset>``, holding the writer's pid and how many
-processes died running it before); a normal end, the service's own cancellation included,
+it runs (``<folder>/<topic>-<partition>-<offset>``, holding the writer's pid, a token of
+the writing process and how many processes died running it before); a normal end, the service's own cancellation included,
 removes it. A marker whose writer is dead, found when its record is delivered again, says
 that record was running when that process died.
 
@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ class StepMarkers:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.pid = os.getpid()
+        #: This process's own mark: a restarted container's process may have the same pid.
+        self.token = uuid.uuid4().hex
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # markers are a safety net: the agent runs without them
@@ -77,13 +80,12 @@ class StepMarkers:
 
     def judge(self, record: ConsumerRecord[bytes, bytes]) -> Verdict:
         """Whether a process died running ``record``'s step before, and what follows."""
-        key = self.key(record)
         try:
-            pid_text, deaths_text = (self.folder / key).read_text().split()
+            pid_text, token, deaths_text = (self.folder / self.key(record)).read_text().split()
             pid, before = int(pid_text), int(deaths_text)
         except (OSError, ValueError):  # no marker (the usual case), or a torn one
             return Verdict()
-        if pid == self.pid or _alive(pid):
+        if token == self.token or (pid != self.pid and _alive(pid)):
             return Verdict()  # running here or in a live replica (a rebalance overlapped)
         deaths = before + 1
         return Verdict(deaths, convicted=deaths >= DEATHS)
@@ -91,7 +93,7 @@ class StepMarkers:
     def running(self, record: ConsumerRecord[bytes, bytes], deaths: int) -> None:
         """Mark ``record``'s step as running here, after ``deaths`` deaths during it."""
         with contextlib.suppress(OSError):
-            (self.folder / self.key(record)).write_text(f"{self.pid} {deaths}")
+            (self.folder / self.key(record)).write_text(f"{self.pid} {self.token} {deaths}")
 
     def done(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """The step ended (or was cancelled) without ending the process."""
