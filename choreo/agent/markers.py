@@ -5,10 +5,10 @@ Some user code ends the whole process, past any ``except``: ``os._exit``, a segf
 extension, the kernel's OOM killer. The record's offset was never committed, so it is
 delivered again after the restart and, run again, ends the process again: a crash loop that
 stalls every other record of its partition. Each step therefore leaves a marker file while
-it runs (``<folder>/<topic>-<partition>-<offset>``, holding the writer's pid, a token of
-the writing process and how many processes died running it before); a normal end, the service's own cancellation included,
-removes it. A marker whose writer is dead, found when its record is delivered again, says
-that record was running when that process died.
+it runs (``<folder>/<topic>-<partition>-<offset>``, holding the writer's pid, a token of the
+writing process and how many processes died running it before); a normal end, the service's
+own cancellation included, removes it. A marker whose writer is dead, found when its record
+is delivered again, says that record was running when that process died.
 
 One death does not convict: a process killed from outside (``SIGKILL`` on failover, a lost
 machine) dies with innocent steps running, and those must run again. A record found this way

@@ -172,11 +172,15 @@ class FunctionToolSpec(_Strict):
     """A Python function the model may call, by import path (see choreo.tools.function).
 
     The import resolves against the mesh file's folder and ``python_path``; a
-    ``timeout_s`` here overrides the agent's ``tool_timeout_s`` for this tool.
+    ``timeout_s`` here overrides the agent's ``tool_timeout_s`` for this tool. A tool that
+    can hang for real is declared ``isolation: process`` (choreo.tools.isolated).
     """
 
     function: str = Field(pattern=IMPORT_PATTERN)
     timeout_s: float | None = Field(None, gt=0)
+    #: ``thread``: a sync function runs on the agent's tool threads (cannot be stopped);
+    #: ``process``: each call runs in a child process, killed at its timeout.
+    isolation: Literal["thread", "process"] = "thread"
 
 
 class McpServerSpec(_Strict):

@@ -33,6 +33,7 @@ from choreo.tools.base import Tool, ToolFailure, openai_tool
 from choreo.tools.boundary import describe, guarded
 from choreo.tools.errors import ToolSetupError
 from choreo.tools.function import FunctionTool
+from choreo.tools.isolated import ProcessTool
 from choreo.tools.mcp import McpServer
 from choreo.tools.names import capped, fit_names
 from choreo.tools.record import canonical_arguments, make_record, prime
@@ -60,12 +61,15 @@ class ToolBox:
         self.sandbox: ToolSpec | None = None
         for spec in agent.called_tools:
             if isinstance(spec, FunctionToolSpec):
+                tool = FunctionTool(
+                    imports.resolve(spec.function),
+                    threads=self.threads,
+                    timeout_s=spec.timeout_s or agent.tool_timeout_s,
+                )
                 self.functions.append(
-                    FunctionTool(
-                        imports.resolve(spec.function),
-                        threads=self.threads,
-                        timeout_s=spec.timeout_s or agent.tool_timeout_s,
-                    )
+                    ProcessTool(spec.function, tool, python_path)
+                    if spec.isolation == "process"
+                    else tool
                 )
             elif isinstance(spec, McpServerSpec):
                 self.servers.append(McpServer(spec, cwd))

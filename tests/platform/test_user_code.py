@@ -11,7 +11,9 @@ thread hangs) is in tests/processes/test_user_code_processes.py.
 from __future__ import annotations
 
 import builtins
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 from choreo.observe import telemetry
 from choreo.schemas import TerminalResult
-from tests.conftest import RunningMesh
+from tests.conftest import RunningMesh, wait_until
 from tests.platform import user_code
 from tests.platform.conftest import HERE
 
@@ -63,6 +65,8 @@ def user_code_mesh() -> dict[str, Any]:
                     {"function": "user_code:cancelled"},
                     {"function": "user_code:listing"},
                     {"function": "user_code:stuck", "timeout_s": 1},
+                    {"function": "user_code:stuck_in_c", "timeout_s": 6, "isolation": "process"},
+                    {"function": "user_code:crash_in_c", "isolation": "process"},
                     {"mcp": "many", "command": ["python", str(HERE / "many_mcp.py")]},
                 ],
                 "writes": {"answer": "{output}"},
@@ -99,6 +103,8 @@ def mesh(
     tmp_path_factory: pytest.TempPathFactory,
     monkeypatch_module: pytest.MonkeyPatch,
 ) -> Iterator[RunningMesh]:
+    pids = tmp_path_factory.mktemp("pids")
+    monkeypatch_module.setenv("USER_CODE_PIDS", str(pids))
     monkeypatch_module.setenv(telemetry.CONTENT_ENV, "true")
     telemetry.configure("user-code-tests")  # tool results kept in hop records
     try:
@@ -120,6 +126,14 @@ def ended_once(mesh: RunningMesh, trace_id: str) -> TerminalResult:
     result = mesh.result(trace_id)
     assert len(mesh.results(trace_id)) == 1
     return result
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def usage_adds_up(mesh: RunningMesh, trace_id: str, result: TerminalResult) -> None:
@@ -173,10 +187,16 @@ def test_tools_raising_anything_are_errors_for_the_model_and_every_call_is_bille
         "listing": "ok",
         "stuck": "timeout",
         "bad_name_with_spaces": "ok",
+        "stuck_in_c": "timeout",
+        "crash_in_c": "error",
     }
     # the hop record keeps the result the model got: cleaned, so it encodes
     assert calls["listing"].result == "found: report-\ufffd.txt"
     assert calls["interrupt"].result == "ERROR: KeyboardInterrupt: pressed in a tool"
+    assert calls["crash_in_c"].result == "ERROR: crash_in_c: its process killed by SIGSEGV"
+    # the tool stuck in C ran in a process of its own, killed at its timeout
+    (pid,) = [int(p.name) for p in Path(os.environ["USER_CODE_PIDS"]).iterdir()]
+    wait_until(lambda: not alive(pid), 10, message=f"the stuck tool's process {pid} gone")
     assert result.usage.tokens_in > 0  # two model calls, both counted
     usage_adds_up(mesh, trace_id, result)
     assert mesh.failed() == []
@@ -190,7 +210,7 @@ def test_mcp_tools_are_renamed_to_the_providers_rule_and_capped_per_tier(
     notes = mesh.hops(trace_id)[1].extensions["notes"]
     assert notes == [
         "tool 'bad name/with spaces' of mcp:many offered as 'bad_name_with_spaces'",
-        "493 of 509 tools not offered: tier 'scripted' offers at most 16 (its max_tools)",
+        "495 of 511 tools not offered: tier 'scripted' offers at most 16 (its max_tools)",
     ]
 
 

@@ -4,8 +4,12 @@ step boundary (tests/platform/test_user_code.py): the first word of the task pic
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
+import socket
 import sys
 import time
+from pathlib import Path
 
 import choreo
 
@@ -62,6 +66,22 @@ async def cancelled() -> str:
 def listing() -> str:
     """A file name from os.listdir of bytes that are not UTF-8: a lone surrogate."""
     return "found: report-\udce9.txt"
+
+
+@choreo.tool
+def stuck_in_c() -> str:
+    """Blocks in a socket read nobody answers (in C, no timeout), its pid written first to
+    the folder ``USER_CODE_PIDS``."""
+    (Path(os.environ["USER_CODE_PIDS"]) / str(os.getpid())).touch()
+    left, right = socket.socketpair()
+    with left, right:
+        return left.recv(1).decode()
+
+
+@choreo.tool
+def crash_in_c() -> str:
+    """Reads address 0: the interpreter dies of SIGSEGV."""
+    return ctypes.string_at(0).decode()
 
 
 @choreo.tool
