@@ -51,7 +51,7 @@ def user_code_mesh() -> dict[str, Any]:
                 "kind": "python",
                 "handler": "user_code:misbehave",
                 "subscribe": ["job"],
-                "emit": ["tools.asked", "fuzz", "chaos"],
+                "emit": ["tools.asked", "fuzz", "chaos", "code.asked"],
                 "timeout_s": 5,
             },
             {
@@ -71,6 +71,17 @@ def user_code_mesh() -> dict[str, Any]:
                 ],
                 "writes": {"answer": "{output}"},
                 "routes": [{"when": "^DONE", "finish": True, "output": "answer"}, {"fail": True}],
+            },
+            {
+                "name": "coder",
+                "subscribe": ["code.asked"],
+                "model": "scripted",
+                "persona": "You are the coder.",
+                "tools": [{"name": "sandbox"}],
+                "routes": [
+                    {"when": "exit code: 0", "finish": True, "output": "input"},
+                    {"fail": True},
+                ],
             },
             {
                 "name": "fuzzed",
@@ -106,6 +117,8 @@ def mesh(
     pids = tmp_path_factory.mktemp("pids")
     monkeypatch_module.setenv("USER_CODE_PIDS", str(pids))
     monkeypatch_module.setenv(telemetry.CONTENT_ENV, "true")
+    # the sandbox service runs, but cannot isolate: it refuses every run, saying why
+    monkeypatch_module.setenv("CHOREO_SANDBOX_BWRAP", str(pids / "no-bwrap"))
     telemetry.configure("user-code-tests")  # tool results kept in hop records
     try:
         with start_mesh(user_code_mesh(), base_dir=tmp_path_factory.mktemp("user-code")) as m:
@@ -171,6 +184,16 @@ def test_text_that_does_not_encode_is_cleaned_in_state(mesh: RunningMesh) -> Non
     result = ended_once(mesh, trace_id)
     assert result.status == "completed", result.reason
     assert result.output == "report-\ufffd.txt"
+
+
+def test_the_sandbox_refusal_comes_first_in_the_reason(mesh: RunningMesh) -> None:
+    trace_id = mesh.submit("code")
+    result = ended_once(mesh, trace_id)
+    assert result.status == "failed"
+    assert result.reason is not None
+    assert result.reason.startswith(
+        "coder: sandbox refused: isolation unavailable: bubblewrap not found"
+    ), result.reason
 
 
 def test_tools_raising_anything_are_errors_for_the_model_and_every_call_is_billed(
