@@ -19,7 +19,7 @@ from choreo.tools.base import Tool
 T = TypeVar("T")
 
 #: The tool names OpenAI and Anthropic accept.
-NAME_RULE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+NAME_RULE = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 #: The characters a name that breaks the rule has replaced by ``_``.
 _OUTSIDE = re.compile(r"[^a-zA-Z0-9_-]")
 #: The most characters a tool name may have.
@@ -29,7 +29,7 @@ MAX_NAME = 64
 def provider_name(name: str) -> str:
     """``name`` made to fit ``NAME_RULE``: other characters as ``_``, cut to 64 ("" for a
     name with no character left)."""
-    if NAME_RULE.match(name):
+    if NAME_RULE.fullmatch(name):
         return name
     fitted = _OUTSIDE.sub("_", name)[:MAX_NAME]
     return fitted if fitted.strip("_") else ""
@@ -44,9 +44,9 @@ def fit_names(tools: Sequence[Tool], taken: Sequence[str] = ()) -> tuple[list[To
     """
     kept: list[Tool] = []
     notes: list[str] = []
-    names = set(taken) | {t.name for t in tools if NAME_RULE.match(t.name)}
+    names = set(taken) | {t.name for t in tools if NAME_RULE.fullmatch(t.name)}
     for tool in tools:
-        if NAME_RULE.match(tool.name):
+        if NAME_RULE.fullmatch(tool.name):
             kept.append(tool)
             continue
         fitted = provider_name(tool.name)
@@ -54,7 +54,7 @@ def fit_names(tools: Sequence[Tool], taken: Sequence[str] = ()) -> tuple[list[To
         if not fitted or fitted in names:
             notes.append(
                 f"tool {tool.name[:100]!r}{where} left out: its name breaks the providers' "
-                f"rule {NAME_RULE.pattern}" + (f" and {fitted!r} is taken" if fitted else "")
+                f"rule ^{NAME_RULE.pattern}$" + (f" and {fitted!r} is taken" if fitted else "")
             )
             continue
         notes.append(f"tool {tool.name[:100]!r}{where} offered as {fitted!r}")

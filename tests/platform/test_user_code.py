@@ -51,7 +51,7 @@ def user_code_mesh() -> dict[str, Any]:
                 "kind": "python",
                 "handler": "user_code:misbehave",
                 "subscribe": ["job"],
-                "emit": ["tools.asked", "fuzz", "chaos", "code.asked"],
+                "emit": ["tools.asked", "fuzz", "chaos", "code.asked", "unreachable.asked"],
                 "timeout_s": 5,
             },
             {
@@ -71,6 +71,20 @@ def user_code_mesh() -> dict[str, Any]:
                 ],
                 "writes": {"answer": "{output}"},
                 "routes": [{"when": "^DONE", "finish": True, "output": "answer"}, {"fail": True}],
+            },
+            {
+                "name": "stranded",
+                "subscribe": ["unreachable.asked"],
+                "model": "scripted",
+                "persona": "You are the tool tester.",
+                "routes": [{"fail": True}],
+                "tools": [
+                    {
+                        "mcp": "gone",
+                        "command": ["python", "-c", "raise SystemExit('no database at db.sqlite')"],
+                        "timeout_s": 10,
+                    }
+                ],
             },
             {
                 "name": "coder",
@@ -194,6 +208,18 @@ def test_the_sandbox_refusal_comes_first_in_the_reason(mesh: RunningMesh) -> Non
     assert result.reason.startswith(
         "coder: sandbox refused: isolation unavailable: bubblewrap not found"
     ), result.reason
+
+
+def test_an_mcp_server_that_cannot_start_is_reported_with_its_own_error(
+    mesh: RunningMesh,
+) -> None:
+    trace_id = mesh.submit("unreachable")
+    result = ended_once(mesh, trace_id)
+    assert result.status == "failed"
+    assert result.reason is not None
+    assert result.reason.startswith("stranded: tools unavailable: mcp:gone: "), result.reason
+    assert "its stderr ends: no database at db.sqlite" in result.reason
+    assert "ExceptionGroup" not in result.reason
 
 
 def test_tools_raising_anything_are_errors_for_the_model_and_every_call_is_billed(

@@ -45,8 +45,8 @@ async def misbehave(step: choreo.Step) -> choreo.Result:
         return step.finish(output="typo", writes={"sen": "a field the spec does not declare"})
     if word == "surrogate":
         return step.finish("seen", writes={"seen": "report-\udce9.txt"})
-    if word == "code":
-        return step.emit("code.asked")
+    if word in ("code", "unreachable"):
+        return step.emit(f"{word}.asked")
     if word.startswith(("fuzz-", "chaos-")):
         return step.emit(word.partition("-")[0])
     return step.emit("tools.asked")
