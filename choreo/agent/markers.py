@@ -92,13 +92,24 @@ class StepMarkers:
 
     def running(self, record: ConsumerRecord[bytes, bytes], deaths: int) -> None:
         """Mark ``record``'s step as running here, after ``deaths`` deaths during it."""
+        path, text = self.folder / self.key(record), f"{self.pid} {self.token} {deaths}"
         with contextlib.suppress(OSError):
-            (self.folder / self.key(record)).write_text(f"{self.pid} {self.token} {deaths}")
+            try:
+                path.write_text(text)
+            except FileNotFoundError:  # tidied away by a replica of this process that stopped
+                self.folder.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
 
     def done(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """The step ended (or was cancelled) without ending the process."""
         with contextlib.suppress(OSError):
             (self.folder / self.key(record)).unlink(missing_ok=True)
+
+
+    def tidy(self) -> None:
+        """Remove the folder if no marker is left in it (the service stops)."""
+        with contextlib.suppress(OSError):
+            self.folder.rmdir()
 
 
 class Solo:

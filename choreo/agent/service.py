@@ -8,9 +8,12 @@ slow; commits advance only over a finished prefix of each partition (see OffsetT
 SIGTERM, or when partitions are revoked, in-flight steps finish (within the grace period) and
 commit before letting go.
 
-Liveness (docs/ARCHITECTURE.md): whatever a step raises ends as a ``step.failed`` record or a
-dead letter, so every offset moves on; the loop polls all the time, pausing its partitions
-while it is full or a model tier is down, so a slow step never costs the group membership.
+Liveness (docs/ARCHITECTURE.md): whatever a step raises, of any class (choreo.tools.boundary;
+only the service's own cancellation passes), ends as a ``step.failed`` record or a dead
+letter, so every offset moves on; a record whose step ended the process itself is found on
+its next delivery (choreo.agent.markers) and dead-lettered rather than run forever. The loop
+polls all the time, pausing its partitions while it is full or a model tier is down, so a
+slow step never costs the group membership.
 """
 
 from __future__ import annotations
@@ -170,6 +173,7 @@ class AgentService(ConsumerService):
         with self.pausing.collecting():
             self.behaviour = self._build(self.spec, self.agent)
         stack.push_async_callback(self.behaviour.aclose)
+        stack.callback(self.markers.tidy)
         models = self.behaviour.models if isinstance(self.behaviour, ModelAgent) else []
         metrics.prime_agent(self.agent.name, models, self.inputs)
 
