@@ -14,7 +14,8 @@ One death does not convict: a process killed from outside (``SIGKILL`` on failov
 machine) dies with innocent steps running, and those must run again. A record found this way
 runs again *alone* (no other step of the replica runs beside it, see ``Solo``); one whose
 process died again while it ran alone is the cause: at its next delivery the agent ends its
-trace with a ``step.failed`` saying so and dead-letters it, without running it.
+trace with a ``step.failed`` saying so and dead-letters it, without running it (its marker
+stays until that outcome's offset is committed, so it is never run again meanwhile).
 
 Markers are local files, so they see restarts on the same machine (``choreo up``, a pod's
 restarted container with the folder on a volume); a record moved to another machine's
@@ -33,7 +34,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class StepMarkers:
         self.pid = os.getpid()
         #: This process's own mark: a restarted container's process may have the same pid.
         self.token = uuid.uuid4().hex
+        #: The convicted records whose outcome waits for its commit, by partition.
+        self._convicted: dict[TopicPartition, set[int]] = {}
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # markers are a safety net: the agent runs without them
@@ -85,6 +88,8 @@ class StepMarkers:
             pid, before = int(pid_text), int(deaths_text)
         except (OSError, ValueError):  # no marker (the usual case), or a torn one
             return Verdict()
+        if before >= DEATHS:  # convicted already; its outcome was not committed yet
+            return Verdict(before, convicted=True)
         if token == self.token or (pid != self.pid and _alive(pid)):
             return Verdict()  # running here or in a live replica (a rebalance overlapped)
         deaths = before + 1
@@ -105,6 +110,24 @@ class StepMarkers:
         with contextlib.suppress(OSError):
             (self.folder / self.key(record)).unlink(missing_ok=True)
 
+    def convicted(self, record: ConsumerRecord[bytes, bytes], deaths: int) -> None:
+        """``record`` is the cause: its marker stays until its offset is committed (see
+        ``committed``), so a process that dies before that convicts it again, unrun."""
+        self.running(record, deaths)
+        self._convicted.setdefault(TopicPartition(record.topic, record.partition), set()).add(
+            record.offset
+        )
+
+    def committed(self, offsets: dict[TopicPartition, int]) -> None:
+        """Offsets committed (each partition's next offset to read): the convicted records
+        before them are settled."""
+        for tp, next_offset in offsets.items():
+            settled = {o for o in self._convicted.get(tp, ()) if o < next_offset}
+            for offset in settled:
+                with contextlib.suppress(OSError):
+                    (self.folder / f"{tp.topic}-{tp.partition}-{offset}").unlink(missing_ok=True)
+            if settled:
+                self._convicted[tp] -= settled
 
     def tidy(self) -> None:
         """Remove the folder if no marker is left in it (the service stops)."""

@@ -316,6 +316,7 @@ class AgentService(ConsumerService):
             log.warning("commit refused", extra={"reason": f"{type(exc).__name__}: {exc}"})
             return
         self.offsets.mark_committed(offsets)
+        self.markers.committed(offsets)
 
     async def _commit_held(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit each partition's finished prefix with its records, one transaction each.
@@ -334,6 +335,7 @@ class AgentService(ConsumerService):
                 return
             self._commit_outage.ok()
             self.offsets.mark_committed({tp: offset})
+            self.markers.committed({tp: offset})
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         """Dead-letter ``record`` now, or with its offset's transaction when there is one."""
@@ -502,9 +504,25 @@ class AgentService(ConsumerService):
                 "deaths": deaths,
             },
         )
-        await self._failed(record, event, span, reason, Usage())
-        await self._dead_letter(record, reason)
-        self.markers.done(record)
+        self.markers.convicted(record, deaths)
+        span.set_status(StatusCode.ERROR, reason)
+        failed = steps.step_event(
+            self.agent,
+            event,
+            STEP_FAILED,
+            index=CRASH_INDEX,
+            payload={"reason": f"{self.agent.name}: {reason}"},
+        )
+        if self.held is None:
+            await self._send(record, [failed])
+            await self.dead_letters.send(record, reason)
+        else:  # both in the offset's transaction (a held letter would replace the record)
+            outbox = (self.topics.outbox, failed.trace_id.encode(), encode(failed))
+            self.held.hold(
+                record,
+                [(*outbox, forward_headers(record)), self.dead_letters.letter(record, reason)],
+            )
+        self._count(span, "failed", 0.0)
 
     async def _failed(
         self,

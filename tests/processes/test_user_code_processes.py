@@ -1,11 +1,11 @@
 """User code that ends its process or pins its threads, through real agent processes:
 
+- an agent whose sync tools hang (``time.sleep``, a blocking socket read in C) still stops
+  on SIGTERM within its grace period, having drained: the hung threads do not hold it;
 - a handler that ends the process (``os._exit``, a segfault in C) on one record does not
   crash-loop its agent: restarted (as ``choreo up`` does, choreo.local.supervise), the agent
   runs that record again alone, and after it ended the process a second time, dead-letters it
-  and ends its trace once, with the cause, while every other trace completes;
-- an agent whose sync tools hang (``time.sleep``, a blocking socket read in C) still stops
-  on SIGTERM within its grace period, having drained: the hung threads do not hold it.
+  and ends its trace once, with the cause, while every other trace completes.
 
 (Every exception class a handler or tool can raise, in one process: tests/platform/
 test_user_code.py.)
@@ -77,6 +77,26 @@ def mesh(
         yield running
 
 
+def test_an_agent_whose_tool_threads_hang_stops_on_sigterm_after_its_drain(
+    mesh: ProcessMesh,
+) -> None:
+    started = Path(mesh.group.env["FRAGILE_STARTED"])
+    mesh.submit("tools please")
+    wait_until(
+        lambda: {p.name for p in started.iterdir()} == {"sleepy", "reader"},
+        90,
+        message="both stuck tools running",
+    )
+    agent = mesh.group.find("stuck-1")
+    assert agent.process is not None
+    os.kill(agent.process.pid, signal.SIGTERM)
+    code = agent.process.wait(timeout=GRACE_S + 30)  # not the hung threads' hour
+    assert code == 0
+    log = agent.log_path.read_text()
+    assert "steps cancelled: their partition moves or the agent stops" in log
+    assert log.count("tool thread abandoned") == 2
+
+
 def test_a_record_that_ends_the_process_is_dead_lettered_not_run_forever(
     mesh: ProcessMesh,
 ) -> None:
@@ -108,23 +128,3 @@ def test_a_record_that_ends_the_process_is_dead_lettered_not_run_forever(
     assert all("ended the agent process 2 times" in d.reason for d in letters)
     # each culprit ended the process at most twice (once with others, once alone): no loop
     assert supervisor.restarts["fragile-1"] <= 4, events
-
-
-def test_an_agent_whose_tool_threads_hang_stops_on_sigterm_after_its_drain(
-    mesh: ProcessMesh,
-) -> None:
-    started = Path(mesh.group.env["FRAGILE_STARTED"])
-    mesh.submit("tools please")
-    wait_until(
-        lambda: {p.name for p in started.iterdir()} == {"sleepy", "reader"},
-        90,
-        message="both stuck tools running",
-    )
-    agent = mesh.group.find("stuck-1")
-    assert agent.process is not None
-    os.kill(agent.process.pid, signal.SIGTERM)
-    code = agent.process.wait(timeout=GRACE_S + 30)  # not the hung threads' hour
-    assert code == 0
-    log = agent.log_path.read_text()
-    assert "steps cancelled: their partition moves or the agent stops" in log
-    assert log.count("tool thread abandoned") == 2

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from aiokafka.structs import ConsumerRecord
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -161,5 +161,9 @@ def test_a_record_running_when_its_process_died_is_suspected_then_convicted(
     assert markers.judge(record(7)) == Verdict(deaths=1, convicted=False)
     (tmp_path / "t-0-7").write_text(f"{pid} gone 1")
     assert markers.judge(record(7)) == Verdict(deaths=2, convicted=True)
-    markers.done(record(7))
+    markers.convicted(record(7), 2)  # kept until its outcome is committed
+    assert markers.judge(record(7)) == Verdict(deaths=2, convicted=True)
+    markers.committed({TopicPartition("t", 0): 7})
+    assert markers.judge(record(7)) == Verdict(deaths=2, convicted=True)
+    markers.committed({TopicPartition("t", 0): 8})
     assert markers.judge(record(7)) == Verdict()
