@@ -20,6 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from choreo.kafka.broker import BrokerHandle, broker_kind
 from choreo.observe import telemetry
 from choreo.schemas import TerminalResult
 from tests.conftest import RunningMesh, wait_until
@@ -120,6 +121,16 @@ def user_code_mesh() -> dict[str, Any]:
             },
         ],
     }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def embedded_only(broker: BrokerHandle) -> None:
+    if broker_kind(broker.bootstrap) == "kafka":
+        pytest.skip(
+            "the step boundary is the agent's own, the same on either broker: run on the "
+            "embedded one; on Apache Kafka, tests/processes/test_user_code_processes.py covers "
+            "the transactional path of a dead-lettered record"
+        )
 
 
 @pytest.fixture(scope="module")
