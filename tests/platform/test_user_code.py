@@ -11,6 +11,7 @@ thread hangs) is in tests/processes/test_user_code_processes.py.
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -234,8 +235,9 @@ def test_an_mcp_server_that_cannot_start_is_reported_with_its_own_error(
 
 
 def test_tools_raising_anything_are_errors_for_the_model_and_every_call_is_billed(
-    mesh: RunningMesh,
+    mesh: RunningMesh, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="choreo.tools")
     trace_id = mesh.submit("tools")
     result = ended_once(mesh, trace_id)
     assert result.status == "completed", result.reason
@@ -257,6 +259,9 @@ def test_tools_raising_anything_are_errors_for_the_model_and_every_call_is_bille
     # the tool stuck in C ran in a process of its own, killed at its timeout
     (pid,) = [int(p.name) for p in Path(os.environ["USER_CODE_PIDS"]).iterdir()]
     wait_until(lambda: not alive(pid), 10, message=f"the stuck tool's process {pid} gone")
+    raised = {r.tool: r for r in caplog.records if r.getMessage() == "tool raised"}  # type: ignore[attr-defined]
+    assert raised["interrupt"].levelno == logging.WARNING
+    assert raised["interrupt"].exc_info is not None  # with its traceback
     assert result.usage.tokens_in > 0  # two model calls, both counted
     usage_adds_up(mesh, trace_id, result)
     assert mesh.failed() == []
@@ -291,13 +296,16 @@ BUILTIN_EXCEPTIONS = sorted(
 
 
 def _raised(base: type[BaseException], name: str, message: str) -> BaseException:
-    """An exception of ``base``, or of a new subclass of it named ``name``; made with
-    ``message`` when its constructor takes one, else bare (``__new__``)."""
+    """An exception of ``base``, or of a new subclass of it named ``name``: made with
+    ``message``, or as an exception group of one, or bare (``__new__``) for the classes that
+    want more arguments (``UnicodeDecodeError``)."""
     cls = type(name, (base,), {}) if name else base
-    try:
-        return cls(message)
-    except TypeError:  # UnicodeDecodeError and the like want more arguments
-        return cls.__new__(cls)
+    for arguments in ((message,), (message, [ValueError(message)])):
+        try:
+            return cls(*arguments)
+        except TypeError:
+            continue
+    return cls.__new__(cls)
 
 
 texts = st.lists(

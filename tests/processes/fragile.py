@@ -4,9 +4,11 @@ blocking socket read."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -15,13 +17,20 @@ import choreo
 
 @choreo.agent
 async def handle(step: choreo.Step) -> choreo.Result:
-    """``exit`` ends the process at once, ``segfault`` crashes it in C, ``tools`` hands the
-    task to the tool agent; anything else is done."""
+    """``exit`` ends the process at once, ``segfault`` crashes it in C; ``interrupt``,
+    ``sysexit`` and ``cancel`` raise what is no ``Exception``; ``tools`` hands the task to
+    the tool agent; anything else is done."""
     word = step.input.split()[0]
     if word == "exit":
         os._exit(70)
     if word == "segfault":
         ctypes.string_at(0)  # reads address 0: SIGSEGV
+    if word == "interrupt":
+        raise KeyboardInterrupt("pressed")
+    if word == "sysexit":
+        sys.exit(3)
+    if word == "cancel":
+        raise asyncio.CancelledError("a library's scope")
     if word == "tools":
         return step.emit("tools.asked")
     return step.finish(output=f"done: {step.input}")

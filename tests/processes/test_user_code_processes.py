@@ -100,6 +100,21 @@ def test_an_agent_whose_tool_threads_hang_stops_on_sigterm_after_its_drain(
     assert log.count("tool thread abandoned") == 2
 
 
+def test_a_handler_raising_what_is_no_exception_fails_its_step_and_the_process_lives(
+    mesh: ProcessMesh,
+) -> None:
+    reasons = {
+        "interrupt": "fragile: KeyboardInterrupt: pressed",
+        "sysexit": "fragile: SystemExit: 3",
+        "cancel": "fragile: asyncio.exceptions.CancelledError: a library's scope",
+    }
+    traces = {word: mesh.submit(word) for word in reasons}
+    for word, trace_id in traces.items():
+        result = mesh.result(trace_id)
+        assert (result.status, result.reason) == ("failed", reasons[word])
+    assert mesh.group.find("fragile-1").status == "running"
+
+
 def test_a_record_that_ends_the_process_is_dead_lettered_not_run_forever(
     mesh: ProcessMesh,
 ) -> None:
