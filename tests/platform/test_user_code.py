@@ -11,6 +11,7 @@ thread hangs) is in tests/processes/test_user_code_processes.py.
 from __future__ import annotations
 
 import builtins
+import io
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -20,7 +21,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rich.console import Console
 
+from choreo.cli import views
 from choreo.kafka.broker import BrokerHandle, broker_kind
 from choreo.observe import telemetry
 from choreo.schemas import TerminalResult
@@ -272,11 +275,19 @@ def test_mcp_tools_are_renamed_to_the_providers_rule_and_capped_per_tier(
 ) -> None:
     trace_id = mesh.submit("tools again")
     assert ended_once(mesh, trace_id).status == "completed"
-    notes = mesh.hops(trace_id)[1].extensions["notes"]
-    assert notes == [
+    hops = mesh.hops(trace_id)
+    notes = [
         "tool 'bad name/with spaces' of mcp:many offered as 'bad_name_with_spaces'",
         "495 of 511 tools not offered: tier 'scripted' offers at most 16 (its max_tools)",
     ]
+    assert hops[1].extensions["notes"] == notes
+    shown = io.StringIO()  # as `choreo trace` prints them, under the step
+    Console(file=shown, markup=False, width=400).print(
+        views.trace_tree(trace_id, hops, mesh.result(trace_id))
+    )
+    assert [
+        line.split("note ", 1)[1] for line in shown.getvalue().splitlines() if "note " in line
+    ] == notes
 
 
 # -- fuzz ------------------------------------------------------------------------------------
@@ -333,7 +344,7 @@ plans = st.one_of(
 # the mesh's own threads use ``random`` (ids, back-off) while hypothesis draws: not the test's
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")
 @settings(
-    max_examples=20,
+    max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
