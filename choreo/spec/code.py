@@ -42,18 +42,17 @@ def code_problems(spec: MeshSpec) -> list[Problem]:
 
 
 def _problems(spec: MeshSpec) -> Iterator[Problem]:
-    from choreo.spec.mesh import FunctionToolSpec, McpServerSpec
-
     cwd = spec.python_path[-1] if spec.python_path else Path.cwd()
     for i, agent in enumerate(spec.agents):
         paths: list[tuple[Loc, str]] = []
         if agent.handler is not None:
             paths.append((("handler",), agent.handler))
         for t, tool in enumerate(agent.tools):
-            if isinstance(tool, FunctionToolSpec):
-                paths.append((("tools", t, "function"), tool.function))
-            elif isinstance(tool, McpServerSpec) and tool.command:
-                why = command_problem(tool.command[0], cwd)
+            # by field, not class: choreo.spec.mesh imports this module
+            if isinstance(function := getattr(tool, "function", None), str):
+                paths.append((("tools", t, "function"), function))
+            elif command := getattr(tool, "command", None):
+                why = command_problem(command[0], cwd)
                 if why is not None:
                     yield Problem(("agents", i, "tools", t, "command", 0), why)
         for loc, path in paths:
