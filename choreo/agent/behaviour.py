@@ -121,21 +121,26 @@ class ModelAgent:
             temperature=temperature(self.agent, event),
             deadline=event.budget.deadline,
             spent=spent,
+            max_tools=self.spec.models[client.name].max_tools,
         )
         calls = msgspec.to_builtins(talk.calls)
+        notes = self.toolbox.notes + talk.notes
         if talk.completion is None:
             event_type = STEP_REFUSED if talk.refused else STEP_FAILED
             reason = talk.refused or talk.error
-            return steps.step_event(
+            failed = steps.step_event(
                 self.agent,
                 event,
                 event_type,
                 usage=talk.usage,
                 payload={"reason": f"{self.agent.name}: {reason}", "tool_calls": calls},
             )
+            _noted(failed, notes)
+            return failed
         text, cut = steps.fit_reply(talk.completion.text, self.max_reply_bytes)
         out = steps.outcome(self.agent, event, text, talk.usage, messages, cut)
         out.payload["tool_calls"] = calls
+        _noted(out, notes)
         return _with_writes(out, writes, estimate_tokens(messages))
 
     async def _fit(self, event: Envelope) -> tuple[list[dict[str, str]], dict[str, Any], Usage]:
@@ -182,6 +187,12 @@ class ModelAgent:
             await self.toolbox.aclose()
         for client in self.clients.values():
             await client.aclose()
+
+
+def _noted(out: Envelope, notes: list[str]) -> None:
+    """Notes on the tools the step offered (renamed, left out, capped), for its hop record."""
+    if notes:
+        out.payload["notes"] = notes
 
 
 def _with_writes(out: Envelope, writes: dict[str, Any], estimated: int) -> Envelope:

@@ -19,20 +19,26 @@ from choreo.agent.sdk import Result, Step, as_agent
 from choreo.budget.allowance import OverBudget
 from choreo.models.client import ModelClient, ModelConfigError
 from choreo.schemas import Envelope
-from choreo.schemas.codec import as_text, to_json
+from choreo.schemas.codec import as_text, clean_text, clean_value, to_json
 from choreo.schemas.errors import BudgetExhausted
 from choreo.schemas.ids import fingerprint
 from choreo.schemas.records import FAIL, FINISH, STEP_FAILED, STEP_REFUSED
+from choreo.spec.check import known_fields
 from choreo.spec.mesh import AgentSpec, MeshSpec
 from choreo.tools import imports
+from choreo.tools.boundary import UserCodeRaised, describe, guarded
 
 #: Characters of a step's writes shown as its output in the hop record.
 TEXT_CHARS = 2000
 
 
 def last_line(exc: BaseException) -> str:
-    """The last line of an exception's traceback: ``ValueError: no such order``."""
-    return traceback.format_exception_only(exc)[-1].strip()
+    """The last line of an exception's traceback: ``ValueError: no such order`` (its type
+    and message alone when even that line cannot be made)."""
+    try:
+        return traceback.format_exception_only(exc)[-1].strip()
+    except Exception:
+        return describe(exc)
 
 
 def _clients(spec: MeshSpec, own: str) -> dict[str, ModelClient]:
@@ -63,6 +69,9 @@ class PythonAgent:
         self.handler = as_agent(imports.resolve(agent.handler))
         self.timeout_s = self.handler.timeout_s or agent.timeout_s
         self.clients = _clients(spec, agent.model)
+        #: The fields a step may write: with a declared ``state``, those the spec knows;
+        #: without one, any (``None``).
+        self.fields = known_fields(spec) if spec.state else None
 
     @property
     def models(self) -> list[str]:
@@ -81,7 +90,7 @@ class PythonAgent:
         )
         name = self.agent.name
         try:
-            result: Any = await asyncio.wait_for(self.handler(step), self.timeout_s)
+            result: Any = await asyncio.wait_for(guarded(self.handler(step)), self.timeout_s)
         except TimeoutError:
             return [
                 self._ended(
@@ -93,9 +102,10 @@ class PythonAgent:
             ]
         except (BudgetExhausted, OverBudget) as exc:  # a budget said no before spending more
             return [self._ended(event, step, STEP_REFUSED, f"{name}: {exc}")]
-        except (Exception, SystemExit) as exc:  # the user's bug ends the step, not the service
-            step.log.warning("handler raised", exc_info=exc)
-            return [self._ended(event, step, STEP_FAILED, f"{name}: {last_line(exc)}")]
+        except Exception as exc:  # the user's bug, of any class, ends the step, not the service
+            cause = exc.original if isinstance(exc, UserCodeRaised) else exc
+            step.log.warning("handler raised", exc_info=cause)
+            return [self._ended(event, step, STEP_FAILED, f"{name}: {last_line(cause)}")]
         if not isinstance(result, Result):
             return [
                 self._ended(
@@ -106,15 +116,29 @@ class PythonAgent:
                     "not a choreo.Result (use step.emit, step.finish, step.fail)",
                 )
             ]
-        return [self._outcome(event, step, result)]
+        try:
+            return [self._outcome(event, step, result)]
+        except Exception as exc:  # a Result built by hand from values that do not fit
+            reason = f"{name}: handler returned an unusable Result: {last_line(exc)}"
+            return [self._ended(event, step, STEP_FAILED, clean_text(reason))]
 
     def _outcome(self, event: Envelope, step: Step, result: Result) -> Envelope:
         name = self.agent.name
-        writes = dict(result.writes)
+        writes = clean_value(dict(result.writes))
+        unknown = sorted(map(str, set(writes) - self.fields)) if self.fields is not None else []
+        if unknown:
+            return self._ended(
+                event,
+                step,
+                STEP_FAILED,
+                f"{name}: writes state fields the spec does not declare: {unknown} "
+                "(declare them in the spec's state)",
+            )
+        output = clean_value(result.output)
         try:
-            text = result.text if result.text is not None else as_text(writes)
+            text = clean_text(str(result.text)) if result.text is not None else as_text(writes)
             to_json(writes)
-            to_json(result.output)
+            to_json(output)
         except (TypeError, msgspec.EncodeError) as exc:
             return self._ended(
                 event, step, STEP_FAILED, f"{name}: writes or output are not JSON: {exc}"
@@ -138,10 +162,10 @@ class PythonAgent:
             if result.output_field is not None:
                 payload["output_field"] = result.output_field
             else:
-                payload["output"] = result.output
+                payload["output"] = output
         else:
             event_type = FAIL
-            payload["reason"] = f"{name} ended the trace as failed: {result.reason}"
+            payload["reason"] = clean_text(f"{name} ended the trace as failed: {result.reason}")
         return steps.step_event(
             self.agent, event, event_type, delta=writes, payload=payload, usage=step.usage
         )
@@ -152,7 +176,7 @@ class PythonAgent:
             event,
             event_type,
             usage=step.usage,
-            payload={"reason": reason, "input_fingerprint": self._fingerprint(event)},
+            payload={"reason": clean_text(reason), "input_fingerprint": self._fingerprint(event)},
         )
 
     @staticmethod

@@ -115,6 +115,16 @@ class ToolAgent:
             kept = {k: v for k, v in (first.delta or {}).items() if k not in self._routed}
             routed.delta = {**kept, **routed.delta}
         routed.payload["tools"] = results
+        if "reason" in routed.payload:  # why the tools did not run, before the output
+            refusals = [
+                f"{r['tool']} {r['status']}: {r['reason']}"
+                for r in results
+                if r.get("reason") and r["status"] != "ok"
+            ]
+            if refusals:
+                routed.payload["reason"] = clean_text(
+                    f"{self.agent.name}: {'; '.join(refusals)}; {routed.payload['reason']}"
+                )
         for key in ("input_fingerprint", "context", "cut", "tool_calls"):  # the model call's
             if key in first.payload:
                 routed.payload[key] = first.payload[key]

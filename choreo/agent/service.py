@@ -8,9 +8,12 @@ slow; commits advance only over a finished prefix of each partition (see OffsetT
 SIGTERM, or when partitions are revoked, in-flight steps finish (within the grace period) and
 commit before letting go.
 
-Liveness (docs/ARCHITECTURE.md): whatever a step raises ends as a ``step.failed`` record or a
-dead letter, so every offset moves on; the loop polls all the time, pausing its partitions
-while it is full or a model tier is down, so a slow step never costs the group membership.
+Liveness (docs/ARCHITECTURE.md): whatever a step raises, of any class (choreo.tools.boundary;
+only the service's own cancellation passes), ends as a ``step.failed`` record or a dead
+letter, so every offset moves on; a record whose step ended the process itself is found on
+its next delivery (choreo.agent.markers) and dead-lettered rather than run forever. The loop
+polls all the time, pausing its partitions while it is full or a model tier is down, so a
+slow step never costs the group membership.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from opentelemetry.trace import Span, StatusCode
 from choreo.agent import step as steps
 from choreo.agent.behaviour import Behaviour, ModelAgent
 from choreo.agent.kinds import BehaviourFactory, behaviour_for
+from choreo.agent.markers import Solo, StepMarkers
 from choreo.agent.outbox import HeldOutputs, unit_of
 from choreo.budget import allowance
 from choreo.kafka.clients import (
@@ -53,6 +57,7 @@ from choreo.schemas.codec import clean_text
 from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import AgentSpec, MeshSpec
+from choreo.tools.boundary import UserCodeRaised, describe, guarded
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +161,9 @@ class AgentService(ConsumerService):
         self._freed = asyncio.Event()
         self._fatal: BaseException | None = None
         self._paused_for = False  # paused because a model tier is down
+        #: Which records' steps are running, kept past this process (choreo.agent.markers).
+        self.markers = StepMarkers(settings.markers_folder() / self.group)
+        self.solo = Solo()
 
     def rebalance_listener(self) -> ConsumerRebalanceListener:
         return _Drain(self)
@@ -165,6 +173,7 @@ class AgentService(ConsumerService):
         with self.pausing.collecting():
             self.behaviour = self._build(self.spec, self.agent)
         stack.push_async_callback(self.behaviour.aclose)
+        stack.callback(self.markers.tidy)
         models = self.behaviour.models if isinstance(self.behaviour, ModelAgent) else []
         metrics.prime_agent(self.agent.name, models, self.inputs)
 
@@ -307,6 +316,7 @@ class AgentService(ConsumerService):
             log.warning("commit refused", extra={"reason": f"{type(exc).__name__}: {exc}"})
             return
         self.offsets.mark_committed(offsets)
+        self.markers.committed(offsets)
 
     async def _commit_held(self, offsets: dict[TopicPartition, int]) -> None:
         """Commit each partition's finished prefix with its records, one transaction each.
@@ -325,6 +335,7 @@ class AgentService(ConsumerService):
                 return
             self._commit_outage.ok()
             self.offsets.mark_committed({tp: offset})
+            self.markers.committed({tp: offset})
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         """Dead-letter ``record`` now, or with its offset's transaction when there is one."""
@@ -354,15 +365,31 @@ class AgentService(ConsumerService):
                     "messaging.message.id": event.event_id,
                 }
             )
-            outputs: list[Envelope] = []
-            try:
-                await self._traced(record, event, span, outputs)
-            except BrokerOutage:
-                raise
-            except Exception as exc:  # one record's failure ends its step
-                await self._crashed(
-                    record, event, span, exc, outputs[0].usage if outputs else Usage()
-                )
+            verdict = self.markers.judge(record)
+            if verdict.convicted:
+                await self._convicted(record, event, span, verdict.deaths)
+                return
+            async with self.solo.step(alone=verdict.deaths > 0):
+                self.markers.running(record, verdict.deaths)
+                try:
+                    await self._guarded(record, event, span)
+                finally:
+                    self.markers.done(record)
+
+    async def _guarded(
+        self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span
+    ) -> None:
+        """The step, with any exception but the broker's ending it as a failed step."""
+        outputs: list[Envelope] = []
+        try:
+            await guarded(self._traced(record, event, span, outputs))
+        except BrokerOutage:
+            raise
+        except Exception as exc:  # one record's failure, of any class, ends its step
+            cause = exc.original if isinstance(exc, UserCodeRaised) else exc
+            await self._crashed(
+                record, event, span, cause, outputs[0].usage if outputs else Usage()
+            )
 
     async def _traced(
         self,
@@ -447,15 +474,65 @@ class AgentService(ConsumerService):
         record: ConsumerRecord[bytes, bytes],
         event: Envelope,
         span: Span,
-        exc: Exception,
+        exc: BaseException,
         spent: Usage,
     ) -> None:
         """End a step that raised as ``step.failed`` with why (and what it had spent); if even
         that cannot be written, dead-letter the record with the same reason."""
-        reason = clean_text(f"{type(exc).__name__}: {exc}")[:REASON_CHARS]
+        reason = clean_text(describe(exc))[:REASON_CHARS]
         log.error(
             "step crashed", extra={"trace_id": event.trace_id, "reason": reason}, exc_info=exc
         )
+        await self._failed(record, event, span, reason, spent)
+
+    async def _convicted(
+        self, record: ConsumerRecord[bytes, bytes], event: Envelope, span: Span, deaths: int
+    ) -> None:
+        """A record whose step ended the process ``deaths`` times (choreo.agent.markers):
+        its trace ends failed saying so, and the record is dead-lettered, not run again."""
+        reason = (
+            f"this record's step ended the agent process {deaths} times (the last time "
+            "running alone): not run again"
+        )
+        log.error(
+            "record dead-lettered: its step ended the process",
+            extra={
+                "trace_id": event.trace_id,
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "deaths": deaths,
+            },
+        )
+        self.markers.convicted(record, deaths)
+        span.set_status(StatusCode.ERROR, reason)
+        failed = steps.step_event(
+            self.agent,
+            event,
+            STEP_FAILED,
+            index=CRASH_INDEX,
+            payload={"reason": f"{self.agent.name}: {reason}"},
+        )
+        if self.held is None:
+            await self._send(record, [failed])
+            await self.dead_letters.send(record, reason)
+        else:  # both in the offset's transaction (a held letter would replace the record)
+            outbox = (self.topics.outbox, failed.trace_id.encode(), encode(failed))
+            self.held.hold(
+                record,
+                [(*outbox, forward_headers(record)), self.dead_letters.letter(record, reason)],
+            )
+        self._count(span, "failed", 0.0)
+
+    async def _failed(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        event: Envelope,
+        span: Span,
+        reason: str,
+        spent: Usage,
+    ) -> None:
+        """Write the step's ``step.failed`` record with ``reason`` (or dead-letter)."""
         span.set_status(StatusCode.ERROR, reason)
         failed = steps.step_event(
             self.agent,

@@ -107,7 +107,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     if args.mesh is None:
         raise UsageError(f"choreo run {args.service}: --mesh is required")
-    spec = load_mesh(args.mesh)
+    spec = load_mesh(args.mesh, code=args.service == "agent")
     if args.service == "agent":  # a bad name fails before any broker is contacted
         if not args.agent:
             raise UsageError(
@@ -173,7 +173,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.local.supervise import Supervisor
     from choreo.observe import terminal as output
 
-    spec = load_mesh(args.mesh)
+    spec = load_mesh(args.mesh, code=True)  # user code's mistakes before anything starts
     if stale := local.claim():  # refuses while this folder's mesh runs
         _event(stale)
     # a supervisor's stop or a closed terminal is Ctrl-C: every service stops cleanly

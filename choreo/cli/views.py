@@ -205,7 +205,8 @@ def _hop_label(hop: HopRecord, previous_version: int | None) -> Text:
 
 
 def _tool_calls(node: Tree, hop: HopRecord) -> None:
-    """One line per tool call of the step: name, where it ran, status, latency, result size."""
+    """One line per tool call of the step: name, where it ran, status, latency, result size;
+    then the step's notes on the tools it offered (renamed, left out, capped)."""
     for call in hop.tool_calls:
         node.add(
             line(
@@ -219,6 +220,8 @@ def _tool_calls(node: Tree, hop: HopRecord) -> None:
                 ("  " + short(call.arguments, 40)) if call.arguments else "",
             )
         )
+    for note in hop.extensions.get("notes", ()):
+        node.add(line(("note ", "dim"), str(note)))
 
 
 def _conflict_label(conflict: StateConflict) -> Text:

@@ -57,6 +57,16 @@ class Folded:
     joined: list[JoinSpec] = field(default_factory=list)
 
 
+def extensions(step: Envelope, reason: str | None) -> dict[str, Any]:
+    """A hop record's ``extensions``: why the keeper ended the step (``reason``) and the
+    step's notes on the tools it offered (renamed, left out, capped: choreo.tools.names)."""
+    out: dict[str, Any] = {"reason": reason} if reason else {}
+    notes = step.payload.get("notes")
+    if isinstance(notes, list) and notes and all(isinstance(n, str) for n in notes):
+        out["notes"] = notes
+    return out
+
+
 def tool_calls(step: Envelope) -> list[ToolCallRecord]:
     """The step's tool calls for its hop record: the calls its model made (payload
     ``tool_calls``, as choreo.tools.record writes them) and the sandbox runs on its output

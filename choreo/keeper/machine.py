@@ -713,7 +713,7 @@ class Keeper:
                 totals=snapshot.totals,
                 conflicts=conflicts,
                 created_at=snapshot.updated_at,
-                extensions={"reason": reason} if reason else {},
+                extensions=transitions.extensions(step, reason),
                 # what the watchdog's progress-aware rules compare (choreo.keeper.digest)
                 field_hashes=digests.field_hashes(fields),
                 situation=situation,

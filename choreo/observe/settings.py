@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
@@ -45,6 +47,9 @@ class Settings(BaseSettings):
     #: ``json``, or ``keyvalue`` lines (``console`` is the same).
     log_format: Literal["json", "keyvalue", "console"] = "json"
     shutdown_grace_s: float = Field(30.0, gt=0)
+    #: Where agents mark the records whose steps run (choreo.agent.markers); default: a
+    #: ``choreo-steps`` folder in the system's temporary folder.
+    markers_dir: Path | None = None
     #: The largest record value a service produces, in bytes, when the broker does not report
     #: its topics' ``max.message.bytes`` (see choreo.kafka.limits); at most the producer's
     #: own 1 MiB request cap.
@@ -77,6 +82,10 @@ class Settings(BaseSettings):
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    def markers_folder(self) -> Path:
+        """``markers_dir``, else ``choreo-steps`` in the system's temporary folder."""
+        return self.markers_dir or Path(tempfile.gettempdir()) / "choreo-steps"
 
 
 def settings_error(exc: ValidationError) -> str:

@@ -74,21 +74,22 @@ def _lenient(data: bytes, error: msgspec.DecodeError) -> dict[str, Any]:
         raise refused from None
     if not isinstance(value, dict):
         raise refused
-    return _cleaned(value)
+    return clean_value(value)
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _cleaned(value: Any) -> Any:
-    """``value`` with ``clean_text`` applied to every string in it, keys included."""
+def clean_value(value: Any) -> Any:
+    """``value`` with ``clean_text`` applied to every string in it, keys included (lists
+    and tuples become lists); for what user code writes to state and payloads."""
     if isinstance(value, str):
         return clean_text(value)
-    if isinstance(value, list):
-        return [_cleaned(v) for v in value]
+    if isinstance(value, list | tuple):
+        return [clean_value(v) for v in value]
     if isinstance(value, dict):
-        return {clean_text(k): _cleaned(v) for k, v in value.items()}
+        return {clean_value(k): clean_value(v) for k, v in value.items()}
     return value
 
 

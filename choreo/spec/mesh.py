@@ -24,6 +24,7 @@ from choreo.schemas import reducers
 from choreo.spec import check as speccheck
 from choreo.spec import yamlfile
 from choreo.spec.check import AUTO_TIER
+from choreo.spec.code import code_problems
 from choreo.spec.errors import SpecError
 from choreo.spec.supervisor import PlanSpec
 from choreo.spec.watchdog import WatchdogSpec
@@ -134,6 +135,8 @@ class ModelTier(_Strict):
     # While the circuit is open: ``pause`` holds calls (and the agent its partitions) until a
     # probe succeeds or the trace's deadline passes; ``fail`` fails them at once.
     on_outage: Literal["pause", "fail"] = "pause"
+    #: The most tools one request offers (OpenAI and Anthropic refuse more than 128).
+    max_tools: int = Field(128, ge=1, le=4096)
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> ModelTier:
@@ -196,11 +199,15 @@ class FunctionToolSpec(_Strict):
     """A Python function the model may call, by import path (see choreo.tools.function).
 
     The import resolves against the mesh file's folder and ``python_path``; a
-    ``timeout_s`` here overrides the agent's ``tool_timeout_s`` for this tool.
+    ``timeout_s`` here overrides the agent's ``tool_timeout_s`` for this tool. A tool that
+    can hang for real is declared ``isolation: process`` (choreo.tools.isolated).
     """
 
     function: str = Field(pattern=IMPORT_PATTERN)
     timeout_s: float | None = Field(None, gt=0)
+    #: ``thread``: a sync function runs on the agent's tool threads (cannot be stopped);
+    #: ``process``: each call runs in a child process, killed at its timeout.
+    isolation: Literal["thread", "process"] = "thread"
 
 
 class McpServerSpec(_Strict):
@@ -292,6 +299,8 @@ class AgentSpec(_Strict):
     # Tool calling (docs/AGENTS.md): the model's tool calls per step, and each call's limit.
     max_tool_calls: int = Field(8, ge=0, le=256)
     tool_timeout_s: float = Field(30.0, gt=0)
+    #: Threads for the agent's sync Python tools (choreo.tools.threads): calls at once.
+    tool_threads: int = Field(8, ge=1, le=256)
     # Python agents (docs/AGENTS.md): the function's import path, the event types it may emit
     # and how long one step may run.
     handler: str | None = Field(None, pattern=IMPORT_PATTERN)
@@ -503,8 +512,14 @@ def parse_mesh(
     return spec.model_copy(update={"models": models, "python_path": python_path})
 
 
-def load_mesh(path: str | Path) -> MeshSpec:
-    """Load and validate a mesh spec from a YAML file."""
+def load_mesh(path: str | Path, *, code: bool = False) -> MeshSpec:
+    """Load and validate a mesh spec from a YAML file; with ``code``, also import every
+    handler and tool it names and look for its MCP commands (choreo.spec.code), as the
+    commands that start the mesh do. Raises ``SpecError`` with every problem at its line."""
     path = Path(path)
     document = yamlfile.load(path, "mesh spec", SpecError)
-    return parse_mesh(document.data, str(path), path.parent, document)
+    spec = parse_mesh(document.data, str(path), path.parent, document)
+    if code and (found := code_problems(spec)):
+        problems = [(p.loc, p.message) for p in found]
+        raise SpecError(yamlfile.describe_problems(str(path), "mesh spec", problems, document))
+    return spec

@@ -1,14 +1,15 @@
 """Python functions as tools: found by import path, described by their signature.
 
 A function decorated with ``@choreo.tool`` carries its schema (and options); any other typed
-function gets one derived the same way when the mesh names it. Sync functions run in a worker
-thread so they never block the agent's event loop.
+function gets one derived the same way when the mesh names it. Sync functions run on the
+agent's own tool threads (choreo.tools.threads) so they never block the agent's event loop.
+Whatever the function raises, of any class, is the call's failure, logged with its traceback.
 """
 
 from __future__ import annotations
 
-import asyncio
 import inspect
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,8 +19,14 @@ from pydantic import ValidationError
 
 from choreo.schemas.errors import ToolError
 from choreo.tools.base import ToolFailure
+from choreo.tools.boundary import UserCodeRaised, describe, guarded
 from choreo.tools.schema import FunctionSchema, function_schema
+from choreo.tools.threads import ToolThreads
 
+log = logging.getLogger(__name__)
+
+#: Threads of a tool made on its own, outside an agent's tool box.
+SOLO_THREADS = 4
 #: The attribute ``@choreo.tool`` sets on the function it decorates.
 MARK = "__choreo_tool__"
 
@@ -51,8 +58,17 @@ class FunctionTool:
 
     server: str | None = None
 
-    def __init__(self, func: Callable[..., Any], *, timeout_s: float | None = None) -> None:
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        *,
+        threads: ToolThreads | None = None,
+        timeout_s: float | None = None,
+    ) -> None:
+        """``threads`` runs the function when it is not ``async`` (the agent's; by default
+        the tool's own, of ``SOLO_THREADS``)."""
         info = info_of(func)
+        self.threads = threads or ToolThreads(SOLO_THREADS)
         self.func = func
         self.schema = info.schema
         self.name = info.schema.name
@@ -71,11 +87,19 @@ class FunctionTool:
             raise ToolFailure("invalid", f"invalid arguments for {self.name}: {problems}") from None
         try:
             if inspect.iscoroutinefunction(self.func):
-                value = await self.func(**kwargs)
+                value = await guarded(self.func(**kwargs))
             else:
-                value = await asyncio.to_thread(self.func, **kwargs)
-        except ToolError as exc:
+                value = await guarded(self.threads.run(self.func, self.name, **kwargs))
+        except ToolFailure:
+            raise
+        except ToolError as exc:  # the tool's own answer to the model: no bug, not logged
             raise ToolFailure("error", str(exc)) from None
         except Exception as exc:  # the model is told; the step goes on
-            raise ToolFailure("error", f"{type(exc).__name__}: {exc}") from None
-        return as_result_text(value)
+            cause = exc.original if isinstance(exc, UserCodeRaised) else exc
+            log.warning("tool raised", extra={"tool": self.name}, exc_info=cause)
+            raise ToolFailure("error", describe(cause)) from None
+        try:
+            return as_result_text(value)
+        except Exception as exc:  # a value with no JSON form, whose str() fails too
+            reason = f"{self.name} returned an unusable value: {describe(exc)}"
+            raise ToolFailure("error", reason) from None

@@ -26,14 +26,19 @@ from choreo.budget.left import BudgetLeft, plus
 from choreo.models.client import Completion, Message, ModelClient, ModelError, ToolCall
 from choreo.observe import telemetry
 from choreo.schemas import ToolCallRecord, Usage
+from choreo.schemas.codec import clean_text
 from choreo.spec.mesh import AgentSpec, FunctionToolSpec, McpServerSpec, ToolSpec
 from choreo.tools import imports
 from choreo.tools.base import Tool, ToolFailure, openai_tool
+from choreo.tools.boundary import describe, guarded
 from choreo.tools.errors import ToolSetupError
 from choreo.tools.function import FunctionTool
+from choreo.tools.isolated import ProcessTool
 from choreo.tools.mcp import McpServer
+from choreo.tools.names import capped, fit_names
 from choreo.tools.record import canonical_arguments, make_record, prime
 from choreo.tools.sandbox.call import SandboxCallTool
+from choreo.tools.threads import ToolThreads
 
 log = logging.getLogger(__name__)
 
@@ -49,22 +54,30 @@ class ToolBox:
         imports.add_to_path(python_path)
         cwd = python_path[-1] if python_path else None  # the mesh's folder comes last
         self.agent = agent
+        #: The agent's sync tools' threads, as many as its spec's ``tool_threads``.
+        self.threads = ToolThreads(agent.tool_threads, f"choreo-tool-{agent.name}")
         self.functions: list[Tool] = []
         self.servers: list[McpServer] = []
         self.sandbox: ToolSpec | None = None
         for spec in agent.called_tools:
             if isinstance(spec, FunctionToolSpec):
+                tool = FunctionTool(
+                    imports.resolve(spec.function),
+                    threads=self.threads,
+                    timeout_s=spec.timeout_s or agent.tool_timeout_s,
+                )
                 self.functions.append(
-                    FunctionTool(
-                        imports.resolve(spec.function),
-                        timeout_s=spec.timeout_s or agent.tool_timeout_s,
-                    )
+                    ProcessTool(spec.function, tool, python_path)
+                    if spec.isolation == "process"
+                    else tool
                 )
             elif isinstance(spec, McpServerSpec):
                 self.servers.append(McpServer(spec, cwd))
             else:
                 self.sandbox = spec
         self._listed: list[Tool] | None = None
+        #: What ``start`` changed in the tools offered (renamed, left out), for hop records.
+        self.notes: list[str] = []
         self._lock = asyncio.Lock()
         self._warming: asyncio.Task[None] | None = None
 
@@ -87,12 +100,22 @@ class ToolBox:
             if self._listed is not None:
                 return
             listed = list(self.functions)
+            self.notes = []
             try:
                 for server in self.servers:
-                    listed += await server.start()
+                    fitted, notes = fit_names(
+                        await server.start(), [t.name for t in listed] + ["sandbox"]
+                    )
+                    listed += fitted
+                    self.notes += notes
             except Exception as exc:
                 await self.aclose()
                 raise ToolSetupError(str(exc)) from exc
+            if self.notes:
+                log.warning(
+                    "tools renamed or left out: the providers' name rule",
+                    extra={"agent": self.agent.name, "notes": self.notes},
+                )
             names = [t.name for t in listed] + (["sandbox"] if self.sandbox else [])
             clashes = sorted({n for n in names if names.count(n) > 1})
             if clashes:
@@ -111,6 +134,16 @@ class ToolBox:
     async def aclose(self) -> None:
         for server in self.servers:
             await server.aclose()
+
+
+#: The (event, agent, tier) lines logged already: said once per process, not per step.
+_logged: set[tuple[str, str, str]] = set()
+
+
+def _log_once(event: str, agent: str, tier: str, reason: str) -> None:
+    if (event, agent, tier) not in _logged:
+        _logged.add((event, agent, tier))
+        log.warning(event, extra={"agent": agent, "tier": tier, "reason": reason})
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
@@ -138,7 +171,7 @@ async def run_call(
                 raise ToolFailure("invalid", "arguments must be a JSON object")
             timeout_s = tool.timeout_s or default_timeout_s
             try:
-                text = await asyncio.wait_for(tool.call(arguments), timeout_s)
+                text = await asyncio.wait_for(guarded(tool.call(arguments)), timeout_s)
             except TimeoutError:
                 raise ToolFailure(
                     "timeout", f"{call.name} did not answer within {timeout_s:g}s"
@@ -146,8 +179,9 @@ async def run_call(
             status = "ok"
         except ToolFailure as exc:
             status, text = exc.status, f"ERROR: {exc}"
-        except Exception as exc:  # a tool's own bug: the model is told, the step goes on
-            status, text = "error", f"ERROR: {type(exc).__name__}: {exc}"
+        except Exception as exc:  # a tool's own bug, of any class: the model is told
+            status, text = "error", f"ERROR: {describe(exc)}"
+        text = clean_text(text)  # the model, the hop record and the span see the same text
         record = make_record(
             call.name,
             canonical,
@@ -186,6 +220,8 @@ class Conversation:
     completion: Completion | None = None
     refused: str | None = None
     error: str | None = None
+    #: What was not offered, and why (a tier's ``max_tools``), for the hop record.
+    notes: list[str] = field(default_factory=list)
 
 
 async def converse(
@@ -198,12 +234,19 @@ async def converse(
     temperature: float | None,
     deadline: datetime | None,
     spent: Usage | None = None,
+    max_tools: int | None = None,
 ) -> Conversation:
     """Run the loop from ``messages``; ``left(usage)`` is what the trace's budgets allow
     after this step spent ``usage`` (``spent`` is counted from the start). Every model call
-    ends by ``deadline`` (the trace's); a failed call's billed tokens count in ``usage``."""
+    ends by ``deadline`` (the trace's); a failed call's billed tokens count in ``usage``. At
+    most ``max_tools`` tools are offered (the tier's rule, choreo.tools.names)."""
     talk = Conversation(list(messages), usage=spent or Usage())
     offered = [openai_tool(t) for t in tools.values()] if agent.max_tool_calls else []
+    if max_tools is not None:
+        offered, note = capped(offered, max_tools, client.name)
+        if note is not None:
+            talk.notes.append(note)
+            _log_once("tools capped", agent.name, client.name, note)
     refusals = 0
     while True:
         remaining = left(talk.usage)

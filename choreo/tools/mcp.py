@@ -24,10 +24,11 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, TextIO, cast
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream
@@ -50,6 +51,9 @@ UNKNOWN_SESSION = 32600
 SESSION_GONE = frozenset({types.CONNECTION_CLOSED, UNKNOWN_SESSION})
 #: Seconds between pings to an HTTP server while a call to it is in flight.
 HEARTBEAT_S = 2.0
+#: Lines and characters of a stdio server's stderr kept in an error that ends its session.
+STDERR_LINES = 3
+STDERR_CHARS = 4000
 #: What the model is told about a call whose server went away.
 GONE = "the server went away during the call; it is reconnected for the next call"
 
@@ -69,6 +73,28 @@ def result_text(result: types.CallToolResult) -> str:
     if not parts and result.structuredContent is not None:
         return json.dumps(result.structuredContent, sort_keys=True)
     return "\n".join(parts)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The error inside the SDK's task groups: ``ExceptionGroup: unhandled errors in a
+    TaskGroup`` says nothing, its first leaf (not a cancellation) does."""
+    while isinstance(exc, BaseExceptionGroup):
+        inner = [e for e in exc.exceptions if not isinstance(e, asyncio.CancelledError)]
+        exc = (inner or list(exc.exceptions))[0]
+    return exc
+
+
+def stderr_tail(errlog: IO[str] | None, lines: int = STDERR_LINES) -> str:
+    """The last ``lines`` non-empty lines a stdio server wrote to its stderr, joined."""
+    if errlog is None:
+        return ""
+    try:
+        errlog.flush()
+        errlog.seek(0)
+        text = errlog.read()[-STDERR_CHARS:]
+    except (OSError, ValueError):  # closed, or not a real file
+        return ""
+    return " | ".join([line.strip() for line in text.splitlines() if line.strip()][-lines:])
 
 
 def session_gone(exc: BaseException) -> bool:
@@ -115,6 +141,8 @@ class McpServer:
         self._failure: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        #: A stdio server's stderr, kept to name why it failed (see ``stderr_tail``).
+        self._errlog: TextIO | None = None
 
     @property
     def label(self) -> str:
@@ -148,9 +176,17 @@ class McpServer:
             ) from None
         if self._failure is not None:
             await self.aclose()
-            raise McpUnavailable(
-                f"{self.label}: {type(self._failure).__name__}: {self._failure}"
-            ) from self._failure
+            raise McpUnavailable(f"{self.label}: {self._failure}") from self._failure
+
+    def _why(self, exc: BaseException) -> str:
+        """What ended a session, in words: the SDK's real error, and a stdio server's last
+        stderr lines (its own traceback, say)."""
+        cause = root_cause(exc)
+        reason = f"{type(cause).__name__}: {cause}"
+        if isinstance(cause, FileNotFoundError) and self.spec.command:
+            reason = f"command not found: {self.spec.command[0]!r} ({reason})"
+        tail = stderr_tail(self._errlog)
+        return f"{reason}; its stderr ends: {tail}" if tail else reason
 
     def _transport(self) -> contextlib.AbstractAsyncContextManager[Any]:
         if self.spec.url is not None:
@@ -159,6 +195,12 @@ class McpServer:
         command, *args = self.spec.command
         if command in ("python", "python3"):
             command = sys.executable  # the agent's interpreter, with its packages
+        if self._errlog is None:
+            # open as long as the server object lives: each start of the server writes to it
+            errlog = tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace")  # noqa: SIM115
+            self._errlog = cast(TextIO, errlog)
+        self._errlog.seek(0)
+        self._errlog.truncate()
         # the SDK starts the server in a session of its own: the wrapper makes it die with
         # this agent, even by SIGKILL (choreo.kafka.children)
         command, *args = lifeline_argv([command, *args], str(self.cwd) if self.cwd else None)
@@ -168,7 +210,8 @@ class McpServer:
                 args=args,
                 env={**os.environ, **self.spec.env},
                 cwd=str(self.cwd) if self.cwd else None,
-            )
+            ),
+            errlog=self._errlog,
         )
 
     async def _hold(self) -> None:
@@ -201,10 +244,9 @@ class McpServer:
                 if ended.is_set():
                     log.warning("mcp server ended the session", extra={"server": self.spec.mcp})
         except Exception as exc:  # reported by start(), or to each later call
-            self._failure = exc
+            self._failure = McpUnavailable(self._why(exc))
             log.warning(
-                "mcp session ended",
-                extra={"server": self.spec.mcp, "error": f"{type(exc).__name__}: {exc}"},
+                "mcp session ended", extra={"server": self.spec.mcp, "error": str(self._failure)}
             )
         finally:
             if self._session is session:
@@ -308,6 +350,9 @@ class McpTool:
 
     def __init__(self, server: McpServer, tool: types.Tool) -> None:
         self._server = server
+        #: The server's name for the tool, which it is called by; ``name`` is the one the
+        #: model sees (choreo.tools.names may rename it).
+        self.remote = tool.name
         self.name = tool.name
         self.description = tool.description or tool.name
         self.parameters = tool.inputSchema
@@ -315,4 +360,4 @@ class McpTool:
         self.timeout_s: float | None = server.spec.timeout_s
 
     async def call(self, arguments: dict[str, Any]) -> str:
-        return await self._server.call(self.name, arguments, self._server.spec.timeout_s)
+        return await self._server.call(self.remote, arguments, self._server.spec.timeout_s)
