@@ -22,11 +22,14 @@ from choreo.client.errors import (
 )
 from choreo.client.reports import (
     Admission,
+    AgentGroup,
     DeadLetterEntry,
     Replay,
     Submission,
     Trace,
     TraceBudget,
+    TracePage,
+    TraceSummary,
 )
 
 if TYPE_CHECKING:
@@ -37,6 +40,7 @@ _LAZY = {"Client": "choreo.client.client", "SyncClient": "choreo.client.sync"}
 
 __all__ = [
     "Admission",
+    "AgentGroup",
     "Client",
     "DeadLetterEntry",
     "EscalationError",
@@ -48,6 +52,8 @@ __all__ = [
     "Trace",
     "TraceBudget",
     "TraceNotFound",
+    "TracePage",
+    "TraceSummary",
     "VersionNotFound",
 ]
 

@@ -1,0 +1,169 @@
+"""The console in a real browser over the writer-editor example: each page renders a real
+trace, untrusted text stays text on every page, a dead letter requeued from the page gets
+processed, and a request without the token is refused."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from choreo.schemas import TerminalResult
+from tests.conftest import EXAMPLES, LocalMesh, wait_until
+from tests.console.conftest import RunningConsole, needs_chromium
+
+pytestmark = [pytest.mark.integration, needs_chromium]
+
+#: Markup, a script, an image whose error handler runs script, markdown and a terminal code:
+#: none of it may do anything but show as the characters it is.
+HOSTILE = (
+    "<script>window.__owned = 'script'</script>"
+    "<img src=x onerror=\"window.__owned = 'img'\">"
+    " **bold** [link](javascript:alert(1)) \x1b[31mred\x1b[0m"
+)
+
+
+@pytest.fixture(scope="module")
+def console(
+    start_mesh: Callable[..., LocalMesh], console_of: Callable[[LocalMesh], RunningConsole]
+) -> Iterator[RunningConsole]:
+    with start_mesh(EXAMPLES / "writer-editor" / "mesh.yaml") as mesh:
+        yield console_of(mesh)
+
+
+@pytest.fixture(scope="module")
+def finished(console: RunningConsole) -> str:
+    """A trace of the writer-editor that completed, its task input hostile text."""
+    client = console.mesh.client
+    trace_id = client.submit(f"Write about event sourcing. {HOSTILE}")
+    assert client.wait(trace_id, timeout_s=60).status == "completed"
+    return trace_id
+
+
+def _send_raw(console: RunningConsole, key: str, value: bytes) -> None:
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=console.mesh.bootstrap)
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                console.mesh.client.topics.tasks, value, key=key.encode()
+            )
+        finally:
+            await producer.stop()
+
+    console.mesh.run(send())
+
+
+def _untouched(page: Any) -> None:
+    """Nothing the mesh wrote ran or became markup on this page."""
+    assert page.evaluate("window.__owned") is None
+    assert page.locator("main img").count() == 0
+    assert page.locator("main script").count() == 0
+
+
+def test_the_traces_page_lists_the_trace_with_its_status_steps_and_cost(
+    console: RunningConsole, finished: str, page: Any
+) -> None:
+    page.goto(console.page_url("/traces"))
+    row = page.locator(f"tr[data-trace='{finished}']")
+    row.wait_for()
+    assert row.locator(".status").inner_text() == "completed"
+    assert row.locator("td").nth(3).inner_text() == "6"  # steps, as the mesh counted them
+    page.get_by_test_id("filter-status").select_option("failed")
+    page.locator(f"tr[data-trace='{finished}']").wait_for(state="detached")
+    _untouched(page)
+
+
+def test_the_trace_page_draws_every_step_with_its_latency_and_the_terminal_record(
+    console: RunningConsole, finished: str, page: Any
+) -> None:
+    page.goto(console.page_url(f"/trace/{finished}"))
+    page.get_by_test_id("terminal").wait_for()
+    hops = console.mesh.client.hops(finished)
+    steps = page.get_by_test_id("step")
+    assert steps.count() == len(hops) == 6
+    assert steps.nth(0).locator("td").nth(1).inner_text().startswith("writer")
+    assert "completed" in page.get_by_test_id("terminal").inner_text()
+    _untouched(page)
+
+
+def test_the_state_page_shows_each_field_with_its_writer_and_the_diff(
+    console: RunningConsole, finished: str, page: Any
+) -> None:
+    page.goto(console.page_url(f"/trace/{finished}/state?at=2&against=1"))
+    field = page.locator("tr[data-field='draft']")
+    field.wait_for()
+    assert field.locator("td").nth(2).inner_text() == "writer"
+    assert "draft" in page.get_by_test_id("diff").inner_text()
+    # the hostile input is shown as the characters it is, escape code made visible
+    shown = page.locator("tr[data-field='input'] pre").inner_text()
+    assert "<script>window.__owned = 'script'</script>" in shown
+    assert "\\u001b[31mred" in shown
+    _untouched(page)
+
+
+def test_the_budget_page_shows_each_limit_and_the_burn_down(
+    console: RunningConsole, finished: str, page: Any
+) -> None:
+    page.goto(console.page_url(f"/trace/{finished}/budget"))
+    steps = page.locator("tr[data-limit='steps']")
+    steps.wait_for()
+    assert steps.locator("td").nth(2).inner_text() == "6"
+    assert page.get_by_test_id("burn-steps").locator("polyline").count() == 1
+    _untouched(page)
+
+
+def test_the_mesh_page_draws_the_agents_and_their_routes(
+    console: RunningConsole, page: Any
+) -> None:
+    page.goto(console.page_url("/mesh"))
+    page.get_by_test_id("graph").wait_for()
+    for agent in ("writer", "editor"):
+        assert page.locator(f"[data-node='agent:{agent}']").count() == 1
+        live = page.locator(f"tr[data-agent='{agent}'] td").nth(5).inner_text()
+        assert live == "1"  # one replica in its consumer group
+
+
+def test_a_dead_letter_fixed_and_requeued_from_the_page_is_processed(
+    console: RunningConsole, page: Any
+) -> None:
+    trace_id = "console-requeue-1"
+    broken = json.dumps({"trace_id": trace_id, "input": 42, "note": HOSTILE}).encode()
+    _send_raw(console, trace_id, broken)
+    client = console.mesh.client
+    wait_until(lambda: client.dlq(trace_id), 30, message="the broken task's dead letter")
+
+    page.goto(console.page_url("/dlq"))
+    card = page.locator(f"[data-key='{trace_id}']")
+    card.wait_for()
+    original = card.get_by_test_id("original").inner_text()  # the JSON bytes, as text
+    assert "<script>window.__owned = 'script'</script><img src=x onerror=" in original
+    _untouched(page)
+    card.get_by_test_id("edit").click()
+    fixed = {"trace_id": trace_id, "input": "Write about event sourcing."}
+    card.get_by_test_id("fixed").fill(json.dumps(fixed))
+    card.get_by_test_id("requeue").click()
+    card.get_by_test_id("confirm-requeue").click()
+    card.get_by_test_id("requeued").wait_for()
+
+    result = client.wait(trace_id, timeout_s=60)
+    assert result.status == "completed", result.reason
+    assert len(client.read(client.topics.results, trace_id, TerminalResult)) == 1
+
+
+def test_a_request_without_the_token_is_refused(console: RunningConsole) -> None:
+    for path in ("/", "/app.js", "/api/traces", "/api/dlq", "/api/events"):
+        assert httpx.get(console.base.rstrip("/") + path).status_code == 401
+        wrong = {"Authorization": "Bearer not-the-token"}
+        assert httpx.get(console.base.rstrip("/") + path, headers=wrong).status_code == 401
+    refused = httpx.post(console.base.rstrip("/") + "/api/dlq/0:0/requeue", json={})
+    assert refused.status_code == 401
+    answered = httpx.get(
+        console.base.rstrip("/") + "/api/traces",
+        headers={"Authorization": f"Bearer {console.token}"},
+    )
+    assert answered.status_code == 200
