@@ -178,17 +178,20 @@ async function tracePage(traceId) {
   const t = await api("/api/traces/" + encodeURIComponent(traceId));
   const end = Math.max(1, ...t.steps.map((x) => x.start_ms + x.duration_ms), t.result ? t.result.at_ms : 0);
   const fanSize = Object.fromEntries(Object.entries(t.fanouts).map(([cause, events]) => [cause, events]));
+  // markers go after a step, by its place in the list (fan-out branches share a hop number)
+  const lastOfHop = {};
+  t.steps.forEach((x, i) => { lastOfHop[x.hop] = i; });
   const verdictsAfter = {};
-  for (const v of t.verdicts) (verdictsAfter[v.after_hop] ||= []).push(v);
+  for (const v of t.verdicts) (verdictsAfter[lastOfHop[v.after_hop] ?? -1] ||= []).push(v);
   const joinsAfter = {};
   for (const [name, arrivals] of Object.entries(t.joins)) {
-    const arrived = t.steps.filter((x) => arrivals.includes(x.event_id) || arrivals.includes(x.agent));
-    const last = arrived.length ? arrived[arrived.length - 1].hop : (t.steps.length ? t.steps[t.steps.length - 1].hop : 0);
+    let last = t.steps.length - 1;
+    t.steps.forEach((x, i) => { if (arrivals.includes(x.event_id) || arrivals.includes(x.agent)) last = i; });
     (joinsAfter[last] ||= []).push([name, arrivals]);
   }
   const rows = [];
-  for (const v of verdictsAfter[0] || []) rows.push(verdictRow(v));
-  for (const x of t.steps) {
+  for (const v of verdictsAfter[-1] || []) rows.push(verdictRow(v));
+  t.steps.forEach((x, index) => {
     const branch = x.branch_of ? fanSize[x.branch_of] : null;
     rows.push(h("tr", { class: "step" + (branch ? " branch" : ""), "data-testid": "step" },
       h("td", {}, x.hop),
@@ -207,12 +210,12 @@ async function tracePage(traceId) {
         h("td", {}, ""), h("td", { class: "num" }, ms(call.latency_ms)),
         h("td", { colspan: 2 }, call.result_chars + " chars"), h("td", {}, status(call.status)), h("td", {}, "")));
     }
-    for (const [name, arrivals] of joinsAfter[x.hop] || []) {
+    for (const [name, arrivals] of joinsAfter[index] || []) {
       rows.push(h("tr", { class: "marker join", "data-testid": "join" },
         h("td", {}, "⋈"), h("td", { colspan: 8 }, `join ${name}: ${arrivals.length} arrived (${arrivals.join(", ")})`)));
     }
-    for (const v of verdictsAfter[x.hop] || []) rows.push(verdictRow(v));
-  }
+    for (const v of verdictsAfter[index] || []) rows.push(verdictRow(v));
+  });
   if (t.result) {
     rows.push(h("tr", { class: "marker terminal", "data-testid": "terminal" },
       h("td", {}, "■"),
