@@ -20,8 +20,7 @@ def _mesh_path(given: str | None) -> str:
     found = given or running_mesh()
     if found is None:
         raise UsageError(
-            "no mesh: give --mesh SPEC, or run this command in the folder of a running "
-            "`choreo up`"
+            "no mesh: give --mesh SPEC, or run this command in the folder of a running `choreo up`"
         )
     return found
 
@@ -39,7 +38,9 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
     try:
         sock = bind(args.host, args.port)
     except OSError as exc:
-        raise UsageError(f"--host/--port: cannot listen on {args.host}:{args.port}: {exc}") from None
+        raise UsageError(
+            f"--host/--port: cannot listen on {args.host}:{args.port}: {exc}"
+        ) from None
 
     async def serve(client: Client) -> int:
         server = ConsoleServer(client, spec, token, sock)

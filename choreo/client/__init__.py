@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from choreo.client.errors import (
+    DeadLetterNotFound,
     EscalationError,
     MeshNotRunning,
     ResultTimeout,
@@ -43,6 +44,7 @@ __all__ = [
     "AgentGroup",
     "Client",
     "DeadLetterEntry",
+    "DeadLetterNotFound",
     "EscalationError",
     "MeshNotRunning",
     "Replay",

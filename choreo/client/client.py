@@ -28,7 +28,12 @@ from aiokafka.structs import ConsumerRecord
 from choreo.client import _escalations, _groups, _running, _traces
 from choreo.client._follower import ResultFollower
 from choreo.client._reader import Reader, decoded
-from choreo.client.errors import ResultTimeout, TraceNotFound, VersionNotFound
+from choreo.client.errors import (
+    DeadLetterNotFound,
+    ResultTimeout,
+    TraceNotFound,
+    VersionNotFound,
+)
 from choreo.client.reports import (
     Admission,
     AgentGroup,
@@ -353,6 +358,37 @@ class Client:
             snapshot=latest(snapshots).get(trace_id),
         )
 
+    async def timeline(self, trace_id: str) -> Trace:
+        """What ``trace`` returns but the outbox steps, and of the snapshots the newest only
+        (in ``snapshots`` and ``snapshot``): the records a timeline of the trace shows, at a
+        cost that grows with its steps, not with its steps times its state's size.
+
+        Raises:
+            TraceNotFound: as ``trace`` does.
+        """
+        _, reader = self._open()
+        topics = self.topics
+        hops = await reader.typed(topics.hops, trace_id, HopRecord)
+        results = await reader.typed(topics.results, trace_id, TerminalResult, missing_ok=True)
+        if not hops and not results:
+            raise TraceNotFound(f"no hop or result record of trace {trace_id!r}")
+        snapshot = _traces.newest(await reader.trace(topics.state, trace_id, missing_ok=True))
+        return Trace(
+            trace_id=trace_id,
+            hops=hops,
+            steps=[],
+            results=results,
+            verdicts=await reader.typed(topics.control, trace_id, ControlVerdict, missing_ok=True),
+            conflicts=await reader.typed(
+                topics.conflicts, trace_id, StateConflict, missing_ok=True
+            ),
+            escalations=await reader.typed(
+                topics.escalations, trace_id, Escalation, missing_ok=True
+            ),
+            snapshots=[] if snapshot is None else [snapshot],
+            snapshot=snapshot,
+        )
+
     async def hops(self, trace_id: str) -> list[HopRecord]:
         """The trace's hop records (one per step the keeper folded), in log order.
 
@@ -524,12 +560,12 @@ class Client:
         the dead letter stays on its topic. Returns where it landed.
 
         Raises:
-            LookupError: no dead letter ``letter_id``.
+            DeadLetterNotFound: no dead letter ``letter_id``.
         """
         producer, _ = self._open()
         chosen = {e.id: e.letter for e in await self.dlq()}.get(letter_id)
         if chosen is None:
-            raise LookupError(
+            raise DeadLetterNotFound(
                 f"no dead letter {letter_id!r} (ids are PARTITION:OFFSET, as `choreo dlq` lists)"
             )
         key = chosen.key.encode() if chosen.key is not None else None

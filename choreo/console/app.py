@@ -40,7 +40,7 @@ from choreo.client import Client, EscalationError, TraceNotFound
 from choreo.console import views
 from choreo.console.auth import TokenGuard
 from choreo.console.index import TraceIndex
-from choreo.schemas import Snapshot
+from choreo.schemas import Snapshot, StateConflict
 from choreo.spec.mesh import MeshSpec
 
 STATIC = Path(__file__).parent / "static"
@@ -97,7 +97,7 @@ class Console:
         )
 
     async def trace(self, request: Request) -> Response:
-        found = await self.client.trace(request.path_params["trace_id"])
+        found = await self.client.timeline(request.path_params["trace_id"])
         return JSON(views.trace_view(found))
 
     async def state(self, request: Request) -> Response:
@@ -110,7 +110,7 @@ class Console:
             return _error("at and against are version numbers", 400)
         if not (1 <= at <= len(versions) and 0 <= against <= len(versions)):
             return _error(f"trace {trace_id} has versions 1..{len(versions)}", 404)
-        conflicts = (await self.client.trace(trace_id)).conflicts
+        conflicts = await self.client.read(self.client.topics.conflicts, trace_id, StateConflict)
         return JSON(views.state_view(versions, at, against, conflicts))
 
     async def _versions(self, trace_id: str) -> list[Snapshot]:
@@ -148,9 +148,7 @@ class Console:
         text = (await _body(request)).get("text")
         value = text.encode() if isinstance(text, str) else None
         sent = await self.client.requeue(request.path_params["letter_id"], value)
-        return JSON(
-            {"topic": sent.topic, "partition": sent.partition, "offset": sent.offset}
-        )
+        return JSON({"topic": sent.topic, "partition": sent.partition, "offset": sent.offset})
 
     async def mesh(self, request: Request) -> Response:
         groups = await self.client.groups(self.spec)

@@ -6,6 +6,7 @@ asked for port 0) is known, and printed, before the first request can come.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 from urllib.parse import quote
@@ -56,6 +57,18 @@ def address(sock: socket.socket, token: str) -> str:
     return f"http://{shown}:{port}/?token={quote(token)}"
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling when it has started."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+
 class ConsoleServer:
     """uvicorn serving the console of ``client``'s mesh (``spec``) on ``sock``; ``serve`` runs
     until ``stop`` (or SIGINT/SIGTERM when run in the main thread)."""
@@ -67,17 +80,22 @@ class ConsoleServer:
             access_log=False,
             timeout_graceful_shutdown=2,
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Server(config)
         self._sock = sock
 
     async def serve(self) -> None:
         """Serve until stopped."""
         await self._server.serve(sockets=[self._sock])
 
-    @property
-    def started(self) -> bool:
-        """Whether the server answers requests."""
-        return self._server.started
+    async def started(self, serving: asyncio.Task[None]) -> None:
+        """Return once the server answers requests; raise why if ``serving`` (the task
+        running ``serve``) ended before."""
+        ready = asyncio.create_task(self._server.ready.wait())
+        await asyncio.wait([ready, serving], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            await serving  # raises why it did not start
+            raise RuntimeError("the console's server stopped before it started")
 
     def stop(self) -> None:
         """Ask the server to stop: open event streams end, then ``serve`` returns."""

@@ -61,10 +61,7 @@ def _serve(mesh: LocalMesh, token: str, started: Future[str], stop: threading.Ev
         async with Client(mesh.bootstrap, settings=mesh.settings) as client:
             server = ConsoleServer(client, mesh.spec, token, sock)
             serving = asyncio.create_task(server.serve())
-            while not server.started and not serving.done():
-                await asyncio.sleep(0.05)
-            if serving.done():
-                await serving  # raises why it did not start
+            await server.started(serving)
             started.set_result(address(sock, token))
             await asyncio.to_thread(stop.wait)
             server.stop()

@@ -86,6 +86,4 @@ def test_resuming_the_halted_trace_from_the_page_completes_it_once(
     # the page, live, shows it resumed; resuming again is refused
     page.locator(f".card.resumed[data-trace='{halted}']").wait_for()
     assert page.locator(f".card.open[data-trace='{halted}']").count() == 0
-    wait_until(
-        lambda: client.state(continuation).status == "completed", 30, message="snapshot"
-    )
+    wait_until(lambda: client.state(continuation).status == "completed", 30, message="snapshot")

@@ -49,9 +49,7 @@ def _send_raw(console: RunningConsole, key: str, value: bytes) -> None:
         producer = AIOKafkaProducer(bootstrap_servers=console.mesh.bootstrap)
         await producer.start()
         try:
-            await producer.send_and_wait(
-                console.mesh.client.topics.tasks, value, key=key.encode()
-            )
+            await producer.send_and_wait(console.mesh.client.topics.tasks, value, key=key.encode())
         finally:
             await producer.stop()
 
