@@ -120,13 +120,19 @@ def register(add: AddCommand) -> None:
         default=None,
         help="only traces in this status (default: all)",
     )
-    p.add_argument("--agent", default=None, help="only traces this agent took a step of")
     p.add_argument(
-        "--text", default=None, help="only traces whose id, last agent or reason has this text"
+        "--agent", default=None, help="only traces this agent took a step of (default: any)"
+    )
+    p.add_argument(
+        "--text",
+        default=None,
+        help="only traces whose id, last agent or reason has this text, in any case (default: any)",
     )
     p.add_argument("--offset", type=_count, default=0, help="traces to skip (default: 0)")
     p.add_argument("--limit", type=_count, default=50, help="most traces to list (default: 50)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table (default: off)"
+    )
 
     p = add("groups", cmd_groups, "show each agent's live replicas and consumer lag")
     p.add_argument(
@@ -134,4 +140,6 @@ def register(add: AddCommand) -> None:
         default=None,
         help="the mesh spec the mesh runs (default: that of this folder's `choreo up`)",
     )
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table (default: off)"
+    )
