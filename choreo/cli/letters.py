@@ -2,7 +2,9 @@
 
 Every consumer of the mesh sends a record it cannot accept to the dead-letter topic with the
 reason; this is where an operator finds out why a task vanished. A dead letter's id is its
-place on the dead-letter topic, ``PARTITION:OFFSET``. A view over choreo.client.Client.dlq.
+place on the dead-letter topic, ``PARTITION:OFFSET``. ``choreo dlq requeue ID`` sends one back
+to the topic it was refused from (``--file``: fixed bytes instead). A view over
+choreo.client.Client.dlq and Client.requeue.
 """
 
 from __future__ import annotations
