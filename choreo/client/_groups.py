@@ -40,10 +40,9 @@ async def _group(
             raise
         committed = {}  # a broker still electing its coordinator: nothing known yet
     lag = 0
-    for event in agent.subscribe:
-        for part, end in (await reader.ends(topics.event(event))).items():
-            done = committed.get(part)
-            lag += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
+    for part, end in (await reader.ends(*(topics.event(e) for e in agent.subscribe))).items():
+        done = committed.get(part)
+        lag += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
     return AgentGroup(
         agent=agent.name,
         group=group,

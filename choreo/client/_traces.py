@@ -1,5 +1,4 @@
-"""Every trace at a glance: a summary of each from the state and results topics; and the
-newest snapshot of one trace, decoding no other in full.
+"""Every trace at a glance: a summary of each from the state and results topics.
 
 A summary needs a snapshot's status, totals and writers, never its fields, so snapshots are
 decoded into ``_Head``, a struct of just those (msgspec skips what a struct does not declare):
@@ -16,9 +15,8 @@ from typing import TypeVar
 import msgspec
 from aiokafka.structs import ConsumerRecord
 
-from choreo.client._reader import decoded
 from choreo.client.reports import TraceSummary
-from choreo.schemas import FieldWrite, Snapshot, Totals
+from choreo.schemas import FieldWrite, Totals
 
 T = TypeVar("T")
 
@@ -63,21 +61,6 @@ def summaries(
     ended = {end.trace_id: end for end in _each(results, _ends)}
     found = [_summary(head, ended.get(head.trace_id)) for head in newest.values()]
     return sorted(found, key=lambda s: (s.admitted_at, s.trace_id), reverse=True)
-
-
-def newest(records: list[ConsumerRecord[bytes, bytes]]) -> Snapshot | None:
-    """The newest snapshot among ``records`` (highest version, a finished one over a running
-    one, as choreo.keeper.replay.latest ranks them), decoding only that one in full."""
-    best: tuple[tuple[int, bool], ConsumerRecord[bytes, bytes]] | None = None
-    for record in records:
-        try:
-            head = _heads.decode(record.value or b"")
-        except msgspec.DecodeError:
-            continue
-        rank = (head.version, head.status != "running")
-        if best is None or rank >= best[0]:
-            best = (rank, record)
-    return None if best is None else decoded(best[1], Snapshot)
 
 
 def _each(

@@ -358,37 +358,6 @@ class Client:
             snapshot=latest(snapshots).get(trace_id),
         )
 
-    async def timeline(self, trace_id: str) -> Trace:
-        """What ``trace`` returns but the outbox steps, and of the snapshots the newest only
-        (in ``snapshots`` and ``snapshot``): the records a timeline of the trace shows, at a
-        cost that grows with its steps, not with its steps times its state's size.
-
-        Raises:
-            TraceNotFound: as ``trace`` does.
-        """
-        _, reader = self._open()
-        topics = self.topics
-        hops = await reader.typed(topics.hops, trace_id, HopRecord)
-        results = await reader.typed(topics.results, trace_id, TerminalResult, missing_ok=True)
-        if not hops and not results:
-            raise TraceNotFound(f"no hop or result record of trace {trace_id!r}")
-        snapshot = _traces.newest(await reader.trace(topics.state, trace_id, missing_ok=True))
-        return Trace(
-            trace_id=trace_id,
-            hops=hops,
-            steps=[],
-            results=results,
-            verdicts=await reader.typed(topics.control, trace_id, ControlVerdict, missing_ok=True),
-            conflicts=await reader.typed(
-                topics.conflicts, trace_id, StateConflict, missing_ok=True
-            ),
-            escalations=await reader.typed(
-                topics.escalations, trace_id, Escalation, missing_ok=True
-            ),
-            snapshots=[] if snapshot is None else [snapshot],
-            snapshot=snapshot,
-        )
-
     async def hops(self, trace_id: str) -> list[HopRecord]:
         """The trace's hop records (one per step the keeper folded), in log order.
 
@@ -617,7 +586,10 @@ class Client:
             self.topics.escalations,
             self.topics.dlq,
         ]
-        return {name: sum((await reader.ends(name)).values()) for name in names}
+        ends = await reader.ends(*names)
+        return {
+            name: sum(end for part, end in ends.items() if part.topic == name) for name in names
+        }
 
 
 def _seen(future: asyncio.Future[TerminalResult]) -> None:

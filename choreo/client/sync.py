@@ -188,7 +188,6 @@ class SyncClient:
     result = _blocking(Client.result)
     wait = _blocking(Client.wait)
     trace = _blocking(Client.trace)
-    timeline = _blocking(Client.timeline)
     hops = _blocking(Client.hops)
     steps = _blocking(Client.steps)
     read = _blocking(Client.read)

@@ -27,7 +27,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
@@ -40,9 +40,16 @@ from choreo.client import Client, EscalationError, TraceNotFound
 from choreo.console import views
 from choreo.console.auth import TokenGuard
 from choreo.console.index import TraceIndex
-from choreo.schemas import Snapshot, StateConflict
+from choreo.schemas import (
+    ControlVerdict,
+    Record,
+    Snapshot,
+    StateConflict,
+    TerminalResult,
+)
 from choreo.spec.mesh import MeshSpec
 
+R = TypeVar("R", bound=Record)
 STATIC = Path(__file__).parent / "static"
 #: Seconds between two looks at the topics' ends for the event stream.
 POLL_S = 1.0
@@ -97,8 +104,26 @@ class Console:
         )
 
     async def trace(self, request: Request) -> Response:
-        found = await self.client.timeline(request.path_params["trace_id"])
-        return JSON(views.trace_view(found))
+        trace_id = request.path_params["trace_id"]
+        client, topics = self.client, self.client.topics
+        hops = await client.hops(trace_id)
+        results = await client.read(topics.results, trace_id, TerminalResult)
+        if not hops and not results:
+            raise TraceNotFound(f"no hop or result record of trace {trace_id!r}")
+        timeline = views.Timeline(
+            trace_id=trace_id,
+            hops=hops,
+            results=results,
+            verdicts=await self._optional(topics.control, trace_id, ControlVerdict),
+        )
+        return JSON(views.trace_view(timeline, self.spec))
+
+    async def _optional(self, topic: str, trace_id: str, record_type: type[R]) -> list[R]:
+        """The trace's records on a topic a mesh may not have made yet (none then)."""
+        try:
+            return await self.client.read(topic, trace_id, record_type)
+        except TraceNotFound:
+            return []
 
     async def state(self, request: Request) -> Response:
         trace_id = request.path_params["trace_id"]
@@ -110,7 +135,7 @@ class Console:
             return _error("at and against are version numbers", 400)
         if not (1 <= at <= len(versions) and 0 <= against <= len(versions)):
             return _error(f"trace {trace_id} has versions 1..{len(versions)}", 404)
-        conflicts = await self.client.read(self.client.topics.conflicts, trace_id, StateConflict)
+        conflicts = await self._optional(self.client.topics.conflicts, trace_id, StateConflict)
         return JSON(views.state_view(versions, at, against, conflicts))
 
     async def _versions(self, trace_id: str) -> list[Snapshot]:

@@ -3,7 +3,7 @@ choreo.client.Client returns.
 
 Values from the mesh (task input, model output, tool results, dead-letter bytes) go out as
 JSON strings and nothing else: the page puts them into text nodes, never into markup.
-Times are milliseconds from the trace's admission, money is US dollars.
+Times are milliseconds from the start of the trace's first step, money is US dollars.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from choreo.client.reports import AgentGroup, DeadLetterEntry, Trace, TraceBudget
-from choreo.schemas import Escalation, HopRecord, Snapshot
+from choreo.client.reports import AgentGroup, DeadLetterEntry, TraceBudget
+from choreo.schemas import ControlVerdict, Escalation, HopRecord, Snapshot, TerminalResult
 from choreo.spec.mesh import MeshSpec
 
 
@@ -37,25 +38,42 @@ def _ms(at: datetime, origin: datetime) -> float:
     return (at - origin).total_seconds() * 1000
 
 
-def trace_view(trace: Trace) -> dict[str, Any]:
-    """The trace page: each step as a bar of the waterfall (start and latency in ms from
-    admission, tokens, cost, status, its tool calls), fan-outs (steps caused by one event),
-    joins and their arrivals, verdicts placed after the step they followed, the terminal
-    record, and the budget's burn-down."""
-    hops = sorted(trace.hops, key=lambda h: (h.hop, h.created_at))
-    origin = _origin(trace, hops)
+@dataclass(frozen=True)
+class Timeline:
+    """What the trace page shows of one trace, each list in log order: its hop records,
+    terminal records and verdicts (no state: a long trace's snapshots hold its whole state at
+    every version, and the page needs none of it)."""
+
+    trace_id: str
+    hops: list[HopRecord]
+    results: list[TerminalResult]
+    verdicts: list[ControlVerdict]
+
+
+def trace_view(timeline: Timeline, spec: MeshSpec) -> dict[str, Any]:
+    """The trace page: each step as a bar of the waterfall (start and latency in ms from the
+    first step's start, tokens, cost, status, its tool calls), fan-outs (steps caused by one
+    event), the joins of ``spec`` its steps met (the steps that emitted what a join waits
+    for), verdicts placed after the step they followed, the terminal record, and the burn-down
+    of the budget."""
+    hops = sorted(timeline.hops, key=lambda h: (h.hop, h.created_at))
+    origin = _origin(timeline, hops)
     siblings: defaultdict[str, list[str]] = defaultdict(list)
     for hop in hops:
         if hop.causation_id is not None:
             siblings[hop.causation_id].append(hop.event_id)
     fanouts = {cause: events for cause, events in siblings.items() if len(events) > 1}
     branch_of = {e: cause for cause, events in fanouts.items() for e in events}
+    joins = {
+        join.name: [h.event_id for h in hops if h.type == join.wait_for] for join in spec.joins
+    }
+    result = timeline.results[0] if timeline.results else None
     return {
-        "trace_id": trace.trace_id,
-        "status": trace.status,
+        "trace_id": timeline.trace_id,
+        "status": result.status if result is not None else "running",
         "steps": [_step(hop, origin, branch_of.get(hop.event_id)) for hop in hops],
         "fanouts": fanouts,
-        "joins": trace.joins,
+        "joins": {name: arrivals for name, arrivals in joins.items() if arrivals},
         "verdicts": [
             {
                 "action": v.action,
@@ -66,20 +84,18 @@ def trace_view(trace: Trace) -> dict[str, Any]:
                 "after_hop": max((h.hop for h in hops if h.created_at <= v.created_at), default=0),
                 "evidence": as_text(v.evidence),
             }
-            for v in trace.verdicts
+            for v in timeline.verdicts
         ],
-        "escalations": [builtins(e) for e in trace.escalations],
-        "result": None if trace.result is None else _result(trace, origin),
-        "burn": _burn(trace, hops, origin),
+        "result": None if result is None else _result(result, len(timeline.results), origin),
+        "burn": _burn(hops, origin),
     }
 
 
-def _origin(trace: Trace, hops: list[HopRecord]) -> datetime:
-    if trace.snapshot is not None:
-        return trace.snapshot.admitted_at
+def _origin(timeline: Timeline, hops: list[HopRecord]) -> datetime:
+    """When the trace's first step started (else when it ended)."""
     if hops:
-        return min(h.created_at for h in hops)
-    return trace.results[0].finished_at
+        return min(h.created_at - timedelta(milliseconds=h.duration_ms) for h in hops)
+    return timeline.results[0].finished_at
 
 
 def _step(hop: HopRecord, origin: datetime, branch: str | None) -> dict[str, Any]:
@@ -112,8 +128,7 @@ def _step(hop: HopRecord, origin: datetime, branch: str | None) -> dict[str, Any
     }
 
 
-def _result(trace: Trace, origin: datetime) -> dict[str, Any]:
-    result = trace.results[0]
+def _result(result: TerminalResult, count: int, origin: datetime) -> dict[str, Any]:
     return {
         "status": result.status,
         "reason": result.reason,
@@ -121,11 +136,11 @@ def _result(trace: Trace, origin: datetime) -> dict[str, Any]:
         "at_ms": _ms(result.finished_at, origin),
         "state_version": result.state_version,
         "parent_trace_id": result.parent_trace_id,
-        "count": len(trace.results),
+        "count": count,
     }
 
 
-def _burn(trace: Trace, hops: list[HopRecord], origin: datetime) -> list[dict[str, Any]]:
+def _burn(hops: list[HopRecord], origin: datetime) -> list[dict[str, Any]]:
     """What the trace had used after each step: steps, tokens, dollars, seconds."""
     return [
         {

@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from choreo.client import TracePage, TraceSummary
-from choreo.client._traces import newest, summaries
+from choreo.client._traces import summaries
 from choreo.console.auth import COOKIE, TokenGuard, new_token
 from choreo.console.views import state_view
 from choreo.schemas import FieldWrite, Snapshot, TerminalResult, Totals, encode
@@ -186,18 +186,6 @@ def test_a_summary_is_the_newest_version_with_the_terminal_record_s_word_on_stat
         "budget.hops",
     )
     assert found["b"].status == "running" and found["b"].last_agent is None
-
-
-def test_the_newest_snapshot_is_decoded_whole_from_records_out_of_order() -> None:
-    records = [
-        _record(encode(_snapshot("a", 1, fields={"x": 1})), 0),
-        _record(encode(_snapshot("a", 2, "completed", fields={"x": 2})), 1),
-        _record(encode(_snapshot("a", 2, fields={"x": 3})), 2),  # running ranks below finished
-        _record(b"{}", 3),
-    ]
-    found = newest(records)
-    assert found is not None and found.fields == {"x": 2} and found.status == "completed"
-    assert newest([]) is None
 
 
 def test_the_state_page_shows_writers_and_the_diff_between_any_two_versions() -> None:

@@ -186,8 +186,9 @@ async function tracePage(traceId) {
   const joinsAfter = {};
   for (const [name, arrivals] of Object.entries(t.joins)) {
     let last = t.steps.length - 1;
-    t.steps.forEach((x, i) => { if (arrivals.includes(x.event_id) || arrivals.includes(x.agent)) last = i; });
-    (joinsAfter[last] ||= []).push([name, arrivals]);
+    const agents = [];
+    t.steps.forEach((x, i) => { if (arrivals.includes(x.event_id)) { last = i; agents.push(x.agent); } });
+    (joinsAfter[last] ||= []).push([name, agents]);
   }
   const rows = [];
   for (const v of verdictsAfter[-1] || []) rows.push(verdictRow(v));
@@ -203,7 +204,10 @@ async function tracePage(traceId) {
       h("td", { class: "num" }, x.tokens),
       h("td", { class: "num" }, dollars(x.cost)),
       h("td", {}, status(x.status)),
-      h("td", {}, h("details", {}, h("summary", {}, "v" + x.state_version), h("pre", { "data-testid": "output" }, x.output)))));
+      h("td", {}, h("button", { class: "more", "data-testid": "show-output", onclick: (e) => {
+        // the output is drawn when asked for: a long trace's page stays light
+        e.target.replaceWith(h("pre", { "data-testid": "output" }, x.output));
+      } }, "v" + x.state_version))));
     for (const call of x.tool_calls) {
       rows.push(h("tr", { class: "tool", "data-testid": "tool-call" },
         h("td", {}, ""), h("td", { colspan: 2 }, "↳ tool ", call.name, call.server ? " (" + call.server + ")" : ""),
@@ -478,5 +482,4 @@ function listen() {
 }
 
 window.addEventListener("hashchange", () => { editing = false; render(); });
-render();
-listen();
+render().then(listen); // the first page's reads go before the stream's
