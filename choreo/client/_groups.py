@@ -28,19 +28,21 @@ async def _group(
     reader: Reader, admin: AIOKafkaAdminClient, agent: AgentSpec, topics: Topics
 ) -> AgentGroup:
     group = f"{topics.prefix}.agent.{agent.name}"
+    ends = await reader.ends(*(topics.event(e) for e in agent.subscribe))
     members = 0
     try:
         for response in await admin.describe_consumer_groups([group]):
             for entry in response.groups:  # (error_code, group_id, state, ..., members, ...)
                 if entry[0] == 0 and entry[1] == group:
                     members = len(entry[5])
-        committed = await admin.list_consumer_group_offsets(group)
+        # partitions named: the embedded broker garbles the answer for "all of them"
+        committed = await admin.list_consumer_group_offsets(group, partitions=list(ends))
     except KafkaError as exc:
         if not transient(exc):
             raise
         committed = {}  # a broker still electing its coordinator: nothing known yet
     lag = 0
-    for part, end in (await reader.ends(*(topics.event(e) for e in agent.subscribe))).items():
+    for part, end in ends.items():
         done = committed.get(part)
         lag += max(0, end - (done.offset if done is not None and done.offset >= 0 else 0))
     return AgentGroup(

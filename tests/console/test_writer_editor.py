@@ -115,15 +115,21 @@ def test_the_budget_page_shows_each_limit_and_the_burn_down(
     _untouched(page)
 
 
-def test_the_mesh_page_draws_the_agents_and_their_routes(
-    console: RunningConsole, page: Any
+def test_the_mesh_page_draws_the_agents_their_routes_replicas_and_lag(
+    console: RunningConsole, finished: str, page: Any
 ) -> None:
+    client = console.mesh.client
+    # the finished trace's events are all consumed: once committed, no agent lags
+    wait_until(
+        lambda: all(g.lag == 0 for g in client.groups(console.mesh.spec)), 30, message="no lag"
+    )
     page.goto(console.page_url("/mesh"))
     page.get_by_test_id("graph").wait_for()
     for agent in ("writer", "editor"):
         assert page.locator(f"[data-node='agent:{agent}']").count() == 1
-        live = page.locator(f"tr[data-agent='{agent}'] td").nth(5).inner_text()
-        assert live == "1"  # one replica in its consumer group
+        cells = page.locator(f"tr[data-agent='{agent}'] td")
+        assert cells.nth(5).inner_text() == "1"  # one replica live in its consumer group
+        assert cells.nth(6).inner_text() == "0"
 
 
 def test_a_dead_letter_fixed_and_requeued_from_the_page_is_processed(

@@ -444,7 +444,7 @@ function meshGraph(m) {
   if (!("result" in depth)) depth.result = last + 1;
   const columns = {};
   for (const n of nodes) { n.col = depth[n.id] ?? last + 1; n.row = (columns[n.col] = (columns[n.col] || 0) + 1) - 1; }
-  const W = 150, H = 60, bw = 120, bh = 26;
+  const W = 230, H = 60, bw = 120, bh = 26;
   const at = Object.fromEntries(nodes.map((n) => [n.id, { x: 10 + n.col * W, y: 20 + n.row * H }]));
   const width = 20 + (Math.max(...nodes.map((n) => n.col)) + 1) * W;
   const height = 40 + Math.max(...Object.values(columns)) * H;
