@@ -5,6 +5,8 @@ processed, and a request without the token is refused."""
 from __future__ import annotations
 
 import json
+import logging
+import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,6 +14,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from choreo.observe.settings import get_settings
 from choreo.schemas import TerminalResult
 from tests.conftest import EXAMPLES, LocalMesh, wait_until
 from tests.console.conftest import RunningConsole, needs_chromium
@@ -171,3 +174,37 @@ def test_a_request_without_the_token_is_refused(console: RunningConsole) -> None
         headers={"Authorization": f"Bearer {console.token}"},
     )
     assert answered.status_code == 200
+
+
+def test_what_the_console_lists_and_does_the_command_line_lists_and_does_too(
+    console: RunningConsole,
+    finished: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+) -> None:
+    from choreo.cli.main import main
+
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", console.mesh.bootstrap)
+    monkeypatch.setenv("CHOREO_TOPIC_PREFIX", console.mesh.settings.topic_prefix)
+    # ``main`` reads settings once and sets up logging and SIGTERM: put them back after
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    sigterm = signal.getsignal(signal.SIGTERM)
+    get_settings.cache_clear()
+    request.addfinalizer(get_settings.cache_clear)
+    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, sigterm))
+
+    def put_back_logging() -> None:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+    request.addfinalizer(put_back_logging)
+    capsys.readouterr()
+    assert main(["traces", "--status", "completed", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert finished in [t["trace_id"] for t in listed["traces"]]
+    assert main(["groups", "--mesh", str(console.mesh.path), "--json"]) == 0
+    assert [g["agent"] for g in json.loads(capsys.readouterr().out)] == ["writer", "editor"]
+    assert main(["dlq", "requeue", "9:999999"]) == 1
+    assert "no dead letter '9:999999'" in capsys.readouterr().err
