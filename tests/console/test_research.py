@@ -37,15 +37,15 @@ def test_the_trace_page_draws_the_fan_out_and_the_join(
 ) -> None:
     page.goto(console.page_url(f"/trace/{finished}"))
     page.get_by_test_id("terminal").wait_for()
-    branches = page.locator("tr.step.branch")
+    branches = page.locator(".step.branch")
     assert branches.count() == 3
-    agents = {branches.nth(i).locator("td").nth(1).inner_text().split()[0] for i in range(3)}
+    agents = {branches.nth(i).locator(".c").nth(1).inner_text().split()[0] for i in range(3)}
     assert agents == {"historian", "engineer", "economist"}
     assert "fan-out branch" in branches.nth(0).inner_text()
     join = page.get_by_test_id("join")
     assert join.count() == 1 and "join research: 3 arrived" in join.inner_text()
     last = page.get_by_test_id("step").last
-    assert last.locator("td").nth(1).inner_text() == "synthesizer"
+    assert last.locator(".c").nth(1).inner_text() == "synthesizer"
     assert "completed" in page.get_by_test_id("terminal").inner_text()
 
 

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -87,7 +88,7 @@ def test_the_trace_page_draws_every_step_with_its_latency_and_the_terminal_recor
     hops = console.mesh.client.hops(finished)
     steps = page.get_by_test_id("step")
     assert steps.count() == len(hops) == 6
-    assert steps.nth(0).locator("td").nth(1).inner_text().startswith("writer")
+    assert steps.nth(0).locator(".c").nth(1).inner_text().startswith("writer")
     assert "completed" in page.get_by_test_id("terminal").inner_text()
     _untouched(page)
 
@@ -183,7 +184,12 @@ def test_what_the_console_lists_and_does_the_command_line_lists_and_does_too(
     capsys: pytest.CaptureFixture[str],
     request: pytest.FixtureRequest,
 ) -> None:
-    from choreo.cli.main import main
+    from choreo.cli.main import main as run
+
+    def main(argv: list[str]) -> int:
+        # in a thread of its own: this one runs the browser's event loop (Playwright's)
+        with ThreadPoolExecutor(1) as thread:
+            return thread.submit(run, argv).result()
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", console.mesh.bootstrap)
     monkeypatch.setenv("CHOREO_TOPIC_PREFIX", console.mesh.settings.topic_prefix)

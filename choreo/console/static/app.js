@@ -174,10 +174,20 @@ function tabs(traceId, current) {
       h("a", { href: "#" + hash, class: name === current ? "current" : null }, name)));
 }
 
+// The waterfall is rows of a CSS grid, not a table: each row is laid out on its own, and rows
+// off screen are not laid out at all (content-visibility), so a trace of a thousand steps
+// opens as fast as one of ten.
+function row(cls, attrs, ...cells) {
+  return h("div", { class: "row " + cls, ...attrs }, cells);
+}
+
+function cell(cls, ...children) {
+  return h("div", { class: "c " + (cls || "") }, children);
+}
+
 async function tracePage(traceId) {
   const t = await api("/api/traces/" + encodeURIComponent(traceId));
   const end = Math.max(1, ...t.steps.map((x) => x.start_ms + x.duration_ms), t.result ? t.result.at_ms : 0);
-  const fanSize = Object.fromEntries(Object.entries(t.fanouts).map(([cause, events]) => [cause, events]));
   // markers go after a step, by its place in the list (fan-out branches share a hop number)
   const lastOfHop = {};
   t.steps.forEach((x, i) => { lastOfHop[x.hop] = i; });
@@ -190,62 +200,57 @@ async function tracePage(traceId) {
     t.steps.forEach((x, i) => { if (arrivals.includes(x.event_id)) { last = i; agents.push(x.agent); } });
     (joinsAfter[last] ||= []).push([name, agents]);
   }
-  const rows = [];
+  const rows = [row("head", {}, ["#", "agent", "emitted", `timeline (${ms(end)})`, "latency", "tokens", "cost", "status", "output"].map((c) => cell("", c)))];
   for (const v of verdictsAfter[-1] || []) rows.push(verdictRow(v));
   t.steps.forEach((x, index) => {
-    const branch = x.branch_of ? fanSize[x.branch_of] : null;
-    rows.push(h("tr", { class: "step" + (branch ? " branch" : ""), "data-testid": "step" },
-      h("td", {}, x.hop),
-      h("td", {}, x.agent, branch ? h("div", { class: "meta" }, `fan-out branch ${branch.indexOf(x.event_id) + 1} of ${branch.length}`) : null),
-      h("td", {}, x.type),
-      h("td", { class: "bar-cell" }, h("div", { class: "track" },
-        h("div", { class: "bar " + clean(x.status) }))),
-      h("td", { class: "num" }, ms(x.duration_ms)),
-      h("td", { class: "num" }, x.tokens),
-      h("td", { class: "num" }, dollars(x.cost)),
-      h("td", {}, status(x.status)),
-      h("td", {}, h("button", { class: "more", "data-testid": "show-output", onclick: (e) => {
+    const branch = x.branch_of ? t.fanouts[x.branch_of] : null;
+    const bar = h("div", { class: "bar " + clean(x.status) });
+    // geometry through the CSSOM: the page's policy allows no inline style markup
+    bar.style.left = (100 * x.start_ms / end) + "%";
+    bar.style.width = Math.max(0.3, 100 * x.duration_ms / end) + "%";
+    rows.push(row("step" + (branch ? " branch" : ""), { "data-testid": "step" },
+      cell("", x.hop),
+      cell("", x.agent, branch ? h("div", { class: "meta" }, `fan-out branch ${branch.indexOf(x.event_id) + 1} of ${branch.length}`) : null),
+      cell("", x.type),
+      cell("", h("div", { class: "track" }, bar)),
+      cell("num", ms(x.duration_ms)),
+      cell("num", x.tokens),
+      cell("num", dollars(x.cost)),
+      cell("", status(x.status)),
+      cell("", h("button", { class: "more", "data-testid": "show-output", onclick: (e) => {
         // the output is drawn when asked for: a long trace's page stays light
         e.target.replaceWith(h("pre", { "data-testid": "output" }, x.output));
       } }, "v" + x.state_version))));
     for (const call of x.tool_calls) {
-      rows.push(h("tr", { class: "tool", "data-testid": "tool-call" },
-        h("td", {}, ""), h("td", { colspan: 2 }, "↳ tool ", call.name, call.server ? " (" + call.server + ")" : ""),
-        h("td", {}, ""), h("td", { class: "num" }, ms(call.latency_ms)),
-        h("td", { colspan: 2 }, call.result_chars + " chars"), h("td", {}, status(call.status)), h("td", {}, "")));
+      rows.push(row("tool", { "data-testid": "tool-call" },
+        cell(""), cell("wide2", "↳ tool ", call.name, call.server ? " (" + call.server + ")" : ""),
+        cell(""), cell("num", ms(call.latency_ms)),
+        cell("wide2", call.result_chars + " chars"), cell("", status(call.status)), cell("")));
     }
-    for (const [name, arrivals] of joinsAfter[index] || []) {
-      rows.push(h("tr", { class: "marker join", "data-testid": "join" },
-        h("td", {}, "⋈"), h("td", { colspan: 8 }, `join ${name}: ${arrivals.length} arrived (${arrivals.join(", ")})`)));
+    for (const [name, agents] of joinsAfter[index] || []) {
+      rows.push(row("marker join", { "data-testid": "join" },
+        cell("", "⋈"), cell("wide", `join ${name}: ${agents.length} arrived (${agents.join(", ")})`)));
     }
     for (const v of verdictsAfter[index] || []) rows.push(verdictRow(v));
   });
   if (t.result) {
-    rows.push(h("tr", { class: "marker terminal", "data-testid": "terminal" },
-      h("td", {}, "■"),
-      h("td", { colspan: 8 }, status(t.result.status), ` at ${ms(t.result.at_ms)}, version ${t.result.state_version}`,
+    rows.push(row("marker terminal", { "data-testid": "terminal" },
+      cell("", "■"),
+      cell("wide", status(t.result.status), ` at ${ms(t.result.at_ms)}, version ${t.result.state_version}`,
         t.result.reason ? ": " + t.result.reason : "",
         t.result.count > 1 ? h("span", { class: "error" }, ` ${t.result.count} terminal records`) : null,
         h("pre", {}, t.result.output))));
   }
-  const table = h("table", { class: "waterfall" },
-    h("thead", {}, h("tr", {}, ["#", "agent", "emitted", `timeline (${ms(end)})`, "latency", "tokens", "cost", "status", "output"].map((c) => h("th", {}, c)))),
-    h("tbody", {}, rows));
-  // bar geometry is set through the CSSOM (the page's policy allows no inline style markup)
-  table.querySelectorAll(".bar").forEach((bar, i) => {
-    bar.style.left = (100 * t.steps[i].start_ms / end) + "%";
-    bar.style.width = Math.max(0.3, 100 * t.steps[i].duration_ms / end) + "%";
-  });
   return h("section", { "data-testid": "trace" },
     h("h1", {}, "Trace ", t.trace_id, " ", status(t.status)), tabs(traceId, "timeline"),
     h("p", { class: "meta" }, `${t.steps.length} steps`, Object.keys(t.fanouts).length ? `, ${Object.keys(t.fanouts).length} fan-out(s)` : ""),
-    table);
+    h("div", { class: "waterfall" }, rows));
 }
 
 function verdictRow(v) {
-  return h("tr", { class: "marker verdict", "data-testid": "verdict" },
-    h("td", {}, "⚑"),
-    h("td", { colspan: 8 }, v.action === "halt" ? "halt" : "persona shift", v.agent ? ` of ${v.agent}` : "",
+  return row("marker verdict", { "data-testid": "verdict" },
+    cell("", "⚑"),
+    cell("wide", v.action === "halt" ? "halt" : "persona shift", v.agent ? ` of ${v.agent}` : "",
       ` by ${v.source} at ${ms(v.at_ms)}: `, v.reason));
 }
 
