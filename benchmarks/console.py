@@ -158,12 +158,12 @@ async def long_trace(steps: int) -> None:
                     ) as http:
                         (await http.get(f"{base}api/traces/{trace_id}")).raise_for_status()
 
-                await open_page()  # warm: the browser's first start, the client's metadata
+                show("the first opening (the trace's records read)", await timed(open_page, 1))
                 show(
-                    f"trace page of {steps} steps, navigation to terminal record drawn",
+                    f"trace page of {steps} steps, navigation to terminal record drawn, again",
                     await timed(open_page, 5),
                 )
-                show("its JSON alone", await timed(api, 5))
+                show("its JSON alone, kept from the first opening", await timed(api, 5))
 
             await with_console(mesh, work)
 

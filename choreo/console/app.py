@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -53,6 +54,10 @@ R = TypeVar("R", bound=Record)
 STATIC = Path(__file__).parent / "static"
 #: Seconds between two looks at the topics' ends for the event stream.
 POLL_S = 1.0
+#: Ended traces whose timeline is kept, the most recently opened.
+KEPT_TIMELINES = 256
+#: Ended traces whose every state version is kept (a long trace's are big).
+KEPT_HISTORIES = 16
 #: Most traces a page of the traces list holds.
 MAX_PAGE = 200
 
@@ -77,8 +82,9 @@ class Console:
         self.client = client
         self.spec = spec
         self.index = TraceIndex(client)
-        # a finished trace's versions never change: replayed once, kept
-        self._ended: dict[str, list[Snapshot]] = {}
+        # a finished trace's versions and timeline never change: read once, kept
+        self._ended: OrderedDict[str, list[Snapshot]] = OrderedDict()
+        self._timelines: OrderedDict[str, bytes] = OrderedDict()
 
     async def traces(self, request: Request) -> Response:
         query = request.query_params
@@ -105,6 +111,9 @@ class Console:
 
     async def trace(self, request: Request) -> Response:
         trace_id = request.path_params["trace_id"]
+        if (kept := self._timelines.get(trace_id)) is not None:
+            self._timelines.move_to_end(trace_id)
+            return Response(kept, media_type=JSON.media_type)
         client, topics = self.client, self.client.topics
         hops = await client.hops(trace_id)
         results = await client.read(topics.results, trace_id, TerminalResult)
@@ -116,7 +125,12 @@ class Console:
             results=results,
             verdicts=await self._optional(topics.control, trace_id, ControlVerdict),
         )
-        return JSON(views.trace_view(timeline, self.spec))
+        body = msgspec.json.encode(views.trace_view(timeline, self.spec))
+        if results:  # an ended trace's records never change: drawn once, kept
+            self._timelines[trace_id] = body
+            while len(self._timelines) > KEPT_TIMELINES:
+                self._timelines.popitem(last=False)
+        return Response(body, media_type=JSON.media_type)
 
     async def _optional(self, topic: str, trace_id: str, record_type: type[R]) -> list[R]:
         """The trace's records on a topic a mesh may not have made yet (none then)."""
@@ -140,10 +154,13 @@ class Console:
 
     async def _versions(self, trace_id: str) -> list[Snapshot]:
         if trace_id in self._ended:
+            self._ended.move_to_end(trace_id)
             return self._ended[trace_id]
         versions = await self.client.history(trace_id, self.spec)
         if versions[-1].status != "running":
             self._ended[trace_id] = versions
+            while len(self._ended) > KEPT_HISTORIES:
+                self._ended.popitem(last=False)
         return versions
 
     async def budget(self, request: Request) -> Response:

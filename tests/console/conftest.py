@@ -1,4 +1,4 @@
-"""The console's browser tests: one Chromium for the whole run, one console per mesh.
+"""The console's browser tests: one Chromium and one mesh (with its console) per module.
 
 Chromium is Debian's (``apt-get install chromium``), driven by Playwright's Python API; the
 console runs in this process, on an event loop of its own thread, with a client of the mesh
@@ -37,6 +37,22 @@ CHROMIUM_ARGS = [
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None, reason="Chromium is not installed (apt-get install chromium)"
 )
+
+
+#: Markup, a script, an image whose error handler runs script, markdown and a terminal code:
+#: none of it may do anything but show as the characters it is.
+HOSTILE = (
+    "<script>window.__owned = 'script'</script>"
+    "<img src=x onerror=\"window.__owned = 'img'\">"
+    " **bold** [link](javascript:alert(1)) \x1b[31mred\x1b[0m"
+)
+
+
+def untouched(page: Any) -> None:
+    """Nothing the mesh wrote ran or became markup on ``page``."""
+    assert page.evaluate("window.__owned") is None
+    assert page.locator("main img").count() == 0
+    assert page.locator("main script").count() == 0
 
 
 @dataclass
@@ -96,9 +112,11 @@ def console_of() -> Iterator[Any]:
         thread.join(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium, headless, for the whole test run."""
+    """Debian's Chromium, headless, for the tests of one module. Not for the whole run:
+    Playwright's blocking API runs an event loop in this thread while it is open, and the
+    suite's other tests start loops of their own here (``asyncio.run``)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

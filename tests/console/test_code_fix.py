@@ -12,7 +12,7 @@ import pytest
 
 from choreo.schemas import Budget, TerminalResult
 from tests.conftest import EXAMPLES, LocalMesh, wait_until
-from tests.console.conftest import RunningConsole, needs_chromium
+from tests.console.conftest import HOSTILE, RunningConsole, needs_chromium, untouched
 
 pytestmark = [
     pytest.mark.integration,
@@ -41,7 +41,7 @@ def console(
 @pytest.fixture(scope="module")
 def halted(console: RunningConsole) -> str:
     client = console.mesh.client
-    trace_id = client.submit(TASK, budget=Budget(max_hops=2))
+    trace_id = client.submit(f"{TASK} {HOSTILE}", budget=Budget(max_hops=2))
     result = client.wait(trace_id, timeout_s=60)
     assert result.status == "halted", result.reason
     return trace_id
@@ -60,6 +60,7 @@ def test_the_halted_trace_stands_out_and_its_page_shows_why(
     assert "halted" in terminal.inner_text()
     tools = page.get_by_test_id("tool-call")
     assert tools.count() >= 1 and "sandbox" in tools.first.inner_text()
+    untouched(page)
 
 
 def test_resuming_the_halted_trace_from_the_page_completes_it_once(
@@ -69,7 +70,8 @@ def test_resuming_the_halted_trace_from_the_page_completes_it_once(
     page.goto(console.page_url("/escalations"))
     card = page.locator(f".card.open[data-trace='{halted}']")
     card.wait_for()
-    card.get_by_test_id("guidance").fill("Use re.findall to pick the words.")
+    untouched(page)
+    card.get_by_test_id("guidance").fill(f"Use re.findall to pick the words. {HOSTILE}")
     card.get_by_test_id("resume").click()
     card.get_by_test_id("done").wait_for()
 
@@ -84,6 +86,9 @@ def test_resuming_the_halted_trace_from_the_page_completes_it_once(
         assert len(client.read(client.topics.results, trace_id, TerminalResult)) == 1
 
     # the page, live, shows it resumed; resuming again is refused
-    page.locator(f".card.resumed[data-trace='{halted}']").wait_for()
+    resumed = page.locator(f".card.resumed[data-trace='{halted}']")
+    resumed.wait_for()
     assert page.locator(f".card.open[data-trace='{halted}']").count() == 0
+    assert "<img src=x onerror=" in resumed.inner_text()  # the guidance, shown as text
+    untouched(page)
     wait_until(lambda: client.state(continuation).status == "completed", 30, message="snapshot")

@@ -18,17 +18,9 @@ from aiokafka import AIOKafkaProducer
 from choreo.observe.settings import get_settings
 from choreo.schemas import TerminalResult
 from tests.conftest import EXAMPLES, LocalMesh, wait_until
-from tests.console.conftest import RunningConsole, needs_chromium
+from tests.console.conftest import HOSTILE, RunningConsole, needs_chromium, untouched
 
 pytestmark = [pytest.mark.integration, needs_chromium]
-
-#: Markup, a script, an image whose error handler runs script, markdown and a terminal code:
-#: none of it may do anything but show as the characters it is.
-HOSTILE = (
-    "<script>window.__owned = 'script'</script>"
-    "<img src=x onerror=\"window.__owned = 'img'\">"
-    " **bold** [link](javascript:alert(1)) \x1b[31mred\x1b[0m"
-)
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +52,6 @@ def _send_raw(console: RunningConsole, key: str, value: bytes) -> None:
     console.mesh.run(send())
 
 
-def _untouched(page: Any) -> None:
-    """Nothing the mesh wrote ran or became markup on this page."""
-    assert page.evaluate("window.__owned") is None
-    assert page.locator("main img").count() == 0
-    assert page.locator("main script").count() == 0
-
-
 def test_the_traces_page_lists_the_trace_with_its_status_steps_and_cost(
     console: RunningConsole, finished: str, page: Any
 ) -> None:
@@ -77,7 +62,7 @@ def test_the_traces_page_lists_the_trace_with_its_status_steps_and_cost(
     assert row.locator("td").nth(3).inner_text() == "6"  # steps, as the mesh counted them
     page.get_by_test_id("filter-status").select_option("failed")
     page.locator(f"tr[data-trace='{finished}']").wait_for(state="detached")
-    _untouched(page)
+    untouched(page)
 
 
 def test_the_trace_page_draws_every_step_with_its_latency_and_the_terminal_record(
@@ -90,7 +75,7 @@ def test_the_trace_page_draws_every_step_with_its_latency_and_the_terminal_recor
     assert steps.count() == len(hops) == 6
     assert steps.nth(0).locator(".c").nth(1).inner_text().startswith("writer")
     assert "completed" in page.get_by_test_id("terminal").inner_text()
-    _untouched(page)
+    untouched(page)
 
 
 def test_the_state_page_shows_each_field_with_its_writer_and_the_diff(
@@ -105,7 +90,7 @@ def test_the_state_page_shows_each_field_with_its_writer_and_the_diff(
     shown = page.locator("tr[data-field='input'] pre").inner_text()
     assert "<script>window.__owned = 'script'</script>" in shown
     assert "\\u001b[31mred" in shown
-    _untouched(page)
+    untouched(page)
 
 
 def test_the_budget_page_shows_each_limit_and_the_burn_down(
@@ -116,7 +101,7 @@ def test_the_budget_page_shows_each_limit_and_the_burn_down(
     steps.wait_for()
     assert steps.locator("td").nth(2).inner_text() == "6"
     assert page.get_by_test_id("burn-steps").locator("polyline").count() == 1
-    _untouched(page)
+    untouched(page)
 
 
 def test_the_mesh_page_draws_the_agents_their_routes_replicas_and_lag(
@@ -150,7 +135,7 @@ def test_a_dead_letter_fixed_and_requeued_from_the_page_is_processed(
     card.wait_for()
     original = card.get_by_test_id("original").inner_text()  # the JSON bytes, as text
     assert "<script>window.__owned = 'script'</script><img src=x onerror=" in original
-    _untouched(page)
+    untouched(page)
     card.get_by_test_id("edit").click()
     fixed = {"trace_id": trace_id, "input": "Write about event sourcing."}
     card.get_by_test_id("fixed").fill(json.dumps(fixed))
