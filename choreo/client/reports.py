@@ -223,8 +223,10 @@ class TracePage:
 @dataclass(frozen=True)
 class AgentGroup:
     """An agent of a running mesh: its consumer group, the event types it subscribes to, how
-    many replicas are live in the group now (members), and its lag (records on its topics it
-    has not yet committed, summed over partitions)."""
+    many replicas are live in the group now (members), and its lag (offsets on its topics it
+    has not yet committed, summed over partitions). On Apache Kafka a transaction's commit
+    marker takes an offset, so a group that has read everything may show up to one a
+    partition written transactionally."""
 
     agent: str
     group: str
