@@ -8,6 +8,8 @@ const TOKEN = new URLSearchParams(location.search).get("token") || "";
 const main = document.getElementById("main");
 let editing = false; // a person is typing: live updates wait
 let rendering = 0;
+const FIRST_ROWS = 100; // steps drawn before a trace page is shown
+const SLICE_ROWS = 200; // steps drawn at a time after that
 
 // -- building the page -----------------------------------------------------------------------
 
@@ -200,9 +202,11 @@ async function tracePage(traceId) {
     t.steps.forEach((x, i) => { if (arrivals.includes(x.event_id)) { last = i; agents.push(x.agent); } });
     (joinsAfter[last] ||= []).push([name, agents]);
   }
-  const rows = [row("head", {}, ["#", "agent", "emitted", `timeline (${ms(end)})`, "latency", "tokens", "cost", "status", "output"].map((c) => cell("", c)))];
-  for (const v of verdictsAfter[-1] || []) rows.push(verdictRow(v));
-  t.steps.forEach((x, index) => {
+  const head = [row("head", {}, ["#", "agent", "emitted", `timeline (${ms(end)})`, "latency", "tokens", "cost", "status", "output"].map((c) => cell("", c)))];
+  for (const v of verdictsAfter[-1] || []) head.push(verdictRow(v));
+  // each step's rows (the step, its tool calls, the joins and verdicts after it), made when drawn
+  const stepRows = (x, index) => {
+    const rows = [];
     const branch = x.branch_of ? t.fanouts[x.branch_of] : null;
     const bar = h("div", { class: "bar " + clean(x.status) });
     // geometry through the CSSOM: the page's policy allows no inline style markup
@@ -232,19 +236,34 @@ async function tracePage(traceId) {
         cell("", "⋈"), cell("wide", `join ${name}: ${agents.length} arrived (${agents.join(", ")})`)));
     }
     for (const v of verdictsAfter[index] || []) rows.push(verdictRow(v));
-  });
+    return rows;
+  };
+  const tail = [];
   if (t.result) {
-    rows.push(row("marker terminal", { "data-testid": "terminal" },
+    tail.push(row("marker terminal", { "data-testid": "terminal" },
       cell("", "■"),
       cell("wide", status(t.result.status), ` at ${ms(t.result.at_ms)}, version ${t.result.state_version}`,
         t.result.reason ? ": " + t.result.reason : "",
         t.result.count > 1 ? h("span", { class: "error" }, ` ${t.result.count} terminal records`) : null,
         h("pre", {}, t.result.output))));
   }
+  // the first screenful at once, the rest in slices after the page is shown: a trace of a
+  // thousand steps opens as soon as one of a hundred, and its other rows follow
+  const first = FIRST_ROWS;
+  const waterfall = h("div", { class: "waterfall", "data-steps": t.steps.length },
+    head, t.steps.slice(0, first).map((x, i) => stepRows(x, i)), tail);
+  const more = (from) => {
+    if (from >= t.steps.length) { waterfall.dataset.drawn = "all"; return; }
+    const slice = document.createDocumentFragment();
+    t.steps.slice(from, from + SLICE_ROWS).forEach((x, i) => append(slice, stepRows(x, from + i)));
+    waterfall.insertBefore(slice, tail[0] || null);
+    setTimeout(() => more(from + SLICE_ROWS), 0);
+  };
+  setTimeout(() => more(first), 0);
   return h("section", { "data-testid": "trace" },
     h("h1", {}, "Trace ", t.trace_id, " ", status(t.status)), tabs(traceId, "timeline"),
     h("p", { class: "meta" }, `${t.steps.length} steps`, Object.keys(t.fanouts).length ? `, ${Object.keys(t.fanouts).length} fan-out(s)` : ""),
-    h("div", { class: "waterfall" }, rows));
+    waterfall);
 }
 
 function verdictRow(v) {
