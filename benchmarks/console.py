@@ -155,9 +155,7 @@ async def long_trace(steps: int) -> None:
 
                 async def open_all() -> None:
                     await open_page()
-                    await page.wait_for_function(
-                        "document.querySelector('.waterfall')?.dataset.drawn === 'all'"
-                    )
+                    await page.locator(".waterfall[data-drawn=all]").wait_for(state="attached")
 
                 async def api() -> None:
                     async with httpx.AsyncClient(
