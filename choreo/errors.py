@@ -36,6 +36,7 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     │   └── VersionNotFound                the trace never reached the state version asked for
     ├── MeshNotRunning     [LookupError]   the named mesh has no topics or no live services
     ├── EscalationError    [LookupError]   no open escalation by that id
+    ├── DeadLetterNotFound [LookupError]   no dead letter by that id (PARTITION:OFFSET)
     ├── ResultTimeout      [TimeoutError]  a trace did not end within the time waited
     └── MeshNotReady       [TimeoutError]  a mesh under test was not given its partitions in
                                            time
@@ -52,6 +53,7 @@ tracing library; the modules that raise them import them from there. Following h
 
 from choreo.budget.allowance import OverBudget
 from choreo.client.errors import (
+    DeadLetterNotFound,
     EscalationError,
     MeshNotRunning,
     ResultTimeout,
@@ -82,6 +84,7 @@ __all__ = [
     "BrokerOutage",
     "BudgetExhausted",
     "ChoreoError",
+    "DeadLetterNotFound",
     "DecodeError",
     "EscalationError",
     "Fenced",

@@ -17,7 +17,8 @@ it current. Exit codes: 0 done (a completed trace), 1 the mesh or broker did not
 failed or halted trace, a refused task, nothing found), 2 bad input, 3 the trace is still
 running. Read commands print a table in a terminal, tab-separated lines when piped, and JSON
 with `--json`. Commands that work on a running mesh (`submit`, `result`, `state`, `trace`,
-`budget`, `replay`, `escalations`, `dlq`, `topics`, `run`) never start a broker: they use
+`budget`, `replay`, `escalations`, `dlq`, `traces`, `groups`, `console`, `topics`, `run`)
+never start a broker: they use
 `KAFKA_BOOTSTRAP_SERVERS` (or `CHOREO_BOOTSTRAP_SERVERS`) if set, else the broker of a
 `choreo up` running from the current folder (`.choreo/up.json`), and then, unless
 `CHOREO_TOPIC_PREFIX` is set, its topic prefix too.

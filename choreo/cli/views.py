@@ -27,7 +27,7 @@ from choreo.schemas import (
 from choreo.schemas.codec import as_text
 
 if TYPE_CHECKING:
-    from choreo.client import TraceBudget
+    from choreo.client import AgentGroup, TraceBudget, TraceSummary
     from choreo.keeper.replay import Comparison
 
 _STATUS_STYLE = {
@@ -250,6 +250,36 @@ def escalation_sheet(escalations: list[Escalation]) -> Sheet:
             e.continuation_trace_id or "",
             e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
         )
+    return sheet
+
+
+def traces_sheet(traces: Sequence[TraceSummary], total: int, offset: int) -> Sheet:
+    """One row per trace: id, status, when admitted, steps, tokens, cost, last agent, reason;
+    the title says which of how many matched."""
+    shown = f"{offset + 1}-{offset + len(traces)} of {total}" if traces else f"none of {total}"
+    sheet = Sheet(
+        ["trace", "status", "admitted", "steps", "tokens", "cost", "last agent", "reason"],
+        title=f"traces {shown}",
+    )
+    for t in traces:
+        sheet.add(
+            t.trace_id,
+            status_text(t.status),
+            t.admitted_at.strftime("%Y-%m-%d %H:%M:%S"),
+            str(t.hops),
+            str(t.tokens),
+            f"${t.cost:.6f}",
+            t.last_agent or "",
+            short(t.reason or "", 60),
+        )
+    return sheet
+
+
+def groups_sheet(groups: Sequence[AgentGroup]) -> Sheet:
+    """One row per agent: its consumer group, what it subscribes to, live replicas, lag."""
+    sheet = Sheet(["agent", "group", "subscribes", "replicas", "lag"], title="agents")
+    for g in groups:
+        sheet.add(g.agent, g.group, ", ".join(g.subscribes), str(g.replicas), str(g.lag))
     return sheet
 
 

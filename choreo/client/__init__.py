@@ -14,6 +14,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from choreo.client.errors import (
+    DeadLetterNotFound,
     EscalationError,
     MeshNotRunning,
     ResultTimeout,
@@ -22,11 +23,14 @@ from choreo.client.errors import (
 )
 from choreo.client.reports import (
     Admission,
+    AgentGroup,
     DeadLetterEntry,
     Replay,
     Submission,
     Trace,
     TraceBudget,
+    TracePage,
+    TraceSummary,
 )
 
 if TYPE_CHECKING:
@@ -37,8 +41,10 @@ _LAZY = {"Client": "choreo.client.client", "SyncClient": "choreo.client.sync"}
 
 __all__ = [
     "Admission",
+    "AgentGroup",
     "Client",
     "DeadLetterEntry",
+    "DeadLetterNotFound",
     "EscalationError",
     "MeshNotRunning",
     "Replay",
@@ -48,6 +54,8 @@ __all__ = [
     "Trace",
     "TraceBudget",
     "TraceNotFound",
+    "TracePage",
+    "TraceSummary",
     "VersionNotFound",
 ]
 

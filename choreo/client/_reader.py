@@ -107,6 +107,20 @@ class Reader:
         records = await self.trace(topic, trace_id, missing_ok=missing_ok)
         return [r for r in (decoded(record, record_type) for record in records) if r is not None]
 
+    async def ends(self, *topics: str) -> dict[TopicPartition, int]:
+        """Each partition of ``topics`` and its end offset now, in one request; none of a
+        topic that does not exist."""
+        async with self._turn:
+            parts = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in range(await self._count(topic))
+            ]
+            if not parts:
+                return {}
+            found: dict[TopicPartition, int] = await self._consumer.end_offsets(parts)
+            return found
+
     async def topic(self, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
         """Every record of ``topic``, partition by partition; none while it does not exist."""
         async with self._turn:

@@ -25,17 +25,24 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
-from choreo.client import _escalations, _running
+from choreo.client import _escalations, _groups, _running, _traces
 from choreo.client._follower import ResultFollower
 from choreo.client._reader import Reader, decoded
-from choreo.client.errors import ResultTimeout, TraceNotFound, VersionNotFound
+from choreo.client.errors import (
+    DeadLetterNotFound,
+    ResultTimeout,
+    TraceNotFound,
+    VersionNotFound,
+)
 from choreo.client.reports import (
     Admission,
+    AgentGroup,
     DeadLetterEntry,
     Replay,
     Submission,
     Trace,
     TraceBudget,
+    TracePage,
 )
 from choreo.kafka.clients import kind_of, make_consumer, make_producer
 from choreo.keeper.replay import compare, history, latest
@@ -514,6 +521,75 @@ class Client:
             if letter is not None and (trace_id is None or letter.key == trace_id):
                 found.append(DeadLetterEntry(f"{record.partition}:{record.offset}", letter))
         return sorted(found, key=lambda entry: (entry.letter.created_at, entry.id))
+
+    async def requeue(self, letter_id: str, value: bytes | None = None) -> Submission:
+        """Send dead letter ``letter_id`` (``PARTITION:OFFSET``, as ``dlq`` lists it) back to
+        the topic it was refused from, keyed as it was: its original bytes, or ``value`` (the
+        record fixed by hand). The consumer that refused it reads it again as a new record;
+        the dead letter stays on its topic. Returns where it landed.
+
+        Raises:
+            DeadLetterNotFound: no dead letter ``letter_id``.
+        """
+        producer, _ = self._open()
+        chosen = {e.id: e.letter for e in await self.dlq()}.get(letter_id)
+        if chosen is None:
+            raise DeadLetterNotFound(
+                f"no dead letter {letter_id!r} (ids are PARTITION:OFFSET, as `choreo dlq` lists)"
+            )
+        key = chosen.key.encode() if chosen.key is not None else None
+        meta = await producer.send_and_wait(
+            chosen.topic, chosen.original if value is None else value, key=key
+        )
+        return Submission(chosen.key or "", chosen.topic, meta.partition, meta.offset)
+
+    # -- the mesh at a glance --------------------------------------------------------------
+
+    async def traces(
+        self,
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        text: str | None = None,
+        offset: int = 0,
+        limit: int | None = 50,
+    ) -> TracePage:
+        """The traces on the broker, newest admitted first, filtered and paged: ``status``
+        (``running``, ``completed``, ``failed``, ``halted``), ``agent`` (took a step),
+        ``text`` (part of the trace id, last agent or reason, any case); ``limit=None`` for
+        all. Reads the state and results topics whole, decoding no state field's value."""
+        _, reader = self._open()
+        summaries = _traces.summaries(
+            await reader.topic(self.topics.state), await reader.topic(self.topics.results)
+        )
+        return TracePage.of(
+            summaries, status=status, agent=agent, text=text, offset=offset, limit=limit
+        )
+
+    async def groups(self, mesh: MeshLike) -> list[AgentGroup]:
+        """Each agent of ``mesh`` (a spec or its path) as it runs here: the event types it
+        subscribes to, its live replicas (members of its consumer group) and its lag (records
+        on its topics not yet committed by the group), in the spec's order."""
+        _, reader = self._open()
+        admin = await self._admin_client()
+        return await _groups.agent_groups(reader, admin, _spec(mesh), self.topics)
+
+    async def positions(self) -> dict[str, int]:
+        """How many records each topic the console shows holds now (the sum of its
+        partitions' end offsets; 0 for a topic that does not exist): when a number grows,
+        something happened. Keys: the full topic names."""
+        _, reader = self._open()
+        names = [
+            self.topics.state,
+            self.topics.results,
+            self.topics.hops,
+            self.topics.escalations,
+            self.topics.dlq,
+        ]
+        ends = await reader.ends(*names)
+        return {
+            name: sum(end for part, end in ends.items() if part.topic == name) for name in names
+        }
 
 
 def _seen(future: asyncio.Future[TerminalResult]) -> None:

@@ -8,6 +8,7 @@ for, so ``except LookupError`` and ``except TimeoutError`` keep working.
     │   └── VersionNotFound              the trace has no such state version
     ├── MeshNotRunning (LookupError)     the named mesh does not run under the prefix
     ├── EscalationError (LookupError)    no such escalation, or it is no longer open
+    ├── DeadLetterNotFound (LookupError) no dead letter by that id
     └── ResultTimeout (TimeoutError)     no terminal record within the time waited
 
 Light to import (no Kafka): the CLI and ``choreo.errors`` name these without loading the client.
@@ -36,6 +37,11 @@ class MeshNotRunning(ChoreoError, LookupError):
 
 class EscalationError(ChoreoError, LookupError):
     """The escalation does not exist or is no longer open (it can be resolved only once)."""
+
+
+class DeadLetterNotFound(ChoreoError, LookupError):
+    """No dead letter has the id asked for (ids are ``PARTITION:OFFSET`` on the dead-letter
+    topic, as ``Client.dlq`` lists them)."""
 
 
 class ResultTimeout(ChoreoError, TimeoutError):

@@ -7,6 +7,7 @@ Light to import (no Kafka): these are plain data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal
 
 from choreo.budget.left import BudgetLeft
@@ -156,3 +157,79 @@ class Replay:
     def differing(self) -> list[Comparison]:
         """The traces whose rebuilt state differs from the live one (none, ideally)."""
         return [c for c in self.comparisons if c.differences]
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    """One trace at a glance, from its newest snapshot and its terminal record: what the
+    console's traces page and ``choreo traces`` list.
+
+    ``status``: ``running``, ``completed``, ``failed`` or ``halted``; ``admitted_at`` and
+    ``updated_at``: UTC; ``tokens``: input plus output tokens; ``cost``: US dollars;
+    ``last_agent``: the agent that wrote the newest version (``None`` before any step);
+    ``reason``: why it failed or halted.
+    """
+
+    trace_id: str
+    status: str
+    admitted_at: datetime
+    updated_at: datetime
+    hops: int
+    tokens: int
+    cost: float
+    last_agent: str | None
+    reason: str | None
+    parent_trace_id: str | None = None
+    agents: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TracePage:
+    """One page of traces, newest first, and how many traces matched the filter in all."""
+
+    traces: list[TraceSummary]
+    total: int
+    offset: int
+
+    @classmethod
+    def of(
+        cls,
+        traces: list[TraceSummary],
+        *,
+        status: str | None = None,
+        agent: str | None = None,
+        text: str | None = None,
+        offset: int = 0,
+        limit: int | None = 50,
+    ) -> TracePage:
+        """The page of ``traces`` that match every filter given, from ``offset``, at most
+        ``limit`` (``None``: all). ``status`` matches exactly; ``agent``: an agent that took
+        a step; ``text``: part of the trace id, the last agent or the reason, in any case."""
+        needle = (text or "").casefold()
+        matched = [
+            t
+            for t in traces
+            if (status is None or t.status == status)
+            and (agent is None or agent in t.agents)
+            and (
+                not needle
+                or any(needle in (v or "").casefold() for v in (t.trace_id, t.last_agent, t.reason))
+            )
+        ]
+        end = None if limit is None else offset + limit
+        return cls(traces=matched[offset:end], total=len(matched), offset=offset)
+
+
+@dataclass(frozen=True)
+class AgentGroup:
+    """An agent of a running mesh: its consumer group, the event types it subscribes to, how
+    many replicas are live in the group now (members), and its lag (offsets on its topics it
+    has not yet committed, summed over partitions). On Apache Kafka a transaction's commit
+    marker takes an offset, so a group that has read everything may show up to one a
+    partition written transactionally."""
+
+    agent: str
+    group: str
+    subscribes: tuple[str, ...]
+    replicas: int
+    lag: int

@@ -200,3 +200,7 @@ class SyncClient:
     resume = _blocking(Client.resume)
     close_escalation = _blocking(Client.close_escalation)
     dlq = _blocking(Client.dlq)
+    requeue = _blocking(Client.requeue)
+    traces = _blocking(Client.traces)
+    groups = _blocking(Client.groups)
+    positions = _blocking(Client.positions)

@@ -142,6 +142,11 @@ def running_broker() -> str | None:
     return _running().get("bootstrap")
 
 
+def running_mesh() -> str | None:
+    """The mesh spec path of the ``choreo up`` running from this folder, or None."""
+    return _running().get("mesh")
+
+
 def follow(settings: Settings) -> Settings:
     """``settings`` with the topic prefix of the ``choreo up`` running from this folder, when
     no prefix is set and the command works on that up's broker (no broker address is set, or
