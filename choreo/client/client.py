@@ -38,6 +38,7 @@ from choreo.client.reports import (
     TraceBudget,
 )
 from choreo.kafka.clients import kind_of, make_consumer, make_producer
+from choreo.kafka.security import make_admin, security_of, start
 from choreo.keeper.replay import compare, history, latest
 from choreo.local.announce import resolve
 from choreo.observe import telemetry
@@ -104,6 +105,8 @@ class Client:
         #: The mesh's topic names under the prefix.
         self.topics = Topics(self.settings.topic_prefix)
         self._client_id = client_id
+        #: How its Kafka clients authenticate (choreo.kafka.security), from ``settings``.
+        self.security = security_of(self.settings)
         self._state = "new"
         self._stack = AsyncExitStack()
         self._producer: AIOKafkaProducer | None = None
@@ -121,6 +124,8 @@ class Client:
         Raises:
             RuntimeError: the client was opened before.
             aiokafka.errors.KafkaConnectionError: no broker answers at ``bootstrap``.
+            choreo.errors.BrokerRefused: the broker refused this client's credentials or
+                certificate (the message says which).
         """
         if self._state != "new":
             raise RuntimeError("a Client opens once: make a new one")
@@ -129,9 +134,9 @@ class Client:
             # asked off the loop: the first answer blocks, and the consumers' tuning needs it
             kind = await asyncio.to_thread(kind_of, self.bootstrap, self.settings)
             self.settings = self.settings.model_copy(update={"broker_kind": kind})
-            producer = make_producer(self.bootstrap, self._client_id)
+            producer = make_producer(self.bootstrap, self._client_id, security=self.security)
             self._stack.push_async_callback(producer.stop)  # safe after a failed start
-            await producer.start()
+            await start(producer, self.bootstrap, self.security)
             consumer = self._consumer()
             self._stack.push_async_callback(consumer.stop)
             await consumer.start()
@@ -310,9 +315,7 @@ class Client:
     async def _admin_client(self) -> AIOKafkaAdminClient:
         async with self._starting:
             if self._admin is None:
-                admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, client_id=self._client_id
-                )
+                admin = make_admin(self.bootstrap, self.security, client_id=self._client_id)
                 self._stack.push_async_callback(admin.close)
                 await admin.start()
                 self._admin = admin

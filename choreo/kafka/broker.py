@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -335,15 +336,21 @@ class ApacheKafka:
             self._folder = None
 
 
-def api_versions(host: str, port: int, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
+def api_versions(
+    host: str, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None
+) -> dict[int, tuple[int, int]]:
     """The broker's ApiVersions answer: API key → (min version, max version).
 
-    A version-0 request, which every broker answers (Kafka protocol, KIP-35); raises
-    ``OSError`` when nothing answers and ``ValueError`` on an error code.
+    A version-0 request, which every broker answers (Kafka protocol, KIP-35), before any SASL
+    exchange too; over TLS with ``tls``. Raises ``OSError`` when nothing answers (or TLS
+    fails) and ``ValueError`` on an error code.
     """
     client = b"choreo"
     request = struct.pack(">hhih", 18, 0, 1, len(client)) + client
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+        if tls is not None:
+            sock = stack.enter_context(tls.wrap_socket(sock, server_hostname=host))
         sock.sendall(struct.pack(">i", len(request)) + request)
         with sock.makefile("rb") as answer:
             (size,) = struct.unpack(">i", answer.read(4))
@@ -364,19 +371,20 @@ BrokerKind = Literal["kafka", "embedded"]
 _kinds: dict[str, BrokerKind] = {}
 
 
-def broker_kind(bootstrap: str) -> BrokerKind:
+def broker_kind(bootstrap: str, tls: ssl.SSLContext | None = None) -> BrokerKind:
     """``"kafka"`` when the first answering address of ``bootstrap`` is Apache Kafka (it lists
     DescribeQuorum among its APIs), else ``"embedded"``, whose cautious tuning works on both.
 
     One blocking request per process and address list (answers are remembered; no answer is
-    not, so a broker that comes up later is still asked).
+    not, so a broker that comes up later is still asked). ``tls``: the clients' TLS context
+    when the listener speaks TLS (choreo.kafka.security).
     """
     if bootstrap in _kinds:
         return _kinds[bootstrap]
     for address in bootstrap.split(","):
         host, _, port = address.strip().rpartition(":")
         try:
-            apis = api_versions(host.strip("[]") or "127.0.0.1", int(port))
+            apis = api_versions(host.strip("[]") or "127.0.0.1", int(port), tls=tls)
         except (OSError, ValueError, struct.error):
             continue
         _kinds[bootstrap] = "kafka" if _KRAFT_ONLY_API in apis else "embedded"

@@ -116,7 +116,7 @@ class KeeperService(ConsumerService):
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         """Learn the record limit of the keeper's topics before reading a record."""
         self.limit = await broker_limit(
-            self.bootstrap, list(self._handlers), self.settings.max_record_bytes
+            self.bootstrap, list(self._handlers), self.settings.max_record_bytes, self.security
         )
         self.dead_letters.limit = self.limit
 
