@@ -128,7 +128,7 @@ class AgentService(ConsumerService):
         super().__init__(
             bootstrap,
             settings,
-            group=f"{topics.prefix}.agent.{agent_name}",
+            group=topics.agent_group(agent_name),
             client_id=f"choreo-agent-{agent_name}",
             inputs=[topics.event(t) for t in self.agent.subscribe],
             consumer_name=f"agent:{agent_name}",

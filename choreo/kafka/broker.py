@@ -280,11 +280,25 @@ class ApacheKafka:
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "log.dirs": str(self._folder / "data"),
+            **self._config(self._folder),
         }
         path = self._folder / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
         (self._folder / "log4j2.properties").write_text(_LOG4J)
         return path
+
+    def _config(self, folder: Path) -> dict[str, str]:
+        """Settings a variant of this node adds or overrides (listeners, security), given
+        its storage folder; none here."""
+        return {}
+
+    def _format_args(self) -> list[str]:
+        """Arguments a variant adds to the storage format (SCRAM users, say); none here."""
+        return []
+
+    def _probe(self) -> ssl.SSLContext | None:
+        """The TLS context to ask ``bootstrap`` whether the node answers; none: plaintext."""
+        return None
 
     def start(self, timeout: float = 180.0) -> ApacheKafka:
         """Format the storage, start the node, and return once it answers Kafka requests.
@@ -300,7 +314,16 @@ class ApacheKafka:
             config = self._write_config()
             cluster = cluster_id()
             formatted = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(config)],
+                [
+                    *java,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster,
+                    "-c",
+                    str(config),
+                    *self._format_args(),
+                ],
                 capture_output=True,
                 stdin=subprocess.DEVNULL,
                 timeout=120,
@@ -319,7 +342,7 @@ class ApacheKafka:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
-            _wait_for_kafka("127.0.0.1", self.port, timeout, self._process)
+            _wait_for_kafka("127.0.0.1", self.port, timeout, self._process, self._probe())
         except BaseException:
             self.stop()
             raise
@@ -392,7 +415,13 @@ def broker_kind(bootstrap: str, tls: ssl.SSLContext | None = None) -> BrokerKind
     return "embedded"
 
 
-def _wait_for_kafka(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+def _wait_for_kafka(
+    host: str,
+    port: int,
+    timeout: float,
+    process: subprocess.Popen[bytes],
+    tls: ssl.SSLContext | None = None,
+) -> None:
     """Wait until the node answers ApiVersions; fail early if it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -402,7 +431,7 @@ def _wait_for_kafka(host: str, port: int, timeout: float, process: subprocess.Po
                 "before answering; its log says why"
             )
         with contextlib.suppress(OSError, ValueError, struct.error):
-            api_versions(host, port, timeout=1.0)
+            api_versions(host, port, timeout=1.0, tls=tls)
             return
         time.sleep(0.2)
     raise BrokerError(f"Apache Kafka did not answer on {host}:{port} within {timeout:.0f}s")

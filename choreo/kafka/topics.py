@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -15,14 +16,21 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(
-    bootstrap: str, topics: Topics, spec: MeshSpec, security: KafkaSecurity | None = None
+    bootstrap: str,
+    topics: Topics,
+    spec: MeshSpec,
+    security: KafkaSecurity | None = None,
+    only: Collection[str] | None = None,
 ) -> list[str]:
     """Create every system and agent topic the mesh needs; return the ones created.
 
     Every topic gets the same partition count, so a trace id (the key everywhere) lands on the
-    same partition number of every topic and one keeper owns a trace end to end.
+    same partition number of every topic and one keeper owns a trace end to end. ``only``:
+    just those of them (a service under least privilege sees no other topic).
     """
     names = topics.system() + [topics.event(t) for t in spec.agent_topics]
+    if only is not None:
+        names = [name for name in names if name in only]
     admin = make_admin(bootstrap, security)
     await admin.start()
     try:

@@ -92,7 +92,7 @@ class KeeperService(ConsumerService):
         super().__init__(
             bootstrap,
             settings,
-            group=f"{topics.prefix}.keeper",
+            group=topics.keeper_group,
             client_id="choreo-keeper",
             inputs=list(self._handlers),
             consumer_name="keeper",

@@ -113,7 +113,11 @@ class WatchdogService(Service):
     async def _acquire(self, stack: contextlib.AsyncExitStack) -> None:
         """Create the topics, build the app in a data folder of its own, start it."""
         log.info("watchdog starting", extra={"mesh": self.spec.name, "prefix": self.names.prefix})
-        await ensure_topics(self.bootstrap, self.names, self.spec, security_of(self.settings))
+        # only its own: under least privilege it may not see (or create) the others
+        used = {self.names.hops, self.names.state, self.names.control, self.names.dlq}
+        await ensure_topics(
+            self.bootstrap, self.names, self.spec, security_of(self.settings), only=used
+        )
         datadir = stack.enter_context(tempfile.TemporaryDirectory(prefix="choreo-watchdog-"))
         self.app = self._build(datadir)
         stack.push_async_callback(self._stop_app)

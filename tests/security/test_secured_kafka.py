@@ -1,0 +1,239 @@
+"""The mesh on Apache Kafka with security on: SASL_SSL (SCRAM-SHA-512), a CA made here, and the
+StandardAuthorizer allowing nothing no ACL allows. Every service of every example runs as its
+own principal holding exactly the ACLs ``choreo acl`` prints for it; the broker's authorizer
+log says what each principal did, so the test fails when a service is denied something (an
+ACL missing) or holds an ACL it never used (a right too many).
+
+One secured node for the module; it runs only where the session's broker is Apache Kafka (CI's
+second pass), since the embedded broker has no SASL, TLS or ACLs, and only where Java and
+Kafka's jars are present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import secrets
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from choreo.client import Client
+from choreo.errors import BrokerRefused
+from choreo.kafka import acl
+from choreo.kafka.broker import BrokerHandle, broker_kind, kafka_home
+from choreo.kafka.clients import make_producer, read_topic
+from choreo.kafka.secured import ADMIN, SecuredKafka
+from choreo.kafka.security import KafkaSecurity, make_admin, start
+from choreo.kafka.topics import ensure_topics
+from choreo.observe.settings import Settings
+from choreo.schemas import Budget, DeadLetter, Task, TerminalResult, decode
+from choreo.schemas.topics import Topics
+from choreo.spec.mesh import MeshSpec, load_mesh
+from choreo.testing import Mesh
+from tests.conftest import EXAMPLES
+from tests.security.certs import make_tls
+
+pytestmark = pytest.mark.integration
+
+TASKS = {
+    "writer-editor": "Write about event-driven systems.",
+    "research": "Should we move our batch jobs to event streams?",
+    "support-desk": "My order 1042 arrived broken, can I get a refund?",
+    "triage": "The app crashes when I upload a photo.",
+    "supervised-writing": "Why do agents need shared, versioned state?",
+    "code-fix": "Write slugify(title) in solution.py: lowercase words of letters and digits, "
+    "joined by single hyphens, punctuation dropped.",
+}
+
+#: Rights a run of a healthy task, a refused task and a bad event does not exercise, each
+#: with the path that needs it (keyed by service kind, then the ACL's topic suffix).
+RARE = {
+    ("keeper", "WRITE", "conflicts"): "two steps writing one `replace` field at one version",
+    ("watchdog", "WRITE", "control"): "a loop verdict (docs/WATCHDOG.md)",
+}
+
+
+def principal_of(example: str, service: str) -> str:
+    """A SCRAM user per service of each example (``research.agent-analyst``)."""
+    return f"{example}.{service.replace(':', '-')}"
+
+
+def spec_of(example: str) -> MeshSpec:
+    return load_mesh(EXAMPLES / example / "mesh.yaml")
+
+
+def prefix_of(example: str) -> str:
+    return f"sec-{example}"
+
+
+def services_of(example: str) -> list[str]:
+    return list(acl.mesh_acls(spec_of(example), Topics(prefix_of(example))))
+
+
+@pytest.fixture(scope="module")
+def secured(
+    broker: BrokerHandle, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SecuredKafka]:
+    if broker_kind(broker.bootstrap) != "kafka":
+        pytest.skip(
+            "security runs once, on Apache Kafka: the embedded broker has no SASL, TLS or ACLs"
+        )
+    if shutil.which("java") is None or not any((kafka_home() / "libs").glob("kafka_2.13-*.jar")):
+        pytest.skip("a secured Apache Kafka needs Java 17 and Kafka's jars (choreo broker --kafka)")
+    folder = tmp_path_factory.mktemp("secured")
+    users = {
+        principal_of(example, service): secrets.token_urlsafe(12)
+        for example in TASKS
+        for service in services_of(example)
+    }
+    users["nobody"] = secrets.token_urlsafe(12)
+    node = SecuredKafka(make_tls(folder / "tls"), users, secrets.token_urlsafe(12))
+    node.log_path = str(folder / "kafka.log")
+    node.start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+def settings_of(node: SecuredKafka, user: str, prefix: str) -> Settings:
+    security = node.security(user)
+    return Settings(
+        topic_prefix=prefix,
+        security_protocol=security.protocol,
+        sasl_mechanism=security.mechanism,
+        sasl_username=security.username,
+        sasl_password=security.password,
+        ssl_cafile=security.cafile,
+        session_timeout_ms=6000,
+    )
+
+
+def credentials(node: SecuredKafka, user: str) -> dict[str, object]:
+    return {"sasl_username": user, "sasl_password": node.users[user]}
+
+
+async def run_example(node: SecuredKafka, example: str) -> list[TerminalResult]:
+    """Apply the example's ACLs, run it with each service as its own principal, and drive
+    the paths its rights are for: a task to completion, one halted on its budget (an
+    escalation), and bytes no one can decode on the tasks topic and every agent's input
+    (dead letters). Returns the results on its results topic, read_committed."""
+    spec, prefix = spec_of(example), prefix_of(example)
+    topics = Topics(prefix)
+    admin_settings = settings_of(node, ADMIN, prefix)
+    admin_security = node.security(ADMIN)
+    rules = acl.mesh_acls(spec, topics)
+    admin = make_admin(node.bootstrap, admin_security)
+    await start(admin, node.bootstrap, admin_security)
+    try:
+        principals = {s: f"User:{principal_of(example, s)}" for s in rules}
+        await acl.apply(admin, principals, rules)
+    finally:
+        await admin.close()
+    await ensure_topics(node.bootstrap, topics, spec, admin_security)
+    per_service = {s: credentials(node, principal_of(example, s)) for s in rules}
+    async with Mesh(
+        spec,
+        node.bootstrap,
+        watchdog=True,
+        settings=admin_settings,
+        prefix=prefix,
+        service_settings=per_service,
+    ) as mesh:
+        done = await mesh.client.submit(Task(input=TASKS[example]))
+        halted = await mesh.client.submit(Task(input=TASKS[example], budget=Budget(max_hops=1)))
+        for trace_id in (done, halted):
+            await mesh.client.wait(trace_id, timeout_s=120.0)
+        # records nobody can decode: the keeper, every agent and the watchdog dead-letter them
+        producer_topics = [topics.tasks, topics.hops] + [
+            topics.event(t) for a in spec.agents for t in a.subscribe
+        ]
+        writer = make_producer(node.bootstrap, "choreo-test", security=admin_security)
+        await writer.start()
+        try:
+            for topic in set(producer_topics):
+                await writer.send_and_wait(topic, b"\xff not a record", key=b"bad")
+        finally:
+            await writer.stop()
+        for _ in range(240):  # until each reader has dead-lettered its bad record
+            letters = await read_topic(node.bootstrap, admin_settings, topics.dlq)
+            if {r.value and decode(r.value, DeadLetter).topic for r in letters} >= set(
+                producer_topics
+            ):
+                break
+            await asyncio.sleep(0.5)
+    records = await read_topic(node.bootstrap, admin_settings, topics.results)
+    return [decode(r.value or b"", TerminalResult) for r in records]
+
+
+def unused(node: SecuredKafka, example: str) -> dict[str, list[str]]:
+    """Each service's granted ACLs that no allowed request of its principal matched."""
+    spec, topics = spec_of(example), Topics(prefix_of(example))
+    used: dict[str, set[tuple[str, str, str, str]]] = {}
+    for decision in node.decisions():
+        if decision.allowed and decision.rule is not None:
+            used.setdefault(decision.principal, set()).add(decision.rule)
+    found = {}
+    for service, rules in acl.mesh_acls(spec, topics).items():
+        if service == "client":
+            continue  # an operator's rights: each command reads its own topics
+        matched = used.get(f"User:{principal_of(example, service)}", set())
+        kind = service.partition(":")[0]
+        left = [
+            str(rule)
+            for rule in rules
+            if (rule.resource, rule.pattern, rule.name, rule.operation) not in matched
+            and (kind, rule.operation, rule.name.rpartition(".")[2]) not in RARE
+        ]
+        if left:
+            found[service] = left
+    return found
+
+
+@pytest.mark.timeout(900)
+def test_every_example_runs_exactly_once_with_each_service_holding_only_the_acls_it_uses(
+    secured: SecuredKafka,
+) -> None:
+    for example in TASKS:
+        results = asyncio.run(run_example(secured, example))
+        statuses = sorted(r.status for r in results)
+        assert len(results) == 2 and len({r.trace_id for r in results}) == 2, (example, results)
+        assert "completed" in statuses, (example, statuses)
+    denied = sorted(
+        {
+            (d.principal, d.operation, d.resource, d.name)
+            for d in secured.decisions()
+            if not d.allowed
+        }
+    )
+    assert denied == [], "a service was refused what it needed: " + repr(denied)
+    too_many = {example: unused(secured, example) for example in TASKS}
+    assert not any(too_many.values()), f"rights granted but never used: {too_many}"
+
+
+def test_wrong_credentials_fail_with_one_line_naming_them(secured: SecuredKafka) -> None:
+    wrong = dataclasses.replace(secured.security("nobody"), password="not the password")
+    with pytest.raises(BrokerRefused, match="credentials") as refused:
+        asyncio.run(_open_client(secured, wrong))
+    assert "\n" not in str(refused.value) and "not the password" not in str(refused.value)
+
+
+def test_an_untrusted_certificate_fails_with_one_line_naming_it(
+    secured: SecuredKafka, tmp_path: Path
+) -> None:
+    other_ca = make_tls(tmp_path / "other", name="another-ca").ca
+    untrusting = dataclasses.replace(secured.security("nobody"), cafile=str(other_ca))
+    with pytest.raises(BrokerRefused, match="does not trust") as refused:
+        asyncio.run(_open_client(secured, untrusting))
+    assert "\n" not in str(refused.value)
+
+
+async def _open_client(node: SecuredKafka, security: KafkaSecurity) -> None:
+    settings = settings_of(node, "nobody", "sec-nobody").model_copy(
+        update={"sasl_password": security.password, "ssl_cafile": security.cafile}
+    )
+    async with Client(node.bootstrap, settings=settings):
+        pass
