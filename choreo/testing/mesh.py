@@ -261,7 +261,10 @@ class Mesh:
         """The settings ``service`` runs with: the mesh's, changed as ``service_settings``
         says for it."""
         changes = self._service_settings.get(service)
-        return self.settings.model_copy(update=dict(changes)) if changes else self.settings
+        if not changes:
+            return self.settings
+        # validated, so a password given as text becomes a secret like the environment's
+        return Settings.model_validate({**self.settings.model_dump(), **changes})
 
     async def _start_service(self, name: str, service: Service) -> None:
         self.services[name] = await self._stack.enter_async_context(service)
