@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreo.cli import bench, letters, operate, traces
+from choreo.cli import bench, letters, operate, security, traces
 from choreo.cli.common import Command, UsageError
 from choreo.local import announce as local
 from choreo.local.announce import NoBrokerAddress
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     operate.register(add)
     traces.register(add)
     letters.register(add)
+    security.register(add)
     bench.register(sub)
     return parser
 

@@ -25,7 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
-from choreo.client import _escalations, _running
+from choreo.client import _doctor, _escalations, _running
+from choreo.client._doctor import Check
 from choreo.client._follower import ResultFollower
 from choreo.client._reader import Reader, decoded
 from choreo.client.errors import ResultTimeout, TraceNotFound, VersionNotFound
@@ -37,6 +38,7 @@ from choreo.client.reports import (
     Trace,
     TraceBudget,
 )
+from choreo.kafka import acl
 from choreo.kafka.clients import kind_of, make_consumer, make_producer
 from choreo.kafka.security import make_admin, security_of, start
 from choreo.keeper.replay import compare, history, latest
@@ -517,6 +519,39 @@ class Client:
             if letter is not None and (trace_id is None or letter.key == trace_id):
                 found.append(DeadLetterEntry(f"{record.partition}:{record.offset}", letter))
         return sorted(found, key=lambda entry: (entry.letter.created_at, entry.id))
+
+    # -- the cluster: least privilege and a check-up ---------------------------------------
+
+    async def grant(
+        self, mesh: MeshLike, principals: dict[str, str], *, watchdog: bool = True
+    ) -> int:
+        """Create, through the admin API, the ACLs each service of ``mesh`` needs
+        (choreo.kafka.acl.mesh_acls) for the services named in ``principals`` (service name,
+        as ``choreo acl`` prints it → principal, ``User:keeper``); return how many rules.
+
+        Raises:
+            KeyError: a service name the mesh does not have.
+            aiokafka.errors.ClusterAuthorizationFailedError: this client may not alter ACLs.
+        """
+        rules = acl.mesh_acls(_spec(mesh), self.topics, watchdog=watchdog)
+        if unknown := sorted(set(principals) - set(rules)):
+            raise KeyError(
+                f"no service {', '.join(unknown)} in the mesh (it has {', '.join(rules)})"
+            )
+        return await acl.apply(await self._admin_client(), principals, rules)
+
+    async def doctor(self, mesh: MeshLike, principal: str | None = None) -> list[Check]:
+        """Whether the cluster gives ``mesh`` what it needs, one :class:`Check` a row: its
+        topics, the ACLs ``principal`` holds (when named and listable), transactions, the
+        record limit, replication. Authentication worked: the client is open."""
+        return await _doctor.examine(
+            await self._admin_client(),
+            self.bootstrap,
+            self.security,
+            _spec(mesh),
+            self.topics,
+            principal,
+        )
 
 
 def _seen(future: asyncio.Future[TerminalResult]) -> None:

@@ -200,3 +200,5 @@ class SyncClient:
     resume = _blocking(Client.resume)
     close_escalation = _blocking(Client.close_escalation)
     dlq = _blocking(Client.dlq)
+    grant = _blocking(Client.grant)
+    doctor = _blocking(Client.doctor)
