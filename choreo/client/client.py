@@ -544,7 +544,16 @@ class Client:
         """Whether the cluster gives ``mesh`` what it needs, one :class:`Check` a row: its
         topics, the ACLs ``principal`` holds (when named and listable), transactions, the
         record limit, replication. Authentication worked: the client is open."""
-        return await _doctor.examine(
+        kind = self.settings.broker_kind  # asked of the broker when the client opened
+        tuning = Check(
+            "broker",
+            "ok" if kind == "kafka" else "warn",
+            "Apache Kafka: transactions, exactly-once"
+            if kind == "kafka"
+            else "not recognised as Apache Kafka: at-least-once (CHOREO_BROKER_KIND=kafka "
+            "where it has transactions)",
+        )
+        return [tuning] + await _doctor.examine(
             await self._admin_client(),
             self.bootstrap,
             self.security,
