@@ -75,7 +75,8 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     sheet = output.Sheet(["check", "verdict", "found"], title=f"mesh {spec.name} on the cluster")
     style = {"ok": "green", "warn": "yellow", "fail": "red"}
     try:
-        checks = with_client(settings, lambda client: client.doctor(spec, args.principal))
+        named = _principals(args.principal)
+        checks = with_client(settings, lambda client: client.doctor(spec, named))
     except (BrokerRefused, KafkaConnectionError) as exc:  # the cause, in one line
         sheet.add("authentication", output.line(("fail", "red")), str(exc))
         output.show_sheet(sheet)
@@ -115,6 +116,9 @@ def register(add: AddCommand) -> None:
     p.add_argument("mesh", help="the mesh spec (YAML)")
     p.add_argument(
         "--principal",
-        default=None,
-        help="check the ACLs this principal holds, User:NAME (default: not checked)",
+        action="append",
+        default=[],
+        metavar="SERVICE=PRINCIPAL",
+        help="check the ACLs this service's principal holds (keeper=User:keeper); repeat per "
+        "service (default: not checked)",
     )

@@ -43,9 +43,10 @@ async def examine(
     security: KafkaSecurity,
     spec: MeshSpec,
     topics: Topics,
-    principal: str | None,
+    principals: dict[str, str],
 ) -> list[Check]:
-    """Every check but authentication, in the order of the table."""
+    """Every check but authentication and the broker's kind, in the order of the table;
+    ``principals`` (service → principal) name whose ACLs to look at."""
     names = topics.system() + [topics.event(t) for t in spec.agent_topics]
     present = set(await admin.list_topics())
     missing = [n for n in names if n not in present]
@@ -58,7 +59,7 @@ async def examine(
             else f"all {len(names)} present",
         )
     ]
-    checks.append(await _acls(admin, spec, topics, principal))
+    checks.append(await _acls(admin, spec, topics, principals))
     checks.append(await _transactions(bootstrap, security, topics))
     configs = await _configs(admin, [n for n in names if n in present])
     checks.append(_record_limit(configs))
@@ -67,23 +68,28 @@ async def examine(
 
 
 async def _acls(
-    admin: AIOKafkaAdminClient, spec: MeshSpec, topics: Topics, principal: str | None
+    admin: AIOKafkaAdminClient, spec: MeshSpec, topics: Topics, principals: dict[str, str]
 ) -> Check:
-    if principal is None:
-        return Check("acls", "warn", "not checked: name a principal with --principal")
-    try:
-        held = await acl.granted(admin, principal)
-    except KafkaError as exc:
-        return Check("acls", "warn", f"cannot list ACLs as this principal ({type(exc).__name__})")
-    if held is None:
-        return Check("acls", "warn", "the cluster lists no ACLs (no authorizer, or not allowed)")
-    needed = {rule for rules in acl.mesh_acls(spec, topics).values() for rule in rules}
-    lacking = sorted(needed - held)
+    if not principals:
+        return Check("acls", "warn", "not checked: name services' principals with --principal")
+    rules = acl.mesh_acls(spec, topics)
+    lacking: list[str] = []
+    for service, principal in sorted(principals.items()):
+        try:
+            held = await acl.granted(admin, principal)
+        except KafkaError as exc:
+            return Check("acls", "warn", f"cannot list ACLs here ({type(exc).__name__})")
+        if held is None:
+            return Check(
+                "acls", "warn", "the cluster lists no ACLs (no authorizer, or not allowed)"
+            )
+        lacking += [
+            f"{service} ({principal}): {rule}" for rule in rules[service] if rule not in held
+        ]
     if lacking:
-        shown = "; ".join(str(rule) for rule in lacking[:5])
-        more = f" and {len(lacking) - 5} more" if len(lacking) > 5 else ""
-        return Check("acls", "fail", f"{principal} lacks {shown}{more} (`choreo acl --apply`)")
-    return Check("acls", "ok", f"{principal} holds all {len(needed)} the mesh needs")
+        more = f" and {len(lacking) - 3} more" if len(lacking) > 3 else ""
+        return Check("acls", "fail", "; ".join(lacking[:3]) + more + " (`choreo acl --apply`)")
+    return Check("acls", "ok", f"{', '.join(sorted(principals))} hold every ACL they need")
 
 
 async def _transactions(bootstrap: str, security: KafkaSecurity, topics: Topics) -> Check:

@@ -540,10 +540,12 @@ class Client:
             )
         return await acl.apply(await self._admin_client(), principals, rules)
 
-    async def doctor(self, mesh: MeshLike, principal: str | None = None) -> list[Check]:
-        """Whether the cluster gives ``mesh`` what it needs, one :class:`Check` a row: its
-        topics, the ACLs ``principal`` holds (when named and listable), transactions, the
-        record limit, replication. Authentication worked: the client is open."""
+    async def doctor(self, mesh: MeshLike, principals: dict[str, str] | None = None) -> list[Check]:
+        """Whether the cluster gives ``mesh`` what it needs, one :class:`Check` a row: the
+        broker's kind, its topics, whether the services named in ``principals`` (service →
+        principal, as for :meth:`grant`) hold their ACLs (when the cluster lists them),
+        transactions, the record limit, replication. Authentication worked: the client is
+        open."""
         kind = self.settings.broker_kind  # asked of the broker when the client opened
         tuning = Check(
             "broker",
@@ -559,7 +561,7 @@ class Client:
             self.security,
             _spec(mesh),
             self.topics,
-            principal,
+            principals or {},
         )
 
 

@@ -39,6 +39,7 @@ from choreo.kafka.clients import (
     transient,
 )
 from choreo.kafka.limits import HEADROOM, RecordLimit, broker_limit
+from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.service import ConsumerService, wait_or_stop
 from choreo.kafka.transactions import sends_of
 from choreo.keeper.batch import Batch
@@ -213,6 +214,8 @@ class KeeperService(ConsumerService):
                 await self.lag.update()
                 outage.ok()
             except KafkaError as exc:
+                if isinstance(exc, NOT_ALLOWED):
+                    raise  # a missing ACL: exit saying so; the records wait for the fix
                 self._stale = True
                 if not transient(exc):
                     self._isolating = True  # one of these records makes the broker refuse
@@ -269,7 +272,7 @@ class KeeperService(ConsumerService):
                 try:
                     await self._transition({tp: [record]})
                 except KafkaError as exc:
-                    if transient(exc):
+                    if transient(exc) or isinstance(exc, NOT_ALLOWED):
                         raise
                     await self._recover()
                     await self._refused(
