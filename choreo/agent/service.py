@@ -44,6 +44,7 @@ from choreo.kafka.clients import (
     transient,
 )
 from choreo.kafka.offsets import OffsetTracker
+from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.service import ConsumerService
 from choreo.models.client import Pausing
 from choreo.observe import metrics, telemetry
@@ -320,6 +321,8 @@ class AgentService(ConsumerService):
                 continue  # revoked meanwhile: its next owner runs the steps again
             try:
                 await self.held.commit(tp, offset)
+            except NOT_ALLOWED:
+                raise  # a missing ACL: the agent exits saying so; its steps wait uncommitted
             except (KafkaError, OSError, TimeoutError) as exc:
                 self._commit_outage.failed(exc)  # raises BrokerOutage in the end
                 return
