@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from choreo.cli.main import main
 from choreo.client import Client
 from choreo.errors import BrokerRefused
 from choreo.kafka import acl
@@ -30,7 +31,7 @@ from choreo.kafka.clients import make_producer, read_topic
 from choreo.kafka.secured import ADMIN, SecuredKafka
 from choreo.kafka.security import KafkaSecurity, make_admin, start
 from choreo.kafka.topics import ensure_topics
-from choreo.observe.settings import Settings
+from choreo.observe.settings import Settings, get_settings
 from choreo.schemas import Budget, DeadLetter, Task, TerminalResult, decode
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, load_mesh
@@ -344,23 +345,42 @@ def test_an_agent_lacking_an_acl_exits_with_one_line_and_its_step_waits_for_the_
     assert result.status == "completed"
 
 
-def test_doctor_tells_which_acl_a_service_lacks_and_that_transactions_work(
+def test_choreo_acl_applies_and_choreo_doctor_tells_which_acl_a_service_lacks(
     secured: SecuredKafka,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     example, prefix = "writer-editor", "sec-doctor"
-    spec, topics = spec_of(example), Topics(prefix)
+    spec, mesh = spec_of(example), str(EXAMPLES / example / "mesh.yaml")
     keeper, writer = (f"User:{principal_of(example, s)}" for s in ("keeper", "agent:writer"))
-
-    async def diagnose() -> dict[str, tuple[str, str]]:
-        admin_security = secured.security(ADMIN)
-        await ensure_topics(secured.bootstrap, topics, spec, admin_security)
-        async with Client(secured.bootstrap, settings=settings_of(secured, ADMIN, prefix)) as c:
-            await c.grant(spec, {"keeper": keeper})  # the writer is granted nothing here
-            checks = await c.doctor(spec, {"keeper": keeper, "agent:writer": writer})
-        return {check.name: (check.verdict, check.found) for check in checks}
-
-    rows = asyncio.run(diagnose())
-    assert rows["broker"][0] == rows["topics"][0] == rows["transactions"][0] == "ok"
+    admin = secured.security(ADMIN)
+    for name, value in {
+        "KAFKA_BOOTSTRAP_SERVERS": secured.bootstrap,
+        "KAFKA_SECURITY_PROTOCOL": admin.protocol,
+        "KAFKA_SASL_MECHANISM": admin.mechanism or "",
+        "KAFKA_SASL_USERNAME": ADMIN,
+        "KAFKA_SASL_PASSWORD": admin.password or "",
+        "KAFKA_SSL_CAFILE": admin.cafile or "",
+        "CHOREO_TOPIC_PREFIX": prefix,
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    asyncio.run(ensure_topics(secured.bootstrap, Topics(prefix), spec, admin))
+    try:
+        # the keeper granted its ACLs, the writer none
+        assert main(["acl", mesh, "--apply", "--principal", f"keeper={keeper}"]) == 0
+        assert "ACLs created for keeper" in capsys.readouterr().out
+        principals = ["--principal", f"keeper={keeper}", "--principal", f"agent:writer={writer}"]
+        assert main(["doctor", mesh, *principals]) == 1
+    finally:
+        get_settings.cache_clear()
+    rows = {
+        cells[0]: cells[1:]
+        for line in capsys.readouterr().out.splitlines()
+        if len(cells := line.split("\t")) == 3
+    }
+    for check in ("authentication", "broker", "topics", "transactions"):
+        assert rows[check][0] == "ok", rows
     verdict, found = rows["acls"]
-    assert verdict == "fail" and "agent:writer" in found and "keeper" not in found
+    assert verdict == "fail" and "agent:writer" in found and f"keeper ({keeper})" not in found
     assert rows["replication"][0] == "warn"  # one node: one replica
