@@ -18,6 +18,7 @@ spoken to a plain port or the reverse) as :class:`BrokerRefused`.
 from __future__ import annotations
 
 import importlib
+import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -220,12 +221,12 @@ async def diagnose(
                 f"KAFKA_SECURITY_PROTOCOL={security.protocol} what this listener speaks?"
             )
         except (TimeoutError, OSError, KafkaError, ValueError) as exc:
-            if security.tls or isinstance(exc, ConnectionRefusedError):
+            if isinstance(exc, ConnectionRefusedError | socket.gaierror):
                 continue  # nothing listens here: "no broker answers" is the right message
             return BrokerRefused(
-                f"the broker at {address} closed the connection before answering "
-                f"({type(exc).__name__}) — does it expect TLS or SASL "
-                f"(KAFKA_SECURITY_PROTOCOL is {security.protocol})?"
+                f"the broker at {address} took the connection but ended it before answering "
+                f"({type(exc).__name__}): does the listener speak KAFKA_SECURITY_PROTOCOL="
+                f"{security.protocol} (TLS where it has none, or none where it has TLS)?"
             )
         conn.close()
         return None

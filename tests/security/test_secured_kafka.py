@@ -384,3 +384,18 @@ def test_choreo_acl_applies_and_choreo_doctor_tells_which_acl_a_service_lacks(
     verdict, found = rows["acls"]
     assert verdict == "fail" and "agent:writer" in found and f"keeper ({keeper})" not in found
     assert rows["replication"][0] == "warn"  # one node: one replica
+
+
+def test_tls_spoken_to_a_plain_listener_fails_with_one_line_naming_the_protocol(
+    secured: SecuredKafka, broker: BrokerHandle
+) -> None:
+    tls = KafkaSecurity(protocol="SSL", cafile=secured.security(ADMIN).cafile)
+    settings = Settings(security_protocol="SSL", ssl_cafile=tls.cafile, topic_prefix="sec-tls")
+
+    async def open_client() -> None:
+        async with Client(broker.bootstrap, settings=settings):
+            pass
+
+    with pytest.raises(BrokerRefused, match="KAFKA_SECURITY_PROTOCOL=SSL") as refused:
+        asyncio.run(open_client())
+    assert "\n" not in str(refused.value)
