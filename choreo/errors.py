@@ -15,6 +15,8 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     ├── NoBrokerAddress    [ValueError]    no broker address is given, set or announced
     ├── BrokerError        [RuntimeError]  no broker could be found or started
     ├── BrokerOutage       [RuntimeError]  the broker did not answer for CHOREO_BROKER_OUTAGE_S
+    ├── BrokerRefused      [PermissionError] the broker refused this client: credentials,
+    │                                      certificate or a missing ACL, named
     ├── Fenced             [RuntimeError]  another process owns this input now
     ├── ServiceStartError  [RuntimeError]  a server of the mesh did not start
     ├── MeshAlreadyUp      [RuntimeError]  a ``choreo up`` already runs from this folder
@@ -60,7 +62,7 @@ from choreo.client.errors import (
     TraceNotFound,
     VersionNotFound,
 )
-from choreo.kafka.errors import BrokerError, BrokerOutage, Fenced, RecordTooLarge
+from choreo.kafka.errors import BrokerError, BrokerOutage, BrokerRefused, Fenced, RecordTooLarge
 from choreo.local.announce import MeshAlreadyUp, NoBrokerAddress
 from choreo.local.processes import ServiceStartError
 from choreo.models.errors import ModelConfigError, ModelError, ScriptError
@@ -82,6 +84,7 @@ from choreo.tools.imports import ImportPathError
 __all__ = [
     "BrokerError",
     "BrokerOutage",
+    "BrokerRefused",
     "BudgetExhausted",
     "ChoreoError",
     "DeadLetterNotFound",

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from choreo.kafka.clients import DeadLetters, Headers, transient
+from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.transactions import Transactions, sends_of
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ class HeldOutputs:
 
         A batch the broker refuses outright (not a transient error) is written a step at a
         time, and the step it refuses again has its input dead-lettered instead, so no record
-        pins the partition. Raises the transient errors and ``Fenced``; nothing is dropped
+        pins the partition. Raises the transient errors, ``Fenced`` and the broker's refusal
+        of this principal (a missing ACL, choreo.kafka.security.NOT_ALLOWED); nothing is dropped
         from what is held until its transaction commits.
         """
         held = self._held.get(tp, {})
@@ -79,8 +81,8 @@ class HeldOutputs:
                 unit_of(tp), sends_of([out for o in ready for out in held[o].outputs]), {tp: offset}
             )
         except KafkaError as exc:
-            if transient(exc):
-                raise
+            if transient(exc) or isinstance(exc, NOT_ALLOWED):
+                raise  # a missing ACL refuses every step: exit saying so, the steps wait
             log.warning(
                 "step records refused as a batch; writing them one by one",
                 extra={
@@ -99,7 +101,7 @@ class HeldOutputs:
             try:
                 await self.transactions.run(unit_of(tp), sends_of(held[o].outputs), {tp: o + 1})
             except KafkaError as exc:
-                if transient(exc):
+                if transient(exc) or isinstance(exc, NOT_ALLOWED):
                     raise
                 reason = f"the broker refused this step's records: {type(exc).__name__}: {exc}"
                 held[o] = _Held(

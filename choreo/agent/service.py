@@ -48,6 +48,7 @@ from choreo.kafka.clients import (
     transient,
 )
 from choreo.kafka.offsets import OffsetTracker
+from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.service import ConsumerService
 from choreo.models.client import Pausing
 from choreo.observe import metrics, telemetry
@@ -133,7 +134,7 @@ class AgentService(ConsumerService):
         super().__init__(
             bootstrap,
             settings,
-            group=f"{topics.prefix}.agent.{agent_name}",
+            group=topics.agent_group(agent_name),
             client_id=f"choreo-agent-{agent_name}",
             inputs=[topics.event(t) for t in self.agent.subscribe],
             consumer_name=f"agent:{agent_name}",
@@ -330,6 +331,8 @@ class AgentService(ConsumerService):
                 continue  # revoked meanwhile: its next owner runs the steps again
             try:
                 await self.held.commit(tp, offset)
+            except NOT_ALLOWED:
+                raise  # a missing ACL: the agent exits saying so; its steps wait uncommitted
             except (KafkaError, OSError, TimeoutError) as exc:
                 self._commit_outage.failed(exc)  # raises BrokerOutage in the end
                 return

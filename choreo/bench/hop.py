@@ -279,12 +279,14 @@ async def _relay_round_trips(
 def measure_relay(
     bootstrap: str, legs: int, count: int, workdir: Path, progress: Progress
 ) -> list[float]:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.admin import NewTopic
+
+    from choreo.kafka.security import make_admin
 
     prefix = f"relay{int(time.time())}"
 
     async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = make_admin(bootstrap)
         await admin.start()
         try:
             await admin.create_topics(

@@ -21,11 +21,11 @@ from functools import partial
 from pathlib import Path
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from choreo.bench.corpus import Outcome
 from choreo.bench.scenarios import HEALTHY, SCENARIO_MESH, SCENARIOS
 from choreo.client import Client, ResultTimeout
+from choreo.kafka.security import make_admin
 from choreo.local.launch import start_mesh
 from choreo.observe.settings import Settings
 from choreo.schemas import ControlVerdict, Escalation, HopRecord, TerminalResult
@@ -68,7 +68,7 @@ async def caught_up(client: Client, trace_id: str) -> bool:
     ends: dict[int, int] = {}
     for record in records:
         ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
-    admin = AIOKafkaAdminClient(bootstrap_servers=client.bootstrap)
+    admin = make_admin(client.bootstrap, client.security)
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(

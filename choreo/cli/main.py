@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from choreo.cli import bench, console, letters, operate, traces
+from choreo.cli import bench, console, letters, operate, security, traces
 from choreo.cli.common import Command, UsageError
 from choreo.local import announce as local
 from choreo.local.announce import NoBrokerAddress
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     traces.register(add)
     letters.register(add)
     console.register(add)
+    security.register(add)
     bench.register(sub)
     return parser
 

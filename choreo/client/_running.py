@@ -50,8 +50,8 @@ async def ensure_running(
     if missing := sorted(wanted - present):
         raise MeshNotRunning(f"{where}: no topic {', '.join(missing)} {hint}")
     services = {
-        f"{topics.prefix}.keeper": "the keeper",
-        **{f"{topics.prefix}.agent.{a.name}": f"agent {a.name}" for a in spec.agents},
+        topics.keeper_group: "the keeper",
+        **{topics.agent_group(a.name): f"agent {a.name}" for a in spec.agents},
     }
     deadline = time.monotonic() + join_s
     while True:

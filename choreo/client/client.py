@@ -25,7 +25,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
-from choreo.client import _escalations, _groups, _running, _traces
+from choreo.client import _doctor, _escalations, _groups, _running, _traces
+from choreo.client._doctor import Check
 from choreo.client._follower import ResultFollower
 from choreo.client._reader import Reader, decoded
 from choreo.client.errors import (
@@ -44,7 +45,9 @@ from choreo.client.reports import (
     TraceBudget,
     TracePage,
 )
+from choreo.kafka import acl
 from choreo.kafka.clients import kind_of, make_consumer, make_producer
+from choreo.kafka.security import make_admin, security_of, start
 from choreo.keeper.replay import compare, history, latest
 from choreo.local.announce import resolve
 from choreo.observe import telemetry
@@ -111,6 +114,8 @@ class Client:
         #: The mesh's topic names under the prefix.
         self.topics = Topics(self.settings.topic_prefix)
         self._client_id = client_id
+        #: How its Kafka clients authenticate (choreo.kafka.security), from ``settings``.
+        self.security = security_of(self.settings)
         self._state = "new"
         self._stack = AsyncExitStack()
         self._producer: AIOKafkaProducer | None = None
@@ -128,6 +133,8 @@ class Client:
         Raises:
             RuntimeError: the client was opened before.
             aiokafka.errors.KafkaConnectionError: no broker answers at ``bootstrap``.
+            choreo.errors.BrokerRefused: the broker refused this client's credentials or
+                certificate (the message says which).
         """
         if self._state != "new":
             raise RuntimeError("a Client opens once: make a new one")
@@ -136,9 +143,9 @@ class Client:
             # asked off the loop: the first answer blocks, and the consumers' tuning needs it
             kind = await asyncio.to_thread(kind_of, self.bootstrap, self.settings)
             self.settings = self.settings.model_copy(update={"broker_kind": kind})
-            producer = make_producer(self.bootstrap, self._client_id)
+            producer = make_producer(self.bootstrap, self._client_id, security=self.security)
             self._stack.push_async_callback(producer.stop)  # safe after a failed start
-            await producer.start()
+            await start(producer, self.bootstrap, self.security)
             consumer = self._consumer()
             self._stack.push_async_callback(consumer.stop)
             await consumer.start()
@@ -317,9 +324,7 @@ class Client:
     async def _admin_client(self) -> AIOKafkaAdminClient:
         async with self._starting:
             if self._admin is None:
-                admin = AIOKafkaAdminClient(
-                    bootstrap_servers=self.bootstrap, client_id=self._client_id
-                )
+                admin = make_admin(self.bootstrap, self.security, client_id=self._client_id)
                 self._stack.push_async_callback(admin.close)
                 await admin.start()
                 self._admin = admin
@@ -590,6 +595,50 @@ class Client:
         return {
             name: sum(end for part, end in ends.items() if part.topic == name) for name in names
         }
+
+    # -- the cluster: least privilege and a check-up ---------------------------------------
+
+    async def grant(
+        self, mesh: MeshLike, principals: dict[str, str], *, watchdog: bool = True
+    ) -> int:
+        """Create, through the admin API, the ACLs each service of ``mesh`` needs
+        (choreo.kafka.acl.mesh_acls) for the services named in ``principals`` (service name,
+        as ``choreo acl`` prints it → principal, ``User:keeper``); return how many rules.
+
+        Raises:
+            KeyError: a service name the mesh does not have.
+            aiokafka.errors.ClusterAuthorizationFailedError: this client may not alter ACLs.
+        """
+        rules = acl.mesh_acls(_spec(mesh), self.topics, watchdog=watchdog)
+        if unknown := sorted(set(principals) - set(rules)):
+            raise KeyError(
+                f"no service {', '.join(unknown)} in the mesh (it has {', '.join(rules)})"
+            )
+        return await acl.apply(await self._admin_client(), principals, rules)
+
+    async def doctor(self, mesh: MeshLike, principals: dict[str, str] | None = None) -> list[Check]:
+        """Whether the cluster gives ``mesh`` what it needs, one :class:`Check` a row: the
+        broker's kind, its topics, whether the services named in ``principals`` (service →
+        principal, as for :meth:`grant`) hold their ACLs (when the cluster lists them),
+        transactions, the record limit, replication. Authentication worked: the client is
+        open."""
+        kind = self.settings.broker_kind  # asked of the broker when the client opened
+        tuning = Check(
+            "broker",
+            "ok" if kind == "kafka" else "warn",
+            "Apache Kafka: transactions, exactly-once"
+            if kind == "kafka"
+            else "not recognised as Apache Kafka: at-least-once (CHOREO_BROKER_KIND=kafka "
+            "where it has transactions)",
+        )
+        return [tuning] + await _doctor.examine(
+            await self._admin_client(),
+            self.bootstrap,
+            self.security,
+            _spec(mesh),
+            self.topics,
+            principals or {},
+        )
 
 
 def _seen(future: asyncio.Future[TerminalResult]) -> None:

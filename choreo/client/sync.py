@@ -204,3 +204,5 @@ class SyncClient:
     traces = _blocking(Client.traces)
     groups = _blocking(Client.groups)
     positions = _blocking(Client.positions)
+    grant = _blocking(Client.grant)
+    doctor = _blocking(Client.doctor)

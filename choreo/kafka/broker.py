@@ -17,6 +17,7 @@ import logging
 import os
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -271,11 +272,25 @@ class ApacheKafka:
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "log.dirs": str(self._folder / "data"),
+            **self._config(self._folder),
         }
         path = self._folder / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
         (self._folder / "log4j2.properties").write_text(_LOG4J)
         return path
+
+    def _config(self, folder: Path) -> dict[str, str]:
+        """Settings a variant of this node adds or overrides (listeners, security), given
+        its storage folder; none here."""
+        return {}
+
+    def _format_args(self) -> list[str]:
+        """Arguments a variant adds to the storage format (SCRAM users, say); none here."""
+        return []
+
+    def _probe(self) -> ssl.SSLContext | None:
+        """The TLS context to ask ``bootstrap`` whether the node answers; none: plaintext."""
+        return None
 
     def start(self, timeout: float = 180.0) -> ApacheKafka:
         """Format the storage, start the node, and return once it answers Kafka requests.
@@ -291,7 +306,16 @@ class ApacheKafka:
             config = self._write_config()
             cluster = cluster_id()
             formatted = subprocess.run(
-                [*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(config)],
+                [
+                    *java,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster,
+                    "-c",
+                    str(config),
+                    *self._format_args(),
+                ],
                 capture_output=True,
                 stdin=subprocess.DEVNULL,
                 timeout=120,
@@ -309,7 +333,7 @@ class ApacheKafka:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-            _wait_for_kafka("127.0.0.1", self.port, timeout, self._process)
+            _wait_for_kafka("127.0.0.1", self.port, timeout, self._process, self._probe())
         except BaseException:
             self.stop()
             raise
@@ -326,15 +350,21 @@ class ApacheKafka:
             self._folder = None
 
 
-def api_versions(host: str, port: int, timeout: float = 5.0) -> dict[int, tuple[int, int]]:
+def api_versions(
+    host: str, port: int, timeout: float = 5.0, tls: ssl.SSLContext | None = None
+) -> dict[int, tuple[int, int]]:
     """The broker's ApiVersions answer: API key → (min version, max version).
 
-    A version-0 request, which every broker answers (Kafka protocol, KIP-35); raises
-    ``OSError`` when nothing answers and ``ValueError`` on an error code.
+    A version-0 request, which every broker answers (Kafka protocol, KIP-35), before any SASL
+    exchange too; over TLS with ``tls``. Raises ``OSError`` when nothing answers (or TLS
+    fails) and ``ValueError`` on an error code.
     """
     client = b"choreo"
     request = struct.pack(">hhih", 18, 0, 1, len(client)) + client
-    with socket.create_connection((host, port), timeout=timeout) as sock:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection((host, port), timeout=timeout))
+        if tls is not None:
+            sock = stack.enter_context(tls.wrap_socket(sock, server_hostname=host))
         sock.sendall(struct.pack(">i", len(request)) + request)
         with sock.makefile("rb") as answer:
             (size,) = struct.unpack(">i", answer.read(4))
@@ -355,19 +385,20 @@ BrokerKind = Literal["kafka", "embedded"]
 _kinds: dict[str, BrokerKind] = {}
 
 
-def broker_kind(bootstrap: str) -> BrokerKind:
+def broker_kind(bootstrap: str, tls: ssl.SSLContext | None = None) -> BrokerKind:
     """``"kafka"`` when the first answering address of ``bootstrap`` is Apache Kafka (it lists
     DescribeQuorum among its APIs), else ``"embedded"``, whose cautious tuning works on both.
 
     One blocking request per process and address list (answers are remembered; no answer is
-    not, so a broker that comes up later is still asked).
+    not, so a broker that comes up later is still asked). ``tls``: the clients' TLS context
+    when the listener speaks TLS (choreo.kafka.security).
     """
     if bootstrap in _kinds:
         return _kinds[bootstrap]
     for address in bootstrap.split(","):
         host, _, port = address.strip().rpartition(":")
         try:
-            apis = api_versions(host.strip("[]") or "127.0.0.1", int(port))
+            apis = api_versions(host.strip("[]") or "127.0.0.1", int(port), tls=tls)
         except (OSError, ValueError, struct.error):
             continue
         _kinds[bootstrap] = "kafka" if _KRAFT_ONLY_API in apis else "embedded"
@@ -375,7 +406,13 @@ def broker_kind(bootstrap: str) -> BrokerKind:
     return "embedded"
 
 
-def _wait_for_kafka(host: str, port: int, timeout: float, process: subprocess.Popen[bytes]) -> None:
+def _wait_for_kafka(
+    host: str,
+    port: int,
+    timeout: float,
+    process: subprocess.Popen[bytes],
+    tls: ssl.SSLContext | None = None,
+) -> None:
     """Wait until the node answers ApiVersions; fail early if it exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -385,7 +422,7 @@ def _wait_for_kafka(host: str, port: int, timeout: float, process: subprocess.Po
                 "before answering; its log says why"
             )
         with contextlib.suppress(OSError, ValueError, struct.error):
-            api_versions(host, port, timeout=1.0)
+            api_versions(host, port, timeout=1.0, tls=tls)
             return
         time.sleep(0.2)
     raise BrokerError(f"Apache Kafka did not answer on {host}:{port} within {timeout:.0f}s")

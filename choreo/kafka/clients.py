@@ -31,6 +31,7 @@ from aiokafka.structs import ConsumerRecord
 from choreo.kafka.broker import BrokerKind, broker_kind
 from choreo.kafka.errors import BrokerOutage
 from choreo.kafka.limits import RecordLimit
+from choreo.kafka.security import KafkaSecurity, current, security_of
 from choreo.observe import metrics
 from choreo.observe.settings import Settings
 from choreo.observe.telemetry import Headers, inject
@@ -49,13 +50,15 @@ def make_producer(
     *,
     transactional_id: str | None = None,
     transaction_timeout_ms: int = 60_000,
+    security: KafkaSecurity | None = None,
 ) -> AIOKafkaProducer:
     """A producer that waits for every replica: a record is only 'sent' once it is durable.
 
     Without ``transactional_id`` it is at-least-once by design (ids make applies
     idempotent); with one, an idempotent producer for transactions under that id
     (choreo.kafka.transactions), whose open transaction the broker aborts after
-    ``transaction_timeout_ms`` if nobody ends it.
+    ``transaction_timeout_ms`` if nobody ends it. ``security`` (else this process's,
+    choreo.kafka.security.current) says how it authenticates.
     """
     # A transaction started while the broker still writes the last one's markers is refused
     # as "concurrent" and retried after the backoff: 100 ms by default, most of a step.
@@ -78,6 +81,7 @@ def make_producer(
         linger_ms=0,
         max_batch_size=256 * 1024,
         **transactional,
+        **(security or current()).client_options(),
     )
 
 
@@ -87,7 +91,9 @@ KAFKA_FETCH_WAIT_MS = 500
 
 def kind_of(bootstrap: str, settings: Settings) -> BrokerKind:
     """The broker kind whose tuning applies: the setting, or what the broker answers."""
-    return broker_kind(bootstrap) if settings.broker_kind == "auto" else settings.broker_kind
+    if settings.broker_kind != "auto":
+        return settings.broker_kind
+    return broker_kind(bootstrap, security_of(settings).ssl_context())
 
 
 @dataclass
@@ -197,9 +203,10 @@ def make_consumer(
     """A consumer with manual commits: offsets move only after the work is produced.
 
     On Apache Kafka it long-polls; on the embedded broker its short fetch wait backs off while
-    idle (:class:`FetchBackoff`).
+    idle (:class:`FetchBackoff`). It authenticates as ``settings`` say (choreo.kafka.security).
     """
     config: dict[str, Any] = {
+        **security_of(settings).client_options(),
         "bootstrap_servers": bootstrap,
         "group_id": group_id,
         "client_id": client_id,

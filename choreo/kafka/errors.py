@@ -24,3 +24,9 @@ class RecordTooLarge(ChoreoError, ValueError):
     def __init__(self, what: str, size: int, limit: int) -> None:
         super().__init__(f"{what} would be {size} bytes, over the record limit of {limit} bytes")
         self.what, self.size, self.limit = what, size, limit
+
+
+class BrokerRefused(ChoreoError, PermissionError):
+    """The broker answered but refused this client: wrong credentials, a certificate it does
+    not trust (or that this client does not), or an ACL its principal lacks; the message says
+    which, and what to check."""

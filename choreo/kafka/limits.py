@@ -21,10 +21,10 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from choreo.kafka.errors import RecordTooLarge
+from choreo.kafka.security import KafkaSecurity, make_admin
 from choreo.schemas import DeadLetter, encode
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,10 @@ def _base64_len(size: int) -> int:
 
 
 async def broker_limit(
-    bootstrap: str, topics: Iterable[str], setting: int = DEFAULT_MAX_RECORD_BYTES
+    bootstrap: str,
+    topics: Iterable[str],
+    setting: int = DEFAULT_MAX_RECORD_BYTES,
+    security: KafkaSecurity | None = None,
 ) -> RecordLimit:
     """The mesh's limit: the smallest ``max.message.bytes`` of ``topics`` the broker reports,
     capped by ``setting``, minus :data:`HEADROOM`.
@@ -93,7 +96,7 @@ async def broker_limit(
     A broker that reports nothing, or an admin request that fails, leaves ``setting``: the
     limit is then the setting's, and a log line says the broker did not answer.
     """
-    found = await topic_limits(bootstrap, list(topics))
+    found = await topic_limits(bootstrap, list(topics), security)
     limit = min([setting, *found])
     if not found:
         log.info(
@@ -103,10 +106,12 @@ async def broker_limit(
     return RecordLimit(max(1024, limit - HEADROOM))
 
 
-async def topic_limits(bootstrap: str, topics: list[str]) -> list[int]:
+async def topic_limits(
+    bootstrap: str, topics: list[str], security: KafkaSecurity | None = None
+) -> list[int]:
     """The ``max.message.bytes`` (bytes) the broker reports for each of ``topics``; empty
     when it reports none (the embedded broker) or the request fails."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    admin = make_admin(bootstrap, security, request_timeout_ms=10_000)
     try:
         await admin.start()
         # all configs: naming the one wanted makes some Kafka-compatible brokers hang up

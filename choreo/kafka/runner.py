@@ -15,12 +15,17 @@ import logging
 import signal
 from collections.abc import Callable
 
+from choreo.kafka.errors import BrokerRefused
+from choreo.kafka.security import NOT_ALLOWED, not_allowed, security_of
 from choreo.kafka.service import Service
 from choreo.kafka.transactions import Fenced
 from choreo.observe import logs, metrics, telemetry
 from choreo.observe.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: What makes a service exit with one line rather than a traceback: the broker refused it.
+REFUSED: tuple[type[BaseException], ...] = (BrokerRefused, *NOT_ALLOWED)
 
 
 #: Builds a service inside the running event loop (aiokafka's clients bind to it).
@@ -33,7 +38,8 @@ def run_service(name: str, settings: Settings, service: ServiceFactory) -> None:
     ``name`` names the process in its logs, spans and metrics target (``agent:writer``).
     Spans still buffered at the end are flushed before the process exits. A process fenced
     by a newer owner of its input (choreo.kafka.transactions) exits with status 1 and one
-    line saying so, for its supervisor to start it again; any other error leaves as
+    line saying so, for its supervisor to start it again, and so does one the broker refuses
+    (credentials, certificate, a missing ACL: choreo.kafka.security); any other error leaves as
     Python's own (a traceback, status 1), after the service has stopped what it started.
     """
     logs.configure(settings, name)
@@ -54,6 +60,13 @@ def run_service(name: str, settings: Settings, service: ServiceFactory) -> None:
         log.error(
             "fenced by a newer owner of this input; exiting to be restarted",
             extra={"service": name, "reason": str(exc)},
+        )
+        raise SystemExit(1) from None
+    except REFUSED as exc:
+        refused = not_allowed(exc, security_of(settings), name) or exc
+        log.error(
+            "the broker refused this service; exiting",
+            extra={"service": name, "reason": str(refused)},
         )
         raise SystemExit(1) from None
     finally:

@@ -35,6 +35,7 @@ from typing import Self
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from choreo.kafka.clients import DeadLetters, make_consumer, make_producer
+from choreo.kafka.security import security_of, start
 from choreo.kafka.transactions import Transactions, exactly_once
 from choreo.observe import metrics
 from choreo.observe.settings import Settings
@@ -112,7 +113,9 @@ class ConsumerService(Service):
         self.topics = Topics(settings.topic_prefix)
         self.group = group
         self.inputs = inputs
-        self.producer = make_producer(bootstrap, client_id)
+        #: How its clients authenticate: its own principal when its settings name one.
+        self.security = security_of(settings)
+        self.producer = make_producer(bootstrap, client_id, security=self.security)
         #: Built on enter, just before it starts (so one that never starts never exists).
         self.consumer: AIOKafkaConsumer
         self.lag: metrics.ConsumerLag
@@ -121,7 +124,9 @@ class ConsumerService(Service):
         self.dead_letters = DeadLetters(self.producer, self.topics.dlq, consumer_name)
         #: On a broker with transactions, the transactional producers of the owned inputs.
         self.transactions: Transactions | None = (
-            Transactions(bootstrap, group, client_id) if exactly_once(bootstrap, settings) else None
+            Transactions(bootstrap, group, client_id, self.security)
+            if exactly_once(bootstrap, settings)
+            else None
         )
 
     @abstractmethod
@@ -138,7 +143,7 @@ class ConsumerService(Service):
         # Each client's stop is pushed before its start: aiokafka's clients need a stop even
         # after a start that failed half-way (its connections, its unclosed-client warning).
         stack.push_async_callback(self.producer.stop)
-        await self.producer.start()
+        await start(self.producer, self.bootstrap, self.security)
         if self.transactions is not None:
             stack.push_async_callback(self.transactions.close)
         await self._open(stack)

@@ -3,24 +3,35 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from choreo.kafka.security import KafkaSecurity, make_admin
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec
 
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(bootstrap: str, topics: Topics, spec: MeshSpec) -> list[str]:
+async def ensure_topics(
+    bootstrap: str,
+    topics: Topics,
+    spec: MeshSpec,
+    security: KafkaSecurity | None = None,
+    only: Collection[str] | None = None,
+) -> list[str]:
     """Create every system and agent topic the mesh needs; return the ones created.
 
     Every topic gets the same partition count, so a trace id (the key everywhere) lands on the
-    same partition number of every topic and one keeper owns a trace end to end.
+    same partition number of every topic and one keeper owns a trace end to end. ``only``:
+    just those of them (a service under least privilege sees no other topic).
     """
     names = topics.system() + [topics.event(t) for t in spec.agent_topics]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    if only is not None:
+        names = [name for name in names if name in only]
+    admin = make_admin(bootstrap, security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

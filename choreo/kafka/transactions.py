@@ -29,6 +29,7 @@ from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionCoo
 
 from choreo.kafka.clients import kind_of, make_producer
 from choreo.kafka.errors import Fenced
+from choreo.kafka.security import KafkaSecurity
 from choreo.observe.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,15 @@ class Transactions:
     resolves the commit, and the caller would wait forever.
     """
 
-    def __init__(self, bootstrap: str, group_id: str, client_id: str) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        client_id: str,
+        security: KafkaSecurity | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.group_id = group_id
         self.client_id = client_id
         self._producers: dict[str, AIOKafkaProducer] = {}
@@ -124,6 +132,7 @@ class Transactions:
             self.client_id,
             transactional_id=self.transactional_id(unit),
             transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
+            security=self.security,
         )
         try:
             await producer.start()

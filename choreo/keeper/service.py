@@ -39,6 +39,7 @@ from choreo.kafka.clients import (
     transient,
 )
 from choreo.kafka.limits import HEADROOM, RecordLimit, broker_limit
+from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.service import ConsumerService, wait_or_stop
 from choreo.kafka.transactions import sends_of
 from choreo.keeper.batch import Batch
@@ -92,7 +93,7 @@ class KeeperService(ConsumerService):
         super().__init__(
             bootstrap,
             settings,
-            group=f"{topics.prefix}.keeper",
+            group=topics.keeper_group,
             client_id="choreo-keeper",
             inputs=list(self._handlers),
             consumer_name="keeper",
@@ -116,7 +117,7 @@ class KeeperService(ConsumerService):
     async def _open(self, stack: contextlib.AsyncExitStack) -> None:
         """Learn the record limit of the keeper's topics before reading a record."""
         self.limit = await broker_limit(
-            self.bootstrap, list(self._handlers), self.settings.max_record_bytes
+            self.bootstrap, list(self._handlers), self.settings.max_record_bytes, self.security
         )
         self.dead_letters.limit = self.limit
 
@@ -213,6 +214,8 @@ class KeeperService(ConsumerService):
                 await self.lag.update()
                 outage.ok()
             except KafkaError as exc:
+                if isinstance(exc, NOT_ALLOWED):
+                    raise  # a missing ACL: exit saying so; the records wait for the fix
                 self._stale = True
                 if not transient(exc):
                     self._isolating = True  # one of these records makes the broker refuse
@@ -269,7 +272,7 @@ class KeeperService(ConsumerService):
                 try:
                     await self._transition({tp: [record]})
                 except KafkaError as exc:
-                    if transient(exc):
+                    if transient(exc) or isinstance(exc, NOT_ALLOWED):
                         raise
                     await self._recover()
                     await self._refused(

@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from choreo.kafka.security import security_of
 from choreo.kafka.topics import ensure_topics
 from choreo.local.processes import ProcessGroup
 from choreo.models.client import env_var
@@ -20,7 +21,8 @@ SANDBOX_URL = "CHOREO_SANDBOX_URL"
 
 
 def create_topics(spec: MeshSpec, bootstrap: str, settings: Settings) -> list[str]:
-    return asyncio.run(ensure_topics(bootstrap, Topics(settings.topic_prefix), spec))
+    topics = Topics(settings.topic_prefix)
+    return asyncio.run(ensure_topics(bootstrap, topics, spec, security_of(settings)))
 
 
 def start_mesh(

@@ -5,12 +5,26 @@ from __future__ import annotations
 import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    FilePath,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from choreo.observe.errors import SettingsError
+
+
+def _kafka(name: str) -> AliasChoices:
+    """A Kafka client setting's two variable names: ``KAFKA_<name>`` and ``CHOREO_<name>``
+    (and the field name, for settings built in code)."""
+    return AliasChoices(f"KAFKA_{name}", f"CHOREO_{name}", name.lower())
 
 
 class Settings(BaseSettings):
@@ -24,6 +38,30 @@ class Settings(BaseSettings):
     bootstrap_servers: str | None = Field(
         None, validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_BOOTSTRAP_SERVERS")
     )
+    # How every Kafka client authenticates and encrypts (choreo.kafka.security): aiokafka's own
+    # parameter names, read as KAFKA_<NAME> (what users of KAFKA_BOOTSTRAP_SERVERS expect) or
+    # CHOREO_<NAME>.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", validation_alias=_kafka("SECURITY_PROTOCOL")
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = (
+        Field(None, validation_alias=_kafka("SASL_MECHANISM"))
+    )
+    sasl_username: str | None = Field(None, validation_alias=_kafka("SASL_USERNAME"))
+    #: Never logged, put in a span or shown by ``repr`` (SecretStr); or read from the file.
+    sasl_password: SecretStr | None = Field(None, validation_alias=_kafka("SASL_PASSWORD"))
+    sasl_password_file: FilePath | None = Field(None, validation_alias=_kafka("SASL_PASSWORD_FILE"))
+    #: ``module:name`` of a callable returning an ``aiokafka.abc.AbstractTokenProvider``
+    #: (OAUTHBEARER: MSK IAM, Confluent Cloud OAuth, ...), called once per client.
+    sasl_oauth_token_provider: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$",
+        validation_alias=_kafka("SASL_OAUTH_TOKEN_PROVIDER"),
+    )
+    ssl_cafile: FilePath | None = Field(None, validation_alias=_kafka("SSL_CAFILE"))
+    ssl_certfile: FilePath | None = Field(None, validation_alias=_kafka("SSL_CERTFILE"))
+    ssl_keyfile: FilePath | None = Field(None, validation_alias=_kafka("SSL_KEYFILE"))
+    ssl_check_hostname: bool = Field(True, validation_alias=_kafka("SSL_CHECK_HOSTNAME"))
     topic_prefix: str = Field("choreo", pattern=r"^[A-Za-z0-9._-]{1,100}$")
     #: Which broker's tuning to use; ``auto`` asks the broker (``choreo.kafka.broker.broker_kind``).
     broker_kind: Literal["auto", "kafka", "embedded"] = "auto"
@@ -78,7 +116,7 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "security_protocol", "sasl_mechanism", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
@@ -87,14 +125,61 @@ class Settings(BaseSettings):
         """``markers_dir``, else ``choreo-steps`` in the system's temporary folder."""
         return self.markers_dir or Path(tempfile.gettempdir()) / "choreo-steps"
 
+    @model_validator(mode="after")
+    def _security_complete(self) -> Self:
+        """Refuse a security configuration no client could use, naming what is missing."""
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl and self.sasl_mechanism is None:
+            raise ValueError(
+                f"KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs KAFKA_SASL_MECHANISM"
+            )
+        if not sasl and self.sasl_mechanism is not None:
+            raise ValueError(
+                f"KAFKA_SASL_MECHANISM is set but KAFKA_SECURITY_PROTOCOL={self.security_protocol} "
+                "uses no SASL (SASL_SSL or SASL_PLAINTEXT)"
+            )
+        if self.sasl_mechanism == "OAUTHBEARER":
+            if self.sasl_oauth_token_provider is None:
+                raise ValueError(
+                    "KAFKA_SASL_MECHANISM=OAUTHBEARER needs KAFKA_SASL_OAUTH_TOKEN_PROVIDER"
+                )
+        elif self.sasl_mechanism is not None and (
+            self.sasl_username is None or self.password() is None
+        ):
+            raise ValueError(
+                f"KAFKA_SASL_MECHANISM={self.sasl_mechanism} needs KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE)"
+            )
+        if self.sasl_password is not None and self.sasl_password_file is not None:
+            raise ValueError("set KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE, not both")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError(
+                "a client certificate needs both KAFKA_SSL_CERTFILE and KAFKA_SSL_KEYFILE"
+            )
+        return self
+
+    def password(self) -> str | None:
+        """The SASL password, from ``KAFKA_SASL_PASSWORD`` or the first line of the file
+        ``KAFKA_SASL_PASSWORD_FILE`` names (as a mounted secret holds it)."""
+        if self.sasl_password is not None:
+            return self.sasl_password.get_secret_value()
+        if self.sasl_password_file is not None:
+            lines = Path(self.sasl_password_file).read_text().splitlines()
+            return lines[0] if lines else ""
+        return None
+
 
 def settings_error(exc: ValidationError) -> str:
     """One line per bad variable: its name, what it is set to, and what it must be."""
     lines = []
     for error in exc.errors():
-        name = str(error["loc"][0]) if error["loc"] else "settings"
+        if not error["loc"]:  # a check across variables: its message names them
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        name = str(error["loc"][0])
         variable = name if name.isupper() else f"CHOREO_{name.upper()}"
-        lines.append(f"{variable}={error.get('input')!s}: {error['msg']}")
+        shown = "***" if "PASSWORD" in variable.upper() else error.get("input")
+        lines.append(f"{variable}={shown!s}: {error['msg']}")
     return "bad environment: " + "; ".join(lines)
 
 

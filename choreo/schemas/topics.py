@@ -51,6 +51,15 @@ class Topics:
         """The topic an event type travels on: under the prefix, so meshes never cross."""
         return f"{self.prefix}.events.{event_type}"
 
+    @property
+    def keeper_group(self) -> str:
+        """The keepers' consumer group, also the prefix of their transactional ids."""
+        return f"{self.prefix}.keeper"
+
+    def agent_group(self, agent: str) -> str:
+        """The consumer group of ``agent``'s replicas, also their transactional ids' prefix."""
+        return f"{self.prefix}.agent.{agent}"
+
     def system(self) -> list[str]:
         return [
             self.tasks,

@@ -31,15 +31,16 @@ import functools
 import itertools
 import os
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 
 from aiokafka import TopicPartition
 
 from choreo.agent.service import AgentService
 from choreo.client import Client
+from choreo.kafka.security import security_of
 from choreo.kafka.service import ConsumerService, Service
 from choreo.kafka.topics import ensure_topics
 from choreo.keeper.service import KeeperService
@@ -89,7 +90,10 @@ class Mesh:
     agents itself); ``keeper=False`` leaves the keeper out. ``settings`` tunes every service
     (default: from ``CHOREO_*`` variables); its topic prefix is replaced by ``prefix``, else by
     a fresh one. ``ready_s`` bounds the wait for the consumer groups on entering
-    (``MeshNotReady`` past it).
+    (``MeshNotReady`` past it). ``service_settings`` changes settings for one service, keyed
+    ``keeper``, ``agent:<name>``, ``watchdog`` or ``client`` (the names of
+    choreo.kafka.acl.mesh_acls): each its own Kafka principal, say
+    (``{"keeper": {"sasl_username": "keeper", ...}}``).
 
     Entered, it holds: ``spec`` (the copy the services run, pointed at the servers this mesh
     started), ``source`` (the spec as given), ``path`` (its file, or None), ``bootstrap``,
@@ -114,6 +118,7 @@ class Mesh:
         settings: Settings | None = None,
         prefix: str | None = None,
         ready_s: float = 60.0,
+        service_settings: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         self.path = None if isinstance(spec, MeshSpec) else Path(spec)
         self.source = spec if isinstance(spec, MeshSpec) else load_mesh(Path(spec))
@@ -129,6 +134,7 @@ class Mesh:
         self.settings = base.model_copy(update={"topic_prefix": prefix or fresh_prefix()})
         self.topics = Topics(self.settings.topic_prefix)
         self._ready_s = ready_s
+        self._service_settings = service_settings or {}
         self.services: dict[str, Service] = {}
         self.client: Client
         self._models: dict[str, str] = {}
@@ -226,28 +232,39 @@ class Mesh:
         if self._bootstrap is None:
             self._bootstrap = (await asyncio.to_thread(shared_broker)).bootstrap
         self.spec = await self._serve(self.source)
-        await ensure_topics(self.bootstrap, self.topics, self.spec)
+        await ensure_topics(self.bootstrap, self.topics, self.spec, security_of(self.settings))
         self.client = await self._stack.enter_async_context(
-            Client(self.bootstrap, settings=self.settings)
+            Client(self.bootstrap, settings=self._settings_of("client"))
         )
         members: dict[str, list[ConsumerService]] = {}
         starting: list[Awaitable[None]] = []
         if self._keeper:
-            keeper = KeeperService(self.spec, self.bootstrap, self.settings)
+            keeper = KeeperService(self.spec, self.bootstrap, self._settings_of("keeper"))
             members[keeper.group] = [keeper]
             starting.append(self._start_service("keeper", keeper))
         for name in self._agents:
             for replica in range(1, self.spec.agent(name).replicas + 1):
-                agent = AgentService(self.spec, name, self.bootstrap, self.settings)
+                settings = self._settings_of(f"agent:{name}")
+                agent = AgentService(self.spec, name, self.bootstrap, settings)
                 members.setdefault(agent.group, []).append(agent)
                 starting.append(self._start_service(f"{name}-{replica}", agent))
         if self._watchdog:
-            watchdog = WatchdogService(self.spec, self.bootstrap, self.settings)
+            settings = self._settings_of("watchdog")
+            watchdog = WatchdogService(self.spec, self.bootstrap, settings)
             starting.append(self._start_service("watchdog", watchdog))
         # at once: starting a consumer joins its group (seconds on the embedded broker), and
         # the watchdog's start returns only once its group is joined
         await _together(starting)
         await self._ready(members)
+
+    def _settings_of(self, service: str) -> Settings:
+        """The settings ``service`` runs with: the mesh's, changed as ``service_settings``
+        says for it."""
+        changes = self._service_settings.get(service)
+        if not changes:
+            return self.settings
+        # validated, so a password given as text becomes a secret like the environment's
+        return Settings.model_validate({**self.settings.model_dump(), **changes})
 
     async def _start_service(self, name: str, service: Service) -> None:
         self.services[name] = await self._stack.enter_async_context(service)

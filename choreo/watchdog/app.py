@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TableT
 
 from choreo.kafka.limits import HEADROOM, RecordLimit
+from choreo.kafka.security import security_of
 from choreo.kafka.service import Service
 from choreo.kafka.topics import ensure_topics
 from choreo.observe import metrics, telemetry
@@ -112,7 +113,11 @@ class WatchdogService(Service):
     async def _acquire(self, stack: contextlib.AsyncExitStack) -> None:
         """Create the topics, build the app in a data folder of its own, start it."""
         log.info("watchdog starting", extra={"mesh": self.spec.name, "prefix": self.names.prefix})
-        await ensure_topics(self.bootstrap, self.names, self.spec)
+        # only its own: under least privilege it may not see (or create) the others
+        used = {self.names.hops, self.names.state, self.names.control, self.names.dlq}
+        await ensure_topics(
+            self.bootstrap, self.names, self.spec, security_of(self.settings), only=used
+        )
         datadir = stack.enter_context(tempfile.TemporaryDirectory(prefix="choreo-watchdog-"))
         self.app = self._build(datadir)
         stack.push_async_callback(self._stop_app)
@@ -151,6 +156,7 @@ class WatchdogService(Service):
             producer_acks=-1,
             web_enabled=False,
             loop=asyncio.get_running_loop(),
+            **security_of(settings).faust(),
         )
         raw: faust.Schema = faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
