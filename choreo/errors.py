@@ -16,6 +16,7 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     ├── BrokerError        [RuntimeError]  no broker could be found or started
     ├── BrokerOutage       [RuntimeError]  the broker did not answer for CHOREO_BROKER_OUTAGE_S
     ├── Fenced             [RuntimeError]  another process owns this input now
+    ├── TopicsRefused      [RuntimeError]  the broker refused to create the mesh's topics
     ├── ServiceStartError  [RuntimeError]  a server of the mesh did not start
     ├── ServiceFailed      [RuntimeError]  a service of a mesh under test (choreo.testing)
     │                                      ended on its own (.service, .error)
@@ -56,7 +57,7 @@ from choreo.client.errors import (
     TraceNotFound,
     VersionNotFound,
 )
-from choreo.kafka.errors import BrokerError, BrokerOutage, Fenced, RecordTooLarge
+from choreo.kafka.errors import BrokerError, BrokerOutage, Fenced, RecordTooLarge, TopicsRefused
 from choreo.local.announce import NoBrokerAddress
 from choreo.local.processes import ServiceStartError
 from choreo.models.errors import ModelConfigError, ModelError, ScriptError
@@ -97,6 +98,7 @@ __all__ = [
     "SpecError",
     "ToolError",
     "ToolSetupError",
+    "TopicsRefused",
     "TraceNotFound",
     "VersionNotFound",
 ]

@@ -24,3 +24,9 @@ class RecordTooLarge(ChoreoError, ValueError):
     def __init__(self, what: str, size: int, limit: int) -> None:
         super().__init__(f"{what} would be {size} bytes, over the record limit of {limit} bytes")
         self.what, self.size, self.limit = what, size, limit
+
+
+class TopicsRefused(ChoreoError, RuntimeError):
+    """The broker refused to create a mesh's topics (a replication factor or
+    ``min.insync.replicas`` the cluster cannot meet, no right to create topics, ...); the
+    message gives the broker's reason and the topics."""

@@ -28,7 +28,7 @@ from faust.types import TableT
 
 from choreo.kafka.limits import HEADROOM, RecordLimit
 from choreo.kafka.service import Service
-from choreo.kafka.topics import ensure_topics
+from choreo.kafka.topics import ensure_topics, replication_factor
 from choreo.observe import metrics, telemetry
 from choreo.observe.settings import Settings
 from choreo.schemas import (
@@ -105,6 +105,7 @@ class WatchdogService(Service):
         self._updating = asyncio.Lock()
         # Built on enter, in the running event loop (faust binds to it):
         self.app: faust.App
+        self.replicas: int
         self.table: TableT[bytes, bytes]
         self.control: faust.TopicT
         self.dlq: faust.TopicT
@@ -113,6 +114,8 @@ class WatchdogService(Service):
         """Create the topics, build the app in a data folder of its own, start it."""
         log.info("watchdog starting", extra={"mesh": self.spec.name, "prefix": self.names.prefix})
         await ensure_topics(self.bootstrap, self.names, self.spec)
+        # faust's own topics (the table's changelog) get what the mesh's topics got
+        self.replicas = await replication_factor(self.bootstrap, self.spec.topics)
         datadir = stack.enter_context(tempfile.TemporaryDirectory(prefix="choreo-watchdog-"))
         self.app = self._build(datadir)
         stack.push_async_callback(self._stop_app)
@@ -143,7 +146,7 @@ class WatchdogService(Service):
             store="memory://",
             datadir=datadir,
             topic_partitions=partitions,
-            topic_replication_factor=self.spec.topics.replication_factor,
+            topic_replication_factor=self.replicas,
             table_standby_replicas=0,
             broker_session_timeout=settings.session_timeout_ms / 1000,
             broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,
