@@ -285,11 +285,16 @@ class ApacheKafka:
         (self._folder / "log4j2.properties").write_text(_LOG4J)
         return path
 
-    def start(self, timeout: float = 180.0) -> ApacheKafka:
+    def start(
+        self, timeout: float = 180.0, *, cluster: str | None = None, wait: bool = True
+    ) -> ApacheKafka:
         """Format the storage, start the node, and return once it answers Kafka requests.
 
-        Raises :class:`BrokerError` when Java or the jars are missing (saying how to get
-        them) or the node does not answer within ``timeout`` seconds.
+        ``cluster`` is the KRaft cluster id to format with (a new one by default); with
+        ``wait=False`` it returns once the process runs (a cluster's nodes answer only once a
+        quorum of them runs: choreo.kafka.cluster). Raises :class:`BrokerError` when Java or
+        the jars are missing (saying how to get them) or the node does not answer within
+        ``timeout`` seconds.
         """
         _sweep_orphaned_storage()
         self._folder = Path(tempfile.mkdtemp(prefix=_STORAGE_PREFIX))
@@ -297,7 +302,7 @@ class ApacheKafka:
         try:
             java = self._java()
             config = self._write_config()
-            cluster = cluster_id()
+            cluster = cluster or cluster_id()
             formatted = subprocess.run(
                 [*java, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(config)],
                 capture_output=True,
@@ -309,21 +314,32 @@ class ApacheKafka:
                     "formatting Kafka storage failed: "
                     + formatted.stderr.decode(errors="replace")[-2000:]
                 )
-            out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-            self._process = subprocess.Popen(
-                [*java, "kafka.Kafka", str(config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-            _wait_for_kafka("127.0.0.1", self.port, timeout, self._process)
+            self._launch(java, config)
+            if wait:
+                self.wait(timeout)
         except BaseException:
             self.stop()
             raise
         log.info("Apache Kafka listening", extra={"bootstrap": self.bootstrap})
         return self
+
+    def _launch(self, java: list[str], config: Path) -> None:
+        """Run the node on its formatted storage."""
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._process = subprocess.Popen(
+            [*java, "kafka.Kafka", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+
+    def wait(self, timeout: float) -> None:
+        """Return once the running node answers Kafka requests; :class:`BrokerError` if it
+        exits first or does not answer within ``timeout`` seconds."""
+        assert self._process is not None
+        _wait_for_kafka("127.0.0.1", self.port, timeout, self._process)
 
     def stop(self) -> None:
         """SIGTERM (a controlled shutdown), SIGKILL after 30 s; then the storage goes."""
