@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
+import struct
 from pathlib import Path
 
 from choreo.kafka.broker import ApacheKafka, cluster_id, end_process
@@ -146,3 +148,49 @@ class KafkaCluster:
                 node._process.send_signal(signal.SIGTERM)
         for node in self.nodes:
             node.stop()
+
+
+def _uvarint(data: bytes, at: int) -> tuple[int, int]:
+    """An unsigned varint of the Kafka protocol's flexible versions: (value, next offset)."""
+    value = shift = 0
+    while True:
+        byte = data[at]
+        value |= (byte & 0x7F) << shift
+        at += 1
+        if not byte & 0x80:
+            return value, at
+        shift += 7
+
+
+def active_controller(host: str, port: int, timeout: float = 5.0) -> int:
+    """The node id of the active controller: the leader of the metadata log
+    (``__cluster_metadata``), asked with DescribeQuorum v0 (KIP-595), which any node
+    answers. The admin client has no call for it; the metadata answer's "controller" is any
+    live broker under KRaft (KIP-919). Raises ``OSError`` when nothing answers and
+    ``ValueError`` on an error code."""
+    client, topic = b"choreo", b"__cluster_metadata"
+    # request header v2 (client id, no tags), then topics[name, partitions[index]], no tags
+    request = (
+        struct.pack(">hhih", 55, 0, 1, len(client))
+        + client
+        + b"\x00\x02"
+        + bytes([len(topic) + 1])
+        + topic
+        + b"\x02"
+        + struct.pack(">i", 0)
+        + b"\x00\x00\x00"
+    )
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(struct.pack(">i", len(request)) + request)
+        with sock.makefile("rb") as answer:
+            (size,) = struct.unpack(">i", answer.read(4))
+            data = answer.read(size)
+    at = 5  # correlation id, the response header's (empty) tags
+    (error,) = struct.unpack_from(">h", data, at)
+    _, at = _uvarint(data, at + 2)  # topics
+    length, at = _uvarint(data, at)
+    _, at = _uvarint(data, at + length - 1)  # partitions
+    _, partition_error, leader = struct.unpack_from(">ihi", data, at)
+    if error or partition_error:
+        raise ValueError(f"DescribeQuorum answered error code {error or partition_error}")
+    return int(leader)
