@@ -30,9 +30,11 @@ DEMO_TASK = "Write a short piece on why event-driven agents need shared, version
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     """Run a broker in the foreground until Ctrl-C or SIGTERM; its address goes to stderr."""
-    from choreo.kafka.broker import ApacheKafka, EmbeddedBroker
+    from choreo.kafka.broker import ApacheKafka, EmbeddedBroker, fetch_jars
     from choreo.observe import terminal as output
 
+    if args.kafka:
+        fetch_jars(sys.stdout)  # once: Maven's downloads reported as they go
     signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop ends the broker too
     broker: EmbeddedBroker | ApacheKafka | KafkaCluster
     if args.brokers > 1 and not args.kafka:

