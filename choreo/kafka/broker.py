@@ -461,17 +461,34 @@ def _wait_for_kafka(host: str, port: int, timeout: float, process: subprocess.Po
 
 
 def _docker_kafka() -> BrokerHandle | None:
-    """A testcontainers Kafka, or ``None`` at once when no Docker engine answers."""
+    """A testcontainers Kafka, or ``None`` at once when testcontainers is not installed or no
+    Docker engine answers. Where an engine answers, the Docker path is taken or fails loudly:
+    a testcontainers that cannot be imported (its ``kafka`` module needs ``packaging``, which
+    it does not declare) or a container that does not start raises :class:`BrokerError`
+    rather than falling back to the embedded broker unnoticed."""
     try:
-        from testcontainers.community.kafka import KafkaContainer
+        import docker
     except ImportError:
         return None
     try:
-        container = KafkaContainer().with_kraft()
-        container.start()
+        docker.from_env().ping()
     except Exception as exc:  # docker.errors.DockerException and friends: no engine here
         log.info("no Docker engine, not using testcontainers", extra={"error": str(exc)})
         return None
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError as exc:
+        raise BrokerError(
+            f"a Docker engine answers but testcontainers' Kafka cannot be imported ({exc}); "
+            "install choreo-mesh[docker]"
+        ) from exc
+    try:
+        container = KafkaContainer().with_kraft()
+        container.start()
+    except Exception as exc:
+        raise BrokerError(
+            f"a Docker engine answers but its Kafka container did not start: {exc}"
+        ) from exc
     return BrokerHandle(container.get_bootstrap_server(), "testcontainers", container)
 
 
