@@ -214,11 +214,18 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=1500, help="per model call")
     parser.add_argument("--down", type=float, default=20.0, help="seconds a killed node stays down")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the soak")
+    parser.add_argument(
+        "--keep", default=None, metavar="FOLDER", help="work in FOLDER and keep its logs"
+    )
     args = parser.parse_args()
     faults = [f.strip() for f in args.faults.split(",") if f.strip()]
     if unknown := sorted(set(faults) - set(FAULTS)):
         parser.error(f"unknown faults: {', '.join(unknown)}")
-    with tempfile.TemporaryDirectory(prefix="choreo-failover-") as work:
+    with (
+        contextlib.nullcontext(args.keep)
+        if args.keep
+        else tempfile.TemporaryDirectory(prefix="choreo-failover-")
+    ) as work:
         cluster = KafkaCluster(3, log_path=str(Path(work) / "kafka.log")).start()
         try:
             report = failover_soak(
