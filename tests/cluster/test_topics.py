@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
 from choreo.kafka.broker import BrokerHandle
@@ -15,6 +20,7 @@ from choreo.kafka.topics import ensure_topics
 from choreo.local.examples import example_mesh
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, load_mesh
+from tests.commands import CHOREO
 
 pytestmark = pytest.mark.integration
 _prefixes = itertools.count(1)
@@ -58,3 +64,28 @@ def test_an_unset_replication_uses_the_clusters_default_and_creates_every_topic(
     assert set(created) == wanted
     assert asyncio.run(_existing(broker.bootstrap, prefix)) == wanted
     assert asyncio.run(ensure_topics(broker.bootstrap, topics, spec)) == []
+
+
+def test_choreo_topics_refuses_an_unmeetable_replication_on_one_line_and_exits_1(
+    broker: BrokerHandle, tmp_path: Path
+) -> None:
+    source = example_mesh("writer-editor")
+    shutil.copytree(source.parent, tmp_path / "mesh")
+    mesh = tmp_path / "mesh" / source.name
+    raw = yaml.safe_load(mesh.read_text())
+    raw["topics"] = {"replication_factor": 5}
+    mesh.write_text(yaml.safe_dump(raw))
+    prefix = f"cli{next(_prefixes)}"
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap, "CHOREO_TOPIC_PREFIX": prefix}
+    done = subprocess.run(
+        [*CHOREO, "topics", "--mesh", str(mesh)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert "topics.replication_factor 5 needs at least 5 brokers" in line
+    assert asyncio.run(_existing(broker.bootstrap, prefix)) == set()
