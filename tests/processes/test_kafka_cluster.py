@@ -33,7 +33,7 @@ def kafka_cluster(
         )
     if shutil.which("java") is None or not any((kafka_home() / "libs").glob("kafka_2.13-*.jar")):
         pytest.skip(
-            "a Kafka cluster from the jars needs Java 17 and the jars (deploy/kafka/pom.xml)"
+            "a Kafka cluster from the jars needs Java 17 and the jars (choreo/kafka/pom.xml)"
         )
     logs = tmp_path_factory.mktemp("cluster")
     cluster = KafkaCluster(3, log_path=str(logs / "kafka.log")).start()
