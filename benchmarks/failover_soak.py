@@ -36,8 +36,17 @@ from typing import Any
 import yaml
 from aiokafka.admin import AIOKafkaAdminClient
 
-from benchmarks.soak import SoakReport, duplicates, ended, prepare_mesh, restart_exited
+from benchmarks.soak import (
+    SoakReport,
+    duplicates,
+    ended,
+    identity_of,
+    output_topics,
+    prepare_mesh,
+    restart_exited,
+)
 from choreo.client import Client
+from choreo.kafka.clients import read_topic
 from choreo.kafka.cluster import ClusterNode, KafkaCluster, active_controller
 from choreo.local.launch import start_mesh
 from choreo.local.processes import ProcessGroup
@@ -113,6 +122,33 @@ class Feeder(threading.Thread):
                 await client.submit(f"task {len(self.traces)}", trace_id=trace_id, budget=budget)
                 self.traces.append(trace_id)
                 await asyncio.sleep(self.interval)
+
+
+def written_twice(bootstrap: str, settings: Settings, spec: MeshSpec) -> list[dict[str, Any]]:
+    """Each record written twice on an output topic, as a ``read_committed`` reader sees it:
+    where both copies are and what the record is (its type, source, trace), to tell a
+    repeated input from a repeated output."""
+    found = []
+    for topic, kind in output_topics(spec, Topics(settings.topic_prefix)).items():
+        seen: dict[object, int] = {}
+        for rec in asyncio.run(read_topic(bootstrap, settings, topic)):
+            raw = rec.value or b""
+            try:
+                body = json.loads(raw)
+                identity = identity_of(kind, body, raw)
+            except (ValueError, AttributeError):
+                body, identity = {}, raw
+            if identity in seen:
+                found.append(
+                    {
+                        "topic": topic,
+                        "partition": rec.partition,
+                        "offsets": [seen[identity], rec.offset],
+                        **{k: body.get(k) for k in ("type", "source", "trace_id", "event_id")},
+                    }
+                )
+            seen[identity] = rec.offset
+    return found
 
 
 def slow_mesh(folder: Path, latency_ms: int) -> Path:
@@ -195,6 +231,8 @@ def failover_soak(
         report.seconds = round(time.monotonic() - started, 1)
         results = [r for r in ended(cluster.bootstrap, settings) if r.trace_id in traces]
         report.duplicates = duplicates(cluster.bootstrap, settings, spec)
+        if report.duplicates:
+            report.details = written_twice(cluster.bootstrap, settings, spec)
     report.tasks = len(traces)
     per_trace = Counter(r.trace_id for r in results)
     report.statuses = Counter(r.status for r in {r.trace_id: r for r in results}.values())
@@ -239,7 +277,7 @@ def main() -> None:
             )
         finally:
             cluster.stop()
-    print(json.dumps(report.summary(), indent=2))
+    print(json.dumps({**report.summary(), "written_twice": report.details}, indent=2))
     raise SystemExit(0 if report.ok and not report.exits else 1)
 
 
