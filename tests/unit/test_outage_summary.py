@@ -24,6 +24,9 @@ def captured() -> Iterator[tuple[io.StringIO, OutageSummary]]:
     summary = OutageSummary(handler, quiet_s=2.0)
     handler.addFilter(summary)
     loggers = [logging.getLogger(n) for n in ("aiokafka.conn", "aiokafka.producer", "choreo.x")]
+    client = logging.getLogger("aiokafka")
+    level = client.level
+    client.setLevel(logging.WARNING)  # as a service sets it (the CLI silences it)
     for logger in loggers:
         logger.addHandler(handler)
         logger.propagate = False
@@ -31,6 +34,7 @@ def captured() -> Iterator[tuple[io.StringIO, OutageSummary]]:
     for logger in loggers:
         logger.removeHandler(handler)
         logger.propagate = True
+    client.setLevel(level)
 
 
 def lines(out: io.StringIO) -> list[dict[str, object]]:
