@@ -65,6 +65,8 @@ class SoakReport:
     duplicates: Counter[str] = field(default_factory=Counter)
     #: Services that exited on their own (fenced, say) and were started again.
     exits: Counter[str] = field(default_factory=Counter)
+    #: Where and what each record written twice is (benchmarks.failover_soak).
+    details: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -140,7 +142,7 @@ def restart_exited(group: ProcessGroup, report: SoakReport) -> None:
 
 #: How a record of each kind of output topic is told apart from another: two records with
 #: the same identity are the same record written twice.
-def _identity(kind: str, record: dict[str, object], raw: bytes) -> object:
+def identity_of(kind: str, record: dict[str, object], raw: bytes) -> object:
     if kind == "results":
         return record.get("trace_id")
     if kind == "hops":
@@ -155,7 +157,7 @@ def _identity(kind: str, record: dict[str, object], raw: bytes) -> object:
 
 
 def output_topics(spec: MeshSpec, topics: Topics) -> dict[str, str]:
-    """Every topic the keeper and agents write, with its kind (for ``_identity``)."""
+    """Every topic the keeper and agents write, with its kind (for ``identity_of``)."""
     kinds = {
         topics.results: "results",
         topics.hops: "hops",
@@ -179,7 +181,7 @@ def duplicates(bootstrap: str, settings: Settings, spec: MeshSpec) -> Counter[st
         for rec in asyncio.run(read_topic(bootstrap, settings, topic)):
             raw = rec.value or b""
             try:
-                identity = _identity(kind, json.loads(raw), raw)
+                identity = identity_of(kind, json.loads(raw), raw)
             except (ValueError, AttributeError):
                 identity = raw
             if identity in seen:

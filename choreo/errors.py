@@ -18,6 +18,7 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     ├── BrokerRefused      [PermissionError] the broker refused this client: credentials,
     │                                      certificate or a missing ACL, named
     ├── Fenced             [RuntimeError]  another process owns this input now
+    ├── TopicsRefused      [RuntimeError]  the broker refused to create the mesh's topics
     ├── ServiceStartError  [RuntimeError]  a server of the mesh did not start
     ├── MeshAlreadyUp      [RuntimeError]  a ``choreo up`` already runs from this folder
     ├── ServiceFailed      [RuntimeError]  a service of a mesh under test (choreo.testing)
@@ -62,7 +63,14 @@ from choreo.client.errors import (
     TraceNotFound,
     VersionNotFound,
 )
-from choreo.kafka.errors import BrokerError, BrokerOutage, BrokerRefused, Fenced, RecordTooLarge
+from choreo.kafka.errors import (
+    BrokerError,
+    BrokerOutage,
+    BrokerRefused,
+    Fenced,
+    RecordTooLarge,
+    TopicsRefused,
+)
 from choreo.local.announce import MeshAlreadyUp, NoBrokerAddress
 from choreo.local.processes import ServiceStartError
 from choreo.models.errors import ModelConfigError, ModelError, ScriptError
@@ -112,6 +120,7 @@ __all__ = [
     "SpecError",
     "ToolError",
     "ToolSetupError",
+    "TopicsRefused",
     "TraceNotFound",
     "UndeclaredRead",
     "VersionNotFound",

@@ -20,6 +20,7 @@ from choreo.tools.sandbox.limits import SandboxLimits
 
 if TYPE_CHECKING:
     from choreo.client import Client
+    from choreo.kafka.cluster import KafkaCluster
     from choreo.local.processes import ProcessGroup
     from choreo.observe.terminal import Sheet
 
@@ -29,12 +30,24 @@ DEMO_TASK = "Write a short piece on why event-driven agents need shared, version
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     """Run a broker in the foreground until Ctrl-C or SIGTERM; its address goes to stderr."""
-    from choreo.kafka.broker import ApacheKafka, EmbeddedBroker
+    from choreo.kafka.broker import ApacheKafka, EmbeddedBroker, fetch_jars
     from choreo.observe import terminal as output
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop ends the broker too
-    broker: EmbeddedBroker | ApacheKafka
     if args.kafka:
+        fetch_jars(sys.stdout)  # once: Maven's downloads reported as they go
+    signal.signal(signal.SIGTERM, _interrupt)  # a supervisor's stop ends the broker too
+    broker: EmbeddedBroker | ApacheKafka | KafkaCluster
+    if args.brokers > 1 and not args.kafka:
+        raise UsageError("--brokers needs --kafka: the embedded broker runs one node")
+    if args.brokers > 1:
+        if args.port is not None:
+            raise UsageError("--port picks one node's port; a cluster's nodes take free ones")
+        from choreo.kafka.cluster import KafkaCluster
+
+        name = f"Apache Kafka cluster of {args.brokers} nodes"
+        broker = KafkaCluster(args.brokers, log_path=args.log)
+        keeps = " (replication 3, min in-sync 2; data in fresh storage folders of this run)"
+    elif args.kafka:
         name, broker = "Apache Kafka", ApacheKafka(port=args.port, log_path=args.log)
         keeps = " (data in a fresh storage folder of this run)"
     else:
@@ -250,13 +263,21 @@ def register(add: AddCommand) -> None:
     p.add_argument(
         "--kafka",
         action="store_true",
-        help="Apache Kafka (KRaft, one node) from its jars; needs Java 17",
+        help="Apache Kafka (KRaft) from its jars; needs Java 17",
+    )
+    p.add_argument(
+        "--brokers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="with --kafka: a cluster of N nodes, each broker and controller (default: 1)",
     )
     p.add_argument(
         "--log",
         default=None,
         metavar="FILE",
-        help="append the broker's own log to this file (default: none)",
+        help="append the broker's own log to this file (default: none; a cluster's node N "
+        "to FILE.nodeN)",
     )
 
     p = add("topics", cmd_topics, "create every topic a mesh needs")

@@ -143,7 +143,11 @@ class Client:
             # asked off the loop: the first answer blocks, and the consumers' tuning needs it
             kind = await asyncio.to_thread(kind_of, self.bootstrap, self.settings)
             self.settings = self.settings.model_copy(update={"broker_kind": kind})
-            producer = make_producer(self.bootstrap, self._client_id, security=self.security)
+            # idempotent where the broker can be: a task submitted while a partition leader
+            # is lost must not be written twice by the producer's own retry
+            producer = make_producer(
+                self.bootstrap, self._client_id, security=self.security, idempotent=kind == "kafka"
+            )
             self._stack.push_async_callback(producer.stop)  # safe after a failed start
             await start(producer, self.bootstrap, self.security)
             consumer = self._consumer()

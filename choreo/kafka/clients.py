@@ -51,6 +51,7 @@ def make_producer(
     transactional_id: str | None = None,
     transaction_timeout_ms: int = 60_000,
     security: KafkaSecurity | None = None,
+    idempotent: bool = False,
 ) -> AIOKafkaProducer:
     """A producer that waits for every replica: a record is only 'sent' once it is durable.
 
@@ -58,7 +59,10 @@ def make_producer(
     idempotent); with one, an idempotent producer for transactions under that id
     (choreo.kafka.transactions), whose open transaction the broker aborts after
     ``transaction_timeout_ms`` if nobody ends it. ``security`` (else this process's,
-    choreo.kafka.security.current) says how it authenticates.
+    choreo.kafka.security.current) says how it authenticates. ``idempotent`` (Apache Kafka
+    only: the embedded broker has no producer ids) makes the broker drop a retried send it
+    already has, as after a partition leader's loss, when the first attempt landed but its
+    answer did not.
     """
     # A transaction started while the broker still writes the last one's markers is refused
     # as "concurrent" and retried after the backoff: 100 ms by default, most of a step.
@@ -70,7 +74,7 @@ def make_producer(
             "retry_backoff_ms": TRANSACTION_RETRY_MS,
         }
         if transactional_id
-        else {"enable_idempotence": False}
+        else {"enable_idempotence": idempotent}
     )
     # No linger: every send is a step's output that someone waits for; records queued
     # together (a batch's outputs) still go in one request.

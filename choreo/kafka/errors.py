@@ -30,3 +30,9 @@ class BrokerRefused(ChoreoError, PermissionError):
     """The broker answered but refused this client: wrong credentials, a certificate it does
     not trust (or that this client does not), or an ACL its principal lacks; the message says
     which, and what to check."""
+
+
+class TopicsRefused(ChoreoError, RuntimeError):
+    """The broker refused to create a mesh's topics (a replication factor or
+    ``min.insync.replicas`` the cluster cannot meet, no right to create topics, ...); the
+    message gives the broker's reason and the topics."""

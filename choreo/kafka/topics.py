@@ -1,18 +1,97 @@
-"""Topic creation: every system and agent topic of a mesh, with the same partition count."""
+"""Topic creation: every system and agent topic of a mesh, with the same partition count.
+
+Nothing is created unless all of it can be: the missing topics are first sent with
+``validate_only`` (CreateTopics, KIP-108), so a replication factor or ``min.insync.replicas``
+the cluster cannot meet is refused with the broker's own reason before any topic exists or any
+service starts; then they are created, and each topic's result is checked.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Collection
+from typing import Any
 
-from aiokafka.admin import NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError, for_code
 
+from choreo.kafka.errors import TopicsRefused
 from choreo.kafka.security import KafkaSecurity, make_admin
 from choreo.schemas.topics import Topics
-from choreo.spec.mesh import MeshSpec
+from choreo.spec.mesh import MeshSpec, TopicsSpec
 
 log = logging.getLogger(__name__)
+
+#: CreateTopics error codes that mean "nothing to do": TOPIC_ALREADY_EXISTS (another process
+#: created it between our listing and our request).
+_ALREADY_EXISTS = 36
+#: "The cluster's default" for a topic's replication factor (CreateTopics v4+, KIP-464).
+_CLUSTER_DEFAULT = -1
+
+
+def new_topics(names: list[str], topics: Topics, spec: TopicsSpec) -> list[NewTopic]:
+    """The requests for ``names``: the spec's partition count; its replication factor and
+    ``min.insync.replicas`` only where it sets them."""
+
+    def configs(name: str) -> dict[str, str]:
+        extra = {}
+        if spec.min_insync_replicas is not None:
+            extra["min.insync.replicas"] = str(spec.min_insync_replicas)
+        return {**topics.configs(name), **extra}
+
+    return [
+        NewTopic(
+            name=name,
+            num_partitions=spec.partitions,
+            replication_factor=spec.replication_factor or _CLUSTER_DEFAULT,
+            # aiokafka wants (empty) assignments beside a -1: the broker then places replicas
+            replica_assignments=None if spec.replication_factor else {},
+            topic_configs=configs(name),
+        )
+        for name in names
+    ]
+
+
+def refusals(response: Any) -> dict[str, str]:
+    """Topic name → the broker's reason, for every topic a CreateTopics answer refused
+    (an existing topic is no refusal). The reason is the broker's message when it gives one
+    (v1+), else the error's name."""
+    refused = {}
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        if code in (0, _ALREADY_EXISTS):
+            continue
+        message = entry[2] if len(entry) > 2 and entry[2] else ""
+        refused[name] = f"{for_code(code).__name__}: {message}".rstrip(": ")
+    return refused
+
+
+def _refused(refused: dict[str, str], created: bool) -> TopicsRefused:
+    """One line: how many topics, and the reason (the same for all, as it mostly is)."""
+    reasons = sorted(set(refused.values()))
+    what = "created" if created else "refused before any was created"
+    names = ", ".join(sorted(refused))
+    return TopicsRefused(
+        f"the broker refused {len(refused)} topic(s) ({what}): {'; '.join(reasons)} [{names}]"
+    )
+
+
+async def _brokers(admin: AIOKafkaAdminClient) -> int:
+    return len((await admin.describe_cluster())["brokers"])
+
+
+def _unmet(spec: TopicsSpec, brokers: int) -> str | None:
+    """What of ``spec`` a cluster of ``brokers`` cannot meet, or ``None``. Checked here as
+    well as by the broker: Kafka accepts a ``min.insync.replicas`` above the replica count
+    (then refuses every acks=all write), and the embedded broker any replication factor."""
+    for name, value in (
+        ("replication_factor", spec.replication_factor),
+        ("min_insync_replicas", spec.min_insync_replicas),
+    ):
+        if value is not None and value > brokers:
+            return f"topics.{name} {value} needs at least {value} brokers"
+    return None
 
 
 async def ensure_topics(
@@ -26,7 +105,9 @@ async def ensure_topics(
 
     Every topic gets the same partition count, so a trace id (the key everywhere) lands on the
     same partition number of every topic and one keeper owns a trace end to end. ``only``:
-    just those of them (a service under least privilege sees no other topic).
+    just those of them (a service under least privilege sees no other topic). Raises
+    :class:`TopicsRefused` with the broker's reason when it refuses any topic; when the
+    refusal comes from the validation pass, no topic was created.
     """
     names = topics.system() + [topics.event(t) for t in spec.agent_topics]
     if only is not None:
@@ -34,22 +115,47 @@ async def ensure_topics(
     admin = make_admin(bootstrap, security)
     await admin.start()
     try:
+        wanted = spec.topics
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(
-                name=name,
-                num_partitions=spec.topics.partitions,
-                replication_factor=spec.topics.replication_factor,
-                topic_configs=topics.configs(name),
-            )
-            for name in names
-            if name not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                log.info("topics created concurrently by another process")
+        missing = new_topics([n for n in names if n not in existing], topics, wanted)
+        if not missing:
+            return []
+        brokers = await _brokers(admin)
+        if unmet := _unmet(wanted, brokers):
+            raise TopicsRefused(f"{unmet}; the cluster at {bootstrap} has {brokers}")
+        checked = refusals(await admin.create_topics(missing, validate_only=True))
+        if checked:
+            raise _refused(checked, created=False)
+        failed = refusals(await admin.create_topics(missing))
+        if failed:
+            raise _refused(failed, created=True)
         return [t.name for t in missing]
     finally:
         await admin.close()
+
+
+async def replication_factor(
+    bootstrap: str, spec: TopicsSpec, security: KafkaSecurity | None = None
+) -> int:
+    """The replication factor topics get: the spec's, else the cluster's
+    ``default.replication.factor`` (read from a broker's config), for clients such as faust
+    that must name one. A broker that does not answer DescribeConfigs (the embedded one, a
+    single node) gets 1."""
+    if spec.replication_factor is not None:
+        return spec.replication_factor
+    admin = make_admin(bootstrap, security)
+    await admin.start()
+    try:
+        node = (await admin.describe_cluster())["brokers"][0]["node_id"]
+        resource = ConfigResource(
+            ConfigResourceType.BROKER, str(node), {"default.replication.factor": None}
+        )
+        [answer] = await admin.describe_configs([resource])
+        for entry in answer.resources[0][4]:
+            if entry[0] == "default.replication.factor":
+                return int(entry[1])
+    except KafkaError as exc:
+        log.info("no broker config to read, one replica", extra={"error": str(exc)})
+    finally:
+        await admin.close()
+    return 1

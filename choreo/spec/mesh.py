@@ -407,8 +407,27 @@ class BudgetSpec(_Strict):
 
 
 class TopicsSpec(_Strict):
+    """The mesh's topics. ``replication_factor`` and ``min_insync_replicas`` are sent to the
+    broker only when set; unset, the cluster's own defaults (``default.replication.factor``,
+    ``min.insync.replicas``) apply, so a three-broker cluster set up for redundancy gets it
+    without editing the spec (choreo.kafka.topics)."""
+
     partitions: int = Field(4, ge=1, le=1024)
-    replication_factor: int = Field(1, ge=1)
+    replication_factor: int | None = Field(None, ge=1)
+    min_insync_replicas: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _isr_within_replicas(self) -> TopicsSpec:
+        if (
+            self.replication_factor is not None
+            and self.min_insync_replicas is not None
+            and self.min_insync_replicas > self.replication_factor
+        ):
+            raise ValueError(
+                f"min_insync_replicas {self.min_insync_replicas} is more than "
+                f"replication_factor {self.replication_factor}: no write could ever succeed"
+            )
+        return self
 
 
 class MeshSpec(_Strict):

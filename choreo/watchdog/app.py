@@ -29,7 +29,7 @@ from faust.types import TableT
 from choreo.kafka.limits import HEADROOM, RecordLimit
 from choreo.kafka.security import security_of
 from choreo.kafka.service import Service
-from choreo.kafka.topics import ensure_topics
+from choreo.kafka.topics import ensure_topics, replication_factor
 from choreo.observe import metrics, telemetry
 from choreo.observe.settings import Settings
 from choreo.schemas import (
@@ -106,6 +106,7 @@ class WatchdogService(Service):
         self._updating = asyncio.Lock()
         # Built on enter, in the running event loop (faust binds to it):
         self.app: faust.App
+        self.replicas: int
         self.table: TableT[bytes, bytes]
         self.control: faust.TopicT
         self.dlq: faust.TopicT
@@ -117,6 +118,10 @@ class WatchdogService(Service):
         used = {self.names.hops, self.names.state, self.names.control, self.names.dlq}
         await ensure_topics(
             self.bootstrap, self.names, self.spec, security_of(self.settings), only=used
+        )
+        # faust's own topics (the table's changelog) get what the mesh's topics got
+        self.replicas = await replication_factor(
+            self.bootstrap, self.spec.topics, security_of(self.settings)
         )
         datadir = stack.enter_context(tempfile.TemporaryDirectory(prefix="choreo-watchdog-"))
         self.app = self._build(datadir)
@@ -148,7 +153,7 @@ class WatchdogService(Service):
             store="memory://",
             datadir=datadir,
             topic_partitions=partitions,
-            topic_replication_factor=self.spec.topics.replication_factor,
+            topic_replication_factor=self.replicas,
             table_standby_replicas=0,
             broker_session_timeout=settings.session_timeout_ms / 1000,
             broker_heartbeat_interval=settings.heartbeat_interval_ms / 1000,

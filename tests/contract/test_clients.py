@@ -125,7 +125,7 @@ def java(bootstrap: str, tasks: str, results: str, trace_id: str, task: str) -> 
     libs = kafka_home() / "libs"
     if shutil.which("java") is None or not any(libs.glob("kafka-clients-*.jar")):
         pytest.skip(
-            "the Java client needs java and the jars deploy/kafka/pom.xml fetches (docs/TESTING.md)"
+            "the Java client needs java and the jars choreo/kafka/pom.xml fetches (docs/TESTING.md)"
         )
     return run(
         [

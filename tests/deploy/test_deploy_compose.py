@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
+from choreo.kafka.broker import KAFKA_VERSION
 from choreo.spec.mesh import load_mesh
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,6 +155,18 @@ def test_sandbox_has_no_network_and_shares_its_socket_with_the_agents() -> None:
     for name, svc in agent_services().items():
         assert socket_mount in svc["volumes"], name
     assert "sandbox-socket" in compose()["volumes"]
+
+
+def test_the_sandbox_may_mount_the_proc_bubblewrap_gives_the_code_it_runs() -> None:
+    """Under a real engine bubblewrap failed with "Can't mount proc on /newroot/proc" until
+    the engine's masked /proc paths were lifted for this one service."""
+    options = choreo_services()["sandbox"]["security_opt"]
+    assert {"seccomp:unconfined", "apparmor:unconfined", "systempaths=unconfined"} <= set(options)
+    assert choreo_services()["sandbox"]["cap_drop"] == ["ALL"]
+
+
+def test_compose_runs_the_kafka_release_the_suite_is_tested_on() -> None:
+    assert compose()["services"]["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"
 
 
 def test_grafana_provisioning_matches_the_mounts_and_the_dashboard() -> None:

@@ -156,6 +156,9 @@ def test_agents_run_their_agent_with_a_sandbox_beside_them() -> None:
         for role in ("agent", "sandbox"):
             mounts = {m["name"]: m["mountPath"] for m in by_name[role]["volumeMounts"]}
             assert mounts["sandbox-socket"] == "/run/choreo-sandbox", (name, role)
+        # bubblewrap mounts a fresh /proc: unmasked, in the pod's own user namespace
+        assert by_name["sandbox"]["securityContext"]["procMount"] == "Unmasked", name
+        assert deployment["spec"]["template"]["spec"]["hostUsers"] is False, name
 
 
 def test_every_container_is_configured_and_bounded() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from choreo.kafka.broker import BrokerHandle
+from choreo.kafka.broker import BrokerHandle, broker_kind
 from tests.conftest import EXAMPLES, REPO, processes_mentioning, wait_until
 
 pytestmark = pytest.mark.integration
@@ -179,3 +179,34 @@ def test_demo_runs_from_the_installed_wheel(
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert "status  completed" in out.stdout
+
+
+@pytest.mark.timeout(600)
+def test_broker_kafka_from_the_wheel_fetches_its_jars_and_answers(
+    installed: Installed, tmp_path: Path
+) -> None:
+    """A user with Java and Maven and nothing else: the first `choreo broker --kafka` fetches
+    the pinned jars (each download reported), then the broker answers as Apache Kafka."""
+    if shutil.which("java") is None or shutil.which("mvn") is None:
+        pytest.skip("Apache Kafka from its jars needs Java 17 and Maven on PATH")
+    with zipfile.ZipFile(installed.wheel) as wheel:
+        assert "<kafka.version>" in wheel.read("choreo/kafka/pom.xml").decode()
+    env = {**os.environ, "CHOREO_KAFKA_HOME": str(tmp_path / "kafka-home")}
+    started = subprocess.Popen(
+        [*installed.choreo(), "broker", "--kafka"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert started.stderr is not None
+        address = started.stderr.readline().strip()  # the address, once it answers
+        assert address.startswith("127.0.0.1:"), address + started.stderr.read()
+        assert broker_kind(address) == "kafka"
+        assert any((tmp_path / "kafka-home").glob("kafka-*/libs/kafka_2.13-*.jar"))
+    finally:
+        started.send_signal(signal.SIGINT)
+        output, _ = started.communicate(timeout=60)
+    assert "fetching Apache Kafka" in output
+    assert "kafka_2.13" in output  # its download, reported

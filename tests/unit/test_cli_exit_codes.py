@@ -134,6 +134,8 @@ def test_a_broker_that_cannot_start_exits_1_saying_what_is_missing(
     cli: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CHOREO_KAFKA_HOME", str(cli / "no-kafka"))
+    monkeypatch.setenv("PATH", str(cli / "no-tools"))  # no Maven to fetch the jars with
     code, err = run(["broker", "--kafka"], capsys)
     assert code == 1
     assert err.startswith("error: Apache Kafka's jars are not in")
+    assert "fetching them needs Maven (Debian: apt-get install maven)" in err
