@@ -25,6 +25,7 @@ from choreo.spec import check as speccheck
 from choreo.spec import yamlfile
 from choreo.spec.check import AUTO_TIER
 from choreo.spec.errors import SpecError
+from choreo.spec.localmodel import LocalServer, missing_extra
 from choreo.spec.supervisor import PlanSpec
 from choreo.spec.watchdog import WatchdogSpec
 
@@ -85,8 +86,20 @@ class _Strict(BaseModel):
 TokenLimitField = Literal["max_tokens", "max_completion_tokens"]
 
 
+#: How a tier takes a JSON schema for its answer: OpenAI's ``response_format`` of type
+#: ``json_schema`` (OpenAI, vLLM, Ollama, Gemini), or llama-cpp-python's ``json_object`` with
+#: a ``schema`` (its server turns the schema into a grammar the model cannot leave).
+StructuredOutput = Literal["json_schema", "json_object"]
+
+
 class ModelTier(_Strict):
-    """An OpenAI-compatible endpoint. ``script`` makes ``choreo up`` serve a scripted model.
+    """An OpenAI-compatible endpoint. ``script`` makes ``choreo up`` serve a scripted model,
+    ``server`` a real one on this machine (choreo.spec.localmodel).
+
+    ``structured_output`` says the endpoint can answer to a JSON schema: an agent that must
+    choose between routes then asks for its choice that way (choreo.agent.routing). A tier
+    with a ``server`` does so by default, and its concurrency defaults to (and may not pass)
+    the server's slots.
 
     ``temperature: null`` never sends a temperature (models that refuse one), not even a
     persona shift's; ``max_tokens_field`` names the request field of the output-token limit.
@@ -113,11 +126,26 @@ class ModelTier(_Strict):
     # While the circuit is open: ``pause`` holds calls (and the agent its partitions) until a
     # probe succeeds or the trace's deadline passes; ``fail`` fails them at once.
     on_outage: Literal["pause", "fail"] = "pause"
+    server: LocalServer | None = None
+    structured_output: StructuredOutput | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _served_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("server") is not None:
+            slots = LocalServer.model_validate(data["server"]).slots
+            data = {"concurrency": slots, "structured_output": "json_object", **data}
+        return data
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> ModelTier:
-        if self.base_url is None and self.script is None:
-            raise ValueError("a model tier needs base_url or script")
+        if self.base_url is None and self.script is None and self.server is None:
+            raise ValueError("a model tier needs base_url, script or server")
+        if self.server is not None and self.concurrency > self.server.slots:
+            raise ValueError(
+                f"concurrency {self.concurrency} is more than the server's "
+                f"{self.server.slots} slot(s): the rest would time out waiting on it"
+            )
         return self
 
 
@@ -466,14 +494,38 @@ def parse_mesh(
         else tier
         for name, tier in spec.models.items()
     }
+    models = {name: _served_from(tier, base_dir) for name, tier in models.items()}
     missing = [
         (("models", name, "script"), f"no such model script: {tier.script}")
         for name, tier in models.items()
         if tier.script is not None and not tier.script.is_file()
+    ] + [
+        (("models", name, "server"), problem)
+        for name, tier in models.items()
+        if tier.server is not None
+        for problem in _server_problems(tier.server)
     ]
     if missing:
         raise SpecError(yamlfile.describe_problems(source, "mesh spec", missing, document))
     return spec.model_copy(update={"models": models, "python_path": python_path})
+
+
+def _served_from(tier: ModelTier, base_dir: Path) -> ModelTier:
+    """``tier`` with its server's GGUF path resolved against the spec's folder."""
+    if tier.server is None or tier.server.gguf is None or tier.server.gguf.is_absolute():
+        return tier
+    server = tier.server.model_copy(update={"gguf": (base_dir / tier.server.gguf).resolve()})
+    return tier.model_copy(update={"server": server})
+
+
+def _server_problems(server: LocalServer) -> list[str]:
+    """What keeps ``server`` from starting here: the extra not installed, no GGUF file."""
+    extra = missing_extra(server)
+    if extra is not None:
+        return [extra]
+    if server.gguf is not None and not server.gguf.is_file():
+        return [f"no such GGUF file: {server.gguf}"]
+    return []
 
 
 def load_mesh(path: str | Path) -> MeshSpec:

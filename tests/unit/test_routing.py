@@ -1,0 +1,148 @@
+"""A route asked for as structured output (choreo.agent.routing), and the tier that asks."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from choreo.agent import routing
+from choreo.agent.step import outcome
+from choreo.schemas import Usage
+from choreo.schemas.records import FINISH, STEP_FAILED
+from choreo.spec.errors import SpecError
+from choreo.spec.localmodel import INSTALL_HINT
+from choreo.spec.mesh import AgentSpec, ModelTier, load_mesh
+from tests.unit.support import event
+
+EDITOR = AgentSpec.model_validate(
+    {
+        "name": "editor",
+        "subscribe": ["draft.ready"],
+        "persona": "You review drafts.",
+        "model": "small",
+        "routes": [
+            {"when": "^APPROVED", "finish": True, "output": "draft"},
+            {"when": "^REVISE", "emit": "revision.requested"},
+            {"fail": True},
+        ],
+    }
+)
+
+
+def test_each_route_is_named_by_its_label_its_pattern_word_or_its_action() -> None:
+    assert routing.route_names(EDITOR) == ["APPROVED", "REVISE", "fail"]
+    repeated = EDITOR.model_copy(update={"routes": [EDITOR.routes[2], EDITOR.routes[2]]})
+    assert routing.route_names(repeated) == ["fail", "fail-2"]
+
+
+def test_the_schema_offers_exactly_the_routes_in_the_shape_the_tier_takes() -> None:
+    llama = routing.response_format(EDITOR, "json_object")
+    openai = routing.response_format(EDITOR, "json_schema")
+    assert llama is not None and openai is not None
+    assert llama["type"] == "json_object"
+    assert openai["json_schema"]["strict"] is True
+    assert llama["schema"] == openai["json_schema"]["schema"]
+    assert llama["schema"]["properties"]["route"]["enum"] == ["APPROVED", "REVISE", "fail"]
+    assert list(llama["schema"]["properties"]) == ["route", "text"]  # the route first
+
+
+def test_nothing_is_asked_without_a_choice_or_a_tier_that_takes_a_schema() -> None:
+    single = EDITOR.model_copy(update={"routes": EDITOR.routes[:1]})
+    assert routing.response_format(single, "json_object") is None
+    assert routing.response_format(EDITOR, None) is None
+
+
+def test_a_whole_answer_names_its_route_and_its_text() -> None:
+    answer = json.dumps({"route": "REVISE", "text": "Cut the last line."})
+    route, text = routing.read_choice(EDITOR, answer) or (None, "")
+    assert route is EDITOR.routes[1]
+    assert text == "Cut the last line."
+
+
+def test_an_answer_cut_by_its_token_limit_still_names_its_route() -> None:
+    route, text = routing.read_choice(EDITOR, '{"route": "APPROVED", "text": "Ready \\"as') or (
+        None,
+        "",
+    )
+    assert route is EDITOR.routes[0]
+    assert text == 'Ready "as'
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["APPROVED, but only just.", '{"route": "MAYBE", "text": "x"}', "", '{"text": "no route"}'],
+)
+def test_an_answer_that_names_no_known_route_is_no_choice(answer: str) -> None:
+    assert routing.read_choice(EDITOR, answer) is None
+
+
+@given(st.text())
+def test_any_answer_is_either_a_known_route_or_no_choice(answer: str) -> None:
+    choice = routing.read_choice(EDITOR, answer)
+    assert choice is None or any(choice[0] is route for route in EDITOR.routes)
+
+
+def test_a_chosen_route_wins_over_the_patterns_and_says_so() -> None:
+    out = outcome(EDITOR, event(), "Fine as it is.", Usage(), [], chosen=EDITOR.routes[0])
+    assert out.type == FINISH
+    assert out.payload["routed_by"] == "structured output"
+    unrouted = outcome(
+        EDITOR.model_copy(update={"routes": EDITOR.routes[:2]}), event(), "ok", Usage(), []
+    )
+    assert unrouted.type == STEP_FAILED
+
+
+# -- the tier ------------------------------------------------------------------------------
+
+
+def _tier(**fields: Any) -> ModelTier:
+    return ModelTier.model_validate({"model": "smollm2", "server": {}, **fields})
+
+
+def test_a_served_tier_asks_for_routes_and_sends_one_call_per_server_slot() -> None:
+    tier = _tier()
+    assert tier.concurrency == 1
+    assert tier.structured_output == "json_object"
+    assert _tier(structured_output=None).structured_output is None
+
+
+def test_a_served_tier_cannot_send_more_calls_than_the_server_takes() -> None:
+    with pytest.raises(ValueError, match="more than the server's 1 slot"):
+        _tier(concurrency=4)
+
+
+def test_without_the_local_model_extra_the_spec_says_in_one_line_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if not installed
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(
+        "name: m\nentry: [x]\nmodels:\n  local: {model: smollm2, server: {}}\nagents:\n"
+        "  - {name: a, subscribe: [x], persona: p, model: local,"
+        " routes: [{finish: true, output: input}]}\n"
+    )
+    with pytest.raises(SpecError) as error:
+        load_mesh(mesh)
+    problem = [line for line in str(error.value).splitlines() if INSTALL_HINT in line]
+    assert len(problem) == 1
+    assert "models.local.server" in str(error.value) or "server" in problem[0]
+
+
+def test_a_gguf_file_resolves_against_the_mesh_folder_and_must_exist(tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="the local-model extra is not installed")
+    mesh = tmp_path / "mesh.yaml"
+    mesh.write_text(
+        "name: m\nentry: [x]\nmodels:\n  local: {model: m, server: {gguf: m.gguf}}\nagents:\n"
+        "  - {name: a, subscribe: [x], persona: p, model: local,"
+        " routes: [{finish: true, output: input}]}\n"
+    )
+    with pytest.raises(SpecError, match="no such GGUF file"):
+        load_mesh(mesh)
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    assert load_mesh(mesh).models["local"].server.gguf == (tmp_path / "m.gguf")  # type: ignore[union-attr]
