@@ -27,6 +27,7 @@ from choreo.schemas import HopRecord, TerminalResult
 from choreo.spec.mesh import MeshSpec, load_mesh
 from choreo.testing import Mesh
 
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+(?:[+-]\d\d:\d\d|Z)?")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 #: The writer/editor's briefs and the support desk's tickets, cycled for more tasks.
@@ -64,9 +65,9 @@ class Ended:
         last = self.results[-1]
         if last.status == "completed" or not last.reason:
             return last.status
-        reason = re.sub(r"\d+(\.\d+)?", "N", last.reason)
-        reason = re.split(r": |\n", reason, maxsplit=2)
-        return f"{last.status}: {': '.join(reason[:2])[:90]}"
+        reason = _TIME.sub("<time>", last.reason)
+        parts = re.split(r": |\n", re.sub(r"\d+(\.\d+)?", "N", reason), maxsplit=2)
+        return f"{last.status}: {': '.join(parts[:2])[:90]}"
 
 
 def local_example(name: str, *, patterns_only: bool = False) -> MeshSpec:
