@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from choreo.agent import routing
 from choreo.agent.step import outcome
+from choreo.router import classify
 from choreo.schemas import Usage
 from choreo.schemas.records import FINISH, STEP_FAILED
 from choreo.spec.errors import SpecError
@@ -146,3 +147,33 @@ def test_a_gguf_file_resolves_against_the_mesh_folder_and_must_exist(tmp_path: P
         load_mesh(mesh)
     (tmp_path / "m.gguf").write_bytes(b"GGUF")
     assert load_mesh(mesh).models["local"].server.gguf == (tmp_path / "m.gguf")  # type: ignore[union-attr]
+
+
+# -- a router's label ----------------------------------------------------------------------
+
+ROUTER = AgentSpec.model_validate(
+    {
+        "name": "triage",
+        "kind": "router",
+        "classify": "model",
+        "subscribe": ["ticket.received"],
+        "persona": "You route tickets.",
+        "model": "small",
+        "routes": [
+            {"label": "billing", "emit": "billing.asked"},
+            {"label": "shipping", "emit": "shipping.asked"},
+            {"label": "other", "emit": "ticket.open"},
+        ],
+    }
+)
+
+
+def test_a_routers_answer_is_held_to_its_labels_and_read_back() -> None:
+    shape = classify.label_format(ROUTER, "json_object")
+    assert shape is not None
+    assert shape["schema"]["properties"]["label"]["enum"] == ["billing", "shipping", "other"]
+    assert classify.label_format(ROUTER, None) is None
+    route = classify.by_label(ROUTER, classify.answered_label('{"label": "shipping"}'))
+    assert route is ROUTER.routes[1]
+    # free text is still read as before: its first word
+    assert classify.by_label(ROUTER, classify.answered_label("billing, surely")) is ROUTER.routes[0]
