@@ -305,7 +305,7 @@ def register(add: AddCommand) -> None:
         default=None,
         help="the GGUF file (default: the packaged SmolLM2-135M-Instruct)",
     )
-    p.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
     p.add_argument("--context", type=int, default=4096, help="context tokens (default: 4096)")
     p.add_argument(
         "--chat-format",
