@@ -47,6 +47,9 @@ def clerk(real_model_broker: BrokerHandle) -> Iterator[SyncMesh]:
 @pytest.fixture(scope="module")
 def review_loop(real_model_broker: BrokerHandle) -> Iterator[SyncMesh]:
     spec = local_example("writer-editor")
+    # the CI run's time: four minutes a trace, not the example's ten
+    budgets = spec.budgets.model_copy(update={"max_seconds": 240})
+    spec = spec.model_copy(update={"budgets": budgets})
     with SyncMesh(spec, real_model_broker.bootstrap, watchdog=True) as mesh:
         yield mesh
 
