@@ -1,11 +1,8 @@
-"""A route asked for as structured output (choreo.agent.routing), and the tier that asks."""
+"""A route asked for as structured output (choreo.agent.routing, choreo.router.classify)."""
 
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -16,9 +13,7 @@ from choreo.agent.step import outcome
 from choreo.router import classify
 from choreo.schemas import Usage
 from choreo.schemas.records import FINISH, STEP_FAILED
-from choreo.spec.errors import SpecError
-from choreo.spec.localmodel import INSTALL_HINT
-from choreo.spec.mesh import AgentSpec, ModelTier, load_mesh
+from choreo.spec.mesh import AgentSpec
 from tests.unit.support import event
 
 EDITOR = AgentSpec.model_validate(
@@ -97,56 +92,6 @@ def test_a_chosen_route_wins_over_the_patterns_and_says_so() -> None:
         EDITOR.model_copy(update={"routes": EDITOR.routes[:2]}), event(), "ok", Usage(), []
     )
     assert unrouted.type == STEP_FAILED
-
-
-# -- the tier ------------------------------------------------------------------------------
-
-
-def _tier(**fields: Any) -> ModelTier:
-    return ModelTier.model_validate({"model": "smollm2", "server": {}, **fields})
-
-
-def test_a_served_tier_asks_for_routes_and_sends_one_call_per_server_slot() -> None:
-    tier = _tier()
-    assert tier.concurrency == 1
-    assert tier.structured_output == "json_object"
-    assert _tier(structured_output=None).structured_output is None
-
-
-def test_a_served_tier_cannot_send_more_calls_than_the_server_takes() -> None:
-    with pytest.raises(ValueError, match="more than the server's 1 slot"):
-        _tier(concurrency=4)
-
-
-def test_without_the_local_model_extra_the_spec_says_in_one_line_what_to_install(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if not installed
-    mesh = tmp_path / "mesh.yaml"
-    mesh.write_text(
-        "name: m\nentry: [x]\nmodels:\n  local: {model: smollm2, server: {}}\nagents:\n"
-        "  - {name: a, subscribe: [x], persona: p, model: local,"
-        " routes: [{finish: true, output: input}]}\n"
-    )
-    with pytest.raises(SpecError) as error:
-        load_mesh(mesh)
-    problem = [line for line in str(error.value).splitlines() if INSTALL_HINT in line]
-    assert len(problem) == 1
-    assert "models.local.server" in str(error.value) or "server" in problem[0]
-
-
-def test_a_gguf_file_resolves_against_the_mesh_folder_and_must_exist(tmp_path: Path) -> None:
-    pytest.importorskip("llama_cpp", reason="the local-model extra is not installed")
-    mesh = tmp_path / "mesh.yaml"
-    mesh.write_text(
-        "name: m\nentry: [x]\nmodels:\n  local: {model: m, server: {gguf: m.gguf}}\nagents:\n"
-        "  - {name: a, subscribe: [x], persona: p, model: local,"
-        " routes: [{finish: true, output: input}]}\n"
-    )
-    with pytest.raises(SpecError, match="no such GGUF file"):
-        load_mesh(mesh)
-    (tmp_path / "m.gguf").write_bytes(b"GGUF")
-    assert load_mesh(mesh).models["local"].server.gguf == (tmp_path / "m.gguf")  # type: ignore[union-attr]
 
 
 # -- a router's label ----------------------------------------------------------------------
