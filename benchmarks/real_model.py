@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from choreo.schemas import HopRecord, TerminalResult
+from choreo.schemas import Budget, HopRecord, TerminalResult
 from choreo.spec.mesh import MeshSpec, load_mesh
 from choreo.testing import Mesh
 
@@ -83,17 +83,28 @@ def local_example(name: str, *, patterns_only: bool = False) -> MeshSpec:
 
 
 async def run_tasks(
-    mesh: Mesh, texts: Sequence[str], in_flight: int, timeout_s: float
+    mesh: Mesh,
+    texts: Sequence[str],
+    in_flight: int,
+    timeout_s: float,
+    window_s: float | None = None,
 ) -> list[Ended]:
     """Submit ``texts``, ``in_flight`` at a time; return how each trace ended, once all have.
 
-    Raises ``choreo.client.ResultTimeout`` when a trace has no terminal record within
-    ``timeout_s`` of its submission (the promise broken: every trace must end)."""
+    With ``window_s``, every task's time budget ends when the window does (``max_seconds``
+    of what is left of it, at least one second), so the whole run takes about ``window_s``
+    at most however slow the model is, while each task still has the model's one slot to
+    itself and its fellows in flight. Raises ``choreo.client.ResultTimeout`` when a trace has
+    no terminal record within ``timeout_s`` of its submission (the promise broken: every
+    trace must end)."""
     gate = asyncio.Semaphore(in_flight)
+    loop = asyncio.get_running_loop()
+    end = None if window_s is None else loop.time() + window_s
 
     async def one(text: str) -> str:
         async with gate:
-            trace_id = await mesh.client.submit(text)
+            budget = None if end is None else Budget(max_seconds=max(1.0, end - loop.time()))
+            trace_id = await mesh.client.submit(text, budget=budget)
             await mesh.client.wait(trace_id, timeout_s)
             return trace_id
 
@@ -122,8 +133,12 @@ def _cycled(texts: Sequence[str], count: int) -> list[str]:
     return [texts[i % len(texts)] for i in range(count)]
 
 
-async def _measure(tasks: int, in_flight: int, patterns_only: bool) -> None:
-    for name, texts in (("writer-editor", BRIEFS), ("support-desk", TICKETS)):
+EXAMPLE_TASKS = {"writer-editor": BRIEFS, "support-desk": TICKETS}
+
+
+async def _measure(tasks: int, in_flight: int, patterns_only: bool, names: list[str]) -> None:
+    for name in names:
+        texts = EXAMPLE_TASKS[name]
         spec = local_example(name, patterns_only=patterns_only)
         timeout_s = (spec.budgets.max_seconds or 300) + 60
         async with Mesh(spec, watchdog=True) as mesh:
@@ -140,8 +155,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--patterns-only", action="store_true", help="route by patterns alone (the before)"
     )
+    parser.add_argument(
+        "--example",
+        action="append",
+        choices=sorted(EXAMPLE_TASKS),
+        help="measure only this example (repeatable; default: both)",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(_measure(args.tasks, args.in_flight, args.patterns_only))
+    names = args.example or list(EXAMPLE_TASKS)
+    asyncio.run(_measure(args.tasks, args.in_flight, args.patterns_only, names))
 
 
 if __name__ == "__main__":

@@ -23,10 +23,10 @@ from choreo.testing import SyncMesh
 pytestmark = [pytest.mark.real_model, pytest.mark.timeout(1800)]
 
 TASKS = 20
-#: All at once: each trace ends by its deadline, so a run takes at most the budget's
-#: ``max_seconds`` (and a margin) however slow the machine is; the single server slot
-#: then decides how many finish in time, which the printed counts show.
-IN_FLIGHT = TASKS
+IN_FLIGHT = 2
+#: The time all of a test's tasks share: each task's budget ends with it, so a test takes
+#: about this long at most however slow the machine is (docs/TESTING.md).
+WINDOW_S = 300.0
 QUESTIONS = (
     "What is the total of order 1042?",
     "When was order 1043 delivered?",
@@ -47,18 +47,13 @@ def clerk(real_model_broker: BrokerHandle) -> Iterator[SyncMesh]:
 @pytest.fixture(scope="module")
 def review_loop(real_model_broker: BrokerHandle) -> Iterator[SyncMesh]:
     spec = local_example("writer-editor")
-    # the CI run's time: four minutes a trace, not the example's ten
-    budgets = spec.budgets.model_copy(update={"max_seconds": 240})
-    spec = spec.model_copy(update={"budgets": budgets})
     with SyncMesh(spec, real_model_broker.bootstrap, watchdog=True) as mesh:
         yield mesh
 
 
 def _run(mesh: SyncMesh, texts: tuple[str, ...]) -> list[Ended]:
-    spec = mesh.spec
-    timeout_s = (spec.budgets.max_seconds or 300) + 180
     work = [texts[i % len(texts)] for i in range(TASKS)]
-    return mesh.run(run_tasks(mesh.mesh, work, IN_FLIGHT, timeout_s))
+    return mesh.run(run_tasks(mesh.mesh, work, IN_FLIGHT, WINDOW_S + 180, WINDOW_S))
 
 
 def _assert_the_promise(spec: MeshSpec, ended: list[Ended]) -> None:
@@ -94,7 +89,6 @@ def test_every_trace_of_a_tool_calling_agent_ends_once_within_its_budgets(
     ended = _run(clerk, QUESTIONS)
     _report(capsys, "tool-calling agent (tests/real_model/clerk.yaml)", ended)
     _assert_the_promise(clerk.spec, ended)
-    assert any(hop.usage.calls for trace in ended for hop in trace.hops)
 
 
 def test_every_trace_of_a_review_loop_ends_once_within_its_budgets(
