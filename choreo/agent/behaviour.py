@@ -9,10 +9,11 @@ function (choreo.agent.python); the router and supervisor plug in their own
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
+from choreo.agent import routing
 from choreo.agent import step as steps
 from choreo.budget.left import left, plus
 from choreo.budget.tokens import estimate_tokens
@@ -21,7 +22,10 @@ from choreo.models.client import ModelClient, ModelError
 from choreo.observe.settings import get_settings
 from choreo.schemas import Envelope, Usage
 from choreo.schemas.records import STEP_FAILED, STEP_REFUSED
-from choreo.spec.mesh import AUTO_TIER, AgentSpec, MeshSpec
+from choreo.spec.mesh import AUTO_TIER, AgentSpec, MeshSpec, Route
+
+if TYPE_CHECKING:
+    from choreo.tools.loop import Conversation
 
 
 class Behaviour(Protocol):
@@ -75,18 +79,23 @@ class ModelAgent:
         client = self.clients[self.spec.tier_for(self.agent, estimated)]
         if self.toolbox is not None:
             return [await self._with_tools(event, client, messages, writes, spent)]
+        shape = routing.response_format(self.agent, client.tier.structured_output)
         try:
             completion = await client.complete(
-                messages,
+                messages if shape is None else routing.asking(self.agent, messages),
                 agent=self.agent.name,
                 temperature=temperature(self.agent, event),
                 max_tokens=self.agent.max_tokens,
                 deadline=event.budget.deadline,
+                response_format=shape,
             )
         except ModelError as exc:
             return [self._failed(event, "model", exc, spent)]
-        text, cut = steps.fit_reply(completion.text, self.max_reply_bytes)
-        out = steps.outcome(self.agent, event, text, plus(spent, completion.usage), messages, cut)
+        choice = None if shape is None else routing.read_choice(self.agent, completion.text)
+        chosen, answer = choice or (None, completion.text)
+        text, cut = steps.fit_reply(answer, self.max_reply_bytes)
+        usage = plus(spent, completion.usage)
+        out = steps.outcome(self.agent, event, text, usage, messages, cut, chosen)
         return [_with_writes(out, writes, estimated)]
 
     async def _with_tools(
@@ -137,8 +146,9 @@ class ModelAgent:
             )
             _noted(failed, notes)
             return failed
+        chosen, usage = await self._route_after_tools(event, client, talk)
         text, cut = steps.fit_reply(talk.completion.text, self.max_reply_bytes)
-        out = steps.outcome(self.agent, event, text, talk.usage, messages, cut)
+        out = steps.outcome(self.agent, event, text, usage, messages, cut, chosen)
         out.payload["tool_calls"] = calls
         _noted(out, notes)
         return _with_writes(out, writes, estimate_tokens(messages))
@@ -187,6 +197,37 @@ class ModelAgent:
             await self.toolbox.aclose()
         for client in self.clients.values():
             await client.aclose()
+
+    async def _route_after_tools(
+        self, event: Envelope, client: ModelClient, talk: Conversation
+    ) -> tuple[Route | None, Usage]:
+        """The route of a tool conversation's answer, asked for as structured output when its
+        text matches no pattern of its own (only a catch-all route, or none) and the tier can
+        take a schema; the answer's text stays as it is. Returns the route (None: the
+        patterns decide) and the step's usage with that call's."""
+        assert talk.completion is not None
+        text = talk.completion.text
+        shape = routing.response_format(self.agent, client.tier.structured_output, text=False)
+        matched = steps.choose_route(self.agent, text)
+        if shape is None or (matched is not None and matched.when is not None):
+            return None, talk.usage
+        if left(event, talk.usage).exhausted() is not None:
+            return None, talk.usage
+        try:
+            completion = await client.complete(
+                routing.asking_route(
+                    self.agent, [*talk.messages, {"role": "assistant", "content": text}]
+                ),
+                agent=self.agent.name,
+                temperature=temperature(self.agent, event),
+                max_tokens=routing.ROUTE_TOKENS,
+                deadline=event.budget.deadline,
+                response_format=shape,
+            )
+        except ModelError as exc:
+            return None, plus(talk.usage, exc.usage)
+        choice = routing.read_choice(self.agent, completion.text)
+        return (choice[0] if choice else None), plus(talk.usage, completion.usage)
 
 
 def _noted(out: Envelope, notes: list[str]) -> None:

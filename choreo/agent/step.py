@@ -121,12 +121,18 @@ def outcome(
     usage: Usage,
     messages: list[dict[str, str]],
     cut: dict[str, int] | None = None,
+    chosen: Route | None = None,
 ) -> Envelope:
-    """Turn the model's text into the step's outbox record; ``cut`` notes a cut reply."""
+    """Turn the model's text into the step's outbox record; ``cut`` notes a cut reply.
+
+    ``chosen`` is the route the model named as structured output (choreo.agent.routing);
+    without one, the routes' patterns choose from the text."""
     payload: dict[str, Any] = {"text": text, "input_fingerprint": fingerprint(to_json(messages))}
     if cut is not None:
         payload["cut"] = cut
-    route = choose_route(agent, text)
+    route = chosen or choose_route(agent, text)
+    if chosen is not None:
+        payload["routed_by"] = "structured output"
     if route is None:
         payload["reason"] = f"{agent.name}: no route matched the output"
         return step_event(agent, event, STEP_FAILED, payload=payload, usage=usage)

@@ -106,6 +106,21 @@ def cmd_model_server(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_local_model(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve a GGUF model with llama.cpp (the local-model extra) until Ctrl-C or SIGTERM."""
+    from choreo.model_server.llama import serve_llama
+    from choreo.spec.localmodel import INSTALL_HINT, LocalServer
+
+    server = LocalServer(
+        gguf=args.gguf, threads=args.threads, context=args.context, chat_format=args.chat_format
+    )
+    try:
+        serve_llama(args.model, server, host=args.host, port=args.port)
+    except (ImportError, LookupError) as exc:
+        raise UsageError(f"choreo local-model needs the local-model extra: {INSTALL_HINT}") from exc
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     """Run one service in the foreground: what a container runs."""
     if args.service == "sandbox":
@@ -233,7 +248,9 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
     mesh_path = Path(args.mesh)
     spec = load_mesh(mesh_path)
-    output.say(("Choreo Mesh demo", "bold"), f": {spec.name} (scripted model, offline)")
+    served = any(tier.server is not None for tier in spec.models.values())
+    model = "a real model on this machine, llama.cpp" if served else "scripted model"
+    output.say(("Choreo Mesh demo", "bold"), f": {spec.name} ({model}, offline)")
     with broker_session() as broker:
         output.say(f"broker ({broker.kind}) at {broker.bootstrap}")
         with output.err.status("starting keeper and agents…"):
@@ -300,6 +317,26 @@ def register(add: AddCommand) -> None:
 
     p = add("model-server", cmd_model_server, "serve a scripted model over the OpenAI API")
     p.add_argument("script", help="the model script (YAML)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument(
+        "--port", type=int, default=0, help="TCP port (default: 0, a free one, announced on stdout)"
+    )
+
+    p = add("local-model", cmd_local_model, "serve a GGUF model with llama.cpp over the OpenAI API")
+    p.add_argument("--model", required=True, help="the model name it answers to")
+    p.add_argument(
+        "--gguf",
+        type=Path,
+        default=None,
+        help="the GGUF file (default: the packaged SmolLM2-135M-Instruct)",
+    )
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
+    p.add_argument("--context", type=int, default=4096, help="context tokens (default: 4096)")
+    p.add_argument(
+        "--chat-format",
+        default=None,
+        help="llama-cpp-python's chat format (default: the GGUF file's own template)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument(
         "--port", type=int, default=0, help="TCP port (default: 0, a free one, announced on stdout)"

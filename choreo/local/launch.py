@@ -1,5 +1,5 @@
-"""Starting a whole mesh as OS processes: topics, scripted models, sandbox, keeper, agents,
-watchdog."""
+"""Starting a whole mesh as OS processes: topics, scripted and local models, sandbox, keeper,
+agents, watchdog."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ from pathlib import Path
 
 from choreo.kafka.security import security_of
 from choreo.kafka.topics import ensure_topics
-from choreo.local.processes import ProcessGroup
+from choreo.local.processes import ProcessGroup, ServiceStartError
+from choreo.model_server.llama import server_args, wait_healthy
 from choreo.models.client import env_var
 from choreo.observe.settings import Settings
 from choreo.schemas.topics import Topics
-from choreo.spec.mesh import MeshSpec, ToolSpec
+from choreo.spec.mesh import MeshSpec, ModelTier, ToolSpec
 
 #: Where agents reach the sandbox service (see choreo.agent.sandboxed).
 SANDBOX_URL = "CHOREO_SANDBOX_URL"
+
+#: Seconds a llama.cpp server may take to load its model and announce its address.
+LOCAL_MODEL_START_S = 120.0
 
 
 def create_topics(spec: MeshSpec, bootstrap: str, settings: Settings) -> list[str]:
@@ -50,11 +54,14 @@ def start_mesh(
     try:
         for tier_name, tier in sorted(spec.models.items()):
             variable = env_var(tier_name, "BASE_URL")
-            if tier.script is None or os.environ.get(variable):
+            if os.environ.get(variable):
                 continue
-            _, group.env[variable] = group.start_server(
-                f"model-{tier_name}", ["model-server", str(tier.script), "--port", "0"], 30.0
-            )
+            if tier.script is not None:
+                _, group.env[variable] = group.start_server(
+                    f"model-{tier_name}", ["model-server", str(tier.script), "--port", "0"], 30.0
+                )
+            elif tier.server is not None:
+                group.env[variable] = start_local_model(group, tier_name, tier)
         if uses_sandbox(spec) and not os.environ.get(SANDBOX_URL):
             _, group.env[SANDBOX_URL] = group.start_server(
                 "sandbox", ["run", "sandbox", "--port", "0"], 60.0
@@ -72,6 +79,20 @@ def start_mesh(
         group.stop()
         raise
     return group
+
+
+def start_local_model(group: ProcessGroup, tier_name: str, tier: ModelTier) -> str:
+    """Start ``tier``'s llama.cpp server in ``group`` and return its base URL once it lists
+    the tier's model. Loading a GGUF file takes seconds; the start-up allows two minutes."""
+    assert tier.server is not None
+    child, url = group.start_server(
+        f"model-{tier_name}", server_args(tier.model, tier.server), LOCAL_MODEL_START_S
+    )
+    try:
+        wait_healthy(url, tier.model)
+    except RuntimeError as exc:
+        raise ServiceStartError(f"{exc}; see {child.log_path}") from None
+    return url
 
 
 def uses_sandbox(spec: MeshSpec) -> bool:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,11 +33,28 @@ def start_model_server_process(
     process: terminate and wait for it. Raises ``RuntimeError`` with the server's stderr if it
     exits or stays silent past ``timeout_s``.
     """
+    return start_announcing(
+        [*_SERVER, str(script), "--port", "0"], f"model server for {script}", env, timeout_s
+    )
+
+
+def start_announcing(
+    argv: Sequence[str],
+    what: str,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 15.0,
+) -> tuple[subprocess.Popen[str], str]:
+    """Start a server ``argv`` that prints ``listening on URL`` first; return it and the URL.
+
+    The caller owns the process (``stop_model_server_process`` stops it). Raises
+    ``RuntimeError`` naming ``what``, with the server's stderr, if it exits or stays silent
+    past ``timeout_s``.
+    """
     # stderr goes to a file, not a pipe: nobody reads it while the server runs, so it must
     # never fill up and block the child.
     with tempfile.TemporaryFile(mode="w+") as stderr:
         proc = popen(  # dies with this process, even by SIGKILL
-            [*_SERVER, str(script), "--port", "0"],
+            list(argv),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -51,7 +68,7 @@ def start_model_server_process(
         proc.wait()
         stderr.seek(0)
         detail = stderr.read().strip() or line.strip() or "no output"
-    raise RuntimeError(f"model server for {script} did not start:\n{detail}")
+    raise RuntimeError(f"{what} did not start:\n{detail}")
 
 
 def stop_model_server_process(proc: subprocess.Popen[str], timeout_s: float = 10.0) -> int:

@@ -337,6 +337,7 @@ class ModelClient:
         max_tokens: int | None = None,
         deadline: datetime | None,
         tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
         """One chat completion, done by ``deadline`` (the trace's, if it has one).
 
@@ -344,7 +345,9 @@ class ModelClient:
         path can wait for a held circuit or a slow endpoint past the trace's end.
 
         ``tools`` (OpenAI function-calling entries) are offered to the model; the calls it
-        asks for come back in ``Completion.tool_calls``. Raises ``OverBudget`` (no request
+        asks for come back in ``Completion.tool_calls``; ``tool_choice`` is sent as ``auto``
+        (OpenAI's default, which llama.cpp's server needs said). ``response_format`` is sent
+        as given (choreo.agent.routing asks for a route that way). Raises ``OverBudget`` (no request
         made) when the step's allowance cannot pay for it, and ``ModelError`` once retrying
         cannot help or the deadline has passed; its ``usage`` counts what the provider
         billed. Lone surrogates in the answer are replaced (see
@@ -360,6 +363,8 @@ class ModelClient:
             max_tokens=max_tokens,
             tools=tools,
         )
+        if response_format is not None:  # only for tiers that take one (choreo.agent.routing)
+            body["response_format"] = response_format
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": self.model,

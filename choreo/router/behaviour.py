@@ -2,6 +2,7 @@
 
 With ``classify: model`` a (small, cheap) model names a label and the rules are the fallback
 when its answer names none or the call fails; with ``classify: rules`` no model is called.
+On a tier that takes a JSON schema the answer is held to ``{"label": one of the labels}``.
 The choice and how it was made go in the step's payload and hop record.
 """
 
@@ -74,10 +75,13 @@ class Router:
                 temperature=self.agent.temperature,
                 max_tokens=self.agent.max_tokens,
                 deadline=event.budget.deadline,
+                response_format=classify.label_format(
+                    self.agent, self.model.tier.structured_output
+                ),
             )
         except ModelError as exc:
             return None, f"rules (model failed: {exc.reason})", exc.usage
-        route = classify.by_label(self.agent, completion.text)
+        route = classify.by_label(self.agent, classify.answered_label(completion.text))
         if route is None:
             return (
                 None,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
+from typing import Any
 
 from choreo.agent import step as steps
 from choreo.schemas import Envelope
 from choreo.schemas.codec import as_text
-from choreo.spec.mesh import AgentSpec, Route
+from choreo.spec.mesh import AgentSpec, Route, StructuredOutput
 
 _WORD = re.compile(r"[a-z][a-z0-9_-]*")
 
@@ -43,3 +45,34 @@ def instructions(agent: AgentSpec) -> str:
     """The persona plus the one-word answer format the labels call for."""
     labels = ", ".join(r.label for r in agent.routes if r.label)
     return f"{agent.persona}\n\nAnswer with exactly one word, one of: {labels}."
+
+
+def label_format(agent: AgentSpec, structured: StructuredOutput | None) -> dict[str, Any] | None:
+    """The ``response_format`` that holds the model's answer to ``{"label": one of the
+    labels}`` on a tier that takes a JSON schema (choreo.agent.routing's shapes); None where
+    the tier takes none."""
+    if structured is None:
+        return None
+    labels = [r.label for r in agent.routes if r.label]
+    schema = {
+        "type": "object",
+        "properties": {"label": {"type": "string", "enum": labels}},
+        "required": ["label"],
+        "additionalProperties": False,
+    }
+    if structured == "json_object":
+        return {"type": "json_object", "schema": schema}
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": "label", "schema": schema, "strict": True},
+    }
+
+
+def answered_label(answer: str) -> str:
+    """The label of a structured answer ``{"label": ...}``; the answer itself otherwise, for
+    ``by_label`` to read as free text."""
+    try:
+        label = json.loads(answer)["label"]
+    except (ValueError, TypeError, KeyError):
+        return answer
+    return label if isinstance(label, str) else answer

@@ -26,6 +26,7 @@ from choreo.spec import yamlfile
 from choreo.spec.check import AUTO_TIER
 from choreo.spec.code import code_problems
 from choreo.spec.errors import SpecError
+from choreo.spec.localmodel import LocalServer, missing_extra
 from choreo.spec.supervisor import PlanSpec
 from choreo.spec.watchdog import WatchdogSpec
 
@@ -91,8 +92,20 @@ Provider = Literal[
 ]
 
 
+#: How a tier takes a JSON schema for its answer: OpenAI's ``response_format`` of type
+#: ``json_schema`` (OpenAI, vLLM, Ollama, Gemini), or llama-cpp-python's ``json_object`` with
+#: a ``schema`` (its server turns the schema into a grammar the model cannot leave).
+StructuredOutput = Literal["json_schema", "json_object"]
+
+
 class ModelTier(_Strict):
-    """A model endpoint. ``script`` makes ``choreo up`` serve a scripted model.
+    """A model endpoint. ``script`` makes ``choreo up`` serve a scripted model, ``server`` a
+    real one on this machine (choreo.spec.localmodel).
+
+    ``structured_output`` says the endpoint can answer to a JSON schema: an agent that must
+    choose between routes then asks for its choice that way (choreo.agent.routing). A tier
+    with a ``server`` does so by default, and its concurrency defaults to (and may not pass)
+    the server's slots.
 
     ``provider`` says how it is called (docs/MODELS.md, "Providers"): ``azure`` needs
     ``azure_deployment`` and ``api_version``. ``temperature: null`` never sends a temperature
@@ -137,16 +150,31 @@ class ModelTier(_Strict):
     on_outage: Literal["pause", "fail"] = "pause"
     #: The most tools one request offers (OpenAI and Anthropic refuse more than 128).
     max_tools: int = Field(128, ge=1, le=4096)
+    server: LocalServer | None = None
+    structured_output: StructuredOutput | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _served_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("server") is not None:
+            slots = LocalServer.model_validate(data["server"]).slots
+            data = {"concurrency": slots, "structured_output": "json_object", **data}
+        return data
 
     @model_validator(mode="after")
     def _has_endpoint(self) -> ModelTier:
-        if self.base_url is None and self.script is None:
-            raise ValueError("a model tier needs base_url or script")
+        if self.base_url is None and self.script is None and self.server is None:
+            raise ValueError("a model tier needs base_url, script or server")
         if self.provider == "azure" and (self.azure_deployment is None or self.api_version is None):
             raise ValueError("an azure tier needs azure_deployment and api_version")
         if not self.stream and (self.first_token_timeout_s or self.idle_timeout_s):
             raise ValueError(
                 "first_token_timeout_s and idle_timeout_s bound streamed answers: set stream: true"
+            )
+        if self.server is not None and self.concurrency > self.server.slots:
+            raise ValueError(
+                f"concurrency {self.concurrency} is more than the server's "
+                f"{self.server.slots} slot(s): the rest would time out waiting on it"
             )
         return self
 
@@ -521,14 +549,38 @@ def parse_mesh(
         else tier
         for name, tier in spec.models.items()
     }
+    models = {name: _served_from(tier, base_dir) for name, tier in models.items()}
     missing = [
         (("models", name, "script"), f"no such model script: {tier.script}")
         for name, tier in models.items()
         if tier.script is not None and not tier.script.is_file()
+    ] + [
+        (("models", name, "server"), problem)
+        for name, tier in models.items()
+        if tier.server is not None
+        for problem in _server_problems(tier.server)
     ]
     if missing:
         raise SpecError(yamlfile.describe_problems(source, "mesh spec", missing, document))
     return spec.model_copy(update={"models": models, "python_path": python_path})
+
+
+def _served_from(tier: ModelTier, base_dir: Path) -> ModelTier:
+    """``tier`` with its server's GGUF path resolved against the spec's folder."""
+    if tier.server is None or tier.server.gguf is None or tier.server.gguf.is_absolute():
+        return tier
+    server = tier.server.model_copy(update={"gguf": (base_dir / tier.server.gguf).resolve()})
+    return tier.model_copy(update={"server": server})
+
+
+def _server_problems(server: LocalServer) -> list[str]:
+    """What keeps ``server`` from starting here: the extra not installed, no GGUF file."""
+    extra = missing_extra(server)
+    if extra is not None:
+        return [extra]
+    if server.gguf is not None and not server.gguf.is_file():
+        return [f"no such GGUF file: {server.gguf}"]
+    return []
 
 
 def load_mesh(path: str | Path, *, code: bool = False) -> MeshSpec:

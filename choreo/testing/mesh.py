@@ -55,6 +55,7 @@ from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, ToolSpec, load_mesh
 from choreo.testing.broker import shared_broker
 from choreo.testing.errors import MeshNotReady, ServiceFailed
+from choreo.testing.localmodel import LocalModel
 from choreo.tools.sandbox.limits import SandboxLimits
 from choreo.watchdog.app import WatchdogService
 
@@ -271,13 +272,20 @@ class Mesh:
         self._run(name, service)
 
     async def _serve(self, spec: MeshSpec) -> MeshSpec:
-        """Serve every scripted tier (unless a variable points it elsewhere) and, when an
+        """Serve every scripted or locally served tier (unless a variable points it
+        elsewhere) and, when an
         agent uses it, the sandbox; return ``spec`` pointed at them."""
         tiers = dict(spec.models)
         for name, tier in sorted(spec.models.items()):
-            if tier.script is None or os.environ.get(env_var(name, "BASE_URL")):
+            if os.environ.get(env_var(name, "BASE_URL")):
                 continue
-            model = await self._stack.enter_async_context(ScriptedModel(tier.script))
+            model: ScriptedModel | LocalModel
+            if tier.script is not None:
+                model = await self._stack.enter_async_context(ScriptedModel(tier.script))
+            elif tier.server is not None:
+                model = await self._stack.enter_async_context(LocalModel(tier))
+            else:
+                continue
             self.services[f"model-{name}"] = model
             self._models[name] = model.url
             tiers[name] = tier.model_copy(update={"base_url": model.url})

@@ -99,6 +99,7 @@ class ChatProfile:
             body[field] = max_tokens
         if tools:
             body["tools"] = tools
+            body["tool_choice"] = "auto"  # OpenAI's default, which llama.cpp's server needs said
         return body
 
     @asynccontextmanager
