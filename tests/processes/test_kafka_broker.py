@@ -89,18 +89,6 @@ def test_killing_the_cli_kills_the_broker_with_it(tmp_path: Path) -> None:
     assert not any(f.exists() for f in orphaned)
 
 
-def test_missing_jars_say_how_to_fetch_them(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [*CHOREO, "broker", "--kafka"],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "CHOREO_KAFKA_HOME": str(tmp_path)},
-        timeout=60,
-    )
-    assert done.returncode == 1
-    assert "dependency:copy-dependencies" in done.stderr and str(tmp_path) in done.stderr
-
-
 def test_the_embedded_broker_is_told_apart() -> None:
     broker = EmbeddedBroker().start()
     try:
