@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import os
 import signal
 import time
@@ -28,7 +29,7 @@ from choreo.kafka.broker import BrokerHandle, broker_kind
 from choreo.local.launch import start_mesh as start_mesh_group
 from choreo.local.processes import ProcessGroup
 from choreo.models.client import env_var
-from choreo.observe.settings import Settings
+from choreo.observe.settings import Settings, get_settings
 from choreo.schemas import Envelope, HopRecord, Snapshot, Task, TerminalResult
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, load_mesh
@@ -138,6 +139,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if len(keep) < len(items):
         config.hook.pytest_deselected(items=[item for item in items if item not in keep])
         items[:] = keep
+
+
+@pytest.fixture(autouse=True)
+def _process_state_put_back() -> Iterator[None]:
+    """Each test reads its own environment and leaves the process as it found it: settings are
+    read once per process (``get_settings``), and ``choreo.cli.main`` configures logging and
+    installs a SIGTERM handler, so a command run in-process would otherwise change the next
+    test's settings, log handlers and signals."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    sigterm = signal.getsignal(signal.SIGTERM)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+    signal.signal(signal.SIGTERM, sigterm)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -5,8 +5,6 @@ processed, and a request without the token is refused."""
 from __future__ import annotations
 
 import json
-import logging
-import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -15,7 +13,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from choreo.observe.settings import get_settings
 from choreo.schemas import TerminalResult
 from tests.conftest import EXAMPLES, LocalMesh, wait_until
 from tests.console.conftest import HOSTILE, RunningConsole, needs_chromium, untouched
@@ -174,7 +171,6 @@ def test_what_the_console_lists_and_does_the_command_line_lists_and_does_too(
     finished: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-    request: pytest.FixtureRequest,
 ) -> None:
     from choreo.cli.main import main as run
 
@@ -185,19 +181,6 @@ def test_what_the_console_lists_and_does_the_command_line_lists_and_does_too(
 
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", console.mesh.bootstrap)
     monkeypatch.setenv("CHOREO_TOPIC_PREFIX", console.mesh.settings.topic_prefix)
-    # ``main`` reads settings once and sets up logging and SIGTERM: put them back after
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    sigterm = signal.getsignal(signal.SIGTERM)
-    get_settings.cache_clear()
-    request.addfinalizer(get_settings.cache_clear)
-    request.addfinalizer(lambda: signal.signal(signal.SIGTERM, sigterm))
-
-    def put_back_logging() -> None:
-        root.handlers[:] = handlers
-        root.setLevel(level)
-
-    request.addfinalizer(put_back_logging)
     capsys.readouterr()
     assert main(["traces", "--status", "completed", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import logging
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
 import choreo.errors
 from choreo.cli.common import UsageError
 from choreo.cli.main import failure, main
-from choreo.observe.settings import Settings, get_settings
+from choreo.observe.settings import Settings
 from choreo.schemas import Usage
 from tests.unit.support import WRITER_EDITOR, minimal_mesh
 
@@ -75,19 +73,11 @@ def test_an_error_that_is_no_users_to_fix_is_left_to_its_traceback() -> None:
 
 @pytest.fixture
 def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A folder with no running mesh, no broker address, and the process's logging and
-    SIGTERM handler put back after the command (``main`` sets both)."""
+    """A folder with no running mesh and no broker address."""
     monkeypatch.chdir(tmp_path)
     for variable in ("KAFKA_BOOTSTRAP_SERVERS", "CHOREO_BOOTSTRAP_SERVERS"):
         monkeypatch.delenv(variable, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    sigterm = signal.getsignal(signal.SIGTERM)
-    get_settings.cache_clear()
     yield tmp_path
-    get_settings.cache_clear()
-    signal.signal(signal.SIGTERM, sigterm)
-    root.handlers[:], root.level = handlers, level
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
