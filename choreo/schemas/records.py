@@ -214,6 +214,59 @@ class Snapshot(Record, kw_only=True):
     reserved: dict[str, Allowance] = msgspec.field(default_factory=dict)
 
 
+class SetField(msgspec.Struct, tag="set", tag_field="op"):
+    """A field's new value, whole."""
+
+    value: Any
+
+
+class ExtendField(msgspec.Struct, tag="extend", tag_field="op"):
+    """Items added at the end of a list field (an ``append`` or ``extend`` write)."""
+
+    items: list[Any]
+
+
+class MergeField(msgspec.Struct, tag="merge", tag_field="op"):
+    """Keys of an object field given new values (a ``merge`` write); the other keys stay."""
+
+    entries: dict[str, Any]
+
+
+#: How one field changed between two versions (choreo.schemas.deltas).
+FieldChange = SetField | ExtendField | MergeField
+
+
+class StateDelta(Record, kw_only=True):
+    """What changed in one trace's state from ``base_version`` to ``version``: a record of the
+    state log between two full snapshots, keyed ``<trace id>/<version>``.
+
+    ``changes`` hold each changed field's new value, or only the items added to a list, or only
+    the keys changed in an object, so a delta costs what changed, never the whole state;
+    ``removed`` names fields gone. ``writes`` holds the changed entries of the snapshot's
+    ``writes``, ``applied`` the event ids applied since ``base_version``; the other fields are
+    the trace's head at ``version``, as in a :class:`Snapshot`. Folding needs no reducer and
+    no mesh spec: any reader applies it (choreo.schemas.deltas.apply_delta).
+    """
+
+    trace_id: str
+    base_version: int
+    version: int
+    status: TraceStatus = "running"
+    changes: dict[str, FieldChange] = msgspec.field(default_factory=dict)
+    removed: list[str] = msgspec.field(default_factory=list)
+    writes: dict[str, FieldWrite] = msgspec.field(default_factory=dict)
+    applied: list[str] = msgspec.field(default_factory=list)
+    totals: Totals = msgspec.field(default_factory=Totals)
+    budget: Budget = msgspec.field(default_factory=Budget)
+    origin: str | None = None
+    reason: str | None = None
+    parent_trace_id: str | None = None
+    admitted_at: datetime = msgspec.field(default_factory=utcnow)
+    updated_at: datetime = msgspec.field(default_factory=utcnow)
+    personas: dict[str, Persona] = msgspec.field(default_factory=dict)
+    reserved: dict[str, Allowance] = msgspec.field(default_factory=dict)
+
+
 class HopRecord(Record, kw_only=True):
     """One record per applied step, with the trace's running totals after it.
 
@@ -322,6 +375,7 @@ RECORDS: dict[str, type[Record]] = {
     "Task": Task,
     "Envelope": Envelope,
     "Snapshot": Snapshot,
+    "StateDelta": StateDelta,
     "HopRecord": HopRecord,
     "ControlVerdict": ControlVerdict,
     "TerminalResult": TerminalResult,
