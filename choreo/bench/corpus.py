@@ -260,8 +260,10 @@ class Run:
         batch = Batch()
         handler(record, batch)
         self.queue.extend((t, v) for t, _, v, _ in batch.sends)
-        self.queue.extend((TOPICS.state, value) for _, value in batch.snapshot_records())
-        self.keeper.settle(batch.snapshots)
+        self.queue.extend(
+            (TOPICS.state, value) for _, _, value in batch.state_records() if value is not None
+        )
+        self.keeper.settle(batch)
 
     def records(self, topic: str, kind: type[Any], trace_id: str) -> list[Any]:
         found = [decode(v, kind) for t, v in self.log if t == topic]

@@ -154,13 +154,13 @@ def run(steps: int, profile: bool = False) -> LongBench:
             profiler.enable()
         started = time.process_time()
         reason = keeper.handle(keeper.apply, record, batch)
-        values = [value for _, value in batch.snapshot_records()]
+        values = [value or b"" for _, _, value in batch.state_records()]
         result.cpu.append(time.process_time() - started)
         if profiler is not None:
             profiler.disable()
         if reason is not None:
             raise RuntimeError(f"the keeper refused step {record.offset}: {reason}")
-        keeper.settle(batch.snapshots)
+        keeper.settle(batch)
         values += [value for _, _, value, _ in batch.first + batch.sends]
         result.written.append(sum(len(v) for v in values))
         result.largest.append(max((len(v) for v in values), default=0))

@@ -211,13 +211,23 @@ async def _stop(producer: AIOKafkaProducer) -> None:
         )
 
 
-def sends_of(records: Iterable[tuple[str, bytes | None, bytes, Any]]) -> Writes:
-    """Writes that queue ``records`` ((topic, key, value, headers))."""
+#: One record to write: (topic, key, value, headers), or with a fifth item, the partition to
+#: write it to (else the key's); a value of None is a tombstone.
+Output = (
+    tuple[str, bytes | None, bytes | None, Any]
+    | tuple[str, bytes | None, bytes | None, Any, int | None]
+)
+
+
+def sends_of(records: Iterable[Output]) -> Writes:
+    """Writes that queue ``records`` (each an :data:`Output`)."""
 
     async def writes(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
         return [
-            await producer.send(topic, value, key=key, headers=headers)
-            for topic, key, value, headers in records
+            await producer.send(
+                topic, value, key=key, headers=headers, partition=where[0] if where else None
+            )
+            for topic, key, value, headers, *where in records
         ]
 
     return writes

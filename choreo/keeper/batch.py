@@ -1,4 +1,5 @@
-"""One batch of the keeper's output, held until it is produced, and never over the limit."""
+"""One batch of the keeper's output, held until it is produced, and never over the limit;
+and what of each trace the state log holds (choreo.schemas.deltas)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,41 @@ from choreo.observe import telemetry
 from choreo.observe.telemetry import Headers
 from choreo.schemas import Record, Snapshot, encode
 from choreo.schemas.codec import to_json
+from choreo.schemas.deltas import delta_between, delta_key
 
 #: One record to produce: (topic, key, value, headers).
 Send = tuple[str, str, bytes, Headers]
 
 
 @dataclass
+class Logged:
+    """What the state log holds of one running trace (choreo.schemas.deltas): the state it
+    folds to, the bytes of deltas written since its last full snapshot, how many bytes of
+    deltas make the next full snapshot due, and the delta keys the next one tombstones."""
+
+    snapshot: Snapshot
+    due_bytes: int
+    since_bytes: int = 0
+    delta_keys: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class StateWrite:
+    """One record of a trace for the state topic: a full snapshot keyed by the trace id
+    (``tombstones``: the delta keys it replaces) or a delta keyed ``<trace id>/<version>``;
+    ``logged`` is what the log holds once it is written."""
+
+    key: str
+    value: bytes
+    logged: Logged
+    tombstones: tuple[str, ...] = ()
+
+
+@dataclass
 class Batch:
     """Everything one batch of input produces: the records logged first (:meth:`log_first`),
-    then the other records, then the snapshots, each group acknowledged before the next.
+    then the other records, then the state log's records, each group acknowledged before the
+    next.
 
     Nothing over ``limit`` is ever queued: :meth:`send` and :meth:`store` raise
     :class:`RecordTooLarge` instead, and the keeper ends the trace that caused it.
@@ -28,10 +55,11 @@ class Batch:
     #: Outbox records the keeper applied as it wrote them: durable before anything they cause.
     first: list[Send] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
+    #: Each trace's newest state in this batch.
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     limit: RecordLimit = field(default_factory=RecordLimit)
-    #: Each queued snapshot as encoded for its size check, so it is encoded once.
-    _snapshot_bytes: dict[str, bytes] = field(default_factory=dict)
+    #: Each trace's records for the state topic, one per version stored, in order.
+    _states: dict[str, list[StateWrite]] = field(default_factory=dict)
 
     def send(self, topic: str, key: str, record: Record, headers: Headers | None = None) -> Send:
         """Queue ``record``; return what is queued. Raises :class:`RecordTooLarge`."""
@@ -52,32 +80,71 @@ class Batch:
         value = self.limit.check(f"the {type(record).__name__} for {topic}", encode(record))
         return topic, key, value, telemetry.inject(headers or ())
 
-    def store(self, snapshot: Snapshot) -> Snapshot:
-        """Queue ``snapshot`` for the state topic; return what is queued.
+    def store(self, snapshot: Snapshot, logged: Logged | None = None) -> Snapshot:
+        """Queue ``snapshot``'s version for the state topic; return the snapshot as queued.
 
-        A running trace's snapshot over the limit raises :class:`RecordTooLarge` (the trace
-        then fails); an ended trace's is cut to fit (see :func:`fit_snapshot`), since its
-        terminal record must be written whatever its state holds.
+        ``logged`` is what the state log held of the trace before this batch (None: nothing,
+        a new trace). A running trace's version goes as a delta from the one before it,
+        unless a full snapshot is due: the deltas since the last one add up to its size (so
+        full snapshots cost at most as much as the deltas, whatever the state's size), or
+        there is none yet. A due snapshot over ``limit`` is put off by as many bytes again, and
+        the deltas go on; a first snapshot or a delta over ``limit`` raises
+        :class:`RecordTooLarge` (the trace then fails). An ended trace's snapshot is always
+        full, and cut to fit (see :func:`fit_snapshot`), since its terminal record must be
+        written whatever its state holds.
         """
-        if snapshot.status == "running":
-            value = self.limit.check("the state snapshot", encode(snapshot))
-        else:
+        trace_id = snapshot.trace_id
+        queued = self._states.get(trace_id, [])
+        before = queued[-1].logged if queued else logged
+        if snapshot.status != "running":
             snapshot, value = fit_snapshot(snapshot, self.limit)
-        self.snapshots[snapshot.trace_id] = snapshot
-        self._snapshot_bytes[snapshot.trace_id] = value
+            write = _full(snapshot, value, before)
+        elif before is None:
+            write = _full(snapshot, self.limit.check("the state snapshot", encode(snapshot)), None)
+        else:
+            write = self._delta(snapshot, before)
+        self._states[trace_id] = [*queued, write]
+        self.snapshots[trace_id] = snapshot
         return snapshot
 
-    def snapshot_records(self) -> list[tuple[str, bytes]]:
-        """The queued snapshots as (trace id, encoded value), for the state topic."""
-        return [(trace_id, self._snapshot_bytes[trace_id]) for trace_id in self.snapshots]
+    def _delta(self, snapshot: Snapshot, before: Logged) -> StateWrite:
+        """``snapshot``'s version as a delta from ``before``, or as a full snapshot when one
+        is due and fits."""
+        value = self.limit.check(
+            "the state delta", encode(delta_between(before.snapshot, snapshot))
+        )
+        since = before.since_bytes + len(value)
+        if since >= before.due_bytes:
+            whole = encode(snapshot)
+            if self.limit.fits(whole):
+                return _full(snapshot, whole, before)
+            due = since + len(whole)  # not now: once as many bytes of deltas again are written
+        else:
+            due = before.due_bytes
+        key = delta_key(snapshot.trace_id, snapshot.version)
+        return StateWrite(key, value, Logged(snapshot, due, since, (*before.delta_keys, key)))
+
+    def state_records(self) -> list[tuple[str, str, bytes | None]]:
+        """The state topic's records, as (trace id, key, value; None for a tombstone), in the
+        order they are to be produced."""
+        found: list[tuple[str, str, bytes | None]] = []
+        for trace_id, writes in self._states.items():
+            for write in writes:
+                found.append((trace_id, write.key, write.value))
+                found += [(trace_id, key, None) for key in write.tombstones]
+        return found
+
+    def logged(self) -> dict[str, Logged]:
+        """What the state log holds of each trace once this batch's records are written."""
+        return {trace_id: writes[-1].logged for trace_id, writes in self._states.items()}
 
     def mark(self, trace_id: str) -> Mark:
         """Where the batch stands for one trace, to :meth:`rollback` to."""
-        queued = self.snapshots.get(trace_id)
         return Mark(
             len(self.first),
             len(self.sends),
-            None if queued is None else (queued, self._snapshot_bytes[trace_id]),
+            self.snapshots.get(trace_id),
+            len(self._states.get(trace_id, ())),
         )
 
     def rollback(self, trace_id: str, mark: Mark) -> None:
@@ -86,19 +153,31 @@ class Batch:
         del self.sends[mark.sends :]
         if mark.snapshot is None:
             self.snapshots.pop(trace_id, None)
-            self._snapshot_bytes.pop(trace_id, None)
+            self._states.pop(trace_id, None)
         else:
-            self.snapshots[trace_id], self._snapshot_bytes[trace_id] = mark.snapshot
+            self.snapshots[trace_id] = mark.snapshot
+            self._states[trace_id] = self._states[trace_id][: mark.states]
 
 
 @dataclass(frozen=True)
 class Mark:
-    """How much of a :class:`Batch` was queued, and one trace's snapshot then (if any), with
-    its encoding."""
+    """How much of a :class:`Batch` was queued, and one trace's snapshot and state records
+    then."""
 
     first: int
     sends: int
-    snapshot: tuple[Snapshot, bytes] | None
+    snapshot: Snapshot | None
+    states: int
+
+
+def _full(snapshot: Snapshot, value: bytes, before: Logged | None) -> StateWrite:
+    """A full snapshot encoded as ``value``, tombstoning the deltas ``before`` it."""
+    return StateWrite(
+        snapshot.trace_id,
+        value,
+        Logged(snapshot, len(value)),
+        before.delta_keys if before is not None else (),
+    )
 
 
 def fit_snapshot(snapshot: Snapshot, limit: RecordLimit) -> tuple[Snapshot, bytes]:

@@ -27,7 +27,7 @@ from choreo.kafka.clients import headers_of, key_of, partition_for
 from choreo.kafka.limits import RecordTooLarge
 from choreo.keeper import digest as digests
 from choreo.keeper import fold as transitions
-from choreo.keeper.batch import Batch
+from choreo.keeper.batch import Batch, Logged
 from choreo.keeper.digest import StateDigest
 from choreo.keeper.fold import EXPIRE, TASK_SOURCE, FoldError
 from choreo.observe import metrics
@@ -43,6 +43,7 @@ from choreo.schemas import (
     TerminalResult,
     decode,
 )
+from choreo.schemas.deltas import StateLog, fold_deltas
 from choreo.schemas.ids import derive_event_id, task_trace_id
 from choreo.schemas.records import (
     ADMIT,
@@ -122,6 +123,8 @@ class Keeper:
         self._subscribers: dict[str, list[str]] = {}
         #: Partitions of the keeper's topics; 0 while unknown (admissions are then read back).
         self.partitions = 0
+        #: What the state log holds of each running trace: its records are deltas from it.
+        self.logged: dict[str, Logged] = {}
         #: Each running trace's field digests, so a hop record costs O(the step's delta).
         self.digests: dict[str, StateDigest] = {}
         self._reads = {agent.name: agent.reads for agent in spec.agents}
@@ -642,7 +645,8 @@ class Keeper:
     # -- outputs ------------------------------------------------------------------------
 
     def _store(self, snapshot: Snapshot, batch: Batch) -> None:
-        self.traces[snapshot.trace_id] = batch.store(snapshot)
+        trace_id = snapshot.trace_id
+        self.traces[trace_id] = batch.store(snapshot, self.logged.get(trace_id))
 
     def _finish(
         self,
@@ -741,25 +745,55 @@ class Keeper:
 
     # -- recovery -----------------------------------------------------------------------
 
-    def restore(self, snapshot: Snapshot) -> None:
+    def restore(self, snapshot: Snapshot, logged: Logged | None = None) -> None:
+        """Take back a trace from the state topic: its state (``snapshot``), and what the
+        log holds of it (``logged``; None: the trace's next version is logged whole). An
+        older version than the one held is ignored."""
         current = self.traces.get(snapshot.trace_id)
         if current is None or snapshot.version >= current.version:
             self.traces[snapshot.trace_id] = tombstone(snapshot)
+            if logged is not None and snapshot.status == "running":
+                self.logged[snapshot.trace_id] = logged
+            else:
+                self.logged.pop(snapshot.trace_id, None)
 
-    def settle(self, trace_ids: Iterable[str]) -> None:
-        """Shrink the traces that have ended, once their final snapshots are published.
+    def restore_log(self, log: StateLog) -> None:
+        """Take back every trace of a state topic's partitions, read whole into ``log``."""
+        for tail in log.tails.values():
+            if tail.snapshot is None:
+                continue
+            chain = tail.chain()
+            state = fold_deltas(tail.snapshot, (delta for delta, _ in chain))
+            logged = Logged(
+                state,
+                due_bytes=tail.snapshot_bytes,
+                since_bytes=sum(size for _, size in chain),
+                delta_keys=tuple(sorted(tail.live_keys)),
+            )
+            self.restore(state, logged)
+
+    def written(self, batch: Batch) -> None:
+        """Note what the state log holds once ``batch``'s state records are written: the
+        next versions of its traces are logged as deltas from there."""
+        self.logged.update(batch.logged())
+
+    def settle(self, batch: Batch) -> None:
+        """Note what the state log holds once ``batch``'s state records are acknowledged, and
+        shrink the traces that have ended.
 
         A long-running keeper sees every trace of its partitions end; keeping each one's
         whole state would grow without bound. What it still needs of an ended trace is that
         it ended (later steps are dropped) and which admissions it applied (a redelivered
         task is recognised); the full final state lives on the state topic.
         """
-        for trace_id in trace_ids:
+        self.written(batch)
+        for trace_id in batch.snapshots:
             snapshot = self.traces.get(trace_id)
             if snapshot is not None:
                 self.traces[trace_id] = tombstone(snapshot)
                 if snapshot.status != "running":
                     self.digests.pop(trace_id, None)
+                    self.logged.pop(trace_id, None)
 
     def mark_finished(self, result: TerminalResult) -> None:
         """A terminal record already exists: never write a second one for this trace.

@@ -22,8 +22,16 @@ def replay(
     """A fresh keeper that has applied ``records`` (outbox, in partition order)."""
     keeper = Keeper(spec, topics)
     for record in records:
-        keeper.apply(record, Batch())
+        _apply(keeper, record)
     return keeper
+
+
+def _apply(keeper: Keeper, record: ConsumerRecord[bytes, bytes]) -> None:
+    """Apply one outbox record as the live keeper does, its state records taken as written:
+    what the live keeper would log (and refuse as too large) follows from them."""
+    batch = Batch()
+    keeper.apply(record, batch)
+    keeper.written(batch)
 
 
 def history(
@@ -35,7 +43,7 @@ def history(
     for record in records:
         if record.key is not None and key_of(record) != trace_id:
             continue
-        keeper.apply(record, Batch())
+        _apply(keeper, record)
         snapshot = keeper.traces.get(trace_id)
         if snapshot is not None and (not versions or snapshot.version > versions[-1].version):
             versions.append(snapshot)
@@ -79,7 +87,7 @@ def compare(
     keeper = Keeper(spec, topics)
     at_live: dict[str, Snapshot] = {}
     for record in records:
-        keeper.apply(record, Batch())
+        _apply(keeper, record)
         trace_id = key_of(record)
         rebuilt = keeper.traces.get(trace_id) if trace_id else None
         target = live.get(trace_id) if trace_id else None

@@ -41,13 +41,13 @@ from choreo.kafka.clients import (
 from choreo.kafka.limits import HEADROOM, RecordLimit, broker_limit
 from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.service import ConsumerService, wait_or_stop
-from choreo.kafka.transactions import sends_of
+from choreo.kafka.transactions import Output, sends_of
 from choreo.keeper.batch import Batch
 from choreo.keeper.machine import Handler, Keeper
 from choreo.observe import metrics, telemetry
 from choreo.observe.settings import Settings
-from choreo.observe.telemetry import Headers
-from choreo.schemas import Snapshot, TerminalResult, decode
+from choreo.schemas import TerminalResult, decode
+from choreo.schemas.deltas import StateLog
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec
 
@@ -158,9 +158,10 @@ class KeeperService(ConsumerService):
         await reader.start()
         try:
             parts = [TopicPartition(self.topics.state, p) for p in fresh]
+            log_ = StateLog()
             async for rec in read_to_end(reader, parts):
-                if rec.value:
-                    self.keeper.restore(decode(rec.value, Snapshot))
+                log_.add(rec.key, rec.value)
+            self.keeper.restore_log(log_)
             parts = [TopicPartition(self.topics.results, p) for p in fresh]
             async for rec in read_to_end(reader, parts):
                 if rec.value:
@@ -184,6 +185,7 @@ class KeeperService(ConsumerService):
         count = len(self.consumer.partitions_for_topic(self.topics.outbox) or ())
         for trace_id in [t for t in self.keeper.traces if partition_for(t, count) in lost]:
             del self.keeper.traces[trace_id]
+            self.keeper.logged.pop(trace_id, None)
             self.keeper.finished.discard(trace_id)
             self.keeper.waiting.pop(trace_id, None)
 
@@ -342,12 +344,12 @@ class KeeperService(ConsumerService):
         runs = []
         for number, part in sorted(by_partition.items()):
             batch, letters = self._handle_all(part)
-            outputs: list[tuple[str, bytes | None, bytes, Headers]] = [
+            outputs: list[Output] = [
                 (t, k.encode(), v, h) for t, k, v, h in batch.first + batch.sends
             ]
             outputs += [
-                (self.topics.state, trace_id.encode(), value, [])
-                for trace_id, value in batch.snapshot_records()
+                (self.topics.state, key.encode(), value, [], number)
+                for _, key, value in batch.state_records()
             ]
             outputs += [self.dead_letters.letter(r, why) for r, why in letters]
             runs.append(
@@ -360,7 +362,7 @@ class KeeperService(ConsumerService):
         outcomes = await asyncio.gather(*(run for _, _, run in runs), return_exceptions=True)
         for (batch, letters, _), outcome in zip(runs, outcomes, strict=True):
             if outcome is None:
-                self.keeper.settle(batch.snapshots)
+                self.keeper.settle(batch)
                 for record, why in letters:
                     self.dead_letters.noted(record, why)
         for outcome in outcomes:
@@ -372,11 +374,15 @@ class KeeperService(ConsumerService):
         them (if any), the records they and the rest of the batch caused, the snapshots."""
         for phase in (batch.first, batch.sends):
             await acked(self.producer.send(t, v, key=k.encode(), headers=h) for t, k, v, h in phase)
+        # a delta's key is not its trace id: its partition is named, the trace's own
+        count = self.keeper.partitions
         await acked(
-            self.producer.send(self.topics.state, value, key=trace_id.encode())
-            for trace_id, value in batch.snapshot_records()
+            self.producer.send(
+                self.topics.state, value, key=key.encode(), partition=partition_for(trace_id, count)
+            )
+            for trace_id, key, value in batch.state_records()
         )
-        self.keeper.settle(batch.snapshots)
+        self.keeper.settle(batch)
 
     async def _sweep(self) -> None:
         """End traces past their deadline: log each decision to the outbox (see Keeper.sweep)."""

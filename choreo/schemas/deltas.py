@@ -171,12 +171,13 @@ def _apply(fields: dict[str, Any], copied: set[str], name: str, change: FieldCha
         return
     current = fields.get(name)
     if isinstance(change, ExtendField):
-        grown = current if name in copied and type(current) is list else list(current or ())
-        grown.extend(change.items)
+        items = current if name in copied and type(current) is list else list(current or ())
+        items.extend(change.items)
+        fields[name] = items
     else:
-        grown = current if name in copied and type(current) is dict else dict(current or {})
-        grown.update(change.entries)
-    fields[name] = grown
+        entries = current if name in copied and type(current) is dict else dict(current or {})
+        entries.update(change.entries)
+        fields[name] = entries
     copied.add(name)
 
 
@@ -200,7 +201,9 @@ def read_state(value: bytes) -> Snapshot | StateDelta:
         kind = _kinds.decode(value)
     except msgspec.DecodeError as exc:
         raise DecodeError(f"invalid state record: {exc}") from None
-    return decode(value, Snapshot if kind.base_version is None else StateDelta)
+    if kind.base_version is None:
+        return decode(value, Snapshot)
+    return decode(value, StateDelta)
 
 
 @dataclass

@@ -13,10 +13,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from choreo.kafka.limits import RecordLimit
 from choreo.keeper.batch import Batch
 from choreo.keeper.machine import Keeper
 from choreo.keeper.replay import replay
-from choreo.schemas import Envelope, Snapshot, TerminalResult, decode, encode, reducers
+from choreo.schemas import Envelope, TerminalResult, reducers
+from choreo.schemas.deltas import StateLog
 from choreo.schemas.records import FINISH
 from tests.state.support import (
     AGENTS,
@@ -176,7 +178,7 @@ def test_a_keeper_killed_anywhere_recovers_to_the_replayed_state(
     results_written = data.draw(st.booleans())
 
     keeper = Keeper(SPEC, TOPICS)
-    snapshots: list[Snapshot] = []
+    state_log: list[tuple[bytes, bytes | None]] = []
     terminal: list[TerminalResult] = []
     committed = 0
     for number, chunk in enumerate(chunks):
@@ -188,12 +190,15 @@ def test_a_keeper_killed_anywhere_recovers_to_the_replayed_state(
         terminal += results(batch)
         if number == crash_in:
             break
-        snapshots += [decode(encode(s), Snapshot) for s in batch.snapshots.values()]
+        state_log += [(key.encode(), value) for _, key, value in batch.state_records()]
+        keeper.settle(batch)
         committed += len(chunk)
 
     restarted = Keeper(SPEC, TOPICS)
-    for snapshot in snapshots:
-        restarted.restore(snapshot)
+    log = StateLog()
+    for key, value in state_log:
+        log.add(key, value)
+    restarted.restore_log(log)
     for result in terminal:
         restarted.mark_finished(result)
     restarted, batch = run(SPEC, records[committed:], restarted)
@@ -221,3 +226,27 @@ def test_commutative_reducers_give_the_same_state_in_any_order(run_: Any, rnd: A
     for name in commutative:
         assert first.get(name) == second.get(name), name
     assert sorted(first.get("log", [])) == sorted(second.get("log", []))
+
+
+@settings(max_examples=100, deadline=None)
+@given(runs(), st.integers(1, 5), st.integers(1500, 4000))
+def test_the_state_log_folds_to_the_live_state_after_every_batch(
+    run_: Any, batch_size: int, limit: int
+) -> None:
+    """Whatever the batching and however small the record limit (full snapshots put off,
+    deltas going on), a reader folding the state topic's records gets, after each batch, the
+    very state the keeper holds."""
+    plan, order = run_
+    records = outbox(plan, order, finish=True).records
+    keeper = Keeper(SPEC, TOPICS)
+    log = StateLog()
+    for start in range(0, len(records), batch_size):
+        batch = Batch(limit=RecordLimit(limit))
+        for rec in records[start : start + batch_size]:
+            keeper.handle(keeper.apply, rec, batch)
+        for _, key, value in batch.state_records():
+            assert key == TRACE or value is None or len(value) <= limit  # deltas fit
+            log.add(key.encode(), value)
+        if TRACE in batch.snapshots:
+            assert plain(log.state(TRACE)) == plain(batch.snapshots[TRACE])
+        keeper.settle(batch)

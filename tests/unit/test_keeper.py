@@ -212,10 +212,10 @@ def test_an_ended_trace_is_kept_small_yet_still_drops_late_steps_and_repeat_task
     admit = sent(batch, TOPICS.outbox, Envelope)[0]
     _, admitted = harness.apply(admit)
     entry = sent(admitted, TOPICS.event("draft.requested"), Envelope)[0]
-    harness.apply(
+    _, refused = harness.apply(
         step_event(SPEC.agent("writer"), entry, STEP_REFUSED, payload={"reason": "budget"})
     )
-    harness.keeper.settle(["t1"])  # what the service does once the final snapshot is acked
+    harness.keeper.settle(refused)  # what the service does once the final snapshot is acked
 
     ended = harness.keeper.traces["t1"]
     assert ended.status == "halted" and ended.fields == {} and ended.writes == {}
