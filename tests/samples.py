@@ -18,11 +18,13 @@ from choreo.schemas import (
     Record,
     Snapshot,
     StateConflict,
+    StateDelta,
     Task,
     TerminalResult,
     Totals,
     Usage,
 )
+from choreo.schemas.records import ExtendField, MergeField, SetField
 
 AT = datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC)
 USAGE = Usage(tokens_in=12, tokens_out=34, cost=0.0021, latency_ms=88.5, model="m", calls=1)
@@ -66,6 +68,25 @@ SAMPLES: dict[str, Record] = {
         applied=["e0", "e1"],
         origin="choreo.tasks/0/7",
         reason=None,
+        parent_trace_id="t0",
+        admitted_at=AT,
+        updated_at=AT,
+    ),
+    "StateDelta": StateDelta(
+        trace_id="t1",
+        base_version=4,
+        version=6,
+        changes={
+            "log": ExtendField(items=["line"]),
+            "meta": MergeField(entries={"k": 1}),
+            "draft": SetField(value="x"),
+        },
+        removed=["scratch"],
+        writes={"log": WRITE},
+        applied=["e2", "e3"],
+        totals=TOTALS,
+        budget=BUDGET,
+        origin="choreo.tasks/0/7",
         parent_trace_id="t0",
         admitted_at=AT,
         updated_at=AT,

@@ -173,15 +173,15 @@ def test_unknown_fields_are_allowed_by_the_schema() -> None:
 # --- AsyncAPI -----------------------------------------------------------------------------
 
 EXPECTED_RECORDS = {
-    "tasks": "Task",
-    "outbox": "Envelope",
-    "state": "Snapshot",
-    "hops": "HopRecord",
-    "control": "ControlVerdict",
-    "results": "TerminalResult",
-    "escalations": "Escalation",
-    "conflicts": "StateConflict",
-    "dlq": "DeadLetter",
+    "tasks": ["Task"],
+    "outbox": ["Envelope"],
+    "state": ["Snapshot", "StateDelta"],
+    "hops": ["HopRecord"],
+    "control": ["ControlVerdict"],
+    "results": ["TerminalResult"],
+    "escalations": ["Escalation"],
+    "conflicts": ["StateConflict"],
+    "dlq": ["DeadLetter"],
 }
 
 
@@ -217,10 +217,10 @@ def test_asyncapi_document_is_3_0_and_refs_resolve() -> None:
 def test_asyncapi_maps_every_system_topic_to_its_record_and_key() -> None:
     doc = asyncapi_doc()
     topics = Topics("choreo")
-    for channel_id, record in EXPECTED_RECORDS.items():
+    for channel_id, records in EXPECTED_RECORDS.items():
         channel = doc["channels"][channel_id]
         assert channel["address"] == getattr(topics, channel_id)
-        assert list(channel["messages"]) == [record]
+        assert list(channel["messages"]) == records
     addresses = {c["address"] for c in doc["channels"].values()}
     assert set(topics.system()) <= addresses
     agent = doc["channels"]["agentEvent"]
@@ -232,7 +232,10 @@ def test_asyncapi_maps_every_system_topic_to_its_record_and_key() -> None:
     assert all(
         m["bindings"]["kafka"]["key"] == trace_key
         for name, m in messages.items()
-        if name != "DeadLetter"
+        if name not in ("DeadLetter", "StateDelta")
+    )
+    assert (
+        "<trace id>/<version>" in messages["StateDelta"]["bindings"]["kafka"]["key"]["description"]
     )
     assert "original" in messages["DeadLetter"]["bindings"]["kafka"]["key"]["description"]
 

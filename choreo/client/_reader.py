@@ -18,6 +18,7 @@ from aiokafka.structs import ConsumerRecord
 from choreo.client.errors import TraceNotFound
 from choreo.kafka.clients import partition_for, read_to_end
 from choreo.schemas import DecodeError, Record, decode
+from choreo.schemas.deltas import of_trace
 
 R = TypeVar("R", bound=Record)
 log = logging.getLogger(__name__)
@@ -82,9 +83,11 @@ class Reader:
             self._consumer.pause(*parts)
 
     async def trace(
-        self, topic: str, trace_id: str, *, missing_ok: bool = False
+        self, topic: str, trace_id: str, *, missing_ok: bool = False, deltas: bool = False
     ) -> list[ConsumerRecord[bytes, bytes]]:
-        """Every record keyed ``trace_id`` on ``topic``, in log order.
+        """Every record keyed ``trace_id`` on ``topic``, in log order; with ``deltas``, the
+        state log's deltas of the trace too (keyed ``<trace id>/<version>``,
+        choreo.schemas.deltas) and their tombstones.
 
         Raises:
             TraceNotFound: the topic does not exist (unless ``missing_ok``: then no records).
@@ -97,7 +100,10 @@ class Reader:
                 raise TraceNotFound(f"topic {topic!r} does not exist")
             key = trace_id.encode()
             part = TopicPartition(topic, partition_for(trace_id, count))
-            return [r for r in await self._read([part]) if r.key == key]
+            records = await self._read([part])
+            if deltas:
+                return [r for r in records if of_trace(r.key, trace_id)]
+            return [r for r in records if r.key == key]
 
     async def typed(
         self, topic: str, trace_id: str, record_type: type[R], *, missing_ok: bool = False

@@ -1,8 +1,9 @@
 """Every trace at a glance: a summary of each from the state and results topics.
 
-A summary needs a snapshot's status, totals and writers, never its fields, so snapshots are
-decoded into ``_Head``, a struct of just those (msgspec skips what a struct does not declare):
-a trace's big values are never decoded to list it. The newest version of each trace wins; a
+A summary needs a snapshot's status, totals and writers, never its fields, so snapshots and the
+deltas between them (choreo.schemas.deltas) are decoded into ``_Head``, a struct of just those
+(msgspec skips what a struct does not declare): a trace's big values are never decoded to list
+it. The newest version of each trace wins; a
 terminal record, when there is one, has the last word on status and reason.
 """
 
@@ -54,12 +55,21 @@ def summaries(
     """One summary per trace with a snapshot, newest admitted first; records that do not
     decode are skipped (a shared topic's stray record must not hide the others)."""
     newest: dict[str, _Head] = {}
+    #: Each trace's newest write: a delta holds only the writes it changed.
+    last: dict[str, FieldWrite] = {}
     for head in _each(snapshots, _heads):
         seen = newest.get(head.trace_id)
         if seen is None or head.version >= seen.version:
             newest[head.trace_id] = head
+        for write in head.writes.values():
+            known = last.get(head.trace_id)
+            if known is None or write.version >= known.version:
+                last[head.trace_id] = write
     ended = {end.trace_id: end for end in _each(results, _ends)}
-    found = [_summary(head, ended.get(head.trace_id)) for head in newest.values()]
+    found = [
+        _summary(head, ended.get(head.trace_id), last.get(head.trace_id))
+        for head in newest.values()
+    ]
     return sorted(found, key=lambda s: (s.admitted_at, s.trace_id), reverse=True)
 
 
@@ -76,8 +86,7 @@ def _each(
     return found
 
 
-def _summary(head: _Head, end: _End | None) -> TraceSummary:
-    writes = sorted(head.writes.values(), key=lambda w: w.version)
+def _summary(head: _Head, end: _End | None, last: FieldWrite | None) -> TraceSummary:
     totals = head.totals
     return TraceSummary(
         trace_id=head.trace_id,
@@ -87,7 +96,7 @@ def _summary(head: _Head, end: _End | None) -> TraceSummary:
         hops=totals.hops,
         tokens=totals.tokens_in + totals.tokens_out,
         cost=totals.cost,
-        last_agent=writes[-1].agent if writes else None,
+        last_agent=last.agent if last is not None else None,
         reason=(end.reason if end is not None else None) or head.reason,
         parent_trace_id=head.parent_trace_id,
         agents=tuple(sorted(totals.by_agent)),

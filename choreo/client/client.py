@@ -48,7 +48,7 @@ from choreo.client.reports import (
 from choreo.kafka import acl
 from choreo.kafka.clients import kind_of, make_consumer, make_producer
 from choreo.kafka.security import make_admin, security_of, start
-from choreo.keeper.replay import compare, history, latest
+from choreo.keeper.replay import compare, history
 from choreo.local.announce import resolve
 from choreo.observe import telemetry
 from choreo.observe.settings import Settings
@@ -66,6 +66,7 @@ from choreo.schemas import (
     TerminalResult,
     encode,
 )
+from choreo.schemas.deltas import StateLog
 from choreo.schemas.ids import new_id
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, load_mesh
@@ -350,7 +351,8 @@ class Client:
         results = await reader.typed(topics.results, trace_id, TerminalResult, missing_ok=True)
         if not hops and not results:
             raise TraceNotFound(f"no hop or result record of trace {trace_id!r}")
-        snapshots = await reader.typed(topics.state, trace_id, Snapshot, missing_ok=True)
+        state = await reader.trace(topics.state, trace_id, missing_ok=True, deltas=True)
+        snapshots = [s for r in state if r.key == trace_id.encode() and (s := decoded(r, Snapshot))]
         return Trace(
             trace_id=trace_id,
             hops=hops,
@@ -364,7 +366,7 @@ class Client:
                 topics.escalations, trace_id, Escalation, missing_ok=True
             ),
             snapshots=snapshots,
-            snapshot=latest(snapshots).get(trace_id),
+            snapshot=_folded(state).state(trace_id),
         )
 
     async def hops(self, trace_id: str) -> list[HopRecord]:
@@ -421,10 +423,10 @@ class Client:
         if at is None:
             _, reader = self._open()
             topic = self.topics.state
-            snapshots = await reader.typed(topic, trace_id, Snapshot)
-            if not snapshots:
+            found = _folded(await reader.trace(topic, trace_id, deltas=True)).state(trace_id)
+            if found is None:
                 raise TraceNotFound(f"no snapshot of trace {trace_id!r} on {topic}")
-            return latest(snapshots)[trace_id]
+            return found
         if mesh is None:
             raise ValueError("the state at a version replays the outbox: give mesh=SPEC")
         versions = await self.history(trace_id, mesh)
@@ -472,8 +474,7 @@ class Client:
         """
         _, reader = self._open()
         spec = _spec(mesh)
-        states = await reader.topic(self.topics.state)
-        live = latest(s for r in states if (s := decoded(r, Snapshot)) is not None)
+        live = _folded(await reader.topic(self.topics.state)).latest()
         outbox = await reader.topic(self.topics.outbox)
         return Replay(records=len(outbox), comparisons=compare(spec, self.topics, outbox, live))
 
@@ -649,6 +650,15 @@ def _seen(future: asyncio.Future[TerminalResult]) -> None:
     """Mark a future's error as retrieved, so asyncio does not log it when it is dropped."""
     if not future.cancelled():
         future.exception()
+
+
+def _folded(records: list[ConsumerRecord[bytes, bytes]]) -> StateLog:
+    """The state topic's ``records`` (in log order) read into a StateLog: each trace's newest
+    snapshot with the deltas after it (choreo.schemas.deltas)."""
+    log_ = StateLog()
+    for record in records:
+        log_.add(record.key, record.value)
+    return log_
 
 
 def _spec(mesh: MeshLike) -> MeshSpec:

@@ -43,6 +43,12 @@ _EXTENSIONS = {
 }
 
 _TRACE_KEY = {"type": "string", "description": "The trace id (UTF-8); one trace, one partition."}
+_DELTA_KEY = {
+    "type": "string",
+    "description": "`<trace id>/<version>`: the version the delta brings the trace to. Written "
+    "to the trace's own partition (that of the trace id), not the key's; a null value (a "
+    "tombstone) follows once a newer snapshot replaces the delta.",
+}
 _ORIGINAL_KEY = {
     "type": ["string", "null"],
     "description": "The original record's key, unchanged (usually its trace id).",
@@ -67,6 +73,12 @@ class Channel:
     senders: tuple[str, ...]
     receivers: tuple[str, ...]
     key: dict[str, Any]
+    #: Other records on the topic, each with its key.
+    more: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+    def messages(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every record on the topic, with its key: ``record`` first."""
+        return [(self.record, self.key), *self.more]
 
 
 #: Every system topic, by its attribute on :class:`~choreo.schemas.topics.Topics`.
@@ -87,10 +99,14 @@ SYSTEM_CHANNELS: dict[str, Channel] = {
     ),
     "state": Channel(
         "Snapshot",
-        "The latest state snapshot of each trace (compacted).",
+        "The state log (compacted): each trace's latest full snapshot, keyed by its trace "
+        "id, and the deltas written after it, each keyed `<trace id>/<version>` on the "
+        "trace's partition; a reader folds the deltas after the snapshot "
+        "(docs/ARCHITECTURE.md, Long traces).",
         ("keeper",),
-        ("keeper", "operator"),
+        ("keeper", "watchdog", "operator"),
         _TRACE_KEY,
+        more=(("StateDelta", _DELTA_KEY),),
     ),
     "hops": Channel(
         "HopRecord",
@@ -205,7 +221,9 @@ def _channel(address: str, channel: Channel, configs: dict[str, str]) -> dict[st
     body: dict[str, Any] = {
         "address": address,
         "description": channel.description,
-        "messages": {channel.record: {"$ref": f"#/components/messages/{channel.record}"}},
+        "messages": {
+            name: {"$ref": f"#/components/messages/{name}"} for name, _ in channel.messages()
+        },
     }
     if configs:
         body["bindings"] = {
@@ -225,7 +243,10 @@ def _operations(channel_id: str, channel: Channel, address: str) -> dict[str, An
             ops[f"{service}-{action}-{channel_id}"] = {
                 "action": action,
                 "channel": {"$ref": f"#/channels/{channel_id}"},
-                "messages": [{"$ref": f"#/channels/{channel_id}/messages/{channel.record}"}],
+                "messages": [
+                    {"$ref": f"#/channels/{channel_id}/messages/{name}"}
+                    for name, _ in channel.messages()
+                ],
                 "summary": f"{service} {verb} {address}",
                 "tags": [{"$ref": f"#/components/tags/{service}"}],
             }
@@ -247,7 +268,8 @@ def asyncapi(topics: Topics | None = None) -> dict[str, Any]:
         channel = SYSTEM_CHANNELS[channel_id]
         channels[channel_id] = _channel(address, channel, topics.configs(address))
         operations.update(_operations(channel_id, channel, address))
-        messages[channel.record] = _message(channel.record, RECORDS[channel.record], channel.key)
+        for name, key in channel.messages():
+            messages[name] = _message(name, RECORDS[name], key)
     agent = _channel(topics.event("{eventType}"), AGENT_CHANNEL, {})
     agent["parameters"] = {
         "eventType": {

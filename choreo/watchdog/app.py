@@ -40,6 +40,7 @@ from choreo.schemas import (
     decode,
     encode,
 )
+from choreo.schemas.deltas import of_trace
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec
 from choreo.spec.watchdog import app_id
@@ -75,7 +76,8 @@ def decode_hop(data: bytes) -> HopRecord:
 
 
 def decode_snapshot(data: bytes) -> SnapshotHead:
-    """Only the head of a snapshot: its state fields can be large and are not needed here."""
+    """Only the head of a snapshot, or of a delta of the state log (it carries the same head):
+    state fields can be large and are not needed here."""
     try:
         return _snapshot_head.decode(data)
     except msgspec.DecodeError as exc:
@@ -217,20 +219,25 @@ class WatchdogService(Service):
         parse: Callable[[bytes], R],
         apply: Callable[[TraceWatch, R, datetime], list[Answer]],
     ) -> None:
+        state = event.message.topic == self.names.state
+        if state and not event.value:
+            return  # a tombstone: a delta a newer snapshot replaced (choreo.schemas.deltas)
         try:
             record = parse(event.value)
         except DecodeError as exc:
             await self._dead_letter(event, str(exc))
             return
         trace_id = record.trace_id
-        if event.key != trace_id.encode():
+        key = trace_id.encode()
+        # the state log's deltas are keyed <trace id>/<version>: their head is read the same
+        if not (of_trace(event.key, trace_id) if state else event.key == key):
             await self._dead_letter(event, f"record key is not its trace id {trace_id!r}")
             return
-        stored = self.table.get(event.key)
+        stored = self.table.get(key)
         watch = load_watch(stored) if stored is not None else TraceWatch(trace_id=trace_id)
         answers = apply(watch, record, datetime.now(UTC))
         await self._answer(trace_id, answers)
-        self.table[event.key] = dump_watch(watch)
+        self.table[key] = dump_watch(watch)
 
     async def _answer(self, trace_id: str, answers: list[Answer]) -> None:
         for record in answers:
