@@ -366,7 +366,7 @@ class Client:
                 topics.escalations, trace_id, Escalation, missing_ok=True
             ),
             snapshots=snapshots,
-            snapshot=_folded(state).state(trace_id),
+            snapshot=StateLog.read(state).state(trace_id),
         )
 
     async def hops(self, trace_id: str) -> list[HopRecord]:
@@ -423,7 +423,7 @@ class Client:
         if at is None:
             _, reader = self._open()
             topic = self.topics.state
-            found = _folded(await reader.trace(topic, trace_id, deltas=True)).state(trace_id)
+            found = StateLog.read(await reader.trace(topic, trace_id, deltas=True)).state(trace_id)
             if found is None:
                 raise TraceNotFound(f"no snapshot of trace {trace_id!r} on {topic}")
             return found
@@ -474,7 +474,7 @@ class Client:
         """
         _, reader = self._open()
         spec = _spec(mesh)
-        live = _folded(await reader.topic(self.topics.state)).latest()
+        live = StateLog.read(await reader.topic(self.topics.state)).latest()
         outbox = await reader.topic(self.topics.outbox)
         return Replay(records=len(outbox), comparisons=compare(spec, self.topics, outbox, live))
 
@@ -650,15 +650,6 @@ def _seen(future: asyncio.Future[TerminalResult]) -> None:
     """Mark a future's error as retrieved, so asyncio does not log it when it is dropped."""
     if not future.cancelled():
         future.exception()
-
-
-def _folded(records: list[ConsumerRecord[bytes, bytes]]) -> StateLog:
-    """The state topic's ``records`` (in log order) read into a StateLog: each trace's newest
-    snapshot with the deltas after it (choreo.schemas.deltas)."""
-    log_ = StateLog()
-    for record in records:
-        log_.add(record.key, record.value)
-    return log_
 
 
 def _spec(mesh: MeshLike) -> MeshSpec:

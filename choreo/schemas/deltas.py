@@ -21,7 +21,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -228,6 +228,16 @@ class Tail:
         return found
 
 
+class Keyed(Protocol):
+    """A record as a Kafka consumer gives it: its key and value bytes (None: a tombstone)."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes | None: ...
+
+
 class StateLog:
     """A state topic read in log order, folded into each trace's newest state.
 
@@ -240,6 +250,14 @@ class StateLog:
     def __init__(self) -> None:
         self.tails: dict[str, Tail] = {}
         self.skipped = 0
+
+    @classmethod
+    def read(cls, records: Iterable[Keyed]) -> StateLog:
+        """A log fed ``records`` (a state topic's, in log order: Kafka consumer records)."""
+        log = cls()
+        for record in records:
+            log.add(record.key, record.value)
+        return log
 
     def add(self, key: bytes | None, value: bytes | None) -> None:
         """Take one record of the state topic, in log order."""

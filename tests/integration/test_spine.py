@@ -12,7 +12,8 @@ from kafka import KafkaProducer
 
 from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import replay
-from choreo.schemas import DeadLetter, Snapshot, decode
+from choreo.schemas import DeadLetter, decode
+from choreo.schemas.deltas import StateLog
 from choreo.schemas.ids import task_trace_id
 from tests.conftest import RunningMesh, wait_until
 
@@ -108,10 +109,7 @@ def test_replaying_the_outbox_rebuilds_every_live_snapshot_exactly(
     outbox = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.outbox))
     rebuilt = replay(mesh.spec, mesh.topics, outbox)
     snapshots = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.state))
-    live: dict[str, Snapshot] = {}
-    for record in snapshots:
-        snapshot = decode(record.value, Snapshot)
-        live[snapshot.trace_id] = snapshot  # log order: the last one is the newest
+    live = StateLog.read(snapshots).latest()  # each newest snapshot, the deltas after it
     assert trace_id in live
     assert len(live) >= 1
     for tid, snapshot in live.items():

@@ -16,7 +16,8 @@ import yaml
 
 from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import replay
-from choreo.schemas import Snapshot, decode
+from choreo.schemas import Snapshot
+from choreo.schemas.deltas import StateLog
 from tests.conftest import EXAMPLES, ProcessMesh, wait_until
 
 pytestmark = pytest.mark.integration
@@ -89,10 +90,7 @@ def test_sigkill_of_the_keeper_mid_stream_then_restart_rebuilds_exact_state(
     outbox = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.outbox))
     rebuilt = replay(mesh.spec, mesh.topics, outbox)
     states = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.state))
-    live = {}
-    for record in states:
-        snapshot = decode(record.value, Snapshot)
-        live[snapshot.trace_id] = snapshot
+    live = StateLog.read(states).latest()
     for trace_id in traces:
         assert msgspec.to_builtins(rebuilt.traces[trace_id]) == msgspec.to_builtins(live[trace_id])
 

@@ -16,8 +16,9 @@ import pytest
 from choreo.bench.scenarios import SCENARIOS
 from choreo.bench.watchdog import observe
 from choreo.kafka.clients import read_topic
-from choreo.keeper.replay import compare, latest
-from choreo.schemas import Budget, Snapshot, decode
+from choreo.keeper.replay import compare
+from choreo.schemas import Budget
+from choreo.schemas.deltas import StateLog
 from tests.conftest import RunningMesh
 from tests.scenarios.support import MESH, Scenarios, assert_halted_by, run_scenarios
 
@@ -96,7 +97,7 @@ def test_replaying_the_outbox_rebuilds_every_scenario_with_its_personas(
         scenarios.finished(name)
     mesh = scenarios.mesh
     states = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.state))
-    live = latest(decode(r.value, Snapshot) for r in states if r.value)
+    live = StateLog.read(states).latest()
     outbox = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.outbox))
     comparisons = {c.trace_id: c for c in compare(mesh.spec, mesh.topics, outbox, live)}
     for trace_id in scenarios.traces.values():
