@@ -64,8 +64,9 @@ class Trace:
     to the outbox, folded or not; ``results``: terminal records (exactly one once it ended);
     ``verdicts``: the watchdog's and operators' halts and persona shifts; ``conflicts``: state
     conflicts and how their policy settled them; ``escalations``: every record of its
-    escalations (an escalation's latest record is its state); ``snapshots``: every state
-    snapshot on the state topic, ``snapshot`` the newest of them (``None`` before admission).
+    escalations (an escalation's latest record is its state); ``snapshots``: every full
+    snapshot on the state topic, ``snapshot`` the newest state: the newest snapshot with the
+    deltas after it folded (choreo.schemas.deltas; ``None`` before admission).
     """
 
     trace_id: str
