@@ -27,6 +27,7 @@ from choreo.kafka.clients import headers_of, key_of, partition_for
 from choreo.kafka.limits import RecordTooLarge
 from choreo.keeper import digest as digests
 from choreo.keeper import fold as transitions
+from choreo.keeper.applied import AppliedIds
 from choreo.keeper.batch import Batch, Logged
 from choreo.keeper.digest import StateDigest
 from choreo.keeper.fold import EXPIRE, TASK_SOURCE, FoldError
@@ -123,6 +124,8 @@ class Keeper:
         self._subscribers: dict[str, list[str]] = {}
         #: Partitions of the keeper's topics; 0 while unknown (admissions are then read back).
         self.partitions = 0
+        #: The ids each trace applied, for dedupe in O(1) (choreo.keeper.applied).
+        self.applied = AppliedIds()
         #: What the state log holds of each running trace: its records are deltas from it.
         self.logged: dict[str, Logged] = {}
         #: Each running trace's field digests, so a hop record costs O(the step's delta).
@@ -200,7 +203,11 @@ class Keeper:
             self._fail_admission(step, reason, batch)
             return
         snapshot = self.traces.get(trace_id)
-        if snapshot is None or snapshot.status != "running" or step.event_id in snapshot.applied:
+        if (
+            snapshot is None
+            or snapshot.status != "running"
+            or self.applied.has(snapshot, step.event_id)
+        ):
             return
         at = change_time(record_time(record), snapshot)
         self._end_failed(snapshot, reason, batch, charged=(step, at))
@@ -211,7 +218,7 @@ class Keeper:
         snapshot = self.traces.get(admit.trace_id)
         if snapshot is None:
             snapshot = self._admitted(admit, admit.created_at, cut=True)
-        elif snapshot.status != "running" or admit.event_id in snapshot.applied:
+        elif snapshot.status != "running" or self.applied.has(snapshot, admit.event_id):
             return
         self._end_failed(snapshot, reason, batch)
 
@@ -359,7 +366,7 @@ class Keeper:
         if snapshot.status != "running":
             metrics.FOLDS.labels(outcome="after_finish").inc()
             return None
-        if step.event_id in snapshot.applied:
+        if self.applied.has(snapshot, step.event_id):
             metrics.FOLDS.labels(outcome="duplicate").inc()
             return None
         at = change_time(record_time(record), snapshot)
@@ -545,7 +552,7 @@ class Keeper:
         admission record's); a dead-letter reason when its trace id is taken."""
         existing = self.traces.get(admit.trace_id)
         if existing is not None:
-            if admit.event_id in existing.applied:
+            if self.applied.has(existing, admit.event_id):
                 return None  # the same task, redelivered
             return f"trace id {admit.trace_id!r} was already admitted (from {existing.origin})"
         at = admit.created_at
@@ -794,6 +801,16 @@ class Keeper:
                 if snapshot.status != "running":
                     self.digests.pop(trace_id, None)
                     self.logged.pop(trace_id, None)
+                    self.applied.forget(trace_id)
+
+    def forget(self, trace_id: str) -> None:
+        """Drop everything held of ``trace_id`` (its partition went to another keeper)."""
+        self.traces.pop(trace_id, None)
+        self.finished.discard(trace_id)
+        self.waiting.pop(trace_id, None)
+        self.logged.pop(trace_id, None)
+        self.digests.pop(trace_id, None)
+        self.applied.forget(trace_id)
 
     def mark_finished(self, result: TerminalResult) -> None:
         """A terminal record already exists: never write a second one for this trace.

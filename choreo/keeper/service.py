@@ -184,10 +184,7 @@ class KeeperService(ConsumerService):
             return
         count = len(self.consumer.partitions_for_topic(self.topics.outbox) or ())
         for trace_id in [t for t in self.keeper.traces if partition_for(t, count) in lost]:
-            del self.keeper.traces[trace_id]
-            self.keeper.logged.pop(trace_id, None)
-            self.keeper.finished.discard(trace_id)
-            self.keeper.waiting.pop(trace_id, None)
+            self.keeper.forget(trace_id)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Read, transition, produce, commit until ``stop``; sweep deadlines on a timer.
