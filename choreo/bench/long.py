@@ -31,6 +31,7 @@ from choreo.bench.state import admission
 from choreo.bench.stats import Summary
 from choreo.kafka.limits import RecordLimit
 from choreo.keeper.batch import Batch
+from choreo.keeper.fold import TASK_SOURCE
 from choreo.keeper.machine import Keeper
 from choreo.schemas import Envelope, encode
 from choreo.schemas.ids import derive_event_id
@@ -99,10 +100,15 @@ def step_records(
     line each, each reading the version the one before it produced; the last one finishes
     the trace."""
     records: list[Envelope] = [admission(TRACE)]
+    # each step answers the event the step before it caused (the first, the entry event), as
+    # an agent's does: the keeper releases the budget it held for that event
+    cause = derive_event_id(records[0].event_id, TASK_SOURCE, 0)
     for index in range(1, steps + 1):
+        event_id = derive_event_id(f"{TRACE}/{index}", AGENT)
         records.append(
             Envelope(
-                event_id=derive_event_id(f"{TRACE}/{index}", AGENT),
+                event_id=event_id,
+                causation_id=cause,
                 trace_id=TRACE,
                 type=FINISH if index == steps else "work.next",
                 source=AGENT,
@@ -112,6 +118,7 @@ def step_records(
                 created_at=at + timedelta(milliseconds=index),
             )
         )
+        cause = event_id
     for offset, envelope in enumerate(records):
         yield ConsumerRecord(
             topic="bench-long.outbox",

@@ -17,16 +17,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import msgspec
+
 from choreo.schemas import Snapshot
 
 
 @dataclass
 class _Read:
-    """A trace's ids as a set, read from a list of ``count`` ids whose last was ``last``."""
+    """A trace's ids as a set, read from a list of ``count`` ids whose last was ``last``, and
+    the bytes of their JSON strings (quotes included)."""
 
     ids: set[str]
     count: int
     last: str | None
+    json_bytes: int
 
     def extended_by(self, applied: list[str]) -> bool:
         """True when ``applied`` is the list this was read from with ids appended."""
@@ -43,17 +47,29 @@ class AppliedIds:
 
     def has(self, snapshot: Snapshot, event_id: str) -> bool:
         """True when ``snapshot``'s trace applied ``event_id`` (at or before its version)."""
+        return event_id in self._of(snapshot).ids
+
+    def encoded_size(self, snapshot: Snapshot) -> int:
+        """The bytes of ``snapshot``'s ``applied`` list encoded as JSON."""
+        read = self._of(snapshot)
+        return 2 + read.json_bytes + max(read.count - 1, 0)  # brackets, strings, commas
+
+    def _of(self, snapshot: Snapshot) -> _Read:
         applied = snapshot.applied
         read = self._read.get(snapshot.trace_id)
         if read is None or not read.extended_by(applied):
-            read = _Read(set(applied), 0, None)
+            read = _Read(set(), 0, None, 0)
             self._read[snapshot.trace_id] = read
-        else:
-            read.ids.update(applied[read.count :])
+        added = applied[read.count :]
+        read.ids.update(added)
+        read.json_bytes += sum(len(_json.encode(i)) for i in added)
         read.count = len(applied)
         read.last = applied[-1] if applied else None
-        return event_id in read.ids
+        return read
 
     def forget(self, trace_id: str) -> None:
         """Drop ``trace_id``'s ids (an ended or lost trace); a later lookup reads them again."""
         self._read.pop(trace_id, None)
+
+
+_json = msgspec.json.Encoder()

@@ -737,11 +737,13 @@ class Keeper:
         return self.digests.setdefault(trace_id, StateDigest())
 
     def _measure(self, snapshot: Snapshot) -> int:
-        """``snapshot``'s encoded size, its fields measured from their digests: the rest is
-        encoded (its ``fields`` empty, ``{}``), the fields' JSON added in place of ``{}``."""
+        """``snapshot``'s encoded size, its fields measured from their digests and its applied
+        ids from their index: the rest is encoded (``fields`` ``{}``, ``applied`` ``[]``), their
+        JSON added in place."""
         fields = self._digest(snapshot.trace_id).update(snapshot.fields)
-        rest = msgspec.structs.replace(snapshot, fields={})
-        return transitions.encoded_size(rest) - 2 + digests.fields_size(fields)
+        rest = msgspec.structs.replace(snapshot, fields={}, applied=[])
+        applied = self.applied.encoded_size(snapshot)
+        return transitions.encoded_size(rest) - 4 + digests.fields_size(fields) + applied
 
     @staticmethod
     def _output(snapshot: Snapshot, step: Envelope) -> Any:

@@ -1,7 +1,9 @@
-"""The keeper's applied-id index answers as a scan of the trace's ``applied`` list would."""
+"""The keeper's applied-id index answers as a scan of the trace's ``applied`` list would, and
+measures it as its encoding would."""
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -39,5 +41,6 @@ def test_a_lookup_equals_a_scan_of_the_list_through_steps_rollbacks_and_restores
                 version=current.version,
                 applied=[i.encode().decode() for i in current.applied],
             )
+        assert index.encoded_size(current) == len(msgspec.json.encode(current.applied))
         for probe in ["admit", *(f"e{k}" for k in range(31))]:
             assert index.has(current, probe) == (probe in current.applied), probe
