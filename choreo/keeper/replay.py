@@ -62,16 +62,6 @@ class Comparison:
     differences: tuple[str, ...]
 
 
-def latest(snapshots: Iterable[Snapshot]) -> dict[str, Snapshot]:
-    """The newest snapshot of each trace: highest version, a finished one over a running one."""
-    newest: dict[str, Snapshot] = {}
-    for snapshot in snapshots:
-        current = newest.get(snapshot.trace_id)
-        if current is None or _rank(snapshot) >= _rank(current):
-            newest[snapshot.trace_id] = snapshot
-    return newest
-
-
 def compare(
     spec: MeshSpec,
     topics: Topics,
@@ -122,7 +112,3 @@ def _differences(live: Snapshot | None, rebuilt: Snapshot | None) -> tuple[str, 
         elif a.get(key) != b.get(key):
             found.append(key)
     return tuple(found)
-
-
-def _rank(snapshot: Snapshot) -> tuple[int, bool]:
-    return snapshot.version, snapshot.status != "running"
