@@ -3,6 +3,7 @@ and what of each trace the state log holds (choreo.schemas.deltas)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -18,6 +19,29 @@ from choreo.schemas.deltas import delta_between, delta_key
 Send = tuple[str, str, bytes, Headers]
 
 
+@dataclass(frozen=True)
+class Keys:
+    """Delta keys written since a trace's last full snapshot, newest first: a chain, so a new
+    version adds its key in O(1), whatever the number before it."""
+
+    key: str
+    before: Keys | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        link: Keys | None = self
+        while link is not None:
+            yield link.key
+            link = link.before
+
+    @classmethod
+    def of(cls, keys: Iterable[str]) -> Keys | None:
+        """A chain of ``keys`` (oldest first); None when there are none."""
+        chain = None
+        for key in keys:
+            chain = cls(key, chain)
+        return chain
+
+
 @dataclass
 class Logged:
     """What the state log holds of one running trace (choreo.schemas.deltas): the state it
@@ -27,7 +51,7 @@ class Logged:
     snapshot: Snapshot
     due_bytes: int
     since_bytes: int = 0
-    delta_keys: tuple[str, ...] = ()
+    delta_keys: Keys | None = None
 
 
 @dataclass(frozen=True)
@@ -122,7 +146,7 @@ class Batch:
         else:
             due = before.due_bytes
         key = delta_key(snapshot.trace_id, snapshot.version)
-        return StateWrite(key, value, Logged(snapshot, due, since, (*before.delta_keys, key)))
+        return StateWrite(key, value, Logged(snapshot, due, since, Keys(key, before.delta_keys)))
 
     def state_records(self) -> list[tuple[str, str, bytes | None]]:
         """The state topic's records, as (trace id, key, value; None for a tombstone), in the
@@ -176,7 +200,7 @@ def _full(snapshot: Snapshot, value: bytes, before: Logged | None) -> StateWrite
         snapshot.trace_id,
         value,
         Logged(snapshot, len(value)),
-        before.delta_keys if before is not None else (),
+        tuple(before.delta_keys or ()) if before is not None else (),
     )
 
 

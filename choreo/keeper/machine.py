@@ -28,7 +28,7 @@ from choreo.kafka.limits import RecordTooLarge
 from choreo.keeper import digest as digests
 from choreo.keeper import fold as transitions
 from choreo.keeper.applied import AppliedIds
-from choreo.keeper.batch import Batch, Logged
+from choreo.keeper.batch import Batch, Keys, Logged
 from choreo.keeper.digest import StateDigest
 from choreo.keeper.fold import EXPIRE, TASK_SOURCE, FoldError
 from choreo.observe import metrics
@@ -777,7 +777,7 @@ class Keeper:
                 state,
                 due_bytes=tail.snapshot_bytes,
                 since_bytes=sum(size for _, size in chain),
-                delta_keys=tuple(sorted(tail.live_keys)),
+                delta_keys=Keys.of(sorted(tail.live_keys)),
             )
             self.restore(state, logged)
 

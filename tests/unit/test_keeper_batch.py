@@ -83,15 +83,23 @@ def test_a_trace_past_the_record_limit_is_logged_in_deltas_each_under_it() -> No
 
 
 def test_full_snapshots_cost_no_more_than_the_deltas_between_them() -> None:
+    """And each one tombstones the deltas before it: what compaction keeps of a trace is its
+    newest snapshot and the deltas after it."""
     logged = None
     full = deltas = 0
+    log = StateLog()
+    after_last_full: set[str] = set()
     for step in range(1, 401):
         batch = Batch()
         batch.store(_lines(step, step), logged)
         for _, key, value in batch.state_records():
+            log.add(key.encode(), value)
             if key == "t":
                 full += len(value or b"")
-            else:
-                deltas += len(value or b"")
+                after_last_full = set()
+            elif value is not None:
+                deltas += len(value)
+                after_last_full.add(key)
         logged = batch.logged()["t"]
     assert full <= deltas + len(encode(_lines(400, 400)))
+    assert log.tails["t"].live_keys == after_last_full
