@@ -77,4 +77,5 @@ def test_the_mesh_runs_report_counts_each_record_in_the_step_it_belongs_to() -> 
     assert run.written[:3] == [150, 100, 100] and sum(run.written) == 2050
     report = long_mesh.report(run, "choreo bench long --mesh", "embedded", 2048)
     assert "ended `failed` after 20 steps: the state snapshot would be too large" in report
-    assert "| 1-10 | 10.0 ms | 0.1 KiB |" in report and "| 10-20 | 10.0 ms |" in report
+    assert "| 1-10 | 10.0 ms | 10.0 ms | 0.1 KiB | 0.1 KiB |" in report
+    assert "| 10-20 | 10.0 ms | 10.0 ms |" in report
