@@ -167,10 +167,12 @@ def test_redelivered_records_change_nothing(run_: Any, data: st.DataObject) -> N
 def test_a_keeper_killed_anywhere_recovers_to_the_replayed_state(
     run_: Any, batch_size: int, data: st.DataObject
 ) -> None:
-    """Batches are produced in two acked phases (events and results, then snapshots), then
-    committed. Kill the keeper in any batch, before or after its first phase: the restarted
-    keeper restores the published snapshots and results, re-reads from the committed offset,
-    and ends exactly where a replay of the whole outbox ends, with one terminal record."""
+    """Batches are produced in two acked phases (events and results, then the state log's
+    records), then committed. Kill the keeper in any batch, before its first phase, after it,
+    or partway through its state records: the restarted keeper restores from the state log
+    and the results, re-reads from the committed offset, logs on from where the log stands
+    (the log folds to its state after each record), and ends exactly where a replay of the
+    whole outbox ends, with one terminal record."""
     plan, order = run_
     records = outbox(plan, order, finish=True).records
     chunks = [records[i : i + batch_size] for i in range(0, len(records), batch_size)]
@@ -178,7 +180,7 @@ def test_a_keeper_killed_anywhere_recovers_to_the_replayed_state(
     results_written = data.draw(st.booleans())
 
     keeper = Keeper(SPEC, TOPICS)
-    state_log: list[tuple[bytes, bytes | None]] = []
+    log = StateLog()
     terminal: list[TerminalResult] = []
     committed = 0
     for number, chunk in enumerate(chunks):
@@ -188,26 +190,35 @@ def test_a_keeper_killed_anywhere_recovers_to_the_replayed_state(
         if number == crash_in and not results_written:
             break
         terminal += results(batch)
+        written = batch.state_records()
+        if number == crash_in:
+            written = written[: data.draw(st.integers(0, len(written)))]
+        for _, key, value in written:
+            log.add(key.encode(), value)
         if number == crash_in:
             break
-        state_log += [(key.encode(), value) for _, key, value in batch.state_records()]
         keeper.settle(batch)
         committed += len(chunk)
 
     restarted = Keeper(SPEC, TOPICS)
-    log = StateLog()
-    for key, value in state_log:
-        log.add(key, value)
     restarted.restore_log(log)
     for result in terminal:
         restarted.mark_finished(result)
-    restarted, batch = run(SPEC, records[committed:], restarted)
-    terminal += results(batch)
+    for rec in records[committed:]:
+        batch = Batch()
+        restarted.apply(rec, batch)
+        terminal += results(batch)
+        for _, key, value in batch.state_records():
+            log.add(key.encode(), value)
+        if TRACE in batch.snapshots:
+            assert plain(log.state(TRACE)) == plain(batch.snapshots[TRACE])
+        restarted.written(batch)
 
     rebuilt = replay(SPEC, TOPICS, records).traces[TRACE]
     assert rebuilt.status == "completed"
     assert "notes" not in rebuilt.fields  # scratch is dropped on finish
-    assert plain(restarted.traces[TRACE]) == plain(rebuilt)
+    assert plain(log.state(TRACE)) == plain(rebuilt)  # what every reader of the log sees
+    assert restarted.traces[TRACE].status == "completed"
     assert len(terminal) == 1
 
 
