@@ -145,19 +145,22 @@ class LongBench:
     largest: list[int] = field(default_factory=list)
     status: str = ""
     profile: str = ""
+    #: Bytes per line.
+    width: int = LINE_BYTES
 
     def first_over_limit(self) -> int | None:
         return next((i for i, size in enumerate(self.largest) if size > BROKER_LIMIT), None)
 
 
-def run(steps: int, profile: bool = False) -> LongBench:
+def run(steps: int, profile: bool = False, width: int = LINE_BYTES) -> LongBench:
     """Apply the workload's ``steps`` steps in a fresh keeper; with ``profile``, under cProfile
-    (the twenty costliest functions by cumulative time are kept in the result)."""
+    (the twenty costliest functions by cumulative time are kept in the result); ``width``:
+    bytes per line."""
     spec = parse_mesh(long_mesh())
     keeper = Keeper(spec, Topics("bench-long"))
-    result = LongBench()
+    result = LongBench(width=width)
     profiler = cProfile.Profile() if profile else None
-    for record in step_records(steps, datetime(2025, 1, 1, tzinfo=UTC)):
+    for record in step_records(steps, datetime(2025, 1, 1, tzinfo=UTC), width):
         batch = Batch(limit=RecordLimit())
         if profiler is not None:
             profiler.enable()
@@ -207,7 +210,7 @@ def report(result: LongBench, command: str) -> str:
     return f"""
 Command: `{command}` (in-process keeper, no broker)
 
-Workload: one agent appends a {LINE_BYTES}-byte line to an `append` field and adds 1 to a
+Workload: one agent appends a {result.width}-byte line to an `append` field and adds 1 to a
 counter, {steps} steps in one trace; the last step finishes it (status: {result.status}).
 Per step: the keeper's CPU (decode, dedupe, fold, hop record, forward, state log) and the
 bytes it writes (events, hop record, the state log's delta, and now and then a full

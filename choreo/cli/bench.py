@@ -147,8 +147,12 @@ def cmd_long(args: argparse.Namespace, settings: Settings) -> int:
             long_mesh.report(on_broker, command, kind, args.width),
         )
         return 0
-    command = f"choreo bench long --steps {args.steps}" + (" --profile" if args.profile else "")
-    result = long.run(args.steps, profile=args.profile)
+    command = (
+        f"choreo bench long --steps {args.steps}"
+        + (f" --width {args.width}" if args.width != long.LINE_BYTES else "")
+        + (" --profile" if args.profile else "")
+    )
+    result = long.run(args.steps, profile=args.profile, width=args.width)
     _emit("Long traces", args.out, long.report(result, command))
     if args.profile:
         print(result.profile)
@@ -198,9 +202,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="run the keeper and the agent on the resolved broker instead of the keeper alone",
     )
-    p.add_argument(
-        "--width", type=int, default=2048, help="with --mesh, bytes per line (default: 2048)"
-    )
+    p.add_argument("--width", type=int, default=2048, help="bytes per line (default: 2048)")
     _output_option(p)
 
     p = kinds.add_parser("idle", help="CPU per service of an idle mesh, per broker")
