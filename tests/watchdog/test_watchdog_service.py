@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from choreo.kafka.broker import BrokerHandle
-from choreo.kafka.clients import make_producer, read_topic
+from choreo.kafka.clients import make_producer, partition_for, read_topic
 from choreo.kafka.topics import ensure_topics
 from choreo.observe.settings import Settings
 from choreo.schemas import (
@@ -27,9 +27,11 @@ from choreo.schemas import (
     Escalation,
     HopRecord,
     Snapshot,
+    StateDelta,
     decode,
     encode,
 )
+from choreo.schemas.deltas import delta_key
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, load_mesh
 from choreo.spec.watchdog import app_id
@@ -165,6 +167,16 @@ async def produce(bootstrap: str) -> dict[int, int]:
     try:
         snapshot = Snapshot(trace_id="spend", version=0, budget=Budget(max_tokens=500))
         await producer.send_and_wait(TOPICS.state, encode(snapshot), key=b"spend")
+        # the state log's delta after it, on the trace's partition, and its tombstone: the
+        # watchdog reads the delta's head and skips the tombstone, dead-lettering neither
+        delta = StateDelta(
+            trace_id="spend", base_version=0, version=1, budget=Budget(max_tokens=500)
+        )
+        part = partition_for("spend", len(await producer.partitions_for(TOPICS.state)))
+        for value in (encode(delta), None):
+            await producer.send_and_wait(
+                TOPICS.state, value, key=delta_key("spend", 1).encode(), partition=part
+            )
         healthy_ends: dict[int, int] = {}
         loop = looping("loop")
         records = [*loop[:3], loop[2], *loop[3:], *healthy("ok"), *overspending("spend")]
