@@ -8,7 +8,8 @@ fenced the first, read the committed offset and committed the step; the first, n
 that it had lost the partition, then started a new producer of its own for its retry, which
 fenced the second in turn, and committed the step once more. Now a partition's producer is
 taken again before a retry, and the committed offset read after that decides: moved, what
-was held is dropped and the partition read again from there.
+was held is dropped and the partition read again from there. Replayed here on the parts of
+choreo.agent.outbox; tests/exactly_once/test_agent_overtaken.py replays it on a running agent.
 """
 
 from __future__ import annotations
