@@ -47,6 +47,7 @@ from choreo.kafka.clients import (
     forward_headers,
     transient,
 )
+from choreo.kafka.errors import Fenced
 from choreo.kafka.offsets import OffsetTracker
 from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.service import ConsumerService
@@ -85,7 +86,12 @@ class _Drain(ConsumerRebalanceListener):
         service = self.service
         try:
             await service.drain(set(revoked))
-        except Exception as exc:  # Fenced, BrokerOutage: the loop raises it
+        except Fenced as exc:  # every partition is given up: nothing held is written
+            log.warning(
+                "partitions given up after their new owner fenced this agent",
+                extra={"agent": service.agent.name, "error": str(exc)},
+            )
+        except Exception as exc:  # BrokerOutage, a missing ACL: the loop raises it
             service._fatal = exc
         finally:
             service.offsets.forget(revoked)
