@@ -38,7 +38,7 @@ from choreo.agent import step as steps
 from choreo.agent.behaviour import Behaviour, ModelAgent
 from choreo.agent.kinds import BehaviourFactory, behaviour_for
 from choreo.agent.markers import Solo, StepMarkers
-from choreo.agent.outbox import HeldOutputs, unit_of
+from choreo.agent.outbox import HeldOutputs, Overtaken, unit_of
 from choreo.budget import allowance
 from choreo.kafka.clients import (
     BrokerOutage,
@@ -47,6 +47,7 @@ from choreo.kafka.clients import (
     forward_headers,
     transient,
 )
+from choreo.kafka.errors import Fenced
 from choreo.kafka.offsets import OffsetTracker
 from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.service import ConsumerService
@@ -79,12 +80,25 @@ class _Drain(ConsumerRebalanceListener):
         self.service = service
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        await self.service.drain(set(revoked))
-        self.service.offsets.forget(revoked)
-        if self.service.held is not None:
-            self.service.held.forget(revoked)
-            self.service.taken.difference_update(revoked)
-            await self.service.held.transactions.release(unit_of(tp) for tp in revoked)
+        """Drain, then forget the partitions and stop their producers, even when the drain's
+        commit failed (aiokafka logs a listener's error and rejoins all the same): state kept
+        past this would be written again if a partition came back."""
+        service = self.service
+        try:
+            await service.drain(set(revoked))
+        except Fenced as exc:  # every partition is given up: nothing held is written
+            log.warning(
+                "partitions given up after their new owner fenced this agent",
+                extra={"agent": service.agent.name, "error": str(exc)},
+            )
+        except Exception as exc:  # BrokerOutage, a missing ACL: the loop raises it
+            service._fatal = exc
+        finally:
+            service.offsets.forget(revoked)
+            if service.held is not None:
+                service.held.forget(revoked)
+                service.taken.difference_update(revoked)
+                await service.held.transactions.release(unit_of(tp) for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         """With transactions: fence the previous owners first (settling their last commits),
@@ -109,6 +123,7 @@ class _Drain(ConsumerRebalanceListener):
             return
         service.seek(offsets)  # no await from here: seek and take at once
         service.taken.update(offsets)
+        service.held.start(offsets)
 
 
 class AgentService(ConsumerService):
@@ -146,7 +161,7 @@ class AgentService(ConsumerService):
         self.pausing = Pausing()
         #: On a broker with transactions, finished steps' records wait here for their commit.
         self.held: HeldOutputs | None = (
-            HeldOutputs(self.transactions, self.dead_letters)
+            HeldOutputs(self.transactions, self.dead_letters, self.committed)
             if self.transactions is not None
             else None
         )
@@ -331,6 +346,9 @@ class AgentService(ConsumerService):
                 continue  # revoked meanwhile: its next owner runs the steps again
             try:
                 await self.held.commit(tp, offset)
+            except Overtaken as moved:
+                await self._restart(tp, moved.offset)
+                continue
             except NOT_ALLOWED:
                 raise  # a missing ACL: the agent exits saying so; its steps wait uncommitted
             except (KafkaError, OSError, TimeoutError) as exc:
@@ -339,6 +357,28 @@ class AgentService(ConsumerService):
             self._commit_outage.ok()
             self.offsets.mark_committed({tp: offset})
             self.markers.committed({tp: offset})
+
+    async def _restart(self, tp: TopicPartition, offset: int | None) -> None:
+        """Read ``tp`` again from ``offset``, its commit made meanwhile by a transaction other
+        than this process knew of (choreo.agent.outbox.Overtaken): its steps in flight are
+        cancelled and what they finished forgotten, as if it had been revoked and assigned."""
+        assert self.held is not None
+        log.warning(
+            "partition committed meanwhile: read again from its committed offset",
+            extra={"topic": tp.topic, "partition": tp.partition, "offset": offset},
+        )
+        self.taken.discard(tp)  # records fetched until the seek are not started
+        left = [task for task, of in self._tasks.items() if of == tp]
+        for task in left:
+            task.cancel()
+        await asyncio.gather(*left, return_exceptions=True)
+        self.offsets.forget([tp])
+        self.held.forget([tp])
+        if offset is not None:
+            self.markers.committed({tp: offset})
+        self.seek({tp: offset})  # no await from here: seek and take at once
+        self.taken.add(tp)
+        self.held.start({tp: offset})
 
     async def _dead_letter(self, record: ConsumerRecord[bytes, bytes], reason: str) -> None:
         """Dead-letter ``record`` now, or with its offset's transaction when there is one."""

@@ -14,6 +14,14 @@ topic-partition), so whichever process owns that input next starts a producer wi
 id; Kafka then aborts the predecessor's open transaction, completes one it had committed, and
 refuses its producer from then on (``ProducerFenced``). Only after that does the new owner
 read committed offsets and state, so it never sees a commit still being written.
+
+That order holds only if a producer is started nowhere else. A process whose producer failed
+(a timeout in a broker outage) may meanwhile have lost its input to another member without
+knowing it yet (the group moved on while it could not reach the coordinator); a new producer
+it started on its own would fence that new owner and commit what it held, over the new
+owner's commit of the same input: the same output twice. So a unit whose producer was dropped
+is not written to again until the caller takes it again (``take``) and reads the committed
+offsets after that, as a new owner does.
 """
 
 from __future__ import annotations
@@ -25,7 +33,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.errors import InvalidProducerEpoch, ProducerFenced, TransactionCoordinatorFenced
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    ProducerFenced,
+    TransactionCoordinatorFenced,
+)
 
 from choreo.kafka.clients import kind_of, make_producer
 from choreo.kafka.errors import Fenced
@@ -57,14 +70,23 @@ Writes = Callable[[AIOKafkaProducer], Awaitable[list[asyncio.Future[Any]]]]
 _FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionCoordinatorFenced)
 
 
+class NotHeld(KafkaError):
+    """A transaction on a unit with no producer here: never taken, given up, or dropped after
+    a failed transaction. Retriable once the caller has taken the unit again (``take``) and
+    read its committed offsets after that; a service's broker-error path does both."""
+
+    retriable = True
+
+
 class Transactions:
     """The transactional producers of one consumer group member, one per owned unit.
 
     ``own`` starts a producer for every newly owned unit (fencing its predecessor) and stops
-    those of units given up; ``run`` writes one transaction on a unit's producer. Any failure
-    inside a transaction replaces that producer (a new one with the same id aborts what was
-    open) and re-raises, so the caller re-reads from its committed offsets; a fenced producer
-    raises :class:`Fenced`.
+    those of units given up; ``take`` starts one unit's; ``run`` writes one transaction on a
+    unit's producer. Any failure inside a transaction drops that producer and re-raises; the
+    unit's next ``run`` raises :class:`NotHeld` until the caller takes it again (the new
+    producer aborts what was left open, or completes a commit whose answer was lost) and
+    re-reads its committed offsets. A fenced producer raises :class:`Fenced`.
 
     Each unit has a lock held for the whole of a transaction, and a producer is only started
     or stopped under it: a rebalance that gives a unit up while its transaction commits (the
@@ -99,7 +121,7 @@ class Transactions:
         wanted = set(units)
         await self.release(set(self._producers) - wanted)
         fresh = sorted(wanted - set(self._producers))
-        started = await asyncio.gather(*(self._hold(u) for u in fresh), return_exceptions=True)
+        started = await asyncio.gather(*(self.take(u) for u in fresh), return_exceptions=True)
         for outcome in started:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -114,8 +136,10 @@ class Transactions:
         the committed offsets read after it are current."""
         await asyncio.gather(*(self._drop(u) for u in sorted(set(units))))
 
-    async def _hold(self, unit: str) -> None:
-        """Start ``unit``'s producer unless it has one, once no transaction holds it."""
+    async def take(self, unit: str) -> None:
+        """Start ``unit``'s producer unless it has one, once no transaction holds it; its start
+        fences any other producer of the unit and settles that one's last transaction. Only
+        committed offsets read after this are current. Raises :class:`Fenced`."""
         async with self._locks[unit]:
             if unit not in self._producers:
                 self._producers[unit] = await self._start(unit)
@@ -157,9 +181,10 @@ class Transactions:
         """One transaction on ``unit``'s producer: ``writes``, then ``offsets`` (the next
         offset to read per input partition) for the group, then the commit.
 
-        Raises :class:`Fenced` when a newer producer holds the id; any other error (a
-        timeout, a refused record) drops the producer and is re-raised: the unit's next
-        transaction (or ``own``) starts a new one, which aborts what was left open.
+        Raises :class:`Fenced` when a newer producer holds the id, :class:`NotHeld` when
+        this object holds none for ``unit``; any other error (a timeout, a refused record)
+        drops the producer and is re-raised: the unit must be taken again before its next
+        transaction.
         """
         async with self._locks[unit]:
             # bounded: past its timeout the broker has aborted the transaction anyway
@@ -169,8 +194,11 @@ class Transactions:
     async def _run(
         self, unit: str, writes: Writes, offsets: dict[TopicPartition, int] | None
     ) -> None:
-        producer = self._producers.get(unit) or await self._start(unit)
-        self._producers[unit] = producer
+        producer = self._producers.get(unit)
+        if producer is None:
+            # Never start one here: this process may no longer own the unit's input, and a
+            # new producer would fence the member that does (see the module's docstring).
+            raise NotHeld(f"no producer holds transactional id {self.transactional_id(unit)}")
         try:
             await producer.begin_transaction()
             acks = await writes(producer)
@@ -190,7 +218,7 @@ class Transactions:
                 f"transactional id {self.transactional_id(unit)} was fenced: {type(exc).__name__}"
             ) from exc
         except BaseException:
-            # the next transaction of this unit starts a new producer, which aborts this one
+            # taken again, the unit gets a new producer, which aborts or completes this one's
             self._producers.pop(unit, None)
             await _stop(producer)
             raise

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from choreo.kafka.broker import BrokerHandle
 from choreo.kafka.clients import read_topic
 from choreo.kafka.transactions import Transactions
 from choreo.observe.settings import Settings
+from tests.exactly_once.support import new_topics
 
 pytestmark = pytest.mark.integration
 
@@ -30,12 +30,7 @@ def test_giving_up_a_unit_lets_its_running_transaction_commit(transactional: Bro
     topic = f"handover-{uuid.uuid4().hex[:8]}"
 
     async def scenario() -> list[bytes]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, 1, 1)])
-        finally:
-            await admin.close()
+        await new_topics(bootstrap, topic)
         transactions = Transactions(bootstrap, f"{topic}.group", "test-handover")
         await transactions.own(["0"])
         written, go_on = asyncio.Event(), asyncio.Event()

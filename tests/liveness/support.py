@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from choreo.schemas import Envelope
 from tests.conftest import RunningMesh
 
 TIER = "faulty"
@@ -99,3 +100,23 @@ def committed(mesh: RunningMesh, group: str, tp: TopicPartition) -> int:
             await consumer.stop()
 
     return int(mesh.run(ask()))
+
+
+class Finish:
+    """User code for the one agent (``behaviour=``): finishes the trace at once, no model call."""
+
+    async def step(self, event: Envelope) -> list[Envelope]:
+        return [
+            Envelope(
+                event_id=f"{event.event_id}.solo",
+                trace_id=event.trace_id,
+                causation_id=event.event_id,
+                type="trace.finish",
+                source="solo",
+                hop=event.hop + 1,
+                payload={"output": "done"},
+            )
+        ]
+
+    async def aclose(self) -> None:
+        return None

@@ -27,32 +27,12 @@ from choreo.schemas import Envelope
 from choreo.schemas.codec import encode
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import load_mesh
-from tests.liveness.support import one_agent_mesh
+from tests.liveness.support import Finish, one_agent_mesh
 
 pytestmark = pytest.mark.integration
 
 RECORDS = 4
 WAIT_S = 120.0
-
-
-class Finish:
-    """User code for the agent: finishes the trace with its input, at once."""
-
-    async def step(self, event: Envelope) -> list[Envelope]:
-        return [
-            Envelope(
-                event_id=f"{event.event_id}.solo",
-                trace_id=event.trace_id,
-                causation_id=event.event_id,
-                type="trace.finish",
-                source="solo",
-                hop=event.hop + 1,
-                payload={"output": "done"},
-            )
-        ]
-
-    async def aclose(self) -> None:
-        return None
 
 
 def test_a_finished_step_frees_its_slot_at_once(
