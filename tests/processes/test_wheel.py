@@ -206,7 +206,9 @@ def test_broker_kafka_from_the_wheel_fetches_its_jars_and_answers(
         assert broker_kind(address) == "kafka"
         assert any((tmp_path / "kafka-home").glob("kafka-*/libs/kafka_2.13-*.jar"))
     finally:
-        started.send_signal(signal.SIGINT)
+        # SIGTERM, not Ctrl-C's SIGINT: a test run in the background has SIGINT ignored, and
+        # its children inherit that, as POSIX shells do for background jobs
+        started.send_signal(signal.SIGTERM)
         output, _ = started.communicate(timeout=60)
     assert "fetching Apache Kafka" in output
     assert "kafka_2.13" in output  # its download, reported
