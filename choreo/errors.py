@@ -10,6 +10,8 @@ the builtin it stands for (in brackets), so code that catches the builtin keeps 
     ├── ScriptError        [ValueError]    a scripted model's script is missing or invalid
     ├── ImportPathError    [ImportError]   a handler or tool path names nothing importable
     ├── DecodeError        [ValueError]    a record's bytes are not the record expected
+    ├── BlobMismatch       [ValueError]    a state value by reference is missing or does not
+    │                                      match its hash
     ├── ReducerError       [ValueError]    a write does not fit its state field's reducer
     ├── RecordTooLarge     [ValueError]    a record would pass the broker's size limit
     ├── NoBrokerAddress    [ValueError]    no broker address is given, set or announced
@@ -75,6 +77,7 @@ from choreo.local.announce import MeshAlreadyUp, NoBrokerAddress
 from choreo.local.processes import ServiceStartError
 from choreo.models.errors import ModelConfigError, ModelError, ScriptError
 from choreo.observe.errors import SettingsError
+from choreo.schemas.blobs import BlobMismatch
 from choreo.schemas.codec import DecodeError
 from choreo.schemas.errors import (
     BudgetExhausted,
@@ -90,6 +93,7 @@ from choreo.tools.errors import McpUnavailable, SandboxError, ToolSetupError
 from choreo.tools.imports import ImportPathError
 
 __all__ = [
+    "BlobMismatch",
     "BrokerError",
     "BrokerOutage",
     "BrokerRefused",

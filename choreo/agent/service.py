@@ -24,6 +24,7 @@ import logging
 import time
 from datetime import UTC, datetime
 
+import msgspec
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import (
     CommitFailedError,
@@ -40,6 +41,7 @@ from choreo.agent.kinds import BehaviourFactory, behaviour_for
 from choreo.agent.markers import Solo, StepMarkers
 from choreo.agent.outbox import HeldOutputs, Overtaken, unit_of
 from choreo.budget import allowance
+from choreo.kafka.blobs import BlobReader
 from choreo.kafka.clients import (
     BrokerOutage,
     Outage,
@@ -157,6 +159,8 @@ class AgentService(ConsumerService):
         self._build = behaviour
         #: What turns each event into the step's records; built on enter.
         self.behaviour: Behaviour
+        #: Fetches the state's values by reference (choreo.kafka.blobs); built on enter.
+        self.blobs: BlobReader
         #: The model tiers whose outage pauses this agent: those its behaviour calls.
         self.pausing = Pausing()
         #: On a broker with transactions, finished steps' records wait here for their commit.
@@ -189,6 +193,8 @@ class AgentService(ConsumerService):
         with self.pausing.collecting():
             self.behaviour = self._build(self.spec, self.agent)
         stack.push_async_callback(self.behaviour.aclose)
+        self.blobs = BlobReader(self.bootstrap, self.settings, f"{self._client_id}-blobs")
+        stack.push_async_callback(self.blobs.close)
         stack.callback(self.markers.tidy)
         models = self.behaviour.models if isinstance(self.behaviour, ModelAgent) else []
         metrics.prime_agent(self.agent.name, models, self.inputs)
@@ -602,6 +608,10 @@ class AgentService(ConsumerService):
         span.set_attribute("choreo.step.status", status)
 
     async def _step(self, event: Envelope) -> list[Envelope]:
+        """The step on ``event`` with its state's values by reference fetched: the agent
+        sees values (a chunk missing or not matching its hash fails the step)."""
+        if event.state:
+            event = msgspec.structs.replace(event, state=await self.blobs.state(event.state))
         return await run_step(self.agent, self.behaviour, event)
 
 

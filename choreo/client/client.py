@@ -18,7 +18,7 @@ import os
 from collections import OrderedDict
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import msgspec
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -46,6 +46,7 @@ from choreo.client.reports import (
     TracePage,
 )
 from choreo.kafka import acl
+from choreo.kafka.blobs import BlobReader
 from choreo.kafka.clients import kind_of, make_consumer, make_producer
 from choreo.kafka.security import make_admin, security_of, start
 from choreo.keeper.replay import compare, history
@@ -66,6 +67,7 @@ from choreo.schemas import (
     TerminalResult,
     encode,
 )
+from choreo.schemas.blobs import refs_in
 from choreo.schemas.deltas import StateLog
 from choreo.schemas.ids import new_id
 from choreo.schemas.topics import Topics
@@ -123,6 +125,8 @@ class Client:
         self._reader: Reader | None = None
         self._follower: ResultFollower | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        #: Fetches state values by reference (choreo.kafka.blobs); made on open.
+        self._blobs: BlobReader | None = None
         self._starting = asyncio.Lock()
         self._kept: OrderedDict[str, asyncio.Future[TerminalResult]] = OrderedDict()
 
@@ -154,6 +158,8 @@ class Client:
             consumer = self._consumer()
             self._stack.push_async_callback(consumer.stop)
             await consumer.start()
+            self._blobs = BlobReader(self.bootstrap, self.settings, f"{self._client_id}-blobs")
+            self._stack.push_async_callback(self._blobs.close)
         except BaseException:
             await self.close()
             raise
@@ -366,8 +372,22 @@ class Client:
                 topics.escalations, trace_id, Escalation, missing_ok=True
             ),
             snapshots=snapshots,
-            snapshot=StateLog.read(state).state(trace_id),
+            snapshot=await self._with_values(StateLog.read(state).state(trace_id)),
         )
+
+    @overload
+    async def _with_values(self, snapshot: Snapshot) -> Snapshot: ...
+    @overload
+    async def _with_values(self, snapshot: None) -> None: ...
+    async def _with_values(self, snapshot: Snapshot | None) -> Snapshot | None:
+        """``snapshot`` with its values by reference fetched and verified (choreo.kafka.blobs).
+
+        Raises:
+            choreo.schemas.blobs.BlobMismatch: a chunk is missing or does not match its hash.
+        """
+        if snapshot is None or self._blobs is None or not any(refs_in(snapshot.fields)):
+            return snapshot
+        return msgspec.structs.replace(snapshot, fields=await self._blobs.state(snapshot.fields))
 
     async def hops(self, trace_id: str) -> list[HopRecord]:
         """The trace's hop records (one per step the keeper folded), in log order.
@@ -426,7 +446,7 @@ class Client:
             found = StateLog.read(await reader.trace(topic, trace_id, deltas=True)).state(trace_id)
             if found is None:
                 raise TraceNotFound(f"no snapshot of trace {trace_id!r} on {topic}")
-            return found
+            return await self._with_values(found)
         if mesh is None:
             raise ValueError("the state at a version replays the outbox: give mesh=SPEC")
         versions = await self.history(trace_id, mesh)
@@ -474,7 +494,12 @@ class Client:
         """
         _, reader = self._open()
         spec = _spec(mesh)
-        live = StateLog.read(await reader.topic(self.topics.state)).latest()
+        live = {
+            trace_id: await self._with_values(snapshot)
+            for trace_id, snapshot in StateLog.read(await reader.topic(self.topics.state))
+            .latest()
+            .items()
+        }
         outbox = await reader.topic(self.topics.outbox)
         return Replay(records=len(outbox), comparisons=compare(spec, self.topics, outbox, live))
 

@@ -3,11 +3,13 @@
 :func:`mesh_acls` derives them from the spec and the topic prefix, following what each service
 reads and writes (docs/ARCHITECTURE.md, "Topics" and "Delivery guarantees"):
 
-- the keeper reads tasks, outbox and control in its group, and state and results when it takes
-  a partition over; it alone writes state, results, hops, escalations and conflicts, the
+- the keeper reads tasks, outbox and control in its group, and state, blobs and results when it
+  takes a partition over; it alone writes state, blobs, results, hops, escalations and
+  conflicts, the
   events agents subscribe to, and the outbox's admissions; it asks its inputs' record limit
   (DescribeConfigs) and writes transactions under ``<prefix>.keeper.`` ids;
-- an agent reads its subscribed event topics in its own group and writes only the outbox
+- an agent reads its subscribed event topics in its own group (and the blob topic, for state
+  values by reference) and writes only the outbox
   (and the DLQ), under ``<prefix>.agent.<name>.`` transactional ids;
 - the watchdog (faust) reads hops and state in its group ``<prefix>-watchdog``, writes control
   verdicts, and owns the topics faust makes for itself (``<prefix>-watchdog-`` : its table's
@@ -83,13 +85,14 @@ def mesh_acls(
     keeper_in = [topics.tasks, topics.outbox, topics.control]
     services: dict[str, list[Acl]] = {
         "keeper": [
-            *_topics("READ", [*keeper_in, topics.state, topics.results]),
+            *_topics("READ", [*keeper_in, topics.state, topics.blobs, topics.results]),
             *_topics("DESCRIBE_CONFIGS", keeper_in),
             *_topics(
                 "WRITE",
                 [
                     topics.outbox,
                     topics.state,
+                    topics.blobs,
                     topics.results,
                     topics.hops,
                     topics.escalations,
@@ -103,7 +106,7 @@ def mesh_acls(
     }
     for agent in spec.agents:
         services[f"agent:{agent.name}"] = [
-            *_topics("READ", [topics.event(t) for t in agent.subscribe]),
+            *_topics("READ", [*(topics.event(t) for t in agent.subscribe), topics.blobs]),
             *_topics("WRITE", [topics.outbox, topics.dlq]),
             *_consumer(topics.agent_group(agent.name), transactional=transactions),
         ]

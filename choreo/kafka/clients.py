@@ -234,14 +234,15 @@ def make_consumer(
     return _BackoffConsumer(*topics, backoff=backoff, **config)
 
 
-async def acked(sends: Iterable[Awaitable[Awaitable[Any]]]) -> None:
-    """Queue every send, then wait until the broker has acknowledged them all.
+async def acked(sends: Iterable[Awaitable[Awaitable[Any]]]) -> list[Any]:
+    """Queue every send, then wait until the broker has acknowledged them all; return the
+    acks (each a ``RecordMetadata``: partition, offset), in order.
 
     ``producer.send`` returns once a record is queued, with a future for its ack; queueing
     all of them before waiting lets the producer batch them.
     """
     futures = [await send for send in sends]
-    await asyncio.gather(*futures)
+    return list(await asyncio.gather(*futures))
 
 
 def partition_for(key: str, partitions: int) -> int:

@@ -3,17 +3,21 @@ and what of each trace the state log holds (choreo.schemas.deltas)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
 from choreo.kafka.limits import RecordLimit
+from choreo.keeper.blobs import Blobs, Pending, placed
 from choreo.observe import telemetry
 from choreo.observe.telemetry import Headers
-from choreo.schemas import Record, Snapshot, encode
+from choreo.schemas import Envelope, Record, Snapshot, encode
 from choreo.schemas.codec import to_json
 from choreo.schemas.deltas import delta_between, delta_key
+from choreo.schemas.records import FieldChange, SetField, StateDelta
 
 #: One record to produce: (topic, key, value, headers).
 Send = tuple[str, str, bytes, Headers]
@@ -73,7 +77,10 @@ class Batch:
     next.
 
     Nothing over ``limit`` is ever queued: :meth:`send` and :meth:`store` raise
-    :class:`RecordTooLarge` instead, and the keeper ends the trace that caused it.
+    :class:`RecordTooLarge` instead, and the keeper ends the trace that caused it. With
+    ``blobs``, state values over its threshold are queued as references (choreo.keeper.blobs):
+    their chunks (:attr:`chunks`) are written before everything else, and the other records
+    get their offsets (:meth:`place`).
     """
 
     #: Outbox records the keeper applied as it wrote them: durable before anything they cause.
@@ -82,6 +89,9 @@ class Batch:
     #: Each trace's newest state in this batch.
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     limit: RecordLimit = field(default_factory=RecordLimit)
+    blobs: Blobs | None = None
+    #: Chunks of values by reference, written before any other record of the batch.
+    chunks: list[Pending] = field(default_factory=list)
     #: Each trace's records for the state topic, one per version stored, in order.
     _states: dict[str, list[StateWrite]] = field(default_factory=dict)
 
@@ -101,6 +111,8 @@ class Batch:
 
     def _encoded(self, topic: str, key: str, record: Record, headers: Headers | None) -> Send:
         # Sent while a record's span is current: the output continues that record's trace.
+        if isinstance(record, Envelope) and record.state:
+            record = msgspec.structs.replace(record, state=self._by_ref(key, record.state))
         value = self.limit.check(f"the {type(record).__name__} for {topic}", encode(record))
         return topic, key, value, telemetry.inject(headers or ())
 
@@ -121,10 +133,11 @@ class Batch:
         queued = self._states.get(trace_id, [])
         before = queued[-1].logged if queued else logged
         if snapshot.status != "running":
-            snapshot, value = fit_snapshot(snapshot, self.limit)
+            snapshot, value = fit_snapshot(snapshot, self.limit, self._snapshot_by_ref)
             write = _full(snapshot, value, before)
         elif before is None:
-            write = _full(snapshot, self.limit.check("the state snapshot", encode(snapshot)), None)
+            whole = encode(self._snapshot_by_ref(snapshot))
+            write = _full(snapshot, self.limit.check("the state snapshot", whole), None)
         else:
             write = self._delta(snapshot, before)
         self._states[trace_id] = [*queued, write]
@@ -135,11 +148,12 @@ class Batch:
         """``snapshot``'s version as a delta from ``before``, or as a full snapshot when one
         is due and fits."""
         value = self.limit.check(
-            "the state delta", encode(delta_between(before.snapshot, snapshot))
+            "the state delta",
+            encode(self._delta_by_ref(delta_between(before.snapshot, snapshot), snapshot)),
         )
         since = before.since_bytes + len(value)
         if since >= before.due_bytes:
-            whole = encode(snapshot)
+            whole = encode(self._snapshot_by_ref(snapshot))
             if self.limit.fits(whole):
                 return _full(snapshot, whole, before)
             due = since + len(whole)  # not now: once as many bytes of deltas again are written
@@ -147,6 +161,52 @@ class Batch:
             due = before.due_bytes
         key = delta_key(snapshot.trace_id, snapshot.version)
         return StateWrite(key, value, Logged(snapshot, due, since, Keys(key, before.delta_keys)))
+
+    def _by_ref(self, trace_id: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` with values over the blob threshold as references (none without
+        ``blobs``)."""
+        if self.blobs is None:
+            return fields
+        return self.blobs.fields(trace_id, fields, self.chunks)
+
+    def _snapshot_by_ref(self, snapshot: Snapshot) -> Snapshot:
+        fields = self._by_ref(snapshot.trace_id, snapshot.fields)
+        return (
+            snapshot
+            if fields is snapshot.fields
+            else msgspec.structs.replace(snapshot, fields=fields)
+        )
+
+    def _delta_by_ref(self, delta: StateDelta, snapshot: Snapshot) -> StateDelta:
+        """``delta`` with each new value over the blob threshold as a reference; a change
+        over it made of items or entries goes as the field's whole new value, by reference
+        (a step that adds that much is rare; its chunks before the change are shared)."""
+        if self.blobs is None or not delta.changes:
+            return delta
+        changes: dict[str, FieldChange] = {}
+        for name, change in delta.changes.items():
+            if isinstance(change, SetField):
+                changes[name] = SetField(self._by_ref(delta.trace_id, {name: change.value})[name])
+            elif len(to_json(change)) > self.blobs.threshold:
+                whole = snapshot.fields[name]
+                changes[name] = SetField(self._by_ref(delta.trace_id, {name: whole})[name])
+            else:
+                changes[name] = change
+        return msgspec.structs.replace(delta, changes=changes)
+
+    def place(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Give the queued records the offsets of the chunks written (by sha256 and
+        partition; see choreo.keeper.blobs.placed), and note them on ``blobs``."""
+        if self.blobs is None or not self.chunks:
+            return
+        for trace_id, chunk, _ in self.chunks:
+            self.blobs.place(trace_id, chunk.sha256, offsets[chunk.sha256, chunk.partition])
+        self.first = [(t, k, placed(v, offsets), h) for t, k, v, h in self.first]
+        self.sends = [(t, k, placed(v, offsets), h) for t, k, v, h in self.sends]
+        for trace_id, writes in self._states.items():
+            self._states[trace_id] = [
+                dataclasses.replace(w, value=placed(w.value, offsets)) for w in writes
+            ]
 
     def state_records(self) -> list[tuple[str, str, bytes | None]]:
         """The state topic's records, as (trace id, key, value; None for a tombstone), in the
@@ -204,15 +264,20 @@ def _full(snapshot: Snapshot, value: bytes, before: Logged | None) -> StateWrite
     )
 
 
-def fit_snapshot(snapshot: Snapshot, limit: RecordLimit) -> tuple[Snapshot, bytes]:
-    """An ended trace's snapshot that fits ``limit``, and its encoding: its largest fields
-    replaced, one by one, by a note of their size, until it fits (or its state is empty)."""
+def fit_snapshot(
+    snapshot: Snapshot, limit: RecordLimit, by_ref: Callable[[Snapshot], Snapshot] = lambda s: s
+) -> tuple[Snapshot, bytes]:
+    """An ended trace's snapshot that fits ``limit``, and its encoding: ``snapshot`` as
+    written (``by_ref``: its big values as references), or, over ``limit`` still, with its
+    largest fields replaced, one by one, by a note of their size, until it fits (or its state
+    is empty)."""
     try:
+        snapshot, whole = by_ref(snapshot), snapshot
         value = encode(snapshot)
     except (TypeError, ValueError, UnicodeError):  # state that cannot be encoded is dropped
-        return _emptied(snapshot)
+        return _emptied(whole)
     if limit.fits(value):
-        return snapshot, value
+        return whole, value
     fields = dict(snapshot.fields)
     sizes = sorted(((len(to_json(v)), k) for k, v in fields.items()), reverse=True)
     for size, name in sizes:

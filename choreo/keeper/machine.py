@@ -15,7 +15,7 @@ with the reason and is dead-lettered; a trace past its deadline is ended by the 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,6 +29,7 @@ from choreo.keeper import digest as digests
 from choreo.keeper import fold as transitions
 from choreo.keeper.applied import AppliedIds
 from choreo.keeper.batch import Batch, Keys, Logged
+from choreo.keeper.blobs import DEFAULT_BLOB_BYTES, Blobs
 from choreo.keeper.digest import StateDigest
 from choreo.keeper.fold import EXPIRE, TASK_SOURCE, FoldError
 from choreo.observe import metrics
@@ -44,6 +45,7 @@ from choreo.schemas import (
     TerminalResult,
     decode,
 )
+from choreo.schemas.blobs import Held, refs_in
 from choreo.schemas.deltas import StateLog, fold_deltas
 from choreo.schemas.ids import derive_event_id, task_trace_id
 from choreo.schemas.records import (
@@ -111,9 +113,13 @@ class Keeper:
     task arrived on its trace's own partition (see ``intake``).
     """
 
-    def __init__(self, spec: MeshSpec, topics: Topics) -> None:
+    def __init__(
+        self, spec: MeshSpec, topics: Topics, blob_bytes: int = DEFAULT_BLOB_BYTES
+    ) -> None:
         self.spec = spec
         self.topics = topics
+        #: Values over ``blob_bytes`` go by reference (choreo.keeper.blobs).
+        self.blobs = Blobs(topics.blobs, blob_bytes)
         self.traces: dict[str, Snapshot] = {}
         #: Traces whose terminal record is already on the results topic (see mark_finished).
         self.finished: set[str] = set()
@@ -781,6 +787,27 @@ class Keeper:
             )
             self.restore(state, logged)
 
+    def refs(self) -> Iterator[tuple[str, str, Held]]:
+        """Each field of a running trace that holds a reference (as restored from the state
+        log), as (trace id, field, reference); see :meth:`resolve`."""
+        for trace_id, snapshot in self.traces.items():
+            if snapshot.status == "running":
+                for name, ref in refs_in(snapshot.fields):
+                    yield trace_id, name, ref
+
+    def resolve(self, trace_id: str, values: dict[str, tuple[Any, Held]]) -> None:
+        """Put the fetched ``values`` (by field: the value and the reference it was read
+        through) in place of ``trace_id``'s references, in its state and in what the log holds
+        of it, so its next delta is taken from values."""
+        snapshot = self.traces[trace_id]
+        fields = {**snapshot.fields, **{name: value for name, (value, _) in values.items()}}
+        resolved = msgspec.structs.replace(snapshot, fields=fields)
+        self.traces[trace_id] = resolved
+        if trace_id in self.logged:
+            self.logged[trace_id].snapshot = resolved
+        for name, (value, held) in values.items():
+            self.blobs.known(trace_id, name, value, held)
+
     def written(self, batch: Batch) -> None:
         """Note what the state log holds once ``batch``'s state records are written: the
         next versions of its traces are logged as deltas from there."""
@@ -804,6 +831,7 @@ class Keeper:
                     self.digests.pop(trace_id, None)
                     self.logged.pop(trace_id, None)
                     self.applied.forget(trace_id)
+                    self.blobs.forget(trace_id)
 
     def forget(self, trace_id: str) -> None:
         """Drop everything held of ``trace_id`` (its partition went to another keeper)."""
@@ -813,6 +841,7 @@ class Keeper:
         self.logged.pop(trace_id, None)
         self.digests.pop(trace_id, None)
         self.applied.forget(trace_id)
+        self.blobs.forget(trace_id)
 
     def mark_finished(self, result: TerminalResult) -> None:
         """A terminal record already exists: never write a second one for this trace.

@@ -29,7 +29,7 @@ def replay(
 def _apply(keeper: Keeper, record: ConsumerRecord[bytes, bytes]) -> None:
     """Apply one outbox record as the live keeper does, its state records taken as written:
     what the live keeper would log (and refuse as too large) follows from them."""
-    batch = Batch()
+    batch = Batch(blobs=keeper.blobs)
     keeper.apply(record, batch)
     keeper.written(batch)
 

@@ -24,12 +24,14 @@ import contextlib
 import logging
 import time
 from datetime import UTC, datetime
+from typing import Any
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from opentelemetry.trace import StatusCode
 
+from choreo.kafka.blobs import BlobReader
 from choreo.kafka.clients import (
     Outage,
     acked,
@@ -41,12 +43,13 @@ from choreo.kafka.clients import (
 from choreo.kafka.limits import HEADROOM, RecordLimit, broker_limit
 from choreo.kafka.security import NOT_ALLOWED
 from choreo.kafka.service import ConsumerService, wait_or_stop
-from choreo.kafka.transactions import Output, sends_of
+from choreo.kafka.transactions import Output, Writes, sends_of
 from choreo.keeper.batch import Batch
 from choreo.keeper.machine import Handler, Keeper
 from choreo.observe import metrics, telemetry
 from choreo.observe.settings import Settings
 from choreo.schemas import TerminalResult, decode
+from choreo.schemas.blobs import Held
 from choreo.schemas.deltas import StateLog
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec
@@ -83,7 +86,7 @@ class KeeperService(ConsumerService):
     def __init__(self, spec: MeshSpec, bootstrap: str, settings: Settings) -> None:
         topics = Topics(settings.topic_prefix)
         self.spec = spec
-        self.keeper = Keeper(spec, topics)
+        self.keeper = Keeper(spec, topics, settings.blob_bytes)
         #: The topics the keeper reads, each with what it does to one record.
         self._handlers: dict[str, Handler] = {
             topics.tasks: self.keeper.intake,
@@ -103,6 +106,8 @@ class KeeperService(ConsumerService):
             list(self._handlers),
             [(name, f.conflict) for name, f in spec.state.items() if f.reducer == "replace"],
         )
+        #: Fetches values by reference when restoring (choreo.kafka.blobs).
+        self.blobs = BlobReader(bootstrap, settings, "choreo-keeper-blobs")
         #: Partition numbers held and restored; a partition lost in a rebalance leaves it.
         self._owned: set[int] = set()
         self.limit = RecordLimit(settings.max_record_bytes - HEADROOM)
@@ -120,6 +125,7 @@ class KeeperService(ConsumerService):
             self.bootstrap, list(self._handlers), self.settings.max_record_bytes, self.security
         )
         self.dead_letters.limit = self.limit
+        stack.push_async_callback(self.blobs.close)
 
     async def take_over(self, partitions: list[int]) -> None:
         """Own ``partitions``: fence their previous owner's producers (which settles its last
@@ -147,6 +153,7 @@ class KeeperService(ConsumerService):
         its traces in between (``restore`` keeps the newer version).
         """
         self.keeper.partitions = len(self.consumer.partitions_for_topic(self.topics.outbox) or ())
+        self.keeper.blobs.partitions = self.keeper.partitions
         fresh = sorted(set(partitions) - self._owned)
         self._forget(self._owned - set(partitions))
         self._owned &= set(partitions)
@@ -162,6 +169,7 @@ class KeeperService(ConsumerService):
             async for rec in read_to_end(reader, parts):
                 log_.add(rec.key, rec.value)
             self.keeper.restore_log(log_)
+            await self._fetch_values()
             parts = [TopicPartition(self.topics.results, p) for p in fresh]
             async for rec in read_to_end(reader, parts):
                 if rec.value:
@@ -176,6 +184,15 @@ class KeeperService(ConsumerService):
         )
         metrics.TRACES_IN_FLIGHT.set(running)
         log.info("partitions restored", extra={"partitions": fresh, "traces": running})
+
+    async def _fetch_values(self) -> None:
+        """Fetch the values by reference of the traces just restored (the state log holds
+        references; the reducers need values)."""
+        values: dict[str, dict[str, tuple[Any, Held]]] = {}
+        for trace_id, name, ref in list(self.keeper.refs()):
+            values.setdefault(trace_id, {})[name] = (await self.blobs.value(ref), ref)
+        for trace_id, fetched in values.items():
+            self.keeper.resolve(trace_id, fetched)
 
     def _forget(self, lost: set[int]) -> None:
         """Drop the traces of partitions now owned by another keeper: their copies here
@@ -313,7 +330,7 @@ class KeeperService(ConsumerService):
         self, records: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
     ) -> tuple[Batch, list[tuple[ConsumerRecord[bytes, bytes], str]]]:
         """Every record's output, and the records to dead-letter with their reasons."""
-        batch = Batch(limit=self.limit)
+        batch = Batch(limit=self.limit, blobs=self.keeper.blobs)
         letters: list[tuple[ConsumerRecord[bytes, bytes], str]] = []
         for tp, partition_records in records.items():
             for record in partition_records:
@@ -341,19 +358,13 @@ class KeeperService(ConsumerService):
         runs = []
         for number, part in sorted(by_partition.items()):
             batch, letters = self._handle_all(part)
-            outputs: list[Output] = [
-                (t, k.encode(), v, h) for t, k, v, h in batch.first + batch.sends
-            ]
-            outputs += [
-                (self.topics.state, key.encode(), value, [], number)
-                for _, key, value in batch.state_records()
-            ]
-            outputs += [self.dead_letters.letter(r, why) for r, why in letters]
             runs.append(
                 (
                     batch,
                     letters,
-                    self.transactions.run(str(number), sends_of(outputs), _next_offsets(part)),
+                    self.transactions.run(
+                        str(number), self._writes(batch, letters, number), _next_offsets(part)
+                    ),
                 )
             )
         outcomes = await asyncio.gather(*(run for _, _, run in runs), return_exceptions=True)
@@ -366,9 +377,49 @@ class KeeperService(ConsumerService):
             if isinstance(outcome, BaseException):
                 raise outcome
 
+    def _writes(
+        self, batch: Batch, letters: list[tuple[ConsumerRecord[bytes, bytes], str]], number: int
+    ) -> Writes:
+        """One partition's share of a batch, for its transaction: the chunks of values by
+        reference first (their offsets go into the records naming them), then the rest."""
+
+        async def writes(producer: AIOKafkaProducer) -> list[asyncio.Future[Any]]:
+            await self._write_chunks(batch, producer)
+            outputs: list[Output] = [
+                (t, k.encode(), v, h) for t, k, v, h in batch.first + batch.sends
+            ]
+            outputs += [
+                (self.topics.state, key.encode(), value, [], number)
+                for _, key, value in batch.state_records()
+            ]
+            outputs += [self.dead_letters.letter(r, why) for r, why in letters]
+            return await sends_of(outputs)(producer)
+
+        return writes
+
+    async def _write_chunks(self, batch: Batch, producer: AIOKafkaProducer) -> None:
+        """Write ``batch``'s chunks of values by reference to the blob topic, each to its
+        trace's partition keyed by its SHA-256, and give the batch's records their offsets."""
+        if not batch.chunks:
+            return
+        acks = await acked(
+            producer.send(
+                self.topics.blobs, data, key=chunk.sha256.encode(), partition=chunk.partition
+            )
+            for _, chunk, data in batch.chunks
+        )
+        batch.place(
+            {
+                (chunk.sha256, chunk.partition): ack.offset
+                for (_, chunk, _), ack in zip(batch.chunks, acks, strict=True)
+            }
+        )
+
     async def _flush(self, batch: Batch) -> None:
-        """Produce a batch in its acknowledged phases: the admissions it applied as it logged
-        them (if any), the records they and the rest of the batch caused, the snapshots."""
+        """Produce a batch in its acknowledged phases: the chunks of its values by reference
+        (if any), the admissions it applied as it logged them (if any), the records they and
+        the rest of the batch caused, the snapshots."""
+        await self._write_chunks(batch, self.producer)
         for phase in (batch.first, batch.sends):
             await acked(self.producer.send(t, v, key=k.encode(), headers=h) for t, k, v, h in phase)
         # a delta's key is not its trace id: its partition is named, the trace's own
@@ -383,7 +434,7 @@ class KeeperService(ConsumerService):
 
     async def _sweep(self) -> None:
         """End traces past their deadline: log each decision to the outbox (see Keeper.sweep)."""
-        batch = Batch(limit=self.limit)
+        batch = Batch(limit=self.limit, blobs=self.keeper.blobs)
         if self.keeper.sweep(datetime.now(UTC), batch):
             await self._flush(batch)
             log.warning("deadline sweep ends traces", extra={"traces": len(batch.sends)})

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from choreo.schemas.blobs import grown, ref_of
 from choreo.schemas.codec import DecodeError, decode
 from choreo.schemas.records import (
     ExtendField,
@@ -170,7 +171,13 @@ def _apply(fields: dict[str, Any], copied: set[str], name: str, change: FieldCha
         copied.discard(name)  # a value from the delta: never grown in place
         return
     current = fields.get(name)
-    if isinstance(change, ExtendField):
+    if isinstance(current, dict) and ref_of(current) is not None:
+        # a value by reference: grown once a reader of the log fetches it
+        more, over = (
+            (change.items, None) if isinstance(change, ExtendField) else (None, change.entries)
+        )
+        fields[name] = grown(current, more, over, own=name in copied)
+    elif isinstance(change, ExtendField):
         items = current if name in copied and type(current) is list else list(current or ())
         items.extend(change.items)
         fields[name] = items

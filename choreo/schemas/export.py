@@ -49,6 +49,19 @@ _DELTA_KEY = {
     "to the trace's own partition (that of the trace id), not the key's; a null value (a "
     "tombstone) follows once a newer snapshot replaces the delta.",
 }
+#: The blob topic's one message: bytes, not a record (choreo.schemas.blobs).
+BLOB_CHUNK = "BlobChunk"
+_BLOB_CHUNK = (
+    "A chunk of a big state value's JSON encoding, as it is: the value is its chunks joined "
+    "in the order its reference lists them.",
+    "application/octet-stream",
+    {"type": "string", "contentEncoding": "binary"},
+)
+_SHA_KEY = {
+    "type": "string",
+    "description": "The chunk's SHA-256, hex; written to the partition of the trace whose "
+    "state holds it.",
+}
 _ORIGINAL_KEY = {
     "type": ["string", "null"],
     "description": "The original record's key, unchanged (usually its trace id).",
@@ -107,6 +120,17 @@ SYSTEM_CHANNELS: dict[str, Channel] = {
         ("keeper", "watchdog", "operator"),
         _TRACE_KEY,
         more=(("StateDelta", _DELTA_KEY),),
+    ),
+    "blobs": Channel(
+        BLOB_CHUNK,
+        "State values over the blob threshold, in chunks (compacted, content-addressed). In "
+        "an event, a snapshot or a delta such a value is an object "
+        '`{"$blob": {"sha256", "size", "topic", "chunks": [[sha256, partition, offset], ...]}}`'
+        ": fetch each chunk at its partition and offset, check its key and hash, join them, "
+        "check the whole's hash and decode the JSON (docs/CONTRACT.md, Size limits).",
+        ("keeper",),
+        ("keeper", "agent", "operator"),
+        _SHA_KEY,
     ),
     "hops": Channel(
         "HopRecord",
@@ -198,14 +222,18 @@ def record_schema(name: str, record_type: type[Record]) -> dict[str, Any]:
     return schema
 
 
-def _message(name: str, record_type: type[Record], key: dict[str, Any]) -> dict[str, Any]:
-    doc = _doc(record_type.__doc__) or name
+def _message(name: str, key: dict[str, Any]) -> dict[str, Any]:
+    if name == BLOB_CHUNK:
+        summary, content, payload = _BLOB_CHUNK
+    else:
+        summary = (_doc(RECORDS[name].__doc__) or name).splitlines()[0]
+        content, payload = "application/json", {"$ref": f"./{name}{SCHEMA_SUFFIX}"}
     return {
         "name": name,
         "title": name,
-        "summary": doc.splitlines()[0],
-        "contentType": "application/json",
-        "payload": {"$ref": f"./{name}{SCHEMA_SUFFIX}"},
+        "summary": summary,
+        "contentType": content,
+        "payload": payload,
         "bindings": {"kafka": {"key": key, "bindingVersion": KAFKA_BINDING_VERSION}},
     }
 
@@ -269,7 +297,7 @@ def asyncapi(topics: Topics | None = None) -> dict[str, Any]:
         channels[channel_id] = _channel(address, channel, topics.configs(address))
         operations.update(_operations(channel_id, channel, address))
         for name, key in channel.messages():
-            messages[name] = _message(name, RECORDS[name], key)
+            messages[name] = _message(name, key)
     agent = _channel(topics.event("{eventType}"), AGENT_CHANNEL, {})
     agent["parameters"] = {
         "eventType": {

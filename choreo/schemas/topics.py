@@ -24,6 +24,11 @@ class Topics:
         return f"{self.prefix}.state"
 
     @property
+    def blobs(self) -> str:
+        """Big state values' chunks, keyed by SHA-256 (choreo.schemas.blobs)."""
+        return f"{self.prefix}.blobs"
+
+    @property
     def hops(self) -> str:
         return f"{self.prefix}.hops"
 
@@ -65,6 +70,7 @@ class Topics:
             self.tasks,
             self.outbox,
             self.state,
+            self.blobs,
             self.hops,
             self.control,
             self.results,
@@ -74,11 +80,12 @@ class Topics:
         ]
 
     def configs(self, topic: str) -> dict[str, str]:
-        """Per-topic configs: the state topic keeps only the latest snapshot per trace; the
+        """Per-topic configs: the state topic keeps only the latest snapshot per trace, the
+        blob topic one record per chunk (content-addressed, so a repeat is the same bytes); the
         outbox is stamped by the broker when appended (the keeper's clock for a trace), so its
         record times follow log order even when producers' clocks or send delays differ (Apache
         Kafka; the embedded broker keeps the producer's time)."""
-        if topic == self.state:
+        if topic in (self.state, self.blobs):
             return {"cleanup.policy": "compact"}
         if topic == self.outbox:
             return {"message.timestamp.type": "LogAppendTime"}

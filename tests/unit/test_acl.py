@@ -23,10 +23,10 @@ def writes(rules: list[Acl]) -> set[str]:
 
 
 @pytest.mark.parametrize("example", NAMES)
-def test_the_keeper_alone_writes_state_results_hops_and_events(example: str) -> None:
+def test_the_keeper_alone_writes_state_blobs_results_hops_and_events(example: str) -> None:
     spec = load_mesh(EXAMPLES / example / "mesh.yaml")
     rules = mesh_acls(spec, TOPICS)
-    kept = {TOPICS.state, TOPICS.results, TOPICS.hops, TOPICS.conflicts}
+    kept = {TOPICS.state, TOPICS.blobs, TOPICS.results, TOPICS.hops, TOPICS.conflicts}
     kept |= {TOPICS.event(t) for a in spec.agents for t in a.subscribe}
     assert kept <= writes(rules["keeper"])
     for service, service_rules in rules.items():
@@ -35,7 +35,9 @@ def test_the_keeper_alone_writes_state_results_hops_and_events(example: str) -> 
 
 
 @pytest.mark.parametrize("example", NAMES)
-def test_an_agent_reads_only_its_events_and_writes_only_the_outbox(example: str) -> None:
+def test_an_agent_reads_only_its_events_and_state_values_and_writes_only_the_outbox(
+    example: str,
+) -> None:
     spec = load_mesh(EXAMPLES / example / "mesh.yaml")
     rules = mesh_acls(spec, TOPICS)
     for agent in spec.agents:
@@ -45,6 +47,7 @@ def test_an_agent_reads_only_its_events_and_writes_only_the_outbox(example: str)
         assert {r.name for r in own if r.operation == "READ"} == {
             group,
             *(TOPICS.event(t) for t in agent.subscribe),
+            TOPICS.blobs,
         }
         assert {r for r in own if r.resource == "TRANSACTIONAL_ID"} == {
             Acl("TRANSACTIONAL_ID", "PREFIXED", f"{group}.", "WRITE")
