@@ -11,13 +11,13 @@ from typing import Any
 import msgspec
 
 from choreo.kafka.limits import RecordLimit
-from choreo.keeper.blobs import Blobs, Pending, placed
+from choreo.keeper.blobs import Blobs, Pending, big, placed
 from choreo.observe import telemetry
 from choreo.observe.telemetry import Headers
 from choreo.schemas import Envelope, Record, Snapshot, encode
 from choreo.schemas.codec import to_json
 from choreo.schemas.deltas import delta_between, delta_key
-from choreo.schemas.records import FieldChange, SetField, StateDelta
+from choreo.schemas.records import ExtendField, FieldChange, SetField, StateDelta
 
 #: One record to produce: (topic, key, value, headers).
 Send = tuple[str, str, bytes, Headers]
@@ -187,7 +187,10 @@ class Batch:
         for name, change in delta.changes.items():
             if isinstance(change, SetField):
                 changes[name] = SetField(self._by_ref(delta.trace_id, {name: change.value})[name])
-            elif len(to_json(change)) > self.blobs.threshold:
+            elif big(
+                change.items if isinstance(change, ExtendField) else change.entries,
+                self.blobs.threshold,
+            ):
                 whole = snapshot.fields[name]
                 changes[name] = SetField(self._by_ref(delta.trace_id, {name: whole})[name])
             else:

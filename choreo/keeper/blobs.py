@@ -69,7 +69,7 @@ class Blobs:
         last = trace.refs.get(name)
         if last is not None and last[0] is value:
             return as_value(self._placed(trace, last[1]))
-        if not _big(value, self.threshold):
+        if not big(value, self.threshold):
             return value
         partition = partition_for(trace_id, max(self.partitions, 1))
         ref, chunks = split(value, self.threshold, self.topic, partition)
@@ -107,7 +107,7 @@ class Blobs:
         self._traces.pop(trace_id, None)
 
 
-def _big(value: Any, threshold: int) -> bool:
+def big(value: Any, threshold: int) -> bool:
     """True when ``value``'s JSON is over ``threshold`` bytes; strings and scalars are
     measured without encoding when they cannot be."""
     if isinstance(value, str):
