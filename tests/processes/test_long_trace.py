@@ -15,9 +15,11 @@ import pytest
 from aiokafka.structs import ConsumerRecord
 
 from choreo.bench import long
+from choreo.kafka.blobs import BlobReader
 from choreo.kafka.broker import BrokerHandle, broker_kind
 from choreo.kafka.clients import read_topic
 from choreo.keeper.replay import history
+from choreo.observe.settings import Settings
 from choreo.schemas import Snapshot
 from choreo.schemas.deltas import fold_deltas, of_trace, read_state
 from tests.conftest import ProcessMesh, wait_until
@@ -49,9 +51,8 @@ def test_replay_after_a_keeper_sigkill_equals_the_live_state_at_every_version(
     outbox = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.outbox))
     versions = history(mesh.spec, mesh.topics, outbox, trace_id)
     assert len(versions) == STEPS + 1  # the admission, then one version per step
-    published = live_versions(
-        mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.state)), trace_id
-    )
+    state = mesh.run(read_topic(mesh.bootstrap, mesh.settings, mesh.topics.state))
+    published = mesh.run(fetched(mesh.bootstrap, mesh.settings, live_versions(state, trace_id)))
     for live in published:
         assert msgspec.to_builtins(versions[live.version - 1]) == msgspec.to_builtins(live)
     seen = {s.version for s in published}
@@ -74,3 +75,13 @@ def live_versions(records: list[ConsumerRecord[bytes, bytes]], trace_id: str) ->
         elif found and read.base_version == found[-1].version:
             found.append(fold_deltas(found[-1], [read]))
     return found
+
+
+async def fetched(bootstrap: str, settings: Settings, snapshots: list[Snapshot]) -> list[Snapshot]:
+    """``snapshots`` with their state values by reference fetched, as every reader does
+    (choreo.kafka.blobs)."""
+    reader = BlobReader(bootstrap, settings, "test-reader-blobs")
+    try:
+        return [msgspec.structs.replace(s, fields=await reader.state(s.fields)) for s in snapshots]
+    finally:
+        await reader.close()

@@ -27,7 +27,7 @@ from choreo.schemas import Task
 from choreo.schemas.ids import new_id
 from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, parse_mesh
-from tests.processes.test_long_trace import live_versions
+from tests.processes.test_long_trace import fetched, live_versions
 from tests.state.test_services_in_one_loop import _first
 
 pytestmark = pytest.mark.integration
@@ -115,7 +115,7 @@ async def _scenario(bootstrap: str) -> None:
     assert all(len(r.value or b"") <= limit for r in state)  # the state is not: 1.2 MB
     outbox = await read_topic(bootstrap, settings, topics.outbox)
     versions = history(spec, topics, outbox, TRACE)
-    published = live_versions(state, TRACE)
+    published = await fetched(bootstrap, settings, live_versions(state, TRACE))
     for live in published:
         assert msgspec.to_builtins(versions[live.version - 1]) == msgspec.to_builtins(live)
     running = [s for s in published if s.status == "running"]
