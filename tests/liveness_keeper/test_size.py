@@ -11,11 +11,14 @@ import asyncio
 import json
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
+from choreo.kafka.blobs import BlobReader
 from choreo.kafka.limits import broker_limit, topic_limits
-from choreo.schemas import Snapshot, Task, decode, encode
+from choreo.schemas import Envelope, Snapshot, Task, decode, encode
+from choreo.schemas.blobs import Held, ref_of
 from tests.conftest import wait_until
 from tests.liveness_keeper.support import LoneKeeper
 
@@ -45,12 +48,17 @@ def limits(lone_keeper: LoneKeeper) -> Limits:
     return Limits(mesh, min(reported, default=UNREPORTED_BROKER_CAP))
 
 
-def submit(keeper: LoneKeeper, text: str) -> str:
+def submit(keeper: LoneKeeper, text: str, state: dict[str, Any] | None = None) -> str:
     trace_id = f"size-{uuid.uuid4()}"
-    keeper.produce(
-        keeper.topics.tasks, encode(Task(input=text, trace_id=trace_id)), trace_id.encode()
-    )
+    task = Task(input=text, trace_id=trace_id, initial_state=state)
+    keeper.produce(keeper.topics.tasks, encode(task), trace_id.encode())
     return trace_id
+
+
+def fields(prefix: str, count: int) -> dict[str, str]:
+    """``count`` fields of 60 KB each: every one under the blob threshold (64 KiB), so each
+    travels in the events as a value, not a reference."""
+    return {f"{prefix}{i}": prefix * 60_000 for i in range(count)}
 
 
 def entry_event(keeper: LoneKeeper, trace_id: str) -> int:
@@ -73,24 +81,41 @@ def one_result(keeper: LoneKeeper, trace_id: str) -> object:
     return results[0]
 
 
-def test_a_600_kb_task_is_admitted_and_its_entry_event_carries_the_input_once(
+def test_a_600_kb_task_is_admitted_and_its_entry_event_carries_the_input_by_reference(
     lone_keeper: LoneKeeper,
 ) -> None:
-    trace_id = submit(lone_keeper, "x" * 600_000)
+    text = "".join(f"{i:07d}" for i in range(100_000))[:600_000]  # no two chunks alike
+    trace_id = submit(lone_keeper, text)
     size = entry_event(lone_keeper, trace_id)
-    assert 600_000 < size < 700_000
+    assert size < 64 * 1024  # the input is on the blob topic, the event names it
+    event = next(
+        decode(r.value, Envelope)
+        for r in lone_keeper.read(lone_keeper.topics.event("draft.requested"))
+        if r.key == trace_id.encode()
+    )
+    held = ref_of((event.state or {})["input"])
+    assert held is not None and held.ref.size == len(text) + 2  # the JSON string, once
+    assert asyncio.run(fetch(lone_keeper, held)) == text
     assert lone_keeper.running()
+
+
+async def fetch(keeper: LoneKeeper, held: Held) -> object:
+    reader = BlobReader(keeper.bootstrap, keeper.settings, "test-size-blobs")
+    try:
+        return await reader.value(held)
+    finally:
+        await reader.close()
 
 
 def test_a_forwarded_event_over_the_limit_fails_its_trace_with_the_reason(
     lone_keeper: LoneKeeper,
 ) -> None:
-    trace_id = submit(lone_keeper, "x" * 600_000)
+    # What is still limited: many values, each under the blob threshold, that add up past
+    # the record limit in one event (16 fields of 60 KB, and the step's 100 KB text).
+    trace_id = submit(lone_keeper, "go", fields("a", 8))
     entry_event(lone_keeper, trace_id)
-    # The snapshot (input + draft, ~900 KB) is under max_snapshot_bytes; the forwarded event
-    # adds the step's 300 KB text on top of that state.
     step = lone_keeper.step(
-        trace_id, "draft.ready", "writer", 1, delta={"draft": "d" * 300_000}, text="t" * 300_000
+        trace_id, "draft.ready", "writer", 1, delta=fields("b", 8), text="t" * 100_000
     )
     result = one_result(lone_keeper, trace_id)
     assert result.status == "failed"  # type: ignore[attr-defined]
