@@ -161,12 +161,14 @@ def run(steps: int, profile: bool = False, width: int = LINE_BYTES) -> LongBench
     result = LongBench(width=width)
     profiler = cProfile.Profile() if profile else None
     for record in step_records(steps, datetime(2025, 1, 1, tzinfo=UTC), width):
-        batch = Batch(limit=RecordLimit())
+        batch = Batch(limit=RecordLimit(), blobs=keeper.blobs)
         if profiler is not None:
             profiler.enable()
         started = time.process_time()
         reason = keeper.handle(keeper.apply, record, batch)
+        batch.written_nowhere()
         values = [value or b"" for _, _, value in batch.state_records()]
+        values += [data for _, _, data in batch.chunks]
         result.cpu.append(time.process_time() - started)
         if profiler is not None:
             profiler.disable()

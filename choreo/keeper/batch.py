@@ -132,12 +132,14 @@ class Batch:
         trace_id = snapshot.trace_id
         queued = self._states.get(trace_id, [])
         before = queued[-1].logged if queued else logged
+        mark = len(self.chunks)
         if snapshot.status != "running":
             snapshot, value = fit_snapshot(snapshot, self.limit, self._snapshot_by_ref)
-            write = _full(snapshot, value, before)
+            write = _full(snapshot, value, before, self._cost(value, mark))
         elif before is None:
             whole = encode(self._snapshot_by_ref(snapshot))
-            write = _full(snapshot, self.limit.check("the state snapshot", whole), None)
+            whole = self.limit.check("the state snapshot", whole)
+            write = _full(snapshot, whole, None, self._cost(whole, mark))
         else:
             write = self._delta(snapshot, before)
         self._states[trace_id] = [*queued, write]
@@ -147,20 +149,27 @@ class Batch:
     def _delta(self, snapshot: Snapshot, before: Logged) -> StateWrite:
         """``snapshot``'s version as a delta from ``before``, or as a full snapshot when one
         is due and fits."""
+        mark = len(self.chunks)
         value = self.limit.check(
             "the state delta",
             encode(self._delta_by_ref(delta_between(before.snapshot, snapshot), snapshot)),
         )
-        since = before.since_bytes + len(value)
+        since = before.since_bytes + self._cost(value, mark)
         if since >= before.due_bytes:
+            mark = len(self.chunks)
             whole = encode(self._snapshot_by_ref(snapshot))
             if self.limit.fits(whole):
-                return _full(snapshot, whole, before)
+                return _full(snapshot, whole, before, self._cost(whole, mark))
             due = since + len(whole)  # not now: once as many bytes of deltas again are written
         else:
             due = before.due_bytes
         key = delta_key(snapshot.trace_id, snapshot.version)
         return StateWrite(key, value, Logged(snapshot, due, since, Keys(key, before.delta_keys)))
+
+    def _cost(self, value: bytes, mark: int) -> int:
+        """The bytes a state record ``value`` costs: its own and those of the chunks queued
+        for it (since ``chunks`` held ``mark``)."""
+        return len(value) + sum(len(data) for _, _, data in self.chunks[mark:])
 
     def _by_ref(self, trace_id: str, fields: dict[str, Any]) -> dict[str, Any]:
         """``fields`` with values over the blob threshold as references (none without
@@ -211,6 +220,12 @@ class Batch:
                 dataclasses.replace(w, value=placed(w.value, offsets)) for w in writes
             ]
 
+    def written_nowhere(self) -> None:
+        """Note the chunks as written (at offset 0) without writing them: for a keeper that
+        produces nothing (a replay, the in-process benchmark), so that, as live, a chunk is
+        queued once and its records are measured as the live keeper's."""
+        self.place({(chunk.sha256, chunk.partition): 0 for _, chunk, _ in self.chunks})
+
     def state_records(self) -> list[tuple[str, str, bytes | None]]:
         """The state topic's records, as (trace id, key, value; None for a tombstone), in the
         order they are to be produced."""
@@ -257,12 +272,13 @@ class Mark:
     states: int
 
 
-def _full(snapshot: Snapshot, value: bytes, before: Logged | None) -> StateWrite:
-    """A full snapshot encoded as ``value``, tombstoning the deltas ``before`` it."""
+def _full(snapshot: Snapshot, value: bytes, before: Logged | None, cost: int) -> StateWrite:
+    """A full snapshot encoded as ``value``, tombstoning the deltas ``before`` it; ``cost``:
+    its bytes and those of its new chunks, which as many bytes of deltas make due again."""
     return StateWrite(
         snapshot.trace_id,
         value,
-        Logged(snapshot, len(value)),
+        Logged(snapshot, cost),
         tuple(before.delta_keys or ()) if before is not None else (),
     )
 

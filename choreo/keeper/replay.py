@@ -31,6 +31,7 @@ def _apply(keeper: Keeper, record: ConsumerRecord[bytes, bytes]) -> None:
     what the live keeper would log (and refuse as too large) follows from them."""
     batch = Batch(blobs=keeper.blobs)
     keeper.apply(record, batch)
+    batch.written_nowhere()
     keeper.written(batch)
 
 
