@@ -31,6 +31,7 @@ from choreo.bench.state import admission
 from choreo.bench.stats import Summary
 from choreo.kafka.limits import RecordLimit
 from choreo.keeper.batch import Batch
+from choreo.keeper.blobs import DEFAULT_BLOB_BYTES
 from choreo.keeper.fold import TASK_SOURCE
 from choreo.keeper.machine import Keeper
 from choreo.schemas import Envelope, encode
@@ -209,6 +210,7 @@ def report(result: LongBench, command: str) -> str:
         "(the live mesh would fail the trace there)"
     )
     table = "\n".join(rows)
+    blob_kib = DEFAULT_BLOB_BYTES // 1024
     return f"""
 Command: `{command}` (in-process keeper, no broker)
 
@@ -216,7 +218,8 @@ Workload: one agent appends a {result.width}-byte line to an `append` field and 
 counter, {steps} steps in one trace; the last step finishes it (status: {result.status}).
 Per step: the keeper's CPU (decode, dedupe, fold, hop record, forward, state log) and the
 bytes it writes (events, hop record, the state log's delta, and now and then a full
-snapshot), median (p50) and mean over the range; {limit_note}.
+snapshot with the new chunks of the values it holds by reference: the log, once past
+{blob_kib} KiB), median (p50) and mean over the range; {limit_note}.
 
 | steps | keeper CPU per step, p50 | mean | bytes written per step, p50 | mean |
 | --- | ---: | ---: | ---: | ---: |

@@ -70,7 +70,14 @@ def _run(bootstrap: str, steps: int, width: int, workdir: Path) -> MeshRun:
             run = MeshRun(result.status, result.reason, wall_s=time.perf_counter() - wall)
             run.cpu_s = {name: cpu_seconds(pid) - before[name] for name, pid in pids.items()}
         hops = sorted(client.hops(trace_id), key=lambda h: h.hop)
-        topic_names = (topics.tasks, topics.outbox, topics.state, topics.hops, topics.results)
+        topic_names = (
+            topics.tasks,
+            topics.outbox,
+            topics.state,
+            topics.blobs,
+            topics.hops,
+            topics.results,
+        )
         records = [
             (r.timestamp / 1000, len(r.value or b""))
             for topic in (*topic_names, topics.event("work.next"))
