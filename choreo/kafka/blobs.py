@@ -10,6 +10,7 @@ from there to the chunk's newer copy.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -41,6 +42,8 @@ class BlobReader:
         self._consumer: AIOKafkaConsumer | None = None
         self._cache: OrderedDict[str, bytes] = OrderedDict()
         self._cached = 0
+        #: One fetch at a time: steps run concurrently, and each fetch seeks the one consumer.
+        self._fetching = asyncio.Lock()
 
     async def state(self, state: Mapping[str, Any]) -> dict[str, Any]:
         """``state`` with every reference replaced by its value (verified); the same dict's
@@ -58,10 +61,15 @@ class BlobReader:
         return held.value(join(ref, lambda c: chunks[c.sha256]))
 
     async def _chunk(self, topic: str, chunk: Chunk) -> bytes:
-        data = self._cache.get(chunk.sha256)
-        if data is not None:
-            self._cache.move_to_end(chunk.sha256)
-            return data
+        async with self._fetching:
+            data = self._cache.get(chunk.sha256)
+            if data is not None:
+                self._cache.move_to_end(chunk.sha256)
+                return data
+            return await self._fetch(topic, chunk)
+
+    async def _fetch(self, topic: str, chunk: Chunk) -> bytes:
+        """Read ``chunk`` from ``topic`` at its offset, or from there on to its key."""
         consumer = await self._started()
         tp = TopicPartition(topic, chunk.partition)
         if tp not in consumer.assignment():
