@@ -112,7 +112,8 @@ class Batch:
     def _encoded(self, topic: str, key: str, record: Record, headers: Headers | None) -> Send:
         # Sent while a record's span is current: the output continues that record's trace.
         if isinstance(record, Envelope) and record.state:
-            record = msgspec.structs.replace(record, state=self._by_ref(key, record.state))
+            state = self._by_ref(record.trace_id, record.state)
+            record = msgspec.structs.replace(record, state=state)
         value = self.limit.check(f"the {type(record).__name__} for {topic}", encode(record))
         return topic, key, value, telemetry.inject(headers or ())
 
@@ -290,8 +291,9 @@ def fit_snapshot(
     written (``by_ref``: its big values as references), or, over ``limit`` still, with its
     largest fields replaced, one by one, by a note of their size, until it fits (or its state
     is empty)."""
+    whole = snapshot
     try:
-        snapshot, whole = by_ref(snapshot), snapshot
+        snapshot = by_ref(snapshot)
         value = encode(snapshot)
     except (TypeError, ValueError, UnicodeError):  # state that cannot be encoded is dropped
         return _emptied(whole)

@@ -43,7 +43,8 @@ class _Trace:
 @dataclass
 class Blobs:
     """Values over ``threshold`` bytes (JSON) of each trace's state, as references to chunks
-    of ``threshold`` bytes on ``topic``, written to the trace's partition (``partition_of``)."""
+    of ``threshold`` bytes on ``topic``, each written to its trace's partition number (of
+    ``partitions``)."""
 
     topic: str
     threshold: int = DEFAULT_BLOB_BYTES
