@@ -125,6 +125,8 @@ class KeeperService(ConsumerService):
             self.bootstrap, list(self._handlers), self.settings.max_record_bytes, self.security
         )
         self.dead_letters.limit = self.limit
+        # a chunk is a record of its own: at most half the limit, whatever the setting says
+        self.keeper.blobs.threshold = min(self.settings.blob_bytes, self.limit.max_bytes // 2)
         stack.push_async_callback(self.blobs.close)
 
     async def take_over(self, partitions: list[int]) -> None:

@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     #: own 1 MiB request cap.
     max_record_bytes: int = Field(1024 * 1024, ge=64 * 1024, le=1024 * 1024)
     #: A state value whose JSON is over this many bytes travels by reference, in chunks of
-    #: this size on the blob topic (choreo.schemas.blobs); at most half the record limit.
+    #: this size on the blob topic (choreo.schemas.blobs); the keeper takes at most half the
+    #: record limit.
     blob_bytes: int = Field(64 * 1024, ge=1024, le=512 * 1024)
     #: How long a service keeps retrying a broker that does not answer (produce or commit
     #: timeouts, no leader, connection refused) before it exits and says why, in seconds: the
