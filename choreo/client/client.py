@@ -431,12 +431,15 @@ class Client:
     async def state(
         self, trace_id: str, at: int | None = None, mesh: MeshLike | None = None
     ) -> Snapshot:
-        """The trace's state: the newest snapshot on the state topic, or with ``at`` the state
-        at that version (from 1), rebuilt by replaying the outbox under ``mesh`` (the spec or
-        its path, as it ran) with choreo.keeper.replay.
+        """The trace's state: the newest snapshot on the state topic (its values by
+        reference fetched, choreo.kafka.blobs), or with ``at`` the state at that version (from
+        1), rebuilt by replaying the outbox under ``mesh`` (the spec or its path, as it ran)
+        with choreo.keeper.replay.
 
         Raises:
             TraceNotFound: no snapshot (or, with ``at``, no outbox record) of the trace.
+            choreo.schemas.blobs.BlobMismatch: a value by reference is missing or does not
+                match its hash.
             VersionNotFound: the trace has no version ``at``; the message says which it has.
             ValueError: ``at`` without ``mesh``.
         """
