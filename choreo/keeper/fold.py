@@ -26,6 +26,7 @@ from choreo.schemas import (
     TerminalResult,
     Totals,
 )
+from choreo.schemas.blobs import is_ref
 from choreo.schemas.codec import encode
 from choreo.schemas.ids import derive_event_id
 from choreo.schemas.records import STEP_REFUSED, Persona, ToolCallRecord
@@ -38,6 +39,10 @@ TASK_SOURCE = "task"
 EXPIRE = "trace.expire"
 #: State fields that record a join's arrivals (``JoinSpec.field``).
 JOIN_FIELD_PREFIX = "join."
+
+
+#: Why a value shaped as a reference is refused.
+RESERVED = 'an object with the key "$blob" is reserved for values by reference'
 
 
 class FoldError(ValueError):
@@ -124,6 +129,8 @@ def admit(spec: MeshSpec, task: Task, trace_id: str, origin: str, at: datetime) 
         name: f.default for name, f in spec.state.items() if f.default is not None
     }
     fields.update(task.initial_state or {})
+    if reserved := [name for name, value in fields.items() if is_ref(value)]:
+        raise FoldError(f"initial_state field {reserved[0]!r}: {RESERVED}")
     fields["input"] = task.input
     if task.metadata:
         fields["metadata"] = task.metadata
@@ -180,6 +187,8 @@ def fold(
             fields[name] = resolve(field_spec.reducer)(fields.get(name), value)
         except (ReducerError, TypeError, ValueError) as exc:
             raise FoldError(f"field {name!r} ({field_spec.reducer}): {exc}") from None
+        if is_ref(fields[name]):  # only the keeper makes references (choreo.keeper.blobs)
+            raise FoldError(f"field {name!r}: {RESERVED}")
         writes[name] = FieldWrite(version=version, agent=step.source)
     charged = charge(snapshot, step, at)
     if any(c.policy == "reject" for c in conflicts):

@@ -104,9 +104,15 @@ class Held(msgspec.Struct, frozen=True):
         return base
 
 
+def is_ref(value: Any) -> bool:
+    """True when ``value`` has the shape of a reference (an object with the key ``"$blob"``
+    and no keys but those of :class:`Held`): reserved, never a value in state."""
+    return type(value) is dict and BLOB_KEY in value and value.keys() <= _HELD_KEYS
+
+
 def ref_of(value: Any) -> Held | None:
     """The reference ``value`` stands for, or None when it is a value itself."""
-    if type(value) is dict and BLOB_KEY in value and value.keys() <= _HELD_KEYS:
+    if is_ref(value):
         inner = value[BLOB_KEY]
         ref = inner if isinstance(inner, BlobRef) else msgspec.convert(inner, BlobRef)
         return Held(ref, value.get(EXTEND_KEY), value.get(MERGE_KEY))

@@ -265,6 +265,32 @@ def test_a_delta_that_does_not_fit_its_reducer_fails_the_trace() -> None:
     assert harness.keeper.traces["t1"].status == "failed"
 
 
+def test_a_value_shaped_as_a_reference_is_refused_and_fails_the_trace() -> None:
+    harness = Harness()
+    entry = harness.admitted()
+    forged = {"$blob": {"sha256": "0" * 64, "size": 2, "topic": "unit.blobs", "chunks": []}}
+    bad = step_event(SPEC.agent("writer"), entry, "draft.ready", delta={"draft": forged})
+    reason, batch = harness.apply(bad)
+    assert reason is not None and '"$blob" is reserved' in reason
+    (result,) = sent(batch, TOPICS.results, TerminalResult)
+    assert result.status == "failed" and "draft" in (result.reason or "")
+
+
+def test_a_task_whose_initial_state_holds_a_reference_ends_failed_once() -> None:
+    harness = Harness()
+    task = Task(input="hello", initial_state={"notes": {"$blob": {}}})
+    reason, batch = harness.intake(encode(task), key="t1")
+    assert reason is None
+    admit = sent(batch, TOPICS.outbox, Envelope)[0]
+    batch = Batch()
+    keeper = harness.keeper
+    reason = keeper.handle(keeper.apply, harness._record(TOPICS.outbox, encode(admit), "t1"), batch)
+    assert reason is not None and '"$blob" is reserved' in reason
+    (result,) = sent(batch, TOPICS.results, TerminalResult)
+    assert result.status == "failed" and '"$blob" is reserved' in (result.reason or "")
+    assert sent(batch, TOPICS.event("draft.requested"), Envelope) == []
+
+
 # -- the wall-clock budget: one ending, whoever sees the deadline pass first ----------------
 
 WALL_CLOCK_WITNESSES = ("sweep", "refusal", "failed call", "watchdog")
