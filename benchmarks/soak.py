@@ -147,8 +147,8 @@ def identity_of(kind: str, record: dict[str, object], raw: bytes) -> object:
         return record.get("trace_id")
     if kind == "hops":
         return record.get("trace_id"), record.get("event_id")
-    if kind == "state":
-        return record.get("trace_id"), record.get("version")
+    if kind == "state":  # a full snapshot and the delta of one version are two records
+        return record.get("trace_id"), record.get("version"), "base_version" in record
     if kind in ("outbox", "events"):
         return record.get("event_id")
     if kind == "escalations":
@@ -179,7 +179,9 @@ def duplicates(bootstrap: str, settings: Settings, spec: MeshSpec) -> Counter[st
     for topic, kind in output_topics(spec, Topics(settings.topic_prefix)).items():
         seen: set[object] = set()
         for rec in asyncio.run(read_topic(bootstrap, settings, topic)):
-            raw = rec.value or b""
+            if rec.value is None:
+                continue  # a tombstone (the state log's replaced deltas): a delete, not a write
+            raw = rec.value
             try:
                 identity = identity_of(kind, json.loads(raw), raw)
             except (ValueError, AttributeError):
