@@ -13,7 +13,9 @@ reads and writes (docs/ARCHITECTURE.md, "Topics" and "Delivery guarantees"):
   (and the DLQ), under ``<prefix>.agent.<name>.`` transactional ids;
 - the watchdog (faust) reads hops and state in its group ``<prefix>-watchdog``, writes control
   verdicts, and owns the topics faust makes for itself (``<prefix>-watchdog-`` : its table's
-  changelog, its leader topic), which it creates;
+  changelog, its leader topic), which it creates; when the spec sets no replication factor
+  it reads the cluster's ``default.replication.factor`` for them (DescribeConfigs on the
+  cluster: faust must name one);
 - the client (``choreo`` commands, ``choreo.Client``) reads the mesh's topics, writes tasks,
   control (halts) and escalations (resolutions), and describes the services' groups.
 
@@ -37,12 +39,14 @@ from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec
 from choreo.spec.watchdog import app_id
 
-Resource = Literal["TOPIC", "GROUP", "TRANSACTIONAL_ID"]
+Resource = Literal["TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID"]
 Pattern = Literal["LITERAL", "PREFIXED"]
 Operation = Literal["READ", "WRITE", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS"]
 
 # The protocol's numbers (Kafka's ResourceType, PatternType, AclOperation, AclPermissionType).
-_RESOURCE = {"TOPIC": 2, "GROUP": 3, "TRANSACTIONAL_ID": 5}
+_RESOURCE = {"TOPIC": 2, "GROUP": 3, "CLUSTER": 4, "TRANSACTIONAL_ID": 5}
+#: The one name of the cluster resource (Kafka's ``Resource.CLUSTER_NAME``).
+CLUSTER = "kafka-cluster"
 _PATTERN = {"LITERAL": 3, "PREFIXED": 4}
 _OPERATION = {"READ": 3, "WRITE": 4, "CREATE": 5, "DESCRIBE": 8, "DESCRIBE_CONFIGS": 10}
 _ALLOW, _ANY, _ANY_HOST = 3, 1, "*"
@@ -119,6 +123,8 @@ def mesh_acls(
             Acl("GROUP", "LITERAL", group, "READ"),
             *(Acl("TOPIC", "PREFIXED", own, op) for op in ("READ", "WRITE", "CREATE")),
         ]
+        if spec.topics.replication_factor is None:  # choreo.kafka.topics.replication_factor
+            services["watchdog"].append(Acl("CLUSTER", "LITERAL", CLUSTER, "DESCRIBE_CONFIGS"))
     groups = [topics.keeper_group, *(topics.agent_group(a.name) for a in spec.agents)]
     services["client"] = [
         *_topics("READ", topics.system()),
@@ -161,7 +167,7 @@ async def apply(
 
 
 async def granted(admin: AIOKafkaAdminClient, principal: str) -> set[Acl] | None:
-    """The allow rules the cluster holds for ``principal`` on topics, groups and
+    """The allow rules the cluster holds for ``principal`` on topics, groups, the cluster and
     transactional ids; ``None`` when the cluster has no authorizer (or will not say)."""
     response = await admin._send_request(
         DescribeAclsRequest(_ANY, None, _ANY, principal, None, _ANY, _ALLOW)
