@@ -63,6 +63,9 @@ TASKS = {
 RARE = {
     ("keeper", "WRITE", "conflicts"): "two steps writing one `replace` field at one version",
     ("watchdog", "WRITE", "control"): "a loop verdict (docs/WATCHDOG.md)",
+    ("keeper", "WRITE", "blobs"): "a state value over CHOREO_BLOB_BYTES (docs/CONTRACT.md)",
+    ("keeper", "READ", "blobs"): "a partition taken over whose state holds such a value",
+    ("agent", "READ", "blobs"): "such a value, fetched before the step that reads it",
 }
 
 
