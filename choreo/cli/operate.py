@@ -146,7 +146,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     bootstrap = bootstrap_of(settings)
     from choreo.local.launch import create_topics
 
-    create_topics(spec, bootstrap, settings)
+    service = f"agent:{args.agent}" if args.service == "agent" else args.service
+    create_topics(spec, bootstrap, settings, service)  # the ones it uses: it may see no other
     from choreo.kafka.runner import run_service
 
     if args.service == "keeper":
@@ -158,7 +159,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         from choreo.local import services  # noqa: F401  (every agent kind registered)
 
         run_service(
-            f"agent:{args.agent}",
+            service,
             settings,
             lambda: AgentService(spec, args.agent, bootstrap, settings),
         )

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 #: CreateTopics error codes that mean "nothing to do": TOPIC_ALREADY_EXISTS (another process
 #: created it between our listing and our request).
 _ALREADY_EXISTS = 36
+_NOT_AUTHORIZED = 29  # TOPIC_AUTHORIZATION_FAILED
 #: "The cluster's default" for a topic's replication factor (CreateTopics v4+, KIP-464).
 _CLUSTER_DEFAULT = -1
 
@@ -53,14 +54,14 @@ def new_topics(names: list[str], topics: Topics, spec: TopicsSpec) -> list[NewTo
     ]
 
 
-def refusals(response: Any) -> dict[str, str]:
+def refusals(response: Any, ignore: Collection[int] = ()) -> dict[str, str]:
     """Topic name → the broker's reason, for every topic a CreateTopics answer refused
-    (an existing topic is no refusal). The reason is the broker's message when it gives one
-    (v1+), else the error's name."""
+    (an existing topic is no refusal, nor an error whose code is in ``ignore``). The reason
+    is the broker's message when it gives one (v1+), else the error's name."""
     refused = {}
     for entry in response.topic_errors:
         name, code = entry[0], entry[1]
-        if code in (0, _ALREADY_EXISTS):
+        if code in (0, _ALREADY_EXISTS, *ignore):
             continue
         message = entry[2] if len(entry) > 2 and entry[2] else ""
         refused[name] = f"{for_code(code).__name__}: {message}".rstrip(": ")
@@ -105,9 +106,12 @@ async def ensure_topics(
 
     Every topic gets the same partition count, so a trace id (the key everywhere) lands on the
     same partition number of every topic and one keeper owns a trace end to end. ``only``:
-    just those of them (a service under least privilege sees no other topic). Raises
-    :class:`TopicsRefused` with the broker's reason when it refuses any topic; when the
-    refusal comes from the validation pass, no topic was created.
+    just those of them, for a service creating the topics it uses. Under least privilege it
+    sees only the topics it may use, and a topic it may neither see nor create is left to an
+    administrator (``choreo topics``), not refused: the service's first read or write of it
+    then names the right it lacks. Raises :class:`TopicsRefused` with the broker's reason
+    when it refuses any other topic; when the refusal comes from the validation pass, no
+    topic was created.
     """
     names = topics.system() + [topics.event(t) for t in spec.agent_topics]
     if only is not None:
@@ -123,13 +127,15 @@ async def ensure_topics(
         brokers = await _brokers(admin)
         if unmet := _unmet(wanted, brokers):
             raise TopicsRefused(f"{unmet}; the cluster at {bootstrap} has {brokers}")
-        checked = refusals(await admin.create_topics(missing, validate_only=True))
+        hidden = () if only is None else (_NOT_AUTHORIZED,)
+        checked = refusals(await admin.create_topics(missing, validate_only=True), hidden)
         if checked:
             raise _refused(checked, created=False)
-        failed = refusals(await admin.create_topics(missing))
-        if failed:
+        answer = await admin.create_topics(missing)
+        if failed := refusals(answer, hidden):
             raise _refused(failed, created=True)
-        return [t.name for t in missing]
+        left = refusals(answer)  # only those hidden from this service, if any
+        return [t.name for t in missing if t.name not in left]
     finally:
         await admin.close()
 

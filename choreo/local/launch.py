@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from choreo.kafka.acl import mesh_acls
 from choreo.kafka.security import security_of
 from choreo.kafka.topics import ensure_topics
 from choreo.local.processes import ProcessGroup, ServiceStartError
@@ -24,9 +25,22 @@ SANDBOX_URL = "CHOREO_SANDBOX_URL"
 LOCAL_MODEL_START_S = 120.0
 
 
-def create_topics(spec: MeshSpec, bootstrap: str, settings: Settings) -> list[str]:
+def create_topics(
+    spec: MeshSpec, bootstrap: str, settings: Settings, service: str | None = None
+) -> list[str]:
+    """Create the mesh's missing topics; return the names created.
+
+    ``service`` (``keeper``, ``agent:<name>``, ``watchdog``): only the topics that service
+    reads or writes, those its ACLs name (choreo.kafka.acl.mesh_acls). Under least privilege
+    a service cannot see any other topic, and would take each for one still to create, which
+    the broker refuses. Raises choreo.kafka.topics.TopicsRefused as ``ensure_topics`` does.
+    """
     topics = Topics(settings.topic_prefix)
-    return asyncio.run(ensure_topics(bootstrap, topics, spec, security_of(settings)))
+    only = None
+    if service is not None:
+        rules = mesh_acls(spec, topics)[service]
+        only = {r.name for r in rules if r.resource == "TOPIC" and r.pattern == "LITERAL"}
+    return asyncio.run(ensure_topics(bootstrap, topics, spec, security_of(settings), only))
 
 
 def start_mesh(

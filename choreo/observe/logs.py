@@ -115,7 +115,9 @@ class OutageSummary(logging.Filter):
 
     A lost broker makes every client of a service log each retry (about 16,000 lines across
     five services in one failover soak); the mesh's own lines, which say what it did about
-    it, pass untouched. Attach it to the handler (a logger's filter misses its children).
+    it, pass untouched; an error of the mesh's own (a service exiting, say) first writes the
+    summary held so far, so the lines keep the order of cause and effect. Attach it to the
+    handler (a logger's filter misses its children).
     """
 
     def __init__(self, handler: logging.Handler, quiet_s: float = 10.0, top: int = 5) -> None:
@@ -128,6 +130,8 @@ class OutageSummary(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno < logging.WARNING or not record.name.startswith(_KAFKA):
+            if record.levelno >= logging.ERROR:
+                self.flush()  # what the client retried comes before the error it led to
             return True
         with self._lock:
             if not self._kinds:

@@ -80,3 +80,19 @@ def test_a_second_outage_gets_a_line_of_its_own_and_exit_writes_one_held_back(
     conn.error("Unable connect to node with id %s: %s", 3, "refused")
     summary.flush()  # the service exits before the client went quiet
     assert [line["lines"] for line in lines(out)] == [1, 2]
+
+
+def test_an_error_of_the_mesh_comes_after_the_retries_that_led_to_it(
+    captured: tuple[io.StringIO, OutageSummary],
+) -> None:
+    out, _ = captured
+    conn, mesh = logging.getLogger("aiokafka.conn"), logging.getLogger("choreo.x")
+    conn.error("Topic %s is not authorized for this client", "t")
+    mesh.warning("keeper paused its partitions")  # a warning passes and holds nothing back
+    conn.error("Topic %s is not authorized for this client", "t")
+    mesh.error("the broker refused this service; exiting")
+    assert [(line["msg"], line.get("lines")) for line in lines(out)] == [
+        ("keeper paused its partitions", None),
+        ("Kafka client retried through a broker outage", 2),
+        ("the broker refused this service; exiting", None),
+    ]
