@@ -132,7 +132,7 @@ def _result(result: TerminalResult, count: int, origin: datetime) -> dict[str, A
     return {
         "status": result.status,
         "reason": result.reason,
-        "output": as_text(result.output),
+        "output": None if result.output is None else as_text(result.output),
         "at_ms": _ms(result.finished_at, origin),
         "state_version": result.state_version,
         "parent_trace_id": result.parent_trace_id,

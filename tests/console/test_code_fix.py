@@ -58,6 +58,7 @@ def test_the_halted_trace_stands_out_and_its_page_shows_why(
     terminal = page.get_by_test_id("terminal")
     terminal.wait_for()
     assert "halted" in terminal.inner_text()
+    assert "(no output)" in terminal.inner_text() and "null" not in terminal.inner_text()
     tools = page.get_by_test_id("tool-call")
     assert tools.count() >= 1 and "sandbox" in tools.first.inner_text()
     untouched(page)

@@ -245,7 +245,7 @@ async function tracePage(traceId) {
       cell("wide", status(t.result.status), ` at ${ms(t.result.at_ms)}, version ${t.result.state_version}`,
         t.result.reason ? ": " + t.result.reason : "",
         t.result.count > 1 ? h("span", { class: "error" }, ` ${t.result.count} terminal records`) : null,
-        h("pre", {}, t.result.output))));
+        t.result.output === null ? h("p", { class: "meta" }, "(no output)") : h("pre", {}, t.result.output))));
   }
   // the first screenful at once, the rest in slices after the page is shown: a trace of a
   // thousand steps opens as soon as one of a hundred, and its other rows follow
