@@ -147,7 +147,8 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from choreo.local.launch import create_topics
 
     service = f"agent:{args.agent}" if args.service == "agent" else args.service
-    create_topics(spec, bootstrap, settings, service)  # the ones it uses: it may see no other
+    if args.service != "watchdog":  # the watchdog creates its own as it starts
+        create_topics(spec, bootstrap, settings, service)  # the ones it uses: it may see no other
     from choreo.kafka.runner import run_service
 
     if args.service == "keeper":

@@ -134,6 +134,15 @@ def mesh_acls(
     return {name: sorted(set(acls)) for name, acls in services.items()}
 
 
+def service_topics(spec: MeshSpec, topics: Topics, service: str) -> set[str]:
+    """The mesh topics ``service`` (a key of :func:`mesh_acls`: ``keeper``, ``agent:<name>``,
+    ``watchdog``, ``client``) reads or writes: the ones its ACLs name.
+
+    Raises ``KeyError`` for a service the mesh does not have."""
+    rules = mesh_acls(spec, topics)[service]
+    return {r.name for r in rules if r.resource == "TOPIC" and r.pattern == "LITERAL"}
+
+
 async def apply(
     admin: AIOKafkaAdminClient, principals: Mapping[str, str], acls: Mapping[str, list[Acl]]
 ) -> int:

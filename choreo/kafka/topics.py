@@ -54,14 +54,14 @@ def new_topics(names: list[str], topics: Topics, spec: TopicsSpec) -> list[NewTo
     ]
 
 
-def refusals(response: Any, ignore: Collection[int] = ()) -> dict[str, str]:
+def refusals(response: Any) -> dict[str, str]:
     """Topic name → the broker's reason, for every topic a CreateTopics answer refused
-    (an existing topic is no refusal, nor an error whose code is in ``ignore``). The reason
-    is the broker's message when it gives one (v1+), else the error's name."""
+    (an existing topic is no refusal). The reason is the broker's message when it gives one
+    (v1+), else the error's name."""
     refused = {}
     for entry in response.topic_errors:
         name, code = entry[0], entry[1]
-        if code in (0, _ALREADY_EXISTS, *ignore):
+        if code in (0, _ALREADY_EXISTS):
             continue
         message = entry[2] if len(entry) > 2 and entry[2] else ""
         refused[name] = f"{for_code(code).__name__}: {message}".rstrip(": ")
@@ -127,15 +127,18 @@ async def ensure_topics(
         brokers = await _brokers(admin)
         if unmet := _unmet(wanted, brokers):
             raise TopicsRefused(f"{unmet}; the cluster at {bootstrap} has {brokers}")
-        hidden = () if only is None else (_NOT_AUTHORIZED,)
-        checked = refusals(await admin.create_topics(missing, validate_only=True), hidden)
-        if checked:
+        validated = await admin.create_topics(missing, validate_only=True)
+        hidden: set[str] = set()
+        if only is not None:  # a topic this service may neither see nor create: an admin's
+            hidden = {e[0] for e in validated.topic_errors if e[1] == _NOT_AUTHORIZED}
+            missing = [t for t in missing if t.name not in hidden]
+        if checked := {n: r for n, r in refusals(validated).items() if n not in hidden}:
             raise _refused(checked, created=False)
-        answer = await admin.create_topics(missing)
-        if failed := refusals(answer, hidden):
+        if not missing:
+            return []
+        if failed := refusals(await admin.create_topics(missing)):
             raise _refused(failed, created=True)
-        left = refusals(answer)  # only those hidden from this service, if any
-        return [t.name for t in missing if t.name not in left]
+        return [t.name for t in missing]
     finally:
         await admin.close()
 

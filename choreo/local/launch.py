@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from choreo.kafka.acl import mesh_acls
+from choreo.kafka.acl import service_topics
 from choreo.kafka.security import security_of
 from choreo.kafka.topics import ensure_topics
 from choreo.local.processes import ProcessGroup, ServiceStartError
@@ -30,16 +30,13 @@ def create_topics(
 ) -> list[str]:
     """Create the mesh's missing topics; return the names created.
 
-    ``service`` (``keeper``, ``agent:<name>``, ``watchdog``): only the topics that service
-    reads or writes, those its ACLs name (choreo.kafka.acl.mesh_acls). Under least privilege
+    ``service`` (``keeper``, ``agent:<name>``): only the topics that service reads or
+    writes, those its ACLs name (choreo.kafka.acl.service_topics). Under least privilege
     a service cannot see any other topic, and would take each for one still to create, which
     the broker refuses. Raises choreo.kafka.topics.TopicsRefused as ``ensure_topics`` does.
     """
     topics = Topics(settings.topic_prefix)
-    only = None
-    if service is not None:
-        rules = mesh_acls(spec, topics)[service]
-        only = {r.name for r in rules if r.resource == "TOPIC" and r.pattern == "LITERAL"}
+    only = None if service is None else service_topics(spec, topics, service)
     return asyncio.run(ensure_topics(bootstrap, topics, spec, security_of(settings), only))
 
 

@@ -26,6 +26,7 @@ import msgspec
 from aiokafka.errors import KafkaError
 from faust.types import TableT
 
+from choreo.kafka.acl import service_topics
 from choreo.kafka.limits import HEADROOM, RecordLimit
 from choreo.kafka.security import security_of
 from choreo.kafka.service import Service
@@ -117,7 +118,7 @@ class WatchdogService(Service):
         """Create the topics, build the app in a data folder of its own, start it."""
         log.info("watchdog starting", extra={"mesh": self.spec.name, "prefix": self.names.prefix})
         # only its own: under least privilege it may not see (or create) the others
-        used = {self.names.hops, self.names.state, self.names.control, self.names.dlq}
+        used = service_topics(self.spec, self.names, "watchdog")
         await ensure_topics(
             self.bootstrap, self.names, self.spec, security_of(self.settings), only=used
         )
