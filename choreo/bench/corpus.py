@@ -259,7 +259,7 @@ class Run:
         )
         batch = Batch()
         handler(record, batch)
-        self.queue.extend((t, v) for t, _, v, _ in batch.sends)
+        self.queue.extend((t, v) for t, _, v, _ in batch.sends + batch.last)
         self.queue.extend(
             (TOPICS.state, value) for _, _, value in batch.state_records() if value is not None
         )

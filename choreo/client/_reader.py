@@ -21,6 +21,10 @@ from choreo.schemas import DecodeError, Record, decode
 from choreo.schemas.deltas import of_trace
 
 R = TypeVar("R", bound=Record)
+#: How long a read waits for a transaction being decided at a partition's end (seconds): a
+#: keeper's transaction that wrote a trace's result also wrote its last hop and state, and its
+#: commit reaches their partitions a moment apart (choreo.kafka.clients.read_to_end).
+SETTLE_S = 2.0
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +79,7 @@ class Reader:
 
     async def _read(self, parts: list[TopicPartition]) -> list[ConsumerRecord[bytes, bytes]]:
         try:
-            return [r async for r in read_to_end(self._consumer, parts)]
+            return [r async for r in read_to_end(self._consumer, parts, settle_s=SETTLE_S)]
         finally:
             # paused, not unassigned: no fetches between reads either way, but an unassigned
             # aiokafka fetcher that is stopped while it drops its in-flight fetches swallows

@@ -322,7 +322,7 @@ class DeadLetters:
 
 
 async def read_to_end(
-    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition]
+    consumer: AIOKafkaConsumer, partitions: Iterable[TopicPartition], *, settle_s: float = 0.0
 ) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
     """Yield every record of ``partitions``, from the beginning to their end when called.
 
@@ -330,17 +330,27 @@ async def read_to_end(
     ``end_offsets`` on Apache Kafka (so an empty partition costs no fetch wait) and from the
     high watermark of fetch responses elsewhere (the embedded broker's ``end_offsets`` is wrong
     after batched writes).
+
+    With ``settle_s`` (seconds), a partition whose committed end (last stable offset) is
+    behind its high watermark is read on to that watermark, for up to ``settle_s``: a
+    transaction commits on each of its partitions in turn (KIP-98's markers), so a reader that
+    has seen one of its records elsewhere, e.g. a trace's result, would otherwise miss its
+    records here, e.g. the trace's last hop. Records of transactions still open at the limit
+    are left out, as without it.
     """
     parts = list(partitions)
     consumer.assign(parts)
     await consumer.seek_to_beginning(*parts)
     pending = set(parts)
     targets: dict[TopicPartition, int] = {}
-    if getattr(consumer, "trusts_end_offsets", False):
+    trusted = getattr(consumer, "trusts_end_offsets", False)
+    if trusted:
         targets = await consumer.end_offsets(parts)
         for tp in parts:
             if await consumer.position(tp) >= targets[tp]:
                 pending.discard(tp)
+    settled_by = time.monotonic() + settle_s
+    extended: set[TopicPartition] = set()
     while pending:
         batch = await consumer.getmany(*pending, timeout_ms=200)
         for tp, records in batch.items():
@@ -352,8 +362,18 @@ async def read_to_end(
             if high is None:
                 continue
             targets.setdefault(tp, high)
-            if await consumer.position(tp) >= targets[tp]:
-                pending.discard(tp)
+            settling = time.monotonic() < settled_by
+            if await consumer.position(tp) < targets[tp]:
+                if tp in extended and not settling:
+                    pending.discard(tp)  # still undecided: left out
+                continue
+            stable = consumer.last_stable_offset(tp)
+            undecided = stable is not None and 0 <= stable < high
+            if trusted and settling and undecided and tp not in extended:
+                extended.add(tp)
+                targets[tp] = high  # a transaction is being decided at the end: wait for it
+                continue
+            pending.discard(tp)
 
 
 async def partitions_of(consumer: AIOKafkaConsumer, topic: str, within_s: float) -> list[int]:

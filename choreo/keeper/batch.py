@@ -73,8 +73,8 @@ class StateWrite:
 @dataclass
 class Batch:
     """Everything one batch of input produces: the records logged first (:meth:`log_first`),
-    then the other records, then the state log's records, each group acknowledged before the
-    next.
+    then the other records, then the state log's records, then the terminal results
+    (:meth:`send_last`), each group acknowledged before the next.
 
     Nothing over ``limit`` is ever queued: :meth:`send` and :meth:`store` raise
     :class:`RecordTooLarge` instead, and the keeper ends the trace that caused it. With
@@ -86,6 +86,9 @@ class Batch:
     #: Outbox records the keeper applied as it wrote them: durable before anything they cause.
     first: list[Send] = field(default_factory=list)
     sends: list[Send] = field(default_factory=list)
+    #: Terminal results: produced after everything else, the state included, so a reader
+    #: that has seen a trace's result finds the hops and state that led to it.
+    last: list[Send] = field(default_factory=list)
     #: Each trace's newest state in this batch.
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     limit: RecordLimit = field(default_factory=RecordLimit)
@@ -99,6 +102,12 @@ class Batch:
         """Queue ``record``; return what is queued. Raises :class:`RecordTooLarge`."""
         self.sends.append(self._encoded(topic, key, record, headers))
         return self.sends[-1]
+
+    def send_last(self, topic: str, key: str, record: Record) -> Send:
+        """Queue ``record`` to be produced after all the batch's other records. Returns what
+        is queued; raises :class:`RecordTooLarge`."""
+        self.last.append(self._encoded(topic, key, record, None))
+        return self.last[-1]
 
     def log_first(
         self, topic: str, key: str, record: Record, headers: Headers | None = None

@@ -677,7 +677,7 @@ class Keeper:
         self.waiting.pop(snapshot.trace_id, None)
         if snapshot.trace_id in self.finished:
             return  # written before a crash: the state is rebuilt, the record is not repeated
-        batch.send(self.topics.results, snapshot.trace_id, result)
+        batch.send_last(self.topics.results, snapshot.trace_id, result)
         self.finished.add(snapshot.trace_id)
         log.info(
             "trace ended",

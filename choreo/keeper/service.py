@@ -394,6 +394,7 @@ class KeeperService(ConsumerService):
                 (self.topics.state, key.encode(), value, [], number)
                 for _, key, value in batch.state_records()
             ]
+            outputs += [(t, k.encode(), v, h) for t, k, v, h in batch.last]
             outputs += [self.dead_letters.letter(r, why) for r, why in letters]
             return await sends_of(outputs)(producer)
 
@@ -420,7 +421,7 @@ class KeeperService(ConsumerService):
     async def _flush(self, batch: Batch) -> None:
         """Produce a batch in its acknowledged phases: the chunks of its values by reference
         (if any), the admissions it applied as it logged them (if any), the records they and
-        the rest of the batch caused, the snapshots."""
+        the rest of the batch caused, the state log's records, the terminal results."""
         await self._write_chunks(batch, self.producer)
         for phase in (batch.first, batch.sends):
             await acked(self.producer.send(t, v, key=k.encode(), headers=h) for t, k, v, h in phase)
@@ -431,6 +432,9 @@ class KeeperService(ConsumerService):
                 self.topics.state, value, key=key.encode(), partition=partition_for(trace_id, count)
             )
             for trace_id, key, value in batch.state_records()
+        )
+        await acked(
+            self.producer.send(t, v, key=k.encode(), headers=h) for t, k, v, h in batch.last
         )
         self.keeper.settle(batch)
 

@@ -65,7 +65,7 @@ class Harness:
 
 
 def sent(batch: Batch, topic: str, record_type: type[R]) -> list[R]:
-    return [decode(value, record_type) for t, _, value, _ in batch.sends if t == topic]
+    return [decode(value, record_type) for t, _, value, _ in batch.sends + batch.last if t == topic]
 
 
 def step(agent: str, cause: Envelope, text: str) -> Envelope:
