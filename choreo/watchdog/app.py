@@ -27,6 +27,7 @@ from aiokafka.errors import KafkaError
 from faust.types import TableT
 
 from choreo.kafka.acl import service_topics
+from choreo.kafka.clients import kind_of
 from choreo.kafka.limits import HEADROOM, RecordLimit
 from choreo.kafka.security import security_of
 from choreo.kafka.service import Service
@@ -47,6 +48,7 @@ from choreo.spec.mesh import MeshSpec
 from choreo.spec.watchdog import app_id
 from choreo.watchdog.detectors import TraceWatch, dump_watch, load_watch
 from choreo.watchdog.policy import Answer, SnapshotHead, Watchdog
+from choreo.watchdog.transport import CommittedTransport, Transport
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,11 @@ class WatchdogService(Service):
             web_enabled=False,
             loop=asyncio.get_running_loop(),
             **security_of(settings).faust(),
+        )
+        # before any topic: faust makes its transport with the first (choreo.watchdog.transport)
+        committed = kind_of(self.bootstrap, settings) == "kafka"
+        app.transport = (CommittedTransport if committed else Transport)(
+            app.conf.broker_consumer, app
         )
         raw: faust.Schema = faust.Schema(
             key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
