@@ -34,7 +34,8 @@ if TYPE_CHECKING:
 RUNNING = 3
 #: How long the keeper may take to admit or refuse a task before ``submit --wait`` says so.
 ADMISSION_S = 30.0
-#: How long ``submit`` waits for the services of a mesh just started to join their groups.
+#: How long ``submit`` waits by default for the services of a mesh just started to join
+#: their groups (``--join-timeout``).
 JOIN_S = 60.0
 
 
@@ -59,7 +60,7 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
 
     async def submit(client: Client) -> int:
         with output.err.status(output.line(f"checking that mesh {spec.name} runs…")):
-            await client.ensure_running(spec, join_s=JOIN_S)
+            await client.ensure_running(spec, join_s=args.join_timeout)
         telemetry.configure("cli")  # the submit's span starts the task's trace
         try:
             sent = await client.send(task)
@@ -349,10 +350,17 @@ def register(add: AddCommand) -> None:
         "mesh",
         help="the mesh spec (YAML) of the running mesh: its topics must "
         "exist under CHOREO_TOPIC_PREFIX, and its keeper and agents be live in their "
-        "consumer groups (waits up to "
-        f"{JOIN_S:.0f} s for them to join)",
+        "consumer groups (waits up to --join-timeout for them to join)",
     )
     p.add_argument("text", help="the task's input")
+    p.add_argument(
+        "--join-timeout",
+        type=positive,
+        default=JOIN_S,
+        help="seconds to wait for the mesh's keeper and agents to be live in their consumer "
+        f"groups before refusing to send (default: {JOIN_S:.0f}; a mesh just started takes "
+        "a few seconds)",
+    )
     p.add_argument(
         "--wait",
         action="store_true",

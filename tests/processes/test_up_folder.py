@@ -127,7 +127,8 @@ def test_submit_refuses_a_mesh_whose_topics_exist_but_that_does_not_run(up: Up) 
     other = EXAMPLES / "writer-editor" / "mesh.yaml"
     made = up.choreo("topics", "--mesh", str(other))  # its topics exist; none of its agents run
     assert made.returncode == 0, made.stderr
-    done = up.choreo("submit", str(other), "hello", "--wait")
+    # none will join: the wait for them is cut short
+    done = up.choreo("submit", str(other), "hello", "--wait", "--join-timeout", "2")
     assert done.returncode == 1
     message = words(done.stderr)
     assert "mesh 'writer-editor' is not running under topic prefix" in message
