@@ -176,7 +176,7 @@ def run(steps: int, profile: bool = False, width: int = LINE_BYTES) -> LongBench
         if reason is not None:
             raise RuntimeError(f"the keeper refused step {record.offset}: {reason}")
         keeper.settle(batch)
-        values += [value for _, _, value, _ in batch.first + batch.sends + batch.last]
+        values += [value for _, _, value, _ in batch.records()]
         result.written.append(sum(len(v) for v in values))
         result.largest.append(max((len(v) for v in values), default=0))
     result.status = keeper.traces[TRACE].status

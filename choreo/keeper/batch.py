@@ -225,6 +225,7 @@ class Batch:
             self.blobs.place(trace_id, chunk.sha256, offsets[chunk.sha256, chunk.partition])
         self.first = [(t, k, placed(v, offsets), h) for t, k, v, h in self.first]
         self.sends = [(t, k, placed(v, offsets), h) for t, k, v, h in self.sends]
+        self.last = [(t, k, placed(v, offsets), h) for t, k, v, h in self.last]
         for trace_id, writes in self._states.items():
             self._states[trace_id] = [
                 dataclasses.replace(w, value=placed(w.value, offsets)) for w in writes
@@ -235,6 +236,10 @@ class Batch:
         produces nothing (a replay, the in-process benchmark), so that, as live, a chunk is
         queued once and its records are measured as the live keeper's."""
         self.place({(chunk.sha256, chunk.partition): 0 for _, chunk, _ in self.chunks})
+
+    def records(self) -> list[Send]:
+        """Every record queued but the state log's, in the order they are produced."""
+        return self.first + self.sends + self.last
 
     def state_records(self) -> list[tuple[str, str, bytes | None]]:
         """The state topic's records, as (trace id, key, value; None for a tombstone), in the
@@ -255,6 +260,7 @@ class Batch:
         return Mark(
             len(self.first),
             len(self.sends),
+            len(self.last),
             self.snapshots.get(trace_id),
             len(self._states.get(trace_id, ())),
         )
@@ -263,6 +269,7 @@ class Batch:
         """Forget what was queued for ``trace_id`` since :meth:`mark`."""
         del self.first[mark.first :]
         del self.sends[mark.sends :]
+        del self.last[mark.last :]
         if mark.snapshot is None:
             self.snapshots.pop(trace_id, None)
             self._states.pop(trace_id, None)
@@ -278,6 +285,7 @@ class Mark:
 
     first: int
     sends: int
+    last: int
     snapshot: Snapshot | None
     states: int
 

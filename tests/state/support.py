@@ -131,7 +131,7 @@ def run(
 
 
 def sent(batch: Batch, topic: str) -> list[bytes]:
-    return [value for t, _, value, _ in batch.sends if t == topic]
+    return [value for t, _, value, _ in batch.sends + batch.last if t == topic]
 
 
 def conflicts(batch: Batch) -> list[StateConflict]:

@@ -89,7 +89,7 @@ class Driver:
             timestamp_ms=next(self.clock),
         )
         assert handler(value, batch) is None
-        out = [(t, v) for t, _, v, _ in batch.sends]
+        out = [(t, v) for t, _, v, _ in batch.sends + batch.last]
         self.sent += out
         return out
 
