@@ -13,6 +13,16 @@ import pytest
 
 from choreo.kafka.broker import BrokerHandle, broker_kind
 from choreo.spec.localmodel import INSTALL_HINT
+from tests.real_model.support import TALLY
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """How each real-model test's traces ended, after the run (docs/MODELS.md)."""
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.getreports(outcome):
+            for name, value in report.user_properties:
+                if name == TALLY:
+                    terminalreporter.write_line(f"\n{value}")
 
 
 @pytest.fixture(scope="module")
