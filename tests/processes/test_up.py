@@ -47,6 +47,7 @@ def test_up_serves_tasks_and_stopping_it_stops_every_service(
     choreo = CHOREO
     up = subprocess.Popen(
         [*choreo, "up", str(mesh), "--no-watchdog", "--log-dir", str(tmp_path / "logs")],
+        cwd=tmp_path,  # one `choreo up` per folder: the test's own
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

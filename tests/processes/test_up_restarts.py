@@ -60,14 +60,19 @@ def test_up_restarts_a_killed_service_and_reports_it(broker: BrokerHandle, tmp_p
     with log.open("w") as out:
         up = subprocess.Popen(
             [*CHOREO, "up", str(mesh), "--no-watchdog", "--log-dir", str(tmp_path / "logs")],
-            cwd=REPO,
+            cwd=tmp_path,  # one `choreo up` per folder: the test's own
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     try:
-        wait_until(lambda: "mesh up" in log.read_text(), 90, message="the mesh to start")
+        wait_until(
+            lambda: "mesh up" in log.read_text() or up.poll() is not None,
+            90,
+            message="the mesh to start",
+        )
         text = log.read_text()
+        assert "mesh up" in text, text
         assert f"export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap}\n" in text  # unwrapped
         rows = {
             cells[0]: cells
@@ -88,7 +93,7 @@ def test_up_restarts_a_killed_service_and_reports_it(broker: BrokerHandle, tmp_p
         assert _alive(int(restarted.group(1)))
         done = subprocess.run(
             [*CHOREO, "submit", str(mesh), "after a crash", "--wait", "--timeout", "150"],
-            cwd=REPO,
+            cwd=tmp_path,
             env=env,
             capture_output=True,
             text=True,

@@ -26,6 +26,7 @@ def up_then_submit(mesh: Path, log_dir: Path, env: dict[str, str], task: str) ->
     """Run ``choreo up``, submit one task and wait for it, stop; return submit's output."""
     up = subprocess.Popen(
         [*CHOREO, "up", str(mesh), "--no-watchdog", "--log-dir", str(log_dir)],
+        cwd=mesh.parent,  # one `choreo up` per folder: the test's own
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
