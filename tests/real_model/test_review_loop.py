@@ -2,11 +2,7 @@
 of the writer/editor review loop (examples/writer-editor/local-model.yaml) ends exactly once,
 with a reason, its usage what the server reported, within its budgets.
 
-Twenty tasks, with the watchdog running. What the model answers varies with the machine's
-timing and the model's sampling, so nothing here asserts how many traces complete: the test
-asserts the promise for every trace and prints how they ended (counts by status and reason;
-docs/MODELS.md publishes them). The two real-model test modules run side by side (each mesh
-has a model server of its own).
+Twenty tasks with the watchdog running; what is asserted and printed: tests/real_model/support.py.
 """
 
 from __future__ import annotations
