@@ -18,6 +18,7 @@ import json
 import re
 from typing import Any
 
+from choreo.models.structured import cut_field, schema_format
 from choreo.spec.mesh import AgentSpec, Route, StructuredOutput
 
 #: The literal word a pattern such as ``^APPROVED`` or ``^REVISE:`` starts with.
@@ -25,7 +26,6 @@ _LEADING_WORD = re.compile(r"^\^\(?(?:\?i\))?([A-Za-z][A-Za-z_-]*)")
 _ROUTE_FIELD = re.compile(r'"route"\s*:\s*"([^"\\]*)"')
 #: Output tokens for an answer that is a route's name alone.
 ROUTE_TOKENS = 24
-_TEXT_FIELD = re.compile(r'"text"\s*:\s*"((?:[^"\\]|\\.)*)', re.DOTALL)
 
 
 def route_names(agent: AgentSpec) -> list[str]:
@@ -59,12 +59,7 @@ def response_format(
         "required": list(fields),
         "additionalProperties": False,
     }
-    if structured == "json_object":
-        return {"type": "json_object", "schema": schema}
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "routed_answer", "schema": schema, "strict": True},
-    }
+    return schema_format(structured, "routed_answer", schema)
 
 
 def asking(agent: AgentSpec, messages: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -98,21 +93,7 @@ def read_choice(agent: AgentSpec, answer: str) -> tuple[Route, str] | None:
         found = _ROUTE_FIELD.search(answer)
         if found is None:
             return None
-        route, text = found.group(1), _cut_text(answer)
+        route, text = found.group(1), cut_field(answer, "text") or ""
     if not isinstance(route, str) or route not in names or not isinstance(text, str):
         return None
     return agent.routes[names.index(route)], text
-
-
-def _cut_text(answer: str) -> str:
-    """The ``text`` field of a cut JSON answer, unescaped as far as it goes."""
-    found = _TEXT_FIELD.search(answer)
-    if found is None:
-        return ""
-    raw = found.group(1)
-    for end in range(len(raw), max(len(raw) - 6, -1), -1):  # a cut escape is at most 6 long
-        try:
-            return str(json.loads(f'"{raw[:end]}"'))
-        except ValueError:
-            continue
-    return raw

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from choreo.agent import step as steps
+from choreo.models.structured import schema_format
 from choreo.schemas import Envelope
 from choreo.schemas.codec import as_text
 from choreo.spec.mesh import AgentSpec, Route, StructuredOutput
@@ -49,7 +50,7 @@ def instructions(agent: AgentSpec) -> str:
 
 def label_format(agent: AgentSpec, structured: StructuredOutput | None) -> dict[str, Any] | None:
     """The ``response_format`` that holds the model's answer to ``{"label": one of the
-    labels}`` on a tier that takes a JSON schema (choreo.agent.routing's shapes); None where
+    labels}`` on a tier that takes a JSON schema (choreo.models.structured); None where
     the tier takes none."""
     if structured is None:
         return None
@@ -60,12 +61,7 @@ def label_format(agent: AgentSpec, structured: StructuredOutput | None) -> dict[
         "required": ["label"],
         "additionalProperties": False,
     }
-    if structured == "json_object":
-        return {"type": "json_object", "schema": schema}
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": "label", "schema": schema, "strict": True},
-    }
+    return schema_format(structured, "label", schema)
 
 
 def answered_label(answer: str) -> str:

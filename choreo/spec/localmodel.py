@@ -30,8 +30,8 @@ LLAMA_CPP_PYTHON_SLOTS = 1
 class LocalServer(BaseModel):
     """How to serve a tier with llama.cpp: the GGUF file (default: the packaged
     SmolLM2-135M-Instruct), CPU threads, context length in tokens, and llama-cpp-python's
-    chat format (``chatml-function-calling`` lets a ChatML model such as SmolLM2 call tools;
-    ``null`` uses the template inside the GGUF file).
+    chat format (default ``null``: the template inside the GGUF file; the tier's tools are
+    prompted, choreo.models.providers.prompted, so the format need not call them).
 
     ``slots`` is how many requests the server answers at once: the tier's concurrency is
     held to it, so calls wait their turn in the client, not on a server that would time them
@@ -48,7 +48,9 @@ class LocalServer(BaseModel):
     # same 40-token answer on two shared cores); give more where cores are free.
     threads: int = Field(1, ge=1, le=256)
     context: int = Field(4096, ge=256)
-    chat_format: str | None = "chatml-function-calling"
+    # Not ``chatml-function-calling``: its template escapes the prompt as HTML (a quote
+    # reaches the model as &#34;) and it answers without the request's max_tokens.
+    chat_format: str | None = None
     slots: int = Field(LLAMA_CPP_PYTHON_SLOTS, ge=1, le=LLAMA_CPP_PYTHON_SLOTS)
 
 

@@ -96,6 +96,11 @@ Provider = Literal[
 #: ``json_schema`` (OpenAI, vLLM, Ollama, Gemini), or llama-cpp-python's ``json_object`` with
 #: a ``schema`` (its server turns the schema into a grammar the model cannot leave).
 StructuredOutput = Literal["json_schema", "json_object"]
+#: How a tier's model asks for tool calls: in the API's own ``tools`` field (``native``), or
+#: as a JSON answer held to a schema of the tools offered (``prompted``,
+#: choreo.models.providers.prompted)
+#: for servers whose function calling a model cannot use well.
+ToolCalling = Literal["native", "prompted"]
 
 
 class ModelTier(_Strict):
@@ -117,6 +122,12 @@ class ModelTier(_Strict):
     ``first_token_timeout_s`` bounds the wait for the first event and ``idle_timeout_s`` each
     wait between events (both default ``timeout_s``), instead of ``timeout_s`` bounding the
     whole attempt.
+
+    ``tool_calls: prompted`` offers tools in the system prompt and holds the answer to a
+    schema of "a call of one of them, or the answer" (choreo.models.providers.prompted)
+    instead of the API's ``tools`` field; it needs ``structured_output``. A tier with a
+    ``server`` does so by default: llama-cpp-python's function calling let a small model
+    write its calls as prose.
     """
 
     base_url: str | None = None
@@ -152,6 +163,7 @@ class ModelTier(_Strict):
     max_tools: int = Field(128, ge=1, le=4096)
     server: LocalServer | None = None
     structured_output: StructuredOutput | None = None
+    tool_calls: ToolCalling = "native"
 
     @model_validator(mode="before")
     @classmethod
@@ -159,6 +171,8 @@ class ModelTier(_Strict):
         if isinstance(data, dict) and data.get("server") is not None:
             slots = LocalServer.model_validate(data["server"]).slots
             data = {"concurrency": slots, "structured_output": "json_object", **data}
+            if data["structured_output"] is not None:  # tools prompted where a schema holds
+                data = {"tool_calls": "prompted", **data}
         return data
 
     @model_validator(mode="after")
@@ -170,6 +184,10 @@ class ModelTier(_Strict):
         if not self.stream and (self.first_token_timeout_s or self.idle_timeout_s):
             raise ValueError(
                 "first_token_timeout_s and idle_timeout_s bound streamed answers: set stream: true"
+            )
+        if self.tool_calls == "prompted" and self.structured_output is None:
+            raise ValueError(
+                "tool_calls: prompted holds the answer to a JSON schema: set structured_output"
             )
         if self.server is not None and self.concurrency > self.server.slots:
             raise ValueError(

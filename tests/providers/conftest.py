@@ -19,7 +19,7 @@ from choreo.spec.mesh import ModelTier
 
 SYSTEM: Message = {"role": "system", "content": "You are the tester."}
 KEY = "sk-scripted"
-WEATHER_TOOL = {
+WEATHER_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",

@@ -1,7 +1,8 @@
 """Provider quirks through a whole trace on a real broker: its cost when the provider reads
 part of each prompt from its cache and spends part of each answer on reasoning (the keeper's
 totals are the hand-computed sum over the calls the scripted server answered), and a tool step
-against a server that gives its tool calls no ids and their arguments as an object."""
+against a server that gives its tool calls no ids and their arguments as an object, and on a
+tier whose tool calls are prompted (JSON answers instead of the API's tools)."""
 
 from __future__ import annotations
 
@@ -107,27 +108,19 @@ def test_a_traces_cost_prices_cached_and_reasoning_tokens_apart(
     assert by_hand != pytest.approx((prompt * 2.0 + answer * 8.0) / 1e6)
 
 
-def tool_mesh(folder: Path) -> Path:
+def tool_mesh(folder: Path, rules: list[dict[str, Any]], **tier: Any) -> Path:
+    """A one-agent mesh whose forecaster calls ``get_weather``, its tier (``tier`` added)
+    scripted by ``rules`` as Ollama answers."""
     (folder / "model.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "model": "local",
-                "provider": "ollama",  # no tool-call ids, arguments as an object
-                "rules": [
-                    {"when": {"tool": "sunny"}, "reply": "It is sunny in Paris."},
-                    {
-                        "when": {"user": "weather"},
-                        "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}],
-                    },
-                ],
-            }
-        )
+        yaml.safe_dump({"model": "local", "provider": "ollama", "rules": rules})
     )
     spec = {
         "name": "ids",
         "entry": ["question"],
         "python_path": [str(HERE)],
-        "models": {"local": {"model": "qwen", "provider": "ollama", "script": "model.yaml"}},
+        "models": {
+            "local": {"model": "qwen", "provider": "ollama", "script": "model.yaml", **tier}
+        },
         "agents": [
             {
                 "name": "forecaster",
@@ -145,18 +138,58 @@ def tool_mesh(folder: Path) -> Path:
     return path
 
 
+def forecast(broker: BrokerHandle, spec: Path) -> tuple[TerminalResult, list[Any]]:
+    """The forecaster's answer to a weather question, and its trace's hop records."""
+
+    async def scenario() -> tuple[TerminalResult, list[Any]]:
+        async with Mesh(spec, broker.bootstrap) as mesh:
+            trace_id = await mesh.client.submit("What is the weather in Paris?")
+            return await mesh.client.wait(trace_id, timeout_s=60), await mesh.client.hops(trace_id)
+
+    return asyncio.run(scenario())
+
+
 def test_a_tool_step_completes_when_the_provider_gives_its_calls_no_ids(
     broker: BrokerHandle, tmp_path: Path
 ) -> None:
     if broker_kind(broker.bootstrap) == "kafka":
         pytest.skip("the tool-call ids are the model client's, on any broker alike")
+    rules: list[dict[str, Any]] = [  # no tool-call ids, arguments as an object
+        {"when": {"tool": "sunny"}, "reply": "It is sunny in Paris."},
+        {
+            "when": {"user": "weather"},
+            "tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}],
+        },
+    ]
 
-    async def scenario() -> tuple[TerminalResult, list[Any]]:
-        async with Mesh(tool_mesh(tmp_path), broker.bootstrap) as mesh:
-            trace_id = await mesh.client.submit("What is the weather in Paris?")
-            return await mesh.client.wait(trace_id, timeout_s=60), await mesh.client.hops(trace_id)
+    result, hops = forecast(broker, tool_mesh(tmp_path, rules))
 
-    result, hops = asyncio.run(scenario())
+    assert result.status == "completed", result.reason
+    assert result.output == "It is sunny in Paris."
+    (call,) = [c for hop in hops for c in hop.tool_calls]
+    assert (call.name, call.status, call.result_chars) == ("get_weather", "ok", 19)
+
+
+def test_a_tool_step_completes_when_its_tier_prompts_for_tool_calls(
+    broker: BrokerHandle, tmp_path: Path
+) -> None:
+    """The model sees its tools in the system prompt and a result as a user message, and
+    calls and answers in JSON text (the scripted model only matches what it is shown)."""
+    if broker_kind(broker.bootstrap) == "kafka":
+        pytest.skip("prompted tool calls are the model client's, on any broker alike")
+    rules: list[dict[str, Any]] = [
+        {
+            "when": {"user": "get_weather returned: sunny"},
+            "reply": '{"answer": "It is sunny in Paris."}',
+        },
+        {
+            "when": {"system": "- get_weather: The weather in a city", "user": "weather"},
+            "reply": '{"tool": "get_weather", "arguments": {"city": "Paris"}}',
+        },
+    ]
+    spec = tool_mesh(tmp_path, rules, tool_calls="prompted", structured_output="json_object")
+
+    result, hops = forecast(broker, spec)
 
     assert result.status == "completed", result.reason
     assert result.output == "It is sunny in Paris."

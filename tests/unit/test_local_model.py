@@ -20,11 +20,14 @@ def _tier(**fields: Any) -> ModelTier:
     return ModelTier.model_validate({"model": "smollm2", "server": {}, **fields})
 
 
-def test_a_served_tier_asks_for_routes_and_sends_one_call_per_server_slot() -> None:
+def test_a_served_tier_asks_for_routes_and_tool_calls_as_json_one_call_per_server_slot() -> None:
     tier = _tier()
     assert tier.concurrency == 1
-    assert tier.structured_output == "json_object"
-    assert _tier(structured_output=None).structured_output is None
+    assert (tier.structured_output, tier.tool_calls) == ("json_object", "prompted")
+    plain = _tier(structured_output=None)
+    assert (plain.structured_output, plain.tool_calls) == (None, "native")
+    with pytest.raises(ValueError, match="set structured_output"):
+        _tier(structured_output=None, tool_calls="prompted")
 
 
 def test_a_served_tier_cannot_send_more_calls_than_the_server_takes() -> None:

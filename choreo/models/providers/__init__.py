@@ -103,10 +103,18 @@ _CHAT: dict[str, type[ChatProfile]] = {
 
 
 def profile_for(tier: ModelTier, http: httpx.AsyncClient, api_key: str | None) -> Profile:
-    """The profile of ``tier.provider``, sending over ``http``; raises ``ModelConfigError``
-    for an Anthropic tier when the ``anthropic`` SDK is not installed."""
+    """The profile of ``tier.provider``, sending over ``http``, its tool calls prompted when
+    the tier says so (choreo.models.providers.prompted); raises ``ModelConfigError`` for an
+    Anthropic tier when the ``anthropic`` SDK is not installed."""
+    profile: Profile
     if tier.provider == "anthropic":
         from choreo.models.providers.anthropic import AnthropicProfile
 
-        return AnthropicProfile(tier, http, api_key)
-    return _CHAT[tier.provider](tier, http, api_key)
+        profile = AnthropicProfile(tier, http, api_key)
+    else:
+        profile = _CHAT[tier.provider](tier, http, api_key)
+    if tier.tool_calls == "prompted":
+        from choreo.models.providers.prompted import PromptedTools
+
+        profile = PromptedTools(profile, tier)
+    return profile
