@@ -164,7 +164,7 @@ async def replication_factor(
             if entry[0] == "default.replication.factor":
                 return int(entry[1])
     except KafkaError as exc:
-        log.info("no broker config to read, one replica", extra={"error": str(exc)})
+        log.debug("no broker config to read, one replica", extra={"reason": str(exc)})
     finally:
         await admin.close()
     return 1

@@ -185,6 +185,11 @@ class ModelTier(_Strict):
             raise ValueError(
                 "first_token_timeout_s and idle_timeout_s bound streamed answers: set stream: true"
             )
+        if self.provider == "anthropic" and self.structured_output is not None:
+            raise ValueError(
+                "structured_output is the OpenAI chat API's response_format, which Anthropic's "
+                "Messages API does not take: leave it unset (tools are called natively)"
+            )
         if self.tool_calls == "prompted" and self.structured_output is None:
             raise ValueError(
                 "tool_calls: prompted holds the answer to a JSON schema: set structured_output"

@@ -99,6 +99,17 @@ def test_an_azure_tier_without_deployment_or_api_version_fails_the_spec() -> Non
         tier(provider="azure", base_url="https://example.openai.azure.com")
 
 
+def test_an_anthropic_tier_asking_for_json_schemas_fails_the_spec() -> None:
+    with pytest.raises(ValidationError, match="Messages API does not take"):
+        tier(
+            provider="anthropic",
+            base_url="https://api.anthropic.com",
+            structured_output="json_schema",
+        )
+    with pytest.raises(ValidationError, match="set structured_output"):
+        tier(provider="anthropic", base_url="https://api.anthropic.com", tool_calls="prompted")
+
+
 def test_stream_timeouts_on_a_tier_that_does_not_stream_fail_the_spec() -> None:
     with pytest.raises(ValidationError, match="set stream: true"):
         tier(base_url="http://localhost:8080/v1", idle_timeout_s=30)
