@@ -8,6 +8,7 @@ service starts; then they are created, and each topic's result is checked.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Collection
 from typing import Any
@@ -22,6 +23,11 @@ from choreo.schemas.topics import Topics
 from choreo.spec.mesh import MeshSpec, TopicsSpec
 
 log = logging.getLogger(__name__)
+
+#: How long topic creation waits for the cluster's metadata to list the topics it created,
+#: and how often it asks meanwhile.
+LISTED_TIMEOUT_S = 30.0
+LISTED_POLL_S = 0.1
 
 #: CreateTopics error codes that mean "nothing to do": TOPIC_ALREADY_EXISTS (another process
 #: created it between our listing and our request).
@@ -138,9 +144,30 @@ async def ensure_topics(
             return []
         if failed := refusals(await admin.create_topics(missing)):
             raise _refused(failed, created=True)
-        return [t.name for t in missing]
+        created = [t.name for t in missing]
+        await _until_listed(admin, created)
+        return created
     finally:
         await admin.close()
+
+
+async def _until_listed(
+    admin: AIOKafkaAdminClient, names: list[str], timeout_s: float = LISTED_TIMEOUT_S
+) -> None:
+    """Return once the cluster's metadata lists every one of ``names``.
+
+    A broker answers CreateTopics once the controller has the topics, and learns of them a
+    moment later (Kafka's AdminClient documents the delay), so a client that asks straight
+    after may not find them. Past ``timeout_s`` this logs and returns: a client's own
+    metadata refresh still finds them later.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not set(names) <= set(await admin.list_topics()):
+        if loop.time() >= deadline:
+            log.warning("created topics not yet in the cluster's metadata", extra={"topics": names})
+            return
+        await asyncio.sleep(LISTED_POLL_S)  # polling the metadata, bounded by the deadline
 
 
 async def replication_factor(
