@@ -65,6 +65,14 @@ def test_the_request_describes_the_tools_and_holds_the_answer_to_a_call_or_an_an
     assert answer["properties"] == {"answer": {"type": "string"}}
 
 
+def test_a_tool_without_a_description_is_listed_by_its_name() -> None:
+    bare = {"type": "function", "function": {"name": "ping", "description": None}}
+
+    system = request([bare])["messages"][0]["content"]
+
+    assert "\n- ping\n" in system and "None" not in system
+
+
 def test_a_request_without_tools_or_tool_turns_is_left_as_it_is() -> None:
     body = request(None)
 

@@ -131,7 +131,10 @@ def described(messages: list[Message], tools: list[dict[str, Any]]) -> list[Mess
     for tool in tools:
         function = tool["function"]
         parameters = json.dumps(function.get("parameters") or {"type": "object"})
-        lines.append(f"- {function['name']}: {function.get('description', '')}".rstrip(": "))
+        description = function.get("description")  # MCP tools may have none
+        lines.append(
+            f"- {function['name']}: {description}" if description else f"- {function['name']}"
+        )
         lines.append(f"  arguments: {parameters}")
     lines.append(
         'To call a tool, reply with {"tool": its name, "arguments": {...}}. '
