@@ -154,6 +154,8 @@ def test_definitions_of_the_tools_parameters_move_to_the_root_and_clashes_take_a
     paint, dye, _ = schema["anyOf"]
     assert paint["properties"]["arguments"]["properties"] == {"color": {"$ref": "#/$defs/Color"}}
     assert dye["properties"]["arguments"] == {"type": "object"}
+    malformed = {"name": "odd", "parameters": {"type": "object", "$defs": ["not", "a", "map"]}}
+    assert "$defs" not in call_or_answer([{"type": "function", "function": malformed}])
 
 
 def _call(call_id: str, name: str) -> dict[str, Any]:

@@ -160,7 +160,8 @@ def call_or_answer(tools: list[dict[str, Any]]) -> dict[str, Any]:
     for tool in tools:
         function = tool["function"]
         parameters = dict(function.get("parameters") or {"type": "object"})
-        own = parameters.pop("$defs", {})
+        own = parameters.pop("$defs", None)
+        own = own if isinstance(own, dict) else {}  # a server's schema is not ours to trust
         if any(definitions.get(name, value) != value for name, value in own.items()):
             parameters = {"type": "object"}
         else:
