@@ -1,18 +1,21 @@
 """How one run is isolated: the tools it needs and the exact command line that confines it.
 
-The command is ``prlimit <rlimits> -- bwrap <namespaces, mounts, seccomp> -- python main.py``.
-``prlimit`` sets the limits on itself and execs bubblewrap, so every process of the run
+The command is ``python -c <reaper> FD prlimit <rlimits> -- bwrap <namespaces, mounts,
+seccomp> -- python main.py``. The reaper (choreo.sandbox.reaper) ends the run when the service
+ends; ``prlimit`` sets the limits on itself and execs bubblewrap, so every process of the run
 inherits them; bubblewrap builds an empty root holding read-only system directories and a
 size-limited tmpfs, in fresh namespaces (no network), as an unprivileged user.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from choreo.sandbox import reaper
 from choreo.sandbox.seccomp import UnsupportedArch, compile_filter
 from choreo.tools.sandbox.limits import MIB, SandboxLimits, default_python
 
@@ -44,6 +47,7 @@ class Toolchain:
     prlimit: str
     python: Path
     seccomp: bytes
+    reaper: str  # the source of choreo.sandbox.reaper, run with ``python -c``
 
     def missing(self) -> str | None:
         """Re-check, cheaply, that the tools are still there (called before every run)."""
@@ -74,25 +78,39 @@ def locate(limits: SandboxLimits) -> Toolchain:
         seccomp = compile_filter()
     except UnsupportedArch as exc:
         raise IsolationUnavailable(str(exc)) from exc
-    return Toolchain(bwrap=bwrap, prlimit=prlimit, python=Path(python).resolve(), seccomp=seccomp)
+    return Toolchain(
+        bwrap=bwrap,
+        prlimit=prlimit,
+        python=Path(python).resolve(),
+        seccomp=seccomp,
+        reaper=inspect.getsource(reaper),
+    )
 
 
 @dataclass(frozen=True)
 class RunFds:
-    """Descriptors handed to bubblewrap for one run (all passed with ``pass_fds``)."""
+    """Descriptors handed to the reaper (``lifeline``, the read end of a pipe whose write end
+    only the service holds) and to bubblewrap (the rest); all passed with ``pass_fds``."""
 
+    lifeline: int
     seccomp: int
     status: int
     code: int
     files: dict[str, int]
 
     def passed(self) -> tuple[int, ...]:
-        return (self.seccomp, self.status, self.code, *self.files.values())
+        return (self.lifeline, self.seccomp, self.status, self.code, *self.files.values())
 
 
 def command(tools: Toolchain, limits: SandboxLimits, fds: RunFds) -> list[str]:
     """The full argv of one run."""
     return [
+        str(tools.python),
+        "-I",
+        "-S",
+        "-c",
+        tools.reaper,
+        str(fds.lifeline),
         *_rlimits(tools, limits),
         "--",
         tools.bwrap,

@@ -1,8 +1,10 @@
 """One confined run: spawn, feed stdin, keep bounded output, enforce the wall clock, classify.
 
-The run's process group is the prlimit/bubblewrap process; killing it makes bubblewrap's
-child (pid 1 of the run's pid namespace, started with ``--die-with-parent``) die, and the
-kernel then kills every process left in that namespace — a fork bomb included.
+A run is ended through its reaper (choreo.sandbox.reaper): releasing the run's lifeline, or
+this process ending, has the reaper SIGKILL bubblewrap and its child (pid 1 of the run's pid
+namespace), and the kernel then kills every process left in that namespace — a fork bomb
+included. Should the reaper not answer, the run's process group is SIGKILLed instead, and
+bubblewrap's child, re-parented to this process, is killed by ``_reap``.
 """
 
 from __future__ import annotations
@@ -24,11 +26,26 @@ from choreo.tools.sandbox.protocol import RunRequest, SandboxResult
 
 PR_SET_CHILD_SUBREAPER = 36
 DRAIN_S = 5.0  # after the run ends, how long its pipes may take to close
+REAPER_GRACE_S = 5.0  # after its lifeline is released, how long the reaper may take to end
 SIGNAL_REASONS: dict[int, str] = {
     signal.SIGXCPU: "CPU time limit reached",
     signal.SIGXFSZ: "file size limit reached",
     signal.SIGKILL: "killed (SIGKILL)",
 }
+
+
+@dataclass
+class Lifeline:
+    """The write end of a run's lifeline pipe (choreo.sandbox.reaper), held by this process
+    alone: the reaper ends the run once it is released, or once this process ends."""
+
+    fd: int | None
+
+    def release(self) -> None:
+        """Close the write end (once; later calls do nothing)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 @dataclass
@@ -46,7 +63,7 @@ async def execute(
     tools: Toolchain, limits: SandboxLimits, request: RunRequest, timeout_s: float
 ) -> SandboxResult:
     """Run ``request`` confined; never raises for anything the code does."""
-    with _run_fds(tools, request) as (fds, status_read):
+    with _run_fds(tools, request) as (fds, status_read, lifeline):
         started = time.monotonic()
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -63,12 +80,11 @@ async def execute(
             return SandboxResult(status="refused", reason=f"cannot start the sandbox: {exc}")
         try:
             timed_out, out, err = await _supervise(
-                proc, request.stdin.encode(), timeout_s, limits.output_bytes
+                proc, lifeline, request.stdin.encode(), timeout_s, limits.output_bytes
             )
         finally:
             if proc.returncode is None:
-                _kill(proc)
-                await proc.wait()
+                await _end(proc, lifeline)
         duration_ms = int((time.monotonic() - started) * 1000)
         child_pid = _read_status(status_read).get("child-pid")
     if isinstance(child_pid, int):
@@ -112,9 +128,9 @@ def _identity(limits: SandboxLimits) -> dict[str, Any]:
 
 
 @contextmanager
-def _run_fds(tools: Toolchain, request: RunRequest) -> Iterator[tuple[RunFds, int]]:
-    """Memory files for the filter, the code and each input file, and bubblewrap's status
-    pipe (its read end is the second value); all closed on exit."""
+def _run_fds(tools: Toolchain, request: RunRequest) -> Iterator[tuple[RunFds, int, Lifeline]]:
+    """Memory files for the filter, the code and each input file, bubblewrap's status pipe
+    (its read end is the second value) and the reaper's lifeline; all closed on exit."""
     opened: list[int] = []
 
     def memfd(name: str, data: bytes) -> int:
@@ -127,21 +143,29 @@ def _run_fds(tools: Toolchain, request: RunRequest) -> Iterator[tuple[RunFds, in
 
     try:
         status_read, status_write = os.pipe()
-        opened += (status_read, status_write)
+        lifeline_read, lifeline_write = os.pipe()  # the write end is never inherited
+        lifeline = Lifeline(lifeline_write)
+        opened += (status_read, status_write, lifeline_read)
         fds = RunFds(
+            lifeline=lifeline_read,
             seccomp=memfd("seccomp", tools.seccomp),
             status=status_write,
             code=memfd("main.py", request.code.encode()),
             files={name: memfd("file", body.encode()) for name, body in request.files.items()},
         )
-        yield fds, status_read
+        yield fds, status_read, lifeline
     finally:
+        lifeline.release()
         for fd in opened:
             os.close(fd)
 
 
 async def _supervise(
-    proc: asyncio.subprocess.Process, stdin: bytes, timeout_s: float, limit: int
+    proc: asyncio.subprocess.Process,
+    lifeline: Lifeline,
+    stdin: bytes,
+    timeout_s: float,
+    limit: int,
 ) -> tuple[bool, Captured, Captured]:
     assert proc.stdin and proc.stdout and proc.stderr
     out = asyncio.create_task(_capture(proc.stdout, limit))
@@ -152,8 +176,7 @@ async def _supervise(
         await asyncio.wait_for(proc.wait(), timeout_s)
     except TimeoutError:
         timed_out = True
-        _kill(proc)
-        await proc.wait()
+        await _end(proc, lifeline)
     _done, pending = await asyncio.wait((out, err, feed), timeout=DRAIN_S)
     for task in pending:
         task.cancel()
@@ -185,9 +208,16 @@ async def _feed(stream: asyncio.StreamWriter, data: bytes) -> None:
         pass
 
 
-def _kill(proc: asyncio.subprocess.Process) -> None:
-    with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+async def _end(proc: asyncio.subprocess.Process, lifeline: Lifeline) -> None:
+    """End the run: release its lifeline, so its reaper kills and reaps every process of it;
+    should the reaper not end in time, SIGKILL the run's process group."""
+    lifeline.release()
+    try:
+        await asyncio.wait_for(proc.wait(), REAPER_GRACE_S)
+    except TimeoutError:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
 
 
 def _read_status(fd: int) -> dict[str, Any]:

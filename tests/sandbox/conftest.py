@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -23,8 +24,9 @@ TIGHT = {
 
 @pytest.fixture(scope="session")
 def sandbox_limits() -> dict[str, str]:
-    max_processes = processes_of(sandbox_host_uid()) + RUN_PROCESSES
-    return {**TIGHT, "CHOREO_SANDBOX_MAX_PROCESSES": str(max_processes)}
+    uid = sandbox_host_uid()
+    limits = {**TIGHT, "CHOREO_SANDBOX_MAX_PROCESSES": str(processes_of(uid) + RUN_PROCESSES)}
+    return {**limits, "CHOREO_SANDBOX_HOST_UID": str(uid)} if os.geteuid() == 0 else limits
 
 
 @pytest.fixture(scope="session")

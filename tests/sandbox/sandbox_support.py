@@ -90,16 +90,29 @@ def start_service(
     return Service(process, None, address)
 
 
+#: As root, each xdist worker's sandbox services run code as their own host uid, 61000 + the
+#: worker's number: the processes a test counts, and the RLIMIT_NPROC its runs share, are then
+#: its own, whatever other test files run sandboxes at the same time (they keep 65534).
+WORKER_UID_BASE = 61000
+
+
 def sandbox_host_uid() -> int:
-    """The host uid runs execute as: the service drops root to 65534, else keeps its own."""
-    return 65534 if os.geteuid() == 0 else os.getuid()
+    """The host uid this test process's sandbox services run code as (see ``WORKER_UID_BASE``);
+    not root, runs keep the tests' own uid."""
+    if os.geteuid() != 0:
+        return os.getuid()
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    return WORKER_UID_BASE + int(worker)
 
 
 def sandbox_processes() -> list[int]:
-    """Pids (threads included) of the sandbox's host uid living in a deeper pid namespace than
-    the tests: the processes of sandbox runs, wherever they might have escaped to."""
-    own_depth = len(_status_fields(Path("/proc/self/status"))["NSpid"])
+    """Pids of this test process's sandbox runs, wherever they might have escaped to.
+
+    As root, every process of the worker's sandbox uid: the run's reaper and bubblewrap as
+    well as the processes inside. Otherwise the tests' own uid's processes in a deeper pid
+    namespace than the tests (the runs of every worker)."""
     uid = str(sandbox_host_uid())
+    own_depth = 0 if os.geteuid() == 0 else len(_status_fields(Path("/proc/self/status"))["NSpid"])
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
