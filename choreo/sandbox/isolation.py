@@ -1,6 +1,6 @@
 """How one run is isolated: the tools it needs and the exact command line that confines it.
 
-The command is ``python -c <reaper> FD prlimit <rlimits> -- bwrap <namespaces, mounts,
+The command is ``python -I -S -c <reaper> FD prlimit <rlimits> -- bwrap <namespaces, mounts,
 seccomp> -- python main.py``. The reaper (choreo.sandbox.reaper) ends the run when the service
 ends; ``prlimit`` sets the limits on itself and execs bubblewrap, so every process of the run
 inherits them; bubblewrap builds an empty root holding read-only system directories and a
@@ -78,12 +78,16 @@ def locate(limits: SandboxLimits) -> Toolchain:
         seccomp = compile_filter()
     except UnsupportedArch as exc:
         raise IsolationUnavailable(str(exc)) from exc
+    try:
+        reaper_source = inspect.getsource(reaper)
+    except OSError as exc:  # an install without the module's source
+        raise IsolationUnavailable(f"the run's reaper has no source to run: {exc}") from exc
     return Toolchain(
         bwrap=bwrap,
         prlimit=prlimit,
         python=Path(python).resolve(),
         seccomp=seccomp,
-        reaper=inspect.getsource(reaper),
+        reaper=reaper_source,
     )
 
 

@@ -12,9 +12,10 @@ SIGKILL included; the reaper then SIGKILLs every process under it. It is a child
 bubblewrap's namespace init, is re-parented to it and cannot slip away.
 
 It runs as ``python -I -S -c <this module's source> LIFELINE_FD COMMAND...``, as the
-sandbox's host user, who may not be able to read the installed package: the standard library
-only, and few modules of it (it starts before every run). Its exit mirrors the command's: the
-same exit code, or death by the same signal.
+sandbox's host user, who may not be able to read the installed package, with the sandbox's
+interpreter: the standard library only, and few modules of it (it starts before every run).
+Its exit mirrors the command's: the same exit code, or death by the same signal. Its own
+errors go to the run's stderr.
 """
 
 from __future__ import annotations
@@ -23,11 +24,14 @@ import ctypes
 import os
 import resource
 import select
+import signal
 import sys
 
 PR_SET_CHILD_SUBREAPER = 36
-SIGKILL = 9  # the number on every Linux ABI; the signal module costs 4 ms to import
 NO_COMMAND = 127
+#: Python ignores these at start-up; the command gets them back at their defaults, as
+#: ``subprocess`` gives its children (``restore_signals``).
+RESTORED = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def main(argv: list[str]) -> None:
@@ -37,41 +41,45 @@ def main(argv: list[str]) -> None:
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         sys.exit(f"reaper: prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # mirroring a fatal signal dumps no core
-    child = os.fork()
-    if child == 0:
-        os.close(lifeline)
-        try:
-            os.execvp(command[0], command)
-        except OSError as exc:
-            os.write(2, f"reaper: cannot run {command[0]}: {exc}\n".encode())
-        os._exit(NO_COMMAND)
-    _keep_only(lifeline)
-    ended = select.poll()
-    ended.register(lifeline, select.POLLIN)
     try:
-        ended.register(os.pidfd_open(child), select.POLLIN)
-        look_every_ms = None
-    except OSError:  # a kernel before 5.3 has no pidfd: look at the child now and then
-        look_every_ms = 20
-    while True:
-        if any(fd == lifeline for fd, _ in ended.poll(look_every_ms)):  # the service let go
-            _kill_everything_under_us()
-            os._exit(128 + SIGKILL)
-        reaped, status = os.waitpid(child, os.WNOHANG)
-        if reaped:
-            break
-    _kill_everything_under_us()  # an orphan of the run, re-parented to us
+        child = os.posix_spawnp(
+            command[0],
+            command,
+            os.environ,
+            file_actions=[(os.POSIX_SPAWN_CLOSE, lifeline)],
+            setsigdef=RESTORED,
+        )
+    except OSError as exc:
+        os.write(2, f"reaper: cannot run {command[0]}: {exc}\n".encode())
+        os._exit(NO_COMMAND)
+    try:
+        status = _wait(child, lifeline)
+    except BaseException as exc:  # whatever went wrong, nothing may outlive us
+        os.write(2, f"reaper: {exc!r}; killing the run\n".encode())
+        status = None
+    _kill_everything_under_us()
+    if status is None:
+        os._exit(128 + signal.SIGKILL)
     _exit_like(status)
 
 
-def _keep_only(lifeline: int) -> None:
-    """Drop every descriptor but the lifeline: the run's pipes and files are the command's,
-    and the service sees the run's output end when the run's own processes end."""
-    with open(os.devnull, "rb+") as null:
-        for fd in (0, 1, 2):
-            os.dup2(null.fileno(), fd)
-    os.closerange(3, lifeline)
+def _wait(child: int, lifeline: int) -> int | None:
+    """The command's wait status once it ends, or None once the lifeline is let go of."""
+    os.closerange(3, lifeline)  # the run's files are the command's, not ours
     os.closerange(lifeline + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    ended = select.poll()
+    ended.register(lifeline, select.POLLIN)
+    look_every_ms: int | None = None
+    try:
+        ended.register(os.pidfd_open(child), select.POLLIN)
+    except (OSError, AttributeError):  # no pidfd (Linux < 5.3, Python < 3.9): look now and then
+        look_every_ms = 20
+    while True:
+        if any(fd == lifeline for fd, _ in ended.poll(look_every_ms)):  # the service let go
+            return None
+        reaped, status = os.waitpid(child, os.WNOHANG)
+        if reaped:
+            return status
 
 
 def _kill_everything_under_us() -> None:
@@ -81,9 +89,9 @@ def _kill_everything_under_us() -> None:
     while True:
         try:
             if os.waitpid(-1, os.WNOHANG)[0] == 0:  # one still runs
-                for pid in _children():
+                for pid in children(os.getpid()):
                     try:
-                        os.kill(pid, SIGKILL)
+                        os.kill(pid, signal.SIGKILL)
                     except ProcessLookupError:
                         continue
                 os.waitpid(-1, 0)
@@ -91,9 +99,10 @@ def _kill_everything_under_us() -> None:
             return
 
 
-def _children() -> list[int]:
-    """Our children's pids, from each process's ``stat`` (the parent pid follows the name)."""
-    me, found = os.getpid(), []
+def children(parent: int, group: int | None = None) -> list[int]:
+    """The pids whose parent is ``parent`` (and, given ``group``, whose process group it is),
+    from each process's ``/proc/PID/stat``: state, parent and group follow the name."""
+    found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -102,20 +111,20 @@ def _children() -> list[int]:
                 fields = stat.read().rpartition(b")")[2].split()
         except OSError:  # ended while we looked
             continue
-        if int(fields[1]) == me:
+        if int(fields[1]) == parent and group in (None, int(fields[2])):
             found.append(int(name))
     return found
 
 
 def _exit_like(status: int) -> None:
+    """Exit as the command did: its exit code, or death by its signal."""
     if os.WIFSIGNALED(status):
-        import signal  # only here, where a run ended by a signal, to keep every start fast
-
         number = os.WTERMSIG(status)
-        signal.signal(number, signal.SIG_DFL)
+        if number not in (signal.SIGKILL, signal.SIGSTOP):  # these have no handler to reset
+            signal.signal(number, signal.SIG_DFL)
         os.kill(os.getpid(), number)
         os._exit(128 + number)  # a signal whose default is not to end the process
-    os._exit(os.waitstatus_to_exitcode(status))
+    os._exit(os.WEXITSTATUS(status))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 A run is ended through its reaper (choreo.sandbox.reaper): releasing the run's lifeline, or
 this process ending, has the reaper SIGKILL bubblewrap and its child (pid 1 of the run's pid
 namespace), and the kernel then kills every process left in that namespace — a fork bomb
-included. Should the reaper not answer, the run's process group is SIGKILLed instead, and
-bubblewrap's child, re-parented to this process, is killed by ``_reap``.
+included. Should the reaper not answer, or be killed, the run's process group is SIGKILLed
+and what it leaves to this process is reaped (``_reap_group``, ``_reap``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from choreo.sandbox.isolation import RunFds, Toolchain, command
+from choreo.sandbox.reaper import children
 from choreo.tools.sandbox.limits import SandboxLimits
 from choreo.tools.sandbox.protocol import RunRequest, SandboxResult
 
@@ -87,6 +88,8 @@ async def execute(
                 await _end(proc, lifeline)
         duration_ms = int((time.monotonic() - started) * 1000)
         child_pid = _read_status(status_read).get("child-pid")
+    if proc.returncode is not None and proc.returncode < 0:
+        await _reap_group(proc.pid)
     if isinstance(child_pid, int):
         await _reap(child_pid)
     return _classify(
@@ -141,11 +144,12 @@ def _run_fds(tools: Toolchain, request: RunRequest) -> Iterator[tuple[RunFds, in
         os.lseek(fd, 0, os.SEEK_SET)
         return fd
 
+    lifeline = Lifeline(None)
     try:
         status_read, status_write = os.pipe()
-        lifeline_read, lifeline_write = os.pipe()  # the write end is never inherited
-        lifeline = Lifeline(lifeline_write)
-        opened += (status_read, status_write, lifeline_read)
+        opened += (status_read, status_write)
+        lifeline_read, lifeline.fd = os.pipe()  # the write end is never inherited
+        opened.append(lifeline_read)
         fds = RunFds(
             lifeline=lifeline_read,
             seccomp=memfd("seccomp", tools.seccomp),
@@ -218,6 +222,17 @@ async def _end(proc: asyncio.subprocess.Process, lifeline: Lifeline) -> None:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
+
+
+async def _reap_group(pgid: int) -> None:
+    """After a reaper died by a signal (``_end``'s SIGKILL, or one from outside), kill what is
+    left of its process group and reap it: bubblewrap, re-parented to this process, would stay
+    a zombie counting against the sandbox uid's RLIMIT_NPROC."""
+    with suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    for pid in children(os.getpid(), pgid):
+        with suppress(ChildProcessError):
+            await asyncio.to_thread(os.waitpid, pid, 0)
 
 
 def _read_status(fd: int) -> dict[str, Any]:

@@ -38,10 +38,8 @@ def reaped(script: str) -> Iterator[tuple[subprocess.Popen[str], Callable[[], No
     try:
         yield process, let_go
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
-        let_go()
+        let_go()  # the reaper kills whatever a failed test left running
+        process.wait(timeout=30)
 
 
 def alive(pid: int) -> bool:
@@ -58,9 +56,10 @@ def test_the_reaper_exits_with_its_command_s_exit_code(code: int) -> None:
         assert process.wait(timeout=30) == code
 
 
-def test_the_reaper_dies_by_the_signal_its_command_died_by() -> None:
-    with reaped("kill -USR1 $$") as (process, _lifeline):
-        assert process.wait(timeout=30) == -signal.SIGUSR1
+@pytest.mark.parametrize("number", [signal.SIGUSR1, signal.SIGKILL])
+def test_the_reaper_dies_by_the_signal_its_command_died_by(number: int) -> None:
+    with reaped(f"kill -{number} $$") as (process, _lifeline):
+        assert process.wait(timeout=30) == -number
 
 
 def test_a_process_the_command_left_behind_dies_with_the_reaper() -> None:

@@ -4,7 +4,9 @@ was doing: a run's processes end with the service that started them (docs/SANDBO
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -55,6 +57,33 @@ def test_a_run_dies_with_its_sandbox_service_killed_by_sigkill(
     assert not caller.is_alive()
 
 
+def test_a_run_dies_with_its_service_killed_before_bubblewrap_set_its_own_signal(
+    tmp_path: Path, sandbox_limits: dict[str, str]
+) -> None:
+    """The window made certain: bubblewrap is started through a script that stops itself
+    first, the service is killed while it is stopped, and then it goes on to start the run,
+    with no parent left for its ``--die-with-parent`` to follow."""
+    folder = Path(tempfile.mkdtemp(prefix="choreo-bwrap-"))  # the sandbox's host user reads it
+    try:
+        folder.chmod(0o755)
+        hold, script = folder / "hold", folder / "bwrap"
+        bwrap = shutil.which("bwrap")
+        script.write_text(f'#!/bin/sh\n[ -e {hold} ] && kill -STOP $$\nexec {bwrap} "$@"\n')
+        script.chmod(0o755)
+        env = {**sandbox_limits, "CHOREO_SANDBOX_BWRAP": str(script)}
+        service = start_service(socket=tmp_path / "api.sock", env=env)
+        hold.touch()  # from now on (the service's start-up probe ran unheld)
+        start_run(service)
+        try:
+            stopped = wait_until(_stopped, 30, interval=0.05, message="bubblewrap, held")
+        finally:
+            kill(service)
+        _signal_all(signal.SIGCONT, stopped)
+        wait_until(lambda: not sandbox_processes(), 10, interval=0.1, message="the run to end")
+    finally:
+        shutil.rmtree(folder)
+
+
 @pytest.mark.parametrize("after_ms", [0, 1, 2, 5, 10, 20, 50])
 def test_a_run_dies_with_its_service_killed_while_the_run_is_being_set_up(
     tmp_path: Path, sandbox_limits: dict[str, str], after_ms: int
@@ -74,6 +103,39 @@ def test_a_run_dies_with_its_service_killed_while_the_run_is_being_set_up(
         kill(service)
         _signal_all(signal.SIGCONT, frozen)
     wait_until(lambda: not sandbox_processes(), 10, interval=0.1, message="the run to end")
+
+
+def test_a_run_whose_reaper_is_killed_ends_and_leaves_nothing_behind(sandbox: Service) -> None:
+    """A reaper killed from outside (the OOM killer, an operator) ends its run as killed, and
+    the service reaps what it leaves: no zombie counts against the sandbox uid's limit."""
+    results: list[object] = []
+    caller = threading.Thread(target=lambda: results.append(sandbox.run(SLEEPS, timeout_s=25)))
+    caller.start()
+    wait_until(lambda: b"main.py" in _commands(), 30, interval=0.1, message="the code")
+    (reaper,) = [pid for pid in sandbox_processes() if _parent(pid) == sandbox.process.pid]
+    os.kill(reaper, signal.SIGKILL)
+    caller.join(timeout=30)
+    assert [getattr(result, "status", result) for result in results] == ["killed"]
+    wait_until(lambda: not sandbox_processes(), 10, interval=0.1, message="the run to end")
+
+
+def _stopped() -> list[int]:
+    """The run's processes that are stopped (state T)."""
+    found = []
+    for pid in sandbox_processes():
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T":
+                found.append(pid)
+        except OSError:  # ended while we looked
+            continue
+    return found
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+    except OSError:  # ended while we looked
+        return 0
 
 
 def _signal_all(number: int, also: tuple[int, ...] | list[int] = ()) -> list[int]:
