@@ -9,7 +9,6 @@ size-limited tmpfs, in fresh namespaces (no network), as an unprivileged user.
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 from dataclasses import dataclass
@@ -79,7 +78,7 @@ def locate(limits: SandboxLimits) -> Toolchain:
     except UnsupportedArch as exc:
         raise IsolationUnavailable(str(exc)) from exc
     try:
-        reaper_source = inspect.getsource(reaper)
+        reaper_source = Path(reaper.__file__).read_text()
     except OSError as exc:  # an install without the module's source
         raise IsolationUnavailable(f"the run's reaper has no source to run: {exc}") from exc
     return Toolchain(

@@ -126,6 +126,14 @@ def sandbox_processes() -> list[int]:
     return sorted(found)
 
 
+def process_state(pid: int) -> str | None:
+    """``pid``'s state letter from ``/proc/PID/stat`` (R, S, T, Z, ...), or None once gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return None
+
+
 def processes_of(uid: int) -> int:
     """How many tasks (threads count against RLIMIT_NPROC) the host has for ``uid``."""
     count = 0

@@ -3,18 +3,19 @@ nothing it started outlives it, whether the command ends or the service lets go.
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from choreo.sandbox import reaper
 from tests.conftest import wait_until
+from tests.sandbox.sandbox_support import process_state
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox is Linux only")
 
@@ -24,7 +25,7 @@ def reaped(script: str) -> Iterator[tuple[subprocess.Popen[str], Callable[[], No
     """Run ``sh -c script`` under the reaper; yield the reaper and what lets go of its
     lifeline (closes the write end, as the service does; done on exit if not before)."""
     read_end, write_end = os.pipe()
-    argv = [sys.executable, "-I", "-S", "-c", inspect.getsource(reaper), str(read_end)]
+    argv = [sys.executable, "-I", "-S", "-c", Path(reaper.__file__).read_text(), str(read_end)]
     process = subprocess.Popen(
         [*argv, "sh", "-c", script], pass_fds=(read_end,), stdout=subprocess.PIPE, text=True
     )
@@ -43,11 +44,7 @@ def reaped(script: str) -> Iterator[tuple[subprocess.Popen[str], Callable[[], No
 
 
 def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    return process_state(pid) not in (None, "Z")
 
 
 @pytest.mark.parametrize("code", [0, 3, 125])

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from choreo.sandbox.reaper import children
 from tests.conftest import wait_until
-from tests.sandbox.sandbox_support import Service, requires_bwrap, sandbox_processes, start_service
+from tests.sandbox.sandbox_support import (
+    Service,
+    process_state,
+    requires_bwrap,
+    sandbox_processes,
+    start_service,
+)
 
 pytestmark = [requires_bwrap, pytest.mark.integration]
 
@@ -112,7 +119,7 @@ def test_a_run_whose_reaper_is_killed_ends_and_leaves_nothing_behind(sandbox: Se
     caller = threading.Thread(target=lambda: results.append(sandbox.run(SLEEPS, timeout_s=25)))
     caller.start()
     wait_until(lambda: b"main.py" in _commands(), 30, interval=0.1, message="the code")
-    (reaper,) = [pid for pid in sandbox_processes() if _parent(pid) == sandbox.process.pid]
+    (reaper,) = set(children(sandbox.process.pid)) & set(sandbox_processes())
     os.kill(reaper, signal.SIGKILL)
     caller.join(timeout=30)
     assert [getattr(result, "status", result) for result in results] == ["killed"]
@@ -121,21 +128,7 @@ def test_a_run_whose_reaper_is_killed_ends_and_leaves_nothing_behind(sandbox: Se
 
 def _stopped() -> list[int]:
     """The run's processes that are stopped (state T)."""
-    found = []
-    for pid in sandbox_processes():
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "T":
-                found.append(pid)
-        except OSError:  # ended while we looked
-            continue
-    return found
-
-
-def _parent(pid: int) -> int:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-    except OSError:  # ended while we looked
-        return 0
+    return [pid for pid in sandbox_processes() if process_state(pid) == "T"]
 
 
 def _signal_all(number: int, also: tuple[int, ...] | list[int] = ()) -> list[int]:
